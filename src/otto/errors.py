@@ -1,0 +1,99 @@
+"""otto's exceptions: one shallow tree, so callers catch what they can act on.
+
+::
+
+    OttoError
+    ├── ConnectError            could not reach, log in to, or start a shell on a host
+    │   ├── AuthenticationError     the host refused the credentials
+    │   └── HostKeyError            the host key is unknown or does not match known_hosts
+    ├── ConnectionLost          the link to a running shell dropped
+    ├── SessionClosed           a session was used after close()
+    ├── ExpectTimeout           expect() saw no match in time (also a TimeoutError)
+    ├── TransferError           put()/get() could not move a file
+    └── LabError                a lab file is invalid (names the file, host and field)
+
+Errors raised by the libraries below otto (asyncssh, telnetlib3, OS errors) are
+translated at the transport boundary, so users only ever see this tree.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthenticationError",
+    "ConnectError",
+    "ConnectionLost",
+    "ExpectTimeout",
+    "HostKeyError",
+    "LabError",
+    "OttoError",
+    "SessionClosed",
+    "TransferError",
+]
+
+_TAIL = 300
+
+
+def tail(text: str, limit: int = _TAIL) -> str:
+    """The last ``limit`` characters of ``text``, marked when cut, for error messages."""
+    if len(text) <= limit:
+        return text
+    return "..." + text[-limit:]
+
+
+class OttoError(Exception):
+    """Base of every error otto raises."""
+
+
+class ConnectError(OttoError):
+    """A host could not be reached, logged in to, or given a working shell."""
+
+    def __init__(self, host: str, reason: str) -> None:
+        super().__init__(f"{host}: {reason}")
+        self.host = host
+        self.reason = reason
+
+
+class AuthenticationError(ConnectError):
+    """The host refused the credentials."""
+
+
+class HostKeyError(ConnectError):
+    """The host's key is not in known_hosts or does not match it."""
+
+
+class ConnectionLost(OttoError):
+    """The link to a running shell dropped while otto was using it."""
+
+    def __init__(self, host: str, reason: str, received: str = "") -> None:
+        msg = f"{host}: {reason}"
+        if received:
+            msg += f"; received before: {tail(received)!r}"
+        super().__init__(msg)
+        self.host = host
+        self.reason = reason
+        self.received = received
+
+
+class SessionClosed(OttoError):
+    """A session was used after it was closed."""
+
+
+class ExpectTimeout(OttoError, TimeoutError):
+    """``expect`` saw no match in time; ``received`` holds what did arrive."""
+
+    def __init__(self, where: str, pattern: str, timeout: float, received: str) -> None:
+        super().__init__(
+            f"{where}: no match for {pattern!r} within {timeout:g}s; "
+            f"received {len(received)} chars: {tail(received)!r}"
+        )
+        self.pattern = pattern
+        self.timeout = timeout
+        self.received = received
+
+
+class TransferError(OttoError):
+    """A file could not be copied to or from a host."""
+
+
+class LabError(OttoError):
+    """A lab file is invalid; the message names the file, the host and the field."""

@@ -1,0 +1,103 @@
+"""Result records: what a command, a list of commands, or a transfer came to."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+__all__ = ["CommandStatus", "RunResult", "Status", "TransferResult"]
+
+
+class Status(enum.Enum):
+    """How a command ended. Ordered so that ``max`` gives the worst."""
+
+    Success = 0
+    """It ran and exited 0."""
+    Failed = 1
+    """It ran and exited non-zero."""
+    Error = 2
+    """It could not run or finish: timeout, connection lost, session closed."""
+
+    @property
+    def is_ok(self) -> bool:
+        """True only for ``Success``."""
+        return self is Status.Success
+
+    @classmethod
+    def worst(cls, statuses: Sequence[Status]) -> Status:
+        """The worst of ``statuses``; ``Success`` when there are none."""
+        return max(statuses, key=lambda s: s.value, default=cls.Success)
+
+
+@dataclass(frozen=True, slots=True)
+class CommandStatus:
+    """One command's outcome.
+
+    ``output`` is stdout and stderr as a terminal would show them: no echo, no
+    prompt, ``\\r\\n`` folded to ``\\n``, at most one trailing newline stripped.
+    ``retcode`` is the exit status, or -1 when none is known (``Status.Error``).
+    """
+
+    command: str
+    output: str
+    status: Status
+    retcode: int
+    timed_out: bool = False
+    duration: float = 0.0
+    started: float = 0.0
+    """Wall-clock time (``time.time()``) the command started."""
+    host: str = ""
+    session: str = ""
+
+    @property
+    def is_ok(self) -> bool:
+        return self.status.is_ok
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """The outcome of ``run``: the worst status and one record per command that ran."""
+
+    status: Status
+    statuses: list[CommandStatus] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, statuses: list[CommandStatus]) -> RunResult:
+        return cls(Status.worst([s.status for s in statuses]), statuses)
+
+    @property
+    def is_ok(self) -> bool:
+        return self.status.is_ok
+
+    @property
+    def only(self) -> CommandStatus:
+        """The single ``CommandStatus``; ``ValueError`` unless exactly one command ran."""
+        if len(self.statuses) != 1:
+            commands = [s.command for s in self.statuses]
+            raise ValueError(
+                f"RunResult.only needs exactly one command, this result has "
+                f"{len(self.statuses)}: {commands!r}"
+            )
+        return self.statuses[0]
+
+    @property
+    def output(self) -> str:
+        """The outputs of all commands, joined by newlines."""
+        return "\n".join(s.output for s in self.statuses)
+
+
+@dataclass(frozen=True, slots=True)
+class TransferResult:
+    """The outcome of ``put`` or ``get``."""
+
+    status: Status
+    files: list[str] = field(default_factory=list)
+    """Destination paths of the files written."""
+    bytes: int = 0
+    duration: float = 0.0
+    error: str = ""
+
+    @property
+    def is_ok(self) -> bool:
+        return self.status.is_ok

@@ -1,0 +1,69 @@
+"""The transport interface: a way of moving bytes to and from one shell.
+
+A transport knows nothing of commands, markers or prompts. It starts a shell
+(a local process, an SSH channel, a Telnet login), hands every byte the shell
+prints to its ``Receiver`` as it arrives, writes what it is given, and can
+interrupt the shell's foreground command out of band. The session layer does
+everything else, so a new way of reaching a machine is one new file here.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Protocol
+
+__all__ = ["Receiver", "ShellTransport"]
+
+
+class Receiver(Protocol):
+    """Where a transport delivers what the shell prints."""
+
+    def data_received(self, data: bytes) -> None:
+        """Bytes arrived, in order, stdout and stderr merged."""
+
+    def connection_lost(self, exit_status: int | None, reason: str) -> None:
+        """The shell is gone: it exited (``exit_status`` set) or the link dropped."""
+
+
+class ShellTransport(abc.ABC):
+    """One running shell, reached some way.
+
+    Lifecycle: ``await open(receiver)`` once; then ``write``/``interrupt`` any
+    number of times; ``await close()`` ends the shell and everything it started.
+    ``connection_lost`` is delivered at most once, and never after ``close``.
+    """
+
+    #: True when the shell sits on a pseudo-terminal (echo, ``\\r\\n``, job control).
+    pty: bool = False
+
+    #: A short label for messages: "local", "ssh alice@10.0.0.2:22", ...
+    description: str = ""
+
+    @abc.abstractmethod
+    async def open(self, receiver: Receiver) -> None:
+        """Start the shell; raise ``ConnectError`` if it cannot be started."""
+
+    @abc.abstractmethod
+    def write(self, data: bytes) -> None:
+        """Queue bytes for the shell's stdin. Never blocks."""
+
+    @abc.abstractmethod
+    async def drain(self) -> None:
+        """Wait until queued bytes have been handed to the OS or the network."""
+
+    @abc.abstractmethod
+    async def interrupt(self, shell_pid: int | None) -> None:
+        """Interrupt the foreground command, as Ctrl-C would (SIGINT to its group)."""
+
+    @abc.abstractmethod
+    async def kill_children(self, shell_pid: int | None) -> None:
+        """Kill (SIGKILL) every process the shell started, but not the shell."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """End the shell and everything it started; idempotent."""
+
+    @property
+    @abc.abstractmethod
+    def is_open(self) -> bool:
+        """True between a successful ``open`` and ``close`` or loss."""
