@@ -45,10 +45,12 @@ class CommandStatus:
     retcode: int
     timed_out: bool = False
     duration: float = 0.0
-    started: float = 0.0
-    """Wall-clock time (``time.time()``) the command started."""
+    error: str = ""
+    """Why a ``Status.Error`` result could not run or finish, naming the host."""
     host: str = ""
     session: str = ""
+    started: float = 0.0
+    """Wall-clock time (``time.time()``) the command started."""
 
     @property
     def is_ok(self) -> bool:

@@ -63,6 +63,9 @@ class ShellTransport(abc.ABC):
     async def close(self) -> None:
         """End the shell and everything it started; idempotent."""
 
+    def abandon(self) -> None:
+        """Release what can be released without an event loop (at interpreter exit)."""
+
     @property
     @abc.abstractmethod
     def is_open(self) -> bool:

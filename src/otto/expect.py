@@ -1,0 +1,141 @@
+"""The expect buffer: decoded output waiting to be matched. Pure: fed bytes, no I/O.
+
+Match rules (as in pexpect): the earliest match in the stream wins; what a
+match returns is everything received since the previous match, up to and
+including this one. Text is decoded incrementally (a UTF-8 character split
+across reads still decodes; invalid bytes become U+FFFD) and ``\\r\\n`` is
+folded to ``\\n``, as in command output.
+
+Each new piece of text is searched once per pattern, together with a window
+of the text before it so that a match may straddle two reads; a match longer
+than ``window`` characters that straddles reads can be missed, which is the
+price of never rescanning. While nothing matches the buffer keeps at most
+``max_chars`` characters, dropping the oldest (counted in ``dropped``).
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+
+__all__ = ["ExpectBuffer"]
+
+DEFAULT_MAX_CHARS = 16 * 1024 * 1024
+DEFAULT_WINDOW = 4096
+
+
+class ExpectBuffer:
+    """Bounded decoded text since the last match, searched incrementally."""
+
+    def __init__(self, *, max_chars: int = DEFAULT_MAX_CHARS, window: int = DEFAULT_WINDOW) -> None:
+        if window < 1 or max_chars < window:
+            raise ValueError("need 1 <= window <= max_chars")
+        self._max = max_chars
+        self._window = window
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self._chunks: list[str] = []
+        self._size = 0
+        self._held_cr = False
+        self._pattern: re.Pattern[str] | None = None
+        self._scanned = 0
+        self.dropped = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def feed(self, data: bytes) -> None:
+        """Append bytes as they arrived."""
+        text = self._decoder.decode(data)
+        if self._held_cr:
+            text = "\r" + text
+            self._held_cr = False
+        if not text:
+            return
+        if text.endswith("\r"):
+            # It may be the first half of a \r\n split across reads: wait for the next.
+            self._held_cr = True
+            text = text[:-1]
+        if "\r\n" in text:
+            text = text.replace("\r\n", "\n")
+        if text:
+            self._chunks.append(text)
+            self._size += len(text)
+            if self._size > self._max:
+                self._trim()
+
+    def _trim(self) -> None:
+        chunks = self._chunks
+        excess = self._size - self._max
+        cut = 0
+        whole = 0
+        while whole < len(chunks) and cut + len(chunks[whole]) <= excess:
+            cut += len(chunks[whole])
+            whole += 1
+        del chunks[:whole]
+        if cut < excess:
+            chunks[0] = chunks[0][excess - cut :]
+            cut = excess
+        self._size -= cut
+        self.dropped += cut
+        self._scanned = max(0, self._scanned - cut)
+
+    def text(self) -> str:
+        """Everything pending (since the last match), without consuming it."""
+        if len(self._chunks) > 1:
+            self._chunks = ["".join(self._chunks)]
+        held = "\r" if self._held_cr else ""
+        return (self._chunks[0] if self._chunks else "") + held
+
+    def take(self) -> str:
+        """Consume and return everything pending."""
+        text = self.text()
+        self.clear()
+        return text
+
+    def clear(self) -> None:
+        """Forget pending text and any half-decoded character."""
+        self._chunks = []
+        self._size = 0
+        self._held_cr = False
+        self._scanned = 0
+        self._decoder.reset()
+
+    def search(self, pattern: re.Pattern[str]) -> str | None:
+        """Look for ``pattern`` in text not yet searched for it.
+
+        Returns the pending text up to and including the earliest match (and
+        consumes it), or None.
+        """
+        if pattern is not self._pattern:
+            self._pattern = pattern
+            self._scanned = 0
+        if self._size == 0 or (self._scanned >= self._size and self._scanned > 0):
+            return None
+        start = max(0, self._scanned - self._window)
+        # One character of context before the start keeps ^, \b and lookbehinds honest.
+        base = max(0, start - 1)
+        region = self._tail(self._size - base)
+        m = pattern.search(region, start - base)
+        if m is None:
+            self._scanned = self._size
+            return None
+        end = base + m.end()
+        text = self.text()
+        self._chunks = [text[end:]] if end < len(text) else []
+        self._size = len(text) - end
+        self._scanned = 0
+        return text[:end]
+
+    def _tail(self, n: int) -> str:
+        """The last ``n`` characters of pending text, joining as few chunks as possible."""
+        if n >= self._size:
+            return self.text()
+        parts: list[str] = []
+        got = 0
+        for chunk in reversed(self._chunks):
+            parts.append(chunk)
+            got += len(chunk)
+            if got >= n:
+                break
+        joined = "".join(reversed(parts))
+        return joined[len(joined) - n :]

@@ -1,0 +1,330 @@
+"""Hosts: the verbs (run, oneshot, open_session, send, expect, put, get, repeats).
+
+``Host`` holds what every kind of host shares: its named sessions, its default
+session, its periodic tasks and its clean-up. A subclass says how to reach a
+shell (``_shell_transport``), how to run a one-shot command and how to move
+files. ``LocalHost`` is here; ``RemoteHost`` (SSH, Telnet) is in ``remote``.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from otto import loop as otto_loop
+from otto.framing import clean_output
+from otto.result import CommandStatus, RunResult, Status, TransferResult
+from otto.session import Pattern, Session
+from otto.transfer import PathArg, Progress, copy_local
+from otto.transports.base import ShellTransport
+from otto.transports.local import LocalShell, default_shell, exec_local
+
+if TYPE_CHECKING:
+    from otto.periodic import RepeatRunner
+
+__all__ = ["DEFAULT_SESSION", "Host", "LocalHost"]
+
+log = logging.getLogger("otto.host")
+
+DEFAULT_SESSION = "default"
+
+OnResult = Callable[[str, datetime, list[CommandStatus]], object]
+
+
+class Host(abc.ABC):
+    """What every host offers. All verbs are coroutines unless noted."""
+
+    name: str
+    connect_timeout: float = 10.0
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._sessions: dict[str, Session] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._repeats: RepeatRunner | None = None
+
+    # --- what a kind of host provides ------------------------------------------
+
+    @abc.abstractmethod
+    def _shell_transport(self, *, pty: bool) -> ShellTransport:
+        """A new, unopened transport to a shell on this host."""
+
+    @abc.abstractmethod
+    async def _oneshot(self, command: str, timeout: float | None) -> CommandStatus:
+        """Run ``command`` in a fresh process, without shell state."""
+
+    @abc.abstractmethod
+    async def _put(
+        self, src: PathArg | Sequence[PathArg], dest_dir: PathArg, progress: Progress | None
+    ) -> TransferResult: ...
+
+    @abc.abstractmethod
+    async def _get(
+        self, src: PathArg | Sequence[PathArg], dest_dir: PathArg, progress: Progress | None
+    ) -> TransferResult: ...
+
+    async def _close_links(self) -> None:
+        """Close connections shared by the sessions (none for a local host)."""
+
+    # --- loop ownership ------------------------------------------------------------
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop this host's sessions and connections live on."""
+        return self._loop
+
+    def _bind(self) -> None:
+        running = asyncio.get_running_loop()
+        if self._loop is running:
+            return
+        if self._loop is not None and not self._loop.is_closed():
+            raise RuntimeError(
+                f"host {self.name!r} is in use on another event loop; "
+                "use otto.run() for every call, or one asyncio.run() for all of them"
+            )
+        if self._loop is not None:
+            log.warning("%s: its event loop was closed; starting over", self.name)
+            self.abandon()
+            self._sessions.clear()
+        self._loop = running
+        otto_loop.register_cleanup(self)
+
+    # --- sessions ------------------------------------------------------------------
+
+    def _new_session(self, name: str, pty: bool) -> Session:
+        return Session(
+            name,
+            host=self.name,
+            transport_factory=lambda: self._shell_transport(pty=pty),
+            ready_timeout=self.connect_timeout,
+            pty=pty,
+            on_close=self._forget,
+        )
+
+    def _forget(self, session: Session) -> None:
+        if self._sessions.get(session.name) is session:
+            del self._sessions[session.name]
+
+    def _default(self) -> Session:
+        self._bind()
+        session = self._sessions.get(DEFAULT_SESSION)
+        if session is None:
+            session = self._sessions[DEFAULT_SESSION] = self._new_session(DEFAULT_SESSION, False)
+        return session
+
+    async def open_session(self, name: str, *, pty: bool = False) -> Session:
+        """A named persistent shell with its own cwd, env and state.
+
+        Opening a name that is already open returns the same session. The
+        shell starts now, so a host that cannot be reached fails here.
+
+        Raises:
+            ConnectError: the shell could not be started.
+            ValueError: ``name`` is open with a different ``pty`` setting.
+        """
+        self._bind()
+        session = self._sessions.get(name)
+        if session is not None:
+            if session.pty != pty:
+                raise ValueError(
+                    f"session {name!r} on {self.name} is already open with pty={session.pty}"
+                )
+            return session
+        session = self._sessions[name] = self._new_session(name, pty)
+        try:
+            await session.start()
+        except BaseException:
+            await session.close()
+            raise
+        return session
+
+    @property
+    def sessions(self) -> dict[str, Session]:
+        """The sessions open now, by name (a copy)."""
+        return dict(self._sessions)
+
+    # --- verbs -----------------------------------------------------------------------
+
+    async def run(self, cmds: str | Sequence[str], *, timeout: float | None = None) -> RunResult:
+        """Run commands on the host's default persistent shell (see ``Session.run``)."""
+        return await self._default().run(cmds, timeout=timeout)
+
+    async def oneshot(self, cmd: str, *, timeout: float | None = None) -> CommandStatus:
+        """Run ``cmd`` in a fresh process with no shell state; safe to run many at once."""
+        self._bind()
+        return await self._oneshot(cmd, timeout)
+
+    async def send(self, text: str) -> None:
+        """Write raw text to the default session."""
+        await self._default().send(text)
+
+    async def expect(self, pattern: Pattern, timeout: float = 30.0) -> str:
+        """Wait for ``pattern`` on the default session (see ``Session.expect``)."""
+        return await self._default().expect(pattern, timeout)
+
+    async def put(
+        self,
+        src: PathArg | Sequence[PathArg],
+        dest_dir: PathArg,
+        *,
+        progress: Progress | None = None,
+    ) -> TransferResult:
+        """Copy local files or folders into ``dest_dir`` on the host."""
+        self._bind()
+        return await self._put(src, dest_dir, progress)
+
+    async def get(
+        self,
+        src: PathArg | Sequence[PathArg],
+        dest_dir: PathArg,
+        *,
+        progress: Progress | None = None,
+    ) -> TransferResult:
+        """Copy files or folders from the host into local ``dest_dir``."""
+        self._bind()
+        return await self._get(src, dest_dir, progress)
+
+    # --- periodic tasks -------------------------------------------------------------
+
+    def _repeat_runner(self) -> RepeatRunner:
+        if self._repeats is None:
+            from otto.periodic import RepeatRunner
+
+            self._bind()
+            self._repeats = RepeatRunner(self)
+        return self._repeats
+
+    def start_repeat(
+        self,
+        name: str,
+        cmds: str | Sequence[str],
+        interval: float | timedelta,
+        *,
+        times: int | None = None,
+        duration: float | timedelta | None = None,
+        until: datetime | None = None,
+        on_result: OnResult | None = None,
+        max_history: int = 1000,
+    ) -> None:
+        """Run ``cmds`` every ``interval`` on a session of their own (not a coroutine)."""
+        self._repeat_runner().start(
+            name,
+            cmds,
+            interval,
+            times=times,
+            duration=duration,
+            until=until,
+            on_result=on_result,
+            max_history=max_history,
+        )
+
+    async def stop_repeat(self, name: str) -> None:
+        """Stop the periodic task ``name`` and close its session."""
+        await self._repeat_runner().stop(name)
+
+    async def stop_all_repeats(self) -> None:
+        """Stop every periodic task of this host."""
+        if self._repeats is not None:
+            await self._repeats.stop_all()
+
+    async def repeat_results(self, name: str) -> list[tuple[datetime, list[CommandStatus]]]:
+        """What the periodic task ``name`` has produced so far, oldest first."""
+        return self._repeat_runner().results(name)
+
+    # --- closing ------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """End every session, repeat and connection of this host.
+
+        The host can be used again afterwards; it reconnects on first use.
+        """
+        if self._repeats is not None:
+            await self._repeats.stop_all()
+        sessions = list(self._sessions.values())
+        self._sessions.clear()
+        await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
+        await self._close_links()
+        otto_loop.unregister_cleanup(self)
+        self._loop = None
+
+    def abandon(self) -> None:
+        """Kill what this host started without an event loop (used at interpreter exit)."""
+        for session in self._sessions.values():
+            session.abandon()
+
+    async def __aenter__(self) -> Host:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+class LocalHost(Host):
+    """This machine. Sessions are local shells; files are copied locally.
+
+    Args:
+        name: how the host is called in results and messages.
+        shell: the shell for sessions (default: bash if installed, else /bin/sh).
+            One-shot commands run with ``/bin/sh -c``, as ``subprocess`` does.
+        env: the environment for new shells (default: this process's).
+        cwd: the starting directory of new shells (default: this process's).
+    """
+
+    def __init__(
+        self,
+        name: str = "local",
+        *,
+        shell: str | None = None,
+        env: dict[str, str] | None = None,
+        cwd: PathArg | None = None,
+    ) -> None:
+        super().__init__(name)
+        self.shell = shell or default_shell()
+        self._env = env
+        self._cwd = None if cwd is None else os.fspath(cwd)
+
+    def _shell_transport(self, *, pty: bool) -> ShellTransport:
+        return LocalShell(self.shell, pty=pty, env=self._env, cwd=self._cwd)
+
+    async def _oneshot(self, command: str, timeout: float | None) -> CommandStatus:
+        started_wall = time.time()
+        started = time.monotonic()
+        raw, code, timed_out = await exec_local(
+            command, timeout=timeout, env=self._env, cwd=self._cwd
+        )
+        if timed_out:
+            status, error = Status.Error, f"{self.name}: timed out after {timeout:g}s"
+        else:
+            status = Status.Success if code == 0 else Status.Failed
+            error = ""
+        return CommandStatus(
+            command=command,
+            output=clean_output(raw),
+            status=status,
+            retcode=-1 if code is None else code,
+            timed_out=timed_out,
+            duration=time.monotonic() - started,
+            error=error,
+            host=self.name,
+            session="oneshot",
+            started=started_wall,
+        )
+
+    async def _put(
+        self, src: PathArg | Sequence[PathArg], dest_dir: PathArg, progress: Progress | None
+    ) -> TransferResult:
+        return await copy_local(src, dest_dir, progress)
+
+    async def _get(
+        self, src: PathArg | Sequence[PathArg], dest_dir: PathArg, progress: Progress | None
+    ) -> TransferResult:
+        return await copy_local(src, dest_dir, progress)
