@@ -6,7 +6,7 @@ Each command is sent as shell text that stores the command in a variable, runs
 it with ``eval`` inside a one-pass ``for`` loop, and then prints an end marker::
 
     __otto_c='<command, single-quoted>'
-    for __otto_i in 1; do eval "$__otto_c"; done; printf '\\036otto:%s:%d\\037' '<token>:<seq>' "$?"
+    for __otto_i in 1;do eval "$__otto_c";done;printf '\\036otto:%s:%d\\037' '<token>:<seq>' "$?"
 
 Why this shape:
 

@@ -240,11 +240,15 @@ class Session:
             SessionClosed: the session was closed before the call.
             ConnectError: the shell could not be started or reached.
         """
-        commands = [cmds] if isinstance(cmds, str) else list(cmds)
+        if isinstance(cmds, str):
+            # The common case, kept lean: it is on every round trip.
+            async with self._lock:
+                one = await self._run_one(cmds, timeout)
+            return RunResult(one.status, [one])
         deadline = None if timeout is None else time.monotonic() + timeout
         statuses: list[CommandStatus] = []
         async with self._lock:
-            for command in commands:
+            for command in cmds:
                 left = None if deadline is None else max(0.0, deadline - time.monotonic())
                 status = await self._run_one(command, left, timeout)
                 statuses.append(status)
@@ -261,12 +265,14 @@ class Session:
         self._buffer.clear()
         scanner = self._expect_marker(self._seq)
         transport.write(framing.command_bytes(command, self._token, self._seq, pty=self.pty))
+        waiter = self._waiter
+        assert waiter is not None
         try:
             if timeout is None:
-                outcome = await self._waiter_result()
+                outcome = await waiter
             else:
                 async with asyncio.timeout(timeout):
-                    outcome = await self._waiter_result()
+                    outcome = await waiter
         except TimeoutError:
             output = framing.clean_output(scanner.output)
             self._scanner = None
@@ -285,6 +291,8 @@ class Session:
             self._scanner = None
             self._dirty = True
             raise
+        finally:
+            self._waiter = None
         if isinstance(outcome, _Lost):
             output = framing.clean_output(scanner.output)
             if outcome.status is not None and outcome.status >= 0:
