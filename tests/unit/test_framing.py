@@ -1,0 +1,102 @@
+"""Framing: markers cannot be forged, output survives any split into reads."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from otto import framing
+
+
+def feed_split(scanner: framing.MarkerScanner, data: bytes, cuts: list[int]) -> bool:
+    done = False
+    last = 0
+    for cut in [*sorted(set(cuts)), len(data)]:
+        piece = data[last:cut]
+        last = cut
+        if not done:
+            done = scanner.feed(piece)
+        elif piece:
+            scanner.rest += piece
+    return done
+
+
+def marker(token: str, seq: int, status: int) -> bytes:
+    return framing.marker_prefix(token, seq) + str(status).encode() + framing.US
+
+
+@given(
+    payload=st.binary(max_size=2000),
+    after=st.binary(max_size=50),
+    status=st.integers(0, 255),
+    cuts=st.lists(st.integers(0, 2100), max_size=12),
+)
+def test_scanner_finds_marker_however_split(
+    payload: bytes, after: bytes, status: int, cuts: list[int]
+) -> None:
+    token = framing.new_token()
+    stream = payload + marker(token, 7, status) + after
+    cuts = [c for c in cuts if c <= len(stream)]
+    scanner = framing.MarkerScanner(framing.marker_prefix(token, 7))
+    assert feed_split(scanner, stream, cuts)
+    assert bytes(scanner.output) == payload
+    assert scanner.status == status
+    assert scanner.rest == after
+
+
+@given(payload=st.binary(max_size=3000), cuts=st.lists(st.integers(0, 3000), max_size=10))
+def test_output_is_exact_after_documented_folding(payload: bytes, cuts: list[int]) -> None:
+    token = framing.new_token()
+    scanner = framing.MarkerScanner(framing.marker_prefix(token, 1))
+    assert feed_split(scanner, payload + marker(token, 1, 0), [c for c in cuts if c <= len(payload)])
+    expected = payload.replace(b"\r\n", b"\n").decode("utf-8", "replace")
+    if expected.endswith("\n"):
+        expected = expected[:-1]
+    assert framing.clean_output(scanner.output) == expected
+
+
+def test_markers_of_other_commands_and_tokens_are_output() -> None:
+    token = framing.new_token()
+    forged = marker("0123456789abcdef", 3, 0) + marker(token, 2, 0) + b"text"
+    scanner = framing.MarkerScanner(framing.marker_prefix(token, 3))
+    assert scanner.feed(forged + marker(token, 3, 5))
+    assert bytes(scanner.output) == forged
+    assert scanner.status == 5
+
+
+def test_prefix_without_status_is_not_a_marker() -> None:
+    token = framing.new_token()
+    prefix = framing.marker_prefix(token, 1)
+    scanner = framing.MarkerScanner(prefix)
+    junk = prefix + b"x" * 40
+    assert not scanner.feed(junk)
+    assert scanner.feed(marker(token, 1, 0))
+    assert bytes(scanner.output) == junk
+
+
+def test_sent_text_never_holds_marker_bytes() -> None:
+    token = framing.new_token()
+    for pty in (False, True):
+        sent = framing.command_bytes("echo hi", token, 4, pty=pty)
+        assert framing.RS not in sent and framing.US not in sent
+        assert framing.marker_prefix(token, 4) not in sent
+    assert framing.RS not in framing.setup_bytes(token, pty=True)
+
+
+def test_long_commands_are_sent_in_short_lines() -> None:
+    sent = framing.command_bytes("echo " + "x" * 100_000, framing.new_token(), 1)
+    assert max(len(line) for line in sent.split(b"\n")) < 1100
+
+
+def test_pty_escapes_control_characters() -> None:
+    sent = framing.command_bytes("printf '\x03\x04'", framing.new_token(), 1, pty=True)
+    assert b"\x16\x03\x16\x04" in sent
+
+
+def test_clean_output_rules() -> None:
+    assert framing.clean_output(b"a\r\nb\r\n") == "a\nb"
+    assert framing.clean_output(b"a\n\n") == "a\n"
+    assert framing.clean_output(b"no newline") == "no newline"
+    assert framing.clean_output(b"cr\ronly") == "cr\ronly"
+    assert framing.clean_output(b"\xff\xe2\x82") == "\ufffd\ufffd"
+    assert framing.clean_output(b"\x00nul") == "\x00nul"
