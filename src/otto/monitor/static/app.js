@@ -1,0 +1,864 @@
+// otto monitor: one uPlot chart per metric with a line per host, fed by /api/stream.
+//
+// The stream opens with a snapshot of the stored series, then carries every round and
+// event. Rounds are appended to shared arrays; charts are redrawn at most once per
+// animation frame, and only those on screen (the others when they scroll into view).
+"use strict";
+
+(function () {
+  const STREAM_URL = "api/stream";
+  const EVENTS_URL = "api/events";
+  const SYNC_KEY = "otto-monitor";
+  const CHART_HEIGHT = 220;
+  // Points kept per line in a live session: the budget over all lines, within bounds.
+  const POINT_BUDGET = 4000000;
+  const MIN_KEEP = 3600;
+  const STATS_KEEP = 2000;
+  const DEFAULT_EVENT_COLOR = "#d9480f";
+
+  const ORDER = [
+    "cpu.percent",
+    "load.1m",
+    "mem.percent",
+    "mem.used_bytes",
+    "mem.total_bytes",
+    "net.rx_bytes_per_s",
+    "net.tx_bytes_per_s",
+    "disk.read_bytes_per_s",
+    "disk.write_bytes_per_s",
+    "disk.used_percent",
+  ];
+  const TITLES = {
+    "cpu.percent": "CPU busy",
+    "load.1m": "Load average, 1 min",
+    "mem.percent": "Memory used (%)",
+    "mem.used_bytes": "Memory used",
+    "mem.total_bytes": "Memory total",
+    "net.rx_bytes_per_s": "Network received",
+    "net.tx_bytes_per_s": "Network sent",
+    "disk.read_bytes_per_s": "Disk read",
+    "disk.write_bytes_per_s": "Disk written",
+    "disk.used_percent": "Disk used, root filesystem",
+  };
+  const PALETTE = [
+    "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
+    "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac",
+  ];
+
+  const $ = (id) => document.getElementById(id);
+  const chartsEl = $("charts");
+
+  const state = {
+    live: true,
+    interval: 0,
+    hosts: [], // names, in series order
+    hostIndex: new Map(), // name -> index in hosts
+    hostState: new Map(), // name -> {up, error}
+    hidden: new Set(), // hosts toggled off in the legend
+    xs: [], // the shared timeline, Unix seconds
+    charts: new Map(), // metric -> chart
+    events: new Map(), // id -> event
+    eventList: [], // events sorted by time
+    lastT: -Infinity,
+    lastRound: null,
+    zoomed: false,
+    ended: false,
+    keep: MIN_KEEP,
+    stream: null,
+  };
+  const stats = {
+    rounds: 0,
+    applyMs: [], // time to take one round into the arrays
+    drawMs: [], // time of one batched redraw of the charts on screen
+    snapshotMs: 0, // time to build the charts from the snapshot
+    snapshotPoints: 0,
+  };
+  const otto = {
+    ready: false,
+    state,
+    stats,
+    charts: {}, // metric -> chart, for tests and the console
+    pointCount: (metric) => (state.charts.has(metric) ? state.charts.get(metric).u.data[0].length : 0),
+    redrawAll: () => {
+      const t0 = performance.now();
+      for (const chart of state.charts.values()) redraw(chart);
+      return performance.now() - t0;
+    },
+  };
+  window.otto = otto;
+
+  // ------------------------------------------------------------------ formatting
+
+  function unitOf(metric) {
+    if (/bytes_per_s$/.test(metric)) return "B/s";
+    if (/bytes$/.test(metric)) return "B";
+    if (/percent$/.test(metric)) return "%";
+    return "";
+  }
+
+  const BYTE_UNITS = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+
+  function fmtBytes(v, suffix) {
+    let i = 0;
+    let a = Math.abs(v);
+    while (a >= 1024 && i < BYTE_UNITS.length - 1) {
+      a /= 1024;
+      v /= 1024;
+      i += 1;
+    }
+    const digits = i === 0 || a >= 100 ? 0 : a >= 10 ? 1 : 2;
+    return `${trimZeros(v.toFixed(digits))} ${BYTE_UNITS[i]}${suffix}`;
+  }
+
+  function fmtNumber(v) {
+    const a = Math.abs(v);
+    if (a >= 1e9) return `${trimZeros((v / 1e9).toFixed(1))}G`;
+    if (a >= 1e6) return `${trimZeros((v / 1e6).toFixed(1))}M`;
+    if (a >= 1e4) return `${trimZeros((v / 1e3).toFixed(1))}k`;
+    return trimZeros(v.toFixed(a >= 100 ? 0 : a >= 10 ? 1 : 2));
+  }
+
+  function trimZeros(s) {
+    return s.includes(".") ? s.replace(/\.?0+$/, "") : s;
+  }
+
+  function fmtValue(unit, v) {
+    if (v == null || !Number.isFinite(v)) return "–";
+    if (unit === "B/s") return fmtBytes(v, "/s");
+    if (unit === "B") return fmtBytes(v, "");
+    if (unit === "%") return `${trimZeros(v.toFixed(Math.abs(v) >= 10 ? 0 : 1))}%`;
+    return fmtNumber(v);
+  }
+
+  function fmtTime(t) {
+    const d = new Date(t * 1000);
+    const time = d.toLocaleTimeString([], { hour12: false });
+    const today = new Date().toDateString() === d.toDateString();
+    return today ? time : `${d.toLocaleDateString()} ${time}`;
+  }
+
+  // Tick steps in powers of two, so byte axes read 256 MiB rather than 238.4 MiB.
+  const BINARY_INCRS = [];
+  for (let k = 0; k <= 5; k += 1) {
+    for (const m of [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]) BINARY_INCRS.push(m * 1024 ** k);
+  }
+
+  // 24-hour time axis labels; columns: tick step (s), label, then the label used when
+  // the year / month / day / hour / minute / second changes, then 1 = append to label.
+  const DAY = 86400;
+  const TIME_AXIS = [
+    [365 * DAY, "{YYYY}", null, null, null, null, null, null, 1],
+    [28 * DAY, "{MMM}", "\n{YYYY}", null, null, null, null, null, 1],
+    [DAY, "{MMM} {D}", "\n{YYYY}", null, null, null, null, null, 1],
+    [3600, "{HH}:00", "\n{MMM} {D} {YYYY}", null, "\n{MMM} {D}", null, null, null, 1],
+    [60, "{HH}:{mm}", "\n{MMM} {D} {YYYY}", null, "\n{MMM} {D}", null, null, null, 1],
+    [1, ":{ss}", "\n{MMM} {D} {YYYY} {HH}:{mm}", null, "\n{MMM} {D} {HH}:{mm}", null, "\n{HH}:{mm}", null, 1],
+  ];
+
+  function colorOf(index) {
+    if (index < PALETTE.length) return PALETTE[index];
+    const hue = Math.round((index * 137.508) % 360);
+    return `hsl(${hue}, 55%, 48%)`;
+  }
+
+  function cssVar(name, fallback) {
+    const v = getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+    return v || fallback;
+  }
+
+  // ------------------------------------------------------------------ charts
+
+  function yRange(unit) {
+    return (u, min, max) => {
+      if (min == null || max == null || !Number.isFinite(min) || !Number.isFinite(max)) {
+        return [0, unit === "%" ? 100 : 1];
+      }
+      const lo = Math.min(0, min);
+      let hi = max > 0 ? max * 1.08 : 1;
+      if (unit === "%" && max <= 100) hi = Math.min(100, Math.max(hi, 1));
+      return [lo, hi];
+    };
+  }
+
+  function seriesOpts(host, index, unit) {
+    return {
+      label: host,
+      stroke: colorOf(index),
+      width: 1.5,
+      show: !state.hidden.has(host),
+      value: (u, v) => fmtValue(unit, v),
+    };
+  }
+
+  function chartWidth(chart) {
+    return Math.max(200, Math.floor(chart.body.clientWidth || chartsEl.clientWidth - 32));
+  }
+
+  function createChart(metric) {
+    const unit = unitOf(metric);
+    const card = document.createElement("section");
+    card.className = "card";
+    card.dataset.metric = metric;
+    const head = document.createElement("header");
+    const title = document.createElement("h3");
+    title.textContent = TITLES[metric] || metric;
+    const name = document.createElement("code");
+    name.textContent = metric;
+    const readout = document.createElement("div");
+    readout.className = "readout";
+    head.append(title, name, readout);
+    const body = document.createElement("div");
+    body.className = "plot";
+    card.append(head, body);
+    insertCard(card, metric);
+
+    const cols = state.hosts.map(() => new Array(state.xs.length).fill(null));
+    const chart = {
+      metric,
+      unit,
+      card,
+      body,
+      readout,
+      cols,
+      data: [state.xs, ...cols],
+      dirty: false, // data changed since the last draw
+      repaint: false, // only the overlay (events) changed
+      visible: true,
+      markers: 0, // events drawn in the last paint
+      focus: null,
+      u: null,
+    };
+    const axis = cssVar("--axis", "#555");
+    const grid = cssVar("--grid", "#e6e6e6");
+    const yAxis = {
+      stroke: axis,
+      grid: { stroke: grid, width: 1 },
+      ticks: { stroke: grid, width: 1 },
+      size: 72,
+      values: (u, splits) => splits.map((v) => fmtValue(unit, v)),
+    };
+    if (unit === "B" || unit === "B/s") yAxis.incrs = BINARY_INCRS;
+    const opts = {
+      width: chartWidth(chart),
+      height: CHART_HEIGHT,
+      legend: { show: false },
+      cursor: {
+        sync: { key: SYNC_KEY },
+        drag: { x: true, y: false, setScale: true },
+        focus: { prox: 24 },
+        points: { show: state.hosts.length <= 12 },
+      },
+      focus: { alpha: 0.25 },
+      scales: { x: { time: true }, y: { range: yRange(unit) } },
+      series: [{}, ...state.hosts.map((h, i) => seriesOpts(h, i, unit))],
+      axes: [
+        {
+          stroke: axis,
+          grid: { stroke: grid, width: 1 },
+          ticks: { stroke: grid, width: 1 },
+          values: TIME_AXIS,
+        },
+        yAxis,
+      ],
+      hooks: {
+        draw: [(u) => drawEvents(chart, u)],
+        setCursor: [(u) => showReadout(chart, u)],
+        setSeries: [(u, i, o) => {
+          if (o && o.focus != null) chart.focus = i;
+        }],
+        setSelect: [(u) => {
+          if (u.select.width > 0) setZoomed(true);
+        }],
+      },
+    };
+    chart.u = new uPlot(opts, chart.data, body);
+    chart.u.over.addEventListener("dblclick", () => resetZoom());
+    state.charts.set(metric, chart);
+    otto.charts[metric] = chart;
+    visibility.observe(card);
+    $("empty").hidden = true;
+    return chart;
+  }
+
+  function insertCard(card, metric) {
+    const rank = (m) => {
+      const i = ORDER.indexOf(m);
+      return i < 0 ? ORDER.length : i;
+    };
+    const after = [...chartsEl.querySelectorAll(".card")].find((other) => {
+      const m = other.dataset.metric;
+      return rank(m) > rank(metric) || (rank(m) === rank(metric) && m > metric);
+    });
+    chartsEl.insertBefore(card, after || null);
+  }
+
+  function destroyCharts() {
+    for (const chart of state.charts.values()) {
+      visibility.unobserve(chart.card);
+      chart.u.destroy();
+      chart.card.remove();
+    }
+    state.charts.clear();
+    for (const key of Object.keys(otto.charts)) delete otto.charts[key];
+  }
+
+  function drawEvents(chart, u) {
+    const min = u.scales.x.min;
+    const max = u.scales.x.max;
+    let drawn = 0;
+    if (min != null && max != null && state.eventList.length) {
+      const ctx = u.ctx;
+      const { left, top, width, height } = u.bbox;
+      const dpr = uPlot.pxRatio;
+      const background = cssVar("--card", "#fff");
+      ctx.save();
+      ctx.beginPath();
+      ctx.rect(left, top, width, height);
+      ctx.clip();
+      ctx.font = `${11 * dpr}px system-ui, sans-serif`;
+      ctx.textBaseline = "top";
+      ctx.textAlign = "left";
+      for (const ev of state.eventList) {
+        const end = ev.end != null && ev.end > ev.t ? ev.end : ev.t;
+        if (end < min || ev.t > max) continue;
+        const color = ev.color || DEFAULT_EVENT_COLOR;
+        const x0 = Math.round(u.valToPos(ev.t, "x", true)) + 0.5;
+        if (end > ev.t) {
+          const x1 = u.valToPos(end, "x", true);
+          ctx.globalAlpha = 0.13;
+          ctx.fillStyle = color;
+          ctx.fillRect(x0, top, x1 - x0, height);
+          ctx.globalAlpha = 1;
+        }
+        ctx.strokeStyle = color;
+        ctx.lineWidth = 1.5 * dpr;
+        ctx.setLineDash([5 * dpr, 3 * dpr]);
+        ctx.beginPath();
+        ctx.moveTo(x0, top);
+        ctx.lineTo(x0, top + height);
+        ctx.stroke();
+        ctx.setLineDash([]);
+        const y = top + (3 + (drawn % 3) * 15) * dpr;
+        const textWidth = ctx.measureText(ev.label).width;
+        ctx.globalAlpha = 0.85;
+        ctx.fillStyle = background;
+        ctx.fillRect(x0 + 3 * dpr, y - 1 * dpr, textWidth + 6 * dpr, 14 * dpr);
+        ctx.globalAlpha = 1;
+        ctx.fillStyle = color;
+        ctx.fillText(ev.label, x0 + 6 * dpr, y);
+        drawn += 1;
+      }
+      ctx.restore();
+    }
+    chart.markers = drawn;
+  }
+
+  function showReadout(chart, u) {
+    const idx = u.cursor.idx;
+    const out = chart.readout;
+    if (idx == null || u.cursor.left < 0) {
+      out.textContent = "";
+      return;
+    }
+    out.textContent = "";
+    const time = document.createElement("span");
+    time.className = "readout-time";
+    time.textContent = fmtTime(state.xs[idx]);
+    out.append(time);
+    let shown;
+    if (chart.focus != null && chart.focus > 0) {
+      shown = [chart.focus - 1];
+    } else if (state.hosts.length <= 6) {
+      shown = state.hosts.map((_, i) => i);
+    } else {
+      // Many hosts: name the highest, which is usually the one you look for.
+      let best = -1;
+      for (let i = 0; i < chart.cols.length; i += 1) {
+        const v = chart.cols[i][idx];
+        if (v != null && !state.hidden.has(state.hosts[i]) && (best < 0 || v > chart.cols[best][idx])) best = i;
+      }
+      shown = best < 0 ? [] : [best];
+    }
+    for (const i of shown) {
+      if (state.hidden.has(state.hosts[i])) continue;
+      const item = document.createElement("span");
+      item.className = "readout-item";
+      item.style.setProperty("--host", colorOf(i));
+      item.textContent = `${state.hosts[i]} ${fmtValue(chart.unit, chart.cols[i][idx])}`;
+      out.append(item);
+    }
+  }
+
+  // ------------------------------------------------------------------ redraws
+
+  let framePending = false;
+
+  function scheduleDraw() {
+    if (!framePending) {
+      framePending = true;
+      requestAnimationFrame(flush);
+    }
+  }
+
+  function flush() {
+    framePending = false;
+    const t0 = performance.now();
+    let drawn = 0;
+    for (const chart of state.charts.values()) {
+      if (!chart.visible) continue;
+      if (chart.dirty) {
+        redraw(chart);
+        drawn += 1;
+      } else if (chart.repaint) {
+        chart.repaint = false;
+        chart.u.redraw(false, false);
+        drawn += 1;
+      }
+    }
+    if (drawn) record(stats.drawMs, performance.now() - t0);
+  }
+
+  function redraw(chart) {
+    chart.dirty = false;
+    chart.repaint = false;
+    const u = chart.u;
+    if (state.zoomed && u.scales.x.min != null) {
+      const { min, max } = u.scales.x;
+      u.setData(chart.data, false);
+      u.setScale("x", { min, max });
+    } else {
+      u.setData(chart.data);
+    }
+  }
+
+  function markAll(field) {
+    for (const chart of state.charts.values()) chart[field] = true;
+    scheduleDraw();
+  }
+
+  function record(list, value) {
+    list.push(value);
+    if (list.length > STATS_KEEP) list.splice(0, list.length - STATS_KEEP);
+  }
+
+  const visibility = new IntersectionObserver(
+    (entries) => {
+      for (const entry of entries) {
+        const chart = state.charts.get(entry.target.dataset.metric);
+        if (!chart) continue;
+        chart.visible = entry.isIntersecting;
+        if (chart.visible && (chart.dirty || chart.repaint)) scheduleDraw();
+      }
+    },
+    { rootMargin: "200px 0px" },
+  );
+
+  let resizePending = false;
+  new ResizeObserver(() => {
+    if (resizePending) return;
+    resizePending = true;
+    requestAnimationFrame(() => {
+      resizePending = false;
+      for (const chart of state.charts.values()) {
+        const width = chartWidth(chart);
+        if (width !== chart.u.width) chart.u.setSize({ width, height: CHART_HEIGHT });
+      }
+    });
+  }).observe(chartsEl);
+
+  // ------------------------------------------------------------------ zoom
+
+  function setZoomed(zoomed) {
+    if (state.zoomed === zoomed) return;
+    state.zoomed = zoomed;
+    $("zoom-reset").hidden = !zoomed;
+    $("zoom-state").textContent = zoomed
+      ? "Zoomed: live updates keep this time range"
+      : "Drag on a chart to zoom, double-click to reset";
+    document.body.classList.toggle("zoomed", zoomed);
+  }
+
+  function resetZoom() {
+    setZoomed(false);
+    markAll("dirty");
+  }
+
+  // ------------------------------------------------------------------ data
+
+  function alignTimeline(series) {
+    // Union of every line's timestamps, by merging sorted lists: most lines share one
+    // timeline, so the common case is a cheap comparison.
+    let xs = [];
+    for (const byHost of Object.values(series)) {
+      for (const points of Object.values(byHost)) {
+        if (!sameTimes(points, xs)) xs = mergeTimes(xs, points);
+      }
+    }
+    return xs;
+  }
+
+  function sameTimes(points, xs) {
+    if (points.length !== xs.length) return false;
+    for (let i = 0; i < points.length; i += 1) if (points[i][0] !== xs[i]) return false;
+    return true;
+  }
+
+  function mergeTimes(xs, points) {
+    const ts = points.map((p) => p[0]);
+    for (let i = 1; i < ts.length; i += 1) {
+      if (ts[i] < ts[i - 1]) {
+        ts.sort((a, b) => a - b);
+        break;
+      }
+    }
+    const out = [];
+    let i = 0;
+    let j = 0;
+    while (i < xs.length || j < ts.length) {
+      let t;
+      if (j >= ts.length || (i < xs.length && xs[i] <= ts[j])) t = xs[i++];
+      else t = ts[j++];
+      if (out.length === 0 || out[out.length - 1] !== t) out.push(t);
+    }
+    return out;
+  }
+
+  function fillColumn(points, xs) {
+    const col = new Array(xs.length).fill(null);
+    let j = 0;
+    for (const [t, v] of points) {
+      if (j >= xs.length || xs[j] !== t) {
+        j = lowerBound(xs, t);
+        if (xs[j] !== t) continue;
+      }
+      col[j] = v == null ? null : v;
+      j += 1;
+    }
+    return col;
+  }
+
+  function lowerBound(xs, t) {
+    let lo = 0;
+    let hi = xs.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (xs[mid] < t) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  function loadSnapshot(snap) {
+    const t0 = performance.now();
+    destroyCharts();
+    state.live = Boolean(snap.live);
+    state.interval = Number(snap.interval) || 0;
+    const series = snap.series || {};
+    const names = new Set(Object.keys(snap.hosts || {}));
+    for (const byHost of Object.values(series)) for (const h of Object.keys(byHost)) names.add(h);
+    state.hosts = [...names].sort();
+    state.hostIndex = new Map(state.hosts.map((h, i) => [h, i]));
+    state.hostState = new Map();
+    for (const h of state.hosts) {
+      const info = (snap.hosts || {})[h] || {};
+      state.hostState.set(h, { up: info.up !== false, error: info.last_error || "" });
+    }
+    state.xs = alignTimeline(series);
+    state.lastT = state.xs.length ? state.xs[state.xs.length - 1] : -Infinity;
+    state.lastRound = state.xs.length ? state.lastT : null;
+    const metrics = new Set([...(snap.metrics || []), ...Object.keys(series)]);
+    let points = 0;
+    for (const metric of metrics) {
+      const chart = createChart(metric);
+      const byHost = series[metric] || {};
+      state.hosts.forEach((h, i) => {
+        if (byHost[h]) {
+          chart.cols[i] = fillColumn(byHost[h], state.xs);
+          chart.data[i + 1] = chart.cols[i];
+          points += byHost[h].length;
+        }
+      });
+      chart.u.setData(chart.data);
+    }
+    updateKeep();
+    state.events = new Map();
+    for (const ev of snap.events || []) state.events.set(ev.id, ev);
+    sortEvents();
+    renderEvents();
+    renderHosts();
+    renderSummary();
+    setZoomed(false);
+    $("empty").hidden = state.charts.size > 0;
+    stats.snapshotMs = performance.now() - t0;
+    stats.snapshotPoints = points;
+    otto.ready = true;
+  }
+
+  function updateKeep() {
+    const lines = Math.max(1, state.charts.size * state.hosts.length);
+    state.keep = Math.max(MIN_KEEP, Math.floor(POINT_BUDGET / lines));
+  }
+
+  function addHost(name) {
+    const index = state.hosts.length;
+    state.hosts.push(name);
+    state.hostIndex.set(name, index);
+    state.hostState.set(name, { up: true, error: "" });
+    for (const chart of state.charts.values()) {
+      const col = new Array(state.xs.length).fill(null);
+      chart.cols.push(col);
+      chart.data.push(col);
+      chart.u.addSeries(seriesOpts(name, index, chart.unit), index + 1);
+      chart.dirty = true;
+    }
+    updateKeep();
+    return index;
+  }
+
+  function applyRound(msg) {
+    const t0 = performance.now();
+    const t = Number(msg.t);
+    if (!(t > state.lastT)) return; // already in the snapshot
+    const hosts = msg.hosts || {};
+    let hostsChanged = false;
+    for (const [name, info] of Object.entries(hosts)) {
+      if (!state.hostIndex.has(name)) {
+        addHost(name);
+        hostsChanged = true;
+      }
+      const before = state.hostState.get(name);
+      const up = info.up !== false;
+      const error = up ? "" : info.error || info.last_error || before.error || "down";
+      if (before.up !== up || before.error !== error) {
+        state.hostState.set(name, { up, error });
+        hostsChanged = true;
+      }
+      if (info.metrics) {
+        for (const metric of Object.keys(info.metrics)) {
+          if (!state.charts.has(metric)) createChart(metric).dirty = true;
+        }
+      }
+    }
+    state.xs.push(t);
+    const rows = state.hosts.map((h) => (hosts[h] && hosts[h].metrics) || null);
+    for (const chart of state.charts.values()) {
+      const { metric, cols } = chart;
+      for (let i = 0; i < cols.length; i += 1) {
+        const values = rows[i];
+        const v = values ? values[metric] : undefined;
+        cols[i].push(v == null ? null : v);
+      }
+      chart.dirty = true;
+    }
+    if (state.live && state.xs.length > state.keep * 1.1) trim(state.xs.length - state.keep);
+    state.lastT = t;
+    state.lastRound = t;
+    stats.rounds += 1;
+    if (hostsChanged) {
+      updateKeep();
+      renderHosts();
+    }
+    renderSummary();
+    scheduleDraw();
+    record(stats.applyMs, performance.now() - t0);
+  }
+
+  function trim(count) {
+    state.xs.splice(0, count);
+    for (const chart of state.charts.values()) for (const col of chart.cols) col.splice(0, count);
+  }
+
+  function addEvent(ev) {
+    if (!ev || state.events.has(ev.id)) return;
+    state.events.set(ev.id, ev);
+    sortEvents();
+    renderEvents();
+    markAll("repaint");
+  }
+
+  function sortEvents() {
+    state.eventList = [...state.events.values()].sort((a, b) => a.t - b.t);
+  }
+
+  // ------------------------------------------------------------------ page parts
+
+  function renderHosts() {
+    const list = $("hosts");
+    list.textContent = "";
+    state.hosts.forEach((name, i) => {
+      const info = state.hostState.get(name) || { up: true, error: "" };
+      const item = document.createElement("li");
+      item.className = "host";
+      item.dataset.host = name;
+      item.dataset.up = String(info.up);
+      item.classList.toggle("off", state.hidden.has(name));
+      item.title = info.up
+        ? `${name}: up. Click to hide or show its lines.`
+        : `${name}: down${info.error ? ` (${info.error})` : ""}. Click to hide or show its lines.`;
+      item.setAttribute("role", "button");
+      item.tabIndex = 0;
+      const swatch = document.createElement("span");
+      swatch.className = "swatch";
+      swatch.style.setProperty("--host", colorOf(i));
+      const label = document.createElement("span");
+      label.className = "host-name";
+      label.textContent = name;
+      const badge = document.createElement("span");
+      badge.className = "badge";
+      badge.textContent = info.up ? "up" : "down";
+      item.append(swatch, label, badge);
+      item.addEventListener("click", () => toggleHost(name));
+      item.addEventListener("keydown", (e) => {
+        if (e.key === "Enter" || e.key === " ") {
+          e.preventDefault();
+          toggleHost(name);
+        }
+      });
+      list.append(item);
+    });
+  }
+
+  function toggleHost(name) {
+    const show = state.hidden.has(name);
+    if (show) state.hidden.delete(name);
+    else state.hidden.add(name);
+    const index = state.hostIndex.get(name);
+    for (const chart of state.charts.values()) chart.u.setSeries(index + 1, { show });
+    const item = $("hosts").querySelector(`[data-host="${CSS.escape(name)}"]`);
+    if (item) item.classList.toggle("off", !show);
+  }
+
+  function renderSummary() {
+    let up = 0;
+    for (const info of state.hostState.values()) if (info.up) up += 1;
+    const down = state.hosts.length - up;
+    const parts = [`${state.hosts.length} host${state.hosts.length === 1 ? "" : "s"}`];
+    parts.push(`${up} up`);
+    if (down) parts.push(`${down} down`);
+    if (state.interval) parts.push(`every ${trimZeros(state.interval.toFixed(2))} s`);
+    if (state.lastRound != null) {
+      parts.push(`${state.live ? "last round" : "last stored round"} ${fmtTime(state.lastRound)}`);
+    }
+    $("summary").textContent = parts.join(" · ");
+    $("summary").classList.toggle("has-down", down > 0);
+  }
+
+  function renderEvents() {
+    const list = $("events");
+    list.textContent = "";
+    for (const ev of [...state.eventList].reverse()) {
+      const item = document.createElement("li");
+      item.className = "event";
+      item.dataset.id = String(ev.id);
+      const chip = document.createElement("span");
+      chip.className = "chip";
+      chip.style.setProperty("--event", ev.color || DEFAULT_EVENT_COLOR);
+      const time = document.createElement("time");
+      time.textContent = ev.end != null && ev.end > ev.t
+        ? `${fmtTime(ev.t)} – ${fmtTime(ev.end)}`
+        : fmtTime(ev.t);
+      const label = document.createElement("span");
+      label.className = "event-label";
+      label.textContent = ev.label;
+      item.append(chip, time, label);
+      list.append(item);
+    }
+    $("no-events").hidden = state.eventList.length > 0;
+  }
+
+  function setMode(mode) {
+    const el = $("mode");
+    el.dataset.mode = mode;
+    el.textContent = {
+      live: "live",
+      replay: "replay",
+      connecting: "connecting…",
+      reconnecting: "reconnecting…",
+      stopped: "stopped",
+    }[mode] || mode;
+    el.title = {
+      live: "Receiving rounds as they are collected",
+      replay: "Showing a saved run",
+      connecting: "Connecting to the collector",
+      reconnecting: "The connection dropped; retrying",
+      stopped: "The collector has stopped; showing what it gathered",
+    }[mode] || "";
+  }
+
+  // ------------------------------------------------------------------ stream
+
+  function handle(msg) {
+    switch (msg.type) {
+      case "snapshot":
+        loadSnapshot(msg.snapshot || {});
+        setMode(state.live ? "live" : "replay");
+        break;
+      case "round":
+        applyRound(msg);
+        break;
+      case "event":
+        addEvent(msg.event);
+        break;
+      case "end":
+        state.ended = true;
+        if (state.stream) state.stream.close();
+        setMode(state.live ? "stopped" : "replay");
+        break;
+      default:
+        break;
+    }
+  }
+
+  function connect() {
+    setMode("connecting");
+    const stream = new EventSource(STREAM_URL);
+    state.stream = stream;
+    stream.onmessage = (e) => {
+      let msg;
+      try {
+        msg = JSON.parse(e.data);
+      } catch (error) {
+        console.warn("otto: unreadable message", error);
+        return;
+      }
+      handle(msg);
+    };
+    stream.onerror = () => {
+      if (state.ended) return;
+      // EventSource retries by itself; each new connection starts with a snapshot.
+      setMode("reconnecting");
+    };
+  }
+
+  // ------------------------------------------------------------------ event form
+
+  $("event-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const input = $("event-label");
+    const button = $("event-add");
+    const error = $("event-error");
+    const label = input.value.trim();
+    if (!label) return;
+    button.disabled = true;
+    try {
+      const response = await fetch(EVENTS_URL, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ label, color: $("event-color").value }),
+      });
+      const body = await response.json().catch(() => ({}));
+      if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
+      addEvent(body);
+      input.value = "";
+      error.textContent = "";
+    } catch (failure) {
+      error.textContent = `Could not add the event: ${failure.message}`;
+    } finally {
+      button.disabled = false;
+    }
+  });
+
+  $("zoom-reset").addEventListener("click", resetZoom);
+
+  connect();
+})();

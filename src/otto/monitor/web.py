@@ -1,0 +1,685 @@
+"""The monitor dashboard: a Starlette app over a metric source, and a uvicorn server for it.
+
+Routes of ``create_app``:
+
+- ``/``: the page (``static/index.html``), ``/static/...``: its files (uPlot is vendored).
+- ``/api/snapshot``: the source's snapshot as JSON.
+- ``/api/events``: ``GET`` lists the events, ``POST {"label", "color"?, "end"?}`` adds one.
+- ``/api/stream``: Server-Sent Events. The first message is ``{"type": "snapshot",
+  "snapshot": {...}}``, then every round and event of the source as it happens, each a
+  ``data:`` JSON line; a comment line every 15 s keeps proxies from closing the stream;
+  ``{"type": "end"}`` when the source stops.
+- ``/metrics``: Prometheus text from ``otto.monitor.prometheus.render_metrics``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import ipaddress
+import json
+import logging
+import math
+import re
+import socket
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Protocol, Self
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
+
+__all__ = [
+    "DashboardServer",
+    "DashboardSource",
+    "MemorySource",
+    "create_app",
+    "serve",
+]
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).with_name("static")
+HEARTBEAT_INTERVAL = 15.0
+"""Seconds between SSE comment lines sent to keep an idle stream open."""
+
+_LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+_MAX_LABEL = 200
+_COLOR_RE = re.compile(r"#[0-9a-fA-F]{3,8}|[a-zA-Z]{1,30}")
+# How many points to encode between yields to the event loop while writing a snapshot,
+# so that a large history does not stall the collector's rounds.
+_POINTS_PER_SLICE = 20_000
+_PROMETHEUS = "otto.monitor.prometheus"
+_PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+        "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+    ),
+    "Cache-Control": "no-cache",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+class DashboardSource(Protocol):
+    """What the dashboard displays: ``Collector`` (live) and ``Replay`` (a saved file)."""
+
+    def snapshot(self) -> dict[str, object]:
+        """Return everything known now, in fresh containers the caller may keep.
+
+        ``{"interval": float, "live": bool, "hosts": {name: {"up": bool, "last_error": str}},
+        "metrics": [sorted names], "series": {metric: {host: [[t, v], ...]}},
+        "events": [{"id", "t", "end", "label", "color"}]}``; ``t`` in Unix seconds.
+        """
+        ...
+
+    def subscribe(self) -> AsyncIterator[dict[str, object]]:
+        """Yield ``{"type": "round", ...}`` and ``{"type": "event", ...}`` until it stops.
+
+        Subscribe when called, not on the first ``__anext__``: the stream takes the
+        snapshot right after, and a round in between would be lost.
+        """
+        ...
+
+    def add_event(
+        self, label: str, color: str | None = None, end: float | None = None
+    ) -> dict[str, object]:
+        """Put an annotation on the timeline now and return it."""
+        ...
+
+
+# ---------------------------------------------------------------------------------------
+# An in-memory source
+
+
+class _Subscription:
+    """One subscriber's queue of updates; registered as soon as it is created."""
+
+    def __init__(self, owner: MemorySource, limit: int) -> None:
+        self._owner = owner
+        self._queue: asyncio.Queue[dict[str, object] | None] = asyncio.Queue()
+        self._limit = limit
+        self._ended = False
+
+    def offer(self, item: dict[str, object] | None) -> None:
+        if self._ended:
+            return
+        if item is not None and self._queue.qsize() >= self._limit:
+            # A subscriber this far behind gets cut off; a dashboard reconnects and
+            # starts again from a snapshot, which is cheaper than an unbounded queue.
+            log.warning("dropping a dashboard subscriber %d updates behind", self._limit)
+            item = None
+        if item is None:
+            self._ended = True
+        self._queue.put_nowait(item)
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> dict[str, object]:
+        item = await self._queue.get()
+        if item is None:
+            self._owner._subscribers.discard(self)
+            raise StopAsyncIteration
+        return item
+
+    async def aclose(self) -> None:
+        self._ended = True
+        self._owner._subscribers.discard(self)
+
+
+class MemorySource:
+    """A ``DashboardSource`` kept in memory, fed by ``push_round`` and ``add_event``.
+
+    It shows metrics otto does not collect itself, and it is the dashboard's test double.
+
+    Args:
+        interval: the expected seconds between rounds, shown on the page.
+        live: false to present the data as a replay of a saved run.
+        clock: returns Unix seconds; used to stamp events.
+        max_backlog: updates a subscriber may have pending before it is cut off.
+    """
+
+    def __init__(
+        self,
+        *,
+        interval: float = 1.0,
+        live: bool = True,
+        clock: Callable[[], float] = time.time,
+        max_backlog: int = 10_000,
+    ) -> None:
+        self.interval = interval
+        self.live = live
+        self._clock = clock
+        self._max_backlog = max_backlog
+        self._hosts: dict[str, dict[str, object]] = {}
+        self._series: dict[str, dict[str, list[tuple[float, float]]]] = {}
+        self._events: list[dict[str, object]] = []
+        self._subscribers: set[_Subscription] = set()
+        self._stopped = False
+
+    @property
+    def subscriber_count(self) -> int:
+        """How many subscriptions are open."""
+        return len(self._subscribers)
+
+    def push_round(
+        self,
+        t: float,
+        hosts: Mapping[str, Mapping[str, float] | None],
+        *,
+        errors: Mapping[str, str] | None = None,
+        duration: float = 0.0,
+    ) -> None:
+        """Record one round: each host's metrics, or ``None`` for a host that is down."""
+        errors = errors or {}
+        message_hosts: dict[str, object] = {}
+        for name, metrics in hosts.items():
+            up = metrics is not None
+            error = errors.get(name, "" if up else "down")
+            self._hosts[name] = {"up": up, "last_error": error}
+            values = dict(metrics or {})
+            for metric, value in values.items():
+                self._series.setdefault(metric, {}).setdefault(name, []).append((t, value))
+            entry: dict[str, object] = {"up": up, "metrics": values}
+            if error:
+                entry["error"] = error
+            message_hosts[name] = entry
+        self._publish({"type": "round", "t": t, "duration": duration, "hosts": message_hosts})
+
+    def snapshot(self) -> dict[str, object]:
+        """Return the stored rounds and events (see ``DashboardSource.snapshot``)."""
+        return {
+            "interval": self.interval,
+            "live": self.live,
+            "hosts": {name: dict(state) for name, state in self._hosts.items()},
+            "metrics": sorted(self._series),
+            "series": {
+                metric: {host: [[t, v] for t, v in points] for host, points in by_host.items()}
+                for metric, by_host in self._series.items()
+            },
+            "events": [dict(event) for event in self._events],
+        }
+
+    def subscribe(self) -> AsyncIterator[dict[str, object]]:
+        """Return the updates from now on; it ends when ``stop`` is called."""
+        subscription = _Subscription(self, self._max_backlog)
+        if self._stopped:
+            subscription.offer(None)
+        else:
+            self._subscribers.add(subscription)
+        return subscription
+
+    def add_event(
+        self, label: str, color: str | None = None, end: float | None = None
+    ) -> dict[str, object]:
+        """Add an annotation stamped now and tell the subscribers."""
+        event: dict[str, object] = {
+            "id": len(self._events) + 1,
+            "t": self._clock(),
+            "end": end,
+            "label": label,
+            "color": color,
+        }
+        self._events.append(event)
+        self._publish({"type": "event", "event": dict(event)})
+        return dict(event)
+
+    def stop(self) -> None:
+        """End every subscription, as a collector does when it stops."""
+        self._stopped = True
+        for subscription in list(self._subscribers):
+            subscription.offer(None)
+        self._subscribers.clear()
+
+    def _publish(self, message: dict[str, object]) -> None:
+        for subscription in list(self._subscribers):
+            subscription.offer(message)
+
+
+# ---------------------------------------------------------------------------------------
+# JSON
+
+
+def _finite(value: object) -> object:
+    """Replace NaN and infinities (not JSON) by null, recursively."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _dumps(value: object) -> str:
+    try:
+        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        return json.dumps(_finite(value), separators=(",", ":"), allow_nan=False)
+
+
+async def _encode_snapshot(snapshot: Mapping[str, object]) -> str:
+    """Encode a snapshot as JSON, yielding to the event loop now and then."""
+    series = snapshot.get("series")
+    if not isinstance(series, Mapping):
+        return _dumps(snapshot)
+    rest = _dumps({key: value for key, value in snapshot.items() if key != "series"})
+    parts = [rest[:-1], "," if rest != "{}" else "", '"series":{']
+    encoded = 0
+    for i, (metric, by_host) in enumerate(series.items()):
+        parts.append(("," if i else "") + _dumps(str(metric)) + ":{")
+        if isinstance(by_host, Mapping):
+            for j, (host, points) in enumerate(by_host.items()):
+                parts.append(("," if j else "") + _dumps(str(host)) + ":" + _dumps(points))
+                encoded += len(points) if isinstance(points, Sequence) else 1
+                if encoded >= _POINTS_PER_SLICE:
+                    encoded = 0
+                    await asyncio.sleep(0)
+        parts.append("}")
+    parts.append("}}")
+    return "".join(parts)
+
+
+def _sse(message: object) -> bytes:
+    return f"data: {_dumps(message)}\n\n".encode()
+
+
+# ---------------------------------------------------------------------------------------
+# Server-Sent Events
+
+
+class _StreamHub:
+    """Tracks open event streams so that a shutting-down server can end them."""
+
+    def __init__(self) -> None:
+        self._open: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+        self.closed = False
+
+    @contextlib.contextmanager
+    def register(self) -> Iterator[asyncio.Event]:
+        entry = (asyncio.get_running_loop(), asyncio.Event())
+        if self.closed:
+            entry[1].set()
+        self._open.add(entry)
+        try:
+            yield entry[1]
+        finally:
+            self._open.discard(entry)
+
+    def close(self) -> None:
+        self.closed = True
+        for loop, event in list(self._open):
+            # Test clients run the app on a loop of their own, in another thread.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(event.set)
+
+
+class _EventStreamResponse(Response):
+    """Streams the snapshot, then the source's updates, until one side goes away."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, source: DashboardSource, hub: _StreamHub, heartbeat: float) -> None:
+        # Not Response.__init__: it would declare a Content-Length for an empty body.
+        self.status_code = 200
+        self.background = None
+        self.init_headers({"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        self._source = source
+        self._hub = hub
+        self._heartbeat = heartbeat
+        self._lock = asyncio.Lock()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        updates = self._source.subscribe()
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            with self._hub.register() as closing:
+                await self._stream(updates, receive, send, closing, tasks)
+        except OSError:
+            pass  # the client went away while we were sending
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            aclose = getattr(updates, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
+
+    async def _stream(
+        self,
+        updates: AsyncIterator[dict[str, object]],
+        receive: Receive,
+        send: Send,
+        closing: asyncio.Event,
+        tasks: list[asyncio.Task[None]],
+    ) -> None:
+        async with self._lock:
+            # Consume updates before taking the snapshot so that no round falls between
+            # the two; the page drops the rounds that the snapshot already holds.
+            tasks.append(asyncio.create_task(self._pump(updates, send)))
+            await asyncio.sleep(0)
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            snapshot = await _encode_snapshot(self._source.snapshot())
+            body = f'data: {{"type":"snapshot","snapshot":{snapshot}}}\n\n'.encode()
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+        tasks.append(asyncio.create_task(self._beat(send)))
+        client_gone = asyncio.create_task(_disconnected(receive))
+        shutdown = asyncio.create_task(_wait(closing))
+        tasks += [client_gone, shutdown]
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if not task.cancelled() and (error := task.exception()) is not None:
+                if isinstance(error, OSError):
+                    return
+                log.error("dashboard event stream failed", exc_info=error)
+        if client_gone not in done:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _send_chunk(self, send: Send, chunk: bytes) -> None:
+        async with self._lock:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+
+    async def _pump(self, updates: AsyncIterator[dict[str, object]], send: Send) -> None:
+        async for message in updates:
+            await self._send_chunk(send, _sse(message))
+        await self._send_chunk(send, _sse({"type": "end"}))
+
+    async def _beat(self, send: Send) -> None:
+        while True:
+            await asyncio.sleep(self._heartbeat)
+            await self._send_chunk(send, b": keepalive\n\n")
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _wait(event: asyncio.Event) -> None:
+    await event.wait()
+
+
+# ---------------------------------------------------------------------------------------
+# The app
+
+
+def _events_of(source: DashboardSource) -> object:
+    # A source may list its events without building a whole snapshot.
+    events = getattr(source, "events", None)
+    if callable(events):
+        return events()
+    return source.snapshot().get("events", [])
+
+
+def _bad_request(message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=400)
+
+
+def create_app(
+    source: DashboardSource,
+    *,
+    allowed_hosts: Sequence[str] | None = None,
+    heartbeat: float = HEARTBEAT_INTERVAL,
+) -> Starlette:
+    """Build the dashboard's ASGI app over ``source``.
+
+    Args:
+        source: what to display (a ``Collector``, a ``Replay``, a ``MemorySource``).
+        allowed_hosts: accepted ``Host`` header names; ``None`` accepts any. A server on
+            loopback passes its loopback names, so that a web page elsewhere cannot reach
+            it through DNS rebinding.
+        heartbeat: seconds between keep-alive comments on ``/api/stream``.
+    """
+    hub = _StreamHub()
+
+    async def index(request: Request) -> Response:
+        return FileResponse(STATIC_DIR / "index.html", headers=_PAGE_HEADERS)
+
+    async def snapshot(request: Request) -> Response:
+        body = await _encode_snapshot(source.snapshot())
+        return Response(body, media_type="application/json")
+
+    async def list_events(request: Request) -> Response:
+        return Response(_dumps(_events_of(source)), media_type="application/json")
+
+    async def add_event(request: Request) -> Response:
+        # Requiring JSON makes a cross-site form post impossible: browsers preflight it.
+        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+            return JSONResponse({"error": "send JSON"}, status_code=415)
+        try:
+            payload = await request.json()
+        except ValueError:
+            return _bad_request("the body is not valid JSON")
+        if not isinstance(payload, dict):
+            return _bad_request("expected a JSON object")
+        label = payload.get("label")
+        if not isinstance(label, str) or not label.strip():
+            return _bad_request("label: a non-empty string is required")
+        if len(label) > _MAX_LABEL:
+            return _bad_request(f"label: at most {_MAX_LABEL} characters")
+        color = payload.get("color")
+        if color is not None and (not isinstance(color, str) or not _COLOR_RE.fullmatch(color)):
+            return _bad_request("color: a #rgb/#rrggbb value or a colour name")
+        end = payload.get("end")
+        if end is not None and (
+            isinstance(end, bool) or not isinstance(end, int | float) or not math.isfinite(end)
+        ):
+            return _bad_request("end: a Unix time in seconds, or null")
+        event = source.add_event(label.strip(), color, None if end is None else float(end))
+        return Response(_dumps(event), status_code=201, media_type="application/json")
+
+    async def stream(request: Request) -> Response:
+        return _EventStreamResponse(source, hub, heartbeat)
+
+    async def metrics(request: Request) -> Response:
+        # Imported here so that the dashboard works while that module is unavailable.
+        try:
+            module = importlib.import_module("otto.monitor.prometheus")
+            render: Callable[[DashboardSource], bytes] = module.render_metrics
+        except (ImportError, AttributeError) as error:
+            if isinstance(error, ImportError) and error.name not in {_PROMETHEUS, None}:
+                raise
+            return Response(
+                f"Prometheus export is not available: {_PROMETHEUS}.render_metrics is missing.\n",
+                status_code=503,
+                media_type="text/plain",
+            )
+        return Response(render(source), media_type=_PROMETHEUS_TYPE)
+
+    middleware = []
+    if allowed_hosts is not None:
+        middleware.append(Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts)))
+    app = Starlette(
+        routes=[
+            Route("/", index),
+            Route("/api/snapshot", snapshot),
+            Route("/api/events", list_events, methods=["GET"]),
+            Route("/api/events", add_event, methods=["POST"]),
+            Route("/api/stream", stream),
+            Route("/metrics", metrics),
+            Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
+        ],
+        middleware=middleware,
+    )
+    app.state.otto_streams = hub
+    return app
+
+
+# ---------------------------------------------------------------------------------------
+# The server
+
+
+class _Uvicorn(uvicorn.Server):
+    """A uvicorn server that reports when it listens and leaves signals to its host program."""
+
+    def __init__(self, config: uvicorn.Config, started: asyncio.Event) -> None:
+        super().__init__(config)
+        self._started_event = started
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # The program embedding the dashboard owns SIGINT/SIGTERM; cancelling stops us.
+        yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:
+            self._started_event.set()
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.create_server((host.strip("[]"), port), family=family, backlog=128)
+    sock.setblocking(False)
+    return sock
+
+
+class DashboardServer:
+    """The dashboard served by uvicorn on this event loop.
+
+    ``await server.start()`` returns once it listens (``port=0`` picks a free port, read
+    it from ``.port``); ``await server.stop()`` ends open streams and shuts it down. It is
+    also an async context manager.
+
+    Args:
+        source: what to display.
+        host: the address to bind; loopback unless you mean to expose the dashboard.
+        port: the TCP port, 0 for any free one.
+    """
+
+    def __init__(self, source: DashboardSource, *, host: str = "127.0.0.1", port: int = 8000):
+        self.host = host
+        self._requested_port = port
+        loopback = _is_loopback(host)
+        self.app = create_app(source, allowed_hosts=_LOOPBACK_NAMES if loopback else None)
+        self._socket: socket.socket | None = None
+        self._port = port
+        self._server: _Uvicorn | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def port(self) -> int:
+        """The port it listens on (the real one when started with port 0)."""
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """The page's address, e.g. ``http://127.0.0.1:8000/``."""
+        host = self.host
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}/"
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def start(self) -> None:
+        """Bind and start serving; return once connections are accepted."""
+        if self._task is not None:
+            raise RuntimeError("the dashboard server is already started")
+        self._socket = _bind(self.host, self._requested_port)
+        self._port = int(self._socket.getsockname()[1])
+        config = uvicorn.Config(
+            self.app,
+            log_level="warning",
+            lifespan="off",
+            timeout_graceful_shutdown=5,
+        )
+        started = asyncio.Event()
+        self._server = _Uvicorn(config, started)
+        self._task = asyncio.create_task(
+            self._server.serve(sockets=[self._socket]), name="otto-dashboard"
+        )
+        waiter = asyncio.create_task(started.wait())
+        try:
+            await asyncio.wait({self._task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            await self.stop()
+            raise
+        finally:
+            waiter.cancel()
+        if not started.is_set():
+            task, self._task = self._task, None
+            self._close_socket()
+            task.result()
+            raise RuntimeError("the dashboard server stopped while starting")
+
+    async def wait(self) -> None:
+        """Wait until the server stops."""
+        if self._task is not None:
+            await asyncio.shield(self._task)
+
+    async def stop(self) -> None:
+        """End the event streams, stop accepting, wait for open requests, close."""
+        task, server = self._task, self._server
+        self._task = None
+        self.app.state.otto_streams.close()
+        if task is not None and server is not None:
+            server.should_exit = True
+            try:
+                await task
+            finally:
+                self._close_socket()
+        else:
+            self._close_socket()
+
+    def _close_socket(self) -> None:
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+async def serve(
+    source: DashboardSource,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    ready: asyncio.Event | None = None,
+) -> None:
+    """Serve the dashboard until cancelled.
+
+    Args:
+        source: what to display.
+        host: the address to bind (loopback by default).
+        port: the TCP port; 0 picks one (use ``DashboardServer`` to learn which).
+        ready: set once the server accepts connections.
+    """
+    async with DashboardServer(source, host=host, port=port) as server:
+        log.info("dashboard on %s", server.url)
+        if ready is not None:
+            ready.set()
+        await server.wait()
