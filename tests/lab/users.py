@@ -1,0 +1,97 @@
+"""The lab's login accounts: a fast one and one whose shell start-up is slow.
+
+The accounts are system-wide and shared by every lab on the machine (they are
+created once and kept), so their password is fixed.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pwd
+import subprocess
+from pathlib import Path
+
+from .netns import LabError
+
+LAB_USER = "ottotest"
+SLOW_USER = "ottoslow"
+LAB_PASSWORD = "otto-Lab-pw1"
+SLOW_STARTUP_SECONDS = 1
+
+_SHELL = "/bin/bash"
+
+# A small, stock-style .bashrc: nothing here may take time at start-up.
+_BASHRC = r"""# ~/.bashrc written by otto's test lab.
+case $- in
+    *i*) ;;
+      *) return;;
+esac
+HISTCONTROL=ignoreboth
+HISTSIZE=1000
+HISTFILESIZE=2000
+shopt -s histappend checkwinsize
+PS1='\u@\h:\w\$ '
+alias ls='ls --color=auto'
+"""
+
+# bash runs ~/.bashrc for every ssh session (exec channels too) and reads it
+# from ~/.profile in login shells, so a sleep at the top slows them all.
+_SLOW_BASHRC = f"sleep {SLOW_STARTUP_SECONDS}\n" + _BASHRC
+
+_PROFILE = """# ~/.profile written by otto's test lab.
+if [ -n "$BASH_VERSION" ] && [ -f "$HOME/.bashrc" ]; then
+    . "$HOME/.bashrc"
+fi
+"""
+
+
+def _write_owned(path: Path, text: str, uid: int, gid: int) -> None:
+    if path.exists() and path.read_text() == text:
+        return
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.chown(tmp, uid, gid)
+    tmp.chmod(0o644)
+    tmp.replace(path)
+
+
+def _ensure_account(name: str, bashrc: str) -> None:
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--create-home", "--user-group", "--shell", _SHELL, name],
+            check=True,
+            capture_output=True,
+        )
+        entry = pwd.getpwnam(name)
+    if entry.pw_shell != _SHELL:
+        subprocess.run(["usermod", "--shell", _SHELL, name], check=True, capture_output=True)
+    home = Path(entry.pw_dir)
+    if not home.is_dir():
+        home.mkdir(mode=0o755, parents=True)
+        os.chown(home, entry.pw_uid, entry.pw_gid)
+    _write_owned(home / ".bashrc", bashrc, entry.pw_uid, entry.pw_gid)
+    _write_owned(home / ".profile", _PROFILE, entry.pw_uid, entry.pw_gid)
+    # A .bash_profile would shadow .profile; the lab's start-up must be the one above.
+    (home / ".bash_profile").unlink(missing_ok=True)
+
+
+def ensure_users(lock_dir: Path) -> None:
+    """Create or repair both accounts and set their password (needs root)."""
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with open(lock_dir / "users.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            _ensure_account(LAB_USER, _BASHRC)
+            _ensure_account(SLOW_USER, _SLOW_BASHRC)
+            subprocess.run(
+                ["chpasswd"],
+                input=f"{LAB_USER}:{LAB_PASSWORD}\n{SLOW_USER}:{LAB_PASSWORD}\n",
+                text=True,
+                check=True,
+                capture_output=True,
+            )
+        except subprocess.CalledProcessError as exc:
+            raise LabError(f"{' '.join(exc.cmd)} failed: {exc.stderr}") from exc
