@@ -49,13 +49,7 @@ OnResult = Callable[[str, datetime, list[CommandStatus]], object]
 class SessionLike(Protocol):
     """What a repeat needs of a session: ``run`` and ``close``."""
 
-    # The timeout parameter is the session API's own (SPEC §2), hence the noqa.
-    async def run(
-        self,
-        cmds: str | Sequence[str],
-        *,
-        timeout: float | None = None,  # noqa: ASYNC109
-    ) -> RunResult:
+    async def run(self, cmds: str | Sequence[str], *, timeout: float | None = None) -> RunResult:
         """Run commands in the session's shell."""
         ...
 

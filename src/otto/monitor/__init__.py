@@ -1,0 +1,39 @@
+"""Host metrics in rounds: collector, parsers, SQLite store, Prometheus export.
+
+The dashboard lives in ``otto.monitor.web``; it is imported on its own so that
+collecting needs no web framework.
+"""
+
+from otto.monitor.collector import (
+    Collector,
+    DashboardSource,
+    HostRound,
+    MonitorTarget,
+    Replay,
+)
+from otto.monitor.parsers import (
+    DEFAULT_PARSERS,
+    FREE_PARSERS,
+    MetricParser,
+    Parsed,
+    Sample,
+    gauge_parser,
+)
+from otto.monitor.store import Event, HostState, MetricStore
+
+__all__ = [
+    "DEFAULT_PARSERS",
+    "FREE_PARSERS",
+    "Collector",
+    "DashboardSource",
+    "Event",
+    "HostRound",
+    "HostState",
+    "MetricParser",
+    "MetricStore",
+    "MonitorTarget",
+    "Parsed",
+    "Replay",
+    "Sample",
+    "gauge_parser",
+]

@@ -1,0 +1,754 @@
+"""The metric collector: every host polled at the same instant, round after round.
+
+Round ``k`` starts at ``start + k * interval`` on the monotonic clock (as
+``RepeatRunner`` ticks do). In a round every host gets ONE ``run`` on a session
+of its own: the metric commands joined into one shell command, with a unique
+separator and each command's exit status printed between their outputs. A
+command that is missing (a busybox host without ``df``) only loses its own
+section. A host's run has what is left of the interval as its timeout; a host
+that fails, or has not answered by then, is down for the round and the others
+are unaffected. It rejoins in the next round that it answers.
+
+Each round's metrics go to the in-memory series (bounded), to the SQLite store
+(one transaction per round, on a writer thread of its own) and to subscribers
+(the dashboard).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import logging
+import math
+import secrets
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from os import PathLike
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+from otto.monitor.parsers import DEFAULT_PARSERS, MetricParser, Sample
+from otto.monitor.store import (
+    EXPORT_FORMAT,
+    EXPORT_VERSION,
+    Event,
+    HostState,
+    MetricStore,
+    load_export,
+)
+from otto.periodic import Clock, HostLike, SessionLike, SystemClock, next_tick, to_seconds
+from otto.result import Status
+
+__all__ = [
+    "Collector",
+    "DashboardSource",
+    "HostRound",
+    "MonitorTarget",
+    "Replay",
+    "join_commands",
+    "split_output",
+]
+
+logger = logging.getLogger("otto.monitor")
+
+_T = TypeVar("_T")
+
+
+class DashboardSource(Protocol):
+    """What the dashboard shows: a live ``Collector`` or a ``Replay`` of a saved file."""
+
+    def snapshot(self) -> dict[str, object]:
+        """Everything known now, in fresh containers the caller may keep.
+
+        ``{"interval": float, "live": bool, "hosts": {name: {"up": bool, "last_error": str}},
+        "metrics": [sorted names], "series": {metric: {host: [[t, v], ...]}},
+        "events": [{"id", "t", "end", "label", "color"}]}``, ``t`` in unix seconds.
+        """
+        ...
+
+    def subscribe(self) -> AsyncIterator[dict[str, object]]:
+        """Updates from now on, until the source stops (registered when called).
+
+        Yields ``{"type": "round", "t", "duration", "hosts": {name: {"up", "metrics"}}}``
+        and ``{"type": "event", "event": {...}}``.
+        """
+        ...
+
+    def add_event(
+        self, label: str, color: str | None = None, end: float | None = None
+    ) -> dict[str, object]:
+        """Put an annotation on the timeline now and return it."""
+        ...
+
+
+@dataclass(frozen=True)
+class MonitorTarget:
+    """A host to monitor, with parsers of its own on top of (or instead of) the defaults.
+
+    Args:
+        host: the host.
+        parsers: ``{command: parser}`` added to ``DEFAULT_PARSERS``; a parser of
+            None drops that default command for this host.
+        replace_defaults: use only ``parsers``, none of the defaults.
+    """
+
+    host: HostLike
+    parsers: Mapping[str, MetricParser | None] = field(default_factory=dict)
+    replace_defaults: bool = False
+
+    def commands(self) -> dict[str, MetricParser]:
+        """The command -> parser table this host is polled with."""
+        table: dict[str, MetricParser] = {} if self.replace_defaults else dict(DEFAULT_PARSERS)
+        for command, parser in self.parsers.items():
+            if parser is None:
+                table.pop(command, None)
+            else:
+                table[command] = parser
+        return table
+
+
+@dataclass(frozen=True, slots=True)
+class HostRound:
+    """What one host came to in one round."""
+
+    up: bool
+    metrics: dict[str, float]
+    error: str = ""
+
+
+# --- joining commands into one round trip ---------------------------------------------
+
+
+def join_commands(commands: Sequence[str], separator: str) -> str:
+    """One shell command running ``commands`` in turn, a separator line after each.
+
+    After command ``i`` the line ``<separator> i <exit status>`` is printed. Each
+    command reads no stdin and its stderr is dropped, so a missing program
+    leaves only its exit status (127) behind and the others run as usual.
+    """
+    return "; ".join(
+        # The newline before "}" lets a command end in "&" or a comment.
+        f"{{ {command}\n}} </dev/null 2>/dev/null; printf '\\n{separator} {i} %d\\n' $?"
+        for i, command in enumerate(commands)
+    )
+
+
+def split_output(text: str, separator: str, count: int) -> list[tuple[int | None, str]]:
+    """Split the output of ``join_commands`` back into ``(exit status, output)`` per command.
+
+    A command whose separator line is missing (the run was cut short) gets
+    ``(None, "")``.
+    """
+    sections: list[tuple[int | None, str]] = [(None, "")] * count
+    pieces = text.split("\n" + separator + " ")
+    body = pieces[0]
+    for piece in pieces[1:]:
+        header, _, rest = piece.partition("\n")
+        index, _, status = header.partition(" ")
+        if index.isdigit() and status.lstrip("-").isdigit() and int(index) < count:
+            sections[int(index)] = (int(status), body)
+        body = rest
+    return sections
+
+
+# --- per-host state ----------------------------------------------------------------------
+
+
+class _Track:
+    """Everything the collector keeps about one host."""
+
+    def __init__(
+        self, target: MonitorTarget, separator: str, session_name: str, history: int
+    ) -> None:
+        self.target = target
+        self.name = target.host.name
+        self.parsers = list(target.commands().items())
+        self.command = join_commands([c for c, _ in self.parsers], separator)
+        self.session_name = session_name
+        self.session: SessionLike | None = None
+        self.previous: dict[str, Sample] = {}
+        self.up = False
+        self.polled = False
+        self.last_error = ""
+        self.latest: dict[str, float] = {}
+        self.series: dict[str, deque[tuple[float, float]]] = {}
+        self.states: deque[tuple[float, bool, str]] = deque(maxlen=history)
+        self.history = history
+        self.lock = asyncio.Lock()
+
+    def record(self, t: float, outcome: HostRound) -> None:
+        self.states.append((t, outcome.up, outcome.error))
+        if outcome.up != self.up or (not outcome.up and outcome.error != self.last_error):
+            if outcome.up and self.polled:
+                logger.info("%s: answering again", self.name)
+            elif not outcome.up:
+                logger.warning("%s: down this round: %s", self.name, outcome.error)
+        self.polled = True
+        self.up = outcome.up
+        self.last_error = outcome.error
+        if not outcome.up:
+            return
+        self.latest = outcome.metrics
+        for metric, value in outcome.metrics.items():
+            points = self.series.get(metric)
+            if points is None:
+                points = self.series[metric] = deque(maxlen=self.history)
+            points.append((t, value))
+
+
+class _Subscription:
+    """One subscriber's queue, registered on creation so no round falls in a gap."""
+
+    def __init__(self, subscribers: set[_Subscription], limit: int) -> None:
+        self._subscribers = subscribers
+        self._queue: asyncio.Queue[dict[str, object] | None] = asyncio.Queue()
+        self._limit = limit
+        self._ended = False
+        subscribers.add(self)
+
+    def put(self, update: dict[str, object]) -> None:
+        if self._queue.qsize() >= self._limit:
+            # A consumer this far behind would only show stale data: drop the oldest.
+            self._queue.get_nowait()
+        self._queue.put_nowait(update)
+
+    def end(self) -> None:
+        self._queue.put_nowait(None)
+
+    def __aiter__(self) -> _Subscription:
+        return self
+
+    async def __anext__(self) -> dict[str, object]:
+        if self._ended:
+            raise StopAsyncIteration
+        update = await self._queue.get()
+        if update is None:
+            self._ended = True
+            self._subscribers.discard(self)
+            raise StopAsyncIteration
+        return update
+
+    async def aclose(self) -> None:
+        self._ended = True
+        self._subscribers.discard(self)
+
+
+# --- the collector -----------------------------------------------------------------------
+
+
+class Collector:
+    """Polls hosts in rounds and keeps their metrics.
+
+    Args:
+        hosts: hosts, or ``MonitorTarget`` for a host with parsers of its own.
+        interval: seconds (or ``timedelta``) between round starts; also each
+            host's timeout within a round.
+        db: a SQLite file to store every round in, or None for memory only.
+        history: points kept in memory per host and metric.
+        clock: the schedule's clock (tests pass ``otto.periodic.FakeClock``).
+
+    Raises:
+        ValueError: a bad interval or history, or two hosts with the same name.
+    """
+
+    def __init__(
+        self,
+        hosts: Iterable[HostLike | MonitorTarget],
+        *,
+        interval: float | timedelta = 5.0,
+        db: str | PathLike[str] | None = None,
+        history: int = 720,
+        clock: Clock | None = None,
+    ) -> None:
+        self._interval = to_seconds(interval, "interval")
+        if history < 1:
+            raise ValueError(f"history must be at least 1, got {history!r}")
+        self._clock: Clock = clock if clock is not None else SystemClock()
+        self._db_path = None if db is None else Path(db)
+        tag = secrets.token_hex(4)
+        self._separator = f"__otto_monitor_{secrets.token_hex(8)}__"
+        self._tracks: dict[str, _Track] = {}
+        for item in hosts:
+            target = item if isinstance(item, MonitorTarget) else MonitorTarget(item)
+            name = target.host.name
+            if name in self._tracks:
+                raise ValueError(f"host {name!r} is listed twice")
+            self._tracks[name] = _Track(target, self._separator, f"monitor:{tag}", history)
+        self._history = history
+        self._events: list[Event] = []
+        self._next_event_id = 1
+        self._rounds: deque[tuple[float, float]] = deque(maxlen=history)
+        self._subscribers: set[_Subscription] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._store: MetricStore | None = None
+        self._writer: concurrent.futures.ThreadPoolExecutor | None = None
+        self._writes: set[asyncio.Future[Any]] = set()
+        self._last_write: asyncio.Future[Any] | None = None
+        self._rounds_run = 0
+        self._rounds_skipped = 0
+        self._last_duration: float | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    @property
+    def interval(self) -> float:
+        """Seconds between round starts."""
+        return self._interval
+
+    @property
+    def running(self) -> bool:
+        """True between ``start`` and ``stop``."""
+        return self._task is not None and not self._task.done()
+
+    @property
+    def host_names(self) -> list[str]:
+        """The monitored hosts, in the order given."""
+        return list(self._tracks)
+
+    @property
+    def rounds_run(self) -> int:
+        """Rounds completed so far."""
+        return self._rounds_run
+
+    @property
+    def rounds_skipped(self) -> int:
+        """Rounds not run because the previous one ended too late."""
+        return self._rounds_skipped
+
+    @property
+    def last_round_duration(self) -> float | None:
+        """Seconds the latest round took, from its start to its last host's answer."""
+        return self._last_duration
+
+    async def start(self) -> None:
+        """Open the store (if any) and start the rounds; the first one starts now.
+
+        Raises:
+            RuntimeError: already running.
+        """
+        if self.running:
+            raise RuntimeError("the collector is already running")
+        if self._db_path is not None and self._store is None:
+            self._writer = concurrent.futures.ThreadPoolExecutor(1, "otto-monitor-store")
+            self._store = await self._in_writer(MetricStore, self._db_path)
+            self._next_event_id = max(
+                self._next_event_id, await self._in_writer(self._store.next_event_id)
+            )
+            await self._in_writer(self._store.set_meta, "interval", repr(self._interval))
+            for event in self._events:
+                await self._in_writer(self._store.add_event, event)
+        self._task = asyncio.get_running_loop().create_task(self._schedule(), name="otto monitor")
+
+    async def stop(self) -> None:
+        """Stop the rounds, close the sessions, finish writing and close the store."""
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise
+        elif task is not None and not task.cancelled() and task.exception() is not None:
+            logger.error("the collector's schedule had crashed", exc_info=task.exception())
+        await asyncio.gather(*(self._drop_session(t) for t in self._tracks.values()))
+        if self._writes:
+            await asyncio.gather(*self._writes, return_exceptions=True)
+        if self._store is not None:
+            await self._in_writer(self._store.close)
+            self._store = None
+        if self._writer is not None:
+            self._writer.shutdown(wait=False)
+            self._writer = None
+        for subscription in list(self._subscribers):
+            subscription.end()
+
+    async def __aenter__(self) -> Collector:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # --- reading -----------------------------------------------------------------------
+
+    def latest(self, host_name: str) -> dict[str, float]:
+        """The metrics of the host's latest answer (kept while it is down).
+
+        Raises:
+            KeyError: the host is not monitored.
+        """
+        return dict(self._track(host_name).latest)
+
+    def series(self, host_name: str, metric: str) -> list[tuple[float, float]]:
+        """``(unix time, value)`` of one metric of one host, oldest first, in memory.
+
+        Raises:
+            KeyError: the host is not monitored.
+        """
+        return list(self._track(host_name).series.get(metric, ()))
+
+    def host_states(self) -> dict[str, HostState]:
+        """Each host's state in the latest round."""
+        return {name: HostState(t.up, t.last_error) for name, t in self._tracks.items()}
+
+    def latest_values(self) -> dict[str, dict[str, float]]:
+        """``{host: latest metrics}`` of the hosts that answered in the latest round."""
+        return {name: dict(t.latest) for name, t in self._tracks.items() if t.up}
+
+    def snapshot(self) -> dict[str, object]:
+        """Everything in memory, for the dashboard (see ``DashboardSource``)."""
+        series: dict[str, dict[str, list[list[float]]]] = {}
+        for name, track in self._tracks.items():
+            for metric, points in track.series.items():
+                series.setdefault(metric, {})[name] = [[t, v] for t, v in points]
+        return {
+            "interval": self._interval,
+            "live": self.running,
+            "hosts": {
+                name: {"up": t.up, "last_error": t.last_error} for name, t in self._tracks.items()
+            },
+            "metrics": sorted(series),
+            "series": series,
+            "events": [e.as_dict() for e in self._events],
+        }
+
+    def subscribe(self) -> AsyncIterator[dict[str, object]]:
+        """Round and event updates from now on; ends when the collector stops."""
+        subscription = _Subscription(self._subscribers, limit=1000)
+        if self._task is not None and self._task.done():
+            subscription.end()
+        return subscription
+
+    def add_event(
+        self, label: str, color: str | None = None, end: float | None = None
+    ) -> dict[str, object]:
+        """Put an annotation on the timeline now (``end``: unix seconds) and return it."""
+        event = Event(self._next_event_id, self._clock.time(), label, color, end)
+        self._next_event_id += 1
+        self._events.append(event)
+        if self._store is not None:
+            self._write(self._store.add_event, event)
+        update: dict[str, object] = {"type": "event", "event": event.as_dict()}
+        for subscription in self._subscribers:
+            subscription.put(update)
+        return event.as_dict()
+
+    def export(self) -> dict[str, object]:
+        """What is in memory, in the JSON export format of ``MetricStore.export``."""
+        samples: dict[str, dict[str, list[list[float]]]] = {}
+        status: dict[str, list[list[object]]] = {}
+        metrics: set[str] = set()
+        for name, track in self._tracks.items():
+            samples[name] = {m: [[t, v] for t, v in p] for m, p in sorted(track.series.items())}
+            metrics.update(track.series)
+            status[name] = [[t, up, error] for t, up, error in track.states]
+        return {
+            "format": EXPORT_FORMAT,
+            "version": EXPORT_VERSION,
+            "meta": {"interval": repr(self._interval)},
+            "hosts": sorted(self._tracks),
+            "metrics": sorted(metrics),
+            "rounds": [[t, d] for t, d in self._rounds],
+            "status": status,
+            "samples": samples,
+            "events": [e.as_dict() for e in self._events],
+        }
+
+    def export_json(self, path: str | PathLike[str]) -> None:
+        """Write ``export()`` to ``path`` as JSON (``Replay.from_file`` reads it)."""
+        with open(path, "w", encoding="utf-8") as out:
+            json.dump(self.export(), out)
+
+    # --- rounds ------------------------------------------------------------------------
+
+    async def poll_round(self) -> dict[str, HostRound]:
+        """Run one round now, outside the schedule, and record it like any other."""
+        return await self._round(self._clock.monotonic())
+
+    async def _schedule(self) -> None:
+        clock = self._clock
+        start = clock.monotonic()
+        # A round that ends a little late (a host's interrupt took a moment)
+        # still lets the next one run, late; only a whole missed interval skips.
+        slack = self._interval / 2
+        k = 0
+        while True:
+            await clock.sleep_until(start + k * self._interval)
+            await self._round(start + k * self._interval)
+            following = next_tick(start, self._interval, k, clock.monotonic() - slack)
+            if following > k + 1:
+                self._rounds_skipped += following - k - 1
+                logger.warning("monitor rounds overran: skipped %d", following - k - 1)
+            k = following
+
+    async def _round(self, due: float) -> dict[str, HostRound]:
+        clock = self._clock
+        began = clock.monotonic()
+        t = clock.time()
+        # The budget ends when the next round is due, even for a round that
+        # started late, so one slow host cannot push every later round back.
+        deadline = due + self._interval
+        tracks = list(self._tracks.values())
+        polls = [asyncio.ensure_future(self._poll(track, deadline)) for track in tracks]
+        outcomes = await self._gather_until(polls, deadline + self._grace())
+        duration = clock.monotonic() - began
+        results: dict[str, HostRound] = {}
+        for track, outcome in zip(tracks, outcomes, strict=True):
+            if isinstance(outcome, HostRound):
+                result = outcome
+            elif isinstance(outcome, asyncio.CancelledError):
+                result = HostRound(False, {}, f"no answer within {self._interval:g}s")
+            else:
+                result = HostRound(False, {}, f"{type(outcome).__name__}: {outcome}")
+            track.record(t, result)
+            results[track.name] = result
+        self._rounds.append((t, duration))
+        self._rounds_run += 1
+        self._last_duration = duration
+        if self._store is not None:
+            await self._save(t, results, duration)
+        self._publish(t, duration, results)
+        return results
+
+    def _grace(self) -> float:
+        # How long past the deadline a host may take to hand back an interrupted
+        # command before its poll is cancelled (the session then cleans up on
+        # its next call).
+        return min(self._interval / 2, 1.0)
+
+    async def _gather_until(
+        self, polls: Sequence[asyncio.Future[HostRound]], cutoff: float
+    ) -> list[HostRound | BaseException]:
+        everything = asyncio.gather(*polls, return_exceptions=True)
+        alarm = asyncio.ensure_future(self._clock.sleep_until(cutoff))
+        waited: set[asyncio.Future[Any]] = {everything, alarm}
+        try:
+            await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            alarm.cancel()
+            if not everything.done():
+                for poll in polls:
+                    poll.cancel()
+            # Cancelled polls finish promptly: collect them so no task outlives the round.
+            outcomes = await asyncio.shield(everything)
+        return list(outcomes)
+
+    async def _poll(self, track: _Track, deadline: float) -> HostRound:
+        clock = self._clock
+        async with track.lock:
+            try:
+                if track.session is None:
+                    track.session = await track.target.host.open_session(track.session_name)
+                budget = deadline - clock.monotonic()
+                if budget <= 0:
+                    return HostRound(False, {}, f"no answer within {self._interval:g}s")
+                sent = clock.monotonic()
+                result = await track.session.run(track.command, timeout=budget)
+                answered = clock.monotonic()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                await self._drop_session(track)
+                return HostRound(False, {}, f"{type(exc).__name__}: {exc}")
+        if not result.statuses:
+            return HostRound(False, {}, "no result")
+        status = result.statuses[0]
+        if status.status is Status.Error:
+            reason = status.error or status.output[-200:] or "error"
+            if status.timed_out:
+                reason = f"no answer within {budget:.3g}s"
+            return HostRound(False, {}, reason)
+        return self._parse(track, status.output, (sent + answered) / 2)
+
+    def _parse(self, track: _Track, output: str, taken: float) -> HostRound:
+        metrics: dict[str, float] = {}
+        problems: list[str] = []
+        sections = split_output(output, self._separator, len(track.parsers))
+        for (command, parser), (code, text) in zip(track.parsers, sections, strict=True):
+            if code is None:
+                problems.append(f"{command}: no output")
+                continue
+            if code != 0:
+                problems.append(f"{command}: exit status {code}")
+                track.previous.pop(command, None)
+                continue
+            try:
+                parsed = parser(text, taken, track.previous.get(command))
+            except Exception as exc:
+                problems.append(f"{command}: {type(exc).__name__}: {exc}")
+                track.previous.pop(command, None)
+                continue
+            metrics.update(parsed.metrics)
+            if parsed.counters:
+                track.previous[command] = Sample(taken, parsed.counters)
+        # A host whose commands all failed gave nothing usable: that is down.
+        up = bool(metrics) or not problems
+        return HostRound(
+            up, {k: v for k, v in metrics.items() if math.isfinite(v)}, "; ".join(problems)
+        )
+
+    async def _drop_session(self, track: _Track) -> None:
+        session, track.session = track.session, None
+        if session is None:
+            return
+        try:
+            await session.close()
+        except Exception:
+            logger.debug("%s: closing the monitor session failed", track.name, exc_info=True)
+
+    def _publish(self, t: float, duration: float, results: Mapping[str, HostRound]) -> None:
+        if not self._subscribers:
+            return
+        update: dict[str, object] = {
+            "type": "round",
+            "t": t,
+            "duration": duration,
+            "hosts": {
+                name: {"up": r.up, "metrics": dict(r.metrics), "last_error": r.error}
+                for name, r in results.items()
+            },
+        }
+        for subscription in self._subscribers:
+            subscription.put(update)
+
+    # --- the store, off the event loop ---------------------------------------------------
+
+    async def _save(self, t: float, results: Mapping[str, HostRound], duration: float) -> None:
+        store = self._store
+        assert store is not None
+        samples = {name: r.metrics for name, r in results.items() if r.up}
+        states = {name: HostState(r.up, r.error) for name, r in results.items()}
+        previous = self._last_write
+        if previous is not None and not previous.done():
+            # The round does not wait for its own write, but it does wait for
+            # the previous one: a writer slower than the rounds must not let
+            # rounds pile up in memory without bound.
+            await asyncio.wait([previous])
+        self._last_write = self._write(store.write_round, t, samples, states, duration)
+
+    def _write(self, fn: Callable[..., object], *args: object) -> asyncio.Future[Any]:
+        assert self._writer is not None
+        future = asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
+        self._writes.add(future)
+        future.add_done_callback(self._written)
+        return future
+
+    def _written(self, future: asyncio.Future[Any]) -> None:
+        self._writes.discard(future)
+        if not future.cancelled() and future.exception() is not None:
+            logger.error("writing to the metric store failed", exc_info=future.exception())
+
+    async def _in_writer(self, fn: Callable[..., _T], *args: object) -> _T:
+        assert self._writer is not None
+        return await asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
+
+    def _track(self, host_name: str) -> _Track:
+        try:
+            return self._tracks[host_name]
+        except KeyError:
+            raise KeyError(f"{host_name!r} is not monitored by this collector") from None
+
+
+# --- replaying a saved file ----------------------------------------------------------------
+
+
+class Replay:
+    """A saved monitor run (JSON export or SQLite store) as a dashboard source.
+
+    It is not live: ``subscribe`` ends at once. ``add_event`` adds to memory only.
+    """
+
+    def __init__(self, export: Mapping[str, object]) -> None:
+        doc = load_export(export)
+        meta = doc.get("meta", {})
+        self._interval = float(meta.get("interval", "5.0")) if isinstance(meta, dict) else 5.0
+        self._samples: dict[str, dict[str, list[list[float]]]] = doc.get("samples", {})
+        self._status: dict[str, list[list[Any]]] = doc.get("status", {})
+        self._hosts: list[str] = list(doc.get("hosts", []))
+        self._rounds: list[list[float]] = doc.get("rounds", [])
+        self._events = [
+            Event(e["id"], e["t"], e["label"], e.get("color"), e.get("end"))
+            for e in doc.get("events", [])
+        ]
+
+    @classmethod
+    def from_file(cls, path: str | PathLike[str]) -> Replay:
+        """Read a JSON export, or a SQLite file written by a ``Collector``.
+
+        Raises:
+            ValueError: the file is neither.
+        """
+        with open(path, "rb") as f:
+            head = f.read(16)
+        if head == b"SQLite format 3\x00":
+            with MetricStore(path) as store:
+                return cls(store.export())
+        return cls(load_export(path))
+
+    @property
+    def interval(self) -> float:
+        """The recorded run's interval."""
+        return self._interval
+
+    def host_states(self) -> dict[str, HostState]:
+        """Each host's state in the last recorded round it was polled in."""
+        states: dict[str, HostState] = {}
+        for name in self._hosts:
+            rows = self._status.get(name)
+            if rows:
+                _, up, error = rows[-1]
+                states[name] = HostState(bool(up), str(error))
+            else:
+                states[name] = HostState(bool(self._samples.get(name)), "")
+        return states
+
+    def latest_values(self) -> dict[str, dict[str, float]]:
+        """``{host: metrics}`` at each host's last recorded point (hosts up at the end)."""
+        up = self.host_states()
+        return {
+            host: {metric: points[-1][1] for metric, points in metrics.items() if points}
+            for host, metrics in self._samples.items()
+            if up.get(host, HostState(True)).up
+        }
+
+    @property
+    def last_round_duration(self) -> float | None:
+        """The recorded run's last round duration."""
+        return float(self._rounds[-1][1]) if self._rounds else None
+
+    def snapshot(self) -> dict[str, object]:
+        series: dict[str, dict[str, list[list[float]]]] = {}
+        for host, metrics in self._samples.items():
+            for metric, points in metrics.items():
+                series.setdefault(metric, {})[host] = [[t, v] for t, v in points]
+        return {
+            "interval": self._interval,
+            "live": False,
+            "hosts": {
+                name: {"up": s.up, "last_error": s.error} for name, s in self.host_states().items()
+            },
+            "metrics": sorted(series),
+            "series": series,
+            "events": [e.as_dict() for e in self._events],
+        }
+
+    def subscribe(self) -> AsyncIterator[dict[str, object]]:
+        """Nothing happens in a replay: the stream ends at once."""
+        subscription = _Subscription(set(), limit=1)
+        subscription.end()
+        return subscription
+
+    def add_event(
+        self, label: str, color: str | None = None, end: float | None = None
+    ) -> dict[str, object]:
+        """Add an annotation to the replay (in memory; the file is not changed)."""
+        next_id = max((e.id for e in self._events), default=0) + 1
+        event = Event(next_id, time.time(), label, color, end)
+        self._events.append(event)
+        return event.as_dict()

@@ -1,0 +1,450 @@
+"""Metric parsers: one command's output in, metrics out. Pure functions.
+
+A parser is called as ``parser(text, t, previous)``: ``text`` is what the command
+printed, ``t`` the monotonic time it was taken, and ``previous`` the ``Sample``
+(raw counters and time) the same parser returned for the same host last round,
+or None. It returns ``Parsed``: the metrics, plus the raw counters to hand back
+next round so that counters can become rates.
+
+Metric names are dotted (``cpu.percent``). A metric about one item of several,
+a core, an interface, a disk or a mount, carries the item in brackets:
+``cpu.percent[cpu0]``, ``net.rx_bytes_per_s[eth0]``, ``disk.used_percent[/boot]``.
+
+Counters that go down between two readings are either a wrap (a 32- or 64-bit
+counter overflowed) or a reset (the host rebooted, a driver reloaded). A wrap
+is assumed only when it implies a small increase (at most 1/8 of the counter's
+range); anything else is a reset, and no rate is given for that round.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Protocol
+
+__all__ = [
+    "DEFAULT_PARSERS",
+    "FREE_PARSERS",
+    "MetricParser",
+    "Parsed",
+    "Sample",
+    "counter_delta",
+    "gauge_parser",
+    "is_whole_disk",
+    "parse_df",
+    "parse_diskstats",
+    "parse_free_bytes",
+    "parse_free_kib",
+    "parse_loadavg",
+    "parse_meminfo",
+    "parse_net_dev",
+    "parse_proc_stat",
+]
+
+SECTOR_BYTES = 512
+"""/proc/diskstats counts 512-byte sectors whatever the device's real sector size."""
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """The raw counters of one reading and when it was taken (monotonic seconds)."""
+
+    t: float
+    counters: Mapping[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """A parser's answer: metrics now, and counters to compute rates next round."""
+
+    metrics: dict[str, float]
+    counters: dict[str, int] = field(default_factory=dict)
+
+
+class MetricParser(Protocol):
+    """Turns one command's output into metrics."""
+
+    def __call__(self, text: str, t: float, previous: Sample | None, /) -> Parsed:
+        """Parse ``text`` taken at monotonic time ``t``.
+
+        Args:
+            text: the command's output.
+            t: monotonic seconds when the output was taken.
+            previous: what this parser returned for this host last time, as a Sample.
+        """
+        ...
+
+
+def gauge_parser(parse: Callable[[str], Mapping[str, float]]) -> MetricParser:
+    """Wrap a function of the output alone (no rates) as a ``MetricParser``.
+
+    Example: ``gauge_parser(lambda text: {"gpu.percent": float(text)})``.
+    """
+
+    def parser(text: str, t: float, previous: Sample | None, /) -> Parsed:
+        return Parsed(dict(parse(text)))
+
+    parser.__name__ = getattr(parse, "__name__", "gauge_parser")
+    return parser
+
+
+def counter_delta(current: int, previous: int) -> int | None:
+    """How much a counter grew, allowing for a 32- or 64-bit wrap; None after a reset.
+
+    Returns:
+        The increase, or None when the counter went down by more than a wrap explains.
+    """
+    if current >= previous:
+        return current - previous
+    for width in (1 << 32, 1 << 64):
+        if previous < width:
+            wrapped = current + width - previous
+            if wrapped <= width >> 3:
+                return wrapped
+            return None
+    return None
+
+
+def _rate(key: str, now: dict[str, int], previous: Sample | None, dt: float) -> float | None:
+    if previous is None or dt <= 0:
+        return None
+    before = previous.counters.get(key)
+    if before is None:
+        return None
+    delta = counter_delta(now[key], before)
+    return None if delta is None else delta / dt
+
+
+# --- /proc/stat -------------------------------------------------------------------
+
+
+def parse_proc_stat(text: str, t: float, previous: Sample | None, /) -> Parsed:
+    """CPU busy % overall (``cpu.percent``) and per core (``cpu.percent[cpu0]``).
+
+    Busy is everything but idle and iowait, between this reading and the previous;
+    the first reading gives no percentages.
+    """
+    # Only the leading cpu lines matter; the intr line after them can be long.
+    head = text.partition("\nintr")[0]
+    counters: dict[str, int] = {}
+    metrics: dict[str, float] = {}
+    before = previous.counters if previous is not None else None
+    for line in head.splitlines():
+        if not line.startswith("cpu"):
+            break
+        fields = line.split()
+        # user nice system idle iowait irq softirq steal; guest time is already
+        # counted in user and nice, so the later columns are left out.
+        values = [int(v) for v in fields[1:9]]
+        total = sum(values)
+        idle = values[3] + (values[4] if len(values) > 4 else 0)
+        name = fields[0]
+        counters[name + ".total"] = total
+        counters[name + ".idle"] = idle
+        if before is None:
+            continue
+        total_was = before.get(name + ".total")
+        idle_was = before.get(name + ".idle")
+        if total_was is None or idle_was is None or total <= total_was:
+            continue  # new core, reset (reboot), or no time passed
+        elapsed = total - total_was
+        # iowait is known to step backwards on some kernels; clamp rather than
+        # report a busy share outside 0..100.
+        busy = min(max(elapsed - (idle - idle_was), 0), elapsed)
+        key = "cpu.percent" if name == "cpu" else f"cpu.percent[{name}]"
+        metrics[key] = 100.0 * busy / elapsed
+    return Parsed(metrics, counters)
+
+
+# --- memory -------------------------------------------------------------------------
+
+_MEMINFO_KEYS = tuple(
+    (key, f"\n{key}:")
+    for key in (
+        "MemTotal",
+        "MemFree",
+        "MemAvailable",
+        "Buffers",
+        "Cached",
+        "SReclaimable",
+        "SwapTotal",
+        "SwapFree",
+    )
+)
+
+
+def _meminfo_kib(text: str) -> dict[str, int]:
+    # Looking up the few keys needed is several times cheaper than splitting
+    # all ~50 lines; the leading newline makes "Cached" miss "SwapCached".
+    text = "\n" + text
+    found: dict[str, int] = {}
+    for key, needle in _MEMINFO_KEYS:
+        start = text.find(needle)
+        if start < 0:
+            continue
+        start += len(needle)
+        end = text.find("\n", start)
+        value = text[start:end] if end >= 0 else text[start:]
+        fields = value.split()
+        if fields and fields[0].isdigit():
+            found[key] = int(fields[0])
+    return found
+
+
+def _memory_metrics(
+    total: int, used: int, swap_total: int | None, swap_free: int | None
+) -> dict[str, float]:
+    metrics: dict[str, float] = {
+        "mem.total_bytes": float(total),
+        "mem.used_bytes": float(used),
+        "mem.percent": 100.0 * used / total if total else 0.0,
+    }
+    if swap_total is not None and swap_free is not None:
+        swap_used = swap_total - swap_free
+        metrics["swap.total_bytes"] = float(swap_total)
+        metrics["swap.used_bytes"] = float(swap_used)
+        metrics["swap.percent"] = 100.0 * swap_used / swap_total if swap_total else 0.0
+    return metrics
+
+
+def parse_meminfo(text: str, t: float, previous: Sample | None, /) -> Parsed:
+    """Memory from ``/proc/meminfo``: ``mem.*`` and ``swap.*`` in bytes and percent.
+
+    Used memory is ``MemTotal - MemAvailable``, what the kernel says could not be
+    had without swapping; kernels before 3.14 lack ``MemAvailable``, and there it
+    is total less free, buffers, page cache and reclaimable slab.
+    """
+    kib = _meminfo_kib(text)
+    total = kib.get("MemTotal")
+    if total is None:
+        return Parsed({})
+    available = kib.get("MemAvailable")
+    if available is None:
+        available = (
+            kib.get("MemFree", 0)
+            + kib.get("Buffers", 0)
+            + kib.get("Cached", 0)
+            + kib.get("SReclaimable", 0)
+        )
+    swap_total = kib.get("SwapTotal")
+    swap_free = kib.get("SwapFree")
+    return Parsed(
+        _memory_metrics(
+            total * 1024,
+            (total - available) * 1024,
+            None if swap_total is None else swap_total * 1024,
+            None if swap_free is None else swap_free * 1024,
+        )
+    )
+
+
+def _parse_free(text: str, unit: int) -> Parsed:
+    lines = text.splitlines()
+    if not lines:
+        return Parsed({})
+    columns = lines[0].split()
+    mem: dict[str, int] | None = None
+    swap: dict[str, int] | None = None
+    used_without_cache: int | None = None
+    for line in lines[1:]:
+        label, _, rest = line.partition(":")
+        values = [int(v) * unit for v in rest.split()]
+        if label == "Mem":
+            mem = dict(zip(columns, values, strict=False))
+        elif label == "Swap":
+            swap = dict(zip(columns, values, strict=False))
+        elif label == "-/+ buffers/cache" and values:
+            # Old procps and busybox: this line's first column is used less caches.
+            used_without_cache = values[0]
+    if mem is None or "total" not in mem:
+        return Parsed({})
+    total = mem["total"]
+    if "available" in mem:
+        used = total - mem["available"]
+    elif used_without_cache is not None:
+        used = used_without_cache
+    else:
+        caches = mem.get("buff/cache", mem.get("buffers", 0) + mem.get("cached", 0))
+        used = total - mem.get("free", 0) - caches
+    swap_total = swap.get("total") if swap else None
+    swap_free = swap.get("free") if swap else None
+    return Parsed(_memory_metrics(total, used, swap_total, swap_free))
+
+
+def parse_free_bytes(text: str, t: float, previous: Sample | None, /) -> Parsed:
+    """Memory from ``free -b`` (procps or busybox): the same metrics as ``parse_meminfo``."""
+    return _parse_free(text, 1)
+
+
+def parse_free_kib(text: str, t: float, previous: Sample | None, /) -> Parsed:
+    """Memory from a plain ``free``, which counts KiB (for a busybox without ``-b``)."""
+    return _parse_free(text, 1024)
+
+
+# --- load ----------------------------------------------------------------------------
+
+
+def parse_loadavg(text: str, t: float, previous: Sample | None, /) -> Parsed:
+    """``load.1m``, ``load.5m``, ``load.15m`` and process counts from ``/proc/loadavg``."""
+    fields = text.split()
+    if len(fields) < 3:
+        return Parsed({})
+    metrics = {
+        "load.1m": float(fields[0]),
+        "load.5m": float(fields[1]),
+        "load.15m": float(fields[2]),
+    }
+    running, slash, total = fields[3].partition("/") if len(fields) > 3 else ("", "", "")
+    if slash:
+        metrics["procs.running"] = float(running)
+        metrics["procs.total"] = float(total)
+    return Parsed(metrics)
+
+
+# --- /proc/net/dev --------------------------------------------------------------------
+
+
+def parse_net_dev(text: str, t: float, previous: Sample | None, /) -> Parsed:
+    """Receive and transmit bytes/s per interface and in total (``lo`` left out of it).
+
+    Metrics: ``net.rx_bytes_per_s``, ``net.tx_bytes_per_s`` and the same with
+    ``[interface]``. An interface that appeared or was reset since the last
+    reading adds nothing to the total that round.
+    """
+    counters: dict[str, int] = {}
+    metrics: dict[str, float] = {}
+    dt = t - previous.t if previous is not None else 0.0
+    rx_total = tx_total = 0.0
+    for line in text.splitlines()[2:]:
+        name, colon, rest = line.partition(":")
+        if not colon:
+            continue
+        fields = rest.split()
+        if len(fields) < 9:
+            continue
+        name = name.strip()
+        rx_key, tx_key = "rx:" + name, "tx:" + name
+        counters[rx_key] = int(fields[0])
+        counters[tx_key] = int(fields[8])
+        rx = _rate(rx_key, counters, previous, dt)
+        tx = _rate(tx_key, counters, previous, dt)
+        if rx is not None:
+            metrics[f"net.rx_bytes_per_s[{name}]"] = rx
+            if name != "lo":
+                rx_total += rx
+        if tx is not None:
+            metrics[f"net.tx_bytes_per_s[{name}]"] = tx
+            if name != "lo":
+                tx_total += tx
+    if previous is not None and dt > 0:
+        metrics["net.rx_bytes_per_s"] = rx_total
+        metrics["net.tx_bytes_per_s"] = tx_total
+    return Parsed(metrics, counters)
+
+
+# --- /proc/diskstats --------------------------------------------------------------------
+
+# Partitions: a disk name followed by a number (sda1, vdb2), or by "p" and a
+# number where the disk name itself ends in a digit (nvme0n1p1, mmcblk0p1).
+_PARTITION = re.compile(
+    r"(?:sd|vd|xvd|hd)[a-z]+\d+|(?:nvme\d+n\d+|mmcblk\d+|nbd\d+|loop\d+|md\d+)p\d+"
+    r"|mmcblk\d+(?:boot\d+|rpmb)"
+)
+# Devices layered on or beside the real disks: counting them would count the
+# same bytes twice (dm, md) or count memory and files (loop, ram, zram).
+_VIRTUAL = re.compile(r"(?:loop|ram|zram|dm-|md|sr|fd|nbd)\d")
+
+
+def is_whole_disk(name: str) -> bool:
+    """True for a physical whole disk (sda, vda, nvme0n1), not a partition or a virtual device."""
+    return _PARTITION.fullmatch(name) is None and _VIRTUAL.match(name) is None
+
+
+def parse_diskstats(text: str, t: float, previous: Sample | None, /) -> Parsed:
+    """Read and write bytes/s of each whole disk and in total, from ``/proc/diskstats``.
+
+    Metrics: ``disk.read_bytes_per_s``, ``disk.write_bytes_per_s`` and the same
+    with ``[disk]``. Partitions and virtual devices are left out.
+    """
+    counters: dict[str, int] = {}
+    metrics: dict[str, float] = {}
+    dt = t - previous.t if previous is not None else 0.0
+    read_total = write_total = 0.0
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) < 10 or not is_whole_disk(fields[2]):
+            continue
+        name = fields[2]
+        read_key, write_key = "r:" + name, "w:" + name
+        counters[read_key] = int(fields[5]) * SECTOR_BYTES
+        counters[write_key] = int(fields[9]) * SECTOR_BYTES
+        read = _rate(read_key, counters, previous, dt)
+        write = _rate(write_key, counters, previous, dt)
+        if read is not None:
+            metrics[f"disk.read_bytes_per_s[{name}]"] = read
+            read_total += read
+        if write is not None:
+            metrics[f"disk.write_bytes_per_s[{name}]"] = write
+            write_total += write
+    if previous is not None and dt > 0:
+        metrics["disk.read_bytes_per_s"] = read_total
+        metrics["disk.write_bytes_per_s"] = write_total
+    return Parsed(metrics, counters)
+
+
+# --- df -P ------------------------------------------------------------------------------
+
+
+def parse_df(text: str, t: float, previous: Sample | None, /) -> Parsed:
+    """Used % of each mounted filesystem from ``df -P`` (GNU or busybox).
+
+    Metrics: ``disk.used_percent[<mount point>]`` for each mount, and
+    ``disk.used_percent`` for the root filesystem. The share is
+    ``used / (used + available)``, as df computes its Capacity column, but unrounded.
+    """
+    metrics: dict[str, float] = {}
+    pending = ""
+    for line in text.splitlines()[1:]:
+        fields = line.split()
+        if pending:
+            fields.insert(0, pending)
+            pending = ""
+        if len(fields) == 1:
+            # A long device name on a line of its own, the numbers on the next.
+            pending = fields[0]
+            continue
+        if len(fields) < 6:
+            continue
+        try:
+            used = int(fields[2])
+            available = int(fields[3])
+        except ValueError:
+            continue  # "-" for filesystems without block counts
+        if used + available <= 0:
+            continue
+        mount = " ".join(fields[5:])
+        percent = 100.0 * used / (used + available)
+        metrics[f"disk.used_percent[{mount}]"] = percent
+        if mount == "/":
+            metrics["disk.used_percent"] = percent
+    return Parsed(metrics)
+
+
+DEFAULT_PARSERS: Mapping[str, MetricParser] = MappingProxyType(
+    {
+        "cat /proc/stat": parse_proc_stat,
+        "cat /proc/meminfo": parse_meminfo,
+        "cat /proc/loadavg": parse_loadavg,
+        "cat /proc/net/dev": parse_net_dev,
+        "cat /proc/diskstats": parse_diskstats,
+        "df -P": parse_df,
+    }
+)
+"""The built-in command -> parser table used for every host (Linux ``/proc``)."""
+
+FREE_PARSERS: Mapping[str, MetricParser] = MappingProxyType(
+    {"free -b": parse_free_bytes, "free": parse_free_kib}
+)
+"""Alternatives to ``/proc/meminfo``, for a host where only ``free`` is usable."""
