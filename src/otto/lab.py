@@ -1,0 +1,574 @@
+"""Labs: JSON inventories of hosts, turned into host objects on demand.
+
+A lab file looks like this::
+
+    {
+      "hosts": [
+        {"name": "gw", "address": "10.0.0.1", "user": "ops", "key": "~/.ssh/lab"},
+        {"name": "db1", "address": "192.168.1.5", "user": "ops",
+         "password": "${DB1_PASSWORD}", "hop": "gw", "tags": ["db"]},
+        {"name": "switch", "term": "telnet", "address": "10.0.0.9", "port": 2323,
+         "user": "admin", "password": "${SWITCH_PASSWORD}"},
+        {"name": "here", "term": "local"}
+      ],
+      "settings": {"instructions": ["lab_tasks"]}
+    }
+
+Host fields: ``name`` (letters, digits, ``_ . -``), ``term`` (``ssh`` by default,
+``telnet`` or ``local``), ``address``, ``user``, ``password``, ``key`` (a private
+key file), ``port``, ``hop`` (the name of an SSH host to tunnel through),
+``tags`` (a list of strings otto does not interpret), ``known_hosts`` (a file, or
+``null`` to turn host key checking off) and ``connect_timeout`` (seconds).
+
+``${VAR}`` in any string is replaced by the environment variable ``VAR``
+(``${VAR:-fallback}`` gives a fallback, ``$${`` a literal ``${``); a variable
+that is not set is an error. Relative ``key`` and ``known_hosts`` paths are
+relative to the file that names them.
+
+Several files merge in order: a host whose name is already known has its
+fields updated by the later file (so a private file can add passwords to a
+shared one), a new name adds a host, and ``settings.instructions`` lists are
+joined. The merged lab is validated as a whole before any host is built;
+every problem raises :class:`~otto.errors.LabError` naming the file, the host
+and the field. Passwords are never shown.
+
+Without a lab file the lab holds one host, ``local``, a ``LocalHost``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, TypeAlias, cast
+
+from otto.errors import LabError
+
+if TYPE_CHECKING:
+    from otto.host import Host
+
+__all__ = [
+    "DEFAULT_HOST_NAME",
+    "ENV_VAR",
+    "HostSpec",
+    "Lab",
+    "all_hosts",
+    "current_lab",
+    "get_host",
+    "load_lab",
+]
+
+#: The environment variable naming lab files when ``--lab`` is not given.
+ENV_VAR = "OTTO_LAB"
+
+#: The one host of the lab used when no lab file is given.
+DEFAULT_HOST_NAME = "local"
+
+Term = Literal["ssh", "telnet", "local"]
+StrPath: TypeAlias = str | os.PathLike[str]
+
+_TERMS: tuple[Term, ...] = ("ssh", "telnet", "local")
+_HOST_FIELDS = (
+    "name",
+    "term",
+    "address",
+    "user",
+    "password",
+    "key",
+    "port",
+    "hop",
+    "tags",
+    "known_hosts",
+    "connect_timeout",
+)
+_REMOTE_ONLY = ("address", "user", "password", "key", "port", "hop", "known_hosts")
+_SSH_ONLY = ("key", "known_hosts")
+_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+_VAR_RE = re.compile(r"\$(\$?)\{([^}]*)\}")
+_VAR_NAME_RE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?", re.DOTALL)
+
+
+class _KnownHostsDefault:
+    """Marks a host whose lab entry does not mention ``known_hosts``."""
+
+    def __repr__(self) -> str:
+        return "DEFAULT"
+
+
+#: ``HostSpec.known_hosts`` when the lab leaves it to the host's default.
+KNOWN_HOSTS_DEFAULT = _KnownHostsDefault()
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    """One validated host entry of a lab. ``password`` is left out of the repr."""
+
+    name: str
+    term: Term = "ssh"
+    address: str | None = None
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    key: Path | None = None
+    port: int | None = None
+    hop: str | None = None
+    tags: tuple[str, ...] = ()
+    known_hosts: Path | _KnownHostsDefault | None = KNOWN_HOSTS_DEFAULT
+    connect_timeout: float | None = None
+    files: tuple[str, ...] = ()
+    """The lab files that define this host, in merge order."""
+
+    @property
+    def destination(self) -> str:
+        """``user@address:port`` (or ``local``), for listings."""
+        if self.term == "local":
+            return "local"
+        dest = f"{self.user}@{self.address}" if self.user else str(self.address)
+        return f"{dest}:{self.port}" if self.port is not None else dest
+
+
+# --- reading and merging files -------------------------------------------------------
+
+
+@dataclass
+class _RawHost:
+    """A host's fields as merged so far, each with the file it came from."""
+
+    fields: dict[str, tuple[object, str]] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)
+
+
+def _where(file: str, host: str | None, fld: str | None = None) -> str:
+    parts = [file]
+    if host is not None:
+        parts.append(f"host {host!r}")
+    if fld is not None:
+        parts.append(f"field {fld!r}")
+    return ": ".join(parts)
+
+
+def _substitute(value: str, where: str) -> str:
+    """Replace ``${VAR}`` references in ``value`` from the environment."""
+
+    def repl(m: re.Match[str]) -> str:
+        escaped, body = m.group(1), m.group(2)
+        if escaped:
+            return "${" + body + "}"
+        ref = _VAR_NAME_RE.fullmatch(body)
+        if ref is None:
+            raise LabError(f"{where}: bad variable reference ${{{body}}}")
+        name, fallback = ref.group(1), ref.group(2)
+        got = os.environ.get(name)
+        if got is None:
+            if fallback is not None:
+                return fallback
+            raise LabError(f"{where}: environment variable {name!r} is not set")
+        return got
+
+    out = _VAR_RE.sub(repl, value)
+    # A "${" left after substitution had no closing brace.
+    unescaped = _VAR_RE.sub("", value)
+    if "${" in unescaped:
+        raise LabError(f"{where}: unterminated '${{' (write '$${{' for a literal)")
+    return out
+
+
+def _expand(value: object, where: str) -> object:
+    """Substitute variables in every string inside a JSON value."""
+    if isinstance(value, str):
+        return _substitute(value, where)
+    if isinstance(value, list):
+        return [_expand(v, where) for v in value]
+    if isinstance(value, dict):
+        return {k: _expand(v, where) for k, v in value.items()}
+    return value
+
+
+def _read_json(path: Path) -> object:
+    file = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise LabError(f"{file}: lab file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LabError(f"{file}: cannot read lab file: {exc}") from None
+    try:
+        return cast(object, json.loads(text))
+    except json.JSONDecodeError as exc:
+        raise LabError(f"{file}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
+
+
+def _read_file(path: Path, hosts: dict[str, _RawHost], instructions: list[tuple[str, str]]) -> None:
+    """Merge one lab file into ``hosts`` and ``instructions`` (module, file)."""
+    file = str(path)
+    data = _read_json(path)
+    if not isinstance(data, dict):
+        raise LabError(f"{file}: a lab file holds a JSON object with a 'hosts' list")
+    unknown = sorted(set(data) - {"hosts", "settings"})
+    if unknown:
+        raise LabError(
+            f"{file}: unknown top-level key {unknown[0]!r} (expected 'hosts', 'settings')"
+        )
+
+    settings = data.get("settings", {})
+    if not isinstance(settings, dict):
+        raise LabError(f"{file}: 'settings' must be an object")
+    for key, value in settings.items():
+        if key != "instructions":
+            raise LabError(f"{file}: settings: unknown key {key!r} (expected 'instructions')")
+        where = f"{file}: settings: 'instructions'"
+        modules = _expand(value, where)
+        if not isinstance(modules, list) or not all(isinstance(m, str) and m for m in modules):
+            raise LabError(f"{where} must be a list of module names")
+        instructions.extend((cast(str, m), file) for m in modules)
+
+    entries = data.get("hosts", [])
+    if not isinstance(entries, list):
+        raise LabError(f"{file}: 'hosts' must be a list of host objects")
+    seen: dict[str, int] = {}
+    for index, entry in enumerate(entries, start=1):
+        label = f"host #{index}"
+        if not isinstance(entry, dict):
+            raise LabError(f"{file}: {label}: each host must be a JSON object")
+        name = entry.get("name")
+        if name is None:
+            raise LabError(f"{file}: {label}: field 'name' is required")
+        if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+            raise LabError(
+                f"{file}: {label}: field 'name' must be a string of letters, digits, "
+                f"'_', '.' and '-' (got {name!r})"
+            )
+        if name in seen:
+            raise LabError(
+                f"{file}: host {name!r}: defined twice in this file "
+                f"(hosts #{seen[name]} and #{index})"
+            )
+        seen[name] = index
+        raw = hosts.setdefault(name, _RawHost())
+        raw.files.append(file)
+        for key, value in entry.items():
+            if key not in _HOST_FIELDS:
+                raise LabError(
+                    f"{_where(file, name, key)}: unknown field "
+                    f"(expected one of {', '.join(_HOST_FIELDS)})"
+                )
+            if key != "name":
+                raw.fields[key] = (_expand(value, _where(file, name, key)), file)
+
+
+# --- validation -------------------------------------------------------------------------
+
+
+def _path(value: object, file: str, where: str) -> Path:
+    if not isinstance(value, str) or not value:
+        raise LabError(f"{where}: must be a file path")
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        path = Path(file).parent / path
+    return path
+
+
+def _validate(name: str, raw: _RawHost) -> HostSpec:
+    """Check one merged host entry and turn it into a ``HostSpec``."""
+    values = {k: v for k, (v, _) in raw.fields.items() if v is not None or k == "known_hosts"}
+
+    def where(fld: str) -> str:
+        file = raw.fields[fld][1] if fld in raw.fields else ", ".join(dict.fromkeys(raw.files))
+        return _where(file, name, fld)
+
+    term = values.get("term", "ssh")
+    if term not in _TERMS:
+        raise LabError(f"{where('term')}: must be one of 'ssh', 'telnet', 'local' (got {term!r})")
+
+    if term == "local":
+        for fld in _REMOTE_ONLY:
+            if fld in values:
+                raise LabError(f"{where(fld)}: not used by term 'local'")
+    else:
+        for fld in ("address", "user"):
+            if fld not in values:
+                raise LabError(f"{where(fld)}: required for term {term!r}")
+            if not isinstance(values[fld], str) or not values[fld]:
+                raise LabError(f"{where(fld)}: must be a non-empty string")
+    if term == "telnet":
+        for fld in _SSH_ONLY:
+            if fld in values:
+                raise LabError(f"{where(fld)}: not used by term 'telnet'")
+
+    password = values.get("password")
+    if password is not None and not isinstance(password, str):
+        raise LabError(f"{where('password')}: must be a string")
+
+    key: Path | None = None
+    if "key" in values:
+        key = _path(values["key"], raw.fields["key"][1], where("key"))
+        if not key.is_file():
+            raise LabError(f"{where('key')}: key file {str(key)!r} does not exist")
+
+    port: int | None = None
+    if "port" in values:
+        given = values["port"]
+        if isinstance(given, str) and given.isdigit():
+            port = int(given)
+        elif isinstance(given, int) and not isinstance(given, bool):
+            port = given
+        if port is None or not 1 <= port <= 65535:
+            raise LabError(f"{where('port')}: must be a port number 1-65535 (got {given!r})")
+
+    hop = values.get("hop")
+    if hop is not None and (not isinstance(hop, str) or not hop):
+        raise LabError(f"{where('hop')}: must be the name of another host")
+
+    tags = values.get("tags", [])
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise LabError(f"{where('tags')}: must be a list of strings")
+
+    known_hosts: Path | _KnownHostsDefault | None = KNOWN_HOSTS_DEFAULT
+    if "known_hosts" in values:
+        given = values["known_hosts"]
+        known_hosts = (
+            None
+            if given is None
+            else _path(given, raw.fields["known_hosts"][1], where("known_hosts"))
+        )
+
+    timeout: float | None = None
+    if "connect_timeout" in values:
+        given = values["connect_timeout"]
+        if isinstance(given, bool) or not isinstance(given, int | float) or given <= 0:
+            raise LabError(f"{where('connect_timeout')}: must be a positive number of seconds")
+        timeout = float(given)
+
+    return HostSpec(
+        name=name,
+        term=term,
+        address=cast("str | None", values.get("address")),
+        user=cast("str | None", values.get("user")),
+        password=password,
+        key=key,
+        port=port,
+        hop=hop,
+        tags=tuple(cast(list[str], tags)),
+        known_hosts=known_hosts,
+        connect_timeout=timeout,
+        files=tuple(dict.fromkeys(raw.files)),
+    )
+
+
+def _check_hops(specs: Mapping[str, HostSpec], raws: Mapping[str, _RawHost]) -> None:
+    for spec in specs.values():
+        if spec.hop is None:
+            continue
+        file = raws[spec.name].fields["hop"][1]
+        where = _where(file, spec.name, "hop")
+        hop = specs.get(spec.hop)
+        if hop is None:
+            raise LabError(f"{where}: no host named {spec.hop!r} in the lab")
+        if hop.term != "ssh":
+            raise LabError(f"{where}: hop {spec.hop!r} must be an SSH host (it is {hop.term!r})")
+        chain = [spec.name]
+        current: HostSpec | None = spec
+        while current is not None and current.hop is not None:
+            if current.hop in chain:
+                cycle = " -> ".join([*chain[chain.index(current.hop) :], current.hop])
+                raise LabError(f"{where}: hops form a cycle: {cycle}")
+            chain.append(current.hop)
+            current = specs.get(current.hop)
+
+
+# --- the lab ---------------------------------------------------------------------------
+
+
+class Lab:
+    """A validated set of hosts; each host object is built on first use and kept."""
+
+    def __init__(
+        self,
+        specs: Sequence[HostSpec],
+        *,
+        files: Sequence[str] = (),
+        instructions: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        self._specs = {s.name: s for s in specs}
+        self._hosts: dict[str, Host] = {}
+        self.files: tuple[str, ...] = tuple(files)
+        """The lab files merged into this lab, in order (empty for the default lab)."""
+        self.instruction_modules: tuple[tuple[str, str], ...] = tuple(instructions)
+        """Instruction modules named by the lab settings, as ``(module, lab file)``."""
+
+    @classmethod
+    def default(cls) -> Lab:
+        """The lab used when no lab file is given: one ``LocalHost`` named ``local``."""
+        return cls([HostSpec(name=DEFAULT_HOST_NAME, term="local")])
+
+    @classmethod
+    def load(cls, paths: StrPath | Sequence[StrPath]) -> Lab:
+        """Read, merge and validate lab files; no paths gives the default lab.
+
+        Raises:
+            LabError: a file is missing or invalid; the message names the file,
+                the host and the field.
+        """
+        if isinstance(paths, str | os.PathLike):
+            paths = [paths]
+        if not paths:
+            return cls.default()
+        raws: dict[str, _RawHost] = {}
+        instructions: list[tuple[str, str]] = []
+        files = [str(Path(p)) for p in paths]
+        for file in files:
+            _read_file(Path(file), raws, instructions)
+        specs = {name: _validate(name, raw) for name, raw in raws.items()}
+        _check_hops(specs, raws)
+        named: dict[str, str] = {}
+        for module, file in instructions:
+            named.setdefault(module, file)  # the first file to name a module is its base
+        unique = list(named.items())
+        return cls(list(specs.values()), files=files, instructions=unique)
+
+    @property
+    def names(self) -> list[str]:
+        """Host names, in the order the lab files list them."""
+        return list(self._specs)
+
+    @property
+    def specs(self) -> list[HostSpec]:
+        """Every host's validated entry."""
+        return list(self._specs.values())
+
+    def spec(self, name: str) -> HostSpec:
+        """The entry for ``name``; ``LabError`` if the lab has no such host."""
+        try:
+            return self._specs[name]
+        except KeyError:
+            known = ", ".join(self._specs) or "none"
+            raise LabError(
+                f"no host named {name!r} in {self._describe()} (hosts: {known})"
+            ) from None
+
+    def select(self, pattern: str | re.Pattern[str] | None = None) -> list[str]:
+        """Names of the hosts that ``pattern`` (a regex, searched) matches; all if None."""
+        if pattern is None:
+            return self.names
+        regex = re.compile(pattern)
+        return [n for n in self._specs if regex.search(n)]
+
+    def host(self, name: str) -> Host:
+        """The host object for ``name``, built (without connecting) on first use."""
+        built = self._hosts.get(name)
+        if built is None:
+            built = self._build(self.spec(name))
+            self._hosts[name] = built
+        return built
+
+    def hosts(self, pattern: str | re.Pattern[str] | None = None) -> list[Host]:
+        """Host objects for every host, or those whose name ``pattern`` matches."""
+        return [self.host(n) for n in self.select(pattern)]
+
+    async def close(self) -> None:
+        """Close every host built so far (their sessions, repeats and connections)."""
+        built = list(self._hosts.values())
+        self._hosts.clear()
+        for host in built:
+            await host.close()
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._specs
+
+    def __iter__(self) -> Iterator[HostSpec]:
+        return iter(self._specs.values())
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+    def __repr__(self) -> str:
+        return f"Lab(files={list(self.files)!r}, hosts={self.names!r})"
+
+    def _describe(self) -> str:
+        return "lab " + ", ".join(self.files) if self.files else "the default lab"
+
+    def _build(self, spec: HostSpec) -> Host:
+        # Imported here: reading a lab (``otto --help``, ``--list-hosts``) must not
+        # pay for the transports.
+        from otto.host import LocalHost
+
+        if spec.term == "local":
+            return LocalHost(name=spec.name)
+        from otto.remote import RemoteHost
+
+        hop = self.host(spec.hop) if spec.hop is not None else None
+        assert hop is None or isinstance(hop, RemoteHost), "hops are SSH hosts"
+        assert spec.address is not None and spec.user is not None
+        make = functools.partial(
+            RemoteHost,
+            spec.address,
+            user=spec.user,
+            password=spec.password,
+            key=str(spec.key) if spec.key is not None else None,
+            port=spec.port,
+            term=spec.term,
+            hop=hop,
+            name=spec.name,
+        )
+        if spec.connect_timeout is not None:
+            make = functools.partial(make, connect_timeout=spec.connect_timeout)
+        # Only a lab that mentions known_hosts overrides the host's own default.
+        if isinstance(spec.known_hosts, Path):
+            return make(known_hosts=str(spec.known_hosts))
+        if spec.known_hosts is None:
+            return make(known_hosts=None)
+        return make()
+
+
+# --- the current lab -------------------------------------------------------------------
+
+
+class _State:
+    lab: Lab | None = None
+
+
+_state = _State()
+
+
+def lab_paths_from_env() -> list[str]:
+    """The lab files named by ``$OTTO_LAB`` (``os.pathsep``-separated), if any."""
+    value = os.environ.get(ENV_VAR, "")
+    return [p for p in value.split(os.pathsep) if p.strip()]
+
+
+def load_lab(paths: StrPath | Sequence[StrPath]) -> Lab:
+    """Load lab files (merged in order) and make them the current lab.
+
+    An empty list gives the default lab (one host, ``local``). Hosts built from
+    a previous lab are not closed; close them (``await lab.close()``) if they
+    were used.
+
+    Raises:
+        LabError: a file is missing or invalid (naming the file, host and field).
+    """
+    _state.lab = Lab.load(paths)
+    return _state.lab
+
+
+def current_lab() -> Lab:
+    """The current lab: the last ``load_lab``, else ``$OTTO_LAB``, else the default lab."""
+    if _state.lab is None:
+        _state.lab = Lab.load(lab_paths_from_env())
+    return _state.lab
+
+
+def all_hosts(pattern: str | re.Pattern[str] | None = None) -> list[Host]:
+    """Every host of the current lab, or those whose name the regex ``pattern`` matches."""
+    return current_lab().hosts(pattern)
+
+
+def get_host(name: str) -> Host:
+    """The host called ``name`` in the current lab.
+
+    Raises:
+        LabError: the lab has no host by that name.
+    """
+    return current_lab().host(name)
