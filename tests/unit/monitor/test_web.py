@@ -1,0 +1,428 @@
+"""The dashboard's HTTP surface: snapshot, events, the SSE stream, /metrics, the server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import sys
+import types
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+
+from otto.monitor.web import (
+    STATIC_DIR,
+    DashboardServer,
+    MemorySource,
+    create_app,
+    serve,
+)
+
+T0 = 1_700_000_000.0
+
+
+def source_with_rounds(rounds: int = 3, *, live: bool = True) -> MemorySource:
+    source = MemorySource(interval=1.0, live=live, clock=lambda: T0 + 100)
+    for k in range(rounds):
+        source.push_round(
+            T0 + k,
+            {
+                "web": {"cpu.percent": 10.0 + k, "mem.used_bytes": 1e9},
+                "db": {"cpu.percent": 50.0 - k, "mem.used_bytes": 2e9} if k != 1 else None,
+            },
+            errors={"db": "timed out"} if k == 1 else None,
+        )
+    return source
+
+
+def http_client(app: Starlette, base_url: str = "http://testserver") -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base_url)
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    async with http_client(create_app(source_with_rounds())) as test_client:
+        yield test_client
+
+
+# ------------------------------------------------------------------------- plain routes
+
+
+async def test_snapshot_is_the_source_snapshot(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/snapshot")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    snapshot = response.json()
+    assert snapshot == json.loads(json.dumps(source_with_rounds().snapshot()))
+    assert snapshot["metrics"] == ["cpu.percent", "mem.used_bytes"]
+    assert snapshot["series"]["cpu.percent"]["web"] == [[T0, 10.0], [T0 + 1, 11.0], [T0 + 2, 12.0]]
+    assert snapshot["series"]["cpu.percent"]["db"] == [[T0, 50.0], [T0 + 2, 48.0]]
+    assert snapshot["hosts"]["db"] == {"up": True, "last_error": ""}
+
+
+async def test_snapshot_turns_nan_into_null() -> None:
+    source = MemorySource()
+    source.push_round(T0, {"web": {"cpu.percent": math.nan, "load.1m": math.inf}})
+    source.push_round(T0 + 1, {"web": {"cpu.percent": 5.0, "load.1m": 0.5}})
+    async with http_client(create_app(source)) as test_client:
+        snapshot = (await test_client.get("/api/snapshot")).json()
+    assert snapshot["series"]["cpu.percent"]["web"] == [[T0, None], [T0 + 1, 5.0]]
+    assert snapshot["series"]["load.1m"]["web"] == [[T0, None], [T0 + 1, 0.5]]
+
+
+async def test_empty_snapshot() -> None:
+    async with http_client(create_app(MemorySource(interval=5.0))) as test_client:
+        snapshot = (await test_client.get("/api/snapshot")).json()
+    assert snapshot == {
+        "interval": 5.0,
+        "live": True,
+        "hosts": {},
+        "metrics": [],
+        "series": {},
+        "events": [],
+    }
+
+
+async def test_page_and_static_files(client: httpx.AsyncClient) -> None:
+    page = await client.get("/")
+    assert page.status_code == 200
+    assert "text/html" in page.headers["content-type"]
+    assert "static/app.js" in page.text and "static/uPlot.iife.min.js" in page.text
+    # The page may load nothing from elsewhere.
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert "http://" not in page.text and "https://" not in page.text
+    for name in ("app.js", "app.css", "uPlot.iife.min.js", "uPlot.min.css"):
+        response = await client.get(f"/static/{name}")
+        assert response.status_code == 200, name
+        assert len(response.content) > 100, name
+    assert (await client.get("/static/nope.js")).status_code == 404
+    assert (STATIC_DIR / "uPlot.LICENSE").read_text().startswith("The MIT License")
+
+
+def test_static_files_reference_nothing_external() -> None:
+    for name in ("index.html", "app.js", "app.css"):
+        text = (STATIC_DIR / name).read_text()
+        assert "http://" not in text and "https://" not in text, name
+
+
+async def test_add_event_and_list_events(client: httpx.AsyncClient) -> None:
+    response = await client.post("/api/events", json={"label": "deploy v2", "color": "#ff8800"})
+    assert response.status_code == 201
+    event = response.json()
+    assert event == {"id": 1, "t": T0 + 100, "end": None, "label": "deploy v2", "color": "#ff8800"}
+    response = await client.post("/api/events", json={"label": "  soak test ", "end": T0 + 200})
+    assert response.status_code == 201
+    assert response.json()["label"] == "soak test"
+    assert response.json()["end"] == T0 + 200
+    listed = (await client.get("/api/events")).json()
+    assert [e["label"] for e in listed] == ["deploy v2", "soak test"]
+    assert (await client.get("/api/snapshot")).json()["events"] == listed
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        ({"label": ""}, "label"),
+        ({"label": "   "}, "label"),
+        ({"color": "#fff"}, "label"),
+        ({"label": "x" * 201}, "label"),
+        ({"label": "ok", "color": "red; background: url(x)"}, "color"),
+        ({"label": "ok", "color": 3}, "color"),
+        ({"label": "ok", "end": "soon"}, "end"),
+        ({"label": "ok", "end": True}, "end"),
+        (["label"], "object"),
+    ],
+)
+async def test_add_event_rejects_bad_input(
+    client: httpx.AsyncClient, body: object, error: str
+) -> None:
+    response = await client.post("/api/events", json=body)
+    assert response.status_code == 400
+    assert error in response.json()["error"]
+    assert (await client.get("/api/events")).json() == []
+
+
+async def test_add_event_requires_json(client: httpx.AsyncClient) -> None:
+    # A cross-site form can send text/plain without a preflight; JSON cannot.
+    response = await client.post(
+        "/api/events", content='{"label": "x"}', headers={"content-type": "text/plain"}
+    )
+    assert response.status_code == 415
+    response = await client.post(
+        "/api/events", content="{not json", headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert (await client.get("/api/events")).json() == []
+
+
+async def test_metrics_unavailable_is_503(
+    monkeypatch: pytest.MonkeyPatch, client: httpx.AsyncClient
+) -> None:
+    monkeypatch.setitem(sys.modules, "otto.monitor.prometheus", None)
+    response = await client.get("/metrics")
+    assert response.status_code == 503
+    assert "otto.monitor.prometheus" in response.text
+
+
+async def test_metrics_served_from_render_metrics(
+    monkeypatch: pytest.MonkeyPatch, client: httpx.AsyncClient
+) -> None:
+    seen: list[object] = []
+
+    def render_metrics(source: object) -> bytes:
+        seen.append(source)
+        return b'# TYPE otto_cpu_percent gauge\notto_cpu_percent{host="web"} 12.0\n'
+
+    module = types.ModuleType("otto.monitor.prometheus")
+    module.render_metrics = render_metrics  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "otto.monitor.prometheus", module)
+    response = await client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    assert 'otto_cpu_percent{host="web"} 12.0' in response.text
+    assert len(seen) == 1
+
+
+async def test_allowed_hosts_reject_other_host_names() -> None:
+    app = create_app(source_with_rounds(), allowed_hosts=["127.0.0.1", "localhost"])
+    async with http_client(app, "http://127.0.0.1:8000") as test_client:
+        assert (await test_client.get("/api/events")).status_code == 200
+        rebound = await test_client.get("/api/events", headers={"host": "attacker.example:8000"})
+        assert rebound.status_code == 400
+
+
+# ------------------------------------------------------------------------- the SSE stream
+
+
+class SseCall:
+    """Drives one ASGI request to /api/stream on this loop and parses what it sends."""
+
+    def __init__(self, app: object) -> None:
+        self._app = app
+        self._messages: asyncio.Queue[dict[str, object]] = asyncio.Queue()
+        self._gone = asyncio.Event()
+        self._buffer = ""
+        self.start: dict[str, object] | None = None
+        self._comments: asyncio.Queue[str] = asyncio.Queue()
+        self.finished = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> SseCall:
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": "/api/stream",
+            "raw_path": b"/api/stream",
+            "root_path": "",
+            "query_string": b"",
+            "headers": [(b"host", b"testserver"), (b"accept", b"text/event-stream")],
+            "client": ("127.0.0.1", 50000),
+            "server": ("testserver", 80),
+        }
+        self.task = asyncio.create_task(self._app(scope, self._receive, self._send))  # type: ignore[operator]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.disconnect()
+        assert self.task is not None
+        async with asyncio.timeout(5):
+            await self.task
+
+    def disconnect(self) -> None:
+        self._gone.set()
+
+    async def _receive(self) -> dict[str, object]:
+        await self._gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def _send(self, message: dict[str, object]) -> None:
+        if message["type"] == "http.response.start":
+            self.start = message
+            return
+        body = message.get("body", b"")
+        assert isinstance(body, bytes)
+        self._buffer += body.decode()
+        while "\n\n" in self._buffer:
+            block, self._buffer = self._buffer.split("\n\n", 1)
+            for line in block.split("\n"):
+                if line.startswith("data: "):
+                    self._messages.put_nowait(json.loads(line[len("data: ") :]))
+                elif line.startswith(":"):
+                    self._comments.put_nowait(line)
+        if not message.get("more_body", False):
+            self.finished.set()
+
+    async def next(self) -> dict[str, object]:
+        async with asyncio.timeout(5):
+            return await self._messages.get()
+
+    async def next_comment(self) -> str:
+        async with asyncio.timeout(5):
+            return await self._comments.get()
+
+
+async def test_stream_starts_with_snapshot_then_pushes_rounds_and_events() -> None:
+    source = source_with_rounds()
+    async with SseCall(create_app(source)) as call:
+        first = await call.next()
+        assert call.start is not None and call.start["status"] == 200
+        headers = dict(call.start["headers"])  # type: ignore[call-overload]
+        assert headers[b"content-type"].startswith(b"text/event-stream")
+        assert b"content-length" not in headers
+        assert first["type"] == "snapshot"
+        assert first["snapshot"] == json.loads(json.dumps(source.snapshot()))
+
+        source.push_round(T0 + 3, {"web": {"cpu.percent": 13.0}, "db": None})
+        round_ = await call.next()
+        assert round_["type"] == "round"
+        assert round_["t"] == T0 + 3
+        assert round_["hosts"] == {
+            "web": {"up": True, "metrics": {"cpu.percent": 13.0}},
+            "db": {"up": False, "metrics": {}, "error": "down"},
+        }
+
+        event = source.add_event("failover", "#123456")
+        assert await call.next() == {"type": "event", "event": event}
+        assert source.subscriber_count == 1
+    # The client went away: the subscription is closed with it.
+    assert source.subscriber_count == 0
+
+
+async def test_stream_ends_when_the_source_stops() -> None:
+    source = source_with_rounds()
+    async with SseCall(create_app(source)) as call:
+        assert (await call.next())["type"] == "snapshot"
+        source.stop()
+        assert await call.next() == {"type": "end"}
+        async with asyncio.timeout(5):
+            await call.finished.wait()
+
+
+async def test_stream_sends_heartbeats() -> None:
+    async with SseCall(create_app(source_with_rounds(), heartbeat=0.01)) as call:
+        assert (await call.next())["type"] == "snapshot"
+        assert await call.next_comment() == ": keepalive"
+        assert await call.next_comment() == ": keepalive"
+
+
+async def test_stream_ends_on_server_shutdown() -> None:
+    source = source_with_rounds()
+    app = create_app(source)
+    async with SseCall(app) as call:
+        assert (await call.next())["type"] == "snapshot"
+        app.state.otto_streams.close()
+        async with asyncio.timeout(5):
+            await call.finished.wait()
+            assert call.task is not None
+            await call.task
+    assert source.subscriber_count == 0
+
+
+async def test_stream_survives_nan_values() -> None:
+    source = MemorySource()
+    async with SseCall(create_app(source)) as call:
+        assert (await call.next())["type"] == "snapshot"
+        source.push_round(T0, {"web": {"cpu.percent": math.nan}})
+        message = await call.next()
+        assert message["hosts"] == {"web": {"up": True, "metrics": {"cpu.percent": None}}}
+
+
+# ------------------------------------------------------------------------- MemorySource
+
+
+async def test_memory_source_subscribes_when_called() -> None:
+    source = MemorySource()
+    updates = source.subscribe()
+    source.push_round(T0, {"web": {"cpu.percent": 1.0}})
+    source.stop()
+    received = [message async for message in updates]
+    assert [m["type"] for m in received] == ["round"]
+    assert [m async for m in source.subscribe()] == []
+
+
+async def test_memory_source_cuts_off_a_subscriber_too_far_behind() -> None:
+    source = MemorySource(max_backlog=3)
+    updates = source.subscribe()
+    for k in range(10):
+        source.push_round(T0 + k, {"web": {"cpu.percent": float(k)}})
+    received = [message async for message in updates]
+    assert [m["t"] for m in received] == [T0, T0 + 1, T0 + 2]
+    assert source.subscriber_count == 0
+
+
+# ------------------------------------------------------------------------- the server
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[tuple[DashboardServer, MemorySource]]:
+    source = source_with_rounds()
+    async with DashboardServer(source, port=0) as running:
+        yield running, source
+
+
+async def test_server_on_port_zero_serves_loopback(
+    server: tuple[DashboardServer, MemorySource],
+) -> None:
+    running, _ = server
+    assert running.host == "127.0.0.1"
+    assert running.port > 0
+    assert running.url == f"http://127.0.0.1:{running.port}/"
+    async with httpx.AsyncClient(base_url=running.url) as http:
+        assert (await http.get("/api/snapshot")).json()["metrics"] == [
+            "cpu.percent",
+            "mem.used_bytes",
+        ]
+        page = await http.get("/")
+        assert page.status_code == 200 and "otto monitor" in page.text
+        # DNS rebinding: a page on another name must not reach a loopback dashboard.
+        rebound = await http.get("/api/snapshot", headers={"host": "attacker.example"})
+        assert rebound.status_code == 400
+
+
+async def test_server_streams_and_stop_ends_open_streams(
+    server: tuple[DashboardServer, MemorySource],
+) -> None:
+    running, source = server
+    async with (
+        httpx.AsyncClient(base_url=running.url, timeout=10) as http,
+        http.stream("GET", "/api/stream") as response,
+    ):
+        assert response.headers["content-type"].startswith("text/event-stream")
+        lines = response.aiter_lines()
+        async with asyncio.timeout(5):
+            first = await anext(lines)
+            assert json.loads(first[len("data: ") :])["type"] == "snapshot"
+            source.push_round(T0 + 10, {"web": {"cpu.percent": 1.0}})
+            line = await anext(lines)
+            while not line.startswith("data: "):
+                line = await anext(lines)
+            assert json.loads(line[len("data: ") :])["t"] == T0 + 10
+        async with asyncio.timeout(5):
+            await running.stop()
+            rest = [line async for line in lines]
+        assert all(not line.startswith("data: ") for line in rest)
+    assert not running.running
+    assert source.subscriber_count == 0
+
+
+async def test_server_port_in_use_raises() -> None:
+    async with DashboardServer(MemorySource(), port=0) as first:
+        with pytest.raises(OSError):
+            await DashboardServer(MemorySource(), port=first.port).start()
+
+
+async def test_serve_sets_ready_and_stops_when_cancelled() -> None:
+    ready = asyncio.Event()
+    task = asyncio.create_task(serve(MemorySource(), port=0, ready=ready))
+    async with asyncio.timeout(10):
+        await ready.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        async with asyncio.timeout(10):
+            await task
