@@ -255,8 +255,9 @@ def _parse_free(text: str, unit: int) -> Parsed:
             mem = dict(zip(columns, values, strict=False))
         elif label == "Swap":
             swap = dict(zip(columns, values, strict=False))
-        elif label == "-/+ buffers/cache" and values:
-            # Old procps and busybox: this line's first column is used less caches.
+        elif label.startswith("-/+ buffers") and values:
+            # Old procps and busybox ("-/+ buffers/cache:" or "-/+ buffers:"):
+            # this line's first column is used memory less caches.
             used_without_cache = values[0]
     if mem is None or "total" not in mem:
         return Parsed({})
