@@ -183,7 +183,7 @@ def test_otto_toml_wins_in_the_same_directory(tmp_path: Path) -> None:
 )
 def test_bad_settings(tmp_path: Path, text: str) -> None:
     (tmp_path / "otto.toml").write_text(text)
-    with pytest.raises(InstructionError, match="otto.toml"):
+    with pytest.raises(InstructionError, match=r"otto\.toml"):
         find_project_settings(tmp_path)
 
 
