@@ -127,12 +127,13 @@ def join_commands(commands: Sequence[str], separator: str) -> str:
     """One shell command running ``commands`` in turn, a separator line after each.
 
     After command ``i`` the line ``<separator> i <exit status>`` is printed. Each
-    command reads no stdin and its stderr is dropped, so a missing program
-    leaves only its exit status (127) behind and the others run as usual.
+    command runs in a subshell, reads no stdin and has its stderr dropped: a
+    missing program leaves only its exit status (127) behind, and a command that
+    calls ``exit`` or ``cd`` cannot end or move the monitor's shell.
     """
     return "; ".join(
-        # The newline before "}" lets a command end in "&" or a comment.
-        f"{{ {command}\n}} </dev/null 2>/dev/null; printf '\\n{separator} {i} %d\\n' $?"
+        # The newline before ")" lets a command end in "&" or a comment.
+        f"( {command}\n) </dev/null 2>/dev/null; printf '\\n{separator} {i} %d\\n' $?"
         for i, command in enumerate(commands)
     )
 
@@ -291,6 +292,7 @@ class Collector:
         self._rounds_run = 0
         self._rounds_skipped = 0
         self._last_duration: float | None = None
+        self._stopped = False
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -341,10 +343,12 @@ class Collector:
             await self._in_writer(self._store.set_meta, "interval", repr(self._interval))
             for event in self._events:
                 await self._in_writer(self._store.add_event, event)
+        self._stopped = False
         self._task = asyncio.get_running_loop().create_task(self._schedule(), name="otto monitor")
 
     async def stop(self) -> None:
         """Stop the rounds, close the sessions, finish writing and close the store."""
+        self._stopped = True
         task, self._task = self._task, None
         if task is not None and not task.done():
             task.cancel()
@@ -421,7 +425,7 @@ class Collector:
     def subscribe(self) -> AsyncIterator[dict[str, object]]:
         """Round and event updates from now on; ends when the collector stops."""
         subscription = _Subscription(self._subscribers, limit=1000)
-        if self._task is not None and self._task.done():
+        if self._stopped:
             subscription.end()
         return subscription
 

@@ -1,0 +1,369 @@
+"""Collector rounds on fake hosts and a fake clock: schedule, down/up, slow hosts, events."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import subprocess
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from otto.monitor import Collector, MonitorTarget, Replay, gauge_parser
+from otto.monitor.collector import join_commands, split_output
+from otto.monitor.parsers import DEFAULT_PARSERS
+from otto.monitor.store import MetricStore
+from otto.periodic import FakeClock
+from otto.result import CommandStatus, RunResult, Status
+
+WAIT = 5.0
+DATA = Path(__file__).parent / "data"
+_SEPARATOR = re.compile(r"printf '\\n(\S+) (\d+) %d\\n'")
+_COMMAND = re.compile(r"\( (.*?)\n\) </dev/null", re.DOTALL)
+
+# Two captured readings per command, alternated round by round so rates exist.
+CAPTURED = {
+    "cat /proc/stat": ["proc_stat_1.txt", "proc_stat_2.txt"],
+    "cat /proc/meminfo": ["meminfo.txt"],
+    "cat /proc/loadavg": ["loadavg.txt"],
+    "cat /proc/net/dev": ["net_dev_1.txt", "net_dev_2.txt"],
+    "cat /proc/diskstats": ["diskstats_1.txt", "diskstats_2.txt"],
+    "df -P": ["df_P.txt"],
+}
+
+
+class FakeSession:
+    """Plays a shell running the collector's joined command from captured output."""
+
+    def __init__(self, host: FakeHost) -> None:
+        self.host = host
+        self.closed = False
+
+    async def run(self, cmds: str | Sequence[str], *, timeout: float | None = None) -> RunResult:
+        assert isinstance(cmds, str)
+        host = self.host
+        clock = host.clock
+        host.polls.append(clock.monotonic())
+        host.timeouts.append(timeout)
+        plan = host.plan.pop(0) if host.plan else "ok"
+        if plan == "raise":
+            raise ConnectionError(f"{host.name}: connection refused")
+        if plan == "timeout":
+            status = CommandStatus(cmds, "", Status.Error, -1, timed_out=True)
+            return RunResult.of([status])
+        if plan == "hang":
+            # A host that does not even honour the timeout: the round must cut it off.
+            await clock.sleep_until(clock.monotonic() + 1000)
+        separator = _SEPARATOR.search(cmds)
+        assert separator is not None
+        out = []
+        for i, command in enumerate(_COMMAND.findall(cmds)):
+            files = host.outputs.get(command)
+            if files is None:
+                code = 127
+            else:
+                out.append((DATA / files[host.rounds % len(files)]).read_text())
+                code = 0
+            out.append(f"\n{separator.group(1)} {i} {code}\n")
+        host.rounds += 1
+        # As a session would: one trailing newline stripped.
+        output = "".join(out).removesuffix("\n")
+        return RunResult.of([CommandStatus(cmds, output, Status.Success, 0)])
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+class FakeHost:
+    def __init__(self, name: str, clock: FakeClock, outputs: dict[str, list[str]] | None = None):
+        self.name = name
+        self.clock = clock
+        self.outputs = dict(CAPTURED) if outputs is None else outputs
+        self.plan: list[str] = []
+        self.polls: list[float] = []
+        self.timeouts: list[float | None] = []
+        self.rounds = 0
+        self.sessions: list[FakeSession] = []
+
+    async def open_session(self, name: str) -> FakeSession:
+        assert name.startswith("monitor:")
+        session = FakeSession(self)
+        self.sessions.append(session)
+        return session
+
+
+class Rounds:
+    """The collector's update stream, awaited one update at a time."""
+
+    def __init__(self, stream: AsyncIterator[dict[str, object]]) -> None:
+        self.stream = stream
+
+    async def next(self, kind: str = "round") -> dict[str, object]:
+        while True:
+            update = await asyncio.wait_for(anext(self.stream), WAIT)
+            if update["type"] == kind:
+                return update
+
+
+def hosts_of(update: dict[str, object]) -> dict[str, dict[str, object]]:
+    hosts = update["hosts"]
+    assert isinstance(hosts, dict)
+    return hosts
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(start=50.0, wall=1_800_000_000.0)
+
+
+# --- one round trip per host ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shell", ["sh", "busybox sh"])
+def test_joined_commands_split_back_even_when_one_is_missing(shell: str) -> None:
+    if subprocess.run(
+        ["sh", "-c", f"command -v {shell.split(maxsplit=1)[0]}"], check=False
+    ).returncode:
+        pytest.skip(f"{shell} is not installed")
+    separator = "__sep_test__"
+    commands = [
+        "echo one",
+        "no_such_command_otto",
+        "printf 'two'",
+        "echo 3 >&2; cd /; exit 3",
+        "pwd",
+    ]
+    line = join_commands(commands, separator)
+    ran = subprocess.run([*shell.split(), "-c", line], capture_output=True, text=True, check=True)
+    sections = split_output(ran.stdout.removesuffix("\n"), separator, len(commands))
+    assert sections == [(0, "one\n"), (127, ""), (0, "two"), (3, ""), (0, f"{Path.cwd()}\n")]
+
+
+def test_split_output_of_a_cut_off_run() -> None:
+    text = "a\n\nS 0 0\nb\n"
+    assert split_output(text, "S", 3) == [(0, "a\n"), (None, ""), (None, "")]
+
+
+# --- the schedule -----------------------------------------------------------------------------
+
+
+async def test_all_hosts_polled_at_the_same_instant_on_a_drift_free_schedule(
+    clock: FakeClock,
+) -> None:
+    hosts = [FakeHost(f"h{i}", clock) for i in range(3)]
+    collector = Collector(hosts, interval=2.0, clock=clock)
+    rounds = Rounds(collector.subscribe())
+    async with collector:
+        for k in range(4):
+            update = await rounds.next()
+            assert all(h["up"] for h in hosts_of(update).values())
+            clock.advance_to(50.0 + (k + 1) * 2.0)
+    for host in hosts:
+        assert host.polls[:4] == [50.0, 52.0, 54.0, 56.0]
+        assert host.timeouts[0] == 2.0  # the per-host timeout is the interval
+    assert collector.rounds_run >= 4
+    assert all(s.closed for h in hosts for s in h.sessions)
+
+
+async def test_rates_appear_from_the_second_round(clock: FakeClock) -> None:
+    host = FakeHost("h", clock)
+    collector = Collector([host], interval=1.0, clock=clock)
+    rounds = Rounds(collector.subscribe())
+    async with collector:
+        first = hosts_of(await rounds.next())["h"]["metrics"]
+        clock.advance(1.0)
+        second = hosts_of(await rounds.next())["h"]["metrics"]
+    assert isinstance(first, dict) and isinstance(second, dict)
+    assert "cpu.percent" not in first and "mem.percent" in first
+    for name in ("cpu.percent", "net.rx_bytes_per_s", "disk.write_bytes_per_s", "load.1m"):
+        assert name in second
+    assert collector.latest("h") == second
+    points = collector.series("h", "mem.percent")
+    assert [t for t, _ in points] == [1_800_000_000.0, 1_800_000_001.0]
+
+
+async def test_a_failing_host_is_down_for_the_round_and_rejoins(clock: FakeClock) -> None:
+    good, bad = FakeHost("good", clock), FakeHost("bad", clock)
+    bad.plan = ["ok", "raise", "timeout", "ok"]
+    collector = Collector([good, bad], interval=1.0, clock=clock)
+    rounds = Rounds(collector.subscribe())
+    seen = []
+    async with collector:
+        for k in range(4):
+            hosts = hosts_of(await rounds.next())
+            seen.append((hosts["good"]["up"], hosts["bad"]["up"], hosts["bad"]["last_error"]))
+            if k == 2:
+                assert collector.snapshot()["hosts"] == {
+                    "good": {"up": True, "last_error": ""},
+                    "bad": {"up": False, "last_error": "no answer within 1s"},
+                }
+            clock.advance(1.0)
+    assert seen == [
+        (True, True, ""),
+        (True, False, "ConnectionError: bad: connection refused"),
+        (True, False, "no answer within 1s"),
+        (True, True, ""),
+    ]
+    assert len(bad.sessions) == 2  # the exception dropped the session; a new one was opened
+    assert len(good.sessions) == 1
+    assert len(collector.series("good", "mem.percent")) == 4
+    assert len(collector.series("bad", "mem.percent")) == 2
+
+
+async def test_a_hanging_host_is_cut_off_and_the_others_report_on_time(clock: FakeClock) -> None:
+    fast, stuck = FakeHost("fast", clock), FakeHost("stuck", clock)
+    stuck.plan = ["hang"]
+    collector = Collector([fast, stuck], interval=1.0, clock=clock)
+    rounds = Rounds(collector.subscribe())
+    async with collector:
+        await asyncio.wait_for(clock.wait_for_sleepers(2), WAIT)  # the hang and the cut-off
+        clock.advance_to(51.5)  # deadline (51) + grace (0.5)
+        hosts = hosts_of(await rounds.next())
+        assert hosts["fast"]["up"] and not hosts["stuck"]["up"]
+        assert hosts["stuck"]["last_error"] == "no answer within 1s"
+        # The next round was due at 51 and runs at once, late but not skipped.
+        hosts = hosts_of(await rounds.next())
+        assert hosts["fast"]["up"] and hosts["stuck"]["up"]
+    assert stuck.polls == [50.0, 51.5]
+    assert collector.rounds_skipped == 0
+
+
+async def test_missing_command_loses_only_its_own_metrics(clock: FakeClock) -> None:
+    outputs = {c: f for c, f in CAPTURED.items() if c != "df -P"}  # a busybox without df
+    host = FakeHost("tiny", clock, outputs)
+    collector = Collector([host], interval=1.0, clock=clock)
+    rounds = Rounds(collector.subscribe())
+    async with collector:
+        result = hosts_of(await rounds.next())["tiny"]
+    assert result["up"] is True
+    assert result["last_error"] == "df -P: exit status 127"
+    metrics = result["metrics"]
+    assert isinstance(metrics, dict)
+    assert "mem.percent" in metrics and "disk.used_percent" not in metrics
+
+
+async def test_monitor_target_adds_and_drops_parsers(clock: FakeClock) -> None:
+    outputs = dict(CAPTURED, **{"nvidia-smi -q": ["loadavg.txt"]})
+    host = FakeHost("gpu", clock, outputs)
+    gpu = gauge_parser(lambda text: {"gpu.percent": float(text.split()[0]) * 10})
+    target = MonitorTarget(host, parsers={"nvidia-smi -q": gpu, "df -P": None})
+    assert "df -P" not in target.commands() and "cat /proc/stat" in target.commands()
+    only = MonitorTarget(host, parsers={"nvidia-smi -q": gpu}, replace_defaults=True)
+    assert list(only.commands()) == ["nvidia-smi -q"]
+    collector = Collector([target], interval=1.0, clock=clock)
+    rounds = Rounds(collector.subscribe())
+    async with collector:
+        metrics = hosts_of(await rounds.next())["gpu"]["metrics"]
+    assert isinstance(metrics, dict)
+    load = float((DATA / "loadavg.txt").read_text().split()[0])
+    assert metrics["gpu.percent"] == pytest.approx(load * 10)
+    assert not any(m.startswith("disk.used_percent") for m in metrics)
+
+
+async def test_events_reach_subscribers_and_the_snapshot(clock: FakeClock) -> None:
+    collector = Collector([FakeHost("h", clock)], interval=1.0, clock=clock)
+    rounds = Rounds(collector.subscribe())
+    async with collector:
+        await rounds.next()
+        first = collector.add_event("deploy", color="#ff0000")
+        second = collector.add_event("load test", end=1_800_000_100.0)
+        update = await rounds.next("event")
+    assert first == {
+        "id": 1,
+        "t": 1_800_000_000.0,
+        "end": None,
+        "label": "deploy",
+        "color": "#ff0000",
+    }
+    assert second["id"] == 2 and second["end"] == 1_800_000_100.0
+    assert update == {"type": "event", "event": first}
+    snapshot = collector.snapshot()
+    assert snapshot["events"] == [first, second]
+    assert snapshot["live"] is False
+    assert snapshot["interval"] == 1.0
+    metrics = snapshot["metrics"]
+    assert isinstance(metrics, list) and metrics == sorted(metrics) and "mem.percent" in metrics
+
+
+async def test_subscription_ends_when_the_collector_stops(clock: FakeClock) -> None:
+    collector = Collector([FakeHost("h", clock)], interval=1.0, clock=clock)
+    stream = collector.subscribe()
+    await collector.start()
+    assert (await asyncio.wait_for(anext(stream), WAIT))["type"] == "round"
+    await collector.stop()
+    with pytest.raises(StopAsyncIteration):
+        await asyncio.wait_for(anext(stream), WAIT)
+    with pytest.raises(StopAsyncIteration):  # subscribing to a stopped collector ends at once
+        await asyncio.wait_for(anext(collector.subscribe()), WAIT)
+
+
+async def test_series_are_bounded_by_history(clock: FakeClock) -> None:
+    collector = Collector([FakeHost("h", clock)], interval=1.0, clock=clock, history=3)
+    rounds = Rounds(collector.subscribe())
+    async with collector:
+        for _ in range(5):
+            await rounds.next()
+            clock.advance(1.0)
+    assert len(collector.series("h", "mem.percent")) == 3
+    assert collector.series("h", "no.such.metric") == []
+    with pytest.raises(KeyError, match="nobody"):
+        collector.latest("nobody")
+
+
+def test_bad_arguments(clock: FakeClock) -> None:
+    with pytest.raises(ValueError, match="interval"):
+        Collector([FakeHost("h", clock)], interval=0)
+    with pytest.raises(ValueError, match="twice"):
+        Collector([FakeHost("h", clock), FakeHost("h", clock)])
+
+
+# --- storing and replaying ----------------------------------------------------------------------
+
+
+async def test_rounds_go_to_the_store_and_replay_from_db_and_json(
+    clock: FakeClock, tmp_path: Path
+) -> None:
+    db = tmp_path / "m.db"
+    hosts = [FakeHost("a", clock), FakeHost("b", clock)]
+    hosts[1].plan = ["ok", "raise", "ok"]
+    collector = Collector(hosts, interval=1.0, clock=clock, db=db)
+    rounds = Rounds(collector.subscribe())
+    async with collector:
+        for _ in range(3):
+            await rounds.next()
+            clock.advance(1.0)
+        collector.add_event("mark", color="blue")
+    with MetricStore(db) as store:
+        assert store.host_names() == ["a", "b"]
+        assert store.series("a", "mem.percent") == collector.series("a", "mem.percent")
+        assert [s.up for _, s in store.states("b")] == [True, False, True]
+        assert [e.label for e in store.events()] == ["mark"]
+        assert store.meta()["interval"] == "1.0"
+    replayed = Replay.from_file(db).snapshot()
+    live = collector.snapshot()
+    assert replayed["series"] == live["series"]
+    assert replayed["events"] == live["events"]
+    assert replayed["live"] is False
+    export = tmp_path / "m.json"
+    collector.export_json(export)
+    from_json = Replay.from_file(export)
+    assert from_json.snapshot()["series"] == live["series"]
+    assert from_json.interval == 1.0
+    assert json.loads(export.read_text())["format"] == "otto.monitor"
+    replay_stream = from_json.subscribe()
+    with pytest.raises(StopAsyncIteration):
+        await asyncio.wait_for(anext(replay_stream), WAIT)
+    assert from_json.add_event("note")["id"] == 2
+
+
+def test_replay_refuses_other_files(tmp_path: Path) -> None:
+    other = tmp_path / "other.json"
+    other.write_text('{"hello": 1}')
+    with pytest.raises(ValueError, match="not an otto monitor export"):
+        Replay.from_file(other)
+
+
+def test_default_commands_are_the_default_parsers(clock: FakeClock) -> None:
+    assert list(MonitorTarget(FakeHost("h", clock)).commands()) == list(DEFAULT_PARSERS)
