@@ -137,6 +137,12 @@
     return today ? time : `${d.toLocaleDateString()} ${time}`;
   }
 
+  function fmtSpan(start, end) {
+    const sameDay = new Date(start * 1000).toDateString() === new Date(end * 1000).toDateString();
+    const until = sameDay ? new Date(end * 1000).toLocaleTimeString([], { hour12: false }) : fmtTime(end);
+    return `${fmtTime(start)} – ${until}`;
+  }
+
   // Tick steps in powers of two, so byte axes read 256 MiB rather than 238.4 MiB.
   const BINARY_INCRS = [];
   for (let k = 0; k <= 5; k += 1) {
@@ -340,7 +346,7 @@
         ctx.setLineDash([]);
         const y = top + (3 + (drawn % 3) * 15) * dpr;
         const textWidth = ctx.measureText(ev.label).width;
-        ctx.globalAlpha = 0.85;
+        ctx.globalAlpha = 0.7;
         ctx.fillStyle = background;
         ctx.fillRect(x0 + 3 * dpr, y - 1 * dpr, textWidth + 6 * dpr, 14 * dpr);
         ctx.globalAlpha = 1;
@@ -754,9 +760,7 @@
       chip.className = "chip";
       chip.style.setProperty("--event", ev.color || DEFAULT_EVENT_COLOR);
       const time = document.createElement("time");
-      time.textContent = ev.end != null && ev.end > ev.t
-        ? `${fmtTime(ev.t)} – ${fmtTime(ev.end)}`
-        : fmtTime(ev.t);
+      time.textContent = ev.end != null && ev.end > ev.t ? fmtSpan(ev.t, ev.end) : fmtTime(ev.t);
       const label = document.createElement("span");
       label.className = "event-label";
       label.textContent = ev.label;
