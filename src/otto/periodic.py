@@ -464,8 +464,19 @@ class RepeatRunner:
         session, repeat.session = repeat.session, None
         if session is None:
             return
+        closing = asyncio.ensure_future(session.close())
         try:
-            await session.close()
+            # stop() may cancel the repeat while it is closing its session (it
+            # ended by itself a moment before): finish closing first, then let
+            # the cancellation through, so no half-closed session is left behind.
+            await asyncio.shield(closing)
+        except asyncio.CancelledError:
+            await asyncio.wait([closing])
+            if not closing.cancelled() and closing.exception() is not None:
+                logger.warning(
+                    "repeat %r: closing its session failed: %s", repeat.name, closing.exception()
+                )
+            raise
         except Exception:
             logger.warning(
                 "repeat %r on %s: closing its session failed",
