@@ -13,8 +13,8 @@ import asyncssh
 import pytest
 import telnetlib3
 
-from tests.lab import SLOW_STARTUP_SECONDS, CutHow, Lab, LabHost, Mode, NodeSpec
-from tests.lab.hosts import netns_prefix
+from tests.lab import DEFAULT_NODES, SLOW_STARTUP_SECONDS, CutHow, Lab, LabHost, Mode, NodeSpec
+from tests.lab.hosts import MAX_SLOTS, Link, netns_prefix, plan_addresses, ssh_nodes
 from tests.lab.keys import known_hosts_pattern
 from tests.lab.netns import list_netns
 from tests.lab.procs import is_alive
@@ -164,8 +164,8 @@ async def test_target_behind_hop(lab: Lab) -> None:
         for conn in reversed(stack):
             conn.close()
     if lab.hop_enforced:
-        # The connection came from ssh1's side of the inner link, not from us.
-        assert client == "10.213.17.1"
+        # The connection came from ssh1's side of the inner link (.1), not from us.
+        assert client == lab.hosts["inner"].address.rsplit(".", 1)[0] + ".1"
 
 
 async def test_target_behind_hop_is_unreachable_directly(lab: Lab) -> None:
@@ -313,3 +313,19 @@ async def test_second_lab_runs_beside_and_leaves_nothing(lab: Lab, mode: Mode) -
     assert not [pid for pid in pids if is_alive(pid)]
     assert not lab_dir.exists()
     assert not [n for n in list_netns() if n.startswith(netns_prefix(other.slot))]
+
+
+def test_address_plan_keeps_every_link_apart() -> None:
+    nodes = (*ssh_nodes(79), NodeSpec("deep1", "h1", (("deep1", "ssh"),)))
+    plans = [plan_addresses(slot, nodes) for slot in range(MAX_SLOTS)]
+    addresses = [a for plan in plans for link in plan.links.values() for a in link_addrs(link)]
+    assert len(addresses) == len(set(addresses))
+    default = plan_addresses(0, DEFAULT_NODES).links
+    assert default["ssh1"].child_addr == "10.213.1.2"
+    assert default["inner"].child_addr == "10.213.17.2"
+    with pytest.raises(ValueError):
+        plan_addresses(0, ssh_nodes(80))
+
+
+def link_addrs(link: Link) -> tuple[str, str]:
+    return link.parent_addr, link.child_addr

@@ -133,17 +133,21 @@ class Daemon:
 
     def kill(self) -> list[int]:
         """SIGKILL the whole tree and reap the daemon; returns the pids signalled."""
-        pids = self.tree()
+        if self.proc is None or self.proc.poll() is not None:
+            return []
+        # Stopped first, so nothing forks while the tree is being killed.
+        pids = procs.stop_tree(self.proc.pid)
         procs.signal_all(pids, signal.SIGKILL)
-        if self.proc is not None:
-            self.proc.wait()
+        self.proc.wait()
         self.stopped = False
         return pids
 
     def freeze(self) -> None:
         """Stop the processes that move this daemon's bytes (not the users' commands)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
         names = {"sshd"} if self.term == "ssh" else {"busybox", "telnetd"}
-        procs.signal_all([pid for pid in self.tree() if procs.comm(pid) in names], signal.SIGSTOP)
+        procs.stop_tree(self.proc.pid, names)
         self.stopped = True
 
     def thaw(self) -> None:

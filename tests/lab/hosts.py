@@ -14,7 +14,8 @@ TELNET_PORT = 23
 # Each lab takes one slot; a slot owns 10.213.(32*slot).0/19, so labs started
 # by concurrent test runs on one machine never share an address.
 MAX_SLOTS = 8
-_SUBNETS_PER_KIND = 15
+_WIDE_SUBNETS = 15
+_NARROW_SUBNETS = 64
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,13 @@ DEFAULT_NODES: tuple[NodeSpec, ...] = (
 )
 
 
+def ssh_nodes(count: int, prefix: str = "h") -> tuple[NodeSpec, ...]:
+    """``count`` plain SSH hosts named h1, h2, ... (up to 79 in netns mode)."""
+    return tuple(
+        NodeSpec(f"{prefix}{i}", None, ((f"{prefix}{i}", "ssh"),)) for i in range(1, count + 1)
+    )
+
+
 @dataclass(frozen=True)
 class Link:
     """A veth pair from ``parent`` (None: root namespace) down to ``child``."""
@@ -97,10 +105,13 @@ def netns_prefix(slot: int) -> str:
 
 
 def plan_addresses(slot: int, nodes: tuple[NodeSpec, ...]) -> Plan:
-    """Give each node a /24 to its parent: 10.213.(32*slot + i) for nodes on the
-    root namespace, 10.213.(32*slot + 16 + j) for nodes behind another node.
-    The parent side is .1 and the node .2, so with the default nodes ssh1 is
-    10.213.1.2 and inner (behind ssh1) is 10.213.17.2.
+    """Give each node a subnet shared with its parent, the parent side .1 and the node .2.
+
+    Within the slot's 10.213.(32*slot).0/19: the first 15 nodes on the root
+    namespace get 10.213.(32*slot + i).0/24, nodes behind another node
+    10.213.(32*slot + 16 + j).0/24 (j up to 14), and root nodes past the 15th
+    a /30 each in 10.213.(32*slot + 31).0/24 (64 more). With the default nodes
+    ssh1 is 10.213.1.2 and inner (behind ssh1) is 10.213.17.2.
     """
     if not 0 <= slot < MAX_SLOTS:
         raise ValueError(f"slot {slot} out of range")
@@ -111,24 +122,29 @@ def plan_addresses(slot: int, nodes: tuple[NodeSpec, ...]) -> Plan:
     for node in nodes:
         if node.parent is not None and node.parent not in names:
             raise ValueError(f"node {node.name}: unknown parent {node.parent}")
+        prefix = 24
         if node.parent is None:
             top += 1
-            index = top
-            third = base + index
-            parent_dev = f"ol{slot}n{index}"
+            parent_dev = f"ol{slot}n{top}"
+            if top <= _WIDE_SUBNETS:
+                net, first = f"10.213.{base + top}", 0
+            elif top <= _WIDE_SUBNETS + _NARROW_SUBNETS:
+                net, first, prefix = f"10.213.{base + 31}", 4 * (top - _WIDE_SUBNETS - 1), 30
+            else:
+                raise ValueError(f"more than {_WIDE_SUBNETS + _NARROW_SUBNETS} root nodes")
         else:
             deep += 1
-            index = deep
-            third = base + 16 + index
-            parent_dev = f"dn{index}"
-        if index > _SUBNETS_PER_KIND:
-            raise ValueError("too many nodes for one lab slot")
+            parent_dev = f"dn{deep}"
+            if deep >= _WIDE_SUBNETS:
+                raise ValueError(f"more than {_WIDE_SUBNETS - 1} nodes behind hops")
+            net, first = f"10.213.{base + 16 + deep}", 0
         links[node.name] = Link(
             parent=node.parent,
             child=node.name,
             parent_dev=parent_dev,
             child_dev="up0",
-            parent_addr=f"10.213.{third}.1",
-            child_addr=f"10.213.{third}.2",
+            parent_addr=f"{net}.{first + 1}",
+            child_addr=f"{net}.{first + 2}",
+            prefix=prefix,
         )
     return Plan(slot=slot, links=links, supernet=f"10.213.{base}.0/19")

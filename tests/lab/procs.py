@@ -49,6 +49,34 @@ def descendants(root: int) -> list[int]:
     return found
 
 
+def state(pid: int) -> str:
+    """The process's state letter (R, S, T, Z, ...), or '' if it is gone."""
+    fields = _stat_fields(pid)
+    return fields[0] if fields is not None else ""
+
+
+def stop_tree(root: int, names: set[str] | None = None, timeout: float = 2.0) -> list[int]:
+    """SIGSTOP ``root`` and its descendants (only those named in ``names`` if
+    given) until no new one appears; returns the pids stopped.
+
+    A process forked between a scan and its parent's stop would escape a
+    single pass, so this rescans once everything found is really stopped.
+    """
+    stopped: list[int] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [root, *descendants(root)] if is_alive(root) else []
+        new = [pid for pid in found if pid not in stopped and (names is None or comm(pid) in names)]
+        if not new:
+            return stopped
+        signal_all(new, signal.SIGSTOP)
+        stopped += new
+        while any(state(pid) not in ("T", "Z", "X", "") for pid in new):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"processes {new} did not stop")
+            time.sleep(0.001)
+
+
 def comm(pid: int) -> str:
     """The process's short name, or '' if it is gone."""
     try:
