@@ -96,8 +96,8 @@ def test_decorator_without_parentheses_is_explained() -> None:
 def test_rejects_sync_functions() -> None:
     with pytest.raises(InstructionError, match="async"):
 
-        @instruction()
-        def sync() -> None:  # type: ignore[type-var]
+        @instruction()  # type: ignore[type-var]
+        def sync() -> None:
             pass
 
 

@@ -1,0 +1,1 @@
+"""The ``otto`` command line (Typer and Rich live here, never in the core)."""
