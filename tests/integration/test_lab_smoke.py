@@ -259,10 +259,10 @@ async def test_cut_and_restore_network(fault_lab: Lab, how: CutHow) -> None:
         await lab.cut_network("ssh3", how=how)
         assert lab.is_cut("ssh3")
         with pytest.raises(TimeoutError):
-            async with asyncio.timeout(0.5):
+            async with asyncio.timeout(0.3):
                 await conn.run("echo hi")
         with pytest.raises((TimeoutError, OSError)):
-            async with ssh(lab, host, timeout=0.5):
+            async with ssh(lab, host, timeout=0.3):
                 pass
         await lab.restore_network("ssh3")
     async with ssh(lab, host) as conn:
