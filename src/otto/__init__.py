@@ -13,6 +13,7 @@ from otto.errors import (
 )
 from otto.host import Host, LocalHost
 from otto.loop import run
+from otto.remote import RemoteHost
 from otto.result import CommandStatus, RunResult, Status, TransferResult
 from otto.session import Session
 
@@ -27,6 +28,7 @@ __all__ = [
     "LabError",
     "LocalHost",
     "OttoError",
+    "RemoteHost",
     "RunResult",
     "Session",
     "SessionClosed",

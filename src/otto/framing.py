@@ -107,6 +107,8 @@ def setup_bytes(token: str, *, pty: bool) -> bytes:
             '[ -n "$BASH_VERSION" ] && { set +H +o history +o emacs +o vi; } 2>/dev/null',
         ]
     lines += [
+        # One stream, in the order written (SSH carries stderr apart otherwise).
+        "exec 2>&1",
         "PS1='' PS2='' PS3='' PS4='+ ' PROMPT_COMMAND='' PS0=''",
         "trap 'break 1000 2>/dev/null' INT",
         _printf_marker(token, 0, "$$"),

@@ -362,12 +362,16 @@ class Session:
             self._expect_marker(self._seq)
             # A newline first: a builtin such as `read` ends on it, the shell skips it.
             transport.write(b"\n" + framing.sync_bytes(self._token, self._seq))
-            try:
-                async with asyncio.timeout(wait):
-                    outcome = await self._waiter_result()
-            except TimeoutError:
+            # asyncio.wait, not a timeout scope: this often runs while a
+            # TimeoutError is being handled, and must not cancel the task.
+            waiter = self._waiter
+            assert waiter is not None
+            done, _ = await asyncio.wait({waiter}, timeout=wait)
+            self._waiter = None
+            if not done:
                 self._scanner = None
                 continue
+            outcome = waiter.result()
             if isinstance(outcome, _Lost):
                 return
             self._buffer.clear()

@@ -22,12 +22,16 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(params=HOST_KINDS)
-async def host(request: pytest.FixtureRequest) -> AsyncIterator[Host]:
-    h = await make_host(request, request.param)
+def unopened_host(request: pytest.FixtureRequest) -> Host:
+    return make_host(request, request.param)
+
+
+@pytest.fixture
+async def host(unopened_host: Host) -> AsyncIterator[Host]:
     try:
-        yield h
+        yield unopened_host
     finally:
-        await h.close()
+        await unopened_host.close()
 
 
 def octal(data: bytes) -> str:

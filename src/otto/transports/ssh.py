@@ -1,0 +1,462 @@
+"""SSH: a pool of connections per host, shell channels for sessions, exec channels
+for one-shot commands.
+
+A server allows only so many session channels per connection (OpenSSH's
+``MaxSessions``, 10 by default). ``SshLink`` hands out channel slots across as
+many connections as needed (up to ``max_connections``; beyond that callers
+queue), and learns a lower limit when the server refuses a channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import asyncssh
+
+from otto.errors import AuthenticationError, ConnectError, HostKeyError
+from otto.transports.base import Receiver, ShellTransport
+
+__all__ = ["SshLink", "SshShell", "exec_ssh"]
+
+log = logging.getLogger("otto.ssh")
+
+_QUICK = 3.0
+"""Seconds allowed for a helper command (an interrupt) on a live connection."""
+
+
+class _Conn:
+    """One SSH connection of a pool and the channel slots it has handed out."""
+
+    def __init__(self, limit: int) -> None:
+        self.conn: asyncssh.SSHClientConnection | None = None
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.channels = 0
+        self.limit = limit
+        self.alive = True
+        self.task: asyncio.Task[None] | None = None
+
+    def has_room(self) -> bool:
+        return self.alive and self.channels < self.limit
+
+
+class _Client(asyncssh.SSHClient):
+    def __init__(self, on_lost: Callable[[Exception | None], None]) -> None:
+        self._on_lost = on_lost
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._on_lost(exc)
+
+
+class SshLink:
+    """How one host is reached over SSH: credentials, hop, and the connection pool."""
+
+    def __init__(
+        self,
+        name: str,
+        address: str,
+        *,
+        port: int,
+        user: str,
+        password: str | None,
+        key: str | os.PathLike[str] | None,
+        known_hosts: str | os.PathLike[str] | Sequence[str] | None,
+        connect_timeout: float,
+        keepalive_interval: float,
+        hop: Callable[[], Any] | None = None,
+        hop_name: str = "",
+        max_channels: int = 10,
+        max_connections: int = 10,
+    ) -> None:
+        self.name = name
+        self.address = address
+        self.port = port
+        self.user = user
+        self._password = password
+        self._key = key
+        self._known_hosts = known_hosts
+        self.connect_timeout = connect_timeout
+        self._keepalive = keepalive_interval
+        self._hop = hop
+        self._hop_name = hop_name
+        self.max_channels = max_channels
+        self.max_connections = max_connections
+        self._conns: list[_Conn] = []
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def __repr__(self) -> str:
+        return f"<SshLink {self.user}@{self.address}:{self.port}>"
+
+    @property
+    def description(self) -> str:
+        return f"ssh {self.user}@{self.address}:{self.port}"
+
+    # --- connecting ------------------------------------------------------------------
+
+    def _options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {
+            "port": self.port,
+            "username": self.user,
+            "known_hosts": self._known_hosts,
+            "connect_timeout": self.connect_timeout,
+            "keepalive_interval": self._keepalive,
+            "keepalive_count_max": 3,
+        }
+        if isinstance(options["known_hosts"], os.PathLike):
+            options["known_hosts"] = os.fspath(options["known_hosts"])
+        if self._password is not None:
+            options["password"] = self._password
+        if self._key is not None:
+            options["client_keys"] = [os.fspath(self._key)]
+        if self._password is None and self._key is None:
+            options["password"] = None
+        return options
+
+    async def _connect(self, slot: _Conn) -> asyncssh.SSHClientConnection:
+        options = self._options()
+        if self._hop is not None:
+            try:
+                options["tunnel"] = await self._hop()
+            except ConnectError as exc:
+                raise ConnectError(
+                    self.name, f"cannot reach hop {self._hop_name}: {exc.reason}"
+                ) from exc
+
+        def lost(exc: Exception | None) -> None:
+            slot.alive = False
+            if exc is not None:
+                log.info("%s: connection lost: %s", self.name, exc)
+
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                conn = await asyncssh.connect(
+                    self.address, client_factory=lambda: _Client(lost), **options
+                )
+        except asyncssh.PermissionDenied as exc:
+            raise AuthenticationError(
+                self.name, f"{self.user}@{self.address}:{self.port} refused the credentials"
+            ) from exc
+        except asyncssh.HostKeyNotVerifiable as exc:
+            raise HostKeyError(
+                self.name,
+                f"host key of {self.address}:{self.port} not verified against known_hosts "
+                f"({exc.reason}); add it, or pass known_hosts=None to skip the check",
+            ) from exc
+        except TimeoutError as exc:
+            raise ConnectError(
+                self.name,
+                f"no SSH connection to {self.address}:{self.port} within {self.connect_timeout:g}s",
+            ) from exc
+        except (OSError, asyncssh.Error) as exc:
+            raise ConnectError(
+                self.name, f"cannot connect to {self.address}:{self.port}: {_reason(exc)}"
+            ) from exc
+        return conn
+
+    async def connection(self) -> asyncssh.SSHClientConnection:
+        """A live connection of the pool (for tunnels and SFTP); opens one if needed."""
+        for slot in self._conns:
+            if slot.alive and slot.conn is not None:
+                return slot.conn
+        slot = await self._acquire()
+        self._release(slot)
+        assert slot.conn is not None
+        return slot.conn
+
+    async def _acquire(self) -> _Conn:
+        while True:
+            self._conns = [c for c in self._conns if c.alive]
+            slot = next((c for c in self._conns if c.has_room()), None)
+            if slot is not None:
+                slot.channels += 1
+                break
+            if len(self._conns) < self.max_connections:
+                slot = _Conn(self.max_channels)
+                slot.channels = 1
+                self._conns.append(slot)
+                slot.task = asyncio.ensure_future(self._open(slot))
+                break
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            await waiter
+        try:
+            await asyncio.shield(slot.ready)
+        except BaseException:
+            self._release(slot)
+            raise
+        return slot
+
+    async def _open(self, slot: _Conn) -> None:
+        try:
+            slot.conn = await self._connect(slot)
+        except BaseException as exc:
+            slot.alive = False
+            slot.ready.set_exception(exc)
+            slot.ready.exception()  # retrieved here; each waiter re-raises it
+            self._wake()
+            return
+        slot.ready.set_result(None)
+
+    def _release(self, slot: _Conn) -> None:
+        slot.channels -= 1
+        self._wake()
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def open_channel(
+        self, factory: Callable[[], _Channel], **kwargs: Any
+    ) -> tuple[asyncssh.SSHClientChannel[bytes], asyncssh.SSHClientSession[bytes]]:
+        """Open a session channel on a connection with room; release the slot when it closes."""
+        while True:
+            slot = await self._acquire()
+            conn = slot.conn
+            assert conn is not None
+            try:
+                chan, session = await conn.create_session(factory, encoding=None, **kwargs)
+            except asyncssh.ChannelOpenError as exc:
+                # The server allows fewer channels than we assumed: remember, try elsewhere.
+                self._release(slot)
+                if slot.channels == 0:
+                    raise ConnectError(self.name, f"cannot open a channel: {exc.reason}") from exc
+                slot.limit = slot.channels
+                continue
+            except (OSError, asyncssh.Error) as exc:
+                slot.alive = False
+                self._release(slot)
+                raise ConnectError(self.name, f"cannot open a channel: {_reason(exc)}") from exc
+            except BaseException:
+                self._release(slot)
+                raise
+            assert isinstance(session, _Channel)
+            session.on_close = lambda slot=slot: self._release(slot)
+            return chan, session
+
+    async def quick(self, command: str) -> None:
+        """Run a helper command (interrupts, kills) in its own channel, bounded in time."""
+        try:
+            async with asyncio.timeout(_QUICK):
+                await exec_ssh(self, command, timeout=_QUICK)
+        except (TimeoutError, ConnectError) as exc:
+            log.info("%s: helper command failed: %s", self.name, exc)
+
+    async def close(self) -> None:
+        conns, self._conns = self._conns, []
+        for slot in conns:
+            slot.alive = False
+            if slot.conn is not None:
+                slot.conn.close()
+        for slot in conns:
+            if slot.conn is not None:
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(5):
+                        await slot.conn.wait_closed()
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, asyncssh.Error):
+        return exc.reason
+    return str(exc) or type(exc).__name__
+
+
+class _Channel(asyncssh.SSHClientSession[bytes]):
+    """A session channel that gives its pool slot back when it closes."""
+
+    on_close: Callable[[], None] | None = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.on_close is not None:
+            self.on_close()
+            self.on_close = None
+        self.closed(exc)
+
+    def closed(self, exc: Exception | None) -> None:
+        """The channel is gone."""
+
+
+class _ShellSession(_Channel):
+    def __init__(self, owner: SshShell) -> None:
+        self._owner = owner
+
+    def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
+        self._owner._data(data)
+
+    def exit_status_received(self, status: int) -> None:
+        self._owner._exit_status = status
+
+    def exit_signal_received(self, signal: str, core_dumped: bool, msg: str, lang: str) -> None:
+        self._owner._exit_signal = signal
+
+    def pause_writing(self) -> None:
+        self._owner._can_write.clear()
+
+    def resume_writing(self) -> None:
+        self._owner._can_write.set()
+
+    def closed(self, exc: Exception | None) -> None:
+        self._owner._lost(exc)
+
+
+class SshShell(ShellTransport):
+    """A shell channel (a pty on request) on one of the host's SSH connections."""
+
+    def __init__(self, link: SshLink, *, pty: bool = False) -> None:
+        self._link = link
+        self.pty = pty
+        self.description = link.description
+        self._chan: asyncssh.SSHClientChannel[bytes] | None = None
+        self._receiver: Receiver | None = None
+        self._exit_status: int | None = None
+        self._exit_signal: str | None = None
+        self._can_write = asyncio.Event()
+        self._can_write.set()
+        self._closing = False
+        self._reported = False
+
+    @property
+    def is_open(self) -> bool:
+        return self._chan is not None and not self._reported and not self._closing
+
+    async def open(self, receiver: Receiver) -> None:
+        self._receiver = receiver
+        kwargs: dict[str, Any] = {}
+        if self.pty:
+            kwargs = {"term_type": "xterm-256color", "term_size": (200, 50)}
+        self._chan, _ = await self._link.open_channel(lambda: _ShellSession(self), **kwargs)
+
+    def _data(self, data: bytes) -> None:
+        if self._receiver is not None and not self._reported:
+            self._receiver.data_received(data)
+
+    def _lost(self, exc: Exception | None) -> None:
+        if self._reported or self._closing:
+            return
+        self._reported = True
+        if self._receiver is None:
+            return
+        if self._exit_status is not None:
+            self._receiver.connection_lost(
+                self._exit_status, f"shell exited with {self._exit_status}"
+            )
+        elif self._exit_signal is not None:
+            self._receiver.connection_lost(None, f"shell killed by SIG{self._exit_signal}")
+        else:
+            why = _reason(exc) if exc is not None else "channel closed"
+            self._receiver.connection_lost(None, f"SSH connection lost: {why}")
+
+    def write(self, data: bytes) -> None:
+        if self._chan is not None and not self._closing:
+            self._chan.write(data)
+
+    async def drain(self) -> None:
+        await self._can_write.wait()
+
+    async def interrupt(self, shell_pid: int | None) -> None:
+        if self.pty:
+            self.write(b"\x03")
+        elif shell_pid:
+            # The shell leads its own process group (sshd calls setsid): signal all of it.
+            await self._link.quick(
+                f"kill -INT -- -{shell_pid} 2>/dev/null || kill -INT {shell_pid}"
+            )
+
+    async def kill_children(self, shell_pid: int | None) -> None:
+        if shell_pid:
+            await self._link.quick(
+                f"for p in $(pgrep -g {shell_pid}) $(pgrep -P {shell_pid}); do "
+                f'[ "$p" = {shell_pid} ] || kill -KILL "$p"; done 2>/dev/null'
+            )
+        if self.pty:
+            self.write(b"\x03")
+
+    def resize(self, rows: int, cols: int) -> None:
+        if self._chan is not None and self.pty:
+            self._chan.change_terminal_size(cols, rows)
+
+    async def close(self) -> None:
+        if self._chan is None or self._closing:
+            return
+        self._closing = True
+        chan = self._chan
+        chan.close()
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(5):
+                await chan.wait_closed()
+
+
+class _CollectSession(_Channel):
+    """Collects an exec channel's output; the first bytes carry the command's PID."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.head = b""
+        self.pid: int | None = None
+        self.status: int | None = None
+        self.done = asyncio.get_running_loop().create_future()
+
+    def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
+        if self.pid is None and self.head is not None:
+            self.head += data
+            end = self.head.find(b"\x1f")
+            if end < 0 and len(self.head) < 64:
+                return
+            if self.head.startswith(_PID_MARK) and end > 0:
+                self.pid = int(self.head[len(_PID_MARK) : end])
+                data = self.head[end + 1 :]
+            else:
+                data = self.head
+            self.head = b""
+        if data:
+            self.chunks.append(data)
+
+    def exit_status_received(self, status: int) -> None:
+        self.status = status
+
+    def closed(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.done.set_result(exc)
+
+
+_PID_MARK = b"\x1eotto-pid:"
+
+
+async def exec_ssh(
+    link: SshLink, command: str, *, timeout: float | None = None
+) -> tuple[bytes, int | None, bool, str]:
+    """Run ``command`` on an exec channel; return (output, status, timed out, error).
+
+    stderr is merged into stdout in the order written. On timeout the
+    command's process group gets SIGINT, then SIGKILL, through another channel.
+    """
+    wrapped = "printf '\\036otto-pid:%d\\037' $$; exec 2>&1\n" + command
+    chan, session = await link.open_channel(_CollectSession, command=wrapped)
+    assert isinstance(session, _CollectSession)
+    timed_out = False
+    exc: Exception | None = None
+    try:
+        done, _ = await asyncio.wait({session.done}, timeout=timeout)
+        if done:
+            exc = session.done.result()
+        else:
+            timed_out = True
+            for sig in ("INT", "KILL"):
+                if session.pid:
+                    await link.quick(f"kill -{sig} -- -{session.pid} 2>/dev/null")
+                done, _ = await asyncio.wait({session.done}, timeout=0.5)
+                if done:
+                    break
+    finally:
+        chan.close()
+    if session.head:
+        session.chunks.insert(0, session.head)
+    error = ""
+    if exc is not None and session.status is None:
+        error = f"{link.name}: SSH connection lost: {_reason(exc)}"
+    return b"".join(session.chunks), session.status, timed_out, error
