@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import json
 import os
 import re
 import select
@@ -15,10 +16,14 @@ import termios
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from otto.host import LocalHost
+
+if TYPE_CHECKING:
+    from tests.lab import Lab as TestLab
 
 PROMPT = b"otto-login-test> "
 DEADLINE = 20.0
@@ -202,3 +207,34 @@ def test_login_without_a_terminal_is_refused() -> None:
     )
     assert proc.returncode == 2
     assert "needs a terminal" in proc.stderr
+
+
+def test_login_over_ssh(lab: TestLab, tmp_path: Path) -> None:
+    pytest.importorskip("otto.remote", reason="RemoteHost is not there yet")
+    ssh1 = lab.host("ssh1")
+    lab_file = tmp_path / "lab.json"
+    entry = {
+        "name": "ssh1",
+        "address": ssh1.address,
+        "port": ssh1.port,
+        "user": ssh1.user,
+        "key": str(ssh1.key_path or lab.client_key),
+        "known_hosts": str(lab.known_hosts),
+    }
+    lab_file.write_text(json.dumps({"hosts": [entry]}))
+    env = {**os.environ, "TERM": "xterm", "NO_COLOR": "1"}
+    env.pop("OTTO_LAB", None)
+    term = Terminal(
+        [sys.executable, "-m", "otto", "--lab", str(lab_file), "host", "ssh1", "login"], env, 30, 90
+    )
+    try:
+        # Typed at once: the terminal keeps the keys until otto reads them.
+        term.type(b"stty size; echo $((6*7))\r")
+        term.wait_for(rb"[\r\n]30 90\r\n42\r\n")
+        term.type(b"\x1d")
+        assert term.wait_exit() == 0
+        term.drain()
+        assert b"left with Ctrl-]" in term.seen
+        assert termios.tcgetattr(term.slave) == term.settings_before
+    finally:
+        term.close()

@@ -167,7 +167,7 @@ def host_run(
     commands: Annotated[
         list[str],
         typer.Argument(
-            metavar="CMD...",
+            metavar="CMD",
             help="Commands, one per argument (quote each), run in order on the host's "
             "shell; cd and variables carry over. Stops at the first that fails.",
             show_default=False,
@@ -193,7 +193,7 @@ def host_put(
     sources: Annotated[
         list[Path],
         typer.Argument(
-            metavar="SRC...", exists=True, help="Local files or folders.", show_default=False
+            metavar="SRC", exists=True, help="Local files or folders.", show_default=False
         ),
     ],
     dest: Annotated[
@@ -212,7 +212,7 @@ def host_get(
     ctx: typer.Context,
     sources: Annotated[
         list[str],
-        typer.Argument(metavar="SRC...", help="Files or folders on the host.", show_default=False),
+        typer.Argument(metavar="SRC", help="Files or folders on the host.", show_default=False),
     ],
     dest: Annotated[
         Path,
@@ -266,7 +266,7 @@ def monitor(
     names: Annotated[
         list[str] | None,
         typer.Argument(
-            metavar="[NAMES]...",
+            metavar="NAMES",
             help="Hosts to watch: names or regexes matching whole names. Default: every host.",
             autocompletion=_complete_host,
             show_default=False,
@@ -288,7 +288,7 @@ def monitor(
             "-f",
             exists=True,
             dir_okay=False,
-            help="Replay a saved JSON file in the dashboard instead of collecting.",
+            help="Replay a saved run (a JSON export, or a --db file) instead of collecting.",
             show_default=False,
         ),
     ] = None,

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,25 +17,31 @@ if TYPE_CHECKING:
 __all__ = ["run_monitor"]
 
 
-async def _until_stopped(server: DashboardServer) -> None:
-    """Wait for SIGINT or SIGTERM, or for the server to end by itself."""
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[asyncio.Event]:
+    """An event set by SIGINT or SIGTERM, from the very start (no KeyboardInterrupt)."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        yield stop
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+async def _until_stopped(stop: asyncio.Event, server: DashboardServer) -> None:
+    """Wait for ``stop``, or for the server to end by itself."""
 
     async def stopped() -> None:
         await stop.wait()
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        async with asyncio.TaskGroup() as tasks:
-            waiters = [tasks.create_task(stopped()), tasks.create_task(server.wait())]
-            _, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-            for task in pending:
-                task.cancel()
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+    async with asyncio.TaskGroup() as tasks:
+        waiters = [tasks.create_task(stopped()), tasks.create_task(server.wait())]
+        _, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
 
 
 def _say(message: str) -> None:
@@ -51,24 +58,39 @@ async def _serve(
     file: Path | None,
     port: int,
 ) -> int:
+    with _stop_on_signals() as stop:
+        if file is not None:
+            return await _replay(file, port, stop)
+        return await _collect(lab, names, interval=interval, db=db, port=port, stop=stop)
+
+
+async def _replay(file: Path, port: int, stop: asyncio.Event) -> int:
+    from otto.cli.app import fail
+    from otto.monitor.collector import Replay
     from otto.monitor.web import DashboardServer
 
-    if file is not None:
-        from otto.monitor.collector import Replay
+    try:
+        replay = Replay.from_file(file)
+    except (OSError, ValueError) as exc:
+        fail(f"cannot replay {file}: {exc}", code=1)
+    async with DashboardServer(replay, port=port) as server:
+        _say(f"otto monitor: replaying {file}")
+        _say(f"dashboard: {server.url}  (Ctrl-C to stop)")
+        await _until_stopped(stop, server)
+    return 0
 
-        try:
-            replay = Replay.from_file(file)
-        except (OSError, ValueError) as exc:
-            from otto.cli.app import fail
 
-            fail(f"cannot replay {file}: {exc}", code=1)
-        async with DashboardServer(replay, port=port) as server:
-            _say(f"otto monitor: replaying {file}")
-            _say(f"dashboard: {server.url}  (Ctrl-C to stop)")
-            await _until_stopped(server)
-        return 0
-
+async def _collect(
+    lab: Lab,
+    names: Sequence[str],
+    *,
+    interval: float,
+    db: Path | None,
+    port: int,
+    stop: asyncio.Event,
+) -> int:
     from otto.monitor.collector import Collector
+    from otto.monitor.web import DashboardServer
 
     collector = Collector([lab.host(n) for n in names], interval=interval, db=db)
     try:
@@ -77,7 +99,7 @@ async def _serve(
             stored = f", storing in {db}" if db is not None else ""
             _say(f"otto monitor: watching {', '.join(names)} every {interval:g}s{stored}")
             _say(f"dashboard: {server.url}  (Ctrl-C to stop)")
-            await _until_stopped(server)
+            await _until_stopped(stop, server)
     finally:
         await collector.stop()
         await lab.close()
