@@ -163,7 +163,9 @@ class MemorySource:
         self._clock = clock
         self._max_backlog = max_backlog
         self._hosts: dict[str, dict[str, object]] = {}
-        self._series: dict[str, dict[str, list[tuple[float, float]]]] = {}
+        # Points are stored as the [t, v] pairs a snapshot hands out: never mutated, so a
+        # snapshot shares them instead of building a million small lists.
+        self._series: dict[str, dict[str, list[list[float]]]] = {}
         self._events: list[dict[str, object]] = []
         self._subscribers: set[_Subscription] = set()
         self._stopped = False
@@ -190,7 +192,7 @@ class MemorySource:
             self._hosts[name] = {"up": up, "last_error": error}
             values = dict(metrics or {})
             for metric, value in values.items():
-                self._series.setdefault(metric, {}).setdefault(name, []).append((t, value))
+                self._series.setdefault(metric, {}).setdefault(name, []).append([t, value])
             entry: dict[str, object] = {"up": up, "metrics": values}
             if error:
                 entry["error"] = error
@@ -205,7 +207,7 @@ class MemorySource:
             "hosts": {name: dict(state) for name, state in self._hosts.items()},
             "metrics": sorted(self._series),
             "series": {
-                metric: {host: [[t, v] for t, v in points] for host, points in by_host.items()}
+                metric: {host: list(points) for host, points in by_host.items()}
                 for metric, by_host in self._series.items()
             },
             "events": [dict(event) for event in self._events],

@@ -69,19 +69,28 @@
   const stats = {
     rounds: 0,
     applyMs: [], // time to take one round into the arrays
-    drawMs: [], // time of one batched redraw of the charts on screen
+    drawMs: [], // time of one frame's redraws (JS; rasterizing follows)
+    updateMs: [], // one round: taken in, and every chart on screen redrawn
     snapshotMs: 0, // time to build the charts from the snapshot
     snapshotPoints: 0,
   };
   const otto = {
     ready: false,
+    options: {
+      // Line points redrawn per frame at most (at least one chart is): a chart of 50
+      // lines an hour long takes tens of ms to rasterize, so a round's redraws are
+      // spread over frames rather than stalling one.
+      framePoints: 200000,
+    },
     state,
     stats,
     charts: {}, // metric -> chart, for tests and the console
     pointCount: (metric) => (state.charts.has(metric) ? state.charts.get(metric).u.data[0].length : 0),
-    redrawAll: () => {
+    // Redraw every chart now; resolves to the milliseconds uPlot took.
+    redrawAll: async () => {
       const t0 = performance.now();
       for (const chart of state.charts.values()) redraw(chart);
+      await null;
       return performance.now() - t0;
     },
   };
@@ -190,7 +199,8 @@
     return {
       label: host,
       stroke: colorOf(index),
-      width: 1.5,
+      // Many lines: hairlines, which the rasterizer draws far faster than wider strokes.
+      width: state.hosts.length > 12 ? 1 / uPlot.pxRatio : 1.5,
       show: !state.hidden.has(host),
       value: (u, v) => fmtValue(unit, v),
     };
@@ -406,22 +416,45 @@
     }
   }
 
+  let pendingWork = 0; // ms spent on the round(s) not yet fully drawn
+  let roundPending = false;
+
   function flush() {
     framePending = false;
     const t0 = performance.now();
+    let points = 0;
     let drawn = 0;
+    let more = false;
     for (const chart of state.charts.values()) {
-      if (!chart.visible) continue;
+      if (!chart.visible || !(chart.dirty || chart.repaint)) continue;
+      const cost = chart.cols.length * state.xs.length;
+      if (drawn > 0 && points + cost > otto.options.framePoints) {
+        more = true;
+        break;
+      }
+      points += cost;
+      drawn += 1;
       if (chart.dirty) {
         redraw(chart);
-        drawn += 1;
-      } else if (chart.repaint) {
+      } else {
         chart.repaint = false;
         chart.u.redraw(false, false);
-        drawn += 1;
       }
     }
-    if (drawn) record(stats.drawMs, performance.now() - t0);
+    if (more) scheduleDraw();
+    if (!drawn) return;
+    // uPlot draws in a microtask queued by the calls above; time it by queueing after.
+    queueMicrotask(() => {
+      const ms = performance.now() - t0;
+      record(stats.drawMs, ms);
+      if (!roundPending) return;
+      pendingWork += ms;
+      if (!more) {
+        record(stats.updateMs, pendingWork);
+        pendingWork = 0;
+        roundPending = false;
+      }
+    });
   }
 
   function redraw(chart) {
@@ -666,7 +699,10 @@
     }
     renderSummary();
     scheduleDraw();
-    record(stats.applyMs, performance.now() - t0);
+    const ms = performance.now() - t0;
+    record(stats.applyMs, ms);
+    pendingWork += ms;
+    roundPending = true;
   }
 
   function trim(count) {
@@ -814,16 +850,26 @@
   }
 
   function connect() {
+    stats.connectAt = performance.now();
     setMode("connecting");
     const stream = new EventSource(STREAM_URL);
     state.stream = stream;
+    stream.onopen = () => {
+      stats.openedAt = performance.now();
+    };
     stream.onmessage = (e) => {
+      const t0 = performance.now();
       let msg;
       try {
         msg = JSON.parse(e.data);
       } catch (error) {
         console.warn("otto: unreadable message", error);
         return;
+      }
+      if (msg.type === "snapshot") {
+        stats.snapshotArrivedAt = t0;
+        stats.snapshotParseMs = performance.now() - t0;
+        stats.snapshotBytes = e.data.length;
       }
       handle(msg);
     };
