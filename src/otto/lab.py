@@ -159,7 +159,10 @@ def _substitute(value: str, where: str) -> str:
             return "${" + body + "}"
         ref = _VAR_NAME_RE.fullmatch(body)
         if ref is None:
-            raise LabError(f"{where}: bad variable reference ${{{body}}}")
+            # The text is not shown: it may be part of a password.
+            raise LabError(
+                f"{where}: bad variable reference (write ${{NAME}} or ${{NAME:-default}})"
+            )
         name, fallback = ref.group(1), ref.group(2)
         got = os.environ.get(name)
         if got is None:

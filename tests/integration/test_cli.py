@@ -270,6 +270,54 @@ def test_put_and_get_on_the_local_host(tmp_path: Path) -> None:
     assert (back / "a.txt").read_text() == "hello\n"
 
 
+def on_a_terminal(*args: str) -> tuple[int, bytes]:
+    """Run ``python -m otto ARGS`` with stdout and stderr on a pty; its exit status and output."""
+    master, slave = os.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "otto", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=slave,
+        stderr=slave,
+        env=clean_env(TERM="xterm"),
+    )
+    os.close(slave)
+    output = b""
+    deadline = time.monotonic() + DEADLINE
+    while True:
+        left = deadline - time.monotonic()
+        assert left > 0, output
+        if select.select([master], [], [], left)[0]:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO once the program has closed the terminal
+                chunk = b""
+            if not chunk:
+                break
+            output += chunk
+    os.close(master)
+    return proc.wait(DEADLINE), output
+
+
+def test_put_shows_progress_bars_on_a_terminal(tmp_path: Path) -> None:
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"\0" * 20_000_000)
+    (tmp_path / "dest").mkdir()
+    code, output = on_a_terminal("host", "local", "put", str(big), str(tmp_path / "dest"))
+    assert code == 0, output
+    text = ANSI.sub("", output.decode())
+    assert "local big.bin" in text  # the bar's label
+    assert "20.0/20.0 MB" in text
+    assert "local | put 1 file (20.0 MB)" in text
+    assert "\x1b[" in output.decode()  # coloured, as on any terminal
+
+
+def test_run_on_a_terminal_is_coloured() -> None:
+    code, output = on_a_terminal("host", "local", "run", "echo hi")
+    assert code == 0
+    assert ANSI.sub("", output.decode()).splitlines() == ["local $ echo hi", "local | hi"]
+    assert "\x1b[" in output.decode()
+
+
 def test_get_from_several_hosts_uses_a_folder_per_host(tmp_path: Path, two_local: Path) -> None:
     (tmp_path / "f.txt").write_text("x")
     proc = otto(
@@ -659,3 +707,68 @@ def test_unreachable_host_fails_fast_with_its_name(tmp_path: Path) -> None:
     assert proc.returncode == 255
     assert proc.stdout.startswith("gone $ true\ngone ! ")
     assert "gone" in proc.stdout.splitlines()[1][6:]
+
+
+# --- layering and start-up -------------------------------------------------------------------
+
+HEAVY = (
+    "asyncssh",
+    "telnetlib3",
+    "starlette",
+    "uvicorn",
+    "rich.progress",
+    "otto.monitor",
+    "pydantic",
+)
+
+
+def test_help_imports_nothing_heavy() -> None:
+    """``otto --help`` stays fast: the CLI itself imports no transport, web or monitor code."""
+    code = (
+        "import sys\n"
+        "import otto\n"  # whatever the package itself imports is not the CLI's doing
+        "before = set(sys.modules)\n"
+        "sys.argv = ['otto', '--help']\n"
+        "from otto.cli.app import main\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        f"heavy = {HEAVY!r}\n"
+        "new = set(sys.modules) - before\n"
+        "print(sorted(m for m in new if m.startswith(heavy)), file=sys.stderr)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=DEADLINE,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip() == "[]"
+
+
+def test_core_never_imports_the_cli_libraries() -> None:
+    import ast
+
+    import otto
+
+    root = Path(otto.__file__).parent
+    offenders = []
+    for path in root.rglob("*.py"):
+        if root / "cli" in path.parents:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            offenders += [
+                f"{path.relative_to(root)}: {n}"
+                for n in names
+                if n.split(".")[0] in {"typer", "rich", "click"}
+            ]
+    assert offenders == []

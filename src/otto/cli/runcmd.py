@@ -7,7 +7,6 @@ one, to list them in ``--help``, or to complete them in a shell).
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -37,6 +36,8 @@ def _exit_status(value: object) -> int:
 
 
 def _run(instruction: Instruction, options: dict[str, object]) -> int:
+    import asyncio
+
     from otto.lab import current_lab
 
     lab = current_lab()
