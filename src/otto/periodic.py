@@ -13,6 +13,7 @@ sleeping.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import inspect
 import itertools
@@ -96,10 +97,19 @@ class SystemClock:
     def time(self) -> float:
         return time.time()
 
+    spin: float = 0.001
+    """Seconds before a deadline at which sleeping gives way to yielding in a loop."""
+
     async def sleep_until(self, deadline: float) -> None:
-        # asyncio.sleep schedules on loop.time(), which is time.monotonic() too,
-        # so the wake-up lands on the deadline itself, not on "now + delay" drift.
-        await asyncio.sleep(max(0.0, deadline - time.monotonic()))
+        # The event loop's timers wake up to a millisecond late (epoll counts in
+        # whole milliseconds, rounded up). Sleeping until just before the
+        # deadline and then yielding to the loop until it passes lands within
+        # microseconds of it, for at most ``spin`` seconds of busy loop per tick.
+        delay = deadline - time.monotonic() - self.spin
+        if delay > 0:
+            await asyncio.sleep(delay)
+        while time.monotonic() < deadline:  # noqa: ASYNC110 - a deliberate short spin
+            await asyncio.sleep(0)
 
 
 class FakeClock:
@@ -387,6 +397,10 @@ class RepeatRunner:
 
     async def _drive(self, repeat: _Repeat) -> None:
         clock = self._clock
+        # The schedule starts once the session is up, so the first tick is not
+        # late by a shell's start-up (if opening fails, the first tick retries).
+        with contextlib.suppress(Exception):
+            repeat.session = await self._host.open_session(f"repeat:{repeat.name}")
         start = clock.monotonic()
         end: float | None = None
         if repeat.duration is not None:

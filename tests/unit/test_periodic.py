@@ -53,12 +53,11 @@ class FakeHost:
         self.calls: list[float] = []
         self.durations: list[float] = []
         self.sessions: list[FakeSession] = []
-        self.open_error: Exception | None = None
+        self.open_errors: list[Exception] = []
 
     async def open_session(self, name: str) -> FakeSession:
-        if self.open_error is not None:
-            error, self.open_error = self.open_error, None
-            raise error
+        if self.open_errors:
+            raise self.open_errors.pop(0)
         session = FakeSession(self, name)
         self.sessions.append(session)
         return session
@@ -203,7 +202,8 @@ async def test_command_errors_are_kept_and_the_task_goes_on(
 
 async def test_exceptions_become_error_results_and_a_new_session(clock: FakeClock) -> None:
     host = FakeHost(clock)
-    host.open_error = ConnectionError("host unreachable")
+    # Unreachable when the repeat starts and at its first tick; back at the second.
+    host.open_errors = [ConnectionError("host unreachable")] * 2
     runner = RepeatRunner(host, clock=clock)
     ticks = Ticks()
     runner.start("x", ["a", "b"], 1.0, times=2, on_result=ticks)
