@@ -209,24 +209,21 @@ def test_login_without_a_terminal_is_refused() -> None:
     assert "needs a terminal" in proc.stderr
 
 
-def test_login_over_ssh(lab: TestLab, tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["ssh1", "inner2", "telnet1"])
+def test_login_on_lab_hosts(lab: TestLab, tmp_path: Path, name: str) -> None:
     pytest.importorskip("otto.remote", reason="RemoteHost is not there yet")
-    ssh1 = lab.host("ssh1")
+    hosts = []
+    for record in lab.inventory():
+        entry = {k: v for k, v in record.items() if v is not None}
+        if entry["term"] == "ssh":
+            entry["known_hosts"] = str(lab.known_hosts)
+        hosts.append(entry)
     lab_file = tmp_path / "lab.json"
-    entry = {
-        "name": "ssh1",
-        "address": ssh1.address,
-        "port": ssh1.port,
-        "user": ssh1.user,
-        "key": str(ssh1.key_path or lab.client_key),
-        "known_hosts": str(lab.known_hosts),
-    }
-    lab_file.write_text(json.dumps({"hosts": [entry]}))
+    lab_file.write_text(json.dumps({"hosts": hosts}))
     env = {**os.environ, "TERM": "xterm", "NO_COLOR": "1"}
     env.pop("OTTO_LAB", None)
-    term = Terminal(
-        [sys.executable, "-m", "otto", "--lab", str(lab_file), "host", "ssh1", "login"], env, 30, 90
-    )
+    argv = [sys.executable, "-m", "otto", "--lab", str(lab_file), "host", name, "login"]
+    term = Terminal(argv, env, 30, 90)
     try:
         # Typed at once: the terminal keeps the keys until otto reads them.
         term.type(b"stty size; echo $((6*7))\r")
