@@ -15,6 +15,8 @@ import pytest
 import pytest_asyncio
 from playwright.async_api import Browser, ConsoleMessage, Page, Playwright, async_playwright, expect
 
+from otto import LocalHost
+from otto.monitor.collector import Collector, Replay
 from otto.monitor.web import DashboardServer, MemorySource
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -399,3 +401,51 @@ async def test_page_works_under_its_content_security_policy(
     await expect(page.locator("#event-error")).to_have_text("")
     watch.check()
     await page.context.close()
+
+
+async def test_a_real_collector_then_its_replay(browser: Browser, tmp_path: Path) -> None:
+    host = LocalHost()
+    collector = Collector([host], interval=0.5)
+    saved = tmp_path / "run.json"
+    try:
+        await collector.start()
+        async with DashboardServer(collector, port=0) as server:
+            page, watch = await open_page(browser, server)
+            await wait_ready(page)
+            await expect(page.locator("#mode")).to_have_attribute("data-mode", "live")
+            await wait_points(page, 1)
+            seen = await point_count(page)
+            await wait_points(page, seen + 3)  # rounds keep arriving
+            charts = await page.evaluate("Object.keys(otto.charts)")
+            assert set(METRICS) <= set(charts)
+            await expect(page.locator('#hosts [data-host="local"]')).to_have_attribute(
+                "data-up", "true"
+            )
+            await page.fill("#event-label", "from the page")
+            await page.click("#event-add")
+            await expect(page.locator("#events li", has_text="from the page")).to_have_count(1)
+            events = collector.snapshot()["events"]
+            assert isinstance(events, list) and [e["label"] for e in events] == ["from the page"]
+            await wait_points(page, await point_count(page) + 1)
+            await screenshot(page, "collector")
+            watch.check()
+            await page.context.close()
+    finally:
+        await collector.stop()
+        await host.close()
+    collector.export_json(saved)
+    stored = len(collector.series("local", "cpu.percent"))
+
+    async with DashboardServer(Replay.from_file(saved), port=0) as server:
+        page, watch = await open_page(browser, server)
+        await wait_ready(page)
+        await expect(page.locator("#mode")).to_have_attribute("data-mode", "replay")
+        cpu = await page.evaluate(
+            "(() => { const u = otto.charts['cpu.percent'].u;"
+            " return u.data[1].filter(v => v != null).length; })()"
+        )
+        assert cpu == stored
+        await expect(page.locator("#events li", has_text="from the page")).to_have_count(1)
+        await screenshot(page, "collector-replay")
+        watch.check()
+        await page.context.close()

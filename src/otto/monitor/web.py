@@ -195,7 +195,7 @@ class MemorySource:
                 self._series.setdefault(metric, {}).setdefault(name, []).append([t, value])
             entry: dict[str, object] = {"up": up, "metrics": values}
             if error:
-                entry["error"] = error
+                entry["last_error"] = error
             message_hosts[name] = entry
         self._publish({"type": "round", "t": t, "duration": duration, "hosts": message_hosts})
 

@@ -284,7 +284,7 @@ async def test_stream_starts_with_snapshot_then_pushes_rounds_and_events() -> No
         assert round_["t"] == T0 + 3
         assert round_["hosts"] == {
             "web": {"up": True, "metrics": {"cpu.percent": 13.0}},
-            "db": {"up": False, "metrics": {}, "error": "down"},
+            "db": {"up": False, "metrics": {}, "last_error": "down"},
         }
 
         event = source.add_event("failover", "#123456")

@@ -16,29 +16,45 @@
   const STATS_KEEP = 2000;
   const DEFAULT_EVENT_COLOR = "#d9480f";
 
+  // Charts of these come first, in this order; then other metrics by name. Metrics of
+  // one device ("cpu.percent[cpu0]") go to a folded section below.
   const ORDER = [
     "cpu.percent",
     "load.1m",
+    "load.5m",
+    "load.15m",
     "mem.percent",
     "mem.used_bytes",
     "mem.total_bytes",
+    "swap.percent",
+    "swap.used_bytes",
+    "swap.total_bytes",
     "net.rx_bytes_per_s",
     "net.tx_bytes_per_s",
     "disk.read_bytes_per_s",
     "disk.write_bytes_per_s",
     "disk.used_percent",
+    "procs.running",
+    "procs.total",
   ];
   const TITLES = {
     "cpu.percent": "CPU busy",
     "load.1m": "Load average, 1 min",
+    "load.5m": "Load average, 5 min",
+    "load.15m": "Load average, 15 min",
     "mem.percent": "Memory used (%)",
     "mem.used_bytes": "Memory used",
     "mem.total_bytes": "Memory total",
+    "swap.percent": "Swap used (%)",
+    "swap.used_bytes": "Swap used",
+    "swap.total_bytes": "Swap total",
     "net.rx_bytes_per_s": "Network received",
     "net.tx_bytes_per_s": "Network sent",
     "disk.read_bytes_per_s": "Disk read",
     "disk.write_bytes_per_s": "Disk written",
     "disk.used_percent": "Disk used, root filesystem",
+    "procs.running": "Processes running",
+    "procs.total": "Processes",
   };
   const PALETTE = [
     "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
@@ -47,6 +63,7 @@
 
   const $ = (id) => document.getElementById(id);
   const chartsEl = $("charts");
+  const moreEl = $("more-charts");
 
   const state = {
     live: true,
@@ -98,7 +115,21 @@
 
   // ------------------------------------------------------------------ formatting
 
-  function unitOf(metric) {
+  // "disk.used_percent[/home]" -> ["disk.used_percent", "/home"]
+  function splitMetric(metric) {
+    const m = /^(.*)\[(.*)\]$/.exec(metric);
+    return m ? [m[1], m[2]] : [metric, null];
+  }
+
+  function titleOf(metric) {
+    const [base, device] = splitMetric(metric);
+    if (device == null) return TITLES[base] || base;
+    const title = base === "disk.used_percent" ? "Disk used" : TITLES[base] || base;
+    return `${title}: ${device}`;
+  }
+
+  function unitOf(name) {
+    const metric = splitMetric(name)[0];
     if (/bytes_per_s$/.test(metric)) return "B/s";
     if (/bytes$/.test(metric)) return "B";
     if (/percent$/.test(metric)) return "%";
@@ -207,7 +238,9 @@
   }
 
   function chartWidth(chart) {
-    return Math.max(200, Math.floor(chart.body.clientWidth || chartsEl.clientWidth - 32));
+    // A chart in the folded section has no width until it is unfolded; then the
+    // resize observer gives it one.
+    return Math.max(200, Math.floor(chart.body.clientWidth || 480));
   }
 
   function createChart(metric) {
@@ -217,7 +250,7 @@
     card.dataset.metric = metric;
     const head = document.createElement("header");
     const title = document.createElement("h3");
-    title.textContent = TITLES[metric] || metric;
+    title.textContent = titleOf(metric);
     const name = document.createElement("code");
     name.textContent = metric;
     const readout = document.createElement("div");
@@ -297,15 +330,21 @@
   }
 
   function insertCard(card, metric) {
+    const detail = splitMetric(metric)[1] != null;
+    const container = detail ? moreEl : chartsEl;
     const rank = (m) => {
-      const i = ORDER.indexOf(m);
+      const i = ORDER.indexOf(splitMetric(m)[0]);
       return i < 0 ? ORDER.length : i;
     };
-    const after = [...chartsEl.querySelectorAll(".card")].find((other) => {
+    const after = [...container.querySelectorAll(".card")].find((other) => {
       const m = other.dataset.metric;
       return rank(m) > rank(metric) || (rank(m) === rank(metric) && m > metric);
     });
-    chartsEl.insertBefore(card, after || null);
+    container.insertBefore(card, after || null);
+    if (detail) {
+      $("more").hidden = false;
+      $("more-count").textContent = String(moreEl.children.length);
+    }
   }
 
   function destroyCharts() {
@@ -316,6 +355,7 @@
     }
     state.charts.clear();
     for (const key of Object.keys(otto.charts)) delete otto.charts[key];
+    $("more").hidden = true;
   }
 
   function drawEvents(chart, u) {
@@ -493,17 +533,21 @@
   );
 
   let resizePending = false;
-  new ResizeObserver(() => {
+  const resizes = new ResizeObserver(() => {
     if (resizePending) return;
     resizePending = true;
     requestAnimationFrame(() => {
       resizePending = false;
       for (const chart of state.charts.values()) {
         const width = chartWidth(chart);
-        if (width !== chart.u.width) chart.u.setSize({ width, height: CHART_HEIGHT });
+        if (chart.body.clientWidth && width !== chart.u.width) {
+          chart.u.setSize({ width, height: CHART_HEIGHT });
+        }
       }
     });
-  }).observe(chartsEl);
+  });
+  resizes.observe(chartsEl);
+  resizes.observe(moreEl);
 
   // ------------------------------------------------------------------ zoom
 
