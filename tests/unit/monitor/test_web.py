@@ -426,3 +426,11 @@ async def test_serve_sets_ready_and_stops_when_cancelled() -> None:
     with pytest.raises(asyncio.CancelledError):
         async with asyncio.timeout(10):
             await task
+
+
+async def test_metrics_with_the_real_exporter(client: httpx.AsyncClient) -> None:
+    pytest.importorskip("otto.monitor.prometheus")
+    response = await client.get("/metrics")
+    assert response.status_code == 200
+    assert 'otto_host_up{host="web"} 1.0' in response.text
+    assert 'otto_cpu_percent{host="web"' in response.text
