@@ -31,7 +31,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from otto.monitor.parsers import DEFAULT_PARSERS, MetricParser, Sample
+from otto.monitor.parsers import DEFAULT_PARSERS, FREE_PARSERS, MetricParser, Sample
 from otto.monitor.store import (
     EXPORT_FORMAT,
     EXPORT_VERSION,
@@ -56,6 +56,9 @@ __all__ = [
 logger = logging.getLogger("otto.monitor")
 
 _T = TypeVar("_T")
+
+# otto's own parsers only ever give finite numbers; only others' are checked.
+_BUILT_IN: frozenset[MetricParser] = frozenset([*DEFAULT_PARSERS.values(), *FREE_PARSERS.values()])
 
 
 class DashboardSource(Protocol):
@@ -588,14 +591,16 @@ class Collector:
                 problems.append(f"{command}: {type(exc).__name__}: {exc}")
                 track.previous.pop(command, None)
                 continue
-            metrics.update(parsed.metrics)
+            if parser in _BUILT_IN:
+                metrics.update(parsed.metrics)
+            else:
+                # NaN or infinity from a user's parser would poison JSON and the store.
+                metrics.update((k, v) for k, v in parsed.metrics.items() if math.isfinite(v))
             if parsed.counters:
                 track.previous[command] = Sample(taken, parsed.counters)
         # A host whose commands all failed gave nothing usable: that is down.
         up = bool(metrics) or not problems
-        return HostRound(
-            up, {k: v for k, v in metrics.items() if math.isfinite(v)}, "; ".join(problems)
-        )
+        return HostRound(up, metrics, "; ".join(problems))
 
     async def _drop_session(self, track: _Track) -> None:
         session, track.session = track.session, None

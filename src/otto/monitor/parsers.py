@@ -18,6 +18,7 @@ range); anything else is a reset, and no rate is given for that round.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -107,14 +108,21 @@ def counter_delta(current: int, previous: int) -> int | None:
     return None
 
 
-def _rate(key: str, now: dict[str, int], previous: Sample | None, dt: float) -> float | None:
-    if previous is None or dt <= 0:
+def _per_second(now: int, was: int | None, dt: float) -> float | None:
+    """The rate of a counter read as ``was`` then ``now``, ``dt`` seconds apart."""
+    if was is None:
         return None
-    before = previous.counters.get(key)
-    if before is None:
-        return None
-    delta = counter_delta(now[key], before)
+    if now >= was:  # the usual case, checked first: this runs per counter per round
+        return (now - was) / dt
+    delta = counter_delta(now, was)
     return None if delta is None else delta / dt
+
+
+def _before(previous: Sample | None, t: float) -> tuple[Mapping[str, int] | None, float]:
+    """The previous counters and the seconds since, or None when no rate can be had."""
+    if previous is None or t <= previous.t:
+        return None, 0.0
+    return previous.counters, t - previous.t
 
 
 # --- /proc/stat -------------------------------------------------------------------
@@ -316,7 +324,7 @@ def parse_net_dev(text: str, t: float, previous: Sample | None, /) -> Parsed:
     """
     counters: dict[str, int] = {}
     metrics: dict[str, float] = {}
-    dt = t - previous.t if previous is not None else 0.0
+    before, dt = _before(previous, t)
     rx_total = tx_total = 0.0
     for line in text.splitlines()[2:]:
         name, colon, rest = line.partition(":")
@@ -327,19 +335,21 @@ def parse_net_dev(text: str, t: float, previous: Sample | None, /) -> Parsed:
             continue
         name = name.strip()
         rx_key, tx_key = "rx:" + name, "tx:" + name
-        counters[rx_key] = int(fields[0])
-        counters[tx_key] = int(fields[8])
-        rx = _rate(rx_key, counters, previous, dt)
-        tx = _rate(tx_key, counters, previous, dt)
-        if rx is not None:
-            metrics[f"net.rx_bytes_per_s[{name}]"] = rx
+        rx = counters[rx_key] = int(fields[0])
+        tx = counters[tx_key] = int(fields[8])
+        if before is None:
+            continue
+        rx_rate = _per_second(rx, before.get(rx_key), dt)
+        tx_rate = _per_second(tx, before.get(tx_key), dt)
+        if rx_rate is not None:
+            metrics[f"net.rx_bytes_per_s[{name}]"] = rx_rate
             if name != "lo":
-                rx_total += rx
-        if tx is not None:
-            metrics[f"net.tx_bytes_per_s[{name}]"] = tx
+                rx_total += rx_rate
+        if tx_rate is not None:
+            metrics[f"net.tx_bytes_per_s[{name}]"] = tx_rate
             if name != "lo":
-                tx_total += tx
-    if previous is not None and dt > 0:
+                tx_total += tx_rate
+    if before is not None:
         metrics["net.rx_bytes_per_s"] = rx_total
         metrics["net.tx_bytes_per_s"] = tx_total
     return Parsed(metrics, counters)
@@ -358,6 +368,7 @@ _PARTITION = re.compile(
 _VIRTUAL = re.compile(r"(?:loop|ram|zram|dm-|md|sr|fd|nbd)\d")
 
 
+@functools.lru_cache(maxsize=4096)
 def is_whole_disk(name: str) -> bool:
     """True for a physical whole disk (sda, vda, nvme0n1), not a partition or a virtual device."""
     return _PARTITION.fullmatch(name) is None and _VIRTUAL.match(name) is None
@@ -371,7 +382,7 @@ def parse_diskstats(text: str, t: float, previous: Sample | None, /) -> Parsed:
     """
     counters: dict[str, int] = {}
     metrics: dict[str, float] = {}
-    dt = t - previous.t if previous is not None else 0.0
+    before, dt = _before(previous, t)
     read_total = write_total = 0.0
     for line in text.splitlines():
         fields = line.split()
@@ -379,17 +390,19 @@ def parse_diskstats(text: str, t: float, previous: Sample | None, /) -> Parsed:
             continue
         name = fields[2]
         read_key, write_key = "r:" + name, "w:" + name
-        counters[read_key] = int(fields[5]) * SECTOR_BYTES
-        counters[write_key] = int(fields[9]) * SECTOR_BYTES
-        read = _rate(read_key, counters, previous, dt)
-        write = _rate(write_key, counters, previous, dt)
-        if read is not None:
-            metrics[f"disk.read_bytes_per_s[{name}]"] = read
-            read_total += read
-        if write is not None:
-            metrics[f"disk.write_bytes_per_s[{name}]"] = write
-            write_total += write
-    if previous is not None and dt > 0:
+        read = counters[read_key] = int(fields[5]) * SECTOR_BYTES
+        write = counters[write_key] = int(fields[9]) * SECTOR_BYTES
+        if before is None:
+            continue
+        read_rate = _per_second(read, before.get(read_key), dt)
+        write_rate = _per_second(write, before.get(write_key), dt)
+        if read_rate is not None:
+            metrics[f"disk.read_bytes_per_s[{name}]"] = read_rate
+            read_total += read_rate
+        if write_rate is not None:
+            metrics[f"disk.write_bytes_per_s[{name}]"] = write_rate
+            write_total += write_rate
+    if before is not None:
         metrics["disk.read_bytes_per_s"] = read_total
         metrics["disk.write_bytes_per_s"] = write_total
     return Parsed(metrics, counters)
