@@ -1,21 +1,65 @@
-"""otto: run, drive, schedule and watch commands on local, SSH and Telnet hosts."""
+"""otto: run, drive, schedule and watch commands on local, SSH and Telnet hosts.
 
-from otto.errors import (
-    AuthenticationError,
-    ConnectError,
-    ConnectionLost,
-    ExpectTimeout,
-    HostKeyError,
-    LabError,
-    OttoError,
-    SessionClosed,
-    TransferError,
-)
-from otto.host import Host, LocalHost
-from otto.loop import run
-from otto.remote import RemoteHost
-from otto.result import CommandStatus, RunResult, Status, TransferResult
-from otto.session import Session
+Names are imported on first use, so ``import otto`` (and ``otto --help``)
+stays fast: SSH, Telnet and the monitor load only when something needs them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from otto.errors import (
+        AuthenticationError,
+        ConnectError,
+        ConnectionLost,
+        ExpectTimeout,
+        HostKeyError,
+        LabError,
+        OttoError,
+        SessionClosed,
+        TransferError,
+    )
+    from otto.fanout import do_for_all_hosts, run_on_all_hosts
+    from otto.host import Host, LocalHost
+    from otto.instructions import InstructionError, instruction
+    from otto.lab import Lab, all_hosts, get_host, load_lab
+    from otto.loop import run
+    from otto.periodic import RepeatRunner
+    from otto.remote import RemoteHost
+    from otto.result import CommandStatus, RunResult, Status, TransferResult
+    from otto.session import Session
+
+_WHERE = {
+    "AuthenticationError": "otto.errors",
+    "CommandStatus": "otto.result",
+    "ConnectError": "otto.errors",
+    "ConnectionLost": "otto.errors",
+    "ExpectTimeout": "otto.errors",
+    "Host": "otto.host",
+    "HostKeyError": "otto.errors",
+    "InstructionError": "otto.instructions",
+    "Lab": "otto.lab",
+    "LabError": "otto.errors",
+    "LocalHost": "otto.host",
+    "OttoError": "otto.errors",
+    "RemoteHost": "otto.remote",
+    "RepeatRunner": "otto.periodic",
+    "RunResult": "otto.result",
+    "Session": "otto.session",
+    "SessionClosed": "otto.errors",
+    "Status": "otto.result",
+    "TransferError": "otto.errors",
+    "TransferResult": "otto.result",
+    "all_hosts": "otto.lab",
+    "do_for_all_hosts": "otto.fanout",
+    "get_host": "otto.lab",
+    "instruction": "otto.instructions",
+    "load_lab": "otto.lab",
+    "run": "otto.loop",
+    "run_on_all_hosts": "otto.fanout",
+}
 
 __all__ = [
     "AuthenticationError",
@@ -25,15 +69,37 @@ __all__ = [
     "ExpectTimeout",
     "Host",
     "HostKeyError",
+    "InstructionError",
+    "Lab",
     "LabError",
     "LocalHost",
     "OttoError",
     "RemoteHost",
+    "RepeatRunner",
     "RunResult",
     "Session",
     "SessionClosed",
     "Status",
     "TransferError",
     "TransferResult",
+    "all_hosts",
+    "do_for_all_hosts",
+    "get_host",
+    "instruction",
+    "load_lab",
     "run",
+    "run_on_all_hosts",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'otto' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -103,6 +103,7 @@ def setup_bytes(token: str, *, pty: bool) -> bytes:
         # carries exactly what commands print, and Ctrl-C reaches the whole group.
         lines += [
             "stty -echo 2>/dev/null",
+            "stty tab0 2>/dev/null",
             "set +m 2>/dev/null",
             '[ -n "$BASH_VERSION" ] && { set +H +o history +o emacs +o vi; } 2>/dev/null',
         ]

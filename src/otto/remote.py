@@ -9,6 +9,7 @@ login of its own; files move by SFTP or SCP, or through the shell over Telnet.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import time
@@ -98,6 +99,9 @@ class RemoteHost(Host):
         self.login_prompt = login_prompt
         self.password_prompt = password_prompt
         self._link: SshLink | None = None
+        # Telnet daemons (busybox telnetd among them) drop logins that arrive in a
+        # burst; a few at a time per host all get through.
+        self._telnet_logins = asyncio.Semaphore(2)
 
     def __repr__(self) -> str:
         via = f", hop={self.hop.name!r}" if self.hop else ""
@@ -177,6 +181,7 @@ class RemoteHost(Host):
             login_prompt=self.login_prompt,
             password_prompt=self.password_prompt,
             tunnel=None if self.hop is None else self._telnet_tunnel,
+            logins=self._telnet_logins,
         )
 
     async def _telnet_tunnel(self) -> tuple[str, int, Callable[[], None]]:

@@ -117,6 +117,8 @@ class Session:
     def connection_lost(self, exit_status: int | None, reason: str) -> None:
         lost = _Lost(exit_status, reason)
         self._lost = lost
+        for listener in self._listeners:
+            listener(b"")  # the end of the stream, for a live view
         for waiter in (self._waiter, self._expect_waiter):
             if waiter is not None and not waiter.done():
                 waiter.set_result(lost)
@@ -124,7 +126,8 @@ class Session:
     def add_listener(self, listener: Callable[[bytes], None]) -> Callable[[], None]:
         """Also hand every received byte to ``listener`` (for a live terminal view).
 
-        Returns a function that removes the listener.
+        ``listener(b"")`` means the shell has ended. Returns a function that
+        removes the listener.
         """
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
@@ -245,9 +248,11 @@ class Session:
             async with self._lock:
                 one = await self._run_one(cmds, timeout)
             return RunResult(one.status, [one])
-        deadline = None if timeout is None else time.monotonic() + timeout
         statuses: list[CommandStatus] = []
         async with self._lock:
+            # Connecting is bounded by connect_timeout; `timeout` is for the commands.
+            await self._ensure_shell()
+            deadline = None if timeout is None else time.monotonic() + timeout
             for command in cmds:
                 left = None if deadline is None else max(0.0, deadline - time.monotonic())
                 status = await self._run_one(command, left, timeout)
@@ -259,8 +264,8 @@ class Session:
     async def _run_one(
         self, command: str, timeout: float | None, budget: float | None = None
     ) -> CommandStatus:
-        started = (time.monotonic(), time.time())
         transport = await self._ensure_shell()
+        started = (time.monotonic(), time.time())
         self._seq += 1
         self._buffer.clear()
         scanner = self._expect_marker(self._seq)

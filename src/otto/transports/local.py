@@ -138,11 +138,12 @@ class LocalShell(ShellTransport):
         return self._proc is not None and not self._reported and not self._closing
 
     def _argv(self) -> list[str]:
-        name = os.path.basename(self.shell)
-        if name == "bash":
-            argv = [self.shell, "--noprofile", "--norc"]
-            return [*argv, "--noediting"] if self.pty else argv
-        return [self.shell]
+        argv = [self.shell]
+        if os.path.basename(self.shell) == "bash":
+            argv += ["--noprofile", "--norc"]
+        # On a terminal a shell turns interactive (job messages, prompts, "exit"),
+        # unless it reads its commands as a script: /dev/stdin is the terminal.
+        return [*argv, "/dev/stdin"] if self.pty else argv
 
     def _environ(self) -> dict[str, str]:
         env = dict(os.environ if self._env is None else self._env)

@@ -48,8 +48,10 @@ class TelnetShell(ShellTransport):
         login_prompt: str = LOGIN_PROMPT,
         password_prompt: str = PASSWORD_PROMPT,
         tunnel: Tunnel | None = None,
+        logins: asyncio.Semaphore | None = None,
     ) -> None:
         self.name = name
+        self._logins = logins
         self.address = address
         self.port = port
         self.user = user
@@ -77,8 +79,13 @@ class TelnetShell(ShellTransport):
         self._receiver = receiver
         try:
             async with asyncio.timeout(self.connect_timeout):
-                await self._connect()
-                await self._login()
+                if self._logins is None:
+                    await self._connect()
+                    await self._login()
+                else:
+                    async with self._logins:
+                        await self._connect()
+                        await self._login()
         except TimeoutError:
             await self.close()
             raise ConnectError(
@@ -156,8 +163,9 @@ class TelnetShell(ShellTransport):
                 raise AuthenticationError(self.name, f"login refused for {self.user}")
             break
         inner = (
-            "if command -v bash >/dev/null 2>&1; then bash --noprofile --norc --noediting; "
-            "else sh; fi; "
+            # A script on /dev/stdin (the terminal) keeps the shell non-interactive.
+            "if command -v bash >/dev/null 2>&1; then bash --noprofile --norc /dev/stdin; "
+            "else sh /dev/stdin; fi; "
             f"printf '\\036otto-exit:%s:%d\\037' {token} $?"
         )
         self._send_line(inner)
