@@ -76,8 +76,8 @@ class DashboardSource(Protocol):
     def subscribe(self) -> AsyncIterator[dict[str, object]]:
         """Updates from now on, until the source stops (registered when called).
 
-        Yields ``{"type": "round", "t", "duration", "hosts": {name: {"up", "metrics"}}}``
-        and ``{"type": "event", "event": {...}}``.
+        Yields ``{"type": "round", "t", "duration", "hosts": {name: {"up", "metrics",
+        "last_error"}}}`` and ``{"type": "event", "event": {...}}``.
         """
         ...
 
@@ -339,13 +339,21 @@ class Collector:
             raise RuntimeError("the collector is already running")
         if self._db_path is not None and self._store is None:
             self._writer = concurrent.futures.ThreadPoolExecutor(1, "otto-monitor-store")
-            self._store = await self._in_writer(MetricStore, self._db_path)
-            self._next_event_id = max(
-                self._next_event_id, await self._in_writer(self._store.next_event_id)
-            )
-            await self._in_writer(self._store.set_meta, "interval", repr(self._interval))
-            for event in self._events:
-                await self._in_writer(self._store.add_event, event)
+            try:
+                self._store = await self._in_writer(MetricStore, self._db_path)
+                self._next_event_id = max(
+                    self._next_event_id, await self._in_writer(self._store.next_event_id)
+                )
+                await self._in_writer(self._store.set_meta, "interval", repr(self._interval))
+                for event in self._events:
+                    await self._in_writer(self._store.add_event, event)
+            except BaseException:
+                if self._store is not None:
+                    await self._in_writer(self._store.close)
+                    self._store = None
+                self._writer.shutdown(wait=False)
+                self._writer = None
+                raise
         self._stopped = False
         self._task = asyncio.get_running_loop().create_task(self._schedule(), name="otto monitor")
 

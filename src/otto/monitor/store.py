@@ -109,8 +109,8 @@ class MetricStore:
 
     def __init__(self, path: str | PathLike[str]) -> None:
         self.path = Path(path)
-        # check_same_thread=False: the collector opens the store on the event
-        # loop's thread and then only ever uses it from its single writer thread.
+        # check_same_thread=False: a store may be opened on one thread and used
+        # on another (never two at once); the collector keeps it on its writer thread.
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         # NORMAL is durable across process crashes in WAL mode; only a power

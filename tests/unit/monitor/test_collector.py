@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import sqlite3
 import subprocess
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -367,3 +368,13 @@ def test_replay_refuses_other_files(tmp_path: Path) -> None:
 
 def test_default_commands_are_the_default_parsers(clock: FakeClock) -> None:
     assert list(MonitorTarget(FakeHost("h", clock)).commands()) == list(DEFAULT_PARSERS)
+
+
+async def test_a_store_that_cannot_open_fails_start_cleanly(
+    clock: FakeClock, tmp_path: Path
+) -> None:
+    collector = Collector([FakeHost("h", clock)], clock=clock, db=tmp_path / "no" / "m.db")
+    with pytest.raises(sqlite3.OperationalError):
+        await collector.start()
+    assert not collector.running
+    await collector.stop()
