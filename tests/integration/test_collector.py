@@ -14,6 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from otto import LocalHost
 from otto.monitor import Collector, MonitorTarget, gauge_parser
 from otto.monitor.prometheus import render_metrics
+from tests.integration.hosts import remote_host
+from tests.lab import Lab
 
 WAIT = 20.0
 CONTRACT = (
@@ -133,3 +135,39 @@ async def test_a_busybox_host_with_a_missing_command(tmp_path: Path) -> None:
     for metric in CONTRACT:
         assert metric in metrics, metric
     assert "gpu.percent" not in metrics
+
+
+async def test_remote_hosts_and_a_cut_link(fault_lab: Lab) -> None:
+    local = LocalHost(name="here")
+    ssh = remote_host(fault_lab, "ssh2")
+    telnet = remote_host(fault_lab, "telnet1")
+    collector = Collector([local, ssh, telnet], interval=1.0)
+    stream = collector.subscribe()
+    try:
+        async with collector:
+            await next_round(stream)
+            hosts = await next_round(stream)
+            for name in ("here", "ssh2", "telnet1"):
+                assert hosts[name]["up"], (name, hosts[name])
+                metrics = hosts[name]["metrics"]
+                assert isinstance(metrics, dict)
+                assert "cpu.percent" in metrics and "mem.percent" in metrics, name
+            await fault_lab.cut_network("ssh2")
+            for _ in range(5):
+                hosts = await next_round(stream)
+                assert hosts["here"]["up"] is True
+                if not hosts["ssh2"]["up"]:
+                    break
+            else:
+                pytest.fail("ssh2 stayed up with its network cut")
+            await fault_lab.restore_network("ssh2")
+            for _ in range(30):
+                hosts = await next_round(stream)
+                assert hosts["here"]["up"] is True
+                if hosts["ssh2"]["up"]:
+                    break
+            else:
+                pytest.fail("ssh2 never rejoined after its network came back")
+    finally:
+        for host in (local, ssh, telnet):
+            await host.close()
