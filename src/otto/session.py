@@ -362,7 +362,11 @@ class Session:
         for attempt, wait in enumerate(_RESYNC_WAITS):
             if attempt >= 2:
                 await transport.kill_children(self._shell_pid)
+                if self._lost is not None:
+                    return
             await transport.interrupt(self._shell_pid)
+            if self._lost is not None:
+                return
             self._seq += 1
             self._expect_marker(self._seq)
             # A newline first: a builtin such as `read` ends on it, the shell skips it.

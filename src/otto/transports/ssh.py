@@ -239,13 +239,18 @@ class SshLink:
             session.on_close = lambda slot=slot: self._release(slot)
             return chan, session
 
-    async def quick(self, command: str) -> None:
-        """Run a helper command (interrupts, kills) in its own channel, bounded in time."""
+    async def quick(self, command: str) -> bool:
+        """Run a helper command (interrupts, kills) in its own channel, bounded in time.
+
+        Returns False when the host did not answer in time: the link is in trouble.
+        """
         try:
             async with asyncio.timeout(_QUICK):
                 await exec_ssh(self, command, timeout=_QUICK)
         except (TimeoutError, ConnectError) as exc:
-            log.info("%s: helper command failed: %s", self.name, exc)
+            log.info("%s: helper command failed: %s", self.name, exc or "no answer")
+            return False
+        return True
 
     async def close(self) -> None:
         conns, self._conns = self._conns, []
@@ -348,12 +353,23 @@ class SshShell(ShellTransport):
         elif self._exit_signal is not None:
             self._receiver.connection_lost(None, f"shell killed by SIG{self._exit_signal}")
         else:
-            why = _reason(exc) if exc is not None else "channel closed"
+            why = _reason(exc) if exc is not None else "no answer from the host"
             self._receiver.connection_lost(None, f"SSH connection lost: {why}")
 
     def write(self, data: bytes) -> None:
-        if self._chan is not None and not self._closing:
-            self._chan.write(data)
+        if self._chan is not None and not self._closing and not self._reported:
+            try:
+                self._chan.write(data)
+            except (OSError, asyncssh.Error) as exc:
+                self._lost(exc)
+
+    def _give_up(self) -> None:
+        """The host does not answer: drop its connection, so the next call reconnects."""
+        if self._chan is not None:
+            conn = self._chan.get_extra_info("connection")
+            if conn is not None:
+                conn.abort()
+        self._lost(None)
 
     async def drain(self) -> None:
         await self._can_write.wait()
@@ -363,9 +379,9 @@ class SshShell(ShellTransport):
             self.write(b"\x03")
         elif shell_pid:
             # The shell leads its own process group (sshd calls setsid): signal all of it.
-            await self._link.quick(
-                f"kill -INT -- -{shell_pid} 2>/dev/null || kill -INT {shell_pid}"
-            )
+            command = f"kill -INT -- -{shell_pid} 2>/dev/null || kill -INT {shell_pid}"
+            if not await self._link.quick(command):
+                self._give_up()
 
     async def kill_children(self, shell_pid: int | None) -> None:
         if shell_pid:
