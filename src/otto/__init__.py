@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from otto.instructions import InstructionError, instruction
     from otto.lab import Lab, all_hosts, get_host, load_lab
     from otto.loop import run
-    from otto.periodic import RepeatRunner
+    from otto.periodic import RepeatRunner, RepeatStats
     from otto.remote import RemoteHost
     from otto.result import CommandStatus, RunResult, Status, TransferResult
     from otto.session import Session
@@ -46,6 +46,7 @@ _WHERE = {
     "OttoError": "otto.errors",
     "RemoteHost": "otto.remote",
     "RepeatRunner": "otto.periodic",
+    "RepeatStats": "otto.periodic",
     "RunResult": "otto.result",
     "Session": "otto.session",
     "SessionClosed": "otto.errors",
@@ -76,6 +77,7 @@ __all__ = [
     "OttoError",
     "RemoteHost",
     "RepeatRunner",
+    "RepeatStats",
     "RunResult",
     "Session",
     "SessionClosed",

@@ -8,6 +8,9 @@ it with ``eval`` inside a one-pass ``for`` loop, and then prints an end marker::
     __otto_c='<command, single-quoted>'
     for __otto_i in 1;do eval "$__otto_c";done;printf '\\036otto:%s:%d\\037' '<token>:<seq>' "$?"
 
+A plain command (words of characters no shell treats specially) goes in the
+place of ``eval`` as it is: it cannot break out, and it is parsed faster.
+
 Why this shape:
 
 - The command never reaches the shell's parser directly, so an unbalanced
@@ -26,10 +29,12 @@ Why this shape:
 
 from __future__ import annotations
 
+import re
 import secrets
 
 __all__ = [
     "MarkerScanner",
+    "is_plain",
     "clean_output",
     "command_bytes",
     "marker_prefix",
@@ -57,7 +62,7 @@ def marker_prefix(token: str, seq: int) -> bytes:
 
 
 def _printf_marker(token: str, seq: int, value: str) -> str:
-    return f"printf '\\036otto:%s:%d\\037' '{token}:{seq}' \"{value}\""
+    return f"printf '\\036otto:%s:%d\\037' {token}:{seq} {value}"
 
 
 def _single_quote(text: str) -> str:
@@ -75,9 +80,33 @@ def _escape_for_pty(line: str) -> str:
     return "".join(out)
 
 
+_PLAIN = re.compile(r"[A-Za-z0-9_./:=@%+,-]+(?: [A-Za-z0-9_./:=@%+,-]+)*\Z")
+_RESERVED = frozenset(
+    "case coproc do done elif else esac fi for function if in select then time until while".split()
+)
+
+
+def is_plain(command: str) -> bool:
+    """True for words of characters no shell treats specially (``cat /proc/stat``).
+
+    Such a command cannot open a quote, a heredoc, a comment or a background
+    job, so it can be sent as it is rather than through ``eval``: a shorter
+    round trip for the commands run most often.
+    """
+    return (
+        len(command) <= _PIECE
+        and _PLAIN.match(command) is not None
+        and command.split(" ", 1)[0] not in _RESERVED
+    )
+
+
 def command_bytes(command: str, token: str, seq: int, *, pty: bool = False) -> bytes:
     """The text to write to a shell to run ``command`` and mark its end."""
-    run = 'for __otto_i in 1; do eval "$__otto_c"; done; ' + _printf_marker(token, seq, "$?") + "\n"
+    marker = _printf_marker(token, seq, "$?")
+    if is_plain(command):
+        # One simple command needs no loop for an interrupt to end it.
+        return f"{command};{marker}\n".encode()
+    run = f'for __otto_i in 1;do eval "$__otto_c";done;{marker}\n'
     if len(command) <= _PIECE:
         text = f"__otto_c={_single_quote(command)};{run}"
     else:
@@ -117,71 +146,83 @@ def setup_bytes(token: str, *, pty: bool) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def clean_output(raw: bytes | bytearray | memoryview) -> str:
+def clean_output(raw: bytes | bytearray) -> str:
     """Bytes a command printed -> its ``output``: UTF-8 with replacement, ``\\r\\n``
     folded to ``\\n``, one trailing newline stripped."""
-    data = bytes(raw)
-    if b"\r" in data:
-        data = data.replace(b"\r\n", b"\n")
-    text = data.decode("utf-8", "replace")
-    if text.endswith("\n"):
-        text = text[:-1]
-    return text
+    if raw.endswith(b"\n"):
+        raw = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
+    if b"\r" in raw:
+        raw = raw.replace(b"\r\n", b"\n")
+    return raw.decode("utf-8", "replace")
 
 
 class MarkerScanner:
     """Collects one command's output from a byte stream until its end marker.
 
     Feed it every chunk as it arrives; each byte is searched once (plus the few
-    bytes a marker could straddle). When ``feed`` returns True, ``output`` holds
-    the bytes before the marker, ``status`` the exit status it carried and
-    ``rest`` any bytes that came after it.
+    bytes a marker could straddle), and chunks are joined once, at the end.
+    When ``feed`` returns True, ``output`` holds the bytes before the marker,
+    ``status`` the exit status it carried and ``rest`` any bytes after it.
     """
 
-    __slots__ = ("_buf", "_marker_at", "_prefix", "_searched", "rest", "status")
+    __slots__ = ("_chunks", "_pending", "_prefix", "_size", "rest", "status")
 
     def __init__(self, prefix: bytes) -> None:
         self._prefix = prefix
-        self._buf = bytearray()
-        self._searched = 0
-        self._marker_at = -1
+        self._chunks: list[bytes] = []
+        self._size = 0
+        # Bytes that may hold the start of the marker: the tail of what came so far.
+        self._pending = b""
         self.status: int | None = None
         self.rest = b""
 
     def feed(self, data: bytes) -> bool:
         """Add ``data``; True once the marker is complete."""
-        buf = self._buf
-        buf += data
-        if self._marker_at < 0:
-            at = buf.find(self._prefix, self._searched)
+        if not self._pending and len(data) > len(self._prefix):
+            at = data.find(self._prefix)
             if at < 0:
-                self._searched = max(0, len(buf) - len(self._prefix) + 1)
+                keep = len(self._prefix) - 1
+                self._chunks.append(data[:-keep])
+                self._pending = data[-keep:]
+                self._size += len(data)
                 return False
-            self._marker_at = at
-        start = self._marker_at + len(self._prefix)
-        end = buf.find(US, start)
-        if end < 0:
-            if len(buf) - start > _MAX_STATUS_DIGITS:
-                # Not a marker after all (cannot happen without the token); skip it.
-                self._searched = self._marker_at + 1
-                self._marker_at = -1
-                return self.feed(b"")
-            return False
-        digits = bytes(buf[start:end])
-        try:
-            self.status = int(digits)
-        except ValueError:
-            self._searched = self._marker_at + 1
-            self._marker_at = -1
-            return self.feed(b"")
-        self.rest = bytes(buf[end + 1 :])
-        del buf[self._marker_at :]
-        return True
+        self._size += len(data)
+        window = self._pending + data
+        at = window.find(self._prefix)
+        while at >= 0:
+            start = at + len(self._prefix)
+            end = window.find(US, start)
+            if end < 0:
+                if len(window) - start <= _MAX_STATUS_DIGITS:
+                    self._pending = window  # the status is still on its way
+                    return False
+            else:
+                try:
+                    status = int(window[start:end])
+                except ValueError:
+                    status = None
+                if status is not None:
+                    self._chunks.append(window[:at])
+                    self._pending = b""
+                    self.status = status
+                    self.rest = window[end + 1 :]
+                    return True
+            # Not a marker after all (cannot happen without the token): go on past it.
+            at = window.find(self._prefix, at + 1)
+        keep = len(self._prefix) - 1
+        if len(window) > keep:
+            self._chunks.append(window[:-keep])
+            self._pending = window[-keep:]
+        else:
+            self._pending = window
+        return False
 
     @property
-    def output(self) -> bytearray:
+    def output(self) -> bytes:
         """Bytes received before the marker (all bytes so far if it has not come)."""
-        return self._buf
+        if self._pending and self.status is None:
+            return b"".join(self._chunks) + self._pending
+        return b"".join(self._chunks)
 
     def __len__(self) -> int:
-        return len(self._buf)
+        return self._size

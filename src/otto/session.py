@@ -452,10 +452,12 @@ class Session:
         for waiter in (self._waiter, self._expect_waiter):
             if waiter is not None and not waiter.done():
                 waiter.set_result(lost)
-        if transport is not None:
-            await transport.close()
-        if self._on_close is not None:
-            self._on_close(self)
+        try:
+            if transport is not None:
+                await transport.close()
+        finally:
+            if self._on_close is not None:
+                self._on_close(self)
 
     def abandon(self) -> None:
         """Kill the shell without an event loop (used at interpreter exit)."""

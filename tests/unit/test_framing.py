@@ -100,3 +100,14 @@ def test_clean_output_rules() -> None:
     assert framing.clean_output(b"cr\ronly") == "cr\ronly"
     assert framing.clean_output(b"\xff\xe2\x82") == "\ufffd\ufffd"
     assert framing.clean_output(b"\x00nul") == "\x00nul"
+
+
+def test_plain_commands_skip_eval_only_when_safe() -> None:
+    assert framing.is_plain("true")
+    assert framing.is_plain("cat /proc/stat")
+    assert framing.is_plain("ls -la /tmp/x_y.z")
+    for command in ["done", "if", "echo $HOME", "echo 'a'", "a;b", "sleep 1 &", "x # c",
+                    "echo  two-spaces", "", "a\nb", "cat <<EOF", "echo *"]:
+        assert not framing.is_plain(command), command
+    sent = framing.command_bytes("cat /proc/stat", framing.new_token(), 1)
+    assert b"eval" not in sent and b"cat /proc/stat" in sent
