@@ -34,9 +34,9 @@ import secrets
 
 __all__ = [
     "MarkerScanner",
-    "is_plain",
     "clean_output",
     "command_bytes",
+    "is_plain",
     "marker_prefix",
     "new_token",
     "setup_bytes",
@@ -82,7 +82,25 @@ def _escape_for_pty(line: str) -> str:
 
 _PLAIN = re.compile(r"[A-Za-z0-9_./:=@%+,-]+(?: [A-Za-z0-9_./:=@%+,-]+)*\Z")
 _RESERVED = frozenset(
-    "case coproc do done elif else esac fi for function if in select then time until while".split()
+    [
+        "case",
+        "coproc",
+        "do",
+        "done",
+        "elif",
+        "else",
+        "esac",
+        "fi",
+        "for",
+        "function",
+        "if",
+        "in",
+        "select",
+        "then",
+        "time",
+        "until",
+        "while",
+    ]
 )
 
 
