@@ -20,9 +20,9 @@ import asyncssh
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from otto import RemoteHost  # noqa: E402
-from tests.lab import Lab  # noqa: E402
-from tests.lab.hosts import ssh_nodes  # noqa: E402
+from otto import RemoteHost
+from tests.lab import Lab
+from tests.lab.hosts import ssh_nodes
 
 QUICK = "--quick" in sys.argv
 BIG = "head -c 10000000 /dev/zero | base64"
@@ -94,8 +94,12 @@ def options(lab: Lab, name: str) -> dict[str, object]:
 def otto_host(lab: Lab, name: str) -> RemoteHost:
     spec = lab.host(name)
     return RemoteHost(
-        spec.address, user=spec.user, key=spec.key_path, port=spec.port,
-        known_hosts=lab.known_hosts, name=name,
+        spec.address,
+        user=spec.user,
+        key=spec.key_path,
+        port=spec.port,
+        known_hosts=lab.known_hosts,
+        name=name,
     )
 
 
@@ -160,7 +164,10 @@ async def single_host(lab: Lab) -> None:
 
         base = await best(raw_put, 1, 3)
         mine = await best(otto_put, 1, 3)
-        print(f"  put {size >> 20} MB: otto {size / mine / 1e6:7.1f} MB/s, raw {size / base / 1e6:7.1f} MB/s")
+        print(
+            f"  put {size >> 20} MB: otto {size / mine / 1e6:7.1f} MB/s, "
+            f"raw {size / base / 1e6:7.1f} MB/s"
+        )
         row(f"put {size >> 20} MB (time)", mine, base, 1.25)
         back = Path(tmp) / "back"
         back.mkdir()
@@ -175,7 +182,10 @@ async def single_host(lab: Lab) -> None:
 
         base = await best(raw_get, 1, 3)
         mine = await best(otto_get, 1, 3)
-        print(f"  get {size >> 20} MB: otto {size / mine / 1e6:7.1f} MB/s, raw {size / base / 1e6:7.1f} MB/s")
+        print(
+            f"  get {size >> 20} MB: otto {size / mine / 1e6:7.1f} MB/s, "
+            f"raw {size / base / 1e6:7.1f} MB/s"
+        )
         row(f"get {size >> 20} MB (time)", mine, base, 1.25)
         await host.run(f"rm -rf {remote}")
     raw.close()

@@ -46,7 +46,7 @@ async def test_state_persists_between_calls(host: Host) -> None:
     await host.run("cd /tmp")
     await host.run("export OTTO_X=42; otto_y=7; otto_f() { echo fn$1; }")
     await host.run("declare -a otto_arr=(a b c) 2>/dev/null || otto_arr=b")
-    out = (await host.run('pwd; echo $OTTO_X $otto_y; otto_f 1')).only.output
+    out = (await host.run("pwd; echo $OTTO_X $otto_y; otto_f 1")).only.output
     assert out == "/tmp\n42 7\nfn1"
 
 
@@ -129,7 +129,7 @@ async def test_hundred_megabytes(host: Host) -> None:
         ("echo hi # a comment", "hi"),
         ("cat <<'EOF'\nline 1\n$HOME stays\nEOF", "line 1\n$HOME stays"),
         ("echo one\necho two\n\necho three", "one\ntwo\nthree"),
-        ("echo 'it''s'; echo \"q\\\"uote\"", "its\nq\"uote"),
+        ("echo 'it''s'; echo \"q\\\"uote\"", 'its\nq"uote'),
         ("exec 3>/dev/null; echo after exec", "after exec"),
         ("", ""),
     ],
@@ -159,7 +159,9 @@ async def test_exec_replacing_the_shell_ends_the_call(host: Host) -> None:
 # --- timeouts -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", ["sleep 30", "cat", "read x", "yes", "while :; do sleep 1; done"])
+@pytest.mark.parametrize(
+    "command", ["sleep 30", "cat", "read x", "yes", "while :; do sleep 1; done"]
+)
 async def test_timeout_interrupts_and_session_survives(host: Host, command: str) -> None:
     await host.run("cd /tmp && export OTTO_KEEP=kept")
     out = (await host.run(f"echo started; {command}", timeout=0.5)).only

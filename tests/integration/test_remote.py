@@ -40,7 +40,10 @@ async def test_wrong_password_is_an_authentication_error_without_the_password(
     spec = lab.host("ssh2")
     secret = "wrong-Secret-123"
     host = RemoteHost(
-        spec.address, user=spec.user, password=secret, known_hosts=lab.known_hosts,
+        spec.address,
+        user=spec.user,
+        password=secret,
+        known_hosts=lab.known_hosts,
         connect_timeout=5,
     )
     started = time.monotonic()
@@ -69,7 +72,10 @@ async def test_unreachable_address_fails_within_connect_timeout(lab: Lab) -> Non
         pytest.skip("needs network namespaces")
     inner = lab.host("inner")  # reachable only through ssh1
     host = RemoteHost(
-        inner.address, user=inner.user, key=inner.key_path, known_hosts=lab.known_hosts,
+        inner.address,
+        user=inner.user,
+        key=inner.key_path,
+        known_hosts=lab.known_hosts,
         connect_timeout=2,
     )
     started = time.monotonic()
@@ -127,7 +133,10 @@ async def test_more_sessions_than_the_server_allows_per_connection(lab: Lab) -> 
 async def test_slow_shell_startup_follows_connect_timeout(lab: Lab) -> None:
     spec = lab.host("ssh2", user=lab.slow_user)
     host = RemoteHost(
-        spec.address, user=spec.user, key=spec.key_path, known_hosts=lab.known_hosts,
+        spec.address,
+        user=spec.user,
+        key=spec.key_path,
+        known_hosts=lab.known_hosts,
         connect_timeout=10,
     )
     started = time.monotonic()

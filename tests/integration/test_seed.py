@@ -51,7 +51,7 @@ def test_run_works_inside_a_running_loop() -> None:
 async def test_context_manager_example(tmp_path: Path) -> None:
     host = LocalHost()
     (tmp_path / "file.bin").write_bytes(b"1234")
-    async with (await host.open_session("monitor")) as mon:
+    async with await host.open_session("monitor") as mon:
         result = await mon.run(f"stat {tmp_path}/file.bin")
     assert result.status is Status.Success
     assert mon.closed
@@ -106,7 +106,8 @@ def test_program_exit_leaves_no_process_behind(tmp_path: Path) -> None:
             async def main():
                 s = await host.open_session("extra")
                 await s.run("sleep 300 &")
-                pids = [(await host.run("echo $$")).only.output, (await s.run("echo $$")).only.output]
+                pids = [(await host.run("echo $$")).only.output]
+                pids.append((await s.run("echo $$")).only.output)
                 pids.append((await s.run("jobs -p")).only.output)
                 return pids
             print(" ".join(run(main())), flush=True)
@@ -145,7 +146,8 @@ async def test_close_leaves_no_process_descriptor_or_task() -> None:
     await host.close()
     for pid in pids:
         assert not os.path.exists(f"/proc/{pid}"), pid
-    left = subprocess.run(["pgrep", "-f", "sleep 301.25"], capture_output=True, text=True).stdout
+    pgrep = ["pgrep", "-f", "sleep 301.25"]
+    left = subprocess.run(pgrep, capture_output=True, text=True, check=False).stdout  # noqa: ASYNC221
     assert left == ""
     for _ in range(100):
         if set(os.listdir("/proc/self/fd")) <= fds_before:

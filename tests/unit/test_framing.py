@@ -48,7 +48,9 @@ def test_scanner_finds_marker_however_split(
 def test_output_is_exact_after_documented_folding(payload: bytes, cuts: list[int]) -> None:
     token = framing.new_token()
     scanner = framing.MarkerScanner(framing.marker_prefix(token, 1))
-    assert feed_split(scanner, payload + marker(token, 1, 0), [c for c in cuts if c <= len(payload)])
+    assert feed_split(
+        scanner, payload + marker(token, 1, 0), [c for c in cuts if c <= len(payload)]
+    )
     expected = payload.replace(b"\r\n", b"\n").decode("utf-8", "replace")
     if expected.endswith("\n"):
         expected = expected[:-1]
@@ -106,8 +108,20 @@ def test_plain_commands_skip_eval_only_when_safe() -> None:
     assert framing.is_plain("true")
     assert framing.is_plain("cat /proc/stat")
     assert framing.is_plain("ls -la /tmp/x_y.z")
-    for command in ["done", "if", "echo $HOME", "echo 'a'", "a;b", "sleep 1 &", "x # c",
-                    "echo  two-spaces", "", "a\nb", "cat <<EOF", "echo *"]:
+    for command in [
+        "done",
+        "if",
+        "echo $HOME",
+        "echo 'a'",
+        "a;b",
+        "sleep 1 &",
+        "x # c",
+        "echo  two-spaces",
+        "",
+        "a\nb",
+        "cat <<EOF",
+        "echo *",
+    ]:
         assert not framing.is_plain(command), command
     sent = framing.command_bytes("cat /proc/stat", framing.new_token(), 1)
     assert b"eval" not in sent and b"cat /proc/stat" in sent

@@ -21,7 +21,12 @@ def test_command_status_constructs_as_the_spec_shows() -> None:
     cs = CommandStatus(command="echo hi", output="hi", status=Status.Success, retcode=0)
     assert cs.timed_out is False
     assert cs.duration == 0.0
-    assert [f.name for f in dataclasses.fields(cs)][:4] == ["command", "output", "status", "retcode"]
+    assert [f.name for f in dataclasses.fields(cs)][:4] == [
+        "command",
+        "output",
+        "status",
+        "retcode",
+    ]
     with pytest.raises(dataclasses.FrozenInstanceError):
         cs.output = "changed"  # type: ignore[misc]
 
@@ -40,9 +45,9 @@ def test_only_needs_exactly_one() -> None:
     ok = CommandStatus(command="true", output="", status=Status.Success, retcode=0)
     assert RunResult.of([ok]).only is ok
     with pytest.raises(ValueError, match="exactly one command"):
-        RunResult.of([ok, ok]).only
+        _ = RunResult.of([ok, ok]).only
     with pytest.raises(ValueError, match="has 0"):
-        RunResult.of([]).only
+        _ = RunResult.of([]).only
 
 
 def test_public_names_are_sorted_and_importable() -> None:
