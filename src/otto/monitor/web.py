@@ -6,9 +6,10 @@ Routes of ``create_app``:
 - ``/api/snapshot``: the source's snapshot as JSON.
 - ``/api/events``: ``GET`` lists the events, ``POST {"label", "color"?, "end"?}`` adds one.
 - ``/api/stream``: Server-Sent Events. The first message is ``{"type": "snapshot",
-  "snapshot": {...}}``, then every round and event of the source as it happens, each a
-  ``data:`` JSON line; a comment line every 15 s keeps proxies from closing the stream;
-  ``{"type": "end"}`` when the source stops.
+  "snapshot": {...}}`` (its series in columns, see ``_encode_columns``), then every
+  round and event of the source as it happens, each a ``data:`` JSON line; a comment
+  line every 15 s keeps proxies from closing the stream; ``{"type": "end"}`` when the
+  source stops.
 - ``/metrics``: Prometheus text from ``otto.monitor.prometheus.render_metrics``.
 """
 
@@ -293,6 +294,42 @@ async def _encode_snapshot(snapshot: Mapping[str, object]) -> str:
     return "".join(parts)
 
 
+async def _encode_columns(snapshot: Mapping[str, object]) -> str:
+    """Encode a snapshot for the page: each distinct timeline once, then values only.
+
+    ``series`` becomes ``{metric: {host: [i, [v, ...]]}}`` where ``i`` indexes a new
+    ``timelines: [[t, ...], ...]``. The hosts of a collector share their round times,
+    so this is half the size of ``[t, v]`` pairs and half the time to encode.
+    """
+    series = snapshot.get("series")
+    rest = {key: value for key, value in snapshot.items() if key != "series"}
+    timelines: list[list[object]] = []
+    known: dict[tuple[int, object, object], list[int]] = {}
+    parts: list[str] = []
+    encoded = 0
+    for i, (metric, by_host) in enumerate(series.items() if isinstance(series, Mapping) else ()):
+        parts.append(("," if i else "") + _dumps(str(metric)) + ":{")
+        for j, (host, points) in enumerate(by_host.items() if isinstance(by_host, Mapping) else ()):
+            times = [point[0] for point in points]
+            values = [point[1] for point in points]
+            key = (len(times), times[0] if times else None, times[-1] if times else None)
+            same = known.setdefault(key, [])
+            index = next((k for k in same if timelines[k] == times), None)
+            if index is None:
+                index = len(timelines)
+                timelines.append(times)
+                same.append(index)
+            parts.append(f"{',' if j else ''}{_dumps(str(host))}:[{index},{_dumps(values)}]")
+            encoded += len(times)
+            if encoded >= _POINTS_PER_SLICE:
+                encoded = 0
+                await asyncio.sleep(0)
+        parts.append("}")
+    rest["timelines"] = timelines
+    head = _dumps(rest)
+    return head[:-1] + ',"series":{' + "".join(parts) + "}}"
+
+
 def _sse(message: object) -> bytes:
     return f"data: {_dumps(message)}\n\n".encode()
 
@@ -373,7 +410,7 @@ class _EventStreamResponse(Response):
             tasks.append(asyncio.create_task(self._pump(updates, send)))
             await asyncio.sleep(0)
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-            snapshot = await _encode_snapshot(self._source.snapshot())
+            snapshot = await _encode_columns(self._source.snapshot())
             body = f'data: {{"type":"snapshot","snapshot":{snapshot}}}\n\n'.encode()
             await send({"type": "http.response.body", "body": body, "more_body": True})
         tasks.append(asyncio.create_task(self._beat(send)))

@@ -267,6 +267,22 @@ class SseCall:
             return await self._comments.get()
 
 
+def as_pairs(snapshot: dict[str, object]) -> dict[str, object]:
+    """The stream's columnar snapshot back in the /api/snapshot shape."""
+    timelines = snapshot.pop("timelines")
+    assert isinstance(timelines, list)
+    series = snapshot["series"]
+    assert isinstance(series, dict)
+    snapshot["series"] = {
+        metric: {
+            host: [[t, v] for t, v in zip(timelines[index], values, strict=True)]
+            for host, (index, values) in by_host.items()
+        }
+        for metric, by_host in series.items()
+    }
+    return snapshot
+
+
 async def test_stream_starts_with_snapshot_then_pushes_rounds_and_events() -> None:
     source = source_with_rounds()
     async with SseCall(create_app(source)) as call:
@@ -276,7 +292,12 @@ async def test_stream_starts_with_snapshot_then_pushes_rounds_and_events() -> No
         assert headers[b"content-type"].startswith(b"text/event-stream")
         assert b"content-length" not in headers
         assert first["type"] == "snapshot"
-        assert first["snapshot"] == json.loads(json.dumps(source.snapshot()))
+        snapshot = first["snapshot"]
+        assert isinstance(snapshot, dict)
+        # Each distinct timeline is sent once: db missed a round, web did not.
+        assert snapshot["timelines"] == [[T0, T0 + 1, T0 + 2], [T0, T0 + 2]]
+        assert snapshot["series"]["cpu.percent"]["db"] == [1, [50.0, 48.0]]
+        assert as_pairs(snapshot) == json.loads(json.dumps(source.snapshot()))
 
         source.push_round(T0 + 3, {"web": {"cpu.percent": 13.0}, "db": None})
         round_ = await call.next()
@@ -292,6 +313,23 @@ async def test_stream_starts_with_snapshot_then_pushes_rounds_and_events() -> No
         assert source.subscriber_count == 1
     # The client went away: the subscription is closed with it.
     assert source.subscriber_count == 0
+
+
+async def test_stream_of_an_empty_source() -> None:
+    async with SseCall(create_app(MemorySource(interval=2.0))) as call:
+        first = await call.next()
+    assert first == {
+        "type": "snapshot",
+        "snapshot": {
+            "interval": 2.0,
+            "live": True,
+            "hosts": {},
+            "metrics": [],
+            "events": [],
+            "timelines": [],
+            "series": {},
+        },
+    }
 
 
 async def test_stream_ends_when_the_source_stops() -> None:
@@ -326,8 +364,10 @@ async def test_stream_ends_on_server_shutdown() -> None:
 
 async def test_stream_survives_nan_values() -> None:
     source = MemorySource()
+    source.push_round(T0 - 1, {"web": {"cpu.percent": math.inf}})
     async with SseCall(create_app(source)) as call:
-        assert (await call.next())["type"] == "snapshot"
+        first = await call.next()
+        assert first["snapshot"]["series"] == {"cpu.percent": {"web": [0, [None]]}}  # type: ignore[index]
         source.push_round(T0, {"web": {"cpu.percent": math.nan}})
         message = await call.next()
         assert message["hosts"] == {"web": {"up": True, "metrics": {"cpu.percent": None}}}

@@ -568,26 +568,39 @@
 
   // ------------------------------------------------------------------ data
 
-  function alignTimeline(series) {
-    // Union of every line's timestamps, by merging sorted lists: most lines share one
-    // timeline, so the common case is a cheap comparison.
-    let xs = [];
-    for (const byHost of Object.values(series)) {
-      for (const points of Object.values(byHost)) {
-        if (!sameTimes(points, xs)) xs = mergeTimes(xs, points);
+  // The stream's snapshot holds each distinct timeline once and, per line, the index of
+  // its timeline and its values; /api/snapshot-style [t, v] pairs are taken too.
+  function columnsOf(snap) {
+    if (Array.isArray(snap.timelines)) return { timelines: snap.timelines, series: snap.series || {} };
+    const timelines = [];
+    const series = {};
+    for (const [metric, byHost] of Object.entries(snap.series || {})) {
+      series[metric] = {};
+      for (const [host, points] of Object.entries(byHost)) {
+        const times = points.map((p) => p[0]);
+        let index = timelines.findIndex((other) => sameArray(other, times));
+        if (index < 0) index = timelines.push(times) - 1;
+        series[metric][host] = [index, points.map((p) => p[1])];
       }
     }
+    return { timelines, series };
+  }
+
+  // The union of the timelines, sorted: usually they are all one and the same.
+  function alignTimeline(timelines) {
+    let xs = [];
+    for (const times of timelines) if (!sameArray(times, xs)) xs = mergeTimes(xs, times);
     return xs;
   }
 
-  function sameTimes(points, xs) {
-    if (points.length !== xs.length) return false;
-    for (let i = 0; i < points.length; i += 1) if (points[i][0] !== xs[i]) return false;
+  function sameArray(a, b) {
+    if (a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i += 1) if (a[i] !== b[i]) return false;
     return true;
   }
 
-  function mergeTimes(xs, points) {
-    const ts = points.map((p) => p[0]);
+  function mergeTimes(xs, times) {
+    const ts = times.slice();
     for (let i = 1; i < ts.length; i += 1) {
       if (ts[i] < ts[i - 1]) {
         ts.sort((a, b) => a - b);
@@ -606,14 +619,20 @@
     return out;
   }
 
-  function fillColumn(points, xs) {
+  // One line's values placed on the shared timeline xs (null where it has no point).
+  function fillColumn(times, values, xs) {
+    if (times.length === xs.length && sameArray(times, xs)) {
+      return values.map((v) => (v == null ? null : v));
+    }
     const col = new Array(xs.length).fill(null);
     let j = 0;
-    for (const [t, v] of points) {
+    for (let i = 0; i < times.length; i += 1) {
+      const t = times[i];
       if (j >= xs.length || xs[j] !== t) {
         j = lowerBound(xs, t);
         if (xs[j] !== t) continue;
       }
+      const v = values[i];
       col[j] = v == null ? null : v;
       j += 1;
     }
@@ -636,7 +655,7 @@
     destroyCharts();
     state.live = Boolean(snap.live);
     state.interval = Number(snap.interval) || 0;
-    const series = snap.series || {};
+    const { timelines, series } = columnsOf(snap);
     const names = new Set(Object.keys(snap.hosts || {}));
     for (const byHost of Object.values(series)) for (const h of Object.keys(byHost)) names.add(h);
     state.hosts = [...names].sort();
@@ -646,7 +665,7 @@
       const info = (snap.hosts || {})[h] || {};
       state.hostState.set(h, { up: info.up !== false, error: info.last_error || "" });
     }
-    state.xs = alignTimeline(series);
+    state.xs = alignTimeline(timelines);
     state.lastT = state.xs.length ? state.xs[state.xs.length - 1] : -Infinity;
     state.lastRound = state.xs.length ? state.lastT : null;
     const metrics = new Set([...(snap.metrics || []), ...Object.keys(series)]);
@@ -655,10 +674,12 @@
       const chart = createChart(metric);
       const byHost = series[metric] || {};
       state.hosts.forEach((h, i) => {
-        if (byHost[h]) {
-          chart.cols[i] = fillColumn(byHost[h], state.xs);
+        const line = byHost[h];
+        if (line) {
+          const [index, values] = line;
+          chart.cols[i] = fillColumn(timelines[index], values, state.xs);
           chart.data[i + 1] = chart.cols[i];
-          points += byHost[h].length;
+          points += values.length;
         }
       });
       chart.u.setData(chart.data);
