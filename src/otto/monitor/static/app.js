@@ -201,6 +201,14 @@
     [1, ":{ss}", "\n{MMM} {D} {YYYY} {HH}:{mm}", null, "\n{MMM} {D} {HH}:{mm}", null, "\n{HH}:{mm}", null, 1],
   ];
 
+  // Time ticks never closer than a second: rounds are seconds apart at least.
+  const TIME_INCRS = [
+    1, 2, 5, 10, 15, 30,
+    60, 120, 300, 600, 900, 1800,
+    3600, 7200, 10800, 14400, 21600, 43200,
+    DAY, 2 * DAY, 7 * DAY, 14 * DAY, 30 * DAY, 91 * DAY, 182 * DAY, 365 * DAY,
+  ];
+
   function colorOf(index) {
     if (index < PALETTE.length) return PALETTE[index];
     const hue = Math.round((index * 137.508) % 360);
@@ -306,6 +314,7 @@
           grid: { stroke: grid, width: 1 },
           ticks: { stroke: grid, width: 1 },
           values: TIME_AXIS,
+          incrs: TIME_INCRS,
         },
         yAxis,
       ],
@@ -396,12 +405,15 @@
         ctx.setLineDash([]);
         const y = top + (3 + (drawn % 3) * 15) * dpr;
         const textWidth = ctx.measureText(ev.label).width;
+        // The label goes right of the line, or left of it near the right edge.
+        const boxWidth = textWidth + 6 * dpr;
+        const boxLeft = x0 + 3 * dpr + boxWidth > left + width ? x0 - 3 * dpr - boxWidth : x0 + 3 * dpr;
         ctx.globalAlpha = 0.7;
         ctx.fillStyle = background;
-        ctx.fillRect(x0 + 3 * dpr, y - 1 * dpr, textWidth + 6 * dpr, 14 * dpr);
+        ctx.fillRect(boxLeft, y - 1 * dpr, boxWidth, 14 * dpr);
         ctx.globalAlpha = 1;
         ctx.fillStyle = color;
-        ctx.fillText(ev.label, x0 + 6 * dpr, y);
+        ctx.fillText(ev.label, boxLeft + 3 * dpr, y);
         drawn += 1;
       }
       ctx.restore();
