@@ -29,9 +29,10 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from os import PathLike
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from otto.monitor.parsers import DEFAULT_PARSERS, FREE_PARSERS, MetricParser, Sample
+from otto.monitor.source import DashboardSource
 from otto.monitor.store import (
     EXPORT_FORMAT,
     EXPORT_VERSION,
@@ -59,33 +60,6 @@ _T = TypeVar("_T")
 
 # otto's own parsers only ever give finite numbers; only others' are checked.
 _BUILT_IN: frozenset[MetricParser] = frozenset([*DEFAULT_PARSERS.values(), *FREE_PARSERS.values()])
-
-
-class DashboardSource(Protocol):
-    """What the dashboard shows: a live ``Collector`` or a ``Replay`` of a saved file."""
-
-    def snapshot(self) -> dict[str, object]:
-        """Everything known now, in fresh containers the caller may keep.
-
-        ``{"interval": float, "live": bool, "hosts": {name: {"up": bool, "last_error": str}},
-        "metrics": [sorted names], "series": {metric: {host: [[t, v], ...]}},
-        "events": [{"id", "t", "end", "label", "color"}]}``, ``t`` in unix seconds.
-        """
-        ...
-
-    def subscribe(self) -> AsyncIterator[dict[str, object]]:
-        """Updates from now on, until the source stops (registered when called).
-
-        Yields ``{"type": "round", "t", "duration", "hosts": {name: {"up", "metrics",
-        "last_error"}}}`` and ``{"type": "event", "event": {...}}``.
-        """
-        ...
-
-    def add_event(
-        self, label: str, color: str | None = None, end: float | None = None
-    ) -> dict[str, object]:
-        """Put an annotation on the timeline now and return it."""
-        ...
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Self
 
 import uvicorn
 from starlette.applications import Starlette
@@ -39,6 +39,8 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
+
+from otto.monitor.source import DashboardSource
 
 __all__ = [
     "DashboardServer",
@@ -70,33 +72,6 @@ _PAGE_HEADERS = {
     "Cache-Control": "no-cache",
     "X-Content-Type-Options": "nosniff",
 }
-
-
-class DashboardSource(Protocol):
-    """What the dashboard displays: ``Collector`` (live) and ``Replay`` (a saved file)."""
-
-    def snapshot(self) -> dict[str, object]:
-        """Return everything known now, in fresh containers the caller may keep.
-
-        ``{"interval": float, "live": bool, "hosts": {name: {"up": bool, "last_error": str}},
-        "metrics": [sorted names], "series": {metric: {host: [[t, v], ...]}},
-        "events": [{"id", "t", "end", "label", "color"}]}``; ``t`` in Unix seconds.
-        """
-        ...
-
-    def subscribe(self) -> AsyncIterator[dict[str, object]]:
-        """Yield ``{"type": "round", ...}`` and ``{"type": "event", ...}`` until it stops.
-
-        Subscribe when called, not on the first ``__anext__``: the stream takes the
-        snapshot right after, and a round in between would be lost.
-        """
-        ...
-
-    def add_event(
-        self, label: str, color: str | None = None, end: float | None = None
-    ) -> dict[str, object]:
-        """Put an annotation on the timeline now and return it."""
-        ...
 
 
 # ---------------------------------------------------------------------------------------
