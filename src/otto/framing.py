@@ -136,6 +136,8 @@ def setup_bytes(token: str, *, pty: bool) -> bytes:
         lines += [
             "stty -echo 2>/dev/null",
             "stty tab0 2>/dev/null",
+            # Newlines as the program wrote them, as on a pipe (no \n -> \r\n).
+            "stty -onlcr 2>/dev/null",
             "set +m 2>/dev/null",
             '[ -n "$BASH_VERSION" ] && { set +H +o history +o emacs +o vi; } 2>/dev/null',
         ]
