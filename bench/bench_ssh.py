@@ -39,6 +39,20 @@ async def best(fn: Callable[[], Awaitable[object]], n: int, reps: int = 5) -> fl
     return min(means)
 
 
+async def pair(
+    base: Callable[[], Awaitable[object]],
+    mine: Callable[[], Awaitable[object]],
+    n: int,
+    reps: int = 5,
+) -> tuple[float, float]:
+    """Best mean seconds per call of each, batches alternating so drift hits both alike."""
+    b, m = [], []
+    for _ in range(reps):
+        b.append(await best(base, n, 1))
+        m.append(await best(mine, n, 1))
+    return min(b), min(m)
+
+
 def row(name: str, mine: float, base: float, target: float, what: str = "raw asyncssh") -> None:
     ratio = mine / base
     ok = ratio <= target
@@ -113,8 +127,7 @@ async def single_host(lab: Lab) -> None:
     n = 200 if QUICK else 1000
 
     await raw.run("true")
-    base = await best(lambda: raw.run("true"), n)
-    mine = await best(lambda: host.run("true"), n)
+    base, mine = await pair(lambda: raw.run("true"), lambda: host.run("true"), n)
     row('run("true"), warm session', mine, base, 1.3)
 
     async def raw_channel() -> None:
@@ -129,12 +142,10 @@ async def single_host(lab: Lab) -> None:
         await s.close()
 
     m = 30 if QUICK else 100
-    base = await best(raw_channel, m)
-    mine = await best(otto_channel, m)
+    base, mine = await pair(raw_channel, otto_channel, m)
     row("open_session + first run (+close)", mine, base, 1.3)
 
-    base = await best(lambda: conn.run("true"), m)
-    mine = await best(lambda: host.oneshot("true"), m)
+    base, mine = await pair(lambda: conn.run("true"), lambda: host.oneshot("true"), m)
     row('oneshot("true") vs conn.run', mine, base, 1.2)
 
     reps = 2 if QUICK else 4
@@ -143,8 +154,7 @@ async def single_host(lab: Lab) -> None:
     async def otto_big() -> None:
         assert (await host.run(BIG)).only.output == expected
 
-    base = await best(lambda: raw.run(BIG), 1, reps)
-    mine = await best(otto_big, 1, reps)
+    base, mine = await pair(lambda: raw.run(BIG), otto_big, 1, reps)
     row("run(13.5 MB output)", mine, base, 1.5)
 
     # 100 MB file both ways over SFTP.
@@ -162,8 +172,7 @@ async def single_host(lab: Lab) -> None:
             r = await host.put(src, remote)
             assert r.is_ok, r.error
 
-        base = await best(raw_put, 1, 3)
-        mine = await best(otto_put, 1, 3)
+        base, mine = await pair(raw_put, otto_put, 1, 3)
         print(
             f"  put {size >> 20} MB: otto {size / mine / 1e6:7.1f} MB/s, "
             f"raw {size / base / 1e6:7.1f} MB/s"
@@ -180,8 +189,7 @@ async def single_host(lab: Lab) -> None:
             r = await host.get(remote + "/big.bin", back)
             assert r.is_ok, r.error
 
-        base = await best(raw_get, 1, 3)
-        mine = await best(otto_get, 1, 3)
+        base, mine = await pair(raw_get, otto_get, 1, 3)
         print(
             f"  get {size >> 20} MB: otto {size / mine / 1e6:7.1f} MB/s, "
             f"raw {size / base / 1e6:7.1f} MB/s"
@@ -240,8 +248,7 @@ async def fleet(lab: Lab, count: int) -> None:
     async def otto_warm() -> None:
         await asyncio.gather(*(h.run("true") for h in hosts))
 
-    base = await best(raw_warm, 20 if QUICK else 50)
-    mine = await best(otto_warm, 20 if QUICK else 50)
+    base, mine = await pair(raw_warm, otto_warm, 20 if QUICK else 50)
     row(f"{count} hosts warm (one run each)", mine, base, 1.2)
     for s in shells:
         s.close()
