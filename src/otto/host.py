@@ -69,6 +69,38 @@ class Host(abc.ABC):
         self, src: PathArg | Sequence[PathArg], dest_dir: PathArg, progress: Progress | None
     ) -> TransferResult: ...
 
+    def _process_status(
+        self,
+        command: str,
+        started: tuple[float, float],
+        *,
+        raw: bytes,
+        code: int | None,
+        timed_out: bool,
+        timeout: float | None,
+        error: str = "",
+    ) -> CommandStatus:
+        """The record of a one-shot process: what it printed and how it ended."""
+        if timed_out:
+            status, error = Status.Error, f"{self.name}: timed out after {timeout:g}s"
+        elif code is None:
+            status = Status.Error
+            error = error or f"{self.name}: the command ended without an exit status"
+        else:
+            status = Status.Success if code == 0 else Status.Failed
+        return CommandStatus(
+            command=command,
+            output=clean_output(raw),
+            status=status,
+            retcode=-1 if code is None else code,
+            timed_out=timed_out,
+            duration=time.monotonic() - started[0],
+            error=error,
+            host=self.name,
+            session="oneshot",
+            started=started[1],
+        )
+
     async def _close_links(self) -> None:
         """Close connections shared by the sessions (none for a local host)."""
 
@@ -296,27 +328,12 @@ class LocalHost(Host):
         return LocalShell(self.shell, pty=pty, env=self._env, cwd=self._cwd)
 
     async def _oneshot(self, command: str, timeout: float | None) -> CommandStatus:
-        started_wall = time.time()
-        started = time.monotonic()
+        started = (time.monotonic(), time.time())
         raw, code, timed_out = await exec_local(
             command, timeout=timeout, env=self._env, cwd=self._cwd
         )
-        if timed_out:
-            status, error = Status.Error, f"{self.name}: timed out after {timeout:g}s"
-        else:
-            status = Status.Success if code == 0 else Status.Failed
-            error = ""
-        return CommandStatus(
-            command=command,
-            output=clean_output(raw),
-            status=status,
-            retcode=-1 if code is None else code,
-            timed_out=timed_out,
-            duration=time.monotonic() - started,
-            error=error,
-            host=self.name,
-            session="oneshot",
-            started=started_wall,
+        return self._process_status(
+            command, started, raw=raw, code=code, timed_out=timed_out, timeout=timeout
         )
 
     async def _put(

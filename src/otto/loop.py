@@ -17,7 +17,7 @@ import weakref
 from collections.abc import Coroutine
 from typing import Any, Protocol, TypeVar
 
-__all__ = ["Closeable", "register_cleanup", "run", "unregister_cleanup"]
+__all__ = ["Closeable", "cancel_and_wait", "register_cleanup", "run", "unregister_cleanup"]
 
 log = logging.getLogger("otto")
 
@@ -128,3 +128,23 @@ def _shutdown() -> None:
     loop.call_soon_threadsafe(loop.stop)
     if _thread is not None:
         _thread.join(2.0)
+
+
+async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
+    """Cancel ``task`` and wait until it has finished.
+
+    The task's own cancellation is absorbed; ours (the caller being cancelled
+    meanwhile) is not. An exception the task ended with is left to whoever
+    watches the task (a done-callback), not raised here.
+    """
+    if task.done():
+        return
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise
+    except Exception:
+        return

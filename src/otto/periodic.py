@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from otto.loop import cancel_and_wait
 from otto.result import CommandStatus, RunResult, Status
 
 __all__ = [
@@ -343,7 +344,7 @@ class RepeatRunner:
         """
         task = self._get(name).task
         if task is not None:
-            await _cancel_and_wait(task)
+            await cancel_and_wait(task)
 
     async def wait(self, name: str) -> None:
         """Wait until the repeat ``name`` ends by itself (``times``, ``duration``, ``until``).
@@ -359,7 +360,7 @@ class RepeatRunner:
     async def stop_all(self) -> None:
         """Stop every repeat of this runner, concurrently."""
         tasks = [r.task for r in self._repeats.values() if r.task is not None]
-        await asyncio.gather(*(_cancel_and_wait(t) for t in tasks))
+        await asyncio.gather(*(cancel_and_wait(t) for t in tasks))
 
     def results(self, name: str) -> list[tuple[datetime, list[CommandStatus]]]:
         """The kept ``(timestamp, statuses)`` of each tick, oldest first.
@@ -507,19 +508,3 @@ class RepeatRunner:
         exc = task.exception()
         if exc is not None:
             logger.error("repeat task %s crashed", task.get_name(), exc_info=exc)
-
-
-async def _cancel_and_wait(task: asyncio.Task[None]) -> None:
-    """Cancel ``task`` and wait for it to finish, without swallowing our own cancellation."""
-    if task.done():
-        return
-    task.cancel()
-    try:
-        await task
-    except asyncio.CancelledError:
-        current = asyncio.current_task()
-        if current is not None and current.cancelling():
-            raise
-    except Exception:
-        # Already logged by RepeatRunner._reap.
-        pass

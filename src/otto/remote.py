@@ -21,7 +21,6 @@ import asyncssh
 
 from otto import shellxfer
 from otto.errors import ConnectError
-from otto.framing import clean_output
 from otto.host import Host
 from otto.result import CommandStatus, Status, TransferResult
 from otto.session import Session
@@ -205,29 +204,12 @@ class RemoteHost(Host):
     # --- one-shot commands -------------------------------------------------------------
 
     async def _oneshot(self, command: str, timeout: float | None) -> CommandStatus:
-        started = time.monotonic()
-        started_wall = time.time()
         if self.term == "telnet":
             return await self._oneshot_telnet(command, timeout)
+        started = (time.monotonic(), time.time())
         raw, code, timed_out, error = await exec_ssh(self.ssh_link(), command, timeout=timeout)
-        if timed_out:
-            status, error = Status.Error, f"{self.name}: timed out after {timeout:g}s"
-        elif code is None:
-            status = Status.Error
-            error = error or f"{self.name}: the command ended without an exit status"
-        else:
-            status = Status.Success if code == 0 else Status.Failed
-        return CommandStatus(
-            command=command,
-            output=clean_output(raw),
-            status=status,
-            retcode=-1 if code is None else code,
-            timed_out=timed_out,
-            duration=time.monotonic() - started,
-            error=error,
-            host=self.name,
-            session="oneshot",
-            started=started_wall,
+        return self._process_status(
+            command, started, raw=raw, code=code, timed_out=timed_out, timeout=timeout, error=error
         )
 
     async def _oneshot_telnet(self, command: str, timeout: float | None) -> CommandStatus:

@@ -31,6 +31,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Any, TypeVar
 
+from otto.loop import cancel_and_wait
 from otto.monitor.parsers import DEFAULT_PARSERS, FREE_PARSERS, MetricParser, Sample
 from otto.monitor.source import DashboardSource
 from otto.monitor.store import (
@@ -336,13 +337,7 @@ class Collector:
         self._stopped = True
         task, self._task = self._task, None
         if task is not None and not task.done():
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise
+            await cancel_and_wait(task)
         elif task is not None and not task.cancelled() and task.exception() is not None:
             logger.error("the collector's schedule had crashed", exc_info=task.exception())
         await asyncio.gather(*(self._drop_session(t) for t in self._tracks.values()))
