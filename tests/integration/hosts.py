@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+
 import pytest
 
-from otto import Host, LocalHost, RemoteHost
+from otto import Host, LocalHost, RemoteHost, RunResult, Session
 
 HOST_KINDS = ["local", "ssh", "telnet"]
 
@@ -50,3 +53,46 @@ def make_host(request: pytest.FixtureRequest, kind: str) -> Host:
         return LocalHost()
     lab = request.getfixturevalue("lab")
     return remote_host(lab, {"ssh": "ssh1", "telnet": "telnet1"}[kind])
+
+
+async def start_and_wait_for(
+    session: Session,
+    command: str,
+    seen: bytes,
+    *,
+    timeout: float = 10.0,
+    run_timeout: float | None = None,
+) -> asyncio.Task[RunResult]:
+    """Start ``command`` on ``session`` and return once its output shows ``seen``.
+
+    For tests that act while a command runs: they wait for proof that it runs,
+    not for a guessed delay.
+    """
+    arrived = asyncio.Event()
+    received = bytearray()
+
+    def watch(data: bytes) -> None:
+        received.extend(data)
+        if seen in received:
+            arrived.set()
+
+    remove = session.add_listener(watch)
+    task = asyncio.ensure_future(session.run(command, timeout=run_timeout))
+    try:
+        await asyncio.wait_for(arrived.wait(), timeout)
+    finally:
+        remove()
+    return task
+
+
+async def eventually(check: Callable[[], bool], *, timeout: float = 5.0) -> bool:
+    """Whether ``check()`` becomes true within ``timeout``, looking after each loop turn."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not check():
+        if loop.time() > deadline:
+            return False
+        waker = loop.create_future()
+        loop.call_later(0.005, waker.set_result, None)
+        await waker
+    return True

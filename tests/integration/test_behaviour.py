@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from otto import ExpectTimeout, Host, SessionClosed, Status
-from tests.integration.hosts import HOST_KINDS, make_host
+from tests.integration.hosts import HOST_KINDS, make_host, start_and_wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -239,13 +239,14 @@ async def test_concurrent_runs_on_one_session_are_serialized(host: Host) -> None
 
 
 async def test_cancelled_run_leaves_the_session_usable(host: Host) -> None:
-    await host.run("cd /tmp")
-    task = asyncio.ensure_future(host.run("sleep 30"))
-    await asyncio.sleep(0.2)  # the behaviour under test: cancel while it runs
+    s = await host.open_session("cancelled")
+    await s.run("cd /tmp")
+    task = await start_and_wait_for(s, "echo started; sleep 30", b"started")
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert (await host.run("pwd", timeout=10)).only.output == "/tmp"
+    assert (await s.run("pwd", timeout=10)).only.output == "/tmp"
+    await s.close()
 
 
 # --- oneshot --------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from otto import (
     RemoteHost,
     Status,
 )
-from tests.integration.hosts import remote_host
+from tests.integration.hosts import remote_host, start_and_wait_for
 from tests.lab import Lab
 
 pytestmark = pytest.mark.integration
@@ -167,14 +167,14 @@ async def test_transfer_methods(lab: Lab, tmp_path: Path, transfer: str) -> None
 
 async def test_sshd_killed_mid_command_then_reconnect(fault_lab: Lab) -> None:
     host = remote_host(fault_lab, "ssh3")
-    await host.run("echo warm")
-    task = asyncio.ensure_future(host.run("sleep 30", timeout=10))
-    await asyncio.sleep(0.3)  # the behaviour under test: the server dies mid-command
+    session = await host.open_session("busy")
+    task = await start_and_wait_for(session, "echo started; sleep 30", b"started", run_timeout=10)
     started = time.monotonic()
     await fault_lab.kill_sshd("ssh3")
     result = (await task).only
     assert result.status is Status.Error
     assert "ssh3" in result.error
+    assert result.output == "started"
     assert time.monotonic() - started < 10
     with pytest.raises(ConnectError):
         await host.run("true")
@@ -185,9 +185,8 @@ async def test_sshd_killed_mid_command_then_reconnect(fault_lab: Lab) -> None:
 
 async def test_network_cut_mid_command_does_not_hang(fault_lab: Lab) -> None:
     host = remote_host(fault_lab, "ssh3", connect_timeout=2)
-    await host.run("echo warm")
-    task = asyncio.ensure_future(host.run("sleep 30", timeout=2))
-    await asyncio.sleep(0.3)  # the behaviour under test: the link dies mid-command
+    session = await host.open_session("busy")
+    task = await start_and_wait_for(session, "echo started; sleep 30", b"started", run_timeout=2)
     started = time.monotonic()
     await fault_lab.cut_network("ssh3")
     result = (await task).only

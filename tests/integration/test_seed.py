@@ -14,6 +14,7 @@ import pytest
 
 import otto
 from otto import LocalHost, Status
+from tests.integration.hosts import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -149,9 +150,6 @@ async def test_close_leaves_no_process_descriptor_or_task() -> None:
     pgrep = ["pgrep", "-f", "sleep 301.25"]
     left = subprocess.run(pgrep, capture_output=True, text=True, check=False).stdout  # noqa: ASYNC221
     assert left == ""
-    for _ in range(100):
-        if set(os.listdir("/proc/self/fd")) <= fds_before:
-            break
-        await asyncio.sleep(0.01)  # transports release descriptors on the next loop turns
-    assert set(os.listdir("/proc/self/fd")) <= fds_before
+    # Transports release their descriptors over the next few loop turns.
+    assert await eventually(lambda: set(os.listdir("/proc/self/fd")) <= fds_before)
     assert asyncio.all_tasks() <= tasks_before | {asyncio.current_task()}
