@@ -198,12 +198,31 @@ async def test_network_cut_mid_command_does_not_hang(fault_lab: Lab) -> None:
     await host.close()
 
 
-async def test_telnet_wrong_password(lab: Lab) -> None:
+async def test_telnet_wrong_password(lab: Lab, caplog: pytest.LogCaptureFixture) -> None:
     spec = lab.host("telnet1")
     host = RemoteHost(
         spec.address, user=spec.user, password="nope-Secret", term="telnet", connect_timeout=10
     )
-    with pytest.raises(AuthenticationError) as info:
+    with caplog.at_level(1), pytest.raises(AuthenticationError) as info:
         await host.run("true")
     assert "nope-Secret" not in str(info.value)
+    assert all("nope-Secret" not in r.getMessage() for r in caplog.records)
     await host.close()
+
+
+async def test_passwords_stay_out_of_logs_at_every_level(
+    lab: Lab, caplog: pytest.LogCaptureFixture
+) -> None:
+    telnet = remote_host(lab, "telnet1")
+    spec = lab.host("ssh2")
+    ssh = RemoteHost(
+        spec.address, user=spec.user, password=spec.password, known_hosts=lab.known_hosts
+    )
+    with caplog.at_level(1):
+        assert (await telnet.run("echo in")).only.output == "in"
+        assert (await ssh.run("echo in")).only.output == "in"
+    assert caplog.records
+    assert all(spec.password not in r.getMessage() for r in caplog.records)
+    assert spec.password not in repr(ssh) and spec.password not in repr(telnet)
+    await telnet.close()
+    await ssh.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 import secrets
 from collections.abc import Awaitable, Callable
@@ -146,7 +147,13 @@ class TelnetShell(ShellTransport):
             which, _ = await self._read_until(self._password_re, _FAILED)
             if which == 1:
                 raise AuthenticationError(self.name, f"login refused for {self.user}")
-        self._send_line(self._password or "")
+        # telnetlib3 traces every byte it writes (below DEBUG); not these.
+        writer_log = logging.getLogger("telnetlib3.stream_writer")
+        was_disabled, writer_log.disabled = writer_log.disabled, True
+        try:
+            self._send_line(self._password or "")
+        finally:
+            writer_log.disabled = was_disabled
         # Prove a shell reads our input: the answer to a sum cannot be the echo of it.
         a = secrets.randbelow(10**6) + 10**6
         answer = re.compile(b"(?<![0-9+])%d(?![0-9])" % (a + 1))
