@@ -85,6 +85,23 @@ class _ShellProtocol(asyncio.SubprocessProtocol):
     def process_exited(self) -> None:
         self._owner._on_exit()
 
+    def pause_writing(self) -> None:
+        self._owner._can_write.clear()
+
+    def resume_writing(self) -> None:
+        self._owner._can_write.set()
+
+
+class _PtyWriter(asyncio.Protocol):
+    def __init__(self, owner: LocalShell) -> None:
+        self._owner = owner
+
+    def pause_writing(self) -> None:
+        self._owner._can_write.clear()
+
+    def resume_writing(self) -> None:
+        self._owner._can_write.set()
+
 
 class _PtyReader(asyncio.Protocol):
     def __init__(self, owner: LocalShell) -> None:
@@ -128,6 +145,8 @@ class LocalShell(ShellTransport):
         self._reported = False
         self._closing = False
         self._finish_handle: asyncio.TimerHandle | None = None
+        self._can_write = asyncio.Event()
+        self._can_write.set()
 
     @property
     def pid(self) -> int:
@@ -206,7 +225,7 @@ class LocalShell(ShellTransport):
             lambda: _PtyReader(self), os.fdopen(master, "rb", buffering=0)
         )
         writer, _ = await loop.connect_write_pipe(
-            asyncio.Protocol, os.fdopen(write_fd, "wb", buffering=0)
+            lambda: _PtyWriter(self), os.fdopen(write_fd, "wb", buffering=0)
         )
         self._reader = reader
         self._writer = writer
@@ -263,9 +282,8 @@ class LocalShell(ShellTransport):
             self._writer.write(data)
 
     async def drain(self) -> None:
-        # Pipe writes are buffered by the loop and flow out as the shell reads;
-        # yielding once lets a large write start moving.
-        await asyncio.sleep(0)
+        # The loop pauses us when the pipe's buffer passes its high-water mark.
+        await self._can_write.wait()
 
     async def interrupt(self, shell_pid: int | None) -> None:
         _killpg(self._pgid, signal.SIGINT)
