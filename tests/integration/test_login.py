@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import json
 import os
@@ -79,6 +80,39 @@ class Terminal:
                 self.seen += chunk
         return found
 
+    def wait_foreground(self, command: str, timeout: float = DEADLINE) -> None:
+        """Read output until a process named ``command`` is its terminal's foreground job.
+
+        Typing Ctrl-C right after Enter races the shell starting the job (the
+        signal can reach the shell before the job owns the terminal): wait for
+        the job itself, as a person at the keyboard does.
+        """
+        deadline = time.monotonic() + timeout
+        while not self._is_foreground(command):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"{command} never ran in the foreground; got {self.seen!r}")
+            if select.select([self.master], [], [], min(left, 0.01))[0]:
+                with contextlib.suppress(OSError):
+                    self.seen += os.read(self.master, 65536)
+
+    @staticmethod
+    def _is_foreground(command: str) -> bool:
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            name = stat[stat.find("(") + 1 : stat.rfind(")")]
+            fields = stat[stat.rfind(")") + 2 :].split()
+            # fields[2] is the process group, fields[5] the terminal's foreground group.
+            if name == command and fields[2] == fields[5]:
+                return True
+        return False
+
     def wait_exit(self, timeout: float = DEADLINE) -> int:
         return self.proc.wait(timeout)
 
@@ -153,8 +187,9 @@ def test_login_is_a_real_terminal_with_its_size(terminal: Terminal) -> None:
 
 def test_ctrl_c_reaches_the_remote_program(terminal: Terminal) -> None:
     terminal.wait_for(re.escape(PROMPT))
-    terminal.type(b"sleep 60; echo after-sleep\r")
-    terminal.wait_for(rb"sleep 60; echo after-sleep\r\n")
+    terminal.type(b"sleep 61; echo after-sleep\r")
+    terminal.wait_for(rb"sleep 61; echo after-sleep\r\n")
+    terminal.wait_foreground("sleep")
     terminal.type(b"\x03")  # Ctrl-C: interrupts sleep, not otto
     terminal.wait_for(re.escape(PROMPT))
     assert terminal.proc.poll() is None
