@@ -48,7 +48,8 @@ US = b"\x1f"
 _MAGIC = b"otto:"
 _PIECE = 512
 """Characters of command text per line sent; keeps lines far below 4095 bytes."""
-_MAX_STATUS_DIGITS = 20
+_MAX_MARKER_BODY = 42
+"""Longest ``<seq>:<status>`` a marker may carry."""
 
 
 def new_token() -> str:
@@ -166,60 +167,58 @@ class MarkerScanner:
 
     Feed it every chunk as it arrives; each byte is searched once (plus the few
     bytes a marker could straddle), and chunks are joined once, at the end.
-    When ``feed`` returns True, ``output`` holds the bytes before the marker,
-    ``status`` the exit status it carried and ``rest`` any bytes after it.
+    Markers of this shell's earlier commands (late ones, after an interrupt)
+    are dropped from the output. When ``feed`` returns True, ``output`` holds
+    the bytes before the marker, ``status`` the exit status it carried and
+    ``rest`` any bytes after it.
     """
 
-    __slots__ = ("_chunks", "_pending", "_prefix", "_size", "rest", "status")
+    __slots__ = ("_chunks", "_pending", "_prefix", "_size", "_want", "rest", "status")
 
-    def __init__(self, prefix: bytes) -> None:
-        self._prefix = prefix
+    def __init__(self, token: str, seq: int) -> None:
+        self._prefix = b"%s%s%s:" % (RS, _MAGIC, token.encode())
+        self._want = seq
         self._chunks: list[bytes] = []
         self._size = 0
-        # Bytes that may hold the start of the marker: the tail of what came so far.
+        # Bytes that may hold the start of a marker: the tail of what came so far.
         self._pending = b""
         self.status: int | None = None
         self.rest = b""
 
     def feed(self, data: bytes) -> bool:
         """Add ``data``; True once the marker is complete."""
-        if not self._pending and len(data) > len(self._prefix):
-            at = data.find(self._prefix)
-            if at < 0:
-                keep = len(self._prefix) - 1
-                self._chunks.append(data[:-keep])
-                self._pending = data[-keep:]
-                self._size += len(data)
-                return False
         self._size += len(data)
+        prefix = self._prefix
+        if not self._pending and len(data) >= len(prefix) and prefix not in data:
+            keep = len(prefix) - 1
+            self._chunks.append(data[:-keep])
+            self._pending = data[-keep:]
+            return False
         window = self._pending + data
-        at = window.find(self._prefix)
+        emitted = 0
+        at = window.find(prefix)
         while at >= 0:
-            start = at + len(self._prefix)
+            start = at + len(prefix)
             end = window.find(US, start)
-            if end < 0:
-                if len(window) - start <= _MAX_STATUS_DIGITS:
-                    self._pending = window  # the status is still on its way
-                    return False
-            else:
-                try:
-                    status = int(window[start:end])
-                except ValueError:
-                    status = None
-                if status is not None:
-                    self._chunks.append(window[:at])
-                    self._pending = b""
-                    self.status = status
-                    self.rest = window[end + 1 :]
-                    return True
-            # Not a marker after all (cannot happen without the token): go on past it.
-            at = window.find(self._prefix, at + 1)
-        keep = len(self._prefix) - 1
-        if len(window) > keep:
-            self._chunks.append(window[:-keep])
-            self._pending = window[-keep:]
-        else:
-            self._pending = window
+            if end < 0 and len(window) - start <= _MAX_MARKER_BODY:
+                break  # the rest of this marker is still on its way
+            seq, _, status = window[start:end].partition(b":") if end >= 0 else (b"", b"", b"")
+            if not (seq.isdigit() and status.isdigit()):
+                # Not a marker after all (cannot happen without the token): go on past it.
+                at = window.find(prefix, at + 1)
+                continue
+            self._chunks.append(window[emitted:at])
+            emitted = end + 1
+            if int(seq) == self._want:
+                self.status = int(status)
+                self.rest = window[emitted:]
+                self._pending = b""
+                return True
+            at = window.find(prefix, emitted)
+        if at < 0:
+            at = max(emitted, len(window) - len(prefix) + 1)
+        self._chunks.append(window[emitted:at])
+        self._pending = window[at:]
         return False
 
     @property

@@ -74,6 +74,7 @@ class Session:
         self._expect_waiter: asyncio.Future[str | _Lost] | None = None
         self._lost: _Lost | None = None
         self._dirty = False
+        self._sent = False
         self._closed = False
         self._listeners: list[Callable[[bytes], None]] = []
 
@@ -214,7 +215,7 @@ class Session:
             await transport.close()
 
     def _expect_marker(self, seq: int) -> framing.MarkerScanner:
-        scanner = framing.MarkerScanner(framing.marker_prefix(self._token, seq))
+        scanner = framing.MarkerScanner(self._token, seq)
         self._scanner = scanner
         self._waiter = asyncio.get_running_loop().create_future()
         return scanner
@@ -266,6 +267,19 @@ class Session:
     ) -> CommandStatus:
         transport = await self._ensure_shell()
         started = (time.monotonic(), time.time())
+        if self._sent and not await self._settle(timeout):
+            return self._status(
+                command,
+                "",
+                Status.Error,
+                -1,
+                started,
+                timed_out=True,
+                error=f"{self.where}: the shell did not read commands within {timeout:g}s "
+                "(is an interactive program still running?)",
+            )
+        if self._lost is not None:
+            transport = await self._ensure_shell()  # what was sent ended the shell
         self._seq += 1
         self._buffer.clear()
         scanner = self._expect_marker(self._seq)
@@ -348,6 +362,41 @@ class Session:
             started=started_wall,
         )
 
+    async def _settle(self, timeout: float | None) -> bool:
+        """After ``send``: wait until the shell reads commands again, interrupting nothing.
+
+        An interactive program that just exited may have read ahead and taken
+        text meant for the shell with it; so a line that only prints a marker
+        is sent, and sent again, until the shell answers. Returns False if it
+        has not answered within ``timeout``.
+        """
+        self._sent = False
+        transport = self._transport
+        assert transport is not None
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        wait = 0.2
+        while self._lost is None:
+            left = wait if deadline is None else min(wait, deadline - loop.time())
+            if left <= 0:
+                self._sent = True
+                return False
+            self._seq += 1
+            self._expect_marker(self._seq)
+            waiter = self._waiter
+            assert waiter is not None
+            transport.write(framing.sync_bytes(self._token, self._seq))
+            done, _ = await asyncio.wait({waiter}, timeout=left)
+            self._waiter = None
+            if done:
+                outcome = waiter.result()
+                if not isinstance(outcome, _Lost) and outcome.rest:
+                    self._buffer.feed(outcome.rest)
+                return True
+            self._scanner = None
+            wait = min(wait * 2, 1.0)
+        return True
+
     async def _resync(self) -> None:
         """Interrupt whatever runs and wait until the shell reads commands again.
 
@@ -397,6 +446,7 @@ class Session:
         async with self._lock:
             transport = await self._ensure_shell()
             transport.write(text.encode("utf-8", "surrogateescape"))
+            self._sent = True
             await transport.drain()
 
     async def expect(self, pattern: Pattern, timeout: float = 30.0) -> str:

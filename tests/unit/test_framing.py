@@ -37,7 +37,7 @@ def test_scanner_finds_marker_however_split(
     token = framing.new_token()
     stream = payload + marker(token, 7, status) + after
     cuts = [c for c in cuts if c <= len(stream)]
-    scanner = framing.MarkerScanner(framing.marker_prefix(token, 7))
+    scanner = framing.MarkerScanner(token, 7)
     assert feed_split(scanner, stream, cuts)
     assert bytes(scanner.output) == payload
     assert scanner.status == status
@@ -47,7 +47,7 @@ def test_scanner_finds_marker_however_split(
 @given(payload=st.binary(max_size=3000), cuts=st.lists(st.integers(0, 3000), max_size=10))
 def test_output_is_exact_after_documented_folding(payload: bytes, cuts: list[int]) -> None:
     token = framing.new_token()
-    scanner = framing.MarkerScanner(framing.marker_prefix(token, 1))
+    scanner = framing.MarkerScanner(token, 1)
     assert feed_split(
         scanner, payload + marker(token, 1, 0), [c for c in cuts if c <= len(payload)]
     )
@@ -57,19 +57,19 @@ def test_output_is_exact_after_documented_folding(payload: bytes, cuts: list[int
     assert framing.clean_output(scanner.output) == expected
 
 
-def test_markers_of_other_commands_and_tokens_are_output() -> None:
+def test_other_tokens_are_output_and_late_markers_are_dropped() -> None:
     token = framing.new_token()
-    forged = marker("0123456789abcdef", 3, 0) + marker(token, 2, 0) + b"text"
-    scanner = framing.MarkerScanner(framing.marker_prefix(token, 3))
-    assert scanner.feed(forged + marker(token, 3, 5))
-    assert bytes(scanner.output) == forged
+    forged = marker("0123456789abcdef", 3, 0) + b"text"
+    scanner = framing.MarkerScanner(token, 3)
+    assert scanner.feed(forged + marker(token, 2, 0) + b" more" + marker(token, 3, 5))
+    assert bytes(scanner.output) == forged + b" more"  # the late marker 2 is dropped
     assert scanner.status == 5
 
 
 def test_prefix_without_status_is_not_a_marker() -> None:
     token = framing.new_token()
     prefix = framing.marker_prefix(token, 1)
-    scanner = framing.MarkerScanner(prefix)
+    scanner = framing.MarkerScanner(token, 1)
     junk = prefix + b"x" * 40
     assert not scanner.feed(junk)
     assert scanner.feed(marker(token, 1, 0))
@@ -125,3 +125,20 @@ def test_plain_commands_skip_eval_only_when_safe() -> None:
         assert not framing.is_plain(command), command
     sent = framing.command_bytes("cat /proc/stat", framing.new_token(), 1)
     assert b"eval" not in sent and b"cat /proc/stat" in sent
+
+
+@given(
+    before=st.binary(max_size=300),
+    between=st.binary(max_size=300),
+    cuts=st.lists(st.integers(0, 700), max_size=8),
+)
+def test_late_markers_never_reach_the_output_however_split(
+    before: bytes, between: bytes, cuts: list[int]
+) -> None:
+    token = framing.new_token()
+    stream = before + marker(token, 4, 130) + between + marker(token, 6, 0) + b"after"
+    scanner = framing.MarkerScanner(token, 6)
+    assert feed_split(scanner, stream, [c for c in cuts if c <= len(stream)])
+    assert scanner.output == before + between
+    assert scanner.status == 0
+    assert scanner.rest == b"after"
