@@ -1,6 +1,6 @@
 """LocalHost against raw asyncio, measured in the same run; prints ratios.
 
-    python3 bench/bench_local.py [--quick]
+    python3 bench/bench_local.py [--quick] [--no-pin]
 
 Baselines: a raw asyncio pipe to a persistent bash (write a command and an
 echo of a marker, read until the marker), and ``asyncio`` spawning ``sh -c``.
@@ -13,67 +13,14 @@ import asyncio
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Awaitable, Callable
+
+from common import RawShell, best, pair
 
 from otto import LocalHost
 
 QUICK = "--quick" in sys.argv
 BIG = "head -c 10000000 /dev/zero | base64"
 BIG_SIZE = 13_500_000
-
-
-class RawShell:
-    """The baseline: a persistent bash on pipes, read until a fixed marker."""
-
-    def __init__(self) -> None:
-        self.proc: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> None:
-        self.proc = await asyncio.create_subprocess_exec(
-            "bash",
-            "--noprofile",
-            "--norc",
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            limit=1 << 30,
-        )
-
-    async def run(self, cmd: str) -> bytes:
-        assert self.proc and self.proc.stdin and self.proc.stdout
-        self.proc.stdin.write(f"{cmd}; echo __RAW_MARK__\n".encode())
-        return await self.proc.stdout.readuntil(b"__RAW_MARK__\n")
-
-    async def close(self) -> None:
-        assert self.proc and self.proc.stdin
-        self.proc.stdin.close()
-        await self.proc.wait()
-
-
-async def best(fn: Callable[[], Awaitable[object]], n: int, reps: int = 5) -> float:
-    """Best mean seconds per call over ``reps`` batches of ``n`` calls."""
-    means = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        for _ in range(n):
-            await fn()
-        means.append((time.perf_counter() - t0) / n)
-    return min(means)
-
-
-async def pair(
-    base: Callable[[], Awaitable[object]],
-    mine: Callable[[], Awaitable[object]],
-    n: int,
-    reps: int = 5,
-) -> tuple[float, float]:
-    """Best mean seconds per call of each, batches alternating so drift hits both alike."""
-    b, m = [], []
-    for _ in range(reps):
-        b.append(await best(base, n, 1))
-        m.append(await best(mine, n, 1))
-    return min(b), min(m)
 
 
 def row(name: str, otto_s: float, base_s: float, target: float, base_name: str) -> bool:
@@ -87,6 +34,11 @@ def row(name: str, otto_s: float, base_s: float, target: float, base_name: str) 
 
 
 async def main() -> int:
+    if "--no-pin" not in sys.argv and hasattr(os, "sched_setaffinity"):
+        # One CPU for this process and the shells it starts (they inherit it):
+        # otherwise where the scheduler happens to put each shell swings a
+        # round trip between 20 and 60 us, for the baseline as for otto.
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     n = 300 if QUICK else 2000
     raw = RawShell()
     await raw.start()

@@ -13,12 +13,13 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncssh
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common import pair
 
 from otto import RemoteHost
 from tests.lab import Lab
@@ -27,30 +28,6 @@ from tests.lab.hosts import ssh_nodes
 QUICK = "--quick" in sys.argv
 BIG = "head -c 10000000 /dev/zero | base64"
 results: list[bool] = []
-
-
-async def best(fn: Callable[[], Awaitable[object]], n: int, reps: int = 5) -> float:
-    means = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        for _ in range(n):
-            await fn()
-        means.append((time.perf_counter() - t0) / n)
-    return min(means)
-
-
-async def pair(
-    base: Callable[[], Awaitable[object]],
-    mine: Callable[[], Awaitable[object]],
-    n: int,
-    reps: int = 5,
-) -> tuple[float, float]:
-    """Best mean seconds per call of each, batches alternating so drift hits both alike."""
-    b, m = [], []
-    for _ in range(reps):
-        b.append(await best(base, n, 1))
-        m.append(await best(mine, n, 1))
-    return min(b), min(m)
 
 
 def row(name: str, mine: float, base: float, target: float, what: str = "raw asyncssh") -> None:

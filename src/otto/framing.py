@@ -33,6 +33,7 @@ import re
 import secrets
 
 __all__ = [
+    "BASH_FLAG",
     "MarkerScanner",
     "clean_output",
     "command_bytes",
@@ -104,20 +105,36 @@ def is_plain(command: str) -> bool:
     )
 
 
-def command_bytes(command: str, token: str, seq: int, *, pty: bool = False) -> bytes:
+BASH_FLAG = b"\x1eotto-bash\x1f"
+"""Printed during set-up when the shell is bash (see ``setup_bytes``)."""
+
+
+def _end_marker(token: str, seq: int, bash: bool) -> str:
+    if bash:
+        # Bash escapes control characters when it traces a command (set -x), and
+        # the echo of a line shows "$?" unexpanded: so the marker's own bytes can
+        # stand in the line, which is a cheaper command than a printf format.
+        return f'printf "\x1eotto:{token}:{seq}:$?\x1f"'
+    return _printf_marker(token, seq, "$?")
+
+
+def command_bytes(
+    command: str, token: str, seq: int, *, pty: bool = False, bash: bool = False
+) -> bytes:
     """The text to write to a shell to run ``command`` and mark its end."""
-    marker = _printf_marker(token, seq, "$?")
+    marker = _end_marker(token, seq, bash)
     if is_plain(command):
         # One simple command needs no loop for an interrupt to end it.
-        return f"{command};{marker}\n".encode()
-    run = f'for __otto_i in 1;do eval "$__otto_c";done;{marker}\n'
-    if len(command) <= _PIECE:
-        text = f"__otto_c={_single_quote(command)};{run}"
+        text = f"{command};{marker}\n"
     else:
-        pieces = [command[i : i + _PIECE] for i in range(0, len(command), _PIECE)]
-        lines = [f"__otto_c={_single_quote(pieces[0])}\n"]
-        lines += [f'__otto_c="$__otto_c"{_single_quote(p)}\n' for p in pieces[1:]]
-        text = "".join(lines) + run
+        run = f'for __otto_i in 1;do eval "$__otto_c";done;{marker}\n'
+        if len(command) <= _PIECE:
+            text = f"__otto_c={_single_quote(command)};{run}"
+        else:
+            pieces = [command[i : i + _PIECE] for i in range(0, len(command), _PIECE)]
+            lines = [f"__otto_c={_single_quote(pieces[0])}\n"]
+            lines += [f'__otto_c="$__otto_c"{_single_quote(p)}\n' for p in pieces[1:]]
+            text = "".join(lines) + run
     if pty:
         text = _escape_for_pty(text)
     return text.encode("utf-8", "surrogateescape")
@@ -147,6 +164,7 @@ def setup_bytes(token: str, *, pty: bool) -> bytes:
         "exec 2>&1",
         "PS1='' PS2='' PS3='' PS4='+ ' PROMPT_COMMAND='' PS0=''",
         "trap 'break 1000 2>/dev/null' INT",
+        "[ -n \"$BASH_VERSION\" ] && printf '\\036otto-bash\\037'",
         _printf_marker(token, 0, "$$"),
     ]
     return ("\n".join(lines) + "\n").encode()
@@ -189,12 +207,12 @@ class MarkerScanner:
         """Add ``data``; True once the marker is complete."""
         self._size += len(data)
         prefix = self._prefix
-        if not self._pending and len(data) >= len(prefix) and prefix not in data:
+        window = self._pending + data if self._pending else data
+        if len(window) >= len(prefix) and prefix not in window:
             keep = len(prefix) - 1
-            self._chunks.append(data[:-keep])
-            self._pending = data[-keep:]
+            self._chunks.append(window[:-keep])
+            self._pending = window[-keep:]
             return False
-        window = self._pending + data
         emitted = 0
         at = window.find(prefix)
         while at >= 0:

@@ -75,6 +75,7 @@ class Session:
         self._lost: _Lost | None = None
         self._dirty = False
         self._sent = False
+        self._bash = False
         self._closed = False
         self._listeners: list[Callable[[bytes], None]] = []
 
@@ -202,6 +203,7 @@ class Session:
                 self.where, f"the shell ended while starting ({outcome.reason}): {tail(text)!r}"
             )
         self._shell_pid = outcome.status
+        self._bash = framing.BASH_FLAG in scanner.output
         self._buffer.clear()
         if outcome.rest:
             self._buffer.feed(outcome.rest)
@@ -265,7 +267,9 @@ class Session:
     async def _run_one(
         self, command: str, timeout: float | None, budget: float | None = None
     ) -> CommandStatus:
-        transport = await self._ensure_shell()
+        transport = self._transport
+        if transport is None or self._lost is not None or self._dirty or self._closed:
+            transport = await self._ensure_shell()
         started = (time.monotonic(), time.time())
         if self._sent and not await self._settle(timeout):
             return self._status(
@@ -283,7 +287,9 @@ class Session:
         self._seq += 1
         self._buffer.clear()
         scanner = self._expect_marker(self._seq)
-        transport.write(framing.command_bytes(command, self._token, self._seq, pty=self.pty))
+        transport.write(
+            framing.command_bytes(command, self._token, self._seq, pty=self.pty, bash=self._bash)
+        )
         waiter = self._waiter
         assert waiter is not None
         try:
