@@ -41,6 +41,7 @@ __all__ = [
     "marker_prefix",
     "new_token",
     "setup_bytes",
+    "strip_own_trace",
     "sync_bytes",
 ]
 
@@ -178,6 +179,27 @@ def clean_output(raw: bytes | bytearray) -> str:
     if b"\r" in raw:
         raw = raw.replace(b"\r\n", b"\n")
     return raw.decode("utf-8", "replace")
+
+
+_OWN_TRACE = re.compile(r"\++ (__otto_c=|for __otto_i in 1$|eval )")
+
+
+def strip_own_trace(output: str) -> str:
+    """Remove the shell's trace of otto's own framing when ``set -x`` is on.
+
+    With xtrace the shell also traces the lines that carry a command and its
+    end marker; the marker's trace is then the last line of the output (it
+    shows the marker escaped, never its bytes). Cheap when xtrace is off: only
+    the last line is looked at.
+    """
+    head, newline, last = output.rpartition("\n")
+    if not (last.startswith("+") and "otto:" in last and "036" in last):
+        return output
+    lines = head.split("\n") if newline else []
+    start = 0
+    while start < len(lines) and _OWN_TRACE.match(lines[start]):
+        start += 1
+    return "\n".join(lines[start:])
 
 
 class MarkerScanner:

@@ -337,7 +337,7 @@ class Session:
             self._buffer.feed(outcome.rest)
         return self._status(
             command,
-            framing.clean_output(scanner.output),
+            framing.strip_own_trace(framing.clean_output(scanner.output)),
             Status.Success if retcode == 0 else Status.Failed,
             retcode,
             started,

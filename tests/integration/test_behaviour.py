@@ -364,3 +364,13 @@ async def test_put_and_get_files_and_folders(host: Host, tmp_path: os.PathLike[s
     assert missing.status is Status.Error
     assert "does-not-exist" in missing.error
     await host.run(f"rm -rf {remote}")
+
+
+async def test_xtrace_does_not_end_a_command_early(host: Host) -> None:
+    await host.run("set -x")
+    out = (await host.run("echo traced; sleep 0.2; echo done")).only
+    await host.run("set +x")
+    assert out.status is Status.Success
+    assert "traced" in out.output and out.output.endswith("done")
+    assert "__otto" not in out.output and "otto:" not in out.output  # only the user's trace
+    assert (await host.run("echo clean")).only.output == "clean"

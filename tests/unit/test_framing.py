@@ -142,3 +142,14 @@ def test_late_markers_never_reach_the_output_however_split(
     assert scanner.output == before + between
     assert scanner.status == 0
     assert scanner.rest == b"after"
+
+
+def test_own_trace_is_stripped_only_under_xtrace() -> None:
+    traced = (
+        "+ __otto_c='echo a; echo b'\n+ for __otto_i in 1\n+ eval 'echo a; echo b'\n"
+        "++ echo a\na\n++ echo b\nb\n+ printf $'\\036otto:0123456789abcdef:2:0\\037'"
+    )
+    assert framing.strip_own_trace(traced) == "++ echo a\na\n++ echo b\nb"
+    plain = "+ this line is the user's\nlast line"
+    assert framing.strip_own_trace(plain) == plain
+    assert framing.strip_own_trace("") == ""
