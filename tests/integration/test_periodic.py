@@ -51,8 +51,10 @@ async def test_ticks_keep_to_the_schedule_and_overruns_are_skipped(host: LocalHo
     assert stats.ticks_run == 3
     # Each 0.25 s tick spans two more 0.1 s deadlines, which are skipped, not stacked.
     assert stats.ticks_skipped >= 4
+    # Never two at once: each starts after the previous one's 0.25 s. (Exact tick
+    # times are checked with a fake clock in tests/unit/test_periodic.py.)
     starts = [s[0].started for _, s in runner.results("slow")]
-    assert all(b - a >= 0.29 for a, b in itertools.pairwise(starts))
+    assert all(b - a >= 0.24 for a, b in itertools.pairwise(starts))
     assert all(s[0].output == "done" for _, s in runner.results("slow"))
 
 
