@@ -267,6 +267,7 @@ class Session:
     async def _run_one(
         self, command: str, timeout: float | None, budget: float | None = None
     ) -> CommandStatus:
+        budget = budget or timeout
         transport = self._transport
         if transport is None or self._lost is not None or self._dirty or self._closed:
             transport = await self._ensure_shell()
@@ -284,6 +285,8 @@ class Session:
             )
         if self._lost is not None:
             transport = await self._ensure_shell()  # what was sent ended the shell
+        if timeout is not None:
+            timeout = max(0.0, timeout - (time.monotonic() - started[0]))
         self._seq += 1
         self._buffer.clear()
         scanner = self._expect_marker(self._seq)
@@ -309,7 +312,7 @@ class Session:
                 -1,
                 started,
                 timed_out=True,
-                error=f"{self.where}: timed out after {budget or timeout:g}s",
+                error=f"{self.where}: timed out after {budget:g}s",
             )
         except asyncio.CancelledError:
             # The command still runs; the next call interrupts it before anything else.
