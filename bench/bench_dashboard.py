@@ -27,6 +27,7 @@ from pathlib import Path
 import httpx
 from playwright.async_api import Page, async_playwright
 
+from otto.monitor.parsers import CORE_METRICS
 from otto.monitor.web import DashboardServer, MemorySource
 
 CHROMIUM = "/usr/bin/chromium"
@@ -40,18 +41,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-METRICS = [
-    "cpu.percent",
-    "mem.used_bytes",
-    "mem.total_bytes",
-    "mem.percent",
-    "load.1m",
-    "net.rx_bytes_per_s",
-    "net.tx_bytes_per_s",
-    "disk.read_bytes_per_s",
-    "disk.write_bytes_per_s",
-    "disk.used_percent",
-]
+METRICS = list(CORE_METRICS)
 FRAME_RECORDER = """() => {
   window.__frames = [];
   let last = performance.now();

@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import RawShell
+
 from otto import LocalHost
 from otto.monitor import Collector
 from otto.monitor.collector import join_commands
@@ -37,37 +39,6 @@ QUICK = "--quick" in sys.argv
 SIZES = (10, 50) if QUICK else (10, 50, 200)
 ROUNDS = 3 if QUICK else 7
 SEPARATOR = "__otto_bench_sep__"
-MARK = b"__RAW_ROUND_DONE__\n"
-
-
-class RawShell:
-    """The baseline: a bash on asyncio pipes, fed the command and read to a marker."""
-
-    def __init__(self) -> None:
-        self.proc: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> None:
-        self.proc = await asyncio.create_subprocess_exec(
-            "bash",
-            "--noprofile",
-            "--norc",
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            limit=1 << 24,
-            # As otto starts its shells: without it every bash here ran slower.
-            start_new_session=True,
-        )
-
-    async def run(self, command: str) -> bytes:
-        assert self.proc and self.proc.stdin and self.proc.stdout
-        self.proc.stdin.write(command.encode() + b"; echo __RAW_ROUND_DONE__\n")
-        return await self.proc.stdout.readuntil(MARK)
-
-    async def close(self) -> None:
-        assert self.proc and self.proc.stdin
-        self.proc.stdin.close()
-        await self.proc.wait()
 
 
 async def round_cost(n: int) -> tuple[float, float]:

@@ -13,23 +13,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from otto import LocalHost
 from otto.monitor import Collector, MonitorTarget, gauge_parser
+from otto.monitor.parsers import CORE_METRICS
 from otto.monitor.prometheus import render_metrics
 from tests.integration.hosts import remote_host
 from tests.lab import Lab
 
 WAIT = 20.0
-CONTRACT = (
-    "cpu.percent",
-    "mem.used_bytes",
-    "mem.total_bytes",
-    "mem.percent",
-    "load.1m",
-    "net.rx_bytes_per_s",
-    "net.tx_bytes_per_s",
-    "disk.read_bytes_per_s",
-    "disk.write_bytes_per_s",
-    "disk.used_percent",
-)
+CONTRACT = CORE_METRICS
 
 
 async def next_round(stream: AsyncIterator[dict[str, object]]) -> dict[str, dict[str, object]]:

@@ -26,6 +26,7 @@ from types import MappingProxyType
 from typing import Protocol
 
 __all__ = [
+    "CORE_METRICS",
     "DEFAULT_PARSERS",
     "FREE_PARSERS",
     "MetricParser",
@@ -43,6 +44,20 @@ __all__ = [
     "parse_net_dev",
     "parse_proc_stat",
 ]
+
+CORE_METRICS = (
+    "cpu.percent",
+    "mem.used_bytes",
+    "mem.total_bytes",
+    "mem.percent",
+    "load.1m",
+    "net.rx_bytes_per_s",
+    "net.tx_bytes_per_s",
+    "disk.read_bytes_per_s",
+    "disk.write_bytes_per_s",
+    "disk.used_percent",
+)
+"""The metrics every Linux host gives with the default parsers (SPEC §5)."""
 
 SECTOR_BYTES = 512
 """/proc/diskstats counts 512-byte sectors whatever the device's real sector size."""

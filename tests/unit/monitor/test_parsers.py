@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from otto.monitor.parsers import (
+    CORE_METRICS,
     DEFAULT_PARSERS,
     FREE_PARSERS,
     MetricParser,
@@ -288,18 +289,7 @@ def test_default_parsers_over_two_captured_rounds_give_the_contract_metrics() ->
     metrics: dict[str, float] = {}
     for command, (first, second) in files.items():
         metrics.update(two_readings(DEFAULT_PARSERS[command], first, second).metrics)
-    for name in (
-        "cpu.percent",
-        "mem.used_bytes",
-        "mem.total_bytes",
-        "mem.percent",
-        "load.1m",
-        "net.rx_bytes_per_s",
-        "net.tx_bytes_per_s",
-        "disk.read_bytes_per_s",
-        "disk.write_bytes_per_s",
-        "disk.used_percent",
-    ):
+    for name in CORE_METRICS:
         assert name in metrics, name
 
 
