@@ -22,12 +22,11 @@ if TYPE_CHECKING:
         TransferError,
     )
     from otto.fanout import do_for_all_hosts, run_on_all_hosts
-    from otto.host import Host, LocalHost
+    from otto.hosts import Host, LocalHost, RemoteHost
     from otto.instructions import InstructionError, instruction
     from otto.lab import Lab, all_hosts, get_host, load_lab
     from otto.loop import run
     from otto.periodic import RepeatRunner, RepeatStats
-    from otto.remote import RemoteHost
     from otto.result import CommandStatus, RunResult, Status, TransferResult
     from otto.session import Session
 
@@ -37,14 +36,14 @@ _WHERE = {
     "ConnectError": "otto.errors",
     "ConnectionLost": "otto.errors",
     "ExpectTimeout": "otto.errors",
-    "Host": "otto.host",
+    "Host": "otto.hosts",
     "HostKeyError": "otto.errors",
     "InstructionError": "otto.instructions",
     "Lab": "otto.lab",
     "LabError": "otto.errors",
-    "LocalHost": "otto.host",
+    "LocalHost": "otto.hosts",
     "OttoError": "otto.errors",
-    "RemoteHost": "otto.remote",
+    "RemoteHost": "otto.hosts",
     "RepeatRunner": "otto.periodic",
     "RepeatStats": "otto.periodic",
     "RunResult": "otto.result",

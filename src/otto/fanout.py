@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, TypeVar
 from otto.lab import current_lab
 
 if TYPE_CHECKING:
-    from otto.host import Host
+    from otto.hosts import Host
     from otto.result import RunResult
 
 __all__ = ["do_for_all_hosts", "run_on_all_hosts"]

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Literal, TypeAlias, cast
 from otto.errors import LabError
 
 if TYPE_CHECKING:
-    from otto.host import Host
+    from otto.hosts import Host
 
 __all__ = [
     "DEFAULT_HOST_NAME",
@@ -496,11 +496,11 @@ class Lab:
     def _build(self, spec: HostSpec) -> Host:
         # Imported here: reading a lab (``otto --help``, ``--list-hosts``) must not
         # pay for the transports.
-        from otto.host import LocalHost
+        from otto.hosts import LocalHost
 
         if spec.term == "local":
             return LocalHost(name=spec.name)
-        from otto.remote import RemoteHost
+        from otto.hosts import RemoteHost
 
         hop = self.host(spec.hop) if spec.hop is not None else None
         assert hop is None or isinstance(hop, RemoteHost), "hops are SSH hosts"

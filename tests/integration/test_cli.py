@@ -625,7 +625,6 @@ def test_monitor_port_in_use() -> None:
 @pytest.fixture(scope="module")
 def ssh_lab_file(lab: TestLab, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An otto lab file for the test lab's hosts (key, password, known_hosts, hops)."""
-    pytest.importorskip("otto.remote", reason="RemoteHost is not there yet")
     hosts = []
     for record in lab.inventory():
         entry = {k: v for k, v in record.items() if v is not None}
@@ -695,7 +694,6 @@ def test_monitor_lab_hosts(start_monitor: StartMonitor, ssh_lab_file: Path) -> N
 
 
 def test_unreachable_host_fails_fast_with_its_name(tmp_path: Path) -> None:
-    pytest.importorskip("otto.remote", reason="RemoteHost is not there yet")
     with __import__("socket").socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # nothing listens here once closed

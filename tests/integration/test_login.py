@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from otto.host import LocalHost
+from otto.hosts import LocalHost
 
 if TYPE_CHECKING:
     from tests.lab import Lab as TestLab
@@ -246,7 +246,6 @@ def test_login_without_a_terminal_is_refused() -> None:
 
 @pytest.mark.parametrize("name", ["ssh1", "inner2", "telnet1"])
 def test_login_on_lab_hosts(lab: TestLab, tmp_path: Path, name: str) -> None:
-    pytest.importorskip("otto.remote", reason="RemoteHost is not there yet")
     hosts = []
     for record in lab.inventory():
         entry = {k: v for k, v in record.items() if v is not None}

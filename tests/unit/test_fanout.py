@@ -11,7 +11,7 @@ import pytest
 
 import otto.lab as lab_module
 from otto.fanout import do_for_all_hosts, run_on_all_hosts
-from otto.host import Host
+from otto.hosts import Host
 from otto.lab import load_lab
 from otto.result import RunResult, Status
 

@@ -11,7 +11,7 @@ import pytest
 
 import otto.lab as lab_module
 from otto.errors import LabError
-from otto.host import LocalHost
+from otto.hosts import LocalHost
 from otto.lab import KNOWN_HOSTS_DEFAULT, Lab, all_hosts, current_lab, get_host, load_lab
 
 SECRET = "hunter2-Sekr3t"
@@ -381,7 +381,8 @@ def test_unknown_host_lists_the_known_ones(tmp_path: Path) -> None:
 
 
 def test_remote_hosts_are_built_with_their_hops(tmp_path: Path, key: Path) -> None:
-    remote = pytest.importorskip("otto.remote")
+    from otto.hosts import remote
+
     f = write(
         tmp_path / "lab.json",
         {

@@ -11,14 +11,14 @@ LAYERS: list[set[str]] = [
     {"otto.errors", "otto.result"},
     {"otto.framing", "otto.expect", "otto.transports", "otto.loop", "otto.transfer"},
     {"otto.session"},
-    {"otto.host", "otto.shellxfer", "otto.remote"},
+    {"otto.hosts", "otto.shellxfer"},
     {"otto.periodic", "otto.monitor", "otto.lab"},
     {"otto.fanout", "otto.instructions"},
     {"otto.cli", "otto.__main__"},
 ]
 
 # Host.start_repeat hands its periodic tasks to RepeatRunner, imported when first used.
-ALLOWED_UPWARD = {("otto.host", "otto.periodic")}
+ALLOWED_UPWARD = {("otto.hosts.base", "otto.periodic")}
 
 CLI_ONLY = {"typer", "rich", "click"}
 

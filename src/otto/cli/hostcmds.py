@@ -18,7 +18,7 @@ from otto.result import CommandStatus, Status, TransferResult
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
-    from otto.host import Host
+    from otto.hosts import Host
     from otto.lab import Lab
 
 __all__ = ["print_hosts", "resolve_names", "run_commands", "transfer"]

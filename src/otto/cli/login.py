@@ -19,7 +19,7 @@ import tty
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from otto.host import Host
+    from otto.hosts import Host
     from otto.session import Session
 
 __all__ = ["ESCAPE", "login"]

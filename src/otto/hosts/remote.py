@@ -21,7 +21,7 @@ import asyncssh
 
 from otto import shellxfer
 from otto.errors import ConnectError
-from otto.host import Host
+from otto.hosts.base import Host
 from otto.result import CommandStatus, Status, TransferResult
 from otto.session import Session
 from otto.transfer import PathArg, Progress, source_list

@@ -3,7 +3,7 @@
 ``Host`` holds what every kind of host shares: its named sessions, its default
 session, its periodic tasks and its clean-up. A subclass says how to reach a
 shell (``_shell_transport``), how to run a one-shot command and how to move
-files. ``LocalHost`` is here; ``RemoteHost`` (SSH, Telnet) is in ``remote``.
+files. ``LocalHost`` is in ``hosts.local``; ``RemoteHost`` (SSH, Telnet) in ``hosts.remote``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import abc
 import asyncio
 import logging
-import os
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -21,16 +20,15 @@ from otto import loop as otto_loop
 from otto.framing import clean_output
 from otto.result import CommandStatus, RunResult, Status, TransferResult
 from otto.session import Pattern, Session
-from otto.transfer import PathArg, Progress, copy_local
+from otto.transfer import PathArg, Progress
 from otto.transports.base import ShellTransport
-from otto.transports.local import LocalShell, default_shell, exec_local
 
 if TYPE_CHECKING:
     from otto.periodic import RepeatRunner
 
-__all__ = ["DEFAULT_SESSION", "Host", "LocalHost"]
+__all__ = ["DEFAULT_SESSION", "Host"]
 
-log = logging.getLogger("otto.host")
+log = logging.getLogger("otto.hosts")
 
 DEFAULT_SESSION = "default"
 
@@ -298,50 +296,3 @@ class Host(abc.ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
-
-
-class LocalHost(Host):
-    """This machine. Sessions are local shells; files are copied locally.
-
-    Args:
-        name: how the host is called in results and messages.
-        shell: the shell for sessions (default: bash if installed, else /bin/sh).
-            One-shot commands run with ``/bin/sh -c``, as ``subprocess`` does.
-        env: the environment for new shells (default: this process's).
-        cwd: the starting directory of new shells (default: this process's).
-    """
-
-    def __init__(
-        self,
-        name: str = "local",
-        *,
-        shell: str | None = None,
-        env: dict[str, str] | None = None,
-        cwd: PathArg | None = None,
-    ) -> None:
-        super().__init__(name)
-        self.shell = shell or default_shell()
-        self._env = env
-        self._cwd = None if cwd is None else os.fspath(cwd)
-
-    def _shell_transport(self, *, pty: bool) -> ShellTransport:
-        return LocalShell(self.shell, pty=pty, env=self._env, cwd=self._cwd)
-
-    async def _oneshot(self, command: str, timeout: float | None) -> CommandStatus:
-        started = (time.monotonic(), time.time())
-        raw, code, timed_out = await exec_local(
-            command, timeout=timeout, env=self._env, cwd=self._cwd
-        )
-        return self._process_status(
-            command, started, raw=raw, code=code, timed_out=timed_out, timeout=timeout
-        )
-
-    async def _put(
-        self, src: PathArg | Sequence[PathArg], dest_dir: PathArg, progress: Progress | None
-    ) -> TransferResult:
-        return await copy_local(src, dest_dir, progress)
-
-    async def _get(
-        self, src: PathArg | Sequence[PathArg], dest_dir: PathArg, progress: Progress | None
-    ) -> TransferResult:
-        return await copy_local(src, dest_dir, progress)

@@ -1,0 +1,9 @@
+"""Hosts: the verbs every host offers, and one file per kind of host or connection."""
+
+from __future__ import annotations
+
+from otto.hosts.base import DEFAULT_SESSION, Host
+from otto.hosts.local import LocalHost
+from otto.hosts.remote import RemoteHost
+
+__all__ = ["DEFAULT_SESSION", "Host", "LocalHost", "RemoteHost"]
