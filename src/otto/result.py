@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -55,6 +56,47 @@ class CommandStatus:
     @property
     def is_ok(self) -> bool:
         return self.status.is_ok
+
+    @classmethod
+    def finished(
+        cls,
+        command: str,
+        output: str,
+        retcode: int | None,
+        *,
+        started: tuple[float, float],
+        host: str = "",
+        session: str = "",
+        timed_out: bool = False,
+        error: str = "",
+    ) -> CommandStatus:
+        """The record of a command that ended now.
+
+        The status follows from how it ended: ``Error`` when it timed out or no
+        exit status is known (``retcode`` None, recorded as -1), else
+        ``Success`` for 0 and ``Failed`` for any other status.
+
+        Args:
+            started: ``(time.monotonic(), time.time())`` when the command started.
+        """
+        if timed_out or retcode is None:
+            status = Status.Error
+            if not error:
+                error = f"{host}: the command ended without an exit status"
+        else:
+            status = Status.Success if retcode == 0 else Status.Failed
+        return cls(
+            command=command,
+            output=output,
+            status=status,
+            retcode=-1 if retcode is None or timed_out else retcode,
+            timed_out=timed_out,
+            duration=time.monotonic() - started[0],
+            error=error,
+            host=host,
+            session=session,
+            started=started[1],
+        )
 
 
 @dataclass(frozen=True, slots=True)

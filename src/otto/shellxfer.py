@@ -11,19 +11,25 @@ import base64
 import hashlib
 import os
 import shlex
+from collections.abc import Awaitable, Callable
 from pathlib import Path, PurePosixPath
 
+from otto.errors import TransferError
 from otto.session import Session
 from otto.transfer import Progress
 
-__all__ = ["ShellTransferError", "get", "put"]
+__all__ = ["ShellTransferError", "Transfer", "get", "put"]
 
 CHUNK = 48 * 1024
 """Raw bytes per command (64 KiB of base64)."""
 
 
-class ShellTransferError(Exception):
+class ShellTransferError(TransferError):
     """A shell command of a transfer failed."""
+
+
+Transfer = Callable[[Session, list[str], str, "Progress | None"], Awaitable[tuple[list[str], int]]]
+"""``put`` or ``get``: (session, sources, destination folder, progress) -> (files, bytes)."""
 
 
 async def _sh(session: Session, command: str) -> str:

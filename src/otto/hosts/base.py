@@ -11,14 +11,13 @@ from __future__ import annotations
 import abc
 import asyncio
 import logging
-import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from otto import loop as otto_loop
 from otto.framing import clean_output
-from otto.result import CommandStatus, RunResult, Status, TransferResult
+from otto.result import CommandStatus, RunResult, TransferResult
 from otto.session import Pattern, Session
 from otto.transfer import PathArg, Progress
 from otto.transports.base import ShellTransport
@@ -26,13 +25,39 @@ from otto.transports.base import ShellTransport
 if TYPE_CHECKING:
     from otto.periodic import RepeatRunner
 
-__all__ = ["DEFAULT_SESSION", "Host"]
+__all__ = ["DEFAULT_SESSION", "Host", "process_status"]
 
 log = logging.getLogger("otto.hosts")
 
 DEFAULT_SESSION = "default"
 
 OnResult = Callable[[str, datetime, list[CommandStatus]], object]
+
+
+def process_status(
+    host: str,
+    command: str,
+    raw: bytes,
+    code: int | None,
+    *,
+    started: tuple[float, float],
+    timed_out: bool,
+    timeout: float | None,
+    error: str = "",
+) -> CommandStatus:
+    """The record of a one-shot process: what it printed and how it ended."""
+    if timed_out:
+        error = f"{host}: timed out after {timeout:g}s"
+    return CommandStatus.finished(
+        command,
+        clean_output(raw),
+        code,
+        started=started,
+        host=host,
+        session="oneshot",
+        timed_out=timed_out,
+        error=error,
+    )
 
 
 class Host(abc.ABC):
@@ -46,6 +71,7 @@ class Host(abc.ABC):
         self._sessions: dict[str, Session] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._repeats: RepeatRunner | None = None
+        self._private_count = 0
 
     # --- what a kind of host provides ------------------------------------------
 
@@ -66,38 +92,6 @@ class Host(abc.ABC):
     async def _get(
         self, src: PathArg | Sequence[PathArg], dest_dir: PathArg, progress: Progress | None
     ) -> TransferResult: ...
-
-    def _process_status(
-        self,
-        command: str,
-        started: tuple[float, float],
-        *,
-        raw: bytes,
-        code: int | None,
-        timed_out: bool,
-        timeout: float | None,
-        error: str = "",
-    ) -> CommandStatus:
-        """The record of a one-shot process: what it printed and how it ended."""
-        if timed_out:
-            status, error = Status.Error, f"{self.name}: timed out after {timeout:g}s"
-        elif code is None:
-            status = Status.Error
-            error = error or f"{self.name}: the command ended without an exit status"
-        else:
-            status = Status.Success if code == 0 else Status.Failed
-        return CommandStatus(
-            command=command,
-            output=clean_output(raw),
-            status=status,
-            retcode=-1 if code is None else code,
-            timed_out=timed_out,
-            duration=time.monotonic() - started[0],
-            error=error,
-            host=self.name,
-            session="oneshot",
-            started=started[1],
-        )
 
     async def _close_links(self) -> None:
         """Close connections shared by the sessions (none for a local host)."""
@@ -136,6 +130,15 @@ class Host(abc.ABC):
             pty=pty,
             on_close=self._forget,
         )
+
+    def private_session(self, purpose: str) -> Session:
+        """A session outside the named ones, for one piece of work; the caller closes it.
+
+        It is not listed in ``sessions`` and never returned to anyone else.
+        """
+        self._bind()
+        self._private_count += 1
+        return self._new_session(f"{purpose}-{self._private_count}", False)
 
     def _forget(self, session: Session) -> None:
         if self._sessions.get(session.name) is session:

@@ -6,7 +6,7 @@ import os
 import time
 from collections.abc import Sequence
 
-from otto.hosts.base import Host
+from otto.hosts.base import Host, process_status
 from otto.result import CommandStatus, TransferResult
 from otto.transfer import PathArg, Progress, copy_local
 from otto.transports.base import ShellTransport
@@ -47,8 +47,8 @@ class LocalHost(Host):
         raw, code, timed_out = await exec_local(
             command, timeout=timeout, env=self._env, cwd=self._cwd
         )
-        return self._process_status(
-            command, started, raw=raw, code=code, timed_out=timed_out, timeout=timeout
+        return process_status(
+            self.name, command, raw, code, started=started, timed_out=timed_out, timeout=timeout
         )
 
     async def _put(

@@ -252,6 +252,16 @@ class SshLink:
             return False
         return True
 
+    def abort(self) -> None:
+        """Drop every connection at once, without waiting (at interpreter exit)."""
+        conns, self._conns = self._conns, []
+        for slot in conns:
+            slot.alive = False
+            if slot.task is not None and not slot.task.done():
+                slot.task.cancel()
+            if slot.conn is not None:
+                slot.conn.abort()
+
     async def close(self) -> None:
         conns, self._conns = self._conns, []
         for slot in conns:
