@@ -1,8 +1,9 @@
 """The expect buffer: decoded output waiting to be matched. Pure: fed bytes, no I/O.
 
-Match rules (as in pexpect): the earliest match in the stream wins; what a
-match returns is everything received since the previous match, up to and
-including this one. Text is decoded incrementally (a UTF-8 character split
+Match rules (as in pexpect): the earliest match in the stream wins (among
+several patterns, the one whose match starts first; on a tie, the first
+listed); what a match returns is everything received since the previous
+match, up to and including this one. Text is decoded incrementally (a UTF-8 character split
 across reads still decodes; invalid bytes become U+FFFD) and ``\\r\\n`` is
 folded to ``\\n``, as in command output.
 
@@ -17,11 +18,30 @@ from __future__ import annotations
 
 import codecs
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 
-__all__ = ["ExpectBuffer"]
+__all__ = ["ExpectBuffer", "ExpectMatch"]
 
 DEFAULT_MAX_CHARS = 16 * 1024 * 1024
 DEFAULT_WINDOW = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class ExpectMatch:
+    """Which of several patterns matched, and where."""
+
+    index: int
+    """Position of the matching pattern in the list given."""
+    text: str
+    """Everything received since the previous match, up to and including this one."""
+    match: re.Match[str]
+    """The regex match (``group()`` is the matched text, ``group(1)`` its first group)."""
+
+    @property
+    def matched(self) -> str:
+        """The text the pattern matched."""
+        return self.match.group()
 
 
 class ExpectBuffer:
@@ -36,7 +56,7 @@ class ExpectBuffer:
         self._chunks: list[str] = []
         self._size = 0
         self._held_cr = False
-        self._pattern: re.Pattern[str] | None = None
+        self._patterns: tuple[re.Pattern[str], ...] = ()
         self._scanned = 0
         self.dropped = 0
 
@@ -106,8 +126,18 @@ class ExpectBuffer:
         Returns the pending text up to and including the earliest match (and
         consumes it), or None.
         """
-        if pattern is not self._pattern:
-            self._pattern = pattern
+        found = self.search_any((pattern,))
+        return None if found is None else found.text
+
+    def search_any(self, patterns: Sequence[re.Pattern[str]]) -> ExpectMatch | None:
+        """Look for any of ``patterns`` in text not yet searched for them.
+
+        The match that starts earliest wins; on a tie, the pattern listed first.
+        Returns it (consuming the pending text up to its end), or None.
+        """
+        key = tuple(patterns)
+        if key != self._patterns:
+            self._patterns = key
             self._scanned = 0
         if self._size == 0 or (self._scanned >= self._size and self._scanned > 0):
             return None
@@ -115,16 +145,21 @@ class ExpectBuffer:
         # One character of context before the start keeps ^, \b and lookbehinds honest.
         base = max(0, start - 1)
         region = self._tail(self._size - base)
-        m = pattern.search(region, start - base)
-        if m is None:
+        best: re.Match[str] | None = None
+        best_index = -1
+        for index, pattern in enumerate(key):
+            m = pattern.search(region, start - base)
+            if m is not None and (best is None or m.start() < best.start()):
+                best, best_index = m, index
+        if best is None:
             self._scanned = self._size
             return None
-        end = base + m.end()
+        end = base + best.end()
         text = self.text()
         self._chunks = [text[end:]] if end < len(text) else []
         self._size = len(text) - end
         self._scanned = 0
-        return text[:end]
+        return ExpectMatch(best_index, text[:end], best)
 
     def _tail(self, n: int) -> str:
         """The last ``n`` characters of pending text, joining as few chunks as possible."""
