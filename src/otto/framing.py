@@ -2,26 +2,39 @@
 
 Pure functions and one small scanner; nothing here does I/O.
 
-Each command is sent as shell text that stores the command in a variable, runs
-it with ``eval`` inside a one-pass ``for`` loop, and then prints an end marker::
+A command is sent as shell text that stores the command in a variable, runs
+it with ``eval`` inside a one-pass ``for`` loop, and then, on a line of its
+own, prints an end marker::
 
-    __otto_c='<command, single-quoted>'
-    for __otto_i in 1;do eval "$__otto_c";done;printf '\\036otto:%s:%d\\037' '<token>:<seq>' "$?"
+    __otto_c='<command, quoted>'
+    __otto_s=<seq>;for __otto_i in 1;do eval "$__otto_c";done
+    printf '\\036otto:%s:%d%s\\037' '<token>:<seq>' "$?" "${__otto_r-r}"
 
 A plain command (words of characters no shell treats specially) goes in the
-place of ``eval`` as it is: it cannot break out, and it is parsed faster.
+place of ``eval`` as it is, on one line with its marker: it cannot break out,
+and it is parsed faster.
 
 Why this shape:
 
 - The command never reaches the shell's parser directly, so an unbalanced
   quote, a heredoc, a ``# comment`` or a trailing ``&`` is contained in ``eval``
   (a syntax error is just exit status 2 with the shell's message).
-- Long or multi-line commands are sent in quoted pieces of bounded length, so a
-  pseudo-terminal's line limit (4095 bytes in canonical mode) is never hit.
+- Long or multi-line commands are sent as one double-quoted word broken into
+  lines of bounded length by backslash-newline continuations: a
+  pseudo-terminal's line limit (4095 bytes in canonical mode) is never hit, and
+  the shell reads the word in one pass (linear in its length).
 - The marker carries a random per-shell token and the command's sequence
-  number, and its control bytes (RS ``\\x1e``, US ``\\x1f``) only exist in the
-  output, never in the text sent: neither the command's output nor a
-  terminal's echo of the input can forge it.
+  number. On a pipe to bash its bytes stand literally in the line (bash shows
+  control bytes escaped when it traces, and ``$?`` unexpanded when it echoes);
+  otherwise they are written as ``printf`` escapes. Nothing sent to a terminal
+  holds a control byte, so a terminal in raw mode (``stty raw``) changes nothing.
+- The marker stands on its own line, so a command that replaces the shell
+  (``exec bash``) still ends: the new shell prints it, and ``__otto_r``, set
+  only by otto's set-up, tells that the shell is a new one (status ``<n>r``).
+- ``__otto_s`` holds the sequence number of the command running, and the
+  shell's EXIT trap prints it with the exit status (``e<seq>:<status>``): so a
+  shell that ended by itself between two commands is told apart from one that
+  a command ended (``exit 3``).
 - The shell's INT trap runs ``break 1000``, which leaves every loop up to ours:
   an interrupted command ends the whole command text, as Ctrl-C would at an
   interactive prompt, and still prints its marker.
@@ -37,10 +50,12 @@ __all__ = [
     "MarkerScanner",
     "clean_output",
     "command_bytes",
+    "exit_marker",
     "is_plain",
     "marker_prefix",
     "new_token",
     "setup_bytes",
+    "strip_own_echo",
     "strip_own_trace",
     "sync_bytes",
 ]
@@ -65,28 +80,34 @@ def marker_prefix(token: str, seq: int) -> bytes:
 
 
 def _printf_marker(token: str, seq: int, value: str) -> str:
-    return f"printf '\\036otto:%s:%d\\037' {token}:{seq} {value}"
+    return f"printf '\\036otto:%s:%d%s\\037' {token}:{seq} {value} \"${{__otto_r-r}}\""
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]+")
+_DQ_SPECIAL = re.compile(r'([\\$`"])')
 
 
 def _single_quote(text: str) -> str:
     return "'" + text.replace("'", "'\\''") + "'"
 
 
-def _escape_for_pty(line: str) -> str:
-    # In canonical mode a terminal acts on control characters (Ctrl-C, Ctrl-U, ...);
-    # prefixing each with Ctrl-V (lnext) makes the line discipline pass it literally.
-    out = []
-    for ch in line:
-        if (ch < " " and ch not in "\n\t") or ch == "\x7f":
-            out.append("\x16")
-        out.append(ch)
-    return "".join(out)
+def _octal_printf(match: re.Match[str]) -> str:
+    # A terminal acts on control characters (Ctrl-C, Ctrl-U, ...) and passes
+    # them on only in some modes; printf writes them without any being sent.
+    return "$(printf '" + "".join(f"\\{ord(c):03o}" for c in match.group()) + "')"
+
+
+def _double_quote(text: str, pty: bool) -> str:
+    quoted = _DQ_SPECIAL.sub(r"\\\1", text)
+    if pty:
+        quoted = _CONTROL.sub(_octal_printf, quoted)
+    return quoted
 
 
 _PLAIN = re.compile(r"[A-Za-z0-9_./:=@%+,-]+(?: [A-Za-z0-9_./:=@%+,-]+)*\Z")
 _RESERVED = frozenset(
     {
-        "case", "coproc", "do", "done", "elif", "else", "esac", "fi", "for",
+        "case", "coproc", "do", "done", "elif", "else", "esac", "exec", "fi", "for",
         "function", "if", "in", "select", "then", "time", "until", "while",
     }
 )  # fmt: skip
@@ -97,7 +118,8 @@ def is_plain(command: str) -> bool:
 
     Such a command cannot open a quote, a heredoc, a comment or a background
     job, so it can be sent as it is rather than through ``eval``: a shorter
-    round trip for the commands run most often.
+    round trip for the commands run most often. ``exec`` is never plain: a
+    shell it replaces must still find the end marker on a line of its own.
     """
     return (
         len(command) <= _PIECE
@@ -110,34 +132,42 @@ BASH_FLAG = b"\x1eotto-bash\x1f"
 """Printed during set-up when the shell is bash (see ``setup_bytes``)."""
 
 
-def _end_marker(token: str, seq: int, bash: bool) -> str:
-    if bash:
+def _end_marker(token: str, seq: int, bash: bool, pty: bool) -> str:
+    if bash and not pty:
         # Bash escapes control characters when it traces a command (set -x), and
         # the echo of a line shows "$?" unexpanded: so the marker's own bytes can
         # stand in the line, which is a cheaper command than a printf format.
-        return f'printf "\x1eotto:{token}:{seq}:$?\x1f"'
+        return f'printf "\x1eotto:{token}:{seq}:$?${{__otto_r-r}}\x1f"'
     return _printf_marker(token, seq, "$?")
+
+
+def _quoted_command(command: str, pty: bool) -> str:
+    """``__otto_c=...`` holding ``command``: one word, in lines of bounded length."""
+    controls = pty and _CONTROL.search(command) is not None
+    if len(command) <= _PIECE and not controls:
+        return f"__otto_c={_single_quote(command)}\n"
+    # Raw characters per line: escaping at most doubles them, and a run of
+    # control characters on a terminal grows to printf escapes (4 bytes each).
+    piece = _PIECE // 4 if controls else _PIECE
+    parts = [
+        _double_quote(command[i : i + piece], pty) for i in range(0, len(command), piece)
+    ]
+    return '__otto_c="' + "\\\n".join(parts) + '"\n'
 
 
 def command_bytes(
     command: str, token: str, seq: int, *, pty: bool = False, bash: bool = False
 ) -> bytes:
     """The text to write to a shell to run ``command`` and mark its end."""
-    marker = _end_marker(token, seq, bash)
+    marker = _end_marker(token, seq, bash, pty)
     if is_plain(command):
         # One simple command needs no loop for an interrupt to end it.
-        text = f"{command};{marker}\n"
+        text = f"__otto_s={seq};{command};{marker}\n"
     else:
-        run = f'for __otto_i in 1;do eval "$__otto_c";done;{marker}\n'
-        if len(command) <= _PIECE:
-            text = f"__otto_c={_single_quote(command)};{run}"
-        else:
-            pieces = [command[i : i + _PIECE] for i in range(0, len(command), _PIECE)]
-            lines = [f"__otto_c={_single_quote(pieces[0])}\n"]
-            lines += [f'__otto_c="$__otto_c"{_single_quote(p)}\n' for p in pieces[1:]]
-            text = "".join(lines) + run
-    if pty:
-        text = _escape_for_pty(text)
+        text = (
+            _quoted_command(command, pty)
+            + f'__otto_s={seq};for __otto_i in 1;do eval "$__otto_c";done\n{marker}\n'
+        )
     return text.encode("utf-8", "surrogateescape")
 
 
@@ -146,8 +176,11 @@ def sync_bytes(token: str, seq: int) -> bytes:
     return (_printf_marker(token, seq, "0") + "\n").encode()
 
 
-def setup_bytes(token: str, *, pty: bool) -> bytes:
-    """Shell set-up sent once a shell starts; ends with marker 0 carrying the shell's PID."""
+def setup_bytes(token: str, *, pty: bool, seq: int = 0) -> bytes:
+    """Shell set-up, sent when a shell starts (and again after it was replaced).
+
+    Ends with marker ``seq`` carrying the shell's PID.
+    """
     lines = []
     if pty:
         # No echo, no prompts, no line editing, no job control: the terminal then
@@ -159,16 +192,51 @@ def setup_bytes(token: str, *, pty: bool) -> bytes:
             "stty -onlcr 2>/dev/null",
             "set +m 2>/dev/null",
             '[ -n "$BASH_VERSION" ] && { set +H +o history +o emacs +o vi; } 2>/dev/null',
+            # An interactive bash started by `exec bash` would bracket pastes.
+            '[ -n "$BASH_VERSION" ] && bind "set enable-bracketed-paste off" 2>/dev/null',
         ]
     lines += [
         # One stream, in the order written (SSH carries stderr apart otherwise).
         "exec 2>&1",
-        "PS1='' PS2='' PS3='' PS4='+ ' PROMPT_COMMAND='' PS0=''",
+        "PS1='' PS2='' PS3='' PS4='+ ' PROMPT_COMMAND='' PS0='' __otto_r='' __otto_s=0",
         "trap 'break 1000 2>/dev/null' INT",
+        f"trap 'printf \"\\036otto:%s:e%s:%d\\037\" {token} \"$__otto_s\" \"$?\"' EXIT",
         "[ -n \"$BASH_VERSION\" ] && printf '\\036otto-bash\\037'",
-        _printf_marker(token, 0, "$$"),
+        _printf_marker(token, seq, "$$"),
     ]
     return ("\n".join(lines) + "\n").encode()
+
+
+def exit_marker(data: bytes, token: str) -> tuple[int, int] | None:
+    """The (sequence number, exit status) the shell's EXIT trap printed in ``data``."""
+    prefix = b"%s%s%s:e" % (RS, _MAGIC, token.encode())
+    at = data.rfind(prefix)
+    if at < 0:
+        return None
+    body = data[at + len(prefix) : data.find(US, at)]
+    seq, _, status = body.partition(b":")
+    if seq.isdigit() and status.isdigit():
+        return int(seq), int(status)
+    return None
+
+
+def strip_own_echo(output: bytes, sent: bytes) -> bytes:
+    """Remove the shell's echo of the text otto sent (``set -v``) from ``output``.
+
+    In verbose mode the shell prints each line it reads: the lines that carry
+    the command come before its output, the marker line after it.
+    """
+    head, _, marker_line = sent[:-1].rpartition(b"\n")
+    if not head:
+        # A plain command: one line, echoed before it runs.
+        return output[len(sent) :] if output.startswith(sent) else output
+    head += b"\n"
+    if output.startswith(head):
+        output = output[len(head) :]
+    marker_line += b"\n"
+    if output.endswith(marker_line):
+        output = output[: -len(marker_line)]
+    return output
 
 
 def clean_output(raw: bytes | bytearray) -> str:
@@ -181,7 +249,7 @@ def clean_output(raw: bytes | bytearray) -> str:
     return raw.decode("utf-8", "replace")
 
 
-_OWN_TRACE = re.compile(r"\++ (__otto_c=|for __otto_i in 1$|eval )")
+_OWN_TRACE = re.compile(r"\++ (__otto_c=|__otto_s=|for __otto_i in 1$|eval )")
 
 
 def strip_own_trace(output: str) -> str:
@@ -208,22 +276,78 @@ class MarkerScanner:
     Feed it every chunk as it arrives; each byte is searched once (plus the few
     bytes a marker could straddle), and chunks are joined once, at the end.
     Markers of this shell's earlier commands (late ones, after an interrupt)
-    are dropped from the output. When ``feed`` returns True, ``output`` holds
-    the bytes before the marker, ``status`` the exit status it carried and
-    ``rest`` any bytes after it.
+    and the EXIT trap's marker are dropped from the output (the latter is kept
+    in ``exit``). When ``feed`` returns True, ``output`` holds the bytes before
+    the marker, ``status`` the exit status it carried, ``replaced`` whether a
+    new shell printed it, and ``rest`` any bytes after it.
+
+    At most ``limit`` bytes of output are kept: past that, the first and the
+    last ``limit // 2`` bytes, with ``dropped`` counting what was left out.
     """
 
-    __slots__ = ("_chunks", "_pending", "_prefix", "_size", "_want", "rest", "status")
+    __slots__ = (
+        "_chunks",
+        "_head",
+        "_limit",
+        "_pending",
+        "_prefix",
+        "_size",
+        "_tail",
+        "_tail_size",
+        "_want",
+        "dropped",
+        "exit",
+        "replaced",
+        "rest",
+        "status",
+    )
 
-    def __init__(self, token: str, seq: int) -> None:
+    def __init__(self, token: str, seq: int, *, limit: int | None = None) -> None:
         self._prefix = b"%s%s%s:" % (RS, _MAGIC, token.encode())
         self._want = seq
         self._chunks: list[bytes] = []
         self._size = 0
+        self._limit = limit
+        self._head = 0
+        self._tail: list[bytes] = []
+        self._tail_size = 0
         # Bytes that may hold the start of a marker: the tail of what came so far.
         self._pending = b""
         self.status: int | None = None
+        self.replaced = False
+        self.exit: tuple[int, int] | None = None
+        self.dropped = 0
         self.rest = b""
+
+    def _keep(self, data: bytes) -> None:
+        if not data:
+            return
+        limit = self._limit
+        if limit is None or (self._head + len(data) <= limit // 2 and not self._tail):
+            self._chunks.append(data)
+            self._head += len(data)
+            return
+        if not self._tail:
+            room = max(0, limit // 2 - self._head)
+            if room:
+                self._chunks.append(data[:room])
+                self._head += room
+                data = data[room:]
+        self._tail.append(data)
+        self._tail_size += len(data)
+        excess = self._tail_size - (limit - limit // 2)
+        while excess > 0:
+            first = self._tail[0]
+            if len(first) <= excess:
+                self._tail.pop(0)
+                self._tail_size -= len(first)
+                self.dropped += len(first)
+                excess -= len(first)
+            else:
+                self._tail[0] = first[excess:]
+                self._tail_size -= excess
+                self.dropped += excess
+                excess = 0
 
     def feed(self, data: bytes) -> bool:
         """Add ``data``; True once the marker is complete."""
@@ -232,7 +356,7 @@ class MarkerScanner:
         window = self._pending + data if self._pending else data
         if len(window) >= len(prefix) and prefix not in window:
             keep = len(prefix) - 1
-            self._chunks.append(window[:-keep])
+            self._keep(window[:-keep])
             self._pending = window[-keep:]
             return False
         emitted = 0
@@ -243,30 +367,50 @@ class MarkerScanner:
             if end < 0 and len(window) - start <= _MAX_MARKER_BODY:
                 break  # the rest of this marker is still on its way
             seq, _, status = window[start:end].partition(b":") if end >= 0 else (b"", b"", b"")
+            replaced = status.endswith(b"r")
+            if replaced:
+                status = status[:-1]
+            trap = seq.startswith(b"e")
+            if trap:
+                seq = seq[1:]
             if not (seq.isdigit() and status.isdigit()):
                 # Not a marker after all (cannot happen without the token): go on past it.
                 at = window.find(prefix, at + 1)
                 continue
-            self._chunks.append(window[emitted:at])
+            self._keep(window[emitted:at])
             emitted = end + 1
-            if int(seq) == self._want:
+            if trap:
+                self.exit = (int(seq), int(status))
+            elif int(seq) == self._want:
                 self.status = int(status)
+                self.replaced = replaced
                 self.rest = window[emitted:]
                 self._pending = b""
                 return True
             at = window.find(prefix, emitted)
         if at < 0:
             at = max(emitted, len(window) - len(prefix) + 1)
-        self._chunks.append(window[emitted:at])
+        self._keep(window[emitted:at])
         self._pending = window[at:]
         return False
 
     @property
     def output(self) -> bytes:
-        """Bytes received before the marker (all bytes so far if it has not come)."""
+        """Bytes received before the marker (all bytes so far if it has not come).
+
+        When output was dropped, the kept head and tail are joined by a line
+        saying how many bytes are missing.
+        """
+        chunks = self._chunks
+        if self._tail:
+            if self.dropped:
+                note = b"\n[otto: %d bytes of output dropped here (max_output)]\n" % self.dropped
+                chunks = [*chunks, note, *self._tail]
+            else:
+                chunks = [*chunks, *self._tail]
         if self._pending and self.status is None:
-            return b"".join(self._chunks) + self._pending
-        return b"".join(self._chunks)
+            return b"".join(chunks) + self._pending
+        return b"".join(chunks)
 
     def __len__(self) -> int:
         return self._size

@@ -21,7 +21,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -68,7 +68,7 @@ class HostLike(Protocol):
         """The host's name, for messages."""
         ...
 
-    async def open_session(self, name: str) -> SessionLike:
+    def open_session(self, name: str) -> Awaitable[SessionLike]:
         """Open (or return the already open) session called ``name``."""
         ...
 

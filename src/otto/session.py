@@ -11,20 +11,26 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Callable, Sequence
-from typing import TypeAlias
+from collections.abc import Callable, Generator, Sequence
+from typing import Any, TypeAlias, overload
 
 from otto import framing
 from otto.errors import ConnectError, ConnectionLost, ExpectTimeout, SessionClosed, tail
-from otto.expect import ExpectBuffer
+from otto.expect import ExpectBuffer, ExpectMatch
+from otto.loop import cancel_and_wait
 from otto.result import CommandStatus, RunResult, Status
 from otto.transports.base import ShellTransport
 
-__all__ = ["Session"]
+__all__ = ["DEFAULT_MAX_OUTPUT", "OpeningSession", "Session"]
 
 log = logging.getLogger("otto.session")
 
 Pattern: TypeAlias = "str | re.Pattern[str]"
+Patterns: TypeAlias = "list[str | re.Pattern[str]] | tuple[str | re.Pattern[str], ...]"
+
+DEFAULT_MAX_OUTPUT = 256 * 1024 * 1024
+"""Bytes of output one command keeps by default; past that its head and tail
+are kept, joined by a line saying how much was dropped."""
 
 _RESYNC_WAITS = (0.3, 0.7, 1.5, 3.0)
 """Seconds to wait for the shell after each interrupt attempt, before escalating."""
@@ -44,6 +50,11 @@ class Session:
     """A persistent shell on a host: state (cwd, env, functions) lasts between calls.
 
     Get one from ``host.open_session(name)``; the host's own ``run`` uses one too.
+
+    Args:
+        max_output: bytes of output one command keeps; a command that prints
+            more keeps its first and last halves, joined by a line saying how
+            many bytes were dropped, and a warning is logged.
     """
 
     def __init__(
@@ -55,10 +66,12 @@ class Session:
         ready_timeout: float = 10.0,
         pty: bool = False,
         on_close: Callable[[Session], None] | None = None,
+        max_output: int = DEFAULT_MAX_OUTPUT,
     ) -> None:
         self.name = name
         self.host_name = host
         self.pty = pty
+        self.max_output = max_output
         self._factory = transport_factory
         self._ready_timeout = ready_timeout
         self._on_close = on_close
@@ -70,13 +83,15 @@ class Session:
         self._scanner: framing.MarkerScanner | None = None
         self._waiter: asyncio.Future[framing.MarkerScanner | _Lost] | None = None
         self._buffer = ExpectBuffer()
-        self._expect_pattern: re.Pattern[str] | None = None
-        self._expect_waiter: asyncio.Future[str | _Lost] | None = None
+        self._expect_patterns: tuple[re.Pattern[str], ...] = ()
+        self._expect_waiter: asyncio.Future[ExpectMatch | _Lost] | None = None
         self._lost: _Lost | None = None
+        self._exited: tuple[int, int] | None = None
         self._dirty = False
         self._sent = False
         self._bash = False
         self._closed = False
+        self._recovery: asyncio.Task[None] | None = None
         self._listeners: list[Callable[[bytes], None]] = []
 
     def __repr__(self) -> str:
@@ -108,15 +123,22 @@ class Session:
             data = scanner.rest
             if not data:
                 return
+        if framing.RS in data and self._token:
+            # Between commands only the EXIT trap prints a marker: the shell ended.
+            exited = framing.exit_marker(data, self._token)
+            if exited is not None:
+                self._exited = exited
+                return
         self._buffer.feed(data)
         waiter2 = self._expect_waiter
         if waiter2 is not None and not waiter2.done():
-            assert self._expect_pattern is not None
-            found = self._buffer.search(self._expect_pattern)
+            found = self._buffer.search_any(self._expect_patterns)
             if found is not None:
                 waiter2.set_result(found)
 
     def connection_lost(self, exit_status: int | None, reason: str) -> None:
+        if self._lost is not None:
+            return
         lost = _Lost(exit_status, reason)
         self._lost = lost
         for listener in self._listeners:
@@ -146,12 +168,12 @@ class Session:
             raise SessionClosed(f"session {self.where} is closed")
 
     async def _ensure_shell(self) -> ShellTransport:
+        """A shell that reads commands: the current one, cleaned up, or a fresh one."""
         self._check_open()
+        if self._dirty and self._transport is not None and self._lost is None:
+            await self._resync()
         transport = self._transport
         if transport is not None and self._lost is None:
-            if self._dirty:
-                await self._resync()
-                return self._ensure_live()
             return transport
         if transport is not None:
             lost = self._lost
@@ -161,19 +183,15 @@ class Session:
                 self.where,
                 lost.reason,
             )
-            await transport.close()
-            self._transport = None
+            await self._drop_transport()
         return await self._start_shell()
-
-    def _ensure_live(self) -> ShellTransport:
-        if self._transport is None or self._lost is not None:
-            raise ConnectionLost(self.where, self._lost.reason if self._lost else "no shell")
-        return self._transport
 
     async def _start_shell(self) -> ShellTransport:
         transport = self._factory()
         self._lost = None
+        self._exited = None
         self._dirty = False
+        self._sent = False
         self._buffer.clear()
         self._token = framing.new_token()
         self._seq = 0
@@ -182,7 +200,7 @@ class Session:
         try:
             async with asyncio.timeout(self._ready_timeout):
                 await transport.open(self)
-                scanner = self._expect_marker(0)
+                scanner = self._expect_marker(0, keep=True)
                 transport.write(framing.setup_bytes(self._token, pty=self.pty))
                 outcome = await self._waiter_result()
         except TimeoutError:
@@ -213,11 +231,13 @@ class Session:
     async def _drop_transport(self) -> None:
         transport, self._transport = self._transport, None
         self._scanner = None
+        self._dirty = False
+        self._sent = False
         if transport is not None:
             await transport.close()
 
-    def _expect_marker(self, seq: int) -> framing.MarkerScanner:
-        scanner = framing.MarkerScanner(self._token, seq)
+    def _expect_marker(self, seq: int, *, keep: bool) -> framing.MarkerScanner:
+        scanner = framing.MarkerScanner(self._token, seq, limit=self.max_output if keep else 0)
         self._scanner = scanner
         self._waiter = asyncio.get_running_loop().create_future()
         return scanner
@@ -268,108 +288,167 @@ class Session:
         self, command: str, timeout: float | None, budget: float | None = None
     ) -> CommandStatus:
         budget = budget or timeout
-        transport = self._transport
-        if transport is None or self._lost is not None or self._dirty or self._closed:
-            transport = await self._ensure_shell()
         started = (time.monotonic(), time.time())
-        if self._sent and not await self._settle(timeout):
-            return self._status(
-                command,
-                "",
-                Status.Error,
-                -1,
-                started,
-                timed_out=True,
-                error=f"{self.where}: the shell did not read commands within {timeout:g}s "
-                "(is an interactive program still running?)",
-            )
-        if self._lost is not None:
-            transport = await self._ensure_shell()  # what was sent ended the shell
-        if timeout is not None:
-            timeout = max(0.0, timeout - (time.monotonic() - started[0]))
-        self._seq += 1
-        self._buffer.clear()
-        scanner = self._expect_marker(self._seq)
-        transport.write(
-            framing.command_bytes(command, self._token, self._seq, pty=self.pty, bash=self._bash)
-        )
-        waiter = self._waiter
-        assert waiter is not None
-        try:
-            if timeout is None:
-                outcome = await waiter
-            else:
-                async with asyncio.timeout(timeout):
+        for fresh in (False, True):
+            transport = self._transport
+            if transport is None or self._lost is not None or self._dirty or self._closed:
+                transport = await self._ensure_shell()
+            if self._sent:
+                left = None if timeout is None else timeout - (time.monotonic() - started[0])
+                if not await self._settle(left):
+                    return self._status(
+                        command,
+                        "",
+                        None,
+                        started,
+                        timed_out=True,
+                        error=f"{self.where}: the shell did not read commands within "
+                        f"{budget:g}s (is an interactive program still running?)",
+                    )
+                if self._lost is not None:
+                    transport = await self._ensure_shell()  # what was sent ended the shell
+            left = None if timeout is None else max(0.0, timeout - (time.monotonic() - started[0]))
+            self._seq += 1
+            seq = self._seq
+            self._buffer.clear()
+            scanner = self._expect_marker(seq, keep=True)
+            sent = framing.command_bytes(command, self._token, seq, pty=self.pty, bash=self._bash)
+            transport.write(sent)
+            waiter = self._waiter
+            assert waiter is not None
+            try:
+                if left is None:
                     outcome = await waiter
-        except TimeoutError:
-            output = framing.clean_output(scanner.output)
-            self._scanner = None
-            await self._resync()
+                else:
+                    async with asyncio.timeout(left):
+                        outcome = await waiter
+            except TimeoutError:
+                self._scanner = None
+                output = framing.clean_output(scanner.output)
+                await self._interrupt_in_background()
+                return self._status(
+                    command,
+                    output,
+                    None,
+                    started,
+                    timed_out=True,
+                    error=f"{self.where}: timed out after {budget:g}s",
+                    dropped=scanner.dropped,
+                )
+            except asyncio.CancelledError:
+                # Interrupt the command now (not at the next call), in a task the
+                # session owns: the caller's cancellation goes on at once.
+                self._scanner = None
+                self._dirty = True
+                self._start_recovery()
+                raise
+            finally:
+                self._waiter = None
+            if isinstance(outcome, _Lost):
+                exited = scanner.exit or self._exited
+                if exited is not None and exited[0] < seq and not fresh:
+                    # The shell had ended by itself before it read this command.
+                    log.warning(
+                        "%s: the shell ended (status %d) before `%s` ran; running it in a "
+                        "fresh shell, the old shell's state is gone",
+                        self.where,
+                        exited[1],
+                        command[:80],
+                    )
+                    continue
+                output = framing.clean_output(scanner.output)
+                if exited is not None and exited[0] < seq:
+                    return self._status(
+                        command,
+                        output,
+                        None,
+                        started,
+                        error=f"{self.where}: the shell ended before the command ran: "
+                        f"{outcome.reason}",
+                    )
+                status = exited[1] if exited is not None else outcome.status
+                if status is not None and status >= 0:
+                    # The command ended the shell (exit, exec): that is its result.
+                    return self._status(command, output, status, started, dropped=scanner.dropped)
+                return self._status(
+                    command,
+                    output,
+                    None,
+                    started,
+                    error=f"{self.where}: connection lost: {outcome.reason}",
+                )
+            if outcome.rest:
+                self._buffer.feed(outcome.rest)
+            raw = scanner.output
+            if raw[:7] == b"__otto_":
+                raw = framing.strip_own_echo(raw, sent)  # set -v
+            output = framing.clean_output(raw)
+            if scanner.replaced:
+                output = "\n".join(line for line in output.split("\n") if self._token not in line)
+                await self._set_up_again(left, started)
             return self._status(
                 command,
-                output,
-                Status.Error,
-                -1,
+                framing.strip_own_trace(output),
+                outcome.status,
                 started,
-                timed_out=True,
-                error=f"{self.where}: timed out after {budget:g}s",
+                dropped=scanner.dropped,
             )
-        except asyncio.CancelledError:
-            # The command still runs; the next call interrupts it before anything else.
-            self._scanner = None
-            self._dirty = True
-            raise
-        finally:
-            self._waiter = None
-        if isinstance(outcome, _Lost):
-            output = framing.clean_output(scanner.output)
-            if outcome.status is not None and outcome.status >= 0:
-                # The command ended the shell (exit, exec): that is its result.
-                state = Status.Success if outcome.status == 0 else Status.Failed
-                return self._status(command, output, state, outcome.status, started)
-            return self._status(
-                command,
-                output,
-                Status.Error,
-                -1,
-                started,
-                error=f"{self.where}: connection lost: {outcome.reason}",
-            )
-        retcode = outcome.status if outcome.status is not None else -1
-        if outcome.rest:
-            self._buffer.feed(outcome.rest)
-        return self._status(
-            command,
-            framing.strip_own_trace(framing.clean_output(scanner.output)),
-            Status.Success if retcode == 0 else Status.Failed,
-            retcode,
-            started,
-        )
+        raise AssertionError("unreachable: the second pass always returns")
 
     def _status(
         self,
         command: str,
         output: str,
-        status: Status,
-        retcode: int,
+        retcode: int | None,
         started: tuple[float, float],
         *,
         timed_out: bool = False,
         error: str = "",
+        dropped: int = 0,
     ) -> CommandStatus:
-        started_mono, started_wall = started
-        return CommandStatus(
-            command=command,
-            output=output,
-            status=status,
-            retcode=retcode,
-            timed_out=timed_out,
-            duration=time.monotonic() - started_mono,
-            error=error,
+        if dropped:
+            log.warning(
+                "%s: `%s` printed more than max_output (%d bytes); %d bytes in the middle "
+                "were dropped",
+                self.where,
+                command[:80],
+                self.max_output,
+                dropped,
+            )
+        return CommandStatus.finished(
+            command,
+            output,
+            retcode,
+            started=started,
             host=self.host_name,
             session=self.name,
-            started=started_wall,
+            timed_out=timed_out,
+            error=error,
         )
+
+    async def _set_up_again(self, timeout: float | None, started: tuple[float, float]) -> None:
+        """The command replaced the shell (``exec bash``): set the new one up as otto needs."""
+        log.warning("%s: the command replaced the shell; setting the new one up", self.where)
+        transport = self._transport
+        assert transport is not None
+        self._seq += 1
+        self._expect_marker(self._seq, keep=False)
+        transport.write(framing.setup_bytes(self._token, pty=self.pty, seq=self._seq))
+        waiter = self._waiter
+        assert waiter is not None
+        left = self._ready_timeout if timeout is None else max(0.1, timeout)
+        done, _ = await asyncio.wait({waiter}, timeout=left)
+        self._waiter = None
+        if not done:
+            self._scanner = None
+            self._dirty = True
+            return
+        outcome = waiter.result()
+        if not isinstance(outcome, _Lost):
+            self._shell_pid = outcome.status
+            self._buffer.clear()
+            if outcome.rest:
+                self._buffer.feed(outcome.rest)
 
     async def _settle(self, timeout: float | None) -> bool:
         """After ``send``: wait until the shell reads commands again, interrupting nothing.
@@ -379,7 +458,6 @@ class Session:
         is sent, and sent again, until the shell answers. Returns False if it
         has not answered within ``timeout``.
         """
-        self._sent = False
         transport = self._transport
         assert transport is not None
         loop = asyncio.get_running_loop()
@@ -388,59 +466,100 @@ class Session:
         while self._lost is None:
             left = wait if deadline is None else min(wait, deadline - loop.time())
             if left <= 0:
-                self._sent = True
                 return False
             self._seq += 1
-            self._expect_marker(self._seq)
-            waiter = self._waiter
-            assert waiter is not None
+            waiter = self._expect_marker_waiter(self._seq)
             transport.write(framing.sync_bytes(self._token, self._seq))
-            done, _ = await asyncio.wait({waiter}, timeout=left)
-            self._waiter = None
+            try:
+                done, _ = await asyncio.wait({waiter}, timeout=left)
+            finally:
+                self._waiter = None
             if done:
+                self._sent = False
                 outcome = waiter.result()
                 if not isinstance(outcome, _Lost) and outcome.rest:
                     self._buffer.feed(outcome.rest)
                 return True
             self._scanner = None
             wait = min(wait * 2, 1.0)
+        self._sent = False
         return True
 
-    async def _resync(self) -> None:
+    def _expect_marker_waiter(self, seq: int) -> asyncio.Future[framing.MarkerScanner | _Lost]:
+        """Wait for marker ``seq``, keeping none of the output before it."""
+        self._expect_marker(seq, keep=False)
+        waiter = self._waiter
+        assert waiter is not None
+        return waiter
+
+    async def _interrupt_in_background(self) -> None:
+        """After a timeout: interrupt now, and let a task the session owns see it through.
+
+        The call that timed out returns at once; the next call waits until the
+        shell reads commands again (or a fresh one has started).
+        """
+        self._dirty = True
+        transport = self._transport
+        if transport is not None and self._lost is None:
+            await transport.interrupt(self._shell_pid)
+        self._start_recovery(interrupted=True)
+
+    def _start_recovery(self, *, interrupted: bool = False) -> None:
+        if self._recovery is not None and not self._recovery.done():
+            return
+        self._recovery = asyncio.ensure_future(self._recover(interrupted))
+
+    async def _recover(self, interrupted: bool) -> None:
+        try:
+            async with self._lock:
+                if self._dirty and not self._closed:
+                    await self._resync(interrupted=interrupted)
+        except Exception as exc:  # the next call starts over; say why here
+            log.warning("%s: could not recover the shell: %s", self.where, exc)
+
+    async def _resync(self, *, interrupted: bool = False) -> None:
         """Interrupt whatever runs and wait until the shell reads commands again.
 
         Escalates: SIGINT (the command's marker or a sync marker should follow),
         then SIGINT again, then SIGKILL to everything the shell started, and as
-        a last resort a fresh shell (logged: its state is lost).
+        a last resort a fresh shell (logged: its state is lost). The session
+        counts as clean only once this has finished: a call cancelled meanwhile
+        leaves it to the next call.
         """
-        self._dirty = False
         transport = self._transport
         if transport is None or self._lost is not None:
+            self._dirty = False
             return
         for attempt, wait in enumerate(_RESYNC_WAITS):
             if attempt >= 2:
                 await transport.kill_children(self._shell_pid)
                 if self._lost is not None:
+                    self._dirty = False
                     return
-            await transport.interrupt(self._shell_pid)
+            if attempt > 0 or not interrupted:
+                await transport.interrupt(self._shell_pid)
             if self._lost is not None:
+                self._dirty = False
                 return
             self._seq += 1
-            self._expect_marker(self._seq)
+            waiter = self._expect_marker_waiter(self._seq)
             # A newline first: a builtin such as `read` ends on it, the shell skips it.
-            transport.write(b"\n" + framing.sync_bytes(self._token, self._seq))
+            # The set-up again: a command may have replaced the shell (`exec bash`).
+            transport.write(b"\n" + framing.setup_bytes(self._token, pty=self.pty, seq=self._seq))
             # asyncio.wait, not a timeout scope: this often runs while a
             # TimeoutError is being handled, and must not cancel the task.
-            waiter = self._waiter
-            assert waiter is not None
-            done, _ = await asyncio.wait({waiter}, timeout=wait)
-            self._waiter = None
+            try:
+                done, _ = await asyncio.wait({waiter}, timeout=wait)
+            finally:
+                self._waiter = None
             if not done:
                 self._scanner = None
                 continue
             outcome = waiter.result()
+            self._dirty = False
             if isinstance(outcome, _Lost):
                 return
+            self._shell_pid = outcome.status
             self._buffer.clear()
             if outcome.rest:
                 self._buffer.feed(outcome.rest)
@@ -458,45 +577,62 @@ class Session:
             self._sent = True
             await transport.drain()
 
-    async def expect(self, pattern: Pattern, timeout: float = 30.0) -> str:
+    @overload
+    async def expect(self, pattern: Pattern, timeout: float = 30.0) -> str: ...
+
+    @overload
+    async def expect(self, pattern: Patterns, timeout: float = 30.0) -> ExpectMatch: ...
+
+    async def expect(self, pattern: Pattern | Patterns, timeout: float = 30.0) -> str | ExpectMatch:
         """Wait until ``pattern`` matches output received since the last match.
 
-        Returns that output up to and including the match.
+        Returns that output up to and including the match. Given a list of
+        patterns, waits for any of them and returns an ``ExpectMatch`` that
+        says which matched (``index``), the text (``text``) and the match
+        (``match``); the match that starts earliest in the output wins.
 
         Raises:
             ExpectTimeout: no match within ``timeout``; carries what was received.
             ConnectionLost: the shell ended before a match.
         """
-        regex = re.compile(pattern) if isinstance(pattern, str) else pattern
+        single = isinstance(pattern, (str, re.Pattern))
+        items = [pattern] if isinstance(pattern, (str, re.Pattern)) else list(pattern)
+        if not items:
+            raise ValueError("expect needs at least one pattern")
+        regexes = tuple(re.compile(p) if isinstance(p, str) else p for p in items)
+        found = await self._expect_any(regexes, timeout)
+        return found.text if single else found
+
+    async def _expect_any(
+        self, regexes: tuple[re.Pattern[str], ...], timeout: float
+    ) -> ExpectMatch:
         async with self._lock:
             await self._ensure_shell()
-            found = self._buffer.search(regex)
+            found = self._buffer.search_any(regexes)
             if found is not None:
                 return found
             if self._lost is not None:
                 raise ConnectionLost(self.where, self._lost.reason, self._buffer.text())
-            waiter: asyncio.Future[str | _Lost] = asyncio.get_running_loop().create_future()
-            self._expect_pattern = regex
+            waiter: asyncio.Future[ExpectMatch | _Lost] = asyncio.get_running_loop().create_future()
+            self._expect_patterns = regexes
             self._expect_waiter = waiter
             try:
                 async with asyncio.timeout(timeout):
                     outcome = await waiter
             except TimeoutError:
-                raise ExpectTimeout(
-                    self.where, regex.pattern, timeout, self._buffer.text()
-                ) from None
+                shown = " | ".join(r.pattern for r in regexes)
+                raise ExpectTimeout(self.where, shown, timeout, self._buffer.text()) from None
             finally:
                 self._expect_waiter = None
-                self._expect_pattern = None
+                self._expect_patterns = ()
             if isinstance(outcome, _Lost):
                 raise ConnectionLost(self.where, outcome.reason, self._buffer.text())
             return outcome
 
     def resize(self, rows: int, cols: int) -> None:
         """Tell a pty session's terminal its new size."""
-        resize = getattr(self._transport, "resize", None)
-        if resize is not None:
-            resize(rows, cols)
+        if self._transport is not None:
+            self._transport.resize(rows, cols)
 
     # --- closing ---------------------------------------------------------------
 
@@ -512,6 +648,8 @@ class Session:
             if waiter is not None and not waiter.done():
                 waiter.set_result(lost)
         try:
+            if self._recovery is not None:
+                await cancel_and_wait(self._recovery)
             if transport is not None:
                 await transport.close()
         finally:
@@ -528,3 +666,32 @@ class Session:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+class OpeningSession:
+    """What ``open_session`` returns: await it, or use it directly with ``async with``.
+
+    ``s = await host.open_session("x")`` and ``async with host.open_session("x") as s:``
+    (and ``async with await host.open_session("x") as s:``) all give the session.
+    """
+
+    __slots__ = ("_opening", "_session")
+
+    def __init__(self, opening: Callable[[], Any]) -> None:
+        self._opening = opening
+        self._session: Session | None = None
+
+    def __await__(self) -> Generator[Any, None, Session]:
+        return self._open().__await__()
+
+    async def _open(self) -> Session:
+        if self._session is None:
+            self._session = await self._opening()
+        return self._session
+
+    async def __aenter__(self) -> Session:
+        return await self._open()
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._session is not None:
+            await self._session.close()

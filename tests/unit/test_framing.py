@@ -90,9 +90,70 @@ def test_long_commands_are_sent_in_short_lines() -> None:
     assert max(len(line) for line in sent.split(b"\n")) < 1100
 
 
-def test_pty_escapes_control_characters() -> None:
-    sent = framing.command_bytes("printf '\x03\x04'", framing.new_token(), 1, pty=True)
-    assert b"\x16\x03\x16\x04" in sent
+def test_nothing_sent_to_a_terminal_holds_a_control_byte() -> None:
+    # A terminal in raw mode (stty raw) passes every byte on: none may need its help.
+    token = framing.new_token()
+    for command in ["printf '\x03\x04'", "x" * 3000 + "\x1b[0m\r", "true"]:
+        sent = framing.command_bytes(command, token, 1, pty=True, bash=True)
+        assert not any(b < 0x20 and b not in b"\n\t" for b in sent), sent[:200]
+    setup = framing.setup_bytes(token, pty=True)
+    assert not any(b < 0x20 and b not in b"\n\t" for b in setup)
+
+
+def test_a_megabyte_of_command_text_is_one_word_in_short_lines() -> None:
+    command = "echo '" + "x" * 1_000_000 + "'"
+    sent = framing.command_bytes(command, framing.new_token(), 1, pty=True)
+    assert sent.count(b"__otto_c") == 2  # one assignment, read once
+    assert max(len(line) for line in sent.split(b"\n")) < 1100
+
+
+@given(
+    payload=st.binary(max_size=5000),
+    limit=st.integers(2, 3000),
+    cuts=st.lists(st.integers(0, 5000), max_size=8),
+)
+def test_output_past_the_limit_keeps_head_and_tail(
+    payload: bytes, limit: int, cuts: list[int]
+) -> None:
+    token = framing.new_token()
+    scanner = framing.MarkerScanner(token, 1, limit=limit)
+    assert feed_split(
+        scanner, payload + marker(token, 1, 0), [c for c in cuts if c <= len(payload)]
+    )
+    if len(payload) <= limit:
+        assert scanner.output == payload and scanner.dropped == 0
+    else:
+        half = limit // 2
+        assert scanner.dropped == len(payload) - limit
+        assert scanner.output.startswith(payload[:half])
+        assert scanner.output.endswith(payload[len(payload) - (limit - half) :])
+        assert b"bytes of output dropped" in scanner.output
+
+
+def test_exit_trap_and_replaced_shell_markers() -> None:
+    token = framing.new_token()
+    scanner = framing.MarkerScanner(token, 5)
+    trap = framing.RS + b"otto:" + token.encode() + b":e4:0" + framing.US
+    assert not scanner.feed(b"out" + trap)
+    assert scanner.exit == (4, 0) and scanner.output == b"out"
+    assert framing.exit_marker(b"x" + trap + b"y", token) == (4, 0)
+    assert framing.exit_marker(b"nothing", token) is None
+    new_shell = framing.marker_prefix(token, 5) + b"0r" + framing.US
+    assert scanner.feed(new_shell)
+    assert scanner.status == 0 and scanner.replaced
+
+
+def test_own_echo_is_stripped_under_verbose() -> None:
+    token = framing.new_token()
+    for command in ["true", "echo $HOME"]:
+        sent = framing.command_bytes(command, token, 2, bash=True)
+        lines = sent.split(b"\n")
+        if len(lines) == 2:  # plain: one line, echoed before the output
+            echoed = sent + b"out\n"
+        else:
+            echoed = b"\n".join(lines[:-2]) + b"\nout\n" + lines[-2] + b"\n"
+        assert framing.strip_own_echo(echoed, sent) == b"out\n"
+        assert framing.strip_own_echo(b"out\n", sent) == b"out\n"
 
 
 def test_clean_output_rules() -> None:

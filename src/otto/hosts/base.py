@@ -13,12 +13,13 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, overload
 
 from otto import loop as otto_loop
+from otto.expect import ExpectMatch
 from otto.framing import clean_output
 from otto.result import CommandStatus, RunResult, TransferResult
-from otto.session import Pattern, Session
+from otto.session import DEFAULT_MAX_OUTPUT, OpeningSession, Pattern, Patterns, Session
 from otto.transfer import PathArg, Progress
 from otto.transports.base import ShellTransport
 
@@ -65,6 +66,10 @@ class Host(abc.ABC):
 
     name: str
     connect_timeout: float = 10.0
+    max_output: int = DEFAULT_MAX_OUTPUT
+    """Bytes of output one command keeps (for sessions opened after it is set);
+    a command that prints more keeps its first and last halves, joined by a
+    line saying how many bytes were dropped."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -129,6 +134,7 @@ class Host(abc.ABC):
             ready_timeout=self.connect_timeout,
             pty=pty,
             on_close=self._forget,
+            max_output=self.max_output,
         )
 
     def private_session(self, purpose: str) -> Session:
@@ -151,9 +157,11 @@ class Host(abc.ABC):
             session = self._sessions[DEFAULT_SESSION] = self._new_session(DEFAULT_SESSION, False)
         return session
 
-    async def open_session(self, name: str, *, pty: bool = False) -> Session:
+    def open_session(self, name: str, *, pty: bool = False) -> OpeningSession:
         """A named persistent shell with its own cwd, env and state.
 
+        Await it (``s = await host.open_session("x")``) or enter it
+        (``async with host.open_session("x") as s:``, which closes it on leaving).
         Opening a name that is already open returns the same session. The
         shell starts now, so a host that cannot be reached fails here.
 
@@ -161,6 +169,9 @@ class Host(abc.ABC):
             ConnectError: the shell could not be started.
             ValueError: ``name`` is open with a different ``pty`` setting.
         """
+        return OpeningSession(lambda: self._open_session(name, pty))
+
+    async def _open_session(self, name: str, pty: bool) -> Session:
         self._bind()
         session = self._sessions.get(name)
         if session is not None:
@@ -197,8 +208,14 @@ class Host(abc.ABC):
         """Write raw text to the default session."""
         await self._default().send(text)
 
-    async def expect(self, pattern: Pattern, timeout: float = 30.0) -> str:
-        """Wait for ``pattern`` on the default session (see ``Session.expect``)."""
+    @overload
+    async def expect(self, pattern: Pattern, timeout: float = 30.0) -> str: ...
+
+    @overload
+    async def expect(self, pattern: Patterns, timeout: float = 30.0) -> ExpectMatch: ...
+
+    async def expect(self, pattern: Pattern | Patterns, timeout: float = 30.0) -> str | ExpectMatch:
+        """Wait for ``pattern`` (or any of a list) on the default session; see ``Session.expect``."""
         return await self._default().expect(pattern, timeout)
 
     async def put(

@@ -21,7 +21,7 @@ from otto.hosts.connection import Connection
 from otto.hosts.ssh import SshConnection
 from otto.hosts.telnet import TelnetConnection
 from otto.result import CommandStatus, TransferResult
-from otto.session import Session
+from otto.session import OpeningSession, Session
 from otto.transfer import PathArg, Progress, source_list
 from otto.transports.base import ShellTransport
 from otto.transports.telnet import LOGIN_PROMPT, PASSWORD_PROMPT
@@ -162,8 +162,8 @@ class RemoteHost(Host):
     def _new_session(self, name: str, pty: bool) -> Session:
         return super()._new_session(name, pty or self.connection.always_pty)
 
-    async def open_session(self, name: str, *, pty: bool = False) -> Session:
-        return await super().open_session(name, pty=pty or self.connection.always_pty)
+    def open_session(self, name: str, *, pty: bool = False) -> OpeningSession:
+        return super().open_session(name, pty=pty or self.connection.always_pty)
 
     # --- verbs that depend on the connection --------------------------------------------
 

@@ -29,9 +29,15 @@ class ShellTransport(abc.ABC):
     """One running shell, reached some way.
 
     Lifecycle: ``await open(receiver)`` once; then ``write``/``interrupt`` any
-    number of times; ``await close()`` ends the shell and everything it started.
-    ``connection_lost`` is delivered at most once, and never after ``close``.
+    number of times; ``await close()`` ends the shell and everything it started
+    (the remote process group too) and releases what the shell used. The
+    receiver hears ``connection_lost`` at most once, and never after ``close``:
+    a transport says it through ``report_lost``, which keeps that promise.
     """
+
+    _receiver: Receiver | None = None
+    _reported: bool = False
+    _closing: bool = False
 
     #: True when the shell sits on a pseudo-terminal (echo, ``\\r\\n``, job control).
     pty: bool = False
@@ -63,10 +69,16 @@ class ShellTransport(abc.ABC):
     async def close(self) -> None:
         """End the shell and everything it started; idempotent."""
 
+    def resize(self, rows: int, cols: int) -> None:
+        """Tell the shell's terminal its new size (nothing without a terminal)."""
+
     def abandon(self) -> None:
         """Release what can be released without an event loop (at interpreter exit)."""
 
-    @property
-    @abc.abstractmethod
-    def is_open(self) -> bool:
-        """True between a successful ``open`` and ``close`` or loss."""
+    def report_lost(self, exit_status: int | None, reason: str) -> None:
+        """Tell the receiver the shell is gone: once, and not after ``close`` began."""
+        if self._reported or self._closing:
+            return
+        self._reported = True
+        if self._receiver is not None:
+            self._receiver.connection_lost(exit_status, reason)

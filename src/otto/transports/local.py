@@ -268,12 +268,8 @@ class LocalShell(ShellTransport):
         _killpg(self._pgid, signal.SIGKILL)
 
     def _finish(self) -> None:
-        if self._reported or self._closing:
-            return
-        self._reported = True
         status = self._proc.get_returncode() if self._proc is not None else None
-        if self._receiver is not None:
-            self._receiver.connection_lost(status, f"shell exited with status {status}")
+        self.report_lost(status, f"shell exited with status {status}")
 
     # --- verbs ---------------------------------------------------------------
 
