@@ -10,10 +10,10 @@ queue), and learns a lower limit when the server refuses a channel.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
-from collections.abc import Callable, Sequence
+import shlex
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any
 
 import asyncssh
@@ -27,6 +27,14 @@ log = logging.getLogger("otto.ssh")
 
 _QUICK = 3.0
 """Seconds allowed for a helper command (an interrupt) on a live connection."""
+
+_SIGNAL_WAIT = 1.0
+"""Seconds a channel gets to close after its process group was signalled, before
+the slower way (a kill command by PID) is tried: servers older than OpenSSH 7.9
+ignore signal requests."""
+
+_CLOSE_WAIT = 1.0
+"""Seconds a closing connection gets to say goodbye before it is dropped."""
 
 
 class _Conn:
@@ -87,6 +95,10 @@ class SshLink:
         self.max_connections = max_connections
         self._conns: list[_Conn] = []
         self._waiters: list[asyncio.Future[None]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._scratch: set[str] = set()
+        self._closing = False
+        self._closed = False
 
     def __repr__(self) -> str:
         return f"<SshLink {self.user}@{self.address}:{self.port}>"
@@ -169,6 +181,8 @@ class SshLink:
 
     async def _acquire(self) -> _Conn:
         while True:
+            if self._closed:
+                raise ConnectError(self.name, "the SSH link was closed")
             self._conns = [c for c in self._conns if c.alive]
             slot = next((c for c in self._conns if c.has_room()), None)
             if slot is not None:
@@ -252,8 +266,46 @@ class SshLink:
             return False
         return True
 
+    # --- work that outlives its caller -------------------------------------------------
+
+    def spawn(self, work: Coroutine[Any, Any, None], what: str) -> None:
+        """Run ``work`` in a task the link owns: ``close`` lets it finish (briefly), then
+        cancels it. For clean-ups that must not hold up a cancelled caller."""
+        if self._closing:
+            work.close()
+            log.debug("%s: link closed, skipped: %s", self.name, what)
+            return
+        task = asyncio.get_running_loop().create_task(work, name=f"otto {self.name}: {what}")
+        self._tasks.add(task)
+
+        def finished(task: asyncio.Task[None]) -> None:
+            self._tasks.discard(task)
+            if not task.cancelled() and task.exception() is not None:
+                log.info("%s: %s failed: %s", self.name, what, task.exception())
+
+        task.add_done_callback(finished)
+
+    def add_scratch(self, path: str) -> None:
+        """Note a remote path (a transfer's staging folder) to delete if the link closes."""
+        self._scratch.add(path)
+
+    def drop_scratch(self, path: str, *, delete: bool) -> None:
+        """Forget a scratch path; with ``delete``, remove it on the host in the background."""
+        if path not in self._scratch:
+            return
+        self._scratch.discard(path)
+        if delete:
+            self.spawn(self._remove([path]), f"removing {path}")
+
+    async def _remove(self, paths: Iterable[str]) -> None:
+        quoted = " ".join(shlex.quote(safe_path(p)) for p in paths)
+        await self.quick(f"rm -rf -- {quoted}")
+
     def abort(self) -> None:
         """Drop every connection at once, without waiting (at interpreter exit)."""
+        self._closing = self._closed = True
+        for task in list(self._tasks):
+            task.cancel()
         conns, self._conns = self._conns, []
         for slot in conns:
             slot.alive = False
@@ -263,22 +315,66 @@ class SshLink:
                 slot.conn.abort()
 
     async def close(self) -> None:
+        """Finish clean-ups (briefly), then close every connection; never slow.
+
+        A connection that does not acknowledge within ``_CLOSE_WAIT`` (a cut
+        network) is dropped.
+        """
+        if self._scratch:
+            scratch, self._scratch = set(self._scratch), set()
+            self.spawn(self._remove(sorted(scratch)), "removing staged transfers")
+        self._closing = True
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=_QUICK)
+            for task in pending:
+                log.info("%s: clean-up still running at close, cancelled: %s", self.name, task)
+                task.cancel()
+        self._closed = True
         conns, self._conns = self._conns, []
+        closing: list[asyncssh.SSHClientConnection] = []
         for slot in conns:
             slot.alive = False
+            if slot.task is not None and not slot.task.done():
+                slot.task.cancel()
             if slot.conn is not None:
                 slot.conn.close()
-        for slot in conns:
-            if slot.conn is not None:
-                with contextlib.suppress(Exception):
-                    async with asyncio.timeout(5):
-                        await slot.conn.wait_closed()
+                closing.append(slot.conn)
+        self._wake()
+        if not closing:
+            return
+        waits = {asyncio.ensure_future(conn.wait_closed()): conn for conn in closing}
+        _, pending = await asyncio.wait(waits, timeout=_CLOSE_WAIT)
+        for wait in pending:
+            log.info("%s: no goodbye from the server within %gs; dropped", self.name, _CLOSE_WAIT)
+            wait.cancel()
+            waits[wait].abort()
 
 
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, asyncssh.Error):
         return exc.reason
     return str(exc) or type(exc).__name__
+
+
+def safe_path(path: str) -> str:
+    """``path`` such that a command cannot take it for an option (``-x`` -> ``./-x``)."""
+    return "./" + path if path.startswith("-") else path
+
+
+def _signal(chan: asyncssh.SSHClientChannel[bytes], signal: str, where: str) -> None:
+    """Ask the server to signal the channel's process group (OpenSSH >= 7.9: killpg)."""
+    try:
+        chan.send_signal(signal)
+    except (OSError, asyncssh.Error) as exc:
+        log.debug("%s: could not send SIG%s: %s", where, signal, _reason(exc))
+
+
+async def _closed_within(chan: asyncssh.SSHClientChannel[bytes], seconds: float) -> bool:
+    wait = asyncio.ensure_future(chan.wait_closed())
+    done, _ = await asyncio.wait({wait}, timeout=seconds)
+    if not done:
+        wait.cancel()
+    return bool(done)
 
 
 class _Channel(asyncssh.SSHClientSession[bytes]):
@@ -334,6 +430,7 @@ class SshShell(ShellTransport):
         self._can_write.set()
         self._closing = False
         self._reported = False
+        self._shell_pid: int | None = None
 
     @property
     def is_open(self) -> bool:
@@ -385,6 +482,7 @@ class SshShell(ShellTransport):
         await self._can_write.wait()
 
     async def interrupt(self, shell_pid: int | None) -> None:
+        self._shell_pid = shell_pid or self._shell_pid
         if self.pty:
             self.write(b"\x03")
         elif shell_pid:
@@ -394,6 +492,7 @@ class SshShell(ShellTransport):
                 self._give_up()
 
     async def kill_children(self, shell_pid: int | None) -> None:
+        self._shell_pid = shell_pid or self._shell_pid
         if shell_pid:
             await self._link.quick(
                 f"for p in $(pgrep -g {shell_pid}) $(pgrep -P {shell_pid}); do "
@@ -406,15 +505,46 @@ class SshShell(ShellTransport):
         if self._chan is not None and self.pty:
             self._chan.change_terminal_size(cols, rows)
 
+    @property
+    def _end_signal(self) -> str:
+        # An interactive shell passes SIGHUP on to its jobs (their own process
+        # groups); without a pty everything the shell started is in its group.
+        return "HUP" if self.pty else "KILL"
+
     async def close(self) -> None:
+        """End the shell's process group, then the channel.
+
+        sshd keeps a channel open until its shell exits, and a shell waiting
+        for a command never reads the end of its input: signal first.
+        """
         if self._chan is None or self._closing:
             return
         self._closing = True
         chan = self._chan
+        _signal(chan, self._end_signal, self.description)
         chan.close()
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(5):
-                await chan.wait_closed()
+        if await _closed_within(chan, _SIGNAL_WAIT):
+            return
+        pid = self._shell_pid
+        if pid:
+            log.debug(
+                "%s: the shell ignored the signal; killing process group %d", self._link.name, pid
+            )
+            await self._link.quick(
+                f"kill -KILL -- -{pid} $(pgrep -P {pid}) 2>/dev/null || kill -KILL {pid}"
+            )
+            if await _closed_within(chan, _QUICK):
+                return
+        log.info(
+            "%s: a shell channel did not close within %gs; left to the server",
+            self._link.name,
+            _SIGNAL_WAIT + (_QUICK if pid else 0),
+        )
+
+    def abandon(self) -> None:
+        # No loop will run again: the signal goes out now or not at all.
+        if self._chan is not None and not self._closing and not self._reported:
+            _signal(self._chan, self._end_signal, self.description)
 
 
 class _CollectSession(_Channel):
@@ -453,6 +583,13 @@ class _CollectSession(_Channel):
 _PID_MARK = b"\x1eotto-pid:"
 
 
+async def _make_sure_ended(link: SshLink, session: _CollectSession) -> None:
+    """Kill a cancelled exec command by PID if the signal did not end it (old servers)."""
+    done, _ = await asyncio.wait({session.done}, timeout=_SIGNAL_WAIT)
+    if not done and session.pid:
+        await link.quick(f"kill -KILL -- -{session.pid} 2>/dev/null")
+
+
 async def exec_ssh(
     link: SshLink, command: str, *, timeout: float | None = None
 ) -> tuple[bytes, int | None, bool, str]:
@@ -466,6 +603,7 @@ async def exec_ssh(
     assert isinstance(session, _CollectSession)
     timed_out = False
     exc: Exception | None = None
+    ended = False
     try:
         done, _ = await asyncio.wait({session.done}, timeout=timeout)
         if done:
@@ -478,7 +616,12 @@ async def exec_ssh(
                 done, _ = await asyncio.wait({session.done}, timeout=0.5)
                 if done:
                     break
+        ended = True
     finally:
+        if not ended and not session.done.done():
+            # The caller was cancelled: end the command, without holding it up.
+            _signal(chan, "KILL", link.name)
+            link.spawn(_make_sure_ended(link, session), "ending a cancelled command")
         chan.close()
     if session.head:
         session.chunks.insert(0, session.head)
