@@ -73,9 +73,9 @@ async def _put_file(session: Session, local: Path, remote: str, progress: Progre
     algo, digest = await _remote_digest(session, part)
     expected = sha.hexdigest() if algo == "sha256" else md5.hexdigest()
     if digest != expected:
-        await _sh(session, f"rm -f {qpart}")
+        await _sh(session, f"rm -f -- {qpart}")
         raise ShellTransferError(f"{remote}: checksum mismatch after upload")
-    await _sh(session, f"mv -f {qpart} {shlex.quote(remote)}")
+    await _sh(session, f"mv -f -- {qpart} {shlex.quote(remote)}")
     return done
 
 
@@ -83,7 +83,9 @@ async def put(
     session: Session, sources: list[str], dest_dir: str, progress: Progress | None
 ) -> tuple[list[str], int]:
     """Copy local files and folders into ``dest_dir`` on the session's host."""
-    await _sh(session, f"test -d {shlex.quote(dest_dir)}")
+    found = await _sh(session, f"[ -d {shlex.quote(dest_dir)} ] && echo yes; true")
+    if found != "yes":
+        raise ShellTransferError(f"destination folder {dest_dir} does not exist")
     files: list[str] = []
     moved = 0
     for name in sources:
@@ -94,7 +96,7 @@ async def put(
         if src.is_dir():
             for root, _dirs, names in os.walk(src):
                 out = target / Path(root).relative_to(src).as_posix()
-                await _sh(session, f"mkdir -p {shlex.quote(str(out))}")
+                await _sh(session, f"mkdir -p -- {shlex.quote(str(out))}")
                 for file in names:
                     moved += await _put_file(session, Path(root) / file, str(out / file), progress)
                     files.append(str(out / file))
@@ -138,7 +140,7 @@ async def get(
     """Copy files and folders from the session's host into local ``dest_dir``."""
     dest = Path(dest_dir)
     if not dest.is_dir():
-        raise ShellTransferError(f"destination folder {dest} does not exist")
+        raise ShellTransferError(f"local destination folder {dest} does not exist")
     files: list[str] = []
     moved = 0
     for name in sources:
@@ -150,9 +152,9 @@ async def get(
             files.append(str(base))
         elif kind == "d":
             base.mkdir(exist_ok=True)
-            for sub in (await _sh(session, f"cd {q} && find . -type d")).splitlines():
+            for sub in (await _sh(session, f"cd -- {q} && find . -type d")).splitlines():
                 (base / sub).mkdir(parents=True, exist_ok=True)
-            for sub in (await _sh(session, f"cd {q} && find . -type f")).splitlines():
+            for sub in (await _sh(session, f"cd -- {q} && find . -type f")).splitlines():
                 local = base / sub
                 moved += await _get_file(session, f"{name}/{sub[2:]}", local, progress)
                 files.append(str(local))

@@ -1,10 +1,20 @@
-"""File transfer helpers shared by every host: sources, progress, local copies."""
+"""File transfer helpers shared by every host: sources, progress, local copies.
+
+Every host kind gives ``put`` and ``get`` the same semantics: the destination
+folder must exist (else ``Status.Error`` naming the host and the folder), and
+each file is written under a temporary name beside its target and renamed into
+place only once complete, so an interrupted transfer never leaves a truncated
+file where a good one was.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import secrets
 import shutil
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -12,7 +22,21 @@ from typing import TypeAlias
 
 from otto.result import Status, TransferResult
 
-__all__ = ["PathArg", "Progress", "copy_local", "source_list"]
+__all__ = [
+    "PART",
+    "PathArg",
+    "Progress",
+    "copy_local",
+    "place_staged",
+    "remove_staged",
+    "source_list",
+    "staging_dir",
+]
+
+log = logging.getLogger("otto.transfer")
+
+PART = ".otto-part"
+"""Marks the temporary names files and staging folders have until they are complete."""
 
 PathArg: TypeAlias = "str | os.PathLike[str]"
 Progress: TypeAlias = Callable[[str, int, int], None]
@@ -31,16 +55,60 @@ def source_list(src: PathArg | Sequence[PathArg]) -> list[str]:
 def _copy_file(src: Path, dest: Path, progress: Callable[[str, int, int], None] | None) -> int:
     total = src.stat().st_size
     done = 0
-    with open(src, "rb") as fin, open(dest, "wb") as fout:
-        while chunk := fin.read(_CHUNK):
-            fout.write(chunk)
-            done += len(chunk)
-            if progress is not None:
-                progress(str(dest), done, total)
+    part = dest.with_name(f".{dest.name}{PART}-{secrets.token_hex(4)}")
+    try:
+        with open(src, "rb") as fin, open(part, "wb") as fout:
+            while chunk := fin.read(_CHUNK):
+                fout.write(chunk)
+                done += len(chunk)
+                if progress is not None:
+                    progress(str(dest), done, total)
+        shutil.copystat(src, part)
+        os.replace(part, dest)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
     if progress is not None and total == 0:
         progress(str(dest), 0, 0)
-    shutil.copystat(src, dest)
     return done
+
+
+def staging_dir(dest_dir: Path) -> Path:
+    """A new, empty folder inside ``dest_dir`` to receive files before they are placed."""
+    return Path(tempfile.mkdtemp(prefix=f"{PART}-", dir=dest_dir))
+
+
+def place_staged(stage: Path, dest_dir: Path) -> list[str]:
+    """Move everything in ``stage`` into ``dest_dir`` (each file renamed over its
+    target, folders merged); return the destination paths of the files."""
+    files: list[str] = []
+    for entry in sorted(os.listdir(stage)):
+        _place(stage / entry, dest_dir / entry, files)
+    return files
+
+
+def _place(src: Path, target: Path, files: list[str]) -> None:
+    if src.is_dir() and not src.is_symlink():
+        if target.is_dir():
+            for entry in sorted(os.listdir(src)):
+                _place(src / entry, target / entry, files)
+            return
+        os.replace(src, target)
+        for root, _dirs, names in os.walk(target):
+            files.extend(str(Path(root) / name) for name in sorted(names))
+        return
+    os.replace(src, target)
+    files.append(str(target))
+
+
+def remove_staged(stage: Path) -> None:
+    """Delete a staging folder and whatever is left in it; log (never raise) failures."""
+    if stage.exists():
+        shutil.rmtree(stage, onerror=_log_removal_error)
+
+
+def _log_removal_error(_func: object, path: str, info: object) -> None:
+    log.info("could not remove the staging leftover %s: %s", path, info)
 
 
 def _copy_tree(

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import os
+import posixpath
+import secrets
+import shlex
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import asyncssh
 
-from otto.errors import ConnectError
+from otto.errors import ConnectError, TransferError
 from otto.hosts.base import process_status
 from otto.hosts.connection import Connection
 from otto.result import CommandStatus, Status, TransferResult
-from otto.transfer import Progress
+from otto.transfer import PART, Progress, place_staged, remove_staged, staging_dir
 from otto.transports.base import ShellTransport
-from otto.transports.ssh import SshLink, SshShell, exec_ssh
+from otto.transports.ssh import SshLink, SshShell, exec_ssh, safe_path
 
 if TYPE_CHECKING:
     from otto.hosts.remote import RemoteHost
@@ -90,51 +94,92 @@ class SshConnection(Connection):
         self, direction: str, sources: list[str], dest: str, progress: Progress | None
     ) -> TransferResult:
         started = time.monotonic()
-        files: list[str] = []
-        moved = 0
-
-        def handler(srcpath: bytes, dstpath: bytes, done: int, total: int) -> None:
-            nonlocal moved
-            if done == total:
-                files.append(os.fsdecode(dstpath))
-                moved += total
-            if progress is not None:
-                progress(os.fsdecode(dstpath), done, total)
-
+        scp = self.host.transfer == "scp"
         try:
-            conn = await self.link.connection()
             if direction == "put":
-                missing = [s for s in sources if not os.path.exists(s)]
-                if missing:
-                    raise FileNotFoundError(f"{missing[0]} does not exist")
-            kwargs: dict[str, Any] = {
-                "recurse": True,
-                "preserve": True,
-                "progress_handler": handler,
-            }
-            if self.host.transfer == "scp":
-                if direction == "put":
-                    await asyncssh.scp(sources, (conn, dest), **kwargs)
-                else:
-                    await asyncssh.scp([(conn, s) for s in sources], dest, **kwargs)
+                files, moved = await self._put(sources, dest, progress, scp=scp)
             else:
-                async with conn.start_sftp_client() as sftp:
-                    if direction == "put":
-                        await sftp.put(sources, dest, **kwargs)
-                    else:
-                        await sftp.get(sources, dest, **kwargs)
-        except (OSError, asyncssh.Error, ConnectError) as exc:
+                files, moved = await self._get(sources, dest, progress, scp=scp)
+        except (OSError, asyncssh.Error, ConnectError, TransferError) as exc:
             reason = exc.reason if isinstance(exc, (asyncssh.Error, ConnectError)) else str(exc)
             return TransferResult(
                 Status.Error,
-                files,
-                moved,
-                time.monotonic() - started,
+                duration=time.monotonic() - started,
                 error=f"{self.host.name}: {direction} {', '.join(sources)}: {reason}",
             )
-        if direction == "get":
-            files = [f for f in files if Path(f).exists()]
         return TransferResult(Status.Success, files, moved, time.monotonic() - started)
+
+    async def _remote(self, script: str) -> None:
+        """Run a transfer's helper script; raise ``TransferError`` with its output if it fails."""
+        raw, code, _, error = await exec_ssh(self.link, script, timeout=None)
+        if error:
+            raise TransferError(error)
+        if code != 0:
+            raise TransferError(raw.decode("utf-8", "replace").strip() or f"exit status {code}")
+
+    async def _put(
+        self, sources: list[str], dest: str, progress: Progress | None, *, scp: bool
+    ) -> tuple[list[str], int]:
+        for source in sources:
+            if not os.path.exists(source):
+                raise TransferError(f"{source} does not exist")
+            if scp:
+                _check_scp_names(source)
+        link = self.link
+        stage = posixpath.join(dest, f"{PART}-{secrets.token_hex(4)}")
+        qdest, qstage = _quote(dest), _quote(stage)
+        await self._remote(
+            f"if [ -d {qdest} ]; then mkdir -- {qstage}; "
+            f"else echo destination folder {qdest} does not exist >&2; exit 1; fi"
+        )
+        link.add_scratch(stage)
+        placed = False
+        try:
+            meter = _Meter(stage, dest, progress, posixpath.join)
+            conn = await link.connection()
+            options = _options(meter)
+            if scp:
+                await asyncssh.scp(sources, (conn, qstage), **options)
+            else:
+                async with conn.start_sftp_client() as sftp:
+                    await sftp.put(sources, stage, **options)
+            # Folders are merged, files renamed over their targets ("$0" is dest).
+            await self._remote(
+                f"cd -- {qstage} && "
+                "find . ! -name . -type d -exec sh -c "
+                """'for d; do mkdir -p -- "$0/$d" || exit 1; done' .. {} + && """
+                "find . ! -type d -exec sh -c "
+                """'for f; do mv -f -- "$f" "$0/$f" || exit 1; done' .. {} + && """
+                f"cd / && rm -rf -- {qstage}"
+            )
+            placed = True
+        finally:
+            link.drop_scratch(stage, delete=not placed)
+        return _put_files(sources, dest), meter.moved
+
+    async def _get(
+        self, sources: list[str], dest: str, progress: Progress | None, *, scp: bool
+    ) -> tuple[list[str], int]:
+        target = Path(dest)
+        if not target.is_dir():
+            raise TransferError(f"local destination folder {dest} does not exist")
+        if scp:
+            for source in sources:
+                _check_scp_names(source)
+        conn = await self.link.connection()
+        stage = staging_dir(target)
+        try:
+            meter = _Meter(str(stage), dest, progress, os.path.join)
+            options = _options(meter)
+            if scp:
+                await asyncssh.scp([(conn, _quote(s)) for s in sources], stage, **options)
+            else:
+                async with conn.start_sftp_client() as sftp:
+                    await sftp.get(sources, stage, **options)
+            files = place_staged(stage, target)
+        finally:
+            remove_staged(stage)
+        return files, meter.moved
 
     async def close(self) -> None:
         link, self._link = self._link, None
@@ -144,3 +189,63 @@ class SshConnection(Connection):
     def abandon(self) -> None:
         if self._link is not None:
             self._link.abort()
+
+
+def _quote(path: str) -> str:
+    """``path`` as one shell word that no command takes for an option."""
+    return shlex.quote(safe_path(path))
+
+
+def _check_scp_names(path: str) -> None:
+    """SCP's protocol ends a file name at a newline: refuse such names up front."""
+    names = [path]
+    if os.path.isdir(path):
+        for root, dirs, files in os.walk(path):
+            names.extend(os.path.join(root, n) for n in (*dirs, *files))
+    for name in names:
+        if "\n" in name:
+            raise TransferError(f"SCP cannot carry a file name with a newline ({name!r}); use sftp")
+
+
+def _put_files(sources: list[str], dest: str) -> list[str]:
+    """The remote paths a put wrote, from the local sources."""
+    files: list[str] = []
+    for source in sources:
+        top = posixpath.join(dest, os.path.basename(os.path.normpath(source)))
+        if not os.path.isdir(source):
+            files.append(top)
+            continue
+        for root, _dirs, names in os.walk(source):
+            rel = os.path.relpath(root, source)
+            base = top if rel == "." else posixpath.join(top, *Path(rel).parts)
+            files.extend(posixpath.join(base, name) for name in sorted(names))
+    return files
+
+
+class _Meter:
+    """asyncssh's progress handler: counts finished bytes, reports final paths."""
+
+    def __init__(
+        self,
+        stage: str,
+        dest: str,
+        progress: Progress | None,
+        join: Callable[[str, str], str],
+    ) -> None:
+        self._stage = stage.rstrip("/") + "/"
+        self._dest = dest
+        self._progress = progress
+        self._join = join
+        self.moved = 0
+
+    def __call__(self, srcpath: bytes, dstpath: bytes, done: int, total: int) -> None:
+        if done == total:
+            self.moved += total
+        if self._progress is not None:
+            path = os.fsdecode(dstpath)
+            rel = path[len(self._stage) :] if path.startswith(self._stage) else path
+            self._progress(self._join(self._dest, rel), done, total)
+
+
+def _options(meter: _Meter) -> dict[str, Any]:
+    return {"recurse": True, "preserve": True, "progress_handler": meter}
