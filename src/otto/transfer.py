@@ -137,9 +137,16 @@ def _copy_tree(
 
 
 async def copy_local(
-    src: PathArg | Sequence[PathArg], dest_dir: PathArg, progress: Progress | None = None
+    src: PathArg | Sequence[PathArg],
+    dest_dir: PathArg,
+    progress: Progress | None = None,
+    *,
+    host: str = "local",
 ) -> TransferResult:
-    """Copy files and folders (recursively) into ``dest_dir`` on this machine."""
+    """Copy files and folders (recursively) into ``dest_dir`` on this machine.
+
+    ``host`` names the host in error messages.
+    """
     loop = asyncio.get_running_loop()
     started = time.monotonic()
 
@@ -153,6 +160,6 @@ async def copy_local(
         )
     except OSError as exc:
         return TransferResult(
-            Status.Error, duration=time.monotonic() - started, error=f"local: {exc}"
+            Status.Error, duration=time.monotonic() - started, error=f"{host}: {exc}"
         )
     return TransferResult(Status.Success, files, moved, time.monotonic() - started)

@@ -215,7 +215,10 @@ class Host(abc.ABC):
     async def expect(self, pattern: Patterns, timeout: float = 30.0) -> ExpectMatch: ...
 
     async def expect(self, pattern: Pattern | Patterns, timeout: float = 30.0) -> str | ExpectMatch:
-        """Wait for ``pattern`` (or any of a list) on the default session; see ``Session.expect``."""
+        """Wait for ``pattern`` (or any of a list) on the default session.
+
+        See ``Session.expect``.
+        """
         return await self._default().expect(pattern, timeout)
 
     async def put(
@@ -225,7 +228,15 @@ class Host(abc.ABC):
         *,
         progress: Progress | None = None,
     ) -> TransferResult:
-        """Copy local files or folders into ``dest_dir`` on the host."""
+        """Copy local files or folders into ``dest_dir`` on the host.
+
+        ``dest_dir`` must be an existing folder; otherwise the result is
+        ``Status.Error`` naming the host and the folder, and nothing is written.
+        Each file is written under a temporary name beside its target and
+        renamed into place once complete, so an interrupted transfer leaves the
+        previous file intact (folders are merged, files replaced). SCP cannot
+        carry file names that hold a newline (use SFTP).
+        """
         self._bind()
         return await self._put(src, dest_dir, progress)
 
@@ -236,7 +247,11 @@ class Host(abc.ABC):
         *,
         progress: Progress | None = None,
     ) -> TransferResult:
-        """Copy files or folders from the host into local ``dest_dir``."""
+        """Copy files or folders from the host into local ``dest_dir``.
+
+        The same rules as ``put``: ``dest_dir`` must exist, and files are
+        renamed into place only once complete.
+        """
         self._bind()
         return await self._get(src, dest_dir, progress)
 

@@ -54,9 +54,9 @@ class LocalHost(Host):
     async def _put(
         self, src: PathArg | Sequence[PathArg], dest_dir: PathArg, progress: Progress | None
     ) -> TransferResult:
-        return await copy_local(src, dest_dir, progress)
+        return await copy_local(src, dest_dir, progress, host=self.name)
 
     async def _get(
         self, src: PathArg | Sequence[PathArg], dest_dir: PathArg, progress: Progress | None
     ) -> TransferResult:
-        return await copy_local(src, dest_dir, progress)
+        return await copy_local(src, dest_dir, progress, host=self.name)
