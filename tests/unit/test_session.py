@@ -1,0 +1,256 @@
+"""Session against a shell in memory: escalation, cancellation and loss at every step."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from otto import ConnectError, SessionClosed, Status
+from otto.session import Session
+from otto.transports.memory import Handler, MemoryShell
+
+
+class Shells:
+    """A session and every memory shell it started."""
+
+    def __init__(self, handler: Handler | None = None, **options: bool) -> None:
+        self.made: list[MemoryShell] = []
+        self.session = Session(
+            "s",
+            host="h",
+            transport_factory=lambda: MemoryShell.made(self.made, handler, **options),
+            ready_timeout=2.0,
+        )
+
+    @property
+    def shell(self) -> MemoryShell:
+        return self.made[-1]
+
+
+class Gate:
+    """A handler whose commands named ``hang`` run until interrupted or released."""
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def __call__(self, command: str) -> tuple[bytes, int]:
+        if command.startswith("hang"):
+            self.started.set()
+            await self.release.wait()
+            return b"late", 0
+        if command.startswith("fail"):
+            return b"it failed", 3
+        return command.encode(), 0
+
+
+async def wait_for(event: asyncio.Event) -> None:
+    await asyncio.wait_for(event.wait(), 5)
+
+
+async def test_commands_and_their_status() -> None:
+    s = Shells(Gate())
+    assert (await s.session.run("echo one")).only.output == "echo one"
+    failed = (await s.session.run("fail now")).only
+    assert (failed.status, failed.retcode, failed.output) == (Status.Failed, 3, "it failed")
+    compound = (await s.session.run("echo $HOME 'x'\nsecond line")).only
+    assert compound.output == "echo $HOME 'x'\nsecond line"
+    assert s.shell.commands == ["echo one", "fail now", "echo $HOME 'x'\nsecond line"]
+    await s.session.close()
+    assert s.shell.closed
+
+
+async def test_long_and_control_commands_reach_the_shell_exactly() -> None:
+    s = Shells()
+    text = "echo '" + "y" * 5000 + '\' \\ "$x" `z` \x01\x7f'
+    assert (await s.session.run(text)).only.output == text
+    await s.session.close()
+
+
+async def test_timeout_interrupts_and_returns_at_once() -> None:
+    gate = Gate()
+    s = Shells(gate)
+    result = (await s.session.run("hang", timeout=0.05)).only
+    assert result.status is Status.Error and result.timed_out
+    assert s.shell.interrupts == 1
+    assert (await s.session.run("after")).only.output == "after"
+    assert len(s.made) == 1  # the same shell: state kept
+    await s.session.close()
+
+
+async def test_interrupts_escalate_to_kill_then_to_a_fresh_shell(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    gate = Gate()
+    s = Shells(gate, answer_interrupts=False)
+    result = (await s.session.run("hang", timeout=0.05)).only
+    assert result.timed_out
+    assert (await s.session.run("after")).only.output == "after"
+    assert s.made[0].interrupts >= 2 and s.made[0].kills >= 1
+    assert len(s.made) == 1
+    wedged = Shells(Gate(), answer_interrupts=False, answer_kills=False)
+    with caplog.at_level(logging.WARNING, "otto.session"):
+        assert (await wedged.session.run("hang", timeout=0.05)).only.timed_out
+        assert (await wedged.session.run("after")).only.output == "after"
+    assert len(wedged.made) == 2 and wedged.made[0].closed
+    assert "restarting it" in caplog.text
+    await s.session.close()
+    await wedged.session.close()
+
+
+async def test_a_cancelled_command_is_interrupted_by_the_session_itself() -> None:
+    gate = Gate()
+    s = Shells(gate)
+    task = asyncio.ensure_future(s.session.run("hang"))
+    await wait_for(gate.started)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # No further call is needed for the interrupt to go out.
+    for _ in range(20):
+        if s.shell.interrupts:
+            break
+        await asyncio.sleep(0)
+    assert s.shell.interrupts == 1
+    assert (await s.session.run("next")).only.output == "next"
+    await s.session.close()
+
+
+async def test_a_second_cancellation_during_recovery_keeps_the_session_dirty() -> None:
+    gate = Gate()
+    s = Shells(gate, answer_interrupts=False)
+    task = asyncio.ensure_future(s.session.run("hang"))
+    await wait_for(gate.started)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # Cancel whoever waits while the recovery is still escalating.
+    second = asyncio.ensure_future(s.session.run("second"))
+    await asyncio.sleep(0.01)
+    second.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await second
+    result = (await s.session.run("third")).only
+    assert result.output == "third"
+    assert "late" not in result.output
+    assert "second" not in s.shell.commands
+    await s.session.close()
+
+
+async def test_cancellation_at_every_await_leaves_a_usable_session() -> None:
+    for steps in range(12):
+        gate = Gate()
+        s = Shells(gate)
+        task = asyncio.ensure_future(s.session.run(["echo a", "hang", "echo b"], timeout=5))
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        result = (await s.session.run("echo after", timeout=5)).only
+        assert (result.status, result.output) == (Status.Success, "echo after"), steps
+        await s.session.close()
+
+
+async def test_a_shell_that_ended_between_calls_reruns_in_a_fresh_shell(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    s = Shells()
+    await s.session.run("first")
+    old = s.shell
+    # It exits after the marker, before the next command reaches it; the loss
+    # is only noticed once the next command was written.
+    old.exit(0, noticed=False)
+    with caplog.at_level(logging.WARNING, "otto.session"):
+        task = asyncio.ensure_future(s.session.run("second"))
+        for _ in range(50):
+            if b"second" in old.written:
+                break
+            await asyncio.sleep(0)
+        old.lose(0, "shell exited with 0")
+        result = (await task).only
+    assert (result.status, result.output) == (Status.Success, "second")
+    assert old.commands == ["first"] and s.shell.commands == ["second"]
+    assert "before `second` ran" in caplog.text
+    await s.session.close()
+
+
+async def test_exit_is_the_commands_own_result() -> None:
+    s = Shells()
+    result = (await s.session.run("exit 4")).only
+    assert (result.status, result.retcode) == (Status.Failed, 4)
+    assert (await s.session.run("again")).only.output == "again"
+    assert len(s.made) == 2
+    await s.session.close()
+
+
+async def test_a_lost_link_at_every_step() -> None:
+    gate = Gate()
+    s = Shells(gate)
+    # During a command.
+    task = asyncio.ensure_future(s.session.run("hang"))
+    await wait_for(gate.started)
+    s.shell.lose(None, "the link dropped")
+    result = (await task).only
+    assert result.status is Status.Error and "the link dropped" in result.error
+    # Between commands: the next call starts a fresh shell.
+    s.shell.lose(None, "dropped again")
+    assert (await s.session.run("x")).only.output == "x"
+    # While starting: a shell that cannot open is a ConnectError.
+    failing = Shells(fail_open=True)
+    with pytest.raises(ConnectError):
+        await failing.session.run("x")
+    # During recovery after a timeout.
+    gate2 = Gate()
+    t = Shells(gate2, answer_interrupts=False)
+    assert (await t.session.run("hang", timeout=0.01)).only.timed_out
+    t.shell.lose(None, "gone while recovering")
+    assert (await t.session.run("y")).only.output == "y"
+    assert len(t.made) == 2
+    for each in (s, failing, t):
+        await each.session.close()
+
+
+async def test_expect_with_several_patterns_says_which_matched() -> None:
+    s = Shells()
+    await s.session.start()
+    s.shell.print(b"booting...\nlogin: ")
+    found = await s.session.expect([r"Password:", r"login: "], timeout=1)
+    assert (found.index, found.matched, found.text) == (1, "login: ", "booting...\nlogin: ")
+    s.shell.print(b"a Password: then login: ")
+    found = await s.session.expect([r"login: ", r"Password:"], timeout=1)
+    assert found.index == 1  # the earliest match in the stream wins
+    assert await s.session.expect(r"login: ", timeout=1) == " then login: "
+    await s.session.close()
+
+
+async def test_closed_sessions_refuse_calls_and_end_their_recovery() -> None:
+    gate = Gate()
+    s = Shells(gate, answer_interrupts=False, answer_kills=False)
+    assert (await s.session.run("hang", timeout=0.01)).only.timed_out
+    await s.session.close()  # while the recovery still escalates
+    assert s.shell.closed
+    with pytest.raises(SessionClosed):
+        await s.session.run("x")
+    pending = [t for t in asyncio.all_tasks() if "Session._recover" in repr(t.get_coro())]
+    assert pending == []
+
+
+async def test_output_past_max_output_keeps_head_and_tail(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def flood(command: str) -> tuple[bytes, int]:
+        return b"H" * 1000 + b"x" * 100_000 + b"T" * 1000, 0
+
+    shells: list[MemoryShell] = []
+    session = Session(
+        "s", host="h", transport_factory=lambda: MemoryShell.made(shells, flood), max_output=4000
+    )
+    with caplog.at_level(logging.WARNING, "otto.session"):
+        result = (await session.run("flood")).only
+    assert result.output.startswith("H" * 1000) and result.output.endswith("T" * 1000)
+    assert "98000 bytes of output dropped" in result.output
+    assert "max_output" in caplog.text
+    await session.close()
