@@ -6,9 +6,9 @@ A command is sent as shell text that stores the command in a variable, runs
 it with ``eval`` inside a one-pass ``for`` loop, and then, on a line of its
 own, prints an end marker::
 
-    __otto_c='<command, quoted>'
-    __otto_s=<seq>;for __otto_i in 1;do eval "$__otto_c";done
-    printf '\\036otto:%s:%d%s\\037' '<token>:<seq>' "$?" "${__otto_r-r}"
+    __oc='<command, quoted>'
+    __os=<seq>;for __oi in 1;do eval "$__oc";done
+    printf '\\036otto:%s:%d%s\\037' '<token>:<seq>' "$?" "${__or-r}"
 
 A plain command (words of characters no shell treats specially) goes in the
 place of ``eval`` as it is, on one line with its marker: it cannot break out,
@@ -29,9 +29,9 @@ Why this shape:
   otherwise they are written as ``printf`` escapes. Nothing sent to a terminal
   holds a control byte, so a terminal in raw mode (``stty raw``) changes nothing.
 - The marker stands on its own line, so a command that replaces the shell
-  (``exec bash``) still ends: the new shell prints it, and ``__otto_r``, set
+  (``exec bash``) still ends: the new shell prints it, and ``__or``, set
   only by otto's set-up, tells that the shell is a new one (status ``<n>r``).
-- ``__otto_s`` holds the sequence number of the command running, and the
+- ``__os`` holds the sequence number of the command running, and the
   shell's EXIT trap prints it with the exit status (``e<seq>:<status>``): so a
   shell that ended by itself between two commands is told apart from one that
   a command ended (``exit 3``).
@@ -70,8 +70,13 @@ _MAX_MARKER_BODY = 42
 
 
 def new_token() -> str:
-    """A fresh random token: one per shell, so no output can guess its markers."""
-    return secrets.token_hex(8)
+    """A fresh random token: one per shell, so no output can guess its markers.
+
+    40 bits: a marker also needs the RS byte and ``otto:`` before the token,
+    so neither chance nor a log of another session's markers can forge one,
+    and every byte less is one less for the shell to read on each command.
+    """
+    return secrets.token_hex(5)
 
 
 def marker_prefix(token: str, seq: int) -> bytes:
@@ -80,7 +85,7 @@ def marker_prefix(token: str, seq: int) -> bytes:
 
 
 def _printf_marker(token: str, seq: int, value: str) -> str:
-    return f"printf '\\036otto:%s:%d%s\\037' {token}:{seq} {value} \"${{__otto_r-r}}\""
+    return f"printf '\\036otto:%s:%d%s\\037' {token}:{seq} {value} \"${{__or-r}}\""
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]+")
@@ -104,6 +109,9 @@ def _double_quote(text: str, pty: bool) -> str:
     return quoted
 
 
+_PLAIN_SEEN: dict[str, bool] = {}
+"""``is_plain`` answers for commands seen (bounded): the same few commands repeat."""
+
 _PLAIN = re.compile(r"[A-Za-z0-9_./:=@%+,-]+(?: [A-Za-z0-9_./:=@%+,-]+)*\Z")
 _RESERVED = frozenset(
     {
@@ -121,11 +129,18 @@ def is_plain(command: str) -> bool:
     round trip for the commands run most often. ``exec`` is never plain: a
     shell it replaces must still find the end marker on a line of its own.
     """
-    return (
+    known = _PLAIN_SEEN.get(command)
+    if known is not None:
+        return known
+    plain = (
         len(command) <= _PIECE
         and _PLAIN.match(command) is not None
         and command.split(" ", 1)[0] not in _RESERVED
     )
+    if len(_PLAIN_SEEN) >= 4096:
+        _PLAIN_SEEN.clear()
+    _PLAIN_SEEN[command] = plain
+    return plain
 
 
 BASH_FLAG = b"\x1eotto-bash\x1f"
@@ -137,22 +152,20 @@ def _end_marker(token: str, seq: int, bash: bool, pty: bool) -> str:
         # Bash escapes control characters when it traces a command (set -x), and
         # the echo of a line shows "$?" unexpanded: so the marker's own bytes can
         # stand in the line, which is a cheaper command than a printf format.
-        return f'printf "\x1eotto:{token}:{seq}:$?${{__otto_r-r}}\x1f"'
+        return f'printf "\x1eotto:{token}:{seq}:$?${{__or-r}}\x1f"'
     return _printf_marker(token, seq, "$?")
 
 
 def _quoted_command(command: str, pty: bool) -> str:
-    """``__otto_c=...`` holding ``command``: one word, in lines of bounded length."""
+    """``__oc=...`` holding ``command``: one word, in lines of bounded length."""
     controls = pty and _CONTROL.search(command) is not None
     if len(command) <= _PIECE and not controls:
-        return f"__otto_c={_single_quote(command)}\n"
+        return f"__oc={_single_quote(command)}\n"
     # Raw characters per line: escaping at most doubles them, and a run of
     # control characters on a terminal grows to printf escapes (4 bytes each).
     piece = _PIECE // 4 if controls else _PIECE
-    parts = [
-        _double_quote(command[i : i + piece], pty) for i in range(0, len(command), piece)
-    ]
-    return '__otto_c="' + "\\\n".join(parts) + '"\n'
+    parts = [_double_quote(command[i : i + piece], pty) for i in range(0, len(command), piece)]
+    return '__oc="' + "\\\n".join(parts) + '"\n'
 
 
 def command_bytes(
@@ -162,11 +175,11 @@ def command_bytes(
     marker = _end_marker(token, seq, bash, pty)
     if is_plain(command):
         # One simple command needs no loop for an interrupt to end it.
-        text = f"__otto_s={seq};{command};{marker}\n"
+        text = f"__os={seq};{command};{marker}\n"
     else:
         text = (
             _quoted_command(command, pty)
-            + f'__otto_s={seq};for __otto_i in 1;do eval "$__otto_c";done\n{marker}\n'
+            + f'__os={seq};for __oi in 1;do eval "$__oc";done\n{marker}\n'
         )
     return text.encode("utf-8", "surrogateescape")
 
@@ -198,9 +211,9 @@ def setup_bytes(token: str, *, pty: bool, seq: int = 0) -> bytes:
     lines += [
         # One stream, in the order written (SSH carries stderr apart otherwise).
         "exec 2>&1",
-        "PS1='' PS2='' PS3='' PS4='+ ' PROMPT_COMMAND='' PS0='' __otto_r='' __otto_s=0",
+        "PS1='' PS2='' PS3='' PS4='+ ' PROMPT_COMMAND='' PS0='' __or='' __os=0",
         "trap 'break 1000 2>/dev/null' INT",
-        f"trap 'printf \"\\036otto:%s:e%s:%d\\037\" {token} \"$__otto_s\" \"$?\"' EXIT",
+        f'trap \'printf "\\036otto:%s:e%s:%d\\037" {token} "$__os" "$?"\' EXIT',
         "[ -n \"$BASH_VERSION\" ] && printf '\\036otto-bash\\037'",
         _printf_marker(token, seq, "$$"),
     ]
@@ -249,7 +262,7 @@ def clean_output(raw: bytes | bytearray) -> str:
     return raw.decode("utf-8", "replace")
 
 
-_OWN_TRACE = re.compile(r"\++ (__otto_c=|__otto_s=|for __otto_i in 1$|eval )")
+_OWN_TRACE = re.compile(r"\++ (__oc=|__os=|for __oi in 1$|eval )")
 
 
 def strip_own_trace(output: str) -> str:

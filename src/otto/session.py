@@ -380,7 +380,7 @@ class Session:
             if outcome.rest:
                 self._buffer.feed(outcome.rest)
             raw = scanner.output
-            if raw[:7] == b"__otto_":
+            if raw[:3] == b"__o":
                 raw = framing.strip_own_echo(raw, sent)  # set -v
             output = framing.clean_output(raw)
             if scanner.replaced:

@@ -119,7 +119,7 @@ async def test_verbose_shells_show_no_framing(host: Host) -> None:
     assert plain.output == "hi"
     compound = (await host.run("echo $((1+1))")).only
     assert compound.output.endswith("2")
-    assert "__otto" not in compound.output and "otto:" not in compound.output
+    assert "__o" not in compound.output and "otto:" not in compound.output
     await host.run("set +v")
     assert (await host.run("echo quiet")).only.output == "quiet"
 

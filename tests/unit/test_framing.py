@@ -103,7 +103,7 @@ def test_nothing_sent_to_a_terminal_holds_a_control_byte() -> None:
 def test_a_megabyte_of_command_text_is_one_word_in_short_lines() -> None:
     command = "echo '" + "x" * 1_000_000 + "'"
     sent = framing.command_bytes(command, framing.new_token(), 1, pty=True)
-    assert sent.count(b"__otto_c") == 2  # one assignment, read once
+    assert sent.count(b"__oc") == 2  # one assignment, read once
     assert max(len(line) for line in sent.split(b"\n")) < 1100
 
 
@@ -207,7 +207,7 @@ def test_late_markers_never_reach_the_output_however_split(
 
 def test_own_trace_is_stripped_only_under_xtrace() -> None:
     traced = (
-        "+ __otto_c='echo a; echo b'\n+ for __otto_i in 1\n+ eval 'echo a; echo b'\n"
+        "+ __oc='echo a; echo b'\n+ for __oi in 1\n+ eval 'echo a; echo b'\n"
         "++ echo a\na\n++ echo b\nb\n+ printf $'\\036otto:0123456789abcdef:2:0\\037'"
     )
     assert framing.strip_own_trace(traced) == "++ echo a\na\n++ echo b\nb"

@@ -33,10 +33,10 @@ Handler = Callable[[str], Awaitable[tuple[bytes, int]]]
 
 _MARKER_LINE = re.compile(
     r"printf '\\036otto:%s:%d%s\\037' (?P<token>[0-9a-f]+):(?P<seq>\d+) (?P<value>\S+) "
-    r'"\$\{__otto_r-r\}"\Z'
+    r'"\$\{__or-r\}"\Z'
 )
-_PLAIN = re.compile(r"__otto_s=(?P<seq>\d+);(?P<command>.*);(?P<marker>printf .*)\Z")
-_EVAL = 'for __otto_i in 1;do eval "$__otto_c";done'
+_PLAIN = re.compile(r"__os=(?P<seq>\d+);(?P<command>.*);(?P<marker>printf .*)\Z")
+_EVAL = 'for __oi in 1;do eval "$__oc";done'
 _OCTALS = re.compile(r"\$\(printf '((?:\\[0-7]{3})+)'\)")
 _DQ_ESCAPE = re.compile(r"\\([\\$`\"])")
 
@@ -46,7 +46,7 @@ async def _echo_handler(command: str) -> tuple[bytes, int]:
 
 
 def _unquote(value: str) -> str:
-    """The command an ``__otto_c=`` assignment holds."""
+    """The command an ``__oc=`` assignment holds."""
     if value.startswith("'"):
         return value[1:-1].replace("'\\''", "'")
     body = value[1:-1].replace("\\\n", "")
@@ -160,14 +160,14 @@ class MemoryShell(ShellTransport):
             return
         self._queue.append(line)
         marker = _MARKER_LINE.search(line)
-        if marker is not None and not line.startswith("__otto_s="):
+        if marker is not None and not line.startswith("__os="):
             queued, self._queue = self._queue, []
             self._token = marker["token"]
             seq = int(marker["seq"])
             if len(queued) > 1 and queued[-2].endswith(_EVAL):
                 assignment = "\n".join(queued[:-2])
-                self._seq = int(queued[-2].split(";", 1)[0].removeprefix("__otto_s="))
-                command = _unquote(assignment.removeprefix("__otto_c="))
+                self._seq = int(queued[-2].split(";", 1)[0].removeprefix("__os="))
+                command = _unquote(assignment.removeprefix("__oc="))
                 self._start(command, seq)
             else:
                 # The set-up or a sync line: answer at once.
