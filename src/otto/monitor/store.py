@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sqlite3
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -22,10 +23,29 @@ from os import PathLike
 from pathlib import Path
 from typing import IO, Any, cast
 
-__all__ = ["EXPORT_FORMAT", "Event", "HostState", "MetricStore", "load_export"]
+from otto.errors import OttoError
+
+__all__ = [
+    "APPLICATION_ID",
+    "EXPORT_FORMAT",
+    "SCHEMA_VERSION",
+    "Event",
+    "HostState",
+    "MetricStore",
+    "StoreError",
+    "load_export",
+]
 
 EXPORT_FORMAT = "otto.monitor"
 EXPORT_VERSION = 1
+
+APPLICATION_ID = 0x6F74746F
+"""``PRAGMA application_id`` of otto's metric databases ("otto" in ASCII)."""
+
+SCHEMA_VERSION = 1
+"""``PRAGMA user_version`` of the schema below."""
+
+_TABLES = frozenset({"meta", "hosts", "metrics", "rounds", "host_rounds", "samples", "events"})
 
 # samples is keyed by time first: each round appends at the end of the b-tree
 # (about ten times faster than keying by host and metric, whose inserts land
@@ -100,24 +120,103 @@ class HostState:
     error: str = ""
 
 
+class StoreError(OttoError):
+    """A metric database cannot be opened, or is not one of otto's (names the file)."""
+
+
+def _check_ours(path: Path) -> None:
+    """Raise ``StoreError`` unless ``path`` is missing, empty or an otto metric database.
+
+    The file is only read here, never written: another program's database stays
+    byte-identical.
+    """
+    folder = path.parent
+    try:
+        if path.is_dir():
+            raise StoreError(f"cannot open metric database {path}: it is a folder, not a file")
+        if not path.exists():
+            if not folder.is_dir():
+                raise StoreError(
+                    f"cannot create metric database {path}: folder {folder} does not exist"
+                )
+            if not os.access(folder, os.W_OK):
+                raise StoreError(
+                    f"cannot create metric database {path}: no write permission in {folder}"
+                )
+            return
+        if not os.access(path, os.R_OK | os.W_OK):
+            raise StoreError(f"cannot open metric database {path}: permission denied")
+        if path.stat().st_size == 0:
+            return
+    except OSError as exc:
+        raise StoreError(f"cannot open metric database {path}: {exc.strerror or exc}") from None
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open metric database {path}: {exc}") from None
+    try:
+        (app_id,) = db.execute("PRAGMA application_id").fetchone()
+        (version,) = db.execute("PRAGMA user_version").fetchone()
+        tables = {
+            name
+            for (name,) in db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            )
+        }
+    except sqlite3.Error as exc:
+        raise StoreError(
+            f"cannot use {path} as a metric database: {exc}; give --db a new file name"
+        ) from None
+    finally:
+        db.close()
+    # A database otto wrote before it stamped its application id has otto's tables.
+    if app_id == 0 and (not tables or tables == _TABLES):
+        return
+    if app_id != APPLICATION_ID:
+        shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+        raise StoreError(
+            f"{path} is another program's SQLite database (tables: {shown or 'none'}), "
+            "not an otto metric database; left unchanged: give --db a new file name"
+        )
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"{path} is an otto metric database of a newer version ({version}) "
+            f"than this otto reads ({SCHEMA_VERSION})"
+        )
+
+
 class MetricStore:
     """A SQLite file of metric history (blocking; use it from one thread at a time).
 
     Args:
-        path: the database file; created with its schema when missing.
+        path: the database file; created with its schema when missing or empty.
+
+    Raises:
+        StoreError: the file cannot be opened, or it is not an otto metric
+            database (another program's file is refused, not modified).
     """
 
     def __init__(self, path: str | PathLike[str]) -> None:
         self.path = Path(path)
-        # check_same_thread=False: a store may be opened on one thread and used
-        # on another (never two at once); the collector keeps it on its writer thread.
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # NORMAL is durable across process crashes in WAL mode; only a power
-        # cut can lose the last rounds, which is fine for monitoring data.
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(_SCHEMA)
+        _check_ours(self.path)
+        try:
+            # check_same_thread=False: a store may be opened on one thread and used
+            # on another (never two at once); the collector keeps it on its writer thread.
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open metric database {self.path}: {exc}") from None
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL is durable across process crashes in WAL mode; only a power
+            # cut can lose the last rounds, which is fine for monitoring data.
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.executescript(_SCHEMA)
+            self._db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise StoreError(f"cannot use {self.path} as a metric database: {exc}") from None
         self._hosts: dict[str, int] = dict(self._db.execute("SELECT name, id FROM hosts"))
         self._metrics: dict[str, int] = dict(self._db.execute("SELECT name, id FROM metrics"))
 

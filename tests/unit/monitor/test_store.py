@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import json
 import math
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from otto.monitor.store import Event, HostState, MetricStore, load_export
+from otto.monitor.store import (
+    APPLICATION_ID,
+    Event,
+    HostState,
+    MetricStore,
+    StoreError,
+    load_export,
+)
 
 
 def fill(store: MetricStore, rounds: int = 3) -> None:
@@ -126,3 +134,65 @@ def test_load_export_refuses_what_is_not_an_export(tmp_path: Path) -> None:
         load_export({"format": "something else"})
     with pytest.raises(ValueError, match="version"):
         load_export({"format": "otto.monitor", "version": 99})
+
+
+def other_programs_database(path: Path) -> bytes:
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE contacts (name TEXT, phone TEXT)")
+    db.execute("INSERT INTO contacts VALUES ('ada', '123')")
+    db.commit()
+    db.close()
+    return path.read_bytes()
+
+
+def test_another_programs_database_is_refused_and_left_byte_identical(tmp_path: Path) -> None:
+    path = tmp_path / "contacts.db"
+    before = other_programs_database(path)
+    with pytest.raises(StoreError, match=r"contacts\.db is another program's SQLite database"):
+        MetricStore(path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["contacts.db"]
+
+
+def test_a_file_that_is_not_a_database_is_refused_unchanged(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("shopping list\n" * 100)
+    with pytest.raises(
+        StoreError, match=r"notes\.txt as a metric database: file is not a database"
+    ):
+        MetricStore(path)
+    assert path.read_text() == "shopping list\n" * 100
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [("missing/m.db", "folder .*missing does not exist"), (".", "it is a folder, not a file")],
+)
+def test_a_database_that_cannot_be_opened_is_one_store_error(
+    tmp_path: Path, name: str, reason: str
+) -> None:
+    with pytest.raises(StoreError, match=reason):
+        MetricStore(tmp_path / name)
+
+
+def test_an_otto_database_is_stamped_and_opens_again(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    with MetricStore(path) as store:
+        fill(store)
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA application_id").fetchone() == (APPLICATION_ID,)
+    db.close()
+    with MetricStore(path) as store:
+        assert store.sample_count() == 12
+
+
+def test_an_otto_database_from_before_the_stamp_still_opens(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with MetricStore(path) as store:
+        fill(store)
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA application_id=0")
+    db.execute("PRAGMA user_version=0")
+    db.close()
+    with MetricStore(path) as store:
+        assert store.sample_count() == 12
