@@ -16,7 +16,7 @@ import pytest_asyncio
 from playwright.async_api import Browser, ConsoleMessage, Page, Playwright, async_playwright, expect
 
 from otto import LocalHost
-from otto.monitor.collector import Collector, Replay
+from otto.monitor import Collector, Replay
 from otto.monitor.web import DashboardServer, MemorySource
 
 CHROMIUM = Path("/usr/bin/chromium")

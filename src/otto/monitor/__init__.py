@@ -4,13 +4,7 @@ The dashboard lives in ``otto.monitor.web``; it is imported on its own so that
 collecting needs no web framework.
 """
 
-from otto.monitor.collector import (
-    Collector,
-    DashboardSource,
-    HostRound,
-    MonitorTarget,
-    Replay,
-)
+from otto.monitor.collector import Collector, HostRound, MonitorTarget
 from otto.monitor.parsers import (
     DEFAULT_PARSERS,
     FREE_PARSERS,
@@ -19,7 +13,9 @@ from otto.monitor.parsers import (
     Sample,
     gauge_parser,
 )
-from otto.monitor.store import Event, HostState, MetricStore
+from otto.monitor.replay import Replay
+from otto.monitor.source import DashboardSource
+from otto.monitor.store import Event, HostState, MetricStore, StoreError
 
 __all__ = [
     "DEFAULT_PARSERS",
@@ -35,5 +31,6 @@ __all__ = [
     "Parsed",
     "Replay",
     "Sample",
+    "StoreError",
     "gauge_parser",
 ]

@@ -20,9 +20,7 @@ import asyncio
 import concurrent.futures
 import json
 import logging
-import math
 import secrets
-import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,16 +30,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from otto.loop import cancel_and_wait
-from otto.monitor.parsers import DEFAULT_PARSERS, FREE_PARSERS, MetricParser, Sample
-from otto.monitor.source import DashboardSource
-from otto.monitor.store import (
-    EXPORT_FORMAT,
-    EXPORT_VERSION,
-    Event,
-    HostState,
-    MetricStore,
-    load_export,
-)
+from otto.monitor.parsers import DEFAULT_PARSERS, MetricParser, Sample
+from otto.monitor.source import DashboardSource, build_snapshot, split_finite
+from otto.monitor.store import EXPORT_FORMAT, EXPORT_VERSION, Event, HostState, MetricStore
+from otto.monitor.subscription import Subscribers
 from otto.periodic import Clock, HostLike, SessionLike, SystemClock, next_tick, to_seconds
 from otto.result import Status
 
@@ -50,7 +42,6 @@ __all__ = [
     "DashboardSource",
     "HostRound",
     "MonitorTarget",
-    "Replay",
     "join_commands",
     "split_output",
 ]
@@ -58,9 +49,6 @@ __all__ = [
 logger = logging.getLogger("otto.monitor")
 
 _T = TypeVar("_T")
-
-# otto's own parsers only ever give finite numbers; only others' are checked.
-_BUILT_IN: frozenset[MetricParser] = frozenset([*DEFAULT_PARSERS.values(), *FREE_PARSERS.values()])
 
 
 @dataclass(frozen=True)
@@ -158,6 +146,8 @@ class _Track:
         self.states: deque[tuple[float, bool, str]] = deque(maxlen=history)
         self.history = history
         self.lock = asyncio.Lock()
+        self.dropped: dict[str, int] = {}
+        """Values of each metric left out because they were NaN, infinite or not numbers."""
 
     def record(self, t: float, outcome: HostRound) -> None:
         self.states.append((t, outcome.up, outcome.error))
@@ -177,43 +167,6 @@ class _Track:
             if points is None:
                 points = self.series[metric] = deque(maxlen=self.history)
             points.append((t, value))
-
-
-class _Subscription:
-    """One subscriber's queue, registered on creation so no round falls in a gap."""
-
-    def __init__(self, subscribers: set[_Subscription], limit: int) -> None:
-        self._subscribers = subscribers
-        self._queue: asyncio.Queue[dict[str, object] | None] = asyncio.Queue()
-        self._limit = limit
-        self._ended = False
-        subscribers.add(self)
-
-    def put(self, update: dict[str, object]) -> None:
-        if self._queue.qsize() >= self._limit:
-            # A consumer this far behind would only show stale data: drop the oldest.
-            self._queue.get_nowait()
-        self._queue.put_nowait(update)
-
-    def end(self) -> None:
-        self._queue.put_nowait(None)
-
-    def __aiter__(self) -> _Subscription:
-        return self
-
-    async def __anext__(self) -> dict[str, object]:
-        if self._ended:
-            raise StopAsyncIteration
-        update = await self._queue.get()
-        if update is None:
-            self._ended = True
-            self._subscribers.discard(self)
-            raise StopAsyncIteration
-        return update
-
-    async def aclose(self) -> None:
-        self._ended = True
-        self._subscribers.discard(self)
 
 
 # --- the collector -----------------------------------------------------------------------
@@ -261,7 +214,7 @@ class Collector:
         self._events: list[Event] = []
         self._next_event_id = 1
         self._rounds: deque[tuple[float, float]] = deque(maxlen=history)
-        self._subscribers: set[_Subscription] = set()
+        self._subscribers = Subscribers()
         self._task: asyncio.Task[None] | None = None
         self._store: MetricStore | None = None
         self._writer: concurrent.futures.ThreadPoolExecutor | None = None
@@ -270,7 +223,6 @@ class Collector:
         self._rounds_run = 0
         self._rounds_skipped = 0
         self._last_duration: float | None = None
-        self._stopped = False
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -298,6 +250,11 @@ class Collector:
     def rounds_skipped(self) -> int:
         """Rounds not run because the previous one ended too late."""
         return self._rounds_skipped
+
+    @property
+    def dropped_values(self) -> dict[str, dict[str, int]]:
+        """``{host: {metric: count}}`` of values left out as NaN, infinite or not numbers."""
+        return {name: dict(t.dropped) for name, t in self._tracks.items() if t.dropped}
 
     @property
     def last_round_duration(self) -> float | None:
@@ -329,12 +286,11 @@ class Collector:
                 self._writer.shutdown(wait=False)
                 self._writer = None
                 raise
-        self._stopped = False
+        self._subscribers.restart()
         self._task = asyncio.get_running_loop().create_task(self._schedule(), name="otto monitor")
 
     async def stop(self) -> None:
         """Stop the rounds, close the sessions, finish writing and close the store."""
-        self._stopped = True
         task, self._task = self._task, None
         if task is not None and not task.done():
             await cancel_and_wait(task)
@@ -349,8 +305,7 @@ class Collector:
         if self._writer is not None:
             self._writer.shutdown(wait=False)
             self._writer = None
-        for subscription in list(self._subscribers):
-            subscription.end()
+        self._subscribers.stop()
 
     async def __aenter__(self) -> Collector:
         await self.start()
@@ -387,27 +342,21 @@ class Collector:
 
     def snapshot(self) -> dict[str, object]:
         """Everything in memory, for the dashboard (see ``DashboardSource``)."""
-        series: dict[str, dict[str, list[list[float]]]] = {}
-        for name, track in self._tracks.items():
-            for metric, points in track.series.items():
-                series.setdefault(metric, {})[name] = [[t, v] for t, v in points]
-        return {
-            "interval": self._interval,
-            "live": self.running,
-            "hosts": {
-                name: {"up": t.up, "last_error": t.last_error} for name, t in self._tracks.items()
-            },
-            "metrics": sorted(series),
-            "series": series,
-            "events": [e.as_dict() for e in self._events],
-        }
+        return build_snapshot(
+            interval=self._interval,
+            live=self.running,
+            hosts={name: (t.up, t.last_error) for name, t in self._tracks.items()},
+            series=(
+                (name, metric, points)
+                for name, track in self._tracks.items()
+                for metric, points in track.series.items()
+            ),
+            events=(e.as_dict() for e in self._events),
+        )
 
     def subscribe(self) -> AsyncIterator[dict[str, object]]:
         """Round and event updates from now on; ends when the collector stops."""
-        subscription = _Subscription(self._subscribers, limit=1000)
-        if self._stopped:
-            subscription.end()
-        return subscription
+        return self._subscribers.subscribe()
 
     def add_event(
         self, label: str, color: str | None = None, end: float | None = None
@@ -418,9 +367,7 @@ class Collector:
         self._events.append(event)
         if self._store is not None:
             self._write(self._store.add_event, event)
-        update: dict[str, object] = {"type": "event", "event": event.as_dict()}
-        for subscription in self._subscribers:
-            subscription.put(update)
+        self._subscribers.publish({"type": "event", "event": event.as_dict()})
         return event.as_dict()
 
     def export(self) -> dict[str, object]:
@@ -447,7 +394,7 @@ class Collector:
     def export_json(self, path: str | PathLike[str]) -> None:
         """Write ``export()`` to ``path`` as JSON (``Replay.from_file`` reads it)."""
         with open(path, "w", encoding="utf-8") as out:
-            json.dump(self.export(), out)
+            json.dump(self.export(), out, allow_nan=False)
 
     # --- rounds ------------------------------------------------------------------------
 
@@ -568,11 +515,22 @@ class Collector:
                 problems.append(f"{command}: {type(exc).__name__}: {exc}")
                 track.previous.pop(command, None)
                 continue
-            if parser in _BUILT_IN:
-                metrics.update(parsed.metrics)
-            else:
-                # NaN or infinity from a user's parser would poison JSON and the store.
-                metrics.update((k, v) for k, v in parsed.metrics.items() if math.isfinite(v))
+            # NaN, infinity or a non-number (a user's parser, or garbage in /proc)
+            # would poison latest(), JSON, /metrics and the charts: drop and count it.
+            finite, dropped = split_finite(parsed.metrics)
+            metrics.update(finite)
+            for metric in dropped:
+                count = track.dropped.get(metric, 0)
+                if not count:
+                    logger.warning(
+                        "%s: %s gave %s = %r, not a finite number: dropped "
+                        "(counted in Collector.dropped_values; logged once per metric)",
+                        track.name,
+                        command,
+                        metric,
+                        parsed.metrics[metric],
+                    )
+                track.dropped[metric] = count + 1
             if parsed.counters:
                 track.previous[command] = Sample(taken, parsed.counters)
         # A host whose commands all failed gave nothing usable: that is down.
@@ -600,8 +558,7 @@ class Collector:
                 for name, r in results.items()
             },
         }
-        for subscription in self._subscribers:
-            subscription.put(update)
+        self._subscribers.publish(update)
 
     # --- the store, off the event loop ---------------------------------------------------
 
@@ -639,102 +596,3 @@ class Collector:
             return self._tracks[host_name]
         except KeyError:
             raise KeyError(f"{host_name!r} is not monitored by this collector") from None
-
-
-# --- replaying a saved file ----------------------------------------------------------------
-
-
-class Replay:
-    """A saved monitor run (JSON export or SQLite store) as a dashboard source.
-
-    It is not live: ``subscribe`` ends at once. ``add_event`` adds to memory only.
-    """
-
-    def __init__(self, export: Mapping[str, object]) -> None:
-        doc = load_export(export)
-        meta = doc.get("meta", {})
-        self._interval = float(meta.get("interval", "5.0")) if isinstance(meta, dict) else 5.0
-        self._samples: dict[str, dict[str, list[list[float]]]] = doc.get("samples", {})
-        self._status: dict[str, list[list[Any]]] = doc.get("status", {})
-        self._hosts: list[str] = list(doc.get("hosts", []))
-        self._rounds: list[list[float]] = doc.get("rounds", [])
-        self._events = [
-            Event(e["id"], e["t"], e["label"], e.get("color"), e.get("end"))
-            for e in doc.get("events", [])
-        ]
-
-    @classmethod
-    def from_file(cls, path: str | PathLike[str]) -> Replay:
-        """Read a JSON export, or a SQLite file written by a ``Collector``.
-
-        Raises:
-            ValueError: the file is neither.
-        """
-        with open(path, "rb") as f:
-            head = f.read(16)
-        if head == b"SQLite format 3\x00":
-            with MetricStore(path) as store:
-                return cls(store.export())
-        return cls(load_export(path))
-
-    @property
-    def interval(self) -> float:
-        """The recorded run's interval."""
-        return self._interval
-
-    def host_states(self) -> dict[str, HostState]:
-        """Each host's state in the last recorded round it was polled in."""
-        states: dict[str, HostState] = {}
-        for name in self._hosts:
-            rows = self._status.get(name)
-            if rows:
-                _, up, error = rows[-1]
-                states[name] = HostState(bool(up), str(error))
-            else:
-                states[name] = HostState(bool(self._samples.get(name)), "")
-        return states
-
-    def latest_values(self) -> dict[str, dict[str, float]]:
-        """``{host: metrics}`` at each host's last recorded point (hosts up at the end)."""
-        up = self.host_states()
-        return {
-            host: {metric: points[-1][1] for metric, points in metrics.items() if points}
-            for host, metrics in self._samples.items()
-            if up.get(host, HostState(True)).up
-        }
-
-    @property
-    def last_round_duration(self) -> float | None:
-        """The recorded run's last round duration."""
-        return float(self._rounds[-1][1]) if self._rounds else None
-
-    def snapshot(self) -> dict[str, object]:
-        series: dict[str, dict[str, list[list[float]]]] = {}
-        for host, metrics in self._samples.items():
-            for metric, points in metrics.items():
-                series.setdefault(metric, {})[host] = [[t, v] for t, v in points]
-        return {
-            "interval": self._interval,
-            "live": False,
-            "hosts": {
-                name: {"up": s.up, "last_error": s.error} for name, s in self.host_states().items()
-            },
-            "metrics": sorted(series),
-            "series": series,
-            "events": [e.as_dict() for e in self._events],
-        }
-
-    def subscribe(self) -> AsyncIterator[dict[str, object]]:
-        """Nothing happens in a replay: the stream ends at once."""
-        subscription = _Subscription(set(), limit=1)
-        subscription.end()
-        return subscription
-
-    def add_event(
-        self, label: str, color: str | None = None, end: float | None = None
-    ) -> dict[str, object]:
-        """Add an annotation to the replay (in memory; the file is not changed)."""
-        next_id = max((e.id for e in self._events), default=0) + 1
-        event = Event(next_id, time.time(), label, color, end)
-        self._events.append(event)
-        return event.as_dict()

@@ -1,12 +1,13 @@
 """What the dashboard shows: the one protocol a live ``Collector``, a ``Replay`` of a
-saved file and a ``MemorySource`` all implement."""
+saved file and a ``MemorySource`` all implement, and the snapshot they all build."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import math
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Protocol
 
-__all__ = ["DashboardSource"]
+__all__ = ["DashboardSource", "build_snapshot", "is_finite_number", "split_finite"]
 
 
 class DashboardSource(Protocol):
@@ -36,3 +37,52 @@ class DashboardSource(Protocol):
     ) -> dict[str, object]:
         """Put an annotation on the timeline now and return it."""
         ...
+
+
+def build_snapshot(
+    *,
+    interval: float,
+    live: bool,
+    hosts: Mapping[str, tuple[bool, str]],
+    series: Iterable[tuple[str, str, Sequence[Sequence[float]]]],
+    events: Iterable[Mapping[str, object]],
+) -> dict[str, object]:
+    """The snapshot of ``DashboardSource.snapshot`` from a source's parts.
+
+    Args:
+        interval: seconds between rounds.
+        live: false for a replay.
+        hosts: ``{host: (up, last error)}``.
+        series: ``(host, metric, points)``; each point a ``(t, v)`` pair that is
+            never mutated, so the snapshot shares it instead of copying it.
+        events: the events as dicts (copied).
+    """
+    by_metric: dict[str, dict[str, list[Sequence[float]]]] = {}
+    for host, metric, points in series:
+        by_metric.setdefault(metric, {})[host] = list(points)
+    return {
+        "interval": interval,
+        "live": live,
+        "hosts": {name: {"up": up, "last_error": error} for name, (up, error) in hosts.items()},
+        "metrics": sorted(by_metric),
+        "series": by_metric,
+        "events": [dict(event) for event in events],
+    }
+
+
+def is_finite_number(value: object) -> bool:
+    """True for an int or float that is neither NaN nor infinite."""
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
+def split_finite(metrics: Mapping[str, float]) -> tuple[dict[str, float], list[str]]:
+    """``metrics`` without NaN and infinities (not numbers JSON, SQLite or charts take),
+    and the names of the metrics left out."""
+    kept: dict[str, float] = {}
+    dropped: list[str] = []
+    for name, value in metrics.items():
+        if is_finite_number(value):
+            kept[name] = float(value)
+        else:
+            dropped.append(name)
+    return kept, dropped

@@ -6,7 +6,7 @@ Routes of ``create_app``:
 - ``/api/snapshot``: the source's snapshot as JSON.
 - ``/api/events``: ``GET`` lists the events, ``POST {"label", "color"?, "end"?}`` adds one.
 - ``/api/stream``: Server-Sent Events. The first message is ``{"type": "snapshot",
-  "snapshot": {...}}`` (its series in columns, see ``_encode_columns``), then every
+  "snapshot": {...}}`` (its series in columns, see ``_column_chunks``), then every
   round and event of the source as it happens, each a ``data:`` JSON line; a comment
   line every 15 s keeps proxies from closing the stream; ``{"type": "end"}`` when the
   source stops.
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import ipaddress
 import json
 import logging
@@ -38,11 +37,15 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
-from otto.monitor.source import DashboardSource
+from otto.monitor.prometheus import render_metrics
+from otto.monitor.source import DashboardSource, build_snapshot, split_finite
+from otto.monitor.subscription import DEFAULT_BACKLOG, Subscribers
 
 __all__ = [
+    "MAX_CLIENTS",
+    "SEND_TIMEOUT",
     "DashboardServer",
     "DashboardSource",
     "MemorySource",
@@ -55,6 +58,10 @@ log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).with_name("static")
 HEARTBEAT_INTERVAL = 15.0
 """Seconds between SSE comment lines sent to keep an idle stream open."""
+MAX_CLIENTS = 32
+"""Event streams a dashboard serves at once."""
+SEND_TIMEOUT = 30.0
+"""Seconds a write to an event stream may wait for a client that does not read."""
 
 _LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 _MAX_LABEL = 200
@@ -62,7 +69,6 @@ _COLOR_RE = re.compile(r"#[0-9a-fA-F]{3,8}|[a-zA-Z]{1,30}")
 # How many points to encode between yields to the event loop while writing a snapshot,
 # so that a large history does not stall the collector's rounds.
 _POINTS_PER_SLICE = 20_000
-_PROMETHEUS = "otto.monitor.prometheus"
 _PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _PAGE_HEADERS = {
     "Content-Security-Policy": (
@@ -76,42 +82,6 @@ _PAGE_HEADERS = {
 
 # ---------------------------------------------------------------------------------------
 # An in-memory source
-
-
-class _Subscription:
-    """One subscriber's queue of updates; registered as soon as it is created."""
-
-    def __init__(self, owner: MemorySource, limit: int) -> None:
-        self._owner = owner
-        self._queue: asyncio.Queue[dict[str, object] | None] = asyncio.Queue()
-        self._limit = limit
-        self._ended = False
-
-    def offer(self, item: dict[str, object] | None) -> None:
-        if self._ended:
-            return
-        if item is not None and self._queue.qsize() >= self._limit:
-            # A subscriber this far behind gets cut off; a dashboard reconnects and
-            # starts again from a snapshot, which is cheaper than an unbounded queue.
-            log.warning("dropping a dashboard subscriber %d updates behind", self._limit)
-            item = None
-        if item is None:
-            self._ended = True
-        self._queue.put_nowait(item)
-
-    def __aiter__(self) -> Self:
-        return self
-
-    async def __anext__(self) -> dict[str, object]:
-        item = await self._queue.get()
-        if item is None:
-            self._owner._subscribers.discard(self)
-            raise StopAsyncIteration
-        return item
-
-    async def aclose(self) -> None:
-        self._ended = True
-        self._owner._subscribers.discard(self)
 
 
 class MemorySource:
@@ -132,19 +102,19 @@ class MemorySource:
         interval: float = 1.0,
         live: bool = True,
         clock: Callable[[], float] = time.time,
-        max_backlog: int = 10_000,
+        max_backlog: int = DEFAULT_BACKLOG,
     ) -> None:
         self.interval = interval
         self.live = live
         self._clock = clock
-        self._max_backlog = max_backlog
-        self._hosts: dict[str, dict[str, object]] = {}
+        self._hosts: dict[str, tuple[bool, str]] = {}
         # Points are stored as the [t, v] pairs a snapshot hands out: never mutated, so a
         # snapshot shares them instead of building a million small lists.
-        self._series: dict[str, dict[str, list[list[float]]]] = {}
+        self._series: dict[tuple[str, str], list[list[float]]] = {}
         self._events: list[dict[str, object]] = []
-        self._subscribers: set[_Subscription] = set()
-        self._stopped = False
+        self._subscribers = Subscribers(max_backlog)
+        self.dropped_values = 0
+        """Values left out of ``push_round`` because they were NaN, infinite or not numbers."""
 
     @property
     def subscriber_count(self) -> int:
@@ -165,38 +135,34 @@ class MemorySource:
         for name, metrics in hosts.items():
             up = metrics is not None
             error = errors.get(name, "" if up else "down")
-            self._hosts[name] = {"up": up, "last_error": error}
-            values = dict(metrics or {})
+            self._hosts[name] = (up, error)
+            values, dropped = split_finite(metrics or {})
+            if dropped:
+                self.dropped_values += len(dropped)
+                log.warning("%s: dropped non-finite values of %s", name, ", ".join(dropped))
             for metric, value in values.items():
-                self._series.setdefault(metric, {}).setdefault(name, []).append([t, value])
+                self._series.setdefault((name, metric), []).append([t, value])
             entry: dict[str, object] = {"up": up, "metrics": values}
             if error:
                 entry["last_error"] = error
             message_hosts[name] = entry
-        self._publish({"type": "round", "t": t, "duration": duration, "hosts": message_hosts})
+        self._subscribers.publish(
+            {"type": "round", "t": t, "duration": duration, "hosts": message_hosts}
+        )
 
     def snapshot(self) -> dict[str, object]:
         """Return the stored rounds and events (see ``DashboardSource.snapshot``)."""
-        return {
-            "interval": self.interval,
-            "live": self.live,
-            "hosts": {name: dict(state) for name, state in self._hosts.items()},
-            "metrics": sorted(self._series),
-            "series": {
-                metric: {host: list(points) for host, points in by_host.items()}
-                for metric, by_host in self._series.items()
-            },
-            "events": [dict(event) for event in self._events],
-        }
+        return build_snapshot(
+            interval=self.interval,
+            live=self.live,
+            hosts=self._hosts,
+            series=((host, metric, points) for (host, metric), points in self._series.items()),
+            events=self._events,
+        )
 
     def subscribe(self) -> AsyncIterator[dict[str, object]]:
         """Return the updates from now on; it ends when ``stop`` is called."""
-        subscription = _Subscription(self, self._max_backlog)
-        if self._stopped:
-            subscription.offer(None)
-        else:
-            self._subscribers.add(subscription)
-        return subscription
+        return self._subscribers.subscribe()
 
     def add_event(
         self, label: str, color: str | None = None, end: float | None = None
@@ -210,19 +176,12 @@ class MemorySource:
             "color": color,
         }
         self._events.append(event)
-        self._publish({"type": "event", "event": dict(event)})
+        self._subscribers.publish({"type": "event", "event": dict(event)})
         return dict(event)
 
     def stop(self) -> None:
         """End every subscription, as a collector does when it stops."""
-        self._stopped = True
-        for subscription in list(self._subscribers):
-            subscription.offer(None)
-        self._subscribers.clear()
-
-    def _publish(self, message: dict[str, object]) -> None:
-        for subscription in list(self._subscribers):
-            subscription.offer(message)
+        self._subscribers.stop()
 
 
 # ---------------------------------------------------------------------------------------
@@ -269,18 +228,25 @@ async def _encode_snapshot(snapshot: Mapping[str, object]) -> str:
     return "".join(parts)
 
 
-async def _encode_columns(snapshot: Mapping[str, object]) -> str:
-    """Encode a snapshot for the page: each distinct timeline once, then values only.
+async def _column_chunks(
+    snapshot: Mapping[str, object], chunk_chars: int = 1 << 16
+) -> AsyncIterator[str]:
+    """Encode a snapshot for the page in pieces of about ``chunk_chars``: each distinct
+    timeline once, then values only.
 
     ``series`` becomes ``{metric: {host: [i, [v, ...]]}}`` where ``i`` indexes a new
-    ``timelines: [[t, ...], ...]``. The hosts of a collector share their round times,
-    so this is half the size of ``[t, v]`` pairs and half the time to encode.
+    ``timelines: [[t, ...], ...]`` (written last, once every series is out). The hosts
+    of a collector share their round times, so this is half the size of ``[t, v]``
+    pairs and half the time to encode. A stream sends each piece before the next is
+    encoded, so a client that reads slowly (or not at all) never pins the whole
+    encoded snapshot.
     """
     series = snapshot.get("series")
     rest = {key: value for key, value in snapshot.items() if key != "series"}
     timelines: list[list[object]] = []
     known: dict[tuple[int, object, object], list[int]] = {}
-    parts: list[str] = []
+    parts: list[str] = ['{"series":{']
+    size = 0
     encoded = 0
     for i, (metric, by_host) in enumerate(series.items() if isinstance(series, Mapping) else ()):
         parts.append(("," if i else "") + _dumps(str(metric)) + ":{")
@@ -294,15 +260,21 @@ async def _encode_columns(snapshot: Mapping[str, object]) -> str:
                 index = len(timelines)
                 timelines.append(times)
                 same.append(index)
-            parts.append(f"{',' if j else ''}{_dumps(str(host))}:[{index},{_dumps(values)}]")
+            piece = f"{',' if j else ''}{_dumps(str(host))}:[{index},{_dumps(values)}]"
+            parts.append(piece)
+            size += len(piece)
             encoded += len(times)
+            if size >= chunk_chars:
+                yield "".join(parts)
+                parts, size = [], 0
             if encoded >= _POINTS_PER_SLICE:
                 encoded = 0
                 await asyncio.sleep(0)
         parts.append("}")
     rest["timelines"] = timelines
-    head = _dumps(rest)
-    return head[:-1] + ',"series":{' + "".join(parts) + "}}"
+    tail = _dumps(rest)
+    parts.append("}" + ("," + tail[1:] if tail != "{}" else "}"))
+    yield "".join(parts)
 
 
 def _sse(message: object) -> bytes:
@@ -313,12 +285,28 @@ def _sse(message: object) -> bytes:
 # Server-Sent Events
 
 
-class _StreamHub:
-    """Tracks open event streams so that a shutting-down server can end them."""
+class _ClientDropped(Exception):
+    """A client that stopped reading was cut off."""
 
-    def __init__(self) -> None:
+
+class _StreamHub:
+    """Counts open event streams (at most ``max_clients``) and ends them on shutdown."""
+
+    def __init__(self, max_clients: int) -> None:
         self._open: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+        self._reserved = 0
+        self.max_clients = max_clients
         self.closed = False
+
+    def reserve(self) -> bool:
+        """Take a slot for a new stream; false when all are taken."""
+        if self._reserved >= self.max_clients:
+            return False
+        self._reserved += 1
+        return True
+
+    def release(self) -> None:
+        self._reserved -= 1
 
     @contextlib.contextmanager
     def register(self) -> Iterator[asyncio.Event]:
@@ -340,11 +328,17 @@ class _StreamHub:
 
 
 class _EventStreamResponse(Response):
-    """Streams the snapshot, then the source's updates, until one side goes away."""
+    """Streams the snapshot, then the source's updates, until one side goes away.
+
+    Every write has ``send_timeout`` seconds to get through; a client that reads
+    nothing for that long, or falls ``max_backlog`` updates behind, is cut off.
+    """
 
     media_type = "text/event-stream"
 
-    def __init__(self, source: DashboardSource, hub: _StreamHub, heartbeat: float) -> None:
+    def __init__(
+        self, source: DashboardSource, hub: _StreamHub, heartbeat: float, send_timeout: float
+    ) -> None:
         # Not Response.__init__: it would declare a Content-Length for an empty body.
         self.status_code = 200
         self.background = None
@@ -352,6 +346,7 @@ class _EventStreamResponse(Response):
         self._source = source
         self._hub = hub
         self._heartbeat = heartbeat
+        self._send_timeout = send_timeout
         self._lock = asyncio.Lock()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -362,7 +357,10 @@ class _EventStreamResponse(Response):
                 await self._stream(updates, receive, send, closing, tasks)
         except OSError:
             pass  # the client went away while we were sending
+        except _ClientDropped as dropped:
+            log.warning("dashboard: dropped a client at %s: %s", _peer(scope), dropped)
         finally:
+            self._hub.release()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -384,10 +382,13 @@ class _EventStreamResponse(Response):
             # the two; the page drops the rounds that the snapshot already holds.
             tasks.append(asyncio.create_task(self._pump(updates, send)))
             await asyncio.sleep(0)
-            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-            snapshot = await _encode_columns(self._source.snapshot())
-            body = f'data: {{"type":"snapshot","snapshot":{snapshot}}}\n\n'.encode()
-            await send({"type": "http.response.body", "body": body, "more_body": True})
+            await self._send(
+                send, {"type": "http.response.start", "status": 200, "headers": self.raw_headers}
+            )
+            await self._send_body(send, b'data: {"type":"snapshot","snapshot":')
+            async for piece in _column_chunks(self._source.snapshot()):
+                await self._send_body(send, piece.encode())
+            await self._send_body(send, b"}\n\n")
         tasks.append(asyncio.create_task(self._beat(send)))
         client_gone = asyncio.create_task(_disconnected(receive))
         shutdown = asyncio.create_task(_wait(closing))
@@ -395,25 +396,43 @@ class _EventStreamResponse(Response):
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for task in done:
             if not task.cancelled() and (error := task.exception()) is not None:
-                if isinstance(error, OSError):
-                    return
+                if isinstance(error, OSError | _ClientDropped):
+                    raise error
                 log.error("dashboard event stream failed", exc_info=error)
         if client_gone not in done:
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            async with self._lock:
+                await self._send(send, {"type": "http.response.body", "body": b""})
+
+    async def _send(self, send: Send, message: Message) -> None:
+        try:
+            async with asyncio.timeout(self._send_timeout):
+                await send(message)
+        except TimeoutError:
+            raise _ClientDropped(f"it read nothing for {self._send_timeout:g}s") from None
+
+    async def _send_body(self, send: Send, chunk: bytes) -> None:
+        await self._send(send, {"type": "http.response.body", "body": chunk, "more_body": True})
 
     async def _send_chunk(self, send: Send, chunk: bytes) -> None:
         async with self._lock:
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await self._send_body(send, chunk)
 
     async def _pump(self, updates: AsyncIterator[dict[str, object]], send: Send) -> None:
         async for message in updates:
             await self._send_chunk(send, _sse(message))
+        if getattr(updates, "overflowed", False):
+            raise _ClientDropped("it fell too far behind the updates")
         await self._send_chunk(send, _sse({"type": "end"}))
 
     async def _beat(self, send: Send) -> None:
         while True:
             await asyncio.sleep(self._heartbeat)
             await self._send_chunk(send, b": keepalive\n\n")
+
+
+def _peer(scope: Scope) -> str:
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else "?"
 
 
 async def _disconnected(receive: Receive) -> None:
@@ -446,6 +465,8 @@ def create_app(
     *,
     allowed_hosts: Sequence[str] | None = None,
     heartbeat: float = HEARTBEAT_INTERVAL,
+    max_clients: int = MAX_CLIENTS,
+    send_timeout: float = SEND_TIMEOUT,
 ) -> Starlette:
     """Build the dashboard's ASGI app over ``source``.
 
@@ -455,8 +476,11 @@ def create_app(
             loopback passes its loopback names, so that a web page elsewhere cannot reach
             it through DNS rebinding.
         heartbeat: seconds between keep-alive comments on ``/api/stream``.
+        max_clients: event streams open at once; one more is answered 503.
+        send_timeout: seconds a stream's write may wait for the client to read
+            before the client is cut off.
     """
-    hub = _StreamHub()
+    hub = _StreamHub(max_clients)
 
     async def index(request: Request) -> Response:
         return FileResponse(STATIC_DIR / "index.html", headers=_PAGE_HEADERS)
@@ -495,22 +519,17 @@ def create_app(
         return Response(_dumps(event), status_code=201, media_type="application/json")
 
     async def stream(request: Request) -> Response:
-        return _EventStreamResponse(source, hub, heartbeat)
-
-    async def metrics(request: Request) -> Response:
-        # Imported here so that the dashboard works while that module is unavailable.
-        try:
-            module = importlib.import_module("otto.monitor.prometheus")
-            render: Callable[[DashboardSource], bytes] = module.render_metrics
-        except (ImportError, AttributeError) as error:
-            if isinstance(error, ImportError) and error.name not in {_PROMETHEUS, None}:
-                raise
+        if not hub.reserve():
             return Response(
-                f"Prometheus export is not available: {_PROMETHEUS}.render_metrics is missing.\n",
+                f"too many dashboard clients (at most {hub.max_clients}); try again later\n",
                 status_code=503,
                 media_type="text/plain",
+                headers={"Retry-After": "5"},
             )
-        return Response(render(source), media_type=_PROMETHEUS_TYPE)
+        return _EventStreamResponse(source, hub, heartbeat, send_timeout)
+
+    async def metrics(request: Request) -> Response:
+        return Response(render_metrics(source), media_type=_PROMETHEUS_TYPE)
 
     middleware = []
     if allowed_hosts is not None:
@@ -553,6 +572,20 @@ class _Uvicorn(uvicorn.Server):
             self._started_event.set()
 
 
+class _DroppedClientFilter(logging.Filter):
+    """Hides uvicorn's error for a stream the dashboard cut off on purpose (logged by us)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "ASGI callable returned without completing response."
+
+
+_DROPPED_CLIENT_FILTER = _DroppedClientFilter()
+
+
+def _quiet_dropped_clients() -> None:
+    logging.getLogger("uvicorn.error").addFilter(_DROPPED_CLIENT_FILTER)  # idempotent
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -580,13 +613,28 @@ class DashboardServer:
         source: what to display.
         host: the address to bind; loopback unless you mean to expose the dashboard.
         port: the TCP port, 0 for any free one.
+        max_clients: event streams served at once (see ``create_app``).
+        send_timeout: seconds before a client that reads nothing is cut off.
     """
 
-    def __init__(self, source: DashboardSource, *, host: str = "127.0.0.1", port: int = 8000):
+    def __init__(
+        self,
+        source: DashboardSource,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        max_clients: int = MAX_CLIENTS,
+        send_timeout: float = SEND_TIMEOUT,
+    ) -> None:
         self.host = host
         self._requested_port = port
         loopback = _is_loopback(host)
-        self.app = create_app(source, allowed_hosts=_LOOPBACK_NAMES if loopback else None)
+        self.app = create_app(
+            source,
+            allowed_hosts=_LOOPBACK_NAMES if loopback else None,
+            max_clients=max_clients,
+            send_timeout=send_timeout,
+        )
         self._socket: socket.socket | None = None
         self._port = port
         self._server: _Uvicorn | None = None
@@ -613,6 +661,7 @@ class DashboardServer:
         """Bind and start serving; return once connections are accepted."""
         if self._task is not None:
             raise RuntimeError("the dashboard server is already started")
+        _quiet_dropped_clients()
         self._socket = _bind(self.host, self._requested_port)
         self._port = int(self._socket.getsockname()[1])
         config = uvicorn.Config(

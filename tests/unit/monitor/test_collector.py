@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import math
 import re
-import sqlite3
 import subprocess
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 from otto.monitor import Collector, MonitorTarget, Replay, gauge_parser
 from otto.monitor.collector import join_commands, split_output
 from otto.monitor.parsers import DEFAULT_PARSERS
-from otto.monitor.store import MetricStore
+from otto.monitor.store import MetricStore, StoreError
 from otto.periodic import FakeClock
 from otto.result import CommandStatus, RunResult, Status
 
@@ -374,7 +375,46 @@ async def test_a_store_that_cannot_open_fails_start_cleanly(
     clock: FakeClock, tmp_path: Path
 ) -> None:
     collector = Collector([FakeHost("h", clock)], clock=clock, db=tmp_path / "no" / "m.db")
-    with pytest.raises(sqlite3.OperationalError):
+    with pytest.raises(StoreError, match=r"m\.db: folder .*no does not exist"):
         await collector.start()
     assert not collector.running
     await collector.stop()
+
+
+async def test_non_finite_values_are_dropped_counted_and_logged_once(
+    clock: FakeClock, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Garbage in /proc/loadavg makes the built-in parser give NaN and infinity;
+    # a user's parser gives them outright.
+    outputs = dict(CAPTURED, **{"cat /proc/loadavg": ["loadavg_garbage.txt"], "gpu": ["df_P.txt"]})
+    host = FakeHost("h", clock, outputs)
+    weird = gauge_parser(lambda text: {"gpu.percent": math.nan, "gpu.temp": 40.0})
+    collector = Collector(
+        [MonitorTarget(host, parsers={"gpu": weird})],
+        interval=1.0,
+        clock=clock,
+        db=tmp_path / "m.db",
+    )
+    rounds = Rounds(collector.subscribe())
+    with caplog.at_level(logging.WARNING, logger="otto.monitor"):
+        async with collector:
+            for k in range(3):
+                metrics = hosts_of(await rounds.next())["h"]["metrics"]
+                assert isinstance(metrics, dict)
+                assert all(math.isfinite(v) for v in metrics.values())
+                clock.advance_to(50.0 + k + 1)
+            latest = collector.latest("h")
+            exported = tmp_path / "m.json"
+            collector.export_json(exported)
+    assert "load.1m" not in latest and "load.5m" not in latest and "gpu.percent" not in latest
+    assert latest["load.15m"] == 0.42 and latest["gpu.temp"] == 40.0
+    assert collector.dropped_values == {"h": {"load.1m": 3, "load.5m": 3, "gpu.percent": 3}}
+    # Logged once per metric, not once per round.
+    assert caplog.text.count("gpu.percent") == 1
+    assert caplog.text.count("load.1m") == 1
+    text = exported.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    json.loads(text)
+    with MetricStore(tmp_path / "m.db") as store:
+        assert store.series("h", "load.1m") == []
+        assert len(store.series("h", "gpu.temp")) == 3

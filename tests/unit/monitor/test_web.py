@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import sys
-import types
 from collections.abc import AsyncIterator
 
 import httpx
@@ -63,14 +61,17 @@ async def test_snapshot_is_the_source_snapshot(client: httpx.AsyncClient) -> Non
     assert snapshot["hosts"]["db"] == {"up": True, "last_error": ""}
 
 
-async def test_snapshot_turns_nan_into_null() -> None:
+async def test_non_finite_values_are_dropped_and_counted() -> None:
     source = MemorySource()
     source.push_round(T0, {"web": {"cpu.percent": math.nan, "load.1m": math.inf}})
-    source.push_round(T0 + 1, {"web": {"cpu.percent": 5.0, "load.1m": 0.5}})
+    source.push_round(T0 + 1, {"web": {"cpu.percent": 5.0, "load.1m": -math.inf}})
     async with http_client(create_app(source)) as test_client:
         snapshot = (await test_client.get("/api/snapshot")).json()
-    assert snapshot["series"]["cpu.percent"]["web"] == [[T0, None], [T0 + 1, 5.0]]
-    assert snapshot["series"]["load.1m"]["web"] == [[T0, None], [T0 + 1, 0.5]]
+        metrics = (await test_client.get("/metrics")).text
+    assert snapshot["series"] == {"cpu.percent": {"web": [[T0 + 1, 5.0]]}}
+    assert source.dropped_values == 3
+    assert 'otto_cpu_percent{host="web"} 5.0' in metrics
+    assert "nan" not in metrics.lower() and "inf" not in metrics.lower()
 
 
 async def test_empty_snapshot() -> None:
@@ -158,32 +159,11 @@ async def test_add_event_requires_json(client: httpx.AsyncClient) -> None:
     assert (await client.get("/api/events")).json() == []
 
 
-async def test_metrics_unavailable_is_503(
-    monkeypatch: pytest.MonkeyPatch, client: httpx.AsyncClient
-) -> None:
-    monkeypatch.setitem(sys.modules, "otto.monitor.prometheus", None)
-    response = await client.get("/metrics")
-    assert response.status_code == 503
-    assert "otto.monitor.prometheus" in response.text
-
-
-async def test_metrics_served_from_render_metrics(
-    monkeypatch: pytest.MonkeyPatch, client: httpx.AsyncClient
-) -> None:
-    seen: list[object] = []
-
-    def render_metrics(source: object) -> bytes:
-        seen.append(source)
-        return b'# TYPE otto_cpu_percent gauge\notto_cpu_percent{host="web"} 12.0\n'
-
-    module = types.ModuleType("otto.monitor.prometheus")
-    module.render_metrics = render_metrics  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "otto.monitor.prometheus", module)
+async def test_metrics_served_in_the_prometheus_format(client: httpx.AsyncClient) -> None:
     response = await client.get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
     assert 'otto_cpu_percent{host="web"} 12.0' in response.text
-    assert len(seen) == 1
 
 
 async def test_allowed_hosts_reject_other_host_names() -> None:
@@ -362,15 +342,15 @@ async def test_stream_ends_on_server_shutdown() -> None:
     assert source.subscriber_count == 0
 
 
-async def test_stream_survives_nan_values() -> None:
+async def test_stream_never_carries_nan_values() -> None:
     source = MemorySource()
     source.push_round(T0 - 1, {"web": {"cpu.percent": math.inf}})
     async with SseCall(create_app(source)) as call:
         first = await call.next()
-        assert first["snapshot"]["series"] == {"cpu.percent": {"web": [0, [None]]}}  # type: ignore[index]
-        source.push_round(T0, {"web": {"cpu.percent": math.nan}})
+        assert first["snapshot"]["series"] == {}  # type: ignore[index]
+        source.push_round(T0, {"web": {"cpu.percent": math.nan, "load.1m": 1.0}})
         message = await call.next()
-        assert message["hosts"] == {"web": {"up": True, "metrics": {"cpu.percent": None}}}
+        assert message["hosts"] == {"web": {"up": True, "metrics": {"load.1m": 1.0}}}
 
 
 # ------------------------------------------------------------------------- MemorySource
