@@ -37,8 +37,10 @@ Without a lab file the lab holds one host, ``local``, a ``LocalHost``.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
+import logging
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -61,6 +63,8 @@ __all__ = [
     "get_host",
     "load_lab",
 ]
+
+log = logging.getLogger("otto.lab")
 
 #: The environment variable naming lab files when ``--lab`` is not given.
 ENV_VAR = "OTTO_LAB"
@@ -471,12 +475,28 @@ class Lab:
         """Host objects for every host, or those whose name ``pattern`` matches."""
         return [self.host(n) for n in self.select(pattern)]
 
-    async def close(self) -> None:
-        """Close every host built so far (their sessions, repeats and connections)."""
+    async def close(self, timeout: float | None = None) -> None:
+        """Close every host built so far (sessions, repeats, connections), all at once.
+
+        A host whose close fails is logged and the others are still closed.
+
+        Args:
+            timeout: seconds to wait; a host still closing then is abandoned
+                (its local processes are killed) and the call returns.
+        """
         built = list(self._hosts.values())
         self._hosts.clear()
-        for host in built:
-            await host.close()
+        if not built:
+            return
+        closing = {asyncio.ensure_future(host.close()): host for host in built}
+        done, pending = await asyncio.wait(closing, timeout=timeout)
+        for task in done:
+            if not task.cancelled() and (error := task.exception()) is not None:
+                log.warning("closing host %s failed: %s", closing[task].name, error)
+        for task in pending:
+            log.warning("host %s did not close within %gs: abandoned", closing[task].name, timeout)
+            closing[task].abandon()
+            task.cancel()
 
     def __contains__(self, name: object) -> bool:
         return name in self._specs

@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -246,6 +246,89 @@ def test_host_regex_selects_hosts(two_local: Path) -> None:
     proc = otto("--lab", str(two_local), "host", "al.*", "run", "true")
     assert proc.returncode == 0
     assert proc.stdout.splitlines() == ["alpha $ true"]
+
+
+def pids_running(pattern: str) -> list[int]:
+    """Live processes whose command line matches ``pattern`` (pgrep -f)."""
+    found = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True, check=False)
+    return [pid for pid in map(int, found.stdout.split()) if alive(pid)]
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, exited but not reaped, does not count)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid``."""
+    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False)
+    children = [int(child) for child in found.stdout.split()]
+    return children + [d for child in children for d in descendants(child)]
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = DEADLINE) -> None:
+    """Poll ``condition`` (a process table has no event to wait on) until it holds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the condition did not hold in time"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("how", ["host", "instruction"])
+def test_ctrl_c_closes_hosts_and_exits_130_within_a_second(tmp_path: Path, how: str) -> None:
+    marker = f"OTTO_CTRL_C_{os.getpid()}_{how}"
+    # A duration no other test uses, to find this very sleep.
+    seconds = f"1000.{os.getpid()}{len(how)}"
+    command = f"sleep {seconds}; echo {marker}"
+    env = clean_env()
+    if how == "host":
+        args = ["host", "local", "run", command]
+    else:
+        (tmp_path / "ctrlc_tasks.py").write_text(
+            "import otto\n\n\n@otto.instruction()\nasync def hang() -> None:\n"
+            f"    await otto.get_host('local').run({command!r})\n"
+        )
+        lab = write_lab(
+            tmp_path / "lab.json",
+            [{"name": "local", "term": "local"}],
+            settings={"instructions": ["ctrlc_tasks"]},
+        )
+        env["PYTHONPATH"] = f"{tmp_path}{os.pathsep}{env.get('PYTHONPATH', '')}"
+        args = ["--lab", str(lab), "run", "hang"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "otto", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        cwd=tmp_path,
+    )
+    sleeping = f"^sleep {re.escape(seconds)}$"
+    try:
+        wait_for(lambda: bool(pids_running(sleeping)) or proc.poll() is not None)
+        assert proc.poll() is None, proc.communicate()
+        below = descendants(proc.pid)
+        assert below, "the host's shell should run below otto"
+        proc.send_signal(signal.SIGINT)
+        sent = time.monotonic()
+        code = proc.wait(DEADLINE)
+        took = time.monotonic() - sent
+        out, err = proc.communicate()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert code == 130, err
+    assert took < 1.5, f"exit took {took:.2f}s"
+    assert err.decode().endswith("otto: interrupted (SIGINT)\n"), err
+    assert marker.encode() not in out.replace(command.encode(), b"")
+    # Neither the sleep nor the shell that would echo the marker is left.
+    assert pids_running(sleeping) == []
+    assert [pid for pid in below if alive(pid)] == []
 
 
 # --- put / get ---------------------------------------------------------------------------
@@ -617,6 +700,45 @@ def test_monitor_port_in_use() -> None:
         proc = otto("monitor", "--port", str(port))
     assert proc.returncode == 1
     assert f"cannot serve the dashboard on 127.0.0.1:{port}" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("missing/run.db", "cannot create metric database {path}: folder {folder} does not exist"),
+        (".", "cannot open metric database {path}: it is a folder, not a file"),
+    ],
+)
+def test_monitor_db_that_cannot_be_opened_is_one_line(
+    tmp_path: Path, name: str, reason: str
+) -> None:
+    path = tmp_path / name
+    proc = otto("monitor", "--db", str(path), "--port", "0")
+    assert proc.returncode == 1
+    expected = reason.format(path=path, folder=path.parent)
+    assert proc.stderr == f"otto: error: {expected}\n"
+
+
+def test_monitor_refuses_another_programs_database(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "contacts.db"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE contacts (name TEXT, phone TEXT)")
+    db.commit()
+    db.close()
+    before = path.read_bytes()
+    proc = otto("monitor", "--db", str(path), "--port", "0")
+    assert proc.returncode == 1
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    assert f"{path} is another program's SQLite database (tables: contacts)" in proc.stderr
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["contacts.db"]
+    # Replaying it is refused the same way.
+    proc = otto("monitor", "--file", str(path), "--port", "0")
+    assert proc.returncode == 1
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    assert path.read_bytes() == before
 
 
 # --- the SSH / Telnet lab ------------------------------------------------------------------

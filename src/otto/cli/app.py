@@ -8,21 +8,18 @@ runs, so ``otto --help`` starts fast.
 from __future__ import annotations
 
 import sys
-import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from otto.cli.exits import EXIT_USAGE, fail
 from otto.cli.runcmd import InstructionGroup
 
 if TYPE_CHECKING:
     from otto.lab import Lab
 
-__all__ = ["app", "fail", "main"]
-
-#: Exit status for a bad lab, an unknown host or a bad command line (as Click uses).
-EXIT_USAGE = 2
+__all__ = ["EXIT_USAGE", "app", "fail", "main"]
 
 app = typer.Typer(
     name="otto",
@@ -45,18 +42,6 @@ run_app = typer.Typer(
 )
 app.add_typer(host_app, name="host")
 app.add_typer(run_app, name="run")
-
-
-def fail(message: str, code: int = EXIT_USAGE, cause: BaseException | None = None) -> NoReturn:
-    """Print ``otto: error: message`` on stderr (with ``cause``'s traceback) and exit."""
-    from otto.cli.output import use_colour
-    from otto.errors import OttoError
-
-    if cause is not None and not isinstance(cause, OttoError):
-        traceback.print_exception(cause, file=sys.stderr)
-    label = "\x1b[1;31motto: error:\x1b[0m" if use_colour(sys.stderr) else "otto: error:"
-    sys.stderr.write(f"{label} {message}\n")
-    raise typer.Exit(code)
 
 
 def _lab() -> Lab:

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import sys
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from otto.cli.interrupt import run_interruptible
 from otto.cli.output import EXIT_ERROR, HostPrinter, exit_code, use_colour
 from otto.errors import LabError, OttoError
 from otto.result import CommandStatus, Status, TransferResult
@@ -177,14 +177,8 @@ def run_commands(
     return _run_async(lab, _run_many(lab, names, commands, timeout))
 
 
-def _run_async(lab: Lab, coro: Awaitable[int]) -> int:
-    async def main() -> int:
-        try:
-            return await coro
-        finally:
-            await lab.close()
-
-    return asyncio.run(main())
+def _run_async(lab: Lab, coro: Coroutine[Any, Any, int]) -> int:
+    return run_interruptible(coro, lab)
 
 
 # --- put / get --------------------------------------------------------------------------

@@ -65,13 +65,14 @@ async def _serve(
 
 
 async def _replay(file: Path, port: int, stop: asyncio.Event) -> int:
-    from otto.cli.app import fail
-    from otto.monitor.collector import Replay
+    from otto.cli.exits import fail
+    from otto.monitor.replay import Replay
+    from otto.monitor.store import StoreError
     from otto.monitor.web import DashboardServer
 
     try:
         replay = Replay.from_file(file)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, StoreError) as exc:
         fail(f"cannot replay {file}: {exc}", code=1)
     async with DashboardServer(replay, port=port) as server:
         _say(f"otto monitor: replaying {file}")

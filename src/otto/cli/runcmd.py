@@ -36,19 +36,13 @@ def _exit_status(value: object) -> int:
 
 
 def _run(instruction: Instruction, options: dict[str, object]) -> int:
-    import asyncio
-
+    from otto.cli.interrupt import run_interruptible
     from otto.lab import current_lab
 
-    lab = current_lab()
-
     async def main() -> object:
-        try:
-            return await instruction(**options)
-        finally:
-            await lab.close()
+        return await instruction(**options)
 
-    value = asyncio.run(main())
+    value = run_interruptible(main(), current_lab())
     if value is not None and not isinstance(value, bool | int):
         typer.echo(repr(value))
     return _exit_status(value)
@@ -88,7 +82,7 @@ class InstructionGroup(TyperGroup):
     """A command group whose subcommands are the registered instructions."""
 
     def _instructions(self, ctx: click.Context) -> dict[str, Instruction]:
-        from otto.cli.app import fail
+        from otto.cli.exits import fail
         from otto.errors import OttoError
         from otto.instructions import load_instructions
         from otto.lab import current_lab
