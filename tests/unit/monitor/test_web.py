@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 from collections.abc import AsyncIterator
 
@@ -454,3 +455,121 @@ async def test_metrics_with_the_real_exporter(client: httpx.AsyncClient) -> None
     assert response.status_code == 200
     assert 'otto_host_up{host="web"} 1.0' in response.text
     assert 'otto_cpu_percent{host="web"' in response.text
+
+
+# ------------------------------------------------------------ stuck and surplus clients
+
+
+class WatchedSource(MemorySource):
+    """A MemorySource that says when the server subscribes a client."""
+
+    def __init__(self, max_backlog: int) -> None:
+        super().__init__(interval=1.0, max_backlog=max_backlog)
+        self.subscribed = asyncio.Event()
+
+    def subscribe(self) -> AsyncIterator[dict[str, object]]:
+        self.subscribed.set()
+        return super().subscribe()
+
+
+def big_source(rounds: int, max_backlog: int = 256) -> WatchedSource:
+    """A source whose snapshot (megabytes) cannot fit in a stuck client's socket buffers."""
+    source = WatchedSource(max_backlog)
+    metrics = {f"m{i}": 1.0 / 3 + i for i in range(20)}
+    for k in range(rounds):
+        source.push_round(T0 + k, {"web": metrics, "db": metrics})
+    return source
+
+
+async def stuck_client(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A client that asks for the stream, then never reads (a tiny receive buffer)."""
+    import socket
+
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    reader, writer = await asyncio.open_connection(sock=sock, limit=1 << 20)
+    writer.write(b"GET /api/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    await writer.drain()
+    return reader, writer
+
+
+class Dropped(logging.Handler):
+    """Sets an event for each client the dashboard reports it dropped."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.count = 0
+        self.changed = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "dropped a client" in record.getMessage():
+            self.count += 1
+            self.changed.set()
+
+    async def wait(self, count: int) -> None:
+        while self.count < count:
+            self.changed.clear()
+            await self.changed.wait()
+
+
+async def test_stuck_clients_are_dropped_after_the_send_timeout() -> None:
+    source = big_source(20_000)
+    dropped = Dropped()
+    logger = logging.getLogger("otto.monitor.web")
+    logger.addHandler(dropped)
+    try:
+        async with DashboardServer(source, port=0, send_timeout=0.5) as running:
+            clients = [await stuck_client(running.port) for _ in range(3)]
+            async with asyncio.timeout(20):
+                await dropped.wait(3)
+                # The server ended those streams: reading now meets the end of the
+                # connection (without the chunked body's final terminator).
+                for reader, writer in clients:
+                    data = await reader.read()
+                    assert data.startswith(b"HTTP/1.1 200")
+                    assert not data.endswith(b"0\r\n\r\n")
+                    writer.close()
+            assert source.subscriber_count == 0
+            # The server still serves everyone else.
+            async with httpx.AsyncClient(base_url=running.url, timeout=10) as http:
+                assert (await http.get("/api/snapshot")).status_code == 200
+    finally:
+        logger.removeHandler(dropped)
+
+
+async def test_a_stuck_client_queues_a_bounded_backlog() -> None:
+    source = big_source(20_000, max_backlog=8)
+    async with DashboardServer(source, port=0, send_timeout=30) as running:
+        _, writer = await stuck_client(running.port)
+        await asyncio.wait_for(source.subscribed.wait(), 10)
+        assert source.subscriber_count == 1
+        for k in range(50):
+            source.push_round(T0 + 30_000 + k, {"web": {"m0": 1.0}})
+        # Cut off at 8 pending updates instead of keeping all 50 for a client that
+        # does not read.
+        assert source.subscriber_count == 0
+        writer.close()
+
+
+async def test_clients_beyond_the_cap_get_503() -> None:
+    source = source_with_rounds()
+    async with (
+        DashboardServer(source, port=0, max_clients=2) as running,
+        httpx.AsyncClient(base_url=running.url, timeout=10) as http,
+    ):
+        async with (
+            http.stream("GET", "/api/stream") as one,
+            http.stream("GET", "/api/stream") as two,
+        ):
+            assert one.status_code == two.status_code == 200
+            third = await http.get("/api/stream")
+            assert third.status_code == 503
+            assert third.headers["retry-after"] == "5"
+            assert "too many dashboard clients (at most 2)" in third.text
+        async with asyncio.timeout(10):
+            while True:
+                async with http.stream("GET", "/api/stream") as again:
+                    if again.status_code == 200:
+                        break  # else the server is still closing the first two: ask again
