@@ -143,6 +143,8 @@ class _RawHost:
 
     fields: dict[str, tuple[object, str]] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
+    variables: dict[str, list[str]] = field(default_factory=dict)
+    """The environment variables each field's value came from (never shown in errors)."""
 
 
 def _where(file: str, host: str | None, fld: str | None = None) -> str:
@@ -181,6 +183,22 @@ def _substitute(value: str, where: str) -> str:
     if "${" in unescaped:
         raise LabError(f"{where}: unterminated '${{' (write '$${{' for a literal)")
     return out
+
+
+def _variables(value: object) -> list[str]:
+    """The names of the variables referenced in a JSON value, in order."""
+    if isinstance(value, str):
+        names = []
+        for m in _VAR_RE.finditer(value):
+            ref = _VAR_NAME_RE.fullmatch(m.group(2))
+            if not m.group(1) and ref is not None:
+                names.append(ref.group(1))
+        return names
+    if isinstance(value, list):
+        return [n for v in value for n in _variables(v)]
+    if isinstance(value, dict):
+        return [n for v in value.values() for n in _variables(v)]
+    return []
 
 
 def _expand(value: object, where: str) -> object:
@@ -264,6 +282,7 @@ def _read_file(path: Path, hosts: dict[str, _RawHost], instructions: list[tuple[
                 )
             if key != "name":
                 raw.fields[key] = (_expand(value, _where(file, name, key)), file)
+                raw.variables[key] = _variables(value)
 
 
 # --- validation -------------------------------------------------------------------------
@@ -286,9 +305,19 @@ def _validate(name: str, raw: _RawHost) -> HostSpec:
         file = raw.fields[fld][1] if fld in raw.fields else ", ".join(dict.fromkeys(raw.files))
         return _where(file, name, fld)
 
+    def got(fld: str, value: object) -> str:
+        # A value taken from the environment may be a secret: name the variable instead.
+        names = raw.variables.get(fld)
+        if names:
+            refs = ", ".join(f"${{{n}}}" for n in dict.fromkeys(names))
+            return f"(got the value of {refs}, not shown)"
+        return f"(got {value!r})"
+
     term = values.get("term", "ssh")
     if term not in _TERMS:
-        raise LabError(f"{where('term')}: must be one of 'ssh', 'telnet', 'local' (got {term!r})")
+        raise LabError(
+            f"{where('term')}: must be one of 'ssh', 'telnet', 'local' {got('term', term)}"
+        )
 
     if term == "local":
         for fld in _REMOTE_ONLY:
@@ -313,7 +342,8 @@ def _validate(name: str, raw: _RawHost) -> HostSpec:
     if "key" in values:
         key = _path(values["key"], raw.fields["key"][1], where("key"))
         if not key.is_file():
-            raise LabError(f"{where('key')}: key file {str(key)!r} does not exist")
+            shown = got("key", str(key)).removeprefix("(got ").removesuffix(")")
+            raise LabError(f"{where('key')}: key file {shown} does not exist")
 
     port: int | None = None
     if "port" in values:
@@ -323,7 +353,7 @@ def _validate(name: str, raw: _RawHost) -> HostSpec:
         elif isinstance(given, int) and not isinstance(given, bool):
             port = given
         if port is None or not 1 <= port <= 65535:
-            raise LabError(f"{where('port')}: must be a port number 1-65535 (got {given!r})")
+            raise LabError(f"{where('port')}: must be a port number 1-65535 {got('port', given)}")
 
     hop = values.get("hop")
     if hop is not None and (not isinstance(hop, str) or not hop):

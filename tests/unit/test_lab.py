@@ -440,3 +440,23 @@ def test_load_lab_replaces_the_current_lab(tmp_path: Path) -> None:
     with pytest.raises(LabError):
         get_host("local")
     assert load_lab([]).names == ["local"]
+
+
+@pytest.mark.parametrize(
+    ("fld", "value"),
+    [("port", "${LAB_SECRET}"), ("port", "99${LAB_SECRET}"), ("term", "${LAB_SECRET}")],
+)
+def test_an_error_about_a_variable_names_it_and_never_shows_its_value(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fld: str, value: str
+) -> None:
+    monkeypatch.setenv("LAB_SECRET", "hunter2-s3cret")
+    entry = {"name": "db", "address": "10.0.0.5", "user": "ops", fld: value}
+    message = error_of(write(tmp_path / "lab.json", {"hosts": [entry]}))
+    assert f"host 'db': field '{fld}'" in message
+    assert "${LAB_SECRET}" in message
+    assert "hunter2" not in message and "s3cret" not in message
+
+
+def test_a_bad_value_written_in_the_file_is_still_shown(tmp_path: Path) -> None:
+    entry = {"name": "db", "address": "10.0.0.5", "user": "ops", "port": 70000}
+    assert "(got 70000)" in error_of(write(tmp_path / "lab.json", {"hosts": [entry]}))
