@@ -77,3 +77,71 @@ def test_only_the_cli_uses_terminal_libraries() -> None:
             if imported.split(".")[0] in CLI_ONLY:
                 wrong.append(f"{name} imports {imported}")
     assert wrong == []
+
+
+def runtime_imports(name: str, path: Path, known: set[str]) -> set[str]:
+    """The otto modules ``name`` imports when it runs, at module or function level.
+
+    ``from package import module`` counts as importing the module; imports under
+    ``if TYPE_CHECKING:`` do not run and are left out.
+    """
+    tree = ast.parse(path.read_text())
+    skipped: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skipped.update(id(child) for stmt in node.body for child in ast.walk(stmt))
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")
+                parent = parent[: len(parent) - node.level + 1]
+                base = ".".join([*parent, base] if base else parent)
+            for alias in node.names:
+                module = f"{base}.{alias.name}"
+                found.add(module if module in known else base)
+    return {m for m in found if m in known and m != name}
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle of ``graph`` as a path that ends where it starts, or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                return [*path[path.index(nxt) :], nxt]
+            if nxt not in state and (cycle := visit(nxt)) is not None:
+                return cycle
+        path.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)) is not None:
+            return cycle
+    return None
+
+
+def test_find_cycle_finds_one() -> None:
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_no_import_cycles() -> None:
+    found = modules()
+    known = set(found) | {"otto"}
+    graph = {name: runtime_imports(name, path, known) for name, path in found.items()}
+    # otto/__init__.py re-exports lazily; an import of the bare package by a module
+    # inside it would be a cycle, so it is kept in the graph.
+    graph["otto"] = runtime_imports("otto", SRC / "__init__.py", known)
+    assert find_cycle(graph) is None

@@ -1,45 +1,13 @@
-"""Labs: JSON inventories of hosts, turned into host objects on demand.
+"""The lab model: validated host entries (``HostSpec``) and the ``Lab`` that builds hosts.
 
-A lab file looks like this::
-
-    {
-      "hosts": [
-        {"name": "gw", "address": "10.0.0.1", "user": "ops", "key": "~/.ssh/lab"},
-        {"name": "db1", "address": "192.168.1.5", "user": "ops",
-         "password": "${DB1_PASSWORD}", "hop": "gw", "tags": ["db"]},
-        {"name": "switch", "term": "telnet", "address": "10.0.0.9", "port": 2323,
-         "user": "admin", "password": "${SWITCH_PASSWORD}"},
-        {"name": "here", "term": "local"}
-      ],
-      "settings": {"instructions": ["lab_tasks"]}
-    }
-
-Host fields: ``name`` (letters, digits, ``_ . -``), ``term`` (``ssh`` by default,
-``telnet`` or ``local``), ``address``, ``user``, ``password``, ``key`` (a private
-key file), ``port``, ``hop`` (the name of an SSH host to tunnel through),
-``tags`` (a list of strings otto does not interpret), ``known_hosts`` (a file, or
-``null`` to turn host key checking off) and ``connect_timeout`` (seconds).
-
-``${VAR}`` in any string is replaced by the environment variable ``VAR``
-(``${VAR:-fallback}`` gives a fallback, ``$${`` a literal ``${``); a variable
-that is not set is an error. Relative ``key`` and ``known_hosts`` paths are
-relative to the file that names them.
-
-Several files merge in order: a host whose name is already known has its
-fields updated by the later file (so a private file can add passwords to a
-shared one), a new name adds a host, and ``settings.instructions`` lists are
-joined. The merged lab is validated as a whole before any host is built;
-every problem raises :class:`~otto.errors.LabError` naming the file, the host
-and the field. Passwords are never shown.
-
-Without a lab file the lab holds one host, ``local``, a ``LocalHost``.
+Validation is the same whatever source a lab comes from; the sources
+(``json_source``, and YAML, ssh_config or Ansible next) only read and merge.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
 import os
 import re
@@ -49,25 +17,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypeAlias, cast
 
 from otto.errors import LabError
+from otto.lab.json_source import read_file
+from otto.lab.raw import RawHost, where_of
 
 if TYPE_CHECKING:
     from otto.hosts import Host
 
-__all__ = [
-    "DEFAULT_HOST_NAME",
-    "ENV_VAR",
-    "HostSpec",
-    "Lab",
-    "all_hosts",
-    "current_lab",
-    "get_host",
-    "load_lab",
-]
+__all__ = ["DEFAULT_HOST_NAME", "KNOWN_HOSTS_DEFAULT", "HostSpec", "Lab", "StrPath", "Term"]
 
 log = logging.getLogger("otto.lab")
-
-#: The environment variable naming lab files when ``--lab`` is not given.
-ENV_VAR = "OTTO_LAB"
 
 #: The one host of the lab used when no lab file is given.
 DEFAULT_HOST_NAME = "local"
@@ -76,24 +34,8 @@ Term = Literal["ssh", "telnet", "local"]
 StrPath: TypeAlias = str | os.PathLike[str]
 
 _TERMS: tuple[Term, ...] = ("ssh", "telnet", "local")
-_HOST_FIELDS = (
-    "name",
-    "term",
-    "address",
-    "user",
-    "password",
-    "key",
-    "port",
-    "hop",
-    "tags",
-    "known_hosts",
-    "connect_timeout",
-)
 _REMOTE_ONLY = ("address", "user", "password", "key", "port", "hop", "known_hosts")
 _SSH_ONLY = ("key", "known_hosts")
-_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
-_VAR_RE = re.compile(r"\$(\$?)\{([^}]*)\}")
-_VAR_NAME_RE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?", re.DOTALL)
 
 
 class _KnownHostsDefault:
@@ -134,157 +76,6 @@ class HostSpec:
         return f"{dest}:{self.port}" if self.port is not None else dest
 
 
-# --- reading and merging files -------------------------------------------------------
-
-
-@dataclass
-class _RawHost:
-    """A host's fields as merged so far, each with the file it came from."""
-
-    fields: dict[str, tuple[object, str]] = field(default_factory=dict)
-    files: list[str] = field(default_factory=list)
-    variables: dict[str, list[str]] = field(default_factory=dict)
-    """The environment variables each field's value came from (never shown in errors)."""
-
-
-def _where(file: str, host: str | None, fld: str | None = None) -> str:
-    parts = [file]
-    if host is not None:
-        parts.append(f"host {host!r}")
-    if fld is not None:
-        parts.append(f"field {fld!r}")
-    return ": ".join(parts)
-
-
-def _substitute(value: str, where: str) -> str:
-    """Replace ``${VAR}`` references in ``value`` from the environment."""
-
-    def repl(m: re.Match[str]) -> str:
-        escaped, body = m.group(1), m.group(2)
-        if escaped:
-            return "${" + body + "}"
-        ref = _VAR_NAME_RE.fullmatch(body)
-        if ref is None:
-            # The text is not shown: it may be part of a password.
-            raise LabError(
-                f"{where}: bad variable reference (write ${{NAME}} or ${{NAME:-default}})"
-            )
-        name, fallback = ref.group(1), ref.group(2)
-        got = os.environ.get(name)
-        if got is None:
-            if fallback is not None:
-                return fallback
-            raise LabError(f"{where}: environment variable {name!r} is not set")
-        return got
-
-    out = _VAR_RE.sub(repl, value)
-    # A "${" left after substitution had no closing brace.
-    unescaped = _VAR_RE.sub("", value)
-    if "${" in unescaped:
-        raise LabError(f"{where}: unterminated '${{' (write '$${{' for a literal)")
-    return out
-
-
-def _variables(value: object) -> list[str]:
-    """The names of the variables referenced in a JSON value, in order."""
-    if isinstance(value, str):
-        names = []
-        for m in _VAR_RE.finditer(value):
-            ref = _VAR_NAME_RE.fullmatch(m.group(2))
-            if not m.group(1) and ref is not None:
-                names.append(ref.group(1))
-        return names
-    if isinstance(value, list):
-        return [n for v in value for n in _variables(v)]
-    if isinstance(value, dict):
-        return [n for v in value.values() for n in _variables(v)]
-    return []
-
-
-def _expand(value: object, where: str) -> object:
-    """Substitute variables in every string inside a JSON value."""
-    if isinstance(value, str):
-        return _substitute(value, where)
-    if isinstance(value, list):
-        return [_expand(v, where) for v in value]
-    if isinstance(value, dict):
-        return {k: _expand(v, where) for k, v in value.items()}
-    return value
-
-
-def _read_json(path: Path) -> object:
-    file = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise LabError(f"{file}: lab file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise LabError(f"{file}: cannot read lab file: {exc}") from None
-    try:
-        return cast(object, json.loads(text))
-    except json.JSONDecodeError as exc:
-        raise LabError(f"{file}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
-
-
-def _read_file(path: Path, hosts: dict[str, _RawHost], instructions: list[tuple[str, str]]) -> None:
-    """Merge one lab file into ``hosts`` and ``instructions`` (module, file)."""
-    file = str(path)
-    data = _read_json(path)
-    if not isinstance(data, dict):
-        raise LabError(f"{file}: a lab file holds a JSON object with a 'hosts' list")
-    unknown = sorted(set(data) - {"hosts", "settings"})
-    if unknown:
-        raise LabError(
-            f"{file}: unknown top-level key {unknown[0]!r} (expected 'hosts', 'settings')"
-        )
-
-    settings = data.get("settings", {})
-    if not isinstance(settings, dict):
-        raise LabError(f"{file}: 'settings' must be an object")
-    for key, value in settings.items():
-        if key != "instructions":
-            raise LabError(f"{file}: settings: unknown key {key!r} (expected 'instructions')")
-        where = f"{file}: settings: 'instructions'"
-        modules = _expand(value, where)
-        if not isinstance(modules, list) or not all(isinstance(m, str) and m for m in modules):
-            raise LabError(f"{where} must be a list of module names")
-        instructions.extend((cast(str, m), file) for m in modules)
-
-    entries = data.get("hosts", [])
-    if not isinstance(entries, list):
-        raise LabError(f"{file}: 'hosts' must be a list of host objects")
-    seen: dict[str, int] = {}
-    for index, entry in enumerate(entries, start=1):
-        label = f"host #{index}"
-        if not isinstance(entry, dict):
-            raise LabError(f"{file}: {label}: each host must be a JSON object")
-        name = entry.get("name")
-        if name is None:
-            raise LabError(f"{file}: {label}: field 'name' is required")
-        if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
-            raise LabError(
-                f"{file}: {label}: field 'name' must be a string of letters, digits, "
-                f"'_', '.' and '-' (got {name!r})"
-            )
-        if name in seen:
-            raise LabError(
-                f"{file}: host {name!r}: defined twice in this file "
-                f"(hosts #{seen[name]} and #{index})"
-            )
-        seen[name] = index
-        raw = hosts.setdefault(name, _RawHost())
-        raw.files.append(file)
-        for key, value in entry.items():
-            if key not in _HOST_FIELDS:
-                raise LabError(
-                    f"{_where(file, name, key)}: unknown field "
-                    f"(expected one of {', '.join(_HOST_FIELDS)})"
-                )
-            if key != "name":
-                raw.fields[key] = (_expand(value, _where(file, name, key)), file)
-                raw.variables[key] = _variables(value)
-
-
 # --- validation -------------------------------------------------------------------------
 
 
@@ -297,13 +88,13 @@ def _path(value: object, file: str, where: str) -> Path:
     return path
 
 
-def _validate(name: str, raw: _RawHost) -> HostSpec:
+def _validate(name: str, raw: RawHost) -> HostSpec:
     """Check one merged host entry and turn it into a ``HostSpec``."""
     values = {k: v for k, (v, _) in raw.fields.items() if v is not None or k == "known_hosts"}
 
     def where(fld: str) -> str:
         file = raw.fields[fld][1] if fld in raw.fields else ", ".join(dict.fromkeys(raw.files))
-        return _where(file, name, fld)
+        return where_of(file, name, fld)
 
     def got(fld: str, value: object) -> str:
         # A value taken from the environment may be a secret: name the variable instead.
@@ -395,12 +186,12 @@ def _validate(name: str, raw: _RawHost) -> HostSpec:
     )
 
 
-def _check_hops(specs: Mapping[str, HostSpec], raws: Mapping[str, _RawHost]) -> None:
+def _check_hops(specs: Mapping[str, HostSpec], raws: Mapping[str, RawHost]) -> None:
     for spec in specs.values():
         if spec.hop is None:
             continue
         file = raws[spec.name].fields["hop"][1]
-        where = _where(file, spec.name, "hop")
+        where = where_of(file, spec.name, "hop")
         hop = specs.get(spec.hop)
         if hop is None:
             raise LabError(f"{where}: no host named {spec.hop!r} in the lab")
@@ -453,11 +244,11 @@ class Lab:
             paths = [paths]
         if not paths:
             return cls.default()
-        raws: dict[str, _RawHost] = {}
+        raws: dict[str, RawHost] = {}
         instructions: list[tuple[str, str]] = []
         files = [str(Path(p)) for p in paths]
         for file in files:
-            _read_file(Path(file), raws, instructions)
+            read_file(Path(file), raws, instructions)
         specs = {name: _validate(name, raw) for name, raw in raws.items()}
         _check_hops(specs, raws)
         named: dict[str, str] = {}
@@ -574,54 +365,3 @@ class Lab:
         if spec.known_hosts is None:
             return make(known_hosts=None)
         return make()
-
-
-# --- the current lab -------------------------------------------------------------------
-
-
-class _State:
-    lab: Lab | None = None
-
-
-_state = _State()
-
-
-def lab_paths_from_env() -> list[str]:
-    """The lab files named by ``$OTTO_LAB`` (``os.pathsep``-separated), if any."""
-    value = os.environ.get(ENV_VAR, "")
-    return [p for p in value.split(os.pathsep) if p.strip()]
-
-
-def load_lab(paths: StrPath | Sequence[StrPath]) -> Lab:
-    """Load lab files (merged in order) and make them the current lab.
-
-    An empty list gives the default lab (one host, ``local``). Hosts built from
-    a previous lab are not closed; close them (``await lab.close()``) if they
-    were used.
-
-    Raises:
-        LabError: a file is missing or invalid (naming the file, host and field).
-    """
-    _state.lab = Lab.load(paths)
-    return _state.lab
-
-
-def current_lab() -> Lab:
-    """The current lab: the last ``load_lab``, else ``$OTTO_LAB``, else the default lab."""
-    if _state.lab is None:
-        _state.lab = Lab.load(lab_paths_from_env())
-    return _state.lab
-
-
-def all_hosts(pattern: str | re.Pattern[str] | None = None) -> list[Host]:
-    """Every host of the current lab, or those whose name the regex ``pattern`` matches."""
-    return current_lab().hosts(pattern)
-
-
-def get_host(name: str) -> Host:
-    """The host called ``name`` in the current lab.
-
-    Raises:
-        LabError: the lab has no host by that name.
-    """
-    return current_lab().host(name)

@@ -1,0 +1,43 @@
+"""A host's lab entry as read from its sources, before it is validated."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+__all__ = ["HOST_FIELDS", "NAME_RE", "RawHost", "where_of"]
+
+HOST_FIELDS = (
+    "name",
+    "term",
+    "address",
+    "user",
+    "password",
+    "key",
+    "port",
+    "hop",
+    "tags",
+    "known_hosts",
+    "connect_timeout",
+)
+NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+"""What a host name may be: letters, digits, ``_ . -``."""
+
+
+@dataclass
+class RawHost:
+    """A host's fields as merged so far, each with the file it came from."""
+
+    fields: dict[str, tuple[object, str]] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)
+    variables: dict[str, list[str]] = field(default_factory=dict)
+    """The environment variables each field's value came from (never shown in errors)."""
+
+
+def where_of(file: str, host: str | None, fld: str | None = None) -> str:
+    parts = [file]
+    if host is not None:
+        parts.append(f"host {host!r}")
+    if fld is not None:
+        parts.append(f"field {fld!r}")
+    return ": ".join(parts)
