@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from otto import loop as otto_loop
 from otto.loop import cancel_and_wait
 from otto.result import CommandStatus, RunResult, Status
 
@@ -38,6 +39,7 @@ __all__ = [
     "RepeatStats",
     "SessionLike",
     "SystemClock",
+    "check_repeat",
     "next_tick",
     "to_seconds",
 ]
@@ -208,13 +210,52 @@ def to_seconds(value: float | timedelta, what: str) -> float:
     """``value`` in seconds; ``ValueError`` unless it is a finite number above zero.
 
     Args:
-        value: seconds, or a ``timedelta``.
+        value: seconds (an int or a float), or a ``timedelta``.
         what: the parameter's name, for the error message.
+
+    Raises:
+        ValueError: zero, negative, NaN, infinite, or not a number at all (a
+            string, None, a bool).
     """
-    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        raise ValueError(
+            f"{what} must be seconds (an int or a float) or a timedelta, "
+            f"got {type(value).__name__} {value!r}"
+        )
     if not math.isfinite(seconds) or seconds <= 0:
         raise ValueError(f"{what} must be a positive number of seconds, got {value!r}")
     return seconds
+
+
+def check_repeat(
+    cmds: str | Sequence[str],
+    interval: float | timedelta,
+    *,
+    times: int | None = None,
+    duration: float | timedelta | None = None,
+    max_history: int = 1000,
+) -> None:
+    """Check the arguments of a repeat (``RepeatRunner.start``, ``Host.start_repeat``).
+
+    Raises:
+        ValueError: a bad interval, times, duration, max_history or command list.
+    """
+    to_seconds(interval, "interval")
+    if times is not None and (not isinstance(times, int) or isinstance(times, bool) or times < 1):
+        raise ValueError(f"times must be a whole number of at least 1, got {times!r}")
+    if duration is not None:
+        to_seconds(duration, "duration")
+    if not isinstance(max_history, int) or isinstance(max_history, bool) or max_history < 0:
+        raise ValueError(f"max_history must be a whole number, at least 0, got {max_history!r}")
+    if isinstance(cmds, str):
+        if not cmds:
+            raise ValueError("cmds must hold at least one command")
+    elif not list(cmds) or not all(isinstance(c, str) for c in cmds):
+        raise ValueError("cmds must hold at least one command, each a string")
 
 
 def next_tick(start: float, interval: float, done: int, now: float) -> int:
@@ -290,7 +331,9 @@ class RepeatRunner:
     ) -> None:
         """Start running ``cmds`` every ``interval``; the first tick is due at once.
 
-        Not a coroutine, but it must be called while an event loop runs.
+        Not a coroutine. Called where no event loop runs (plain synchronous code),
+        the repeat runs on ``otto.run``'s loop; await its other methods there,
+        through ``otto.run``.
 
         Args:
             name: names the repeat; unique among this runner's running repeats.
@@ -303,35 +346,38 @@ class RepeatRunner:
             max_history: how many ticks' results to keep.
 
         Raises:
-            ValueError: a bad argument, or a repeat of that name is running.
-            RuntimeError: no event loop is running.
+            ValueError: a bad argument (checked before anything starts), or a
+                repeat of that name is running.
         """
-        seconds = to_seconds(interval, "interval")
-        if times is not None and times < 1:
-            raise ValueError(f"times must be at least 1, got {times!r}")
-        span = None if duration is None else to_seconds(duration, "duration")
-        if max_history < 0:
-            raise ValueError(f"max_history must not be negative, got {max_history!r}")
-        commands: str | list[str] = cmds if isinstance(cmds, str) else list(cmds)
-        if not commands:
-            raise ValueError("cmds must hold at least one command")
-        old = self._repeats.get(name)
-        if old is not None and old.task is not None and not old.task.done():
-            raise ValueError(f"a repeat named {name!r} is already running")
-        loop = asyncio.get_running_loop()
+        check_repeat(cmds, interval, times=times, duration=duration, max_history=max_history)
         repeat = _Repeat(
             name=name,
-            cmds=commands,
-            interval=seconds,
+            cmds=cmds if isinstance(cmds, str) else list(cmds),
+            interval=to_seconds(interval, "interval"),
             times=times,
-            duration=span,
+            duration=None if duration is None else to_seconds(duration, "duration"),
             until=until,
             on_result=on_result,
             history=deque(maxlen=max_history),
         )
-        repeat.task = loop.create_task(self._drive(repeat), name=f"otto repeat {name}")
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            otto_loop.run(self._launch_on_loop(repeat))
+        else:
+            self._launch(repeat)
+
+    async def _launch_on_loop(self, repeat: _Repeat) -> None:
+        self._launch(repeat)
+
+    def _launch(self, repeat: _Repeat) -> None:
+        old = self._repeats.get(repeat.name)
+        if old is not None and old.task is not None and not old.task.done():
+            raise ValueError(f"a repeat named {repeat.name!r} is already running")
+        loop = asyncio.get_running_loop()
+        repeat.task = loop.create_task(self._drive(repeat), name=f"otto repeat {repeat.name}")
         repeat.task.add_done_callback(self._reap)
-        self._repeats[name] = repeat
+        self._repeats[repeat.name] = repeat
 
     async def stop(self, name: str) -> None:
         """Stop the repeat ``name`` and wait until it has closed its session.

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
+import pytest
 import pytest_asyncio
 
 from otto import LocalHost
@@ -36,7 +38,7 @@ async def test_start_repeat_runs_on_its_own_session(host: LocalHost) -> None:
     assert outputs == ["/", "/", "/"]
     # The repeat's cd happened in its own shell, not in the one host.run uses.
     assert (await host.run("pwd")).only.output == before
-    results = await host.repeat_results("where")
+    results = host.repeat_results("where")
     assert len(results) == 3
     assert all(isinstance(stamp, datetime) for stamp, _ in results)
     await host.stop_repeat("where")
@@ -87,3 +89,29 @@ async def test_failed_commands_are_kept_and_the_task_goes_on(host: LocalHost) ->
     results = runner.results("flaky")
     assert [s[0].status for _, s in results] == [Status.Failed, Status.Failed]
     assert runner.stats("flaky").errors == 0  # Failed is an answer, not an error
+
+
+def test_start_repeat_from_synchronous_code_and_plain_repeat_results() -> None:
+    import otto
+
+    host = LocalHost(name="periodic-sync")
+    for bad in (0, -1, float("nan"), "1", None):
+        with pytest.raises(ValueError, match="interval"):
+            host.start_repeat("bad", "true", bad)  # type: ignore[arg-type]
+    assert host.loop is None  # nothing started for a bad interval
+    with pytest.raises(KeyError, match="sync"):
+        host.repeat_results("sync")
+    ticked: list[str] = []
+    both = threading.Event()
+
+    def on_result(name: str, stamp: datetime, statuses: list[CommandStatus]) -> None:
+        ticked.append(name)
+        if len(ticked) == 2:
+            both.set()
+
+    host.start_repeat("sync", "echo tick", timedelta(milliseconds=20), times=2, on_result=on_result)
+    assert host.loop is not None  # bound to otto.run's loop
+    assert both.wait(WAIT)
+    results = host.repeat_results("sync")
+    assert [statuses[0].output for _, statuses in results] == ["tick", "tick"]
+    otto.run(host.close())

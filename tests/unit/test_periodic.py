@@ -4,63 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+import math
 from datetime import datetime, timedelta
 
 import pytest
 
-from otto.periodic import FakeClock, RepeatRunner, next_tick, to_seconds
-from otto.result import CommandStatus, RunResult, Status
+import otto
+from otto.periodic import (
+    FakeClock,
+    RepeatRunner,
+    SystemClock,
+    check_repeat,
+    next_tick,
+    to_seconds,
+)
+from otto.result import CommandStatus, Status
+from tests.fakes import FakeHost
 
 WAIT = 5.0  # seconds a test waits for an event before failing
-
-
-class FakeSession:
-    """Answers every run with ``behaviour(cmd)``, taking ``duration`` fake seconds."""
-
-    def __init__(self, host: FakeHost, name: str) -> None:
-        self.host = host
-        self.name = name
-        self.closed = False
-
-    async def run(
-        self,
-        cmds: str | Sequence[str],
-        *,
-        timeout: float | None = None,
-    ) -> RunResult:
-        cmd = cmds if isinstance(cmds, str) else cmds[0]
-        clock = self.host.clock
-        self.host.calls.append(clock.monotonic())
-        duration = self.host.durations.pop(0) if self.host.durations else 0.0
-        if duration:
-            await clock.sleep_until(clock.monotonic() + duration)
-        return RunResult.of([self.host.behaviour(cmd)])
-
-    async def close(self) -> None:
-        self.closed = True
-
-
-def ok(cmd: str) -> CommandStatus:
-    return CommandStatus(command=cmd, output="fine", status=Status.Success, retcode=0)
-
-
-class FakeHost:
-    def __init__(self, clock: FakeClock, behaviour: Callable[[str], CommandStatus] = ok) -> None:
-        self.name = "fake"
-        self.clock = clock
-        self.behaviour = behaviour
-        self.calls: list[float] = []
-        self.durations: list[float] = []
-        self.sessions: list[FakeSession] = []
-        self.open_errors: list[Exception] = []
-
-    async def open_session(self, name: str) -> FakeSession:
-        if self.open_errors:
-            raise self.open_errors.pop(0)
-        session = FakeSession(self, name)
-        self.sessions.append(session)
-        return session
 
 
 class Ticks:
@@ -187,7 +148,7 @@ async def test_command_errors_are_kept_and_the_task_goes_on(
     ticks = Ticks()
     with caplog.at_level(logging.WARNING, logger="otto.periodic"):
         runner.start("e", "probe", 1.0, times=4, on_result=ticks)
-        seen = []
+        seen: list[Status] = []
         for _ in range(4):
             if seen:
                 await asyncio.wait_for(clock.step(), WAIT)
@@ -244,7 +205,7 @@ async def test_bad_arguments_fail_at_start(clock: FakeClock) -> None:
     runner = RepeatRunner(FakeHost(clock), clock=clock)
     for kwargs in ({"interval": 0}, {"interval": -1.0}, {"interval": timedelta(0)}):
         with pytest.raises(ValueError, match="interval"):
-            runner.start("bad", "true", **kwargs)  # type: ignore[arg-type]
+            runner.start("bad", "true", **kwargs)
     with pytest.raises(ValueError, match="times"):
         runner.start("bad", "true", 1.0, times=0)
     with pytest.raises(ValueError, match="cmds"):
@@ -252,10 +213,40 @@ async def test_bad_arguments_fail_at_start(clock: FakeClock) -> None:
     assert runner.names == []
 
 
-def test_start_needs_a_running_loop(clock: FakeClock) -> None:
-    runner = RepeatRunner(FakeHost(clock), clock=clock)
-    with pytest.raises(RuntimeError):
-        runner.start("r", "true", 1.0)
+def test_start_from_synchronous_code_runs_on_otto_run_loop() -> None:
+    # No loop runs here: the repeat is scheduled on otto.run's loop.
+    host = FakeHost(FakeClock())
+    runner = RepeatRunner(host, clock=SystemClock())
+    runner.start("sync", "true", 0.001, times=2)
+    otto.run(asyncio.wait_for(runner.wait("sync"), WAIT))
+    assert [s[0].output for _, s in runner.results("sync")] == ["fine", "fine"]
+    with pytest.raises(ValueError, match="interval"):
+        runner.start("sync", "true", 0)
+
+
+BAD_INTERVALS = [0, -1.0, timedelta(0), -timedelta(1), math.nan, math.inf, "1", None, True, [1]]
+
+
+@pytest.mark.parametrize("interval", BAD_INTERVALS)
+def test_a_bad_interval_is_value_error_outside_a_loop(interval: object) -> None:
+    runner = RepeatRunner(FakeHost(FakeClock()))
+    with pytest.raises(ValueError, match="interval"):
+        runner.start("bad", "true", interval)  # type: ignore[arg-type]
+    assert runner.names == []
+
+
+@pytest.mark.parametrize("interval", BAD_INTERVALS)
+async def test_a_bad_interval_is_value_error_inside_a_loop(interval: object) -> None:
+    runner = RepeatRunner(FakeHost(FakeClock()))
+    with pytest.raises(ValueError, match="interval"):
+        runner.start("bad", "true", interval)  # type: ignore[arg-type]
+    assert runner.names == []
+
+
+@pytest.mark.parametrize("kwargs", [{"times": 1.5}, {"times": True}, {"max_history": -1}])
+def test_other_bad_arguments_are_value_errors(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        check_repeat("true", 1.0, **kwargs)  # type: ignore[arg-type]
 
 
 async def test_duplicate_running_name_is_refused_then_allowed_after_stop(

@@ -277,17 +277,36 @@ class Host(abc.ABC):
         on_result: OnResult | None = None,
         max_history: int = 1000,
     ) -> None:
-        """Run ``cmds`` every ``interval`` on a session of their own (not a coroutine)."""
-        self._repeat_runner().start(
-            name,
-            cmds,
-            interval,
-            times=times,
-            duration=duration,
-            until=until,
-            on_result=on_result,
-            max_history=max_history,
-        )
+        """Run ``cmds`` every ``interval`` on a session of their own (not a coroutine).
+
+        The arguments are checked first (``ValueError`` before anything starts).
+        Called from synchronous code, the repeat runs on ``otto.run``'s loop.
+        """
+        from otto.periodic import check_repeat
+
+        check_repeat(cmds, interval, times=times, duration=duration, max_history=max_history)
+
+        def start() -> None:
+            self._repeat_runner().start(
+                name,
+                cmds,
+                interval,
+                times=times,
+                duration=duration,
+                until=until,
+                on_result=on_result,
+                max_history=max_history,
+            )
+
+        async def start_on_loop() -> None:
+            start()
+
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            otto_loop.run(start_on_loop())  # binds this host to otto.run's loop
+        else:
+            start()
 
     async def stop_repeat(self, name: str) -> None:
         """Stop the periodic task ``name`` and close its session."""
@@ -298,9 +317,15 @@ class Host(abc.ABC):
         if self._repeats is not None:
             await self._repeats.stop_all()
 
-    async def repeat_results(self, name: str) -> list[tuple[datetime, list[CommandStatus]]]:
-        """What the periodic task ``name`` has produced so far, oldest first."""
-        return self._repeat_runner().results(name)
+    def repeat_results(self, name: str) -> list[tuple[datetime, list[CommandStatus]]]:
+        """What the periodic task ``name`` has produced so far, oldest first (no I/O).
+
+        Raises:
+            KeyError: no repeat of that name was started on this host.
+        """
+        if self._repeats is None:
+            raise KeyError(f"no repeat named {name!r} on {self.name}")
+        return self._repeats.results(name)
 
     # --- closing ------------------------------------------------------------------------
 

@@ -37,12 +37,14 @@ Without a lab file the lab holds one host, ``local``, a ``LocalHost``.
 
 from otto.lab.current import (
     ENV_VAR,
-    _state,  # noqa: F401 - the tests reset the current lab through it
     all_hosts,
     current_lab,
     get_host,
     lab_paths_from_env,
     load_lab,
+)
+from otto.lab.current import (
+    _state as _state,  # the tests reset the current lab through it
 )
 from otto.lab.model import DEFAULT_HOST_NAME, KNOWN_HOSTS_DEFAULT, HostSpec, Lab
 

@@ -8,7 +8,7 @@ import logging
 import math
 import re
 import subprocess
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -18,7 +18,8 @@ from otto.monitor.collector import join_commands, split_output
 from otto.monitor.parsers import DEFAULT_PARSERS
 from otto.monitor.store import MetricStore, StoreError
 from otto.periodic import FakeClock
-from otto.result import CommandStatus, RunResult, Status
+from otto.result import CommandStatus, Status
+from tests.fakes import FakeHost
 
 WAIT = 5.0
 DATA = Path(__file__).parent / "data"
@@ -36,64 +37,34 @@ CAPTURED = {
 }
 
 
-class FakeSession:
+class Captured:
     """Plays a shell running the collector's joined command from captured output."""
 
-    def __init__(self, host: FakeHost) -> None:
-        self.host = host
-        self.closed = False
+    def __init__(self, outputs: dict[str, list[str]] | None = None) -> None:
+        self.outputs = dict(CAPTURED) if outputs is None else outputs
+        self.rounds = 0
 
-    async def run(self, cmds: str | Sequence[str], *, timeout: float | None = None) -> RunResult:
-        assert isinstance(cmds, str)
-        host = self.host
-        clock = host.clock
-        host.polls.append(clock.monotonic())
-        host.timeouts.append(timeout)
-        plan = host.plan.pop(0) if host.plan else "ok"
-        if plan == "raise":
-            raise ConnectionError(f"{host.name}: connection refused")
-        if plan == "timeout":
-            status = CommandStatus(cmds, "", Status.Error, -1, timed_out=True)
-            return RunResult.of([status])
-        if plan == "hang":
-            # A host that does not even honour the timeout: the round must cut it off.
-            await clock.sleep_until(clock.monotonic() + 1000)
+    def __call__(self, cmds: str) -> CommandStatus:
         separator = _SEPARATOR.search(cmds)
         assert separator is not None
         out = []
         for i, command in enumerate(_COMMAND.findall(cmds)):
-            files = host.outputs.get(command)
+            files = self.outputs.get(command)
             if files is None:
                 code = 127
             else:
-                out.append((DATA / files[host.rounds % len(files)]).read_text())
+                out.append((DATA / files[self.rounds % len(files)]).read_text())
                 code = 0
             out.append(f"\n{separator.group(1)} {i} {code}\n")
-        host.rounds += 1
+        self.rounds += 1
         # As a session would: one trailing newline stripped.
         output = "".join(out).removesuffix("\n")
-        return RunResult.of([CommandStatus(cmds, output, Status.Success, 0)])
-
-    async def close(self) -> None:
-        self.closed = True
+        return CommandStatus(cmds, output, Status.Success, 0)
 
 
-class FakeHost:
-    def __init__(self, name: str, clock: FakeClock, outputs: dict[str, list[str]] | None = None):
-        self.name = name
-        self.clock = clock
-        self.outputs = dict(CAPTURED) if outputs is None else outputs
-        self.plan: list[str] = []
-        self.polls: list[float] = []
-        self.timeouts: list[float | None] = []
-        self.rounds = 0
-        self.sessions: list[FakeSession] = []
-
-    async def open_session(self, name: str) -> FakeSession:
-        assert name.startswith("monitor:")
-        session = FakeSession(self)
-        self.sessions.append(session)
-        return session
+def monitored(name: str, clock: FakeClock, outputs: dict[str, list[str]] | None = None) -> FakeHost:
+    """A fake host that answers the collector's command with captured readings."""
+    return FakeHost(clock, Captured(outputs), name=name)
 
 
 class Rounds:
@@ -154,7 +125,7 @@ def test_split_output_of_a_cut_off_run() -> None:
 async def test_all_hosts_polled_at_the_same_instant_on_a_drift_free_schedule(
     clock: FakeClock,
 ) -> None:
-    hosts = [FakeHost(f"h{i}", clock) for i in range(3)]
+    hosts = [monitored(f"h{i}", clock) for i in range(3)]
     collector = Collector(hosts, interval=2.0, clock=clock)
     rounds = Rounds(collector.subscribe())
     async with collector:
@@ -163,14 +134,14 @@ async def test_all_hosts_polled_at_the_same_instant_on_a_drift_free_schedule(
             assert all(h["up"] for h in hosts_of(update).values())
             clock.advance_to(50.0 + (k + 1) * 2.0)
     for host in hosts:
-        assert host.polls[:4] == [50.0, 52.0, 54.0, 56.0]
+        assert host.calls[:4] == [50.0, 52.0, 54.0, 56.0]
         assert host.timeouts[0] == 2.0  # the per-host timeout is the interval
     assert collector.rounds_run >= 4
     assert all(s.closed for h in hosts for s in h.sessions)
 
 
 async def test_rates_appear_from_the_second_round(clock: FakeClock) -> None:
-    host = FakeHost("h", clock)
+    host = monitored("h", clock)
     collector = Collector([host], interval=1.0, clock=clock)
     rounds = Rounds(collector.subscribe())
     async with collector:
@@ -187,7 +158,7 @@ async def test_rates_appear_from_the_second_round(clock: FakeClock) -> None:
 
 
 async def test_a_failing_host_is_down_for_the_round_and_rejoins(clock: FakeClock) -> None:
-    good, bad = FakeHost("good", clock), FakeHost("bad", clock)
+    good, bad = monitored("good", clock), monitored("bad", clock)
     bad.plan = ["ok", "raise", "timeout", "ok"]
     collector = Collector([good, bad], interval=1.0, clock=clock)
     rounds = Rounds(collector.subscribe())
@@ -215,7 +186,7 @@ async def test_a_failing_host_is_down_for_the_round_and_rejoins(clock: FakeClock
 
 
 async def test_a_hanging_host_is_cut_off_and_the_others_report_on_time(clock: FakeClock) -> None:
-    fast, stuck = FakeHost("fast", clock), FakeHost("stuck", clock)
+    fast, stuck = monitored("fast", clock), monitored("stuck", clock)
     stuck.plan = ["hang"]
     collector = Collector([fast, stuck], interval=1.0, clock=clock)
     rounds = Rounds(collector.subscribe())
@@ -228,13 +199,13 @@ async def test_a_hanging_host_is_cut_off_and_the_others_report_on_time(clock: Fa
         # The next round was due at 51 and runs at once, late but not skipped.
         hosts = hosts_of(await rounds.next())
         assert hosts["fast"]["up"] and hosts["stuck"]["up"]
-    assert stuck.polls == [50.0, 51.5]
+    assert stuck.calls == [50.0, 51.5]
     assert collector.rounds_skipped == 0
 
 
 async def test_missing_command_loses_only_its_own_metrics(clock: FakeClock) -> None:
     outputs = {c: f for c, f in CAPTURED.items() if c != "df -P"}  # a busybox without df
-    host = FakeHost("tiny", clock, outputs)
+    host = monitored("tiny", clock, outputs)
     collector = Collector([host], interval=1.0, clock=clock)
     rounds = Rounds(collector.subscribe())
     async with collector:
@@ -248,7 +219,7 @@ async def test_missing_command_loses_only_its_own_metrics(clock: FakeClock) -> N
 
 async def test_monitor_target_adds_and_drops_parsers(clock: FakeClock) -> None:
     outputs = dict(CAPTURED, **{"nvidia-smi -q": ["loadavg.txt"]})
-    host = FakeHost("gpu", clock, outputs)
+    host = monitored("gpu", clock, outputs)
     gpu = gauge_parser(lambda text: {"gpu.percent": float(text.split()[0]) * 10})
     target = MonitorTarget(host, parsers={"nvidia-smi -q": gpu, "df -P": None})
     assert "df -P" not in target.commands() and "cat /proc/stat" in target.commands()
@@ -265,7 +236,7 @@ async def test_monitor_target_adds_and_drops_parsers(clock: FakeClock) -> None:
 
 
 async def test_events_reach_subscribers_and_the_snapshot(clock: FakeClock) -> None:
-    collector = Collector([FakeHost("h", clock)], interval=1.0, clock=clock)
+    collector = Collector([monitored("h", clock)], interval=1.0, clock=clock)
     rounds = Rounds(collector.subscribe())
     async with collector:
         await rounds.next()
@@ -290,7 +261,7 @@ async def test_events_reach_subscribers_and_the_snapshot(clock: FakeClock) -> No
 
 
 async def test_subscription_ends_when_the_collector_stops(clock: FakeClock) -> None:
-    collector = Collector([FakeHost("h", clock)], interval=1.0, clock=clock)
+    collector = Collector([monitored("h", clock)], interval=1.0, clock=clock)
     stream = collector.subscribe()
     await collector.start()
     assert (await asyncio.wait_for(anext(stream), WAIT))["type"] == "round"
@@ -302,7 +273,7 @@ async def test_subscription_ends_when_the_collector_stops(clock: FakeClock) -> N
 
 
 async def test_series_are_bounded_by_history(clock: FakeClock) -> None:
-    collector = Collector([FakeHost("h", clock)], interval=1.0, clock=clock, history=3)
+    collector = Collector([monitored("h", clock)], interval=1.0, clock=clock, history=3)
     rounds = Rounds(collector.subscribe())
     async with collector:
         for _ in range(5):
@@ -316,9 +287,9 @@ async def test_series_are_bounded_by_history(clock: FakeClock) -> None:
 
 def test_bad_arguments(clock: FakeClock) -> None:
     with pytest.raises(ValueError, match="interval"):
-        Collector([FakeHost("h", clock)], interval=0)
+        Collector([monitored("h", clock)], interval=0)
     with pytest.raises(ValueError, match="twice"):
-        Collector([FakeHost("h", clock), FakeHost("h", clock)])
+        Collector([monitored("h", clock), monitored("h", clock)])
 
 
 # --- storing and replaying ----------------------------------------------------------------------
@@ -328,7 +299,7 @@ async def test_rounds_go_to_the_store_and_replay_from_db_and_json(
     clock: FakeClock, tmp_path: Path
 ) -> None:
     db = tmp_path / "m.db"
-    hosts = [FakeHost("a", clock), FakeHost("b", clock)]
+    hosts = [monitored("a", clock), monitored("b", clock)]
     hosts[1].plan = ["ok", "raise", "ok"]
     collector = Collector(hosts, interval=1.0, clock=clock, db=db)
     rounds = Rounds(collector.subscribe())
@@ -368,13 +339,13 @@ def test_replay_refuses_other_files(tmp_path: Path) -> None:
 
 
 def test_default_commands_are_the_default_parsers(clock: FakeClock) -> None:
-    assert list(MonitorTarget(FakeHost("h", clock)).commands()) == list(DEFAULT_PARSERS)
+    assert list(MonitorTarget(monitored("h", clock)).commands()) == list(DEFAULT_PARSERS)
 
 
 async def test_a_store_that_cannot_open_fails_start_cleanly(
     clock: FakeClock, tmp_path: Path
 ) -> None:
-    collector = Collector([FakeHost("h", clock)], clock=clock, db=tmp_path / "no" / "m.db")
+    collector = Collector([monitored("h", clock)], clock=clock, db=tmp_path / "no" / "m.db")
     with pytest.raises(StoreError, match=r"m\.db: folder .*no does not exist"):
         await collector.start()
     assert not collector.running
@@ -387,7 +358,7 @@ async def test_non_finite_values_are_dropped_counted_and_logged_once(
     # Garbage in /proc/loadavg makes the built-in parser give NaN and infinity;
     # a user's parser gives them outright.
     outputs = dict(CAPTURED, **{"cat /proc/loadavg": ["loadavg_garbage.txt"], "gpu": ["df_P.txt"]})
-    host = FakeHost("h", clock, outputs)
+    host = monitored("h", clock, outputs)
     weird = gauge_parser(lambda text: {"gpu.percent": math.nan, "gpu.temp": 40.0})
     collector = Collector(
         [MonitorTarget(host, parsers={"gpu": weird})],
