@@ -629,7 +629,7 @@ def next_round(port: int, timeout: float = DEADLINE) -> dict[str, object]:
         response = conn.getresponse()
         assert response.status == 200
         while time.monotonic() < deadline:
-            line = response.fp.readline()
+            line = response.readline()  # chunked transfer decoded
             assert line, "the stream ended"
             if line.startswith(b"data:"):
                 message = json.loads(line[5:])
