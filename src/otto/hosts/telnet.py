@@ -49,6 +49,7 @@ class TelnetConnection(Connection):
             user=host.user,
             password=host.credentials.password,
             connect_timeout=host.connect_timeout,
+            keepalive_interval=host.keepalive_interval,
             login_prompt=host.login_prompt,
             password_prompt=host.password_prompt,
             tunnel=self._tunnel if chain else None,
@@ -77,7 +78,27 @@ class TelnetConnection(Connection):
     async def oneshot(self, command: str, timeout: float | None) -> CommandStatus:
         session = self.host.private_session("oneshot")
         try:
-            return (await session.run(command, timeout=timeout)).only
+            if timeout is None:
+                return (await session.run(command)).only
+            # The login is part of the call here, so `timeout` bounds it too.
+            started = (time.monotonic(), time.time())
+            try:
+                async with asyncio.timeout(timeout):
+                    await session.start()
+            except TimeoutError:
+                return CommandStatus.finished(
+                    command,
+                    "",
+                    None,
+                    started=started,
+                    host=self.host.name,
+                    session=session.name,
+                    timed_out=True,
+                    error=f"{self.host.name}: no Telnet shell within {timeout:g}s "
+                    f"(connecting to {self.host.address}:{self.host.port})",
+                )
+            left = max(0.0, timeout - (time.monotonic() - started[0]))
+            return (await session.run(command, timeout=left)).only
         finally:
             await session.close()
 
