@@ -19,6 +19,7 @@ if TYPE_CHECKING:
         LabError,
         OttoError,
         SessionClosed,
+        StoreError,
         TransferError,
     )
     from otto.fanout import do_for_all_hosts, run_on_all_hosts
@@ -49,6 +50,7 @@ _WHERE = {
     "RunResult": "otto.result",
     "Session": "otto.session",
     "SessionClosed": "otto.errors",
+    "StoreError": "otto.errors",
     "Status": "otto.result",
     "TransferError": "otto.errors",
     "TransferResult": "otto.result",
@@ -81,6 +83,7 @@ __all__ = [
     "Session",
     "SessionClosed",
     "Status",
+    "StoreError",
     "TransferError",
     "TransferResult",
     "all_hosts",

@@ -10,7 +10,8 @@
     ├── SessionClosed           a session was used after close()
     ├── ExpectTimeout           expect() saw no match in time (also a TimeoutError)
     ├── TransferError           put()/get() could not move a file
-    └── LabError                a lab file is invalid (names the file, host and field)
+    ├── LabError                a lab file is invalid (names the file, host and field)
+    └── StoreError              a metric database cannot be opened or is not otto's
 
 Errors raised by the libraries below otto (asyncssh, telnetlib3, OS errors) are
 translated at the transport boundary, so users only ever see this tree.
@@ -27,6 +28,7 @@ __all__ = [
     "LabError",
     "OttoError",
     "SessionClosed",
+    "StoreError",
     "TransferError",
 ]
 
@@ -97,3 +99,7 @@ class TransferError(OttoError):
 
 class LabError(OttoError):
     """A lab file is invalid; the message names the file, the host and the field."""
+
+
+class StoreError(OttoError):
+    """A metric database cannot be opened, or is not one of otto's (names the file)."""

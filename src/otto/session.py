@@ -55,6 +55,9 @@ class Session:
         max_output: bytes of output one command keeps; a command that prints
             more keeps its first and last halves, joined by a line saying how
             many bytes were dropped, and a warning is logged.
+        resync_waits: seconds to wait for the shell after each step of an
+            interrupt (SIGINT, SIGINT, SIGKILL to its children, SIGKILL again)
+            before starting a fresh shell.
     """
 
     def __init__(
@@ -67,11 +70,13 @@ class Session:
         pty: bool = False,
         on_close: Callable[[Session], None] | None = None,
         max_output: int = DEFAULT_MAX_OUTPUT,
+        resync_waits: Sequence[float] = _RESYNC_WAITS,
     ) -> None:
         self.name = name
         self.host_name = host
         self.pty = pty
         self.max_output = max_output
+        self._resync_waits = tuple(resync_waits)
         self._factory = transport_factory
         self._ready_timeout = ready_timeout
         self._on_close = on_close
@@ -530,7 +535,7 @@ class Session:
         if transport is None or self._lost is not None:
             self._dirty = False
             return
-        for attempt, wait in enumerate(_RESYNC_WAITS):
+        for attempt, wait in enumerate(self._resync_waits):
             if attempt >= 2:
                 await transport.kill_children(self._shell_pid)
                 if self._lost is not None:

@@ -22,6 +22,7 @@ class Shells:
             host="h",
             transport_factory=lambda: MemoryShell.made(self.made, handler, **options),
             ready_timeout=2.0,
+            resync_waits=(0.02, 0.05, 0.1, 0.2),
         )
 
     @property

@@ -23,7 +23,7 @@ from os import PathLike
 from pathlib import Path
 from typing import IO, Any, cast
 
-from otto.errors import OttoError
+from otto.errors import StoreError
 
 __all__ = [
     "APPLICATION_ID",
@@ -118,10 +118,6 @@ class HostState:
 
     up: bool
     error: str = ""
-
-
-class StoreError(OttoError):
-    """A metric database cannot be opened, or is not one of otto's (names the file)."""
 
 
 def _check_ours(path: Path) -> None:
