@@ -1,4 +1,5 @@
-"""The lab's login accounts: a fast one and one whose shell start-up is slow.
+"""The lab's login accounts: a fast one, one whose shell start-up is slow, and
+one whose login profile prints text that looks like a refused login.
 
 The accounts are system-wide and shared by every lab on the machine (they are
 created once and kept), so their password is fixed.
@@ -16,6 +17,8 @@ from .netns import LabError
 
 LAB_USER = "ottotest"
 SLOW_USER = "ottoslow"
+DENIED_PROFILE_USER = "ottodenied"
+"""Logs in fine, but its profile prints text that looks like a refused login."""
 LAB_PASSWORD = "otto-Lab-pw1"
 SLOW_STARTUP_SECONDS = 1
 
@@ -46,6 +49,13 @@ fi
 """
 
 
+# A login profile that says what a refusing server would say, then goes on.
+_DENIED_PROFILE = """# ~/.profile written by otto's test lab.
+echo "Access denied: this is only the profile talking"
+echo "Permission denied (but the login worked)"
+"""
+
+
 def _write_owned(path: Path, text: str, uid: int, gid: int) -> None:
     if path.exists() and path.read_text() == text:
         return
@@ -56,7 +66,7 @@ def _write_owned(path: Path, text: str, uid: int, gid: int) -> None:
     tmp.replace(path)
 
 
-def _ensure_account(name: str, bashrc: str) -> None:
+def _ensure_account(name: str, bashrc: str, profile: str = _PROFILE) -> None:
     try:
         entry = pwd.getpwnam(name)
     except KeyError:
@@ -73,7 +83,7 @@ def _ensure_account(name: str, bashrc: str) -> None:
         home.mkdir(mode=0o755, parents=True)
         os.chown(home, entry.pw_uid, entry.pw_gid)
     _write_owned(home / ".bashrc", bashrc, entry.pw_uid, entry.pw_gid)
-    _write_owned(home / ".profile", _PROFILE, entry.pw_uid, entry.pw_gid)
+    _write_owned(home / ".profile", profile, entry.pw_uid, entry.pw_gid)
     # A .bash_profile would shadow .profile; the lab's start-up must be the one above.
     (home / ".bash_profile").unlink(missing_ok=True)
 
@@ -86,9 +96,13 @@ def ensure_users(lock_dir: Path) -> None:
         try:
             _ensure_account(LAB_USER, _BASHRC)
             _ensure_account(SLOW_USER, _SLOW_BASHRC)
+            _ensure_account(DENIED_PROFILE_USER, _BASHRC, _DENIED_PROFILE)
             subprocess.run(
                 ["chpasswd"],
-                input=f"{LAB_USER}:{LAB_PASSWORD}\n{SLOW_USER}:{LAB_PASSWORD}\n",
+                input="".join(
+                    f"{user}:{LAB_PASSWORD}\n"
+                    for user in (LAB_USER, SLOW_USER, DENIED_PROFILE_USER)
+                ),
                 text=True,
                 check=True,
                 capture_output=True,
