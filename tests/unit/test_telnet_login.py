@@ -97,9 +97,10 @@ async def test_a_profile_that_says_access_denied_is_not_a_failed_login(
         await reader.read()
 
     shell = await serve(script)
-    await shell.open(Received())
+    received = Received()
+    await shell.open(received)
     await asyncio.wait_for(started.wait(), 5)
-    assert shell.is_open
+    assert not received.lost.done()
 
 
 async def test_a_wrong_password_is_refused_and_never_logged(

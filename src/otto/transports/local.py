@@ -152,10 +152,6 @@ class LocalShell(ShellTransport):
     def pid(self) -> int:
         return self._pgid
 
-    @property
-    def is_open(self) -> bool:
-        return self._proc is not None and not self._reported and not self._closing
-
     def _argv(self) -> list[str]:
         argv = [self.shell]
         if os.path.basename(self.shell) == "bash":

@@ -432,10 +432,6 @@ class SshShell(ShellTransport):
         self._reported = False
         self._shell_pid: int | None = None
 
-    @property
-    def is_open(self) -> bool:
-        return self._chan is not None and not self._reported and not self._closing
-
     async def open(self, receiver: Receiver) -> None:
         self._receiver = receiver
         kwargs: dict[str, Any] = {}
@@ -448,20 +444,13 @@ class SshShell(ShellTransport):
             self._receiver.data_received(data)
 
     def _lost(self, exc: Exception | None) -> None:
-        if self._reported or self._closing:
-            return
-        self._reported = True
-        if self._receiver is None:
-            return
         if self._exit_status is not None:
-            self._receiver.connection_lost(
-                self._exit_status, f"shell exited with {self._exit_status}"
-            )
+            self.report_lost(self._exit_status, f"shell exited with {self._exit_status}")
         elif self._exit_signal is not None:
-            self._receiver.connection_lost(None, f"shell killed by SIG{self._exit_signal}")
+            self.report_lost(None, f"shell killed by SIG{self._exit_signal}")
         else:
             why = _reason(exc) if exc is not None else "no answer from the host"
-            self._receiver.connection_lost(None, f"SSH connection lost: {why}")
+            self.report_lost(None, f"SSH connection lost: {why}")
 
     def write(self, data: bytes) -> None:
         if self._chan is not None and not self._closing and not self._reported:

@@ -211,10 +211,6 @@ class TelnetShell(ShellTransport):
         self._reported = False
         self._closing = False
 
-    @property
-    def is_open(self) -> bool:
-        return self._stream is not None and not self._reported and not self._closing
-
     async def open(self, receiver: Receiver) -> None:
         self._receiver = receiver
         try:
@@ -393,11 +389,7 @@ class TelnetShell(ShellTransport):
         self._lost(status, f"shell exited with {status}")
 
     def _lost(self, status: int | None, reason: str) -> None:
-        if self._reported or self._closing:
-            return
-        self._reported = True
-        if self._receiver is not None:
-            self._receiver.connection_lost(status, reason)
+        self.report_lost(status, reason)
 
     def write(self, data: bytes) -> None:
         transport = self._transport
