@@ -58,6 +58,8 @@ class Session:
         resync_waits: seconds to wait for the shell after each step of an
             interrupt (SIGINT, SIGINT, SIGKILL to its children, SIGKILL again)
             before starting a fresh shell.
+        lock: the lock that serializes calls; sessions that share one stream
+            (a console) share one lock, so their calls never interleave.
     """
 
     def __init__(
@@ -71,6 +73,7 @@ class Session:
         on_close: Callable[[Session], None] | None = None,
         max_output: int = DEFAULT_MAX_OUTPUT,
         resync_waits: Sequence[float] = _RESYNC_WAITS,
+        lock: asyncio.Lock | None = None,
     ) -> None:
         self.name = name
         self.host_name = host
@@ -80,7 +83,7 @@ class Session:
         self._factory = transport_factory
         self._ready_timeout = ready_timeout
         self._on_close = on_close
-        self._lock = asyncio.Lock()
+        self._lock = lock or asyncio.Lock()
         self._transport: ShellTransport | None = None
         self._token = ""
         self._seq = 0

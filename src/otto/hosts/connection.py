@@ -10,6 +10,7 @@ this package with one class like ``SshConnection`` or ``TelnetConnection``.
 from __future__ import annotations
 
 import abc
+import asyncio
 from typing import TYPE_CHECKING, ClassVar
 
 from otto.result import CommandStatus, TransferResult
@@ -54,6 +55,10 @@ class Connection(abc.ABC):
     @abc.abstractmethod
     async def connect(self) -> None:
         """Reach the machine now (log in, open the link); raise ``ConnectError``."""
+
+    def session_lock(self) -> asyncio.Lock | None:
+        """The one lock all sessions share when the kind has one stream (a console)."""
+        return None
 
     async def close(self) -> None:
         """Close what the sessions share (connections, tunnels); the host may reconnect."""
