@@ -13,7 +13,6 @@ sleeping.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import inspect
 import itertools
@@ -446,8 +445,14 @@ class RepeatRunner:
         clock = self._clock
         # The schedule starts once the session is up, so the first tick is not
         # late by a shell's start-up (if opening fails, the first tick retries).
-        with contextlib.suppress(Exception):
+        try:
             repeat.session = await self._host.open_session(f"repeat:{repeat.name}")
+        except Exception as exc:
+            logger.info(
+                "repeat %s: could not open its session yet (%s); the first tick retries",
+                repeat.name,
+                exc,
+            )
         start = clock.monotonic()
         end: float | None = None
         if repeat.duration is not None:

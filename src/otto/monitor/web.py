@@ -366,8 +366,10 @@ class _EventStreamResponse(Response):
             await asyncio.gather(*tasks, return_exceptions=True)
             aclose = getattr(updates, "aclose", None)
             if aclose is not None:
-                with contextlib.suppress(Exception):
+                try:
                     await aclose()
+                except Exception as exc:  # the client is gone either way; say why
+                    log.debug("closing a dashboard stream's updates failed: %s", exc)
 
     async def _stream(
         self,
