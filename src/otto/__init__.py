@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     )
     from otto.fanout import do_for_all_hosts, run_on_all_hosts
     from otto.hosts import Host, LocalHost, RemoteHost
+    from otto.hosts.apps import App
     from otto.instructions import InstructionError, instruction
     from otto.lab import Lab, all_hosts, get_host, load_lab
     from otto.loop import run
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from otto.session import Session
 
 _WHERE = {
+    "App": "otto.hosts.apps",
     "AuthenticationError": "otto.errors",
     "CommandStatus": "otto.result",
     "ConnectError": "otto.errors",
@@ -64,6 +66,7 @@ _WHERE = {
 }
 
 __all__ = [
+    "App",
     "AuthenticationError",
     "CommandStatus",
     "ConnectError",

@@ -34,6 +34,7 @@ from .hosts import (
 )
 from .keys import fresh_public_key, write_known_hosts, write_private_key
 from .netns import NETNS_DIR, LabError, ip, ip_sync, list_netns, wait_listening
+from .privilege import NOPASSWD_USER, SUDO_USER, ensure_sudo_users, release_sudoers
 from .users import LAB_PASSWORD, LAB_USER, SLOW_USER, ensure_users
 
 Mode = Literal["auto", "netns", "loopback"]
@@ -213,7 +214,7 @@ class Lab:
             self._state_file().write_text(json.dumps({"dir": str(self._dir)}))
             self.uses_netns = self._choose_netns()
             PRIVSEP_DIR.mkdir(mode=0o755, exist_ok=True)
-            users = asyncio.create_task(asyncio.to_thread(ensure_users, self._state_dir))
+            users = asyncio.create_task(asyncio.to_thread(self._ensure_users))
             try:
                 if self.uses_netns:
                     await self._build_network()
@@ -228,6 +229,10 @@ class Lab:
             raise
         self.startup_seconds = time.monotonic() - began
         return self
+
+    def _ensure_users(self) -> None:
+        ensure_users(self._state_dir)
+        ensure_sudo_users(self._state_dir)
 
     def _state_file(self) -> Path:
         return self._state_dir / f"slot{self.slot}.json"
@@ -366,7 +371,7 @@ class Lab:
                             host_key=host_key,
                             pid_file=host_dir / "sshd.pid",
                             authorized_keys=authorized_keys,
-                            users=(LAB_USER, SLOW_USER),
+                            users=(LAB_USER, SLOW_USER, SUDO_USER, NOPASSWD_USER),
                         )
                     )
                     argv = [str(SSHD), "-D", "-f", str(config), "-E", str(log)]
@@ -565,6 +570,7 @@ class Lab:
             shutil.rmtree(self._dir, ignore_errors=True)
         if self._lock is not None:
             if self.slot >= 0:
+                release_sudoers(self._state_dir, self._state_file())
                 self._state_file().unlink(missing_ok=True)
             self._lock.close()
             self._lock = None

@@ -18,12 +18,14 @@ from typing import TYPE_CHECKING, overload
 from otto import loop as otto_loop
 from otto.expect import ExpectMatch
 from otto.framing import clean_output
+from otto.hosts.privilege import Become, BecomeMethod, BecomeShell, Secret
 from otto.result import CommandStatus, RunResult, TransferResult
 from otto.session import DEFAULT_MAX_OUTPUT, OpeningSession, Pattern, Patterns, Session
 from otto.transfer import PathArg, Progress
 from otto.transports.base import ShellTransport
 
 if TYPE_CHECKING:
+    from otto.hosts.power import PowerAction, PowerSpec
     from otto.periodic import RepeatRunner
 
 __all__ = ["DEFAULT_SESSION", "Host", "process_status"]
@@ -71,9 +73,21 @@ class Host(abc.ABC):
     a command that prints more keeps its first and last halves, joined by a
     line saying how many bytes were dropped."""
 
-    def __init__(self, name: str) -> None:
+    power_spec: PowerSpec | None = None
+    """How to switch the host on and off (``power``, ``reboot(hard=True)``)."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        become_password: str | None = None,
+        power: PowerSpec | None = None,
+    ) -> None:
         self.name = name
+        self._become_password = None if become_password is None else Secret(become_password)
+        self.power_spec = power
         self._sessions: dict[str, Session] = {}
+        self._becomes: dict[str, Become | None] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._repeats: RepeatRunner | None = None
         self._private_count = 0
@@ -126,11 +140,29 @@ class Host(abc.ABC):
 
     # --- sessions ------------------------------------------------------------------
 
-    def _new_session(self, name: str, pty: bool) -> Session:
+    def _session_pty(self, pty: bool) -> bool:
+        """Whether a session asked for with ``pty`` sits on a terminal (some kinds always do)."""
+        return pty
+
+    def _new_session(self, name: str, pty: bool, become: Become | None = None) -> Session:
+        pty = self._session_pty(pty) or become is not None
+
+        def transport() -> ShellTransport:
+            inner = self._shell_transport(pty=pty)
+            if become is None:
+                return inner
+            return BecomeShell(
+                inner,
+                become,
+                password=self._become_password,
+                host=self.name,
+                timeout=self.connect_timeout,
+            )
+
         return Session(
             name,
             host=self.name,
-            transport_factory=lambda: self._shell_transport(pty=pty),
+            transport_factory=transport,
             ready_timeout=self.connect_timeout,
             pty=pty,
             on_close=self._forget,
@@ -149,6 +181,7 @@ class Host(abc.ABC):
     def _forget(self, session: Session) -> None:
         if self._sessions.get(session.name) is session:
             del self._sessions[session.name]
+            self._becomes.pop(session.name, None)
 
     def _default(self) -> Session:
         self._bind()
@@ -157,7 +190,14 @@ class Host(abc.ABC):
             session = self._sessions[DEFAULT_SESSION] = self._new_session(DEFAULT_SESSION, False)
         return session
 
-    def open_session(self, name: str, *, pty: bool = False) -> OpeningSession:
+    def open_session(
+        self,
+        name: str,
+        *,
+        pty: bool = False,
+        as_user: str | None = None,
+        become: BecomeMethod = "sudo",
+    ) -> OpeningSession:
         """A named persistent shell with its own cwd, env and state.
 
         Await it (``s = await host.open_session("x")``) or enter it
@@ -165,22 +205,36 @@ class Host(abc.ABC):
         Opening a name that is already open returns the same session. The
         shell starts now, so a host that cannot be reached fails here.
 
+        Args:
+            as_user: run the session's shell as this user, through ``become``
+                (``"sudo"`` or ``"su"``); a password prompt is answered with the
+                host's ``become_password``. Such a session always sits on a
+                terminal, so that Ctrl-C reaches commands of the other user.
+
         Raises:
             ConnectError: the shell could not be started.
-            ValueError: ``name`` is open with a different ``pty`` setting.
+            AuthenticationError: sudo or su refused the password.
+            ValueError: ``name`` is open with a different ``pty`` or become setting.
         """
-        return OpeningSession(lambda: self._open_session(name, pty))
+        privilege = None if as_user is None else Become(as_user, become)
+        return OpeningSession(lambda: self._open_session(name, pty, privilege))
 
-    async def _open_session(self, name: str, pty: bool) -> Session:
+    async def _open_session(self, name: str, pty: bool, become: Become | None = None) -> Session:
         self._bind()
         session = self._sessions.get(name)
         if session is not None:
-            if session.pty != pty:
+            if session.pty != (self._session_pty(pty) or become is not None):
                 raise ValueError(
                     f"session {name!r} on {self.name} is already open with pty={session.pty}"
                 )
+            if self._becomes.get(name) != become:
+                raise ValueError(
+                    f"session {name!r} on {self.name} is already open with "
+                    f"{self._becomes.get(name) or 'no privilege change'}"
+                )
             return session
-        session = self._sessions[name] = self._new_session(name, pty)
+        session = self._sessions[name] = self._new_session(name, pty, become)
+        self._becomes[name] = become
         try:
             await session.start()
         except BaseException:
@@ -326,6 +380,46 @@ class Host(abc.ABC):
         if self._repeats is None:
             raise KeyError(f"no repeat named {name!r} on {self.name}")
         return self._repeats.results(name)
+
+    # --- power and reboot (see otto.hosts.power) -----------------------------------------
+
+    async def power(self, action: PowerAction) -> None:
+        """Switch the host ``"on"``, ``"off"`` or ``"cycle"`` it, through its ``power_spec``."""
+        from otto.hosts import power
+
+        self._bind()
+        await power.power(self, action)
+
+    async def wait_until_up(self, timeout: float = 300.0) -> None:
+        """Return once a fresh shell answers; ``ConnectError`` after ``timeout``."""
+        from otto.hosts import power
+
+        self._bind()
+        await power.wait_until_up(self, timeout)
+
+    async def wait_until_down(self, timeout: float = 300.0) -> None:
+        """Return once the host stops answering; ``ConnectError`` after ``timeout``."""
+        from otto.hosts import power
+
+        self._bind()
+        await power.wait_until_down(self, timeout)
+
+    async def reboot(
+        self,
+        *,
+        hard: bool = False,
+        timeout: float = 300.0,
+        wait: bool = True,
+        command: str = "reboot",
+    ) -> None:
+        """Restart the host (power-cycle if ``hard``, else ``command``), wait down, then up.
+
+        Its sessions start fresh shells on next use (a warning says their state is gone).
+        """
+        from otto.hosts import power
+
+        self._bind()
+        await power.reboot(self, hard=hard, timeout=timeout, wait=wait, command=command)
 
     # --- closing ------------------------------------------------------------------------
 

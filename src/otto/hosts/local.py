@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 
 from otto.hosts.base import Host, process_status
+from otto.hosts.power import PowerSpec
 from otto.result import CommandStatus, TransferResult
 from otto.transfer import PathArg, Progress, copy_local
 from otto.transports.base import ShellTransport
@@ -24,6 +25,9 @@ class LocalHost(Host):
             One-shot commands run with ``/bin/sh -c``, as ``subprocess`` does.
         env: the environment for new shells (default: this process's).
         cwd: the starting directory of new shells (default: this process's).
+        become_password: answers sudo's or su's password prompt in sessions
+            opened with ``as_user``; never shown.
+        power: how to switch the machine on and off (see ``otto.hosts.power``).
     """
 
     def __init__(
@@ -33,8 +37,10 @@ class LocalHost(Host):
         shell: str | None = None,
         env: dict[str, str] | None = None,
         cwd: PathArg | None = None,
+        become_password: str | None = None,
+        power: PowerSpec | None = None,
     ) -> None:
-        super().__init__(name)
+        super().__init__(name, become_password=become_password, power=power)
         self.shell = shell or default_shell()
         self._env = env
         self._cwd = None if cwd is None else os.fspath(cwd)

@@ -18,10 +18,10 @@ import asyncssh
 from otto.errors import ConnectError
 from otto.hosts.base import Host
 from otto.hosts.connection import Connection
+from otto.hosts.power import PowerSpec
 from otto.hosts.ssh import SshConnection
 from otto.hosts.telnet import TelnetConnection
 from otto.result import CommandStatus, TransferResult
-from otto.session import OpeningSession, Session
 from otto.transfer import PathArg, Progress, source_list
 from otto.transports.base import ShellTransport
 from otto.transports.telnet import LOGIN_PROMPT, PASSWORD_PROMPT
@@ -67,6 +67,9 @@ class RemoteHost(Host):
             noticed after three missed ones).
         max_channels: session channels per SSH connection (OpenSSH MaxSessions).
         login_prompt, password_prompt: regexes for the Telnet login.
+        become_password: answers sudo's or su's password prompt in sessions
+            opened with ``as_user``. Never shown in reprs, logs or errors.
+        power: how to switch the machine on and off (see ``otto.hosts.power``).
     """
 
     def __init__(
@@ -87,6 +90,8 @@ class RemoteHost(Host):
         max_channels: int = 10,
         login_prompt: str = LOGIN_PROMPT,
         password_prompt: str = PASSWORD_PROMPT,
+        become_password: str | None = None,
+        power: PowerSpec | None = None,
     ) -> None:
         kind = CONNECTIONS.get(term)
         if kind is None:
@@ -95,7 +100,7 @@ class RemoteHost(Host):
             raise ValueError(f"hop {hop.name!r} must be an SSH host to tunnel through")
         if transfer not in ("sftp", "scp"):
             raise ValueError(f"transfer must be 'sftp' or 'scp', not {transfer!r}")
-        super().__init__(name or address)
+        super().__init__(name or address, become_password=become_password, power=power)
         self.term = term
         self.address = address
         self.user = user
@@ -159,11 +164,8 @@ class RemoteHost(Host):
         self.hop_chain()
         return self.connection.shell_transport(pty=pty)
 
-    def _new_session(self, name: str, pty: bool) -> Session:
-        return super()._new_session(name, pty or self.connection.always_pty)
-
-    def open_session(self, name: str, *, pty: bool = False) -> OpeningSession:
-        return super().open_session(name, pty=pty or self.connection.always_pty)
+    def _session_pty(self, pty: bool) -> bool:
+        return pty or self.connection.always_pty
 
     # --- verbs that depend on the connection --------------------------------------------
 

@@ -1,0 +1,334 @@
+"""Power and reboot: switch a host off and on through a controller, wait for it.
+
+A host's ``power_spec`` holds shell commands for ``on``, ``off`` and
+``cycle``, run on a controller host (``via``; this machine when absent): a
+PDU's command-line tool, ``ipmitool``, a relay board's script.
+
+What "up" and "down" mean here:
+
+- up: a shell answers. A fresh short-lived session starts and runs ``true``.
+- down: the shell otto watched is gone. ``wait_until_down`` and ``reboot``
+  keep a session open on the host and ask it for its PID (``echo $$``) until
+  it no longer answers, or a different shell answers (the host went down and
+  came back between two looks, which a fast reboot does).
+
+After a reboot or a power-off, the host's sessions are told their shell is
+gone, and its connections are closed: each session starts a fresh shell on
+next use (its state is lost, and a warning says so).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from otto.errors import ConnectError, OttoError, tail
+from otto.framing import clean_output
+from otto.result import Status
+from otto.transports.local import exec_local
+
+if TYPE_CHECKING:
+    from otto.hosts.base import Host
+    from otto.result import CommandStatus
+    from otto.session import Session
+
+__all__ = [
+    "POWER_ACTIONS",
+    "PowerAction",
+    "PowerSpec",
+    "power",
+    "reboot",
+    "wait_until_down",
+    "wait_until_up",
+]
+
+log = logging.getLogger("otto.power")
+
+PowerAction = Literal["on", "off", "cycle"]
+POWER_ACTIONS: tuple[PowerAction, ...] = ("on", "off", "cycle")
+
+POWER_COMMAND_TIMEOUT = 120.0
+"""Seconds a power command may run on its controller."""
+_POLL = 0.5
+"""Seconds between two looks at a host that is not yet up (or down)."""
+
+
+@dataclass(frozen=True)
+class PowerSpec:
+    """Shell commands that switch a host, run on the controller ``via``.
+
+    ``cycle`` falls back to ``off`` then ``on`` when it is not given; ``via``
+    None is this machine.
+    """
+
+    on: str | None = None
+    off: str | None = None
+    cycle: str | None = None
+    via: Host | None = None
+
+    def __repr__(self) -> str:
+        given = [f"{k}={v!r}" for k, v in (("on", self.on), ("off", self.off)) if v]
+        if self.cycle:
+            given.append(f"cycle={self.cycle!r}")
+        given.append(f"via={self.via.name if self.via is not None else 'local'!r}")
+        return f"PowerSpec({', '.join(given)})"
+
+
+async def _run_power(host: Host, spec: PowerSpec, action: str, command: str) -> None:
+    via = spec.via
+    via_name = via.name if via is not None else "local"
+    if via is None:
+        raw, retcode, timed_out = await exec_local(command, timeout=POWER_COMMAND_TIMEOUT)
+        output = clean_output(raw)
+    else:
+        try:
+            status = await via.oneshot(command, timeout=POWER_COMMAND_TIMEOUT)
+        except OttoError as exc:
+            raise ConnectError(
+                host.name, f"power {action}: controller {via_name} cannot be reached: {exc}"
+            ) from exc
+        if status.status is Status.Error and status.retcode is None and not status.timed_out:
+            raise ConnectError(
+                host.name,
+                f"power {action}: controller {via_name} cannot be reached: {status.error}",
+            )
+        output, retcode, timed_out = status.output, status.retcode, status.timed_out
+    if timed_out or retcode != 0:
+        why = "timed out" if timed_out else f"exited with status {retcode}"
+        raise ConnectError(
+            host.name,
+            f"power {action}: `{command}` on {via_name} {why}; output: {tail(output)!r}",
+        )
+    log.info("%s: power %s done (via %s)", host.name, action, via_name)
+
+
+async def power(host: Host, action: PowerAction) -> None:
+    """Run the host's power command for ``action`` on its controller.
+
+    Raises:
+        ValueError: ``action`` is not on, off or cycle, or the host has no
+            command for it.
+        ConnectError: the controller cannot be reached, or the command failed
+            (its output is in the message).
+    """
+    if action not in POWER_ACTIONS:
+        raise ValueError(f"power action must be one of {', '.join(POWER_ACTIONS)}, not {action!r}")
+    spec = host.power_spec
+    if spec is None:
+        raise ValueError(f"{host.name}: no power commands (lab field 'power')")
+    if action == "cycle" and spec.cycle is None:
+        if spec.off is None or spec.on is None:
+            raise ValueError(f"{host.name}: power cycle needs 'cycle', or 'off' and 'on'")
+        await _run_power(host, spec, "off", spec.off)
+        await forget_shells(host, "the host was powered off")
+        await _run_power(host, spec, "on", spec.on)
+        return
+    command = {"on": spec.on, "off": spec.off, "cycle": spec.cycle}[action]
+    if command is None:
+        raise ValueError(f"{host.name}: no power {action!r} command (lab field 'power')")
+    await _run_power(host, spec, action, command)
+    if action != "on":
+        await forget_shells(host, f"the host was powered {'off' if action == 'off' else 'cycled'}")
+
+
+async def forget_shells(host: Host, reason: str) -> None:
+    """Tell every session of ``host`` its shell is gone, and close its connections.
+
+    Each session starts a fresh shell on next use, with a warning that its state is lost.
+    """
+    for session in host.sessions.values():
+        session.connection_lost(None, reason)
+    await host._close_links()
+
+
+class _Watch:
+    """A shell on the host, to see it go away."""
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self.session: Session | None = None
+        self.pid = ""
+        self.last = "nothing yet"
+
+    async def start(self, timeout: float) -> bool:
+        """Open the watch; False if no shell answers now."""
+        session = self.host.private_session("power-watch")
+        self.session = session
+        try:
+            async with asyncio.timeout(timeout):
+                result = await session.run("echo $$")
+        except (OttoError, TimeoutError) as exc:
+            self.last = f"no shell: {exc}"
+            return False
+        if not result.status.is_ok:
+            self.last = f"no shell: {result.only.error or result.only.output}"
+            return False
+        self.pid = result.only.output.strip()
+        self.last = f"shell {self.pid} answered"
+        return True
+
+    async def gone(self, timeout: float) -> bool:
+        """True once the watched shell no longer answers, or another one does."""
+        assert self.session is not None
+        try:
+            async with asyncio.timeout(timeout):
+                result = await self.session.run("echo $$", timeout=timeout)
+        except (OttoError, TimeoutError) as exc:
+            self.last = f"no shell: {exc}"
+            return True
+        only = result.only
+        if not only.status.is_ok:
+            self.last = f"no shell: {only.error or tail(only.output)}"
+            return True
+        if only.output.strip() != self.pid:
+            self.last = f"a new shell ({only.output.strip()}) answered instead of {self.pid}"
+            return True
+        self.last = f"shell {self.pid} still answers"
+        return False
+
+    async def close(self) -> None:
+        if self.session is not None:
+            with contextlib.suppress(Exception):
+                await self.session.close()
+
+
+async def _probe_up(host: Host, timeout: float) -> str | None:
+    """None if a fresh shell on ``host`` runs ``true`` within ``timeout``; else why not."""
+    session = host.private_session("power-probe")
+    try:
+        async with asyncio.timeout(timeout):
+            result = await session.run("true", timeout=timeout)
+    except (OttoError, TimeoutError) as exc:
+        return str(exc) or f"no answer within {timeout:g}s"
+    finally:
+        with contextlib.suppress(Exception):
+            await session.close()
+    if result.status.is_ok:
+        return None
+    return result.only.error or f"`true` gave {result.only.retcode}"
+
+
+def _budget(host: Host, deadline: float) -> float:
+    return max(0.05, min(host.connect_timeout, deadline - time.monotonic()))
+
+
+async def wait_until_up(host: Host, timeout: float) -> None:
+    """Return once a fresh shell on ``host`` answers.
+
+    Raises:
+        ConnectError: none did within ``timeout``; says what the last try saw.
+    """
+    deadline = time.monotonic() + timeout
+    await _wait_up(host, deadline, timeout, "up")
+
+
+async def _wait_up(host: Host, deadline: float, timeout: float, what: str) -> None:
+    while True:
+        why = await _probe_up(host, _budget(host, deadline))
+        if why is None:
+            return
+        # A link left from before may be dead without knowing it: start the next try afresh.
+        await host._close_links()
+        if time.monotonic() >= deadline:
+            raise ConnectError(host.name, f"not {what} within {timeout:g}s; last try: {tail(why)}")
+        await asyncio.sleep(min(_POLL, max(0.0, deadline - time.monotonic())))
+
+
+async def wait_until_down(host: Host, timeout: float) -> None:
+    """Return once ``host`` stops answering (or its shell was replaced by a new one).
+
+    Raises:
+        ConnectError: it still answered after ``timeout``.
+    """
+    deadline = time.monotonic() + timeout
+    watch = _Watch(host)
+    try:
+        if await watch.start(_budget(host, deadline)):
+            await _wait_down(host, watch, deadline, timeout)
+    finally:
+        await watch.close()
+
+
+async def _wait_down(host: Host, watch: _Watch, deadline: float, timeout: float) -> None:
+    while not await watch.gone(_budget(host, deadline)):
+        if time.monotonic() >= deadline:
+            raise ConnectError(host.name, f"still up after {timeout:g}s; last look: {watch.last}")
+        await asyncio.sleep(min(_POLL, max(0.0, deadline - time.monotonic())))
+
+
+async def reboot(
+    host: Host,
+    *,
+    hard: bool = False,
+    timeout: float = 300.0,
+    wait: bool = True,
+    command: str = "reboot",
+) -> None:
+    """Restart ``host``: power-cycle it (``hard``) or run ``command``; then wait down, then up.
+
+    ``command`` is started and not waited for (it usually ends with the
+    connection); if it fails before the host goes down, that is the error.
+    With ``wait=False`` it returns once the restart is under way.
+
+    Raises:
+        ConnectError: the restart could not be started, or the host was not
+            back within ``timeout`` (the message says what was seen last).
+    """
+    deadline = time.monotonic() + timeout
+    watch = _Watch(host)
+    started: asyncio.Future[CommandStatus] | None = None
+    try:
+        watching = await watch.start(_budget(host, deadline))
+        if not watching and not hard:
+            raise ConnectError(host.name, f"cannot reboot: {watch.last}")
+        if hard:
+            await power(host, "cycle")
+        else:
+            log.info("%s: rebooting with `%s`", host.name, command)
+            started = asyncio.ensure_future(host.oneshot(command, timeout=timeout))
+        if not wait:
+            if started is not None:
+                # Wait only until the command is surely under way or over.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(started), _budget(host, deadline))
+            return
+        if watching:
+            await _wait_reboot_down(host, watch, started, deadline, timeout)
+        await watch.close()
+        await forget_shells(host, "the host rebooted")
+        log.warning("%s: rebooted; every session will start a fresh shell", host.name)
+        await _wait_up(host, deadline, timeout, "back after the reboot")
+    finally:
+        await watch.close()
+        if started is not None and not started.done():
+            started.cancel()
+            with contextlib.suppress(BaseException):
+                await started
+
+
+async def _wait_reboot_down(
+    host: Host,
+    watch: _Watch,
+    started: asyncio.Future[CommandStatus] | None,
+    deadline: float,
+    timeout: float,
+) -> None:
+    while not await watch.gone(_budget(host, deadline)):
+        if started is not None and started.done() and not started.cancelled():
+            error = started.exception()
+            result = None if error is not None else started.result()
+            if result is not None and result.status is Status.Failed:
+                raise ConnectError(
+                    host.name,
+                    f"`{result.command}` failed with status {result.retcode}: "
+                    f"{tail(result.output)!r}",
+                )
+        if time.monotonic() >= deadline:
+            raise ConnectError(
+                host.name, f"did not go down within {timeout:g}s; last look: {watch.last}"
+            )
+        await asyncio.sleep(min(_POLL, max(0.0, deadline - time.monotonic())))

@@ -1,0 +1,301 @@
+"""Privilege: a shell that runs as another user, through sudo or su.
+
+``BecomeShell`` wraps the host's normal shell transport. Its ``open`` opens
+that shell on a terminal, replaces it (``exec``) with ``sudo`` or ``su`` running
+a shell as the other user, answers the password prompt if one comes, and
+waits until the new shell proves it runs (it prints a computed sum). From
+then on it only passes bytes through; the session sets the shell up as usual.
+
+Why a terminal, always: sudo hands a signal from an unprivileged user on to
+its command's process alone, and su ``-c`` starts a new session, so neither
+would pass an interrupt on to a command running as root. Ctrl-C written to the
+terminal reaches the foreground command whoever runs it (the kernel sends the
+signal), on every kind of host. And su reads passwords only from a terminal.
+
+The password is written straight to the inner transport: it never reaches the
+session, a log, an error or a repr.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+import shlex
+from dataclasses import dataclass
+from typing import Literal
+
+from otto.errors import AuthenticationError, ConnectError, tail
+from otto.expect import ExpectBuffer, ExpectMatch
+from otto.transports.base import Receiver, ShellTransport
+from otto.transports.local import LocalShell, kill_descendants
+
+__all__ = ["BECOME_METHODS", "Become", "BecomeShell", "Secret"]
+
+BecomeMethod = Literal["sudo", "su"]
+BECOME_METHODS: tuple[BecomeMethod, ...] = ("sudo", "su")
+
+_USER_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\$?")
+
+_SU_PROMPT = re.compile(r"(?i)(?:password|passwort|mot de passe)[^\n:]*:\s*$", re.MULTILINE)
+_REFUSED = re.compile(
+    r"(?i)(sorry, try again|incorrect password|authentication failure|"
+    r"su: permission denied|su: authentication)"
+)
+_NOT_ALLOWED = re.compile(
+    r"(?i)(is not in the sudoers file|is not allowed to|unknown user|does not exist|"
+    r"a password is required|not found|no such file)"
+)
+
+_PROBE_WAITS = (0.3, 0.6, 1.2, 2.5, 5.0, 10.0, 20.0)
+"""Seconds to wait for su's shell to answer before asking again (the start-up timeout ends it)."""
+
+# Runs as the other user: say so with a sum no echo of this text can contain,
+# then become a shell that reads its commands as a script from the terminal (an
+# interactive one prints prompts and job messages), or, where the terminal
+# belongs to the first user and cannot be opened again, an interactive one
+# (the session's set-up quiets it, as on any terminal).
+_INNER = (
+    "echo $(({a}+1)); "
+    "if command -v bash >/dev/null 2>&1; then s='bash --noprofile --norc'; else s=sh; fi; "
+    "if [ -r /dev/stdin ]; then exec $s /dev/stdin; else exec $s; fi"
+)
+
+
+class Secret:
+    """A password that shows as ``***`` in every repr, str and ``__dict__``."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "***"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class Become:
+    """Who a session's shell runs as, and how it gets there."""
+
+    user: str
+    method: BecomeMethod = "sudo"
+
+    def __post_init__(self) -> None:
+        if self.method not in BECOME_METHODS:
+            raise ValueError(f"become must be 'sudo' or 'su', not {self.method!r}")
+        if not _USER_RE.fullmatch(self.user):
+            raise ValueError(f"as_user must be a user name, not {self.user!r}")
+
+
+class BecomeShell(ShellTransport, Receiver):
+    """A shell as ``become.user``, started through ``become.method`` inside ``inner``.
+
+    Args:
+        inner: the host's shell transport, unopened; it must sit on a terminal.
+        become: the user and the method.
+        password: answers a password prompt (sudo: the login user's; su: the
+            target user's). Never shown.
+        host: the host's name, for errors.
+        timeout: seconds the whole start may take (the host's connect_timeout).
+    """
+
+    pty = True
+
+    def __init__(
+        self,
+        inner: ShellTransport,
+        become: Become,
+        *,
+        password: Secret | None,
+        host: str,
+        timeout: float,
+    ) -> None:
+        if not inner.pty:
+            raise ValueError("privilege needs a shell on a terminal")
+        self._inner = inner
+        self._become = become
+        self._password = password
+        self._host = host
+        self._timeout = timeout
+        self._receiver: Receiver | None = None
+        self._buffer = ExpectBuffer(max_chars=64 * 1024)
+        self._received = bytearray()
+        self._changed: asyncio.Event | None = None
+        self._handshake = True
+        self._lost: tuple[int | None, str] | None = None
+        self.description = f"{inner.description} as {become.user} ({become.method})"
+
+    def __repr__(self) -> str:
+        return f"<BecomeShell {self.description}>"
+
+    # --- bytes from the inner shell ----------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        if self._handshake:
+            self._buffer.feed(data)
+            self._received += data
+            del self._received[: -8 * 1024]
+            if self._changed is not None:
+                self._changed.set()
+        elif self._receiver is not None:
+            self._receiver.data_received(data)
+
+    def connection_lost(self, exit_status: int | None, reason: str) -> None:
+        if self._handshake:
+            self._lost = (exit_status, reason)
+            if self._changed is not None:
+                self._changed.set()
+        else:
+            self.report_lost(exit_status, reason)
+
+    # --- starting -------------------------------------------------------------------
+
+    async def open(self, receiver: Receiver) -> None:
+        self._receiver = receiver
+        self._changed = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        # Leave a moment of the session's own start-up budget for its message.
+        deadline = loop.time() + self._timeout * 0.95
+        try:
+            async with asyncio.timeout_at(deadline):
+                await self._inner.open(self)
+                if self._become.method == "sudo":
+                    await self._sudo()
+                else:
+                    await self._su()
+        except TimeoutError:
+            await self._inner.close()
+            raise ConnectError(
+                self._host,
+                f"no shell as {self._become.user} through {self._become.method} within "
+                f"{self._timeout:g}s; received: {tail(self._seen())!r}",
+            ) from None
+        except BaseException:
+            await self._inner.close()
+            raise
+        self._buffer.clear()
+        self._handshake = False
+
+    def _seen(self) -> str:
+        text = self._received.decode(errors="replace").replace("\r\n", "\n")
+        if self._password is not None and self._password.reveal():
+            text = text.replace(self._password.reveal(), "***")
+        return text
+
+    async def _wait_for(self, patterns: tuple[re.Pattern[str], ...]) -> ExpectMatch:
+        """The first of ``patterns`` seen (the earliest in the output wins)."""
+        assert self._changed is not None
+        while True:
+            found = self._buffer.search_any(patterns)
+            if found is not None:
+                return found
+            if self._lost is not None:
+                raise self._failure(f"the shell ended ({self._lost[1]})")
+            self._changed.clear()
+            await self._changed.wait()
+
+    def _failure(self, what: str) -> ConnectError:
+        said = self._seen()
+        message = (
+            f"{self._become.method} to {self._become.user} failed: {what}; "
+            f"received: {tail(said.strip())!r}"
+        )
+        if _REFUSED.search(said):
+            return AuthenticationError(self._host, message)
+        return ConnectError(self._host, message)
+
+    def _send_password(self) -> None:
+        if self._password is None:
+            raise AuthenticationError(
+                self._host,
+                f"{self._become.method} to {self._become.user} asks for a password and "
+                "the host has no become_password",
+            )
+        self._inner.write(self._password.reveal().encode() + b"\n")
+
+    def _probe(self) -> tuple[str, re.Pattern[str]]:
+        a = secrets.randbelow(10**6) + 10**6
+        return _INNER.format(a=a), re.compile(rf"(?<![0-9+]){a + 1}(?![0-9])")
+
+    async def _sudo(self) -> None:
+        token = secrets.token_hex(6)
+        # The prompt is written in two quoted halves, so its echo never matches it.
+        prompt_arg = f"'[otto-become '{token}'] '"
+        prompt = re.compile(re.escape(f"[otto-become {token}] "))
+        inner, answer = self._probe()
+        self._inner.write(
+            (
+                f"exec sudo -S -k -p {prompt_arg} -u {shlex.quote(self._become.user)} "
+                f"-- /bin/sh -c {shlex.quote(inner)}\n"
+            ).encode()
+        )
+        if (await self._wait_for((answer, prompt))).index == 0:
+            return  # no password asked (NOPASSWD)
+        self._send_password()
+        if (await self._wait_for((answer, prompt))).index == 1:
+            raise AuthenticationError(
+                self._host,
+                f"sudo to {self._become.user} refused the password; "
+                f"received: {tail(self._seen().strip())!r}",
+            )
+
+    async def _su(self) -> None:
+        # Is the login user root (su asks no password) or must we wait for the prompt?
+        a = secrets.randbelow(10**6) + 10**6
+        uid = re.compile(rf"otto-uid-(\d+)-{a + 1}(?![0-9])")
+        self._inner.write(f"echo otto-uid-$(id -u)-$(({a}+1))\n".encode())
+        root = (await self._wait_for((uid,))).match.group(1) == "0"
+        inner, answer = self._probe()
+        # No -c: su would start a new session, out of the terminal's reach.
+        self._inner.write(f"exec su - {shlex.quote(self._become.user)}\n".encode())
+        if not root:
+            await self._wait_for((_SU_PROMPT,))
+            self._send_password()
+        # su may discard what was typed while it asked (and a login shell takes a
+        # moment to read its terminal): send the probe again until it is answered.
+        for wait in _PROBE_WAITS:
+            self._inner.write(inner.encode() + b"\n")
+            try:
+                async with asyncio.timeout(wait):
+                    found = await self._wait_for((answer, _REFUSED))
+            except TimeoutError:
+                continue
+            if found.index != 0:
+                raise self._failure("the password was refused")
+            return
+        raise self._failure("no shell answered")
+
+    # --- verbs ------------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        self._inner.write(data)
+
+    async def drain(self) -> None:
+        await self._inner.drain()
+
+    async def interrupt(self, shell_pid: int | None) -> None:
+        # The terminal's Ctrl-C reaches the foreground command as whichever user it runs.
+        self._inner.write(b"\x03")
+
+    async def kill_children(self, shell_pid: int | None) -> None:
+        if isinstance(self._inner, LocalShell) and shell_pid:
+            kill_descendants(shell_pid)  # works where we may signal that user
+        else:
+            await self._inner.kill_children(shell_pid)
+        self._inner.write(b"\x1c\x03")
+
+    def resize(self, rows: int, cols: int) -> None:
+        self._inner.resize(rows, cols)
+
+    async def close(self) -> None:
+        self._closing = True
+        await self._inner.close()
+
+    def abandon(self) -> None:
+        self._inner.abandon()
