@@ -1,0 +1,290 @@
+"""What the Telnet and console transports share: the login dialog, the Telnet
+data phase, and the inner shell whose exit status the login shell reports.
+
+A login is matched with ``ExpectBuffer.search_any`` (the earliest match wins),
+and a shell is proven by the answer to a sum, which its echo can never show.
+The password is written straight to the link: no library below otto traces it,
+and it is never part of a message or a log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+import socket
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
+
+from otto.errors import AuthenticationError, ConnectError, tail
+from otto.expect import ExpectBuffer, ExpectMatch
+
+__all__ = [
+    "FAILED",
+    "KEEPALIVE_PROBES",
+    "LOGIN_PROMPT",
+    "PASSWORD_PROMPT",
+    "ExitWatch",
+    "LoginDialog",
+    "TelnetStripper",
+    "inner_shell_command",
+    "set_keepalive",
+]
+
+LOGIN_PROMPT = r"(?i)(login|username)\s*:\s*$"
+PASSWORD_PROMPT = r"(?i)password\s*:\s*$"
+FAILED = re.compile(r"(?i)login incorrect|authentication fail|access denied|permission denied")
+KEEPALIVE_PROBES = 3
+PROBE_WAITS = (0.05, 0.1, 0.2, 0.3, 0.5)
+"""Seconds to wait for the shell's answer to each probe line during login (then the last).
+
+A probe typed before the shell reads (while login still runs) may be dropped, so
+it is sent again; short waits first keep a fast login fast."""
+
+_IAC, _SB, _SE = 255, 250, 240
+_WILL, _WONT, _DO, _DONT = 251, 252, 253, 254
+# States of the Telnet data-phase reader.
+_DATA, _CMD, _OPTION, _SUB, _SUB_IAC = range(5)
+
+
+class _SocketOptions(Protocol):
+    def setsockopt(self, level: int, option: int, value: int, /) -> None: ...
+
+
+def set_keepalive(sock: _SocketOptions, interval: float) -> None:
+    """Make the kernel give up on the link after about ``4 * interval`` of silence."""
+    every = max(1, round(interval))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in (
+        ("TCP_KEEPIDLE", every),
+        ("TCP_KEEPINTVL", every),
+        ("TCP_KEEPCNT", KEEPALIVE_PROBES),
+        # Keepalives are not sent while data waits for an ACK; this bounds that case.
+        ("TCP_USER_TIMEOUT", every * (KEEPALIVE_PROBES + 1) * 1000),
+    ):
+        option = getattr(socket, name, None)
+        if option is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, option, value)
+
+
+class TelnetStripper:
+    """The data bytes of a Telnet stream; commands are dropped (nothing is renegotiated).
+
+    ``on_option`` hears each option request that is dropped.
+    """
+
+    __slots__ = ("_on_option", "_state")
+
+    def __init__(self, on_option: Callable[[], None] | None = None) -> None:
+        self._state = _DATA
+        self._on_option = on_option
+
+    def strip(self, data: bytes) -> bytes:
+        if self._state == _DATA and _IAC not in data:
+            return data
+        out = bytearray()
+        state = self._state
+        i, n = 0, len(data)
+        while i < n:
+            if state == _DATA:
+                at = data.find(_IAC, i)
+                if at < 0:
+                    out += data[i:]
+                    break
+                out += data[i:at]
+                i, state = at + 1, _CMD
+                continue
+            byte = data[i]
+            i += 1
+            if state == _CMD:
+                if byte == _IAC:
+                    out.append(_IAC)
+                    state = _DATA
+                elif byte in (_WILL, _WONT, _DO, _DONT):
+                    state = _OPTION
+                elif byte == _SB:
+                    state = _SUB
+                else:
+                    state = _DATA
+            elif state == _OPTION:
+                if self._on_option is not None:
+                    self._on_option()
+                state = _DATA
+            elif state == _SUB:
+                if byte == _IAC:
+                    state = _SUB_IAC
+            else:  # _SUB_IAC
+                state = _DATA if byte == _SE else _SUB
+        self._state = state
+        return bytes(out)
+
+
+def inner_shell_command(token: str, *, restore_terminal: bool = False) -> str:
+    """The line that starts otto's inner shell from a login shell.
+
+    A script on /dev/stdin (the terminal) keeps the shell non-interactive; when
+    it ends, the login shell prints its exit status behind ``token`` (see
+    ``ExitWatch``). ``restore_terminal`` gives the terminal sane settings back
+    first, for a console a person may use after otto.
+    """
+    restore = "stty sane 2>/dev/null; " if restore_terminal else ""
+    return (
+        "if command -v bash >/dev/null 2>&1; then bash --noprofile --norc /dev/stdin; "
+        "else sh /dev/stdin; fi; "
+        f"__oe=$?; {restore}printf '\\036otto-exit:%s:%d\\037' {token} $__oe"
+    )
+
+
+class ExitWatch:
+    """Passes an inner shell's output on, up to the marker printed when it exits."""
+
+    __slots__ = ("_exiting", "_held", "ended", "prefix", "status")
+
+    def __init__(self, token: str) -> None:
+        self.prefix = b"\x1eotto-exit:" + token.encode() + b":"
+        self._held = b""
+        self._exiting: bytes | None = None
+        self.ended = False
+        self.status: int | None = None
+
+    def feed(self, data: bytes) -> bytes:
+        """The part of ``data`` the shell printed; sets ``ended`` once the marker is complete."""
+        if self.ended:
+            return b""
+        if self._held:
+            data, self._held = self._held + data, b""
+        if self._exiting is not None:
+            self._exit_status(self._exiting + data)
+            return b""
+        prefix = self.prefix
+        at = data.find(prefix)
+        if at >= 0:
+            self._exit_status(data[at + len(prefix) :])
+            return data[:at]
+        # A marker may start at the end of this read and go on in the next: hold that part.
+        start = data.rfind(b"\x1e", max(0, len(data) - len(prefix) + 1))
+        if start >= 0 and prefix.startswith(data[start:]):
+            data, self._held = data[:start], data[start:]
+        return data
+
+    def _exit_status(self, rest: bytes) -> None:
+        end = rest.find(b"\x1f")
+        if end < 0 and len(rest) < 12:
+            self._exiting = rest  # the status is still on its way
+            return
+        self._exiting = None
+        digits = rest[:end] if end >= 0 else b""
+        self.status = int(digits) if digits.isdigit() else None
+        self.ended = True
+
+
+class LoginDialog:
+    """A login at a login and a password prompt, and the proof that a shell answers.
+
+    Args:
+        name: the host, for errors.
+        password: gives the password when it is typed (the caller keeps the secret).
+        send: writes bytes to the link as they are (no tracing library in between).
+        read: the next bytes from the link; ``b""`` when it closed.
+        peer: what is on the other end, for errors ("the Telnet server").
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        user: str | None,
+        password: Callable[[], str | None],
+        login_prompt: str,
+        password_prompt: str,
+        send: Callable[[bytes], None],
+        read: Callable[[], Awaitable[bytes]],
+        peer: str,
+    ) -> None:
+        self.name = name
+        self.user = user
+        self._password = password
+        self.login_re = re.compile(login_prompt, re.MULTILINE)
+        self.password_re = re.compile(password_prompt, re.MULTILINE)
+        self._send = send
+        self._read = read
+        self.peer = peer
+        self.buffer = ExpectBuffer(max_chars=64 * 1024)
+        #: Failure text seen after the password, while no shell answered yet.
+        self.failed = ""
+
+    def __repr__(self) -> str:
+        return f"<LoginDialog {self.name!r} user={self.user!r}>"
+
+    async def expect(self, patterns: Sequence[re.Pattern[str]]) -> ExpectMatch:
+        """Read until one of ``patterns`` matches; ``ConnectError`` if the link closes."""
+        buffer = self.buffer
+        while True:
+            found = buffer.search_any(patterns)
+            if found is not None:
+                return found
+            data = await self._read()
+            if not data:
+                raise ConnectError(
+                    self.name,
+                    f"{self.peer} closed the connection during login; it said: "
+                    f"{tail(buffer.text())!r}",
+                )
+            buffer.feed(data)
+
+    def send_line(self, text: str) -> None:
+        self._send(text.encode() + b"\r")
+
+    def refused(self, said: str) -> AuthenticationError:
+        return AuthenticationError(
+            self.name, f"login refused for {self.user}; {self.peer} said: {tail(said.strip())!r}"
+        )
+
+    async def log_in(self, prompt: ExpectMatch | None = None) -> None:
+        """Answer the login (``prompt``: index 0 login, 1 password, if already seen)."""
+        found = prompt or await self.expect((self.login_re, self.password_re))
+        if found.index == 0:
+            if self.user is None:
+                raise ConnectError(
+                    self.name,
+                    f"{self.peer} asks for a login and no user was given; it said: "
+                    f"{tail(found.text.strip())!r}",
+                )
+            self.send_line(self.user)
+            found = await self.expect((self.password_re, FAILED))
+            if found.index == 1:
+                raise self.refused(found.text)
+        self._send(((self._password() or "") + "\r").encode())
+        await self.prove_shell()
+
+    async def prove_shell(self) -> None:
+        """Wait until a shell reads our input, or the login is refused.
+
+        The answer to a sum cannot be the echo of it. Failure text ("Access
+        denied") decides only if no shell ever answers: a profile may print it
+        too. A refusal shows as a new login or password prompt, the link
+        closing, or silence until the caller's timeout.
+        """
+        a = secrets.randbelow(10**6) + 10**6
+        answer = re.compile(rf"(?<![0-9+]){a + 1}(?![0-9])")
+        patterns = (answer, self.login_re, self.password_re, FAILED)
+        rounds = 0
+        while True:
+            self.send_line(f"echo $(({a}+1))")
+            try:
+                async with asyncio.timeout(PROBE_WAITS[min(rounds, len(PROBE_WAITS) - 1)]):
+                    while True:
+                        found = await self.expect(patterns)
+                        if found.index == 0:
+                            self.failed = ""
+                            return
+                        if found.index in (1, 2):
+                            # Asked to log in again: the password was wrong.
+                            raise self.refused(self.failed or found.text)
+                        self.failed = found.text
+            except TimeoutError:
+                rounds += 1
+            except ConnectError:
+                if self.failed:
+                    raise self.refused(self.failed) from None
+                raise
