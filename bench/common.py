@@ -62,6 +62,12 @@ class RawShell:
         self.proc.stdin.write(f"{cmd}; echo __RAW_MARK__\n".encode())
         return await self.proc.stdout.readuntil(self.MARK)
 
+    async def run_line(self, line: str, until: bytes) -> bytes:
+        """Write ``line`` as it is and read until ``until`` (no marker of our own)."""
+        assert self.proc and self.proc.stdin and self.proc.stdout
+        self.proc.stdin.write(line.encode())
+        return await self.proc.stdout.readuntil(until)
+
     async def close(self) -> None:
         assert self.proc and self.proc.stdin
         self.proc.stdin.close()

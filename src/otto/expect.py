@@ -59,12 +59,14 @@ class ExpectBuffer:
         self._patterns: tuple[re.Pattern[str], ...] = ()
         self._scanned = 0
         self.dropped = 0
+        self._fed = False
 
     def __len__(self) -> int:
         return self._size
 
     def feed(self, data: bytes) -> None:
         """Append bytes as they arrived."""
+        self._fed = True
         text = self._decoder.decode(data)
         if self._held_cr:
             text = "\r" + text
@@ -114,6 +116,9 @@ class ExpectBuffer:
 
     def clear(self) -> None:
         """Forget pending text and any half-decoded character."""
+        if not self._fed:
+            return
+        self._fed = False
         self._chunks = []
         self._size = 0
         self._held_cr = False

@@ -8,7 +8,7 @@ own, prints an end marker::
 
     __oc='<command, quoted>'
     __os=<seq>;for __oi in 1;do eval "$__oc";done
-    printf '\\036otto:%s:%d%s\\037' '<token>:<seq>' "$?" "${__or-r}"
+    printf '\\036%s:%d%s\\037' '<token>:<seq>' "$?" $__or
 
 A plain command (words of characters no shell treats specially) goes in the
 place of ``eval`` as it is, on one line with its marker: it cannot break out,
@@ -29,8 +29,9 @@ Why this shape:
   otherwise they are written as ``printf`` escapes. Nothing sent to a terminal
   holds a control byte, so a terminal in raw mode (``stty raw``) changes nothing.
 - The marker stands on its own line, so a command that replaces the shell
-  (``exec bash``) still ends: the new shell prints it, and ``__or``, set
-  only by otto's set-up, tells that the shell is a new one (status ``<n>r``).
+  (``exec bash``) still ends: the new shell prints it, and ``__or``, set to
+  ``k`` only by otto's set-up, tells whether the shell is otto's (status
+  ``<n>k``) or a new one (status ``<n>``).
 - ``__os`` holds the sequence number of the command running, and the
   shell's EXIT trap prints it with the exit status (``e<seq>:<status>``): so a
   shell that ended by itself between two commands is told apart from one that
@@ -62,7 +63,8 @@ __all__ = [
 
 RS = b"\x1e"
 US = b"\x1f"
-_MAGIC = b"otto:"
+_MAGIC = b""
+_TOKEN_CHARS = "0123456789abcdefghijklmnopqrstuvwxyz"
 _PIECE = 512
 """Characters of command text per line sent; keeps lines far below 4095 bytes."""
 _MAX_MARKER_BODY = 42
@@ -72,11 +74,12 @@ _MAX_MARKER_BODY = 42
 def new_token() -> str:
     """A fresh random token: one per shell, so no output can guess its markers.
 
-    40 bits: a marker also needs the RS byte and ``otto:`` before the token,
-    so neither chance nor a log of another session's markers can forge one,
-    and every byte less is one less for the shell to read on each command.
+    Eight characters of [0-9a-z] (41 bits) after the RS byte: neither chance
+    nor a log of another session's markers forges one, and every byte less is
+    one less for the shell to read on each command (bash reads a pipe a byte
+    at a time).
     """
-    return secrets.token_hex(5)
+    return "".join(secrets.choice(_TOKEN_CHARS) for _ in range(8))
 
 
 def marker_prefix(token: str, seq: int) -> bytes:
@@ -85,7 +88,7 @@ def marker_prefix(token: str, seq: int) -> bytes:
 
 
 def _printf_marker(token: str, seq: int, value: str) -> str:
-    return f"printf '\\036otto:%s:%d%s\\037' {token}:{seq} {value} \"${{__or-r}}\""
+    return f"printf '\\036%s:%d%s\\037' {token}:{seq} {value} $__or"
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]+")
@@ -147,12 +150,16 @@ BASH_FLAG = b"\x1eotto-bash\x1f"
 """Printed during set-up when the shell is bash (see ``setup_bytes``)."""
 
 
-def _end_marker(token: str, seq: int, bash: bool, pty: bool) -> str:
+def _end_marker(token: str, seq: int, bash: bool, pty: bool, plain: bool) -> str:
     if bash and not pty:
         # Bash escapes control characters when it traces a command (set -x), and
         # the echo of a line shows "$?" unexpanded: so the marker's own bytes can
         # stand in the line, which is a cheaper command than a printf format.
-        return f'printf "\x1eotto:{token}:{seq}:$?${{__or-r}}\x1f"'
+        # A plain command cannot replace the shell (exec is never plain), so its
+        # marker says "otto's shell" outright: bash reads a pipe a byte at a
+        # time, and this line is on every round trip.
+        flag = "k" if plain else "$__or"
+        return f'printf "\x1e{token}:{seq}:$?{flag}\x1f"'
     return _printf_marker(token, seq, "$?")
 
 
@@ -172,8 +179,9 @@ def command_bytes(
     command: str, token: str, seq: int, *, pty: bool = False, bash: bool = False
 ) -> bytes:
     """The text to write to a shell to run ``command`` and mark its end."""
-    marker = _end_marker(token, seq, bash, pty)
-    if is_plain(command):
+    plain = is_plain(command)
+    marker = _end_marker(token, seq, bash, pty, plain)
+    if plain:
         # One simple command needs no loop for an interrupt to end it.
         text = f"__os={seq};{command};{marker}\n"
     else:
@@ -211,9 +219,9 @@ def setup_bytes(token: str, *, pty: bool, seq: int = 0) -> bytes:
     lines += [
         # One stream, in the order written (SSH carries stderr apart otherwise).
         "exec 2>&1",
-        "PS1='' PS2='' PS3='' PS4='+ ' PROMPT_COMMAND='' PS0='' __or='' __os=0",
+        "PS1='' PS2='' PS3='' PS4='+ ' PROMPT_COMMAND='' PS0='' __or=k __os=0",
         "trap 'break 1000 2>/dev/null' INT",
-        f'trap \'printf "\\036otto:%s:e%s:%d\\037" {token} "$__os" "$?"\' EXIT',
+        f'trap \'printf "\\036%s:e%s:%d\\037" {token} "$__os" "$?"\' EXIT',
         "[ -n \"$BASH_VERSION\" ] && printf '\\036otto-bash\\037'",
         _printf_marker(token, seq, "$$"),
     ]
@@ -274,13 +282,17 @@ def strip_own_trace(output: str) -> str:
     the last line is looked at.
     """
     head, newline, last = output.rpartition("\n")
-    if not (last.startswith("+") and "otto:" in last and "036" in last):
+    if not (last.startswith("+") and "printf" in last and "036" in last):
         return output
     lines = head.split("\n") if newline else []
     start = 0
     while start < len(lines) and _OWN_TRACE.match(lines[start]):
         start += 1
     return "\n".join(lines[start:])
+
+
+_PREFIXES: dict[str, bytes] = {}
+"""Each token's marker prefix, built once."""
 
 
 class MarkerScanner:
@@ -298,39 +310,29 @@ class MarkerScanner:
     last ``limit // 2`` bytes, with ``dropped`` counting what was left out.
     """
 
-    __slots__ = (
-        "_chunks",
-        "_head",
-        "_limit",
-        "_pending",
-        "_prefix",
-        "_size",
-        "_tail",
-        "_tail_size",
-        "_want",
-        "dropped",
-        "exit",
-        "replaced",
-        "rest",
-        "status",
-    )
+    # Class defaults: most scanners never change these, so __init__ stays short.
+    _head = 0
+    _tail: list[bytes] | tuple[()] = ()
+    _tail_size = 0
+    _pending = b""
+    _size = 0
+    status: int | None = None
+    replaced = False
+    exit: tuple[int, int] | None = None
+    dropped = 0
+    rest = b""
 
     def __init__(self, token: str, seq: int, *, limit: int | None = None) -> None:
-        self._prefix = b"%s%s%s:" % (RS, _MAGIC, token.encode())
+        prefix = _PREFIXES.get(token)
+        if prefix is None:
+            if len(_PREFIXES) > 256:
+                _PREFIXES.clear()
+            prefix = _PREFIXES[token] = b"%s%s%s:" % (RS, _MAGIC, token.encode())
+        self._prefix = prefix
         self._want = seq
+        self._ours = b"%d:" % seq
         self._chunks: list[bytes] = []
-        self._size = 0
         self._limit = limit
-        self._head = 0
-        self._tail: list[bytes] = []
-        self._tail_size = 0
-        # Bytes that may hold the start of a marker: the tail of what came so far.
-        self._pending = b""
-        self.status: int | None = None
-        self.replaced = False
-        self.exit: tuple[int, int] | None = None
-        self.dropped = 0
-        self.rest = b""
 
     def _keep(self, data: bytes) -> None:
         if not data:
@@ -341,6 +343,7 @@ class MarkerScanner:
             self._head += len(data)
             return
         if not self._tail:
+            self._tail = []
             room = max(0, limit // 2 - self._head)
             if room:
                 self._chunks.append(data[:room])
@@ -366,6 +369,25 @@ class MarkerScanner:
         """Add ``data``; True once the marker is complete."""
         self._size += len(data)
         prefix = self._prefix
+        if not self._pending:
+            # The usual case: this command's whole marker in one chunk.
+            at = data.find(prefix)
+            if at >= 0:
+                start = at + len(prefix)
+                end = data.find(US, start)
+                body = data[start:end]
+                ours = self._ours
+                if (
+                    end > 0
+                    and body.startswith(ours)
+                    and body.endswith(b"k")
+                    and body[len(ours) : -1].isdigit()
+                    and prefix not in data[:at]
+                ):
+                    self._keep(data[:at])
+                    self.status = int(body[len(ours) : -1])
+                    self.rest = data[end + 1 :]
+                    return True
         window = self._pending + data if self._pending else data
         if len(window) >= len(prefix) and prefix not in window:
             keep = len(prefix) - 1
@@ -380,8 +402,8 @@ class MarkerScanner:
             if end < 0 and len(window) - start <= _MAX_MARKER_BODY:
                 break  # the rest of this marker is still on its way
             seq, _, status = window[start:end].partition(b":") if end >= 0 else (b"", b"", b"")
-            replaced = status.endswith(b"r")
-            if replaced:
+            replaced = not status.endswith(b"k")
+            if not replaced:
                 status = status[:-1]
             trap = seq.startswith(b"e")
             if trap:

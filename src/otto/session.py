@@ -8,6 +8,7 @@ two ``run`` calls never interleave their bytes.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import re
 import time
@@ -21,7 +22,7 @@ from otto.loop import cancel_and_wait
 from otto.result import CommandStatus, RunResult, Status
 from otto.transports.base import ShellTransport
 
-__all__ = ["DEFAULT_MAX_OUTPUT", "OpeningSession", "Session"]
+__all__ = ["DEFAULT_MAX_OUTPUT", "OpeningSession", "Session", "SessionLock"]
 
 log = logging.getLogger("otto.session")
 
@@ -34,6 +35,69 @@ are kept, joined by a line saying how much was dropped."""
 
 _RESYNC_WAITS = (0.3, 0.7, 1.5, 3.0)
 """Seconds to wait for the shell after each interrupt attempt, before escalating."""
+
+
+class SessionLock:
+    """A fair (first come, first served) lock for a session's calls.
+
+    What ``asyncio.Lock`` does, with an uncontended acquire that is a plain
+    method call: it is taken on every command. Sessions that share one stream
+    (a console) share one of these.
+    """
+
+    __slots__ = ("_locked", "_waiters")
+
+    def __init__(self) -> None:
+        self._locked = False
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    def locked(self) -> bool:
+        return self._locked
+
+    def try_acquire(self) -> bool:
+        """Take the lock if it is free and nobody waits; never blocks."""
+        if self._locked or self._waiters:
+            return False
+        self._locked = True
+        return True
+
+    async def acquire(self) -> None:
+        if self.try_acquire():
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                # Handed the lock just as the caller was cancelled: pass it on.
+                self._locked = False
+                self._wake()
+            raise
+        finally:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+
+    def release(self) -> None:
+        if not self._locked:
+            raise RuntimeError("SessionLock released while not held")
+        self._locked = False
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self._locked = True
+                waiter.set_result(None)
+                return
+
+    async def __aenter__(self) -> None:
+        if not self.try_acquire():
+            await self.acquire()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.release()
 
 
 class _Lost:
@@ -73,7 +137,7 @@ class Session:
         on_close: Callable[[Session], None] | None = None,
         max_output: int = DEFAULT_MAX_OUTPUT,
         resync_waits: Sequence[float] = _RESYNC_WAITS,
-        lock: asyncio.Lock | None = None,
+        lock: SessionLock | None = None,
     ) -> None:
         self.name = name
         self.host_name = host
@@ -83,7 +147,7 @@ class Session:
         self._factory = transport_factory
         self._ready_timeout = ready_timeout
         self._on_close = on_close
-        self._lock = lock or asyncio.Lock()
+        self._lock = lock or SessionLock()
         self._transport: ShellTransport | None = None
         self._token = ""
         self._seq = 0
@@ -276,9 +340,14 @@ class Session:
         """
         if isinstance(cmds, str):
             # The common case, kept lean: it is on every round trip.
-            async with self._lock:
+            lock = self._lock
+            if not lock.try_acquire():
+                await lock.acquire()
+            try:
                 one = await self._run_one(cmds, timeout)
-            return RunResult(one.status, [one])
+            finally:
+                lock.release()
+            return RunResult.of_one(one)
         statuses: list[CommandStatus] = []
         async with self._lock:
             # Connecting is bounded by connect_timeout; `timeout` is for the commands.

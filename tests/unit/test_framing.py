@@ -133,14 +133,17 @@ def test_output_past_the_limit_keeps_head_and_tail(
 def test_exit_trap_and_replaced_shell_markers() -> None:
     token = framing.new_token()
     scanner = framing.MarkerScanner(token, 5)
-    trap = framing.RS + b"otto:" + token.encode() + b":e4:0" + framing.US
+    trap = framing.RS + token.encode() + b":e4:0" + framing.US
     assert not scanner.feed(b"out" + trap)
     assert scanner.exit == (4, 0) and scanner.output == b"out"
     assert framing.exit_marker(b"x" + trap + b"y", token) == (4, 0)
     assert framing.exit_marker(b"nothing", token) is None
-    new_shell = framing.marker_prefix(token, 5) + b"0r" + framing.US
+    new_shell = framing.marker_prefix(token, 5) + b"0" + framing.US
     assert scanner.feed(new_shell)
     assert scanner.status == 0 and scanner.replaced
+    ours = framing.MarkerScanner(token, 6)
+    assert ours.feed(framing.marker_prefix(token, 6) + b"3k" + framing.US)
+    assert ours.status == 3 and not ours.replaced
 
 
 def test_own_echo_is_stripped_under_verbose() -> None:

@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from otto import ConnectError, SessionClosed, Status
-from otto.session import Session
+from otto.session import Session, SessionLock
 from otto.transports.memory import Handler, MemoryShell
 
 
@@ -255,3 +255,42 @@ async def test_output_past_max_output_keeps_head_and_tail(
     assert "98000 bytes of output dropped" in result.output
     assert "max_output" in caplog.text
     await session.close()
+
+
+async def test_session_lock_is_fair_and_survives_cancellation() -> None:
+    lock = SessionLock()
+    order: list[int] = []
+    await lock.acquire()
+
+    async def take(n: int) -> None:
+        async with lock:
+            order.append(n)
+
+    tasks = [asyncio.ensure_future(take(n)) for n in range(4)]
+    await asyncio.sleep(0)
+    tasks[1].cancel()  # a waiter that gives up never holds the lock
+    await asyncio.sleep(0)
+    lock.release()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    assert order == [0, 2, 3]
+    assert not lock.locked()
+    with pytest.raises(RuntimeError):
+        lock.release()
+
+
+async def test_session_lock_handed_to_a_cancelled_waiter_passes_on() -> None:
+    lock = SessionLock()
+    await lock.acquire()
+    got: list[str] = []
+
+    async def take(name: str) -> None:
+        async with lock:
+            got.append(name)
+
+    first = asyncio.ensure_future(take("first"))
+    second = asyncio.ensure_future(take("second"))
+    await asyncio.sleep(0)
+    lock.release()  # hands the lock to `first`...
+    first.cancel()  # ...which is cancelled before it runs
+    await asyncio.gather(first, second, return_exceptions=True)
+    assert got == ["second"] and not lock.locked()

@@ -10,10 +10,10 @@ this package with one class like ``SshConnection`` or ``TelnetConnection``.
 from __future__ import annotations
 
 import abc
-import asyncio
 from typing import TYPE_CHECKING, ClassVar
 
 from otto.result import CommandStatus, TransferResult
+from otto.session import SessionLock
 from otto.transfer import Progress
 from otto.transports.base import ShellTransport
 
@@ -56,7 +56,7 @@ class Connection(abc.ABC):
     async def connect(self) -> None:
         """Reach the machine now (log in, open the link); raise ``ConnectError``."""
 
-    def session_lock(self) -> asyncio.Lock | None:
+    def session_lock(self) -> SessionLock | None:
         """The one lock all sessions share when the kind has one stream (a console)."""
         return None
 

@@ -32,8 +32,7 @@ Handler = Callable[[str], Awaitable[tuple[bytes, int]]]
 """Runs one command: returns what it printed and its exit status."""
 
 _MARKER_LINE = re.compile(
-    r"printf '\\036otto:%s:%d%s\\037' (?P<token>[0-9a-f]+):(?P<seq>\d+) (?P<value>\S+) "
-    r'"\$\{__or-r\}"\Z'
+    r"printf '\\036%s:%d%s\\037' (?P<token>[0-9a-z]+):(?P<seq>\d+) (?P<value>\S+) \$__or\Z"
 )
 _PLAIN = re.compile(r"__os=(?P<seq>\d+);(?P<command>.*);(?P<marker>printf .*)\Z")
 _EVAL = 'for __oi in 1;do eval "$__oc";done'
@@ -130,7 +129,7 @@ class MemoryShell(ShellTransport):
         a process's exit is still on its way): the shell just reads no more
         input until the test calls ``lose``.
         """
-        self.print(b"\x1eotto:%s:e%d:%d\x1f" % (self._token.encode(), self._seq, status))
+        self.print(b"\x1e%s:e%d:%d\x1f" % (self._token.encode(), self._seq, status))
         self._deaf = True
         if noticed:
             self.lose(status, f"shell exited with {status}")
@@ -181,7 +180,7 @@ class MemoryShell(ShellTransport):
             self._start(plain["command"], self._seq)
 
     def _answer(self, seq: int, status: int) -> None:
-        self.print(b"\x1eotto:%s:%d:%d\x1f" % (self._token.encode(), seq, status))
+        self.print(b"\x1e%s:%d:%dk\x1f" % (self._token.encode(), seq, status))
 
     def _start(self, command: str, seq: int) -> None:
         self.commands.append(command)
