@@ -22,6 +22,7 @@ from otto.lab.raw import RawHost, where_of
 
 if TYPE_CHECKING:
     from otto.hosts import Host
+    from otto.hosts.power import PowerSpec
 
 __all__ = ["DEFAULT_HOST_NAME", "KNOWN_HOSTS_DEFAULT", "HostSpec", "Lab", "StrPath", "Term"]
 
@@ -36,6 +37,7 @@ StrPath: TypeAlias = str | os.PathLike[str]
 _TERMS: tuple[Term, ...] = ("ssh", "telnet", "local")
 _REMOTE_ONLY = ("address", "user", "password", "key", "port", "hop", "known_hosts")
 _SSH_ONLY = ("key", "known_hosts")
+_POWER_KEYS = ("on", "off", "cycle", "via")
 
 
 class _KnownHostsDefault:
@@ -64,6 +66,9 @@ class HostSpec:
     tags: tuple[str, ...] = ()
     known_hosts: Path | _KnownHostsDefault | None = KNOWN_HOSTS_DEFAULT
     connect_timeout: float | None = None
+    become_password: str | None = field(default=None, repr=False)
+    power: tuple[tuple[str, str], ...] | None = None
+    """``(key, value)`` pairs: ``on``, ``off``, ``cycle`` commands, the controller ``via``."""
     files: tuple[str, ...] = ()
     """The lab files that define this host, in merge order."""
 
@@ -170,6 +175,26 @@ def _validate(name: str, raw: RawHost) -> HostSpec:
             raise LabError(f"{where('connect_timeout')}: must be a positive number of seconds")
         timeout = float(given)
 
+    become_password = values.get("become_password")
+    if become_password is not None and not isinstance(become_password, str):
+        raise LabError(f"{where('become_password')}: must be a string")
+
+    power: tuple[tuple[str, str], ...] | None = None
+    if "power" in values:
+        given = values["power"]
+        if not isinstance(given, dict) or not given:
+            raise LabError(f"{where('power')}: must be an object of 'on', 'off', 'cycle', 'via'")
+        for item, command in given.items():
+            if item not in _POWER_KEYS:
+                raise LabError(
+                    f"{where('power')}: unknown key {item!r} (expected 'on', 'off', 'cycle', 'via')"
+                )
+            if not isinstance(command, str) or not command:
+                raise LabError(f"{where('power')}: {item!r} must be a non-empty string")
+        if not ({"on", "off", "cycle"} & set(given)):
+            raise LabError(f"{where('power')}: needs at least one of 'on', 'off', 'cycle'")
+        power = tuple(sorted(cast(dict[str, str], given).items()))
+
     return HostSpec(
         name=name,
         term=term,
@@ -182,8 +207,22 @@ def _validate(name: str, raw: RawHost) -> HostSpec:
         tags=tuple(cast(list[str], tags)),
         known_hosts=known_hosts,
         connect_timeout=timeout,
+        become_password=become_password,
+        power=power,
         files=tuple(dict.fromkeys(raw.files)),
     )
+
+
+def _check_power(specs: Mapping[str, HostSpec], raws: Mapping[str, RawHost]) -> None:
+    for spec in specs.values():
+        via = dict(spec.power or ()).get("via")
+        if via is None or (via == DEFAULT_HOST_NAME and via not in specs):
+            continue
+        where = where_of(raws[spec.name].fields["power"][1], spec.name, "power")
+        if via not in specs:
+            raise LabError(f"{where}: 'via': no host named {via!r} in the lab")
+        if via == spec.name:
+            raise LabError(f"{where}: 'via': a host cannot be its own power controller")
 
 
 def _check_hops(specs: Mapping[str, HostSpec], raws: Mapping[str, RawHost]) -> None:
@@ -251,6 +290,7 @@ class Lab:
             read_file(Path(file), raws, instructions)
         specs = {name: _validate(name, raw) for name, raw in raws.items()}
         _check_hops(specs, raws)
+        _check_power(specs, raws)
         named: dict[str, str] = {}
         for module, file in instructions:
             named.setdefault(module, file)  # the first file to name a module is its base
@@ -334,13 +374,31 @@ class Lab:
     def _describe(self) -> str:
         return "lab " + ", ".join(self.files) if self.files else "the default lab"
 
+    def _power(self, spec: HostSpec) -> PowerSpec | None:
+        if spec.power is None:
+            return None
+        from otto.hosts.power import PowerSpec
+
+        given = dict(spec.power)
+        via_name = given.get("via")
+        via = None
+        if via_name is not None and (via_name != DEFAULT_HOST_NAME or via_name in self._specs):
+            via = self.host(via_name)
+        return PowerSpec(
+            on=given.get("on"),
+            off=given.get("off"),
+            cycle=given.get("cycle"),
+            via=via,
+        )
+
     def _build(self, spec: HostSpec) -> Host:
         # Imported here: reading a lab (``otto --help``, ``--list-hosts``) must not
         # pay for the transports.
         from otto.hosts import LocalHost
 
+        power = self._power(spec)
         if spec.term == "local":
-            return LocalHost(name=spec.name)
+            return LocalHost(name=spec.name, become_password=spec.become_password, power=power)
         from otto.hosts import RemoteHost
 
         hop = self.host(spec.hop) if spec.hop is not None else None
@@ -356,6 +414,8 @@ class Lab:
             term=spec.term,
             hop=hop,
             name=spec.name,
+            become_password=spec.become_password,
+            power=power,
         )
         if spec.connect_timeout is not None:
             make = functools.partial(make, connect_timeout=spec.connect_timeout)

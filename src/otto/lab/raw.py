@@ -19,6 +19,8 @@ HOST_FIELDS = (
     "tags",
     "known_hosts",
     "connect_timeout",
+    "become_password",
+    "power",
 )
 NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 """What a host name may be: letters, digits, ``_ . -``."""
