@@ -215,6 +215,49 @@ def host_get(
     raise typer.Exit(transfer(_lab(), names, "get", sources, str(dest)))
 
 
+@host_app.command("power")
+def host_power(
+    ctx: typer.Context,
+    action: Annotated[
+        str,
+        typer.Argument(
+            metavar="on|off|cycle",
+            help="Run the host's power command (lab field 'power') on its controller.",
+            show_default=False,
+        ),
+    ],
+) -> None:
+    """Switch the host on or off, or power-cycle it."""
+    from otto.cli.powercmds import power_hosts
+    from otto.hosts.power import POWER_ACTIONS
+
+    if action not in POWER_ACTIONS:
+        fail(f"power takes on, off or cycle, not {action!r}")
+    names = _names(ctx)
+    raise typer.Exit(power_hosts(_lab(), names, action))
+
+
+@host_app.command("reboot")
+def host_reboot(
+    ctx: typer.Context,
+    hard: Annotated[
+        bool, typer.Option("--hard", help="Power-cycle instead of running `reboot`.")
+    ] = False,
+    wait: Annotated[
+        bool, typer.Option("--wait/--no-wait", help="Wait until the host answers again.")
+    ] = True,
+    timeout: Annotated[
+        float,
+        typer.Option("--timeout", "-t", min=0, help="Seconds to wait for it to go and come back."),
+    ] = 300.0,
+) -> None:
+    """Reboot the host, wait until it went down and is up again."""
+    from otto.cli.powercmds import reboot_hosts
+
+    names = _names(ctx)
+    raise typer.Exit(reboot_hosts(_lab(), names, hard=hard, wait=wait, timeout=timeout))
+
+
 @host_app.command("login")
 def host_login(ctx: typer.Context) -> None:
     """Open an interactive shell on the host in this terminal; Ctrl-] leaves."""

@@ -1,0 +1,56 @@
+"""``otto host NAME power on|off|cycle`` and ``otto host NAME reboot``."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
+
+from otto.cli.interrupt import run_interruptible
+from otto.cli.output import EXIT_ERROR
+from otto.errors import OttoError
+
+if TYPE_CHECKING:
+    from otto.hosts import Host
+    from otto.hosts.power import PowerAction
+    from otto.lab import Lab
+
+__all__ = ["power_hosts", "reboot_hosts"]
+
+
+async def _each(
+    lab: Lab, names: Sequence[str], what: str, act: Callable[[Host], Awaitable[None]]
+) -> int:
+    async def one(name: str) -> int:
+        try:
+            await act(lab.host(name))
+        except (OttoError, ValueError) as exc:
+            text = str(exc)
+            sys.stderr.write(f"otto: {text if text.startswith(name) else f'{name}: {text}'}\n")
+            return EXIT_ERROR
+        sys.stdout.write(f"{name}: {what}\n")
+        sys.stdout.flush()
+        return 0
+
+    codes = await asyncio.gather(*(one(name) for name in names))
+    return max(codes, default=0)
+
+
+def power_hosts(lab: Lab, names: Sequence[str], action: PowerAction) -> int:
+    """Run each host's power command for ``action``; the exit status (0 or 255)."""
+
+    async def act(host: Host) -> None:
+        await host.power(action)
+
+    return run_interruptible(_each(lab, names, f"power {action} done", act), lab)
+
+
+def reboot_hosts(lab: Lab, names: Sequence[str], *, hard: bool, wait: bool, timeout: float) -> int:
+    """Reboot each host (and wait until it is back, with ``wait``); the exit status."""
+
+    async def act(host: Host) -> None:
+        await host.reboot(hard=hard, timeout=timeout, wait=wait)
+
+    what = "back up after the reboot" if wait else "reboot started"
+    return run_interruptible(_each(lab, names, what, act), lab)
