@@ -18,6 +18,7 @@ import asyncssh
 from otto.errors import ConnectError
 from otto.hosts.base import Host
 from otto.hosts.connection import Connection
+from otto.hosts.console import ConsoleConnection
 from otto.hosts.power import PowerSpec
 from otto.hosts.ssh import SshConnection
 from otto.hosts.telnet import TelnetConnection
@@ -31,7 +32,9 @@ __all__ = ["CONNECTIONS", "DEFAULT_KNOWN_HOSTS", "Credentials", "RemoteHost"]
 DEFAULT_KNOWN_HOSTS = os.path.join("~", ".ssh", "known_hosts")
 
 CONNECTIONS: dict[str, type[Connection]] = {
-    term: kind for kind in (SshConnection, TelnetConnection) for term in kind.terms
+    term: kind
+    for kind in (SshConnection, TelnetConnection, ConsoleConnection)
+    for term in kind.terms
 }
 """The connection kind for each ``term``."""
 
@@ -51,12 +54,17 @@ class RemoteHost(Host):
 
     Args:
         address: host name or IP address (as seen from ``hop`` if there is one).
-        user: who to log in as.
+        user: who to log in as (optional for a console or serial line that
+            shows a shell without a login).
         password: password for SSH password auth or the Telnet login. Never
             shown in reprs, logs or errors.
         key: a private key file for SSH (else the agent and default keys).
         port: default 22 for SSH, 23 for Telnet.
-        term: ``"ssh"`` or ``"telnet"``.
+        term: ``"ssh"``, ``"telnet"``, ``"console"`` (a serial console on a TCP
+            port: ``address`` is ``host:port``) or ``"serial"`` (a local serial
+            device: ``address`` is ``/dev/ttyUSB0``). A console is one stream:
+            every session and ``oneshot`` share its one shell, one at a time
+            (see ``otto.hosts.console``).
         hop: another ``RemoteHost`` (SSH) to tunnel through; hops chain.
         known_hosts: the known_hosts file host keys are checked against, as
             OpenSSH does; ``None`` (explicitly) turns checking off.
@@ -66,7 +74,12 @@ class RemoteHost(Host):
         keepalive_interval: seconds between keepalives (a dead link is
             noticed after three missed ones).
         max_channels: session channels per SSH connection (OpenSSH MaxSessions).
-        login_prompt, password_prompt: regexes for the Telnet login.
+        login_prompt, password_prompt: regexes for the Telnet and console login.
+        console_protocol: for ``term="console"``: ``"telnet"`` (ser2net, most
+            terminal servers) or ``"raw"`` (plain TCP, QEMU ``-serial tcp:``).
+        baud: for ``term="serial"``: the line's speed.
+        console_log: for consoles: a file every byte the console prints is
+            appended to, a timestamp per line, while the host is open.
         become_password: answers sudo's or su's password prompt in sessions
             opened with ``as_user``. Never shown in reprs, logs or errors.
         power: how to switch the machine on and off (see ``otto.hosts.power``).
@@ -76,11 +89,11 @@ class RemoteHost(Host):
         self,
         address: str,
         *,
-        user: str,
+        user: str | None = None,
         password: str | None = None,
         key: PathArg | None = None,
         port: int | None = None,
-        term: Literal["ssh", "telnet"] = "ssh",
+        term: Literal["ssh", "telnet", "console", "serial"] = "ssh",
         hop: RemoteHost | None = None,
         known_hosts: PathArg | None = DEFAULT_KNOWN_HOSTS,
         name: str | None = None,
@@ -90,6 +103,9 @@ class RemoteHost(Host):
         max_channels: int = 10,
         login_prompt: str = LOGIN_PROMPT,
         password_prompt: str = PASSWORD_PROMPT,
+        console_protocol: Literal["telnet", "raw"] = "telnet",
+        baud: int = 115200,
+        console_log: PathArg | None = None,
         become_password: str | None = None,
         power: PowerSpec | None = None,
     ) -> None:
@@ -98,6 +114,10 @@ class RemoteHost(Host):
             raise ValueError(f"term must be one of {sorted(CONNECTIONS)}, not {term!r}")
         if hop is not None and not isinstance(hop.connection, SshConnection):
             raise ValueError(f"hop {hop.name!r} must be an SSH host to tunnel through")
+        if user is None and term not in ("console", "serial"):
+            raise ValueError(f"user is required for a {term} host")
+        if hop is not None and term in ("console", "serial"):
+            raise ValueError("a console or serial host cannot be reached through a hop")
         if transfer not in ("sftp", "scp"):
             raise ValueError(f"transfer must be 'sftp' or 'scp', not {transfer!r}")
         super().__init__(name or address, become_password=become_password, power=power)
@@ -115,6 +135,9 @@ class RemoteHost(Host):
         self.max_channels = max_channels
         self.login_prompt = login_prompt
         self.password_prompt = password_prompt
+        self.console_protocol = console_protocol
+        self.baud = baud
+        self.console_log = console_log
         self.connection: Connection = kind(self)
 
     def __repr__(self) -> str:

@@ -44,6 +44,7 @@ class SshConnection(Connection):
         chain = host.hop_chain()
         if self._link is None:
             hop = chain[-1] if chain else None
+            assert host.user is not None  # RemoteHost requires it for SSH
             self._link = SshLink(
                 host.name,
                 host.address,

@@ -19,7 +19,7 @@ from otto.transports.telnet import TelnetShell
 if TYPE_CHECKING:
     from otto.hosts.remote import RemoteHost
 
-__all__ = ["TelnetConnection"]
+__all__ = ["TelnetConnection", "oneshot_in_shell", "transfer_via_shell"]
 
 
 class TelnetConnection(Connection):
@@ -42,6 +42,7 @@ class TelnetConnection(Connection):
     def shell_transport(self, *, pty: bool) -> ShellTransport:
         host = self.host
         chain = host.hop_chain()
+        assert host.user is not None  # RemoteHost requires it for Telnet
         return TelnetShell(
             host.name,
             host.address,
@@ -76,53 +77,62 @@ class TelnetConnection(Connection):
             await session.close()
 
     async def oneshot(self, command: str, timeout: float | None) -> CommandStatus:
-        session = self.host.private_session("oneshot")
-        try:
-            if timeout is None:
-                return (await session.run(command)).only
-            # The login is part of the call here, so `timeout` bounds it too.
-            started = (time.monotonic(), time.time())
-            try:
-                async with asyncio.timeout(timeout):
-                    await session.start()
-            except TimeoutError:
-                return CommandStatus.finished(
-                    command,
-                    "",
-                    None,
-                    started=started,
-                    host=self.host.name,
-                    session=session.name,
-                    timed_out=True,
-                    error=f"{self.host.name}: no Telnet shell within {timeout:g}s "
-                    f"(connecting to {self.host.address}:{self.host.port})",
-                )
-            left = max(0.0, timeout - (time.monotonic() - started[0]))
-            return (await session.run(command, timeout=left)).only
-        finally:
-            await session.close()
+        where = f"no Telnet shell within {{}}s (connecting to {self.host.address}:{self.host.port})"
+        return await oneshot_in_shell(self.host, command, timeout, where)
 
     async def put(self, sources: list[str], dest: str, progress: Progress | None) -> TransferResult:
-        return await self._via_shell(shellxfer.put, sources, dest, progress)
+        return await transfer_via_shell(self.host, shellxfer.put, sources, dest, progress)
 
     async def get(self, sources: list[str], dest: str, progress: Progress | None) -> TransferResult:
-        return await self._via_shell(shellxfer.get, sources, dest, progress)
+        return await transfer_via_shell(self.host, shellxfer.get, sources, dest, progress)
 
-    async def _via_shell(
-        self,
-        how: shellxfer.Transfer,
-        sources: list[str],
-        dest: str,
-        progress: Progress | None,
-    ) -> TransferResult:
-        started = time.monotonic()
-        session = self.host.private_session("transfer")
+
+async def oneshot_in_shell(
+    host: RemoteHost, command: str, timeout: float | None, no_shell: str
+) -> CommandStatus:
+    """``oneshot`` for kinds with no exec channel: a private session, ``timeout`` bounding
+    its start too (``no_shell`` says what did not start, ``{}`` standing for the seconds)."""
+    session = host.private_session("oneshot")
+    try:
+        if timeout is None:
+            return (await session.run(command)).only
+        started = (time.monotonic(), time.time())
         try:
-            files, moved = await how(session, sources, os.fspath(dest), progress)
-        except (OSError, shellxfer.ShellTransferError) as exc:
-            return TransferResult(
-                Status.Error, duration=time.monotonic() - started, error=f"{self.host.name}: {exc}"
+            async with asyncio.timeout(timeout):
+                await session.start()
+        except TimeoutError:
+            return CommandStatus.finished(
+                command,
+                "",
+                None,
+                started=started,
+                host=host.name,
+                session=session.name,
+                timed_out=True,
+                error=f"{host.name}: " + no_shell.format(f"{timeout:g}"),
             )
-        finally:
-            await session.close()
-        return TransferResult(Status.Success, files, moved, time.monotonic() - started)
+        left = max(0.0, timeout - (time.monotonic() - started[0]))
+        return (await session.run(command, timeout=left)).only
+    finally:
+        await session.close()
+
+
+async def transfer_via_shell(
+    host: RemoteHost,
+    how: shellxfer.Transfer,
+    sources: list[str],
+    dest: str,
+    progress: Progress | None,
+) -> TransferResult:
+    """``put``/``get`` through a private session's shell (base64 chunks, see ``otto.shellxfer``)."""
+    started = time.monotonic()
+    session = host.private_session("transfer")
+    try:
+        files, moved = await how(session, sources, os.fspath(dest), progress)
+    except (OSError, shellxfer.ShellTransferError) as exc:
+        return TransferResult(
+            Status.Error, duration=time.monotonic() - started, error=f"{host.name}: {exc}"
+        )
+    finally:
+        await session.close()
+    return TransferResult(Status.Success, files, moved, time.monotonic() - started)

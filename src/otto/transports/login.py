@@ -29,6 +29,7 @@ __all__ = [
     "TelnetStripper",
     "inner_shell_command",
     "set_keepalive",
+    "telnet_answer",
 ]
 
 LOGIN_PROMPT = r"(?i)(login|username)\s*:\s*$"
@@ -68,15 +69,17 @@ def set_keepalive(sock: _SocketOptions, interval: float) -> None:
 
 
 class TelnetStripper:
-    """The data bytes of a Telnet stream; commands are dropped (nothing is renegotiated).
+    """The data bytes of a Telnet stream; commands are dropped.
 
-    ``on_option`` hears each option request that is dropped.
+    ``on_option(command, option)`` hears each option request (WILL, WONT, DO,
+    DONT), for a caller that answers or logs them.
     """
 
-    __slots__ = ("_on_option", "_state")
+    __slots__ = ("_command", "_on_option", "_state")
 
-    def __init__(self, on_option: Callable[[], None] | None = None) -> None:
+    def __init__(self, on_option: Callable[[int, int], None] | None = None) -> None:
         self._state = _DATA
+        self._command = 0
         self._on_option = on_option
 
     def strip(self, data: bytes) -> bytes:
@@ -101,6 +104,7 @@ class TelnetStripper:
                     out.append(_IAC)
                     state = _DATA
                 elif byte in (_WILL, _WONT, _DO, _DONT):
+                    self._command = byte
                     state = _OPTION
                 elif byte == _SB:
                     state = _SUB
@@ -108,7 +112,7 @@ class TelnetStripper:
                     state = _DATA
             elif state == _OPTION:
                 if self._on_option is not None:
-                    self._on_option()
+                    self._on_option(self._command, byte)
                 state = _DATA
             elif state == _SUB:
                 if byte == _IAC:
@@ -117,6 +121,22 @@ class TelnetStripper:
                 state = _DATA if byte == _SE else _SUB
         self._state = state
         return bytes(out)
+
+
+_WANTED_FROM_SERVER = frozenset({0, 1, 3})  # BINARY, ECHO, SUPPRESS-GO-AHEAD
+_OFFERED_BY_CLIENT = frozenset({0, 3})  # BINARY, SUPPRESS-GO-AHEAD
+
+
+def telnet_answer(command: int, option: int) -> bytes:
+    """A client's answer to a server's option request: binary data, no go-ahead, its echo.
+
+    Everything else is refused; WONT and DONT need no answer.
+    """
+    if command == _WILL:
+        return bytes((_IAC, _DO if option in _WANTED_FROM_SERVER else _DONT, option))
+    if command == _DO:
+        return bytes((_IAC, _WILL if option in _OFFERED_BY_CLIENT else _WONT, option))
+    return b""
 
 
 def inner_shell_command(token: str, *, restore_terminal: bool = False) -> str:
@@ -240,20 +260,30 @@ class LoginDialog:
             self.name, f"login refused for {self.user}; {self.peer} said: {tail(said.strip())!r}"
         )
 
-    async def log_in(self, prompt: ExpectMatch | None = None) -> None:
-        """Answer the login (``prompt``: index 0 login, 1 password, if already seen)."""
-        found = prompt or await self.expect((self.login_re, self.password_re))
+    async def log_in(self) -> None:
+        """Wait for the login (or password) prompt and log in."""
+        found = await self.expect((self.login_re, self.password_re))
         if found.index == 0:
-            if self.user is None:
-                raise ConnectError(
-                    self.name,
-                    f"{self.peer} asks for a login and no user was given; it said: "
-                    f"{tail(found.text.strip())!r}",
-                )
-            self.send_line(self.user)
-            found = await self.expect((self.password_re, FAILED))
-            if found.index == 1:
-                raise self.refused(found.text)
+            await self.answer_login(found.text)
+        else:
+            await self.answer_password()
+
+    async def answer_login(self, said: str) -> None:
+        """The login prompt ``said`` is showing: give the user, then the password."""
+        if self.user is None:
+            raise ConnectError(
+                self.name,
+                f"{self.peer} asks for a login and no user was given; it said: "
+                f"{tail(said.strip())!r}",
+            )
+        self.send_line(self.user)
+        found = await self.expect((self.password_re, FAILED))
+        if found.index == 1:
+            raise self.refused(found.text)
+        await self.answer_password()
+
+    async def answer_password(self) -> None:
+        """The password prompt is showing: type the password and wait for a shell."""
         self._send(((self._password() or "") + "\r").encode())
         await self.prove_shell()
 
