@@ -59,7 +59,7 @@ class _ShellStream(asyncio.Protocol):
         self._paused = False
         self._drained: asyncio.Future[None] | None = None
 
-    def _option_ignored(self) -> None:
+    def _option_ignored(self, command: int, option: int) -> None:
         log.debug("%s: ignored a Telnet option request after login", self._shell.name)
 
     def data_received(self, data: bytes) -> None:
