@@ -181,5 +181,4 @@ class TransferResult:
         return self.status.is_ok
 
 
-_SET_RUN_STATUS = RunResult.status.__set__  # type: ignore[attr-defined]
-_SET_RUN_STATUSES = RunResult.statuses.__set__  # type: ignore[attr-defined]
+_SET_RUN_STATUS, _SET_RUN_STATUSES = (getattr(RunResult, n).__set__ for n in ("status", "statuses"))

@@ -16,7 +16,14 @@ from collections.abc import Callable, Generator, Sequence
 from typing import Any, TypeAlias, overload
 
 from otto import framing
-from otto.errors import ConnectError, ConnectionLost, ExpectTimeout, SessionClosed, tail
+from otto.errors import (
+    ConnectError,
+    ConnectionLost,
+    ExpectTimeout,
+    OttoError,
+    SessionClosed,
+    tail,
+)
 from otto.expect import ExpectBuffer, ExpectMatch
 from otto.loop import cancel_and_wait
 from otto.result import CommandStatus, RunResult, Status
@@ -124,6 +131,9 @@ class Session:
             before starting a fresh shell.
         lock: the lock that serializes calls; sessions that share one stream
             (a console) share one lock, so their calls never interleave.
+        shell: False for a stream with no shell on it (a bootloader, a router
+            CLI on a console): nothing of otto's is written when it opens, and
+            only ``send``/``expect`` work (``run`` raises ``OttoError``).
     """
 
     def __init__(
@@ -138,6 +148,7 @@ class Session:
         max_output: int = DEFAULT_MAX_OUTPUT,
         resync_waits: Sequence[float] = _RESYNC_WAITS,
         lock: SessionLock | None = None,
+        shell: bool = True,
     ) -> None:
         self.name = name
         self.host_name = host
@@ -148,6 +159,7 @@ class Session:
         self._ready_timeout = ready_timeout
         self._on_close = on_close
         self._lock = lock or SessionLock()
+        self.shell = shell
         self._transport: ShellTransport | None = None
         self._token = ""
         self._seq = 0
@@ -156,7 +168,7 @@ class Session:
         self._waiter: asyncio.Future[framing.MarkerScanner | _Lost] | None = None
         self._buffer = ExpectBuffer()
         self._expect_patterns: tuple[re.Pattern[str], ...] = ()
-        self._expect_waiter: asyncio.Future[ExpectMatch | _Lost] | None = None
+        self._expect_waiter: asyncio.Future[ExpectMatch | _Lost | None] | None = None
         self._lost: _Lost | None = None
         self._exited: tuple[int, int] | None = None
         self._dirty = False
@@ -269,6 +281,19 @@ class Session:
         self._seq = 0
         self._transport = transport
         started = time.monotonic()
+        if not self.shell:
+            try:
+                async with asyncio.timeout(self._ready_timeout):
+                    await transport.open(self)
+            except TimeoutError:
+                await self._drop_transport()
+                raise ConnectError(
+                    self.where, f"the stream did not open within {self._ready_timeout:g}s"
+                ) from None
+            except BaseException:
+                await self._drop_transport()
+                raise
+            return transport
         try:
             async with asyncio.timeout(self._ready_timeout):
                 await transport.open(self)
@@ -364,6 +389,11 @@ class Session:
     async def _run_one(
         self, command: str, timeout: float | None, budget: float | None = None
     ) -> CommandStatus:
+        if not self.shell:
+            raise OttoError(
+                f"{self.where}: this session has no shell (a raw stream): "
+                "drive it with send/expect or open_app"
+            )
         budget = budget or timeout
         started = (time.monotonic(), time.time())
         for fresh in (False, True):
@@ -673,38 +703,70 @@ class Session:
             ConnectionLost: the shell ended before a match.
         """
         single = isinstance(pattern, (str, re.Pattern))
-        items = [pattern] if isinstance(pattern, (str, re.Pattern)) else list(pattern)
-        if not items:
-            raise ValueError("expect needs at least one pattern")
-        regexes = tuple(re.compile(p) if isinstance(p, str) else p for p in items)
-        found = await self._expect_any(regexes, timeout)
+        found = await self._expect_any(_compile(pattern), timeout)
         return found.text if single else found
+
+    async def exchange(
+        self, text: str, patterns: Pattern | Patterns, timeout: float = 30.0
+    ) -> ExpectMatch:
+        """Send ``text``, then wait for any of ``patterns``, as one call.
+
+        ``send`` followed by ``expect`` with a list, except that nothing else
+        on the session can come between them, and the lock is taken once:
+        for programs driven a line at a time (``App.cmd``).
+
+        Raises:
+            ExpectTimeout: no match within ``timeout``; carries what was received.
+            ConnectionLost: the shell ended before a match.
+        """
+        regexes = _compile(patterns)
+        lock = self._lock
+        if not lock.try_acquire():
+            await lock.acquire()
+        try:
+            transport = self._transport
+            if transport is None or self._lost is not None or self._dirty or self._closed:
+                transport = await self._ensure_shell()
+            transport.write(text.encode("utf-8", "surrogateescape"))
+            self._sent = True
+            await transport.drain()
+            return await self._wait_match(regexes, timeout)
+        finally:
+            lock.release()
 
     async def _expect_any(
         self, regexes: tuple[re.Pattern[str], ...], timeout: float
     ) -> ExpectMatch:
         async with self._lock:
             await self._ensure_shell()
-            found = self._buffer.search_any(regexes)
-            if found is not None:
-                return found
-            if self._lost is not None:
-                raise ConnectionLost(self.where, self._lost.reason, self._buffer.text())
-            waiter: asyncio.Future[ExpectMatch | _Lost] = asyncio.get_running_loop().create_future()
-            self._expect_patterns = regexes
-            self._expect_waiter = waiter
-            try:
-                async with asyncio.timeout(timeout):
-                    outcome = await waiter
-            except TimeoutError:
-                shown = " | ".join(r.pattern for r in regexes)
-                raise ExpectTimeout(self.where, shown, timeout, self._buffer.text()) from None
-            finally:
-                self._expect_waiter = None
-                self._expect_patterns = ()
-            if isinstance(outcome, _Lost):
-                raise ConnectionLost(self.where, outcome.reason, self._buffer.text())
-            return outcome
+            return await self._wait_match(regexes, timeout)
+
+    async def _wait_match(
+        self, regexes: tuple[re.Pattern[str], ...], timeout: float
+    ) -> ExpectMatch:
+        found = self._buffer.search_any(regexes)
+        if found is not None:
+            return found
+        if self._lost is not None:
+            raise ConnectionLost(self.where, self._lost.reason, self._buffer.text())
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[ExpectMatch | _Lost | None] = loop.create_future()
+        self._expect_patterns = regexes
+        self._expect_waiter = waiter
+        # A timer handle rather than a timeout scope: cheaper, and it cancels nothing.
+        timer = loop.call_later(timeout, _expire, waiter)
+        try:
+            outcome = await waiter
+        finally:
+            timer.cancel()
+            self._expect_waiter = None
+            self._expect_patterns = ()
+        if outcome is None:
+            shown = " | ".join(r.pattern for r in regexes)
+            raise ExpectTimeout(self.where, shown, timeout, self._buffer.text())
+        if isinstance(outcome, _Lost):
+            raise ConnectionLost(self.where, outcome.reason, self._buffer.text())
+        return outcome
 
     def resize(self, rows: int, cols: int) -> None:
         """Tell a pty session's terminal its new size."""
@@ -743,6 +805,18 @@ class Session:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+def _compile(pattern: Pattern | Patterns) -> tuple[re.Pattern[str], ...]:
+    items = [pattern] if isinstance(pattern, (str, re.Pattern)) else list(pattern)
+    if not items:
+        raise ValueError("expect needs at least one pattern")
+    return tuple(re.compile(p) if isinstance(p, str) else p for p in items)
+
+
+def _expire(waiter: asyncio.Future[Any]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class OpeningSession:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import logging
+import re
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, overload
@@ -20,11 +21,19 @@ from otto.expect import ExpectMatch
 from otto.framing import clean_output
 from otto.hosts.privilege import Become, BecomeMethod, BecomeShell, Secret
 from otto.result import CommandStatus, RunResult, TransferResult
-from otto.session import DEFAULT_MAX_OUTPUT, OpeningSession, Pattern, Patterns, Session
+from otto.session import (
+    DEFAULT_MAX_OUTPUT,
+    OpeningSession,
+    Pattern,
+    Patterns,
+    Session,
+    SessionLock,
+)
 from otto.transfer import PathArg, Progress
 from otto.transports.base import ShellTransport
 
 if TYPE_CHECKING:
+    from otto.hosts.apps import OpeningApp
     from otto.hosts.power import PowerAction, PowerSpec
     from otto.periodic import RepeatRunner
 
@@ -167,7 +176,12 @@ class Host(abc.ABC):
             pty=pty,
             on_close=self._forget,
             max_output=self.max_output,
+            lock=self._session_lock(),
         )
+
+    def _session_lock(self) -> SessionLock | None:
+        """A lock every session shares, when they share one stream (None: one each)."""
+        return None
 
     def private_session(self, purpose: str) -> Session:
         """A session outside the named ones, for one piece of work; the caller closes it.
@@ -241,6 +255,32 @@ class Host(abc.ABC):
             await session.close()
             raise
         return session
+
+    def open_app(
+        self,
+        start: str | None,
+        prompt: str | re.Pattern[str],
+        *,
+        name: str | None = None,
+        exit: str | None = None,
+        timeout: float = 30.0,
+        pty: bool = True,
+    ) -> OpeningApp:
+        """Start a program with its own prompt (a REPL, a bootloader, a router CLI).
+
+        ``async with host.open_app("python3 -i -q", r">>> ") as app:`` then
+        ``await app.cmd("1")``; or ``app = await host.open_app(...)`` and
+        ``await app.close()``. ``start=None`` when the prompt is already there.
+        Leaving sends ``exit``. See ``otto.hosts.apps`` for the rules.
+
+        Raises:
+            ExpectTimeout: the prompt did not appear within ``timeout``.
+            ConnectError: the program ended before its prompt.
+        """
+        from otto.hosts.apps import App, OpeningApp
+
+        app = App(self, start, prompt, name=name, exit=exit, timeout=timeout, pty=pty)
+        return OpeningApp(app)
 
     @property
     def sessions(self) -> dict[str, Session]:

@@ -23,6 +23,7 @@ from otto.hosts.power import PowerSpec
 from otto.hosts.ssh import SshConnection
 from otto.hosts.telnet import TelnetConnection
 from otto.result import CommandStatus, TransferResult
+from otto.session import SessionLock
 from otto.transfer import PathArg, Progress, source_list
 from otto.transports.base import ShellTransport
 from otto.transports.telnet import LOGIN_PROMPT, PASSWORD_PROMPT
@@ -189,6 +190,9 @@ class RemoteHost(Host):
 
     def _session_pty(self, pty: bool) -> bool:
         return pty or self.connection.always_pty
+
+    def _session_lock(self) -> SessionLock | None:
+        return self.connection.session_lock()
 
     # --- verbs that depend on the connection --------------------------------------------
 
