@@ -10,6 +10,7 @@ import pytest
 import pytest_asyncio
 
 from tests.lab import Lab
+from tests.lab.console import ConsoleLab, consoles_missing
 
 _HERE = Path(__file__).parent
 
@@ -31,6 +32,16 @@ async def lab() -> AsyncIterator[Lab]:
     if os.geteuid() != 0:
         pytest.skip("the integration lab needs root (network namespaces, useradd, sshd)")
     async with Lab() as running:
+        yield running
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def consoles() -> AsyncIterator[ConsoleLab]:
+    """Serial consoles (socat ptys with login or busybox sh) served by ser2net."""
+    missing = consoles_missing()
+    if missing:
+        pytest.skip(missing)
+    async with ConsoleLab() as running:
         yield running
 
 

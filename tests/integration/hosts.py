@@ -1,4 +1,5 @@
-"""How the behaviour suite gets a host of each kind: local, SSH and Telnet in the lab."""
+"""How the behaviour suite gets a host of each kind: local, SSH and Telnet in the lab,
+consoles (ser2net) and serial lines (ptys) from tests/lab/console.py."""
 
 from __future__ import annotations
 
@@ -9,7 +10,16 @@ import pytest
 
 from otto import Host, LocalHost, RemoteHost, RunResult, Session
 
-HOST_KINDS = ["local", "ssh", "telnet"]
+HOST_KINDS = ["local", "ssh", "telnet", "console", "serial"]
+
+ONE_STREAM = ("console", "serial")
+"""Kinds whose sessions and oneshots share one shell, serialized."""
+
+
+def skip_on_one_stream(host: Host, reason: str) -> None:
+    """Skip a test that needs independent shells on a console or serial host."""
+    if getattr(host, "term", "") in ONE_STREAM:
+        pytest.skip(f"{host.term} host: one stream, one shell ({reason})")  # type: ignore[attr-defined]
 
 
 def remote_host(lab: object, name: str, **kwargs: object) -> RemoteHost:
@@ -51,6 +61,20 @@ def make_host(request: pytest.FixtureRequest, kind: str) -> Host:
     """A host of ``kind``; call from a sync fixture (the lab is an async fixture)."""
     if kind == "local":
         return LocalHost()
+    if kind in ONE_STREAM:
+        from tests.lab.console import ConsoleLab
+        from tests.lab.users import LAB_PASSWORD, LAB_USER
+
+        consoles = request.getfixturevalue("consoles")
+        assert isinstance(consoles, ConsoleLab)
+        console = consoles["login" if kind == "console" else "serial"]
+        return RemoteHost(
+            console.address if kind == "console" else console.device,
+            term=kind,  # type: ignore[arg-type]
+            user=LAB_USER,
+            password=LAB_PASSWORD,
+            name=f"{kind}1",
+        )
     lab = request.getfixturevalue("lab")
     return remote_host(lab, {"ssh": "ssh1", "telnet": "telnet1"}[kind])
 

@@ -16,7 +16,12 @@ from collections.abc import AsyncIterator
 import pytest
 
 from otto import ExpectTimeout, Host, SessionClosed, Status
-from tests.integration.hosts import HOST_KINDS, make_host, start_and_wait_for
+from tests.integration.hosts import (
+    HOST_KINDS,
+    make_host,
+    skip_on_one_stream,
+    start_and_wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -109,8 +114,8 @@ async def test_one_megabyte_line(host: Host) -> None:
 
 
 async def test_hundred_megabytes(host: Host) -> None:
-    if getattr(host, "term", "") == "telnet":
-        pytest.skip("100 MB over telnet is covered by the SSH and local runs")
+    if getattr(host, "term", "") in ("telnet", "console", "serial"):
+        pytest.skip("100 MB over a terminal is covered by the SSH and local runs")
     out = (await host.run("head -c 75000000 /dev/zero | base64 -w 0", timeout=120)).only
     assert out.status is Status.Success
     assert len(out.output) == 100_000_000
@@ -196,6 +201,7 @@ async def test_exit_starts_a_fresh_shell_with_a_warning(
 
 
 async def test_named_sessions_are_independent(host: Host) -> None:
+    skip_on_one_stream(host, "sessions share its cwd and env")
     s1 = await host.open_session("worker1")
     s2 = await host.open_session("worker2")
     await s1.run("cd /tmp; export WHO=one")
@@ -220,6 +226,7 @@ async def test_closed_session_raises(host: Host) -> None:
 
 
 async def test_sessions_run_concurrently(host: Host) -> None:
+    skip_on_one_stream(host, "sessions take turns")
     sessions = [await host.open_session(f"par{i}") for i in range(3)]
     results = await asyncio.gather(*(s.run("sleep 0.4; echo done") for s in sessions))
     assert all(r.only.output == "done" for r in results)
@@ -253,6 +260,7 @@ async def test_cancelled_run_leaves_the_session_usable(host: Host) -> None:
 
 
 async def test_oneshot_has_no_shell_state(host: Host) -> None:
+    skip_on_one_stream(host, "oneshot runs in it too")
     await host.run("export OTTO_STATE=1")
     out = await host.oneshot("echo ${OTTO_STATE:-none}; echo err >&2")
     assert out.output == "none\nerr"

@@ -65,8 +65,11 @@ log = logging.getLogger("otto.transports.console")
 
 _READ_LIMIT = 1024 * 1024
 """Bytes kept for the login dialog while nobody reads them."""
-_FIRST_LOOK = 0.3
-"""Seconds to wait for what the console prints on its own when otto connects."""
+_FIRST_LOOK = 0.1
+"""Seconds to wait for what the console prints on its own when otto connects
+(what it printed before is delivered at once)."""
+_PROMPT_WAIT = 0.3
+"""Seconds to wait for a prompt after pressing Enter on a silent console."""
 _PROBE_WAITS = (0.3, 0.5, 1.0)
 """Seconds to wait for an answer to each probe line (then the last, again and again)."""
 _OTTO_SHELLS_ENDED = 3
@@ -490,7 +493,7 @@ class ConsoleLink:
         found = await self._look(dialog, prompts, _FIRST_LOOK)
         if found is None and not dialog.buffer.text().strip():
             dialog.send_line("")
-            found = await self._look(dialog, (*prompts, _SHELL_PROMPT), _FIRST_LOOK)
+            found = await self._look(dialog, (*prompts, _SHELL_PROMPT), _PROMPT_WAIT)
         if found is not None and found.index == 0:
             await dialog.answer_login(found.text)
             return
