@@ -231,6 +231,14 @@ class Session:
             if waiter is not None and not waiter.done():
                 waiter.set_result(lost)
 
+    def reset(self, reason: str) -> None:
+        """Forget the shell, as when the machine rebooted.
+
+        The next call starts a fresh shell, with a warning naming ``reason``;
+        a call waiting now ends with it.
+        """
+        self.connection_lost(None, reason)
+
     def add_listener(self, listener: Callable[[bytes], None]) -> Callable[[], None]:
         """Also hand every received byte to ``listener`` (for a live terminal view).
 

@@ -282,9 +282,12 @@ class App:
                 await self._next_prompt(max(0.0, deadline - time.monotonic()), text, limit)
                 self._owed -= 1
             self._owed += 1  # before sending: a cancelled send may still have written
-            await self.session.send(text + "\n")
+            line = text + "\n"
             while True:
-                found = await self._next_prompt(max(0.0, deadline - time.monotonic()), text, limit)
+                found = await self._next_prompt(
+                    max(0.0, deadline - time.monotonic()), text, limit, send=line
+                )
+                line = ""
                 body = self._before(found)
                 if self.echoes and text and not _ESCAPES.sub("", body).strip("\n\r"):
                     # A late prompt from pressing Enter at start: ours is still to come.
@@ -305,10 +308,13 @@ class App:
             raise ConnectionLost(self.where, self._ended)
 
     async def _next_prompt(
-        self, timeout: float, text: str, limit: float | None = None
+        self, timeout: float, text: str, limit: float | None = None, *, send: str = ""
     ) -> ExpectMatch:
         try:
-            found = await self.session.expect(self._patterns, timeout)
+            if send:
+                found = await self.session.exchange(send, self._patterns, timeout)
+            else:
+                found = await self.session.expect(self._patterns, timeout)
         except ExpectTimeout as exc:
             raise ExpectTimeout(
                 self.where, self.prompt.pattern, limit or timeout, exc.received

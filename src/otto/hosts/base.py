@@ -121,6 +121,14 @@ class Host(abc.ABC):
         self, src: PathArg | Sequence[PathArg], dest_dir: PathArg, progress: Progress | None
     ) -> TransferResult: ...
 
+    async def disconnect(self) -> None:
+        """Close the connections the sessions share; they reconnect on next use.
+
+        Sessions keep their names; a session whose shell went with the
+        connection starts a fresh one on next use, with a warning.
+        """
+        await self._close_links()
+
     async def _close_links(self) -> None:
         """Close connections shared by the sessions (none for a local host)."""
 

@@ -141,8 +141,8 @@ async def forget_shells(host: Host, reason: str) -> None:
     Each session starts a fresh shell on next use, with a warning that its state is lost.
     """
     for session in host.sessions.values():
-        session.connection_lost(None, reason)
-    await host._close_links()
+        session.reset(reason)
+    await host.disconnect()
 
 
 class _Watch:
@@ -232,7 +232,7 @@ async def _wait_up(host: Host, deadline: float, timeout: float, what: str) -> No
         if why is None:
             return
         # A link left from before may be dead without knowing it: start the next try afresh.
-        await host._close_links()
+        await host.disconnect()
         if time.monotonic() >= deadline:
             raise ConnectError(host.name, f"not {what} within {timeout:g}s; last try: {tail(why)}")
         await asyncio.sleep(min(_POLL, max(0.0, deadline - time.monotonic())))
