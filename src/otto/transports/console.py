@@ -420,8 +420,11 @@ class ConsoleLink:
             )
             self._pending.clear()
             self._reading = True
+            # A little under connect_timeout: the session that waits for this has
+            # the same bound, and this error says what the console printed.
+            budget = self.connect_timeout - min(0.25, self.connect_timeout / 10)
             try:
-                async with asyncio.timeout(self.connect_timeout):
+                async with asyncio.timeout(budget):
                     if self._stream is None:
                         await self._open_stream()
                     await self._reach_shell(self._dialog)
