@@ -31,10 +31,12 @@ log = logging.getLogger("otto.lab")
 #: The one host of the lab used when no lab file is given.
 DEFAULT_HOST_NAME = "local"
 
-Term = Literal["ssh", "telnet", "local"]
+Term = Literal["ssh", "telnet", "local", "console", "serial"]
 StrPath: TypeAlias = str | os.PathLike[str]
 
-_TERMS: tuple[Term, ...] = ("ssh", "telnet", "local")
+_TERMS: tuple[Term, ...] = ("ssh", "telnet", "local", "console", "serial")
+_CONSOLES = ("console", "serial")
+_CONSOLE_ONLY = ("console_protocol", "baud", "console_log")
 _REMOTE_ONLY = ("address", "user", "password", "key", "port", "hop", "known_hosts")
 _SSH_ONLY = ("key", "known_hosts")
 _POWER_KEYS = ("on", "off", "cycle", "via")
@@ -69,6 +71,9 @@ class HostSpec:
     become_password: str | None = field(default=None, repr=False)
     power: tuple[tuple[str, str], ...] | None = None
     """``(key, value)`` pairs: ``on``, ``off``, ``cycle`` commands, the controller ``via``."""
+    console_protocol: Literal["telnet", "raw"] | None = None
+    baud: int | None = None
+    console_log: Path | None = None
     files: tuple[str, ...] = ()
     """The lab files that define this host, in merge order."""
 
@@ -112,7 +117,8 @@ def _validate(name: str, raw: RawHost) -> HostSpec:
     term = values.get("term", "ssh")
     if term not in _TERMS:
         raise LabError(
-            f"{where('term')}: must be one of 'ssh', 'telnet', 'local' {got('term', term)}"
+            f"{where('term')}: must be one of 'ssh', 'telnet', 'local', 'console', 'serial' "
+            f"{got('term', term)}"
         )
 
     if term == "local":
@@ -120,7 +126,7 @@ def _validate(name: str, raw: RawHost) -> HostSpec:
             if fld in values:
                 raise LabError(f"{where(fld)}: not used by term 'local'")
     else:
-        for fld in ("address", "user"):
+        for fld in ("address",) if term in _CONSOLES else ("address", "user"):
             if fld not in values:
                 raise LabError(f"{where(fld)}: required for term {term!r}")
             if not isinstance(values[fld], str) or not values[fld]:
@@ -129,6 +135,37 @@ def _validate(name: str, raw: RawHost) -> HostSpec:
         for fld in _SSH_ONLY:
             if fld in values:
                 raise LabError(f"{where(fld)}: not used by term 'telnet'")
+    if term in _CONSOLES:
+        for fld in (*_SSH_ONLY, "hop"):
+            if fld in values:
+                raise LabError(f"{where(fld)}: not used by term {term!r}")
+        user = values.get("user")
+        if user is not None and (not isinstance(user, str) or not user):
+            raise LabError(f"{where('user')}: must be a non-empty string")
+    else:
+        for fld in _CONSOLE_ONLY:
+            if fld in values:
+                raise LabError(f"{where(fld)}: only for term 'console' or 'serial'")
+    console_protocol = values.get("console_protocol")
+    if console_protocol is not None:
+        if term != "console":
+            raise LabError(f"{where('console_protocol')}: only for term 'console'")
+        if console_protocol not in ("telnet", "raw"):
+            raise LabError(
+                f"{where('console_protocol')}: must be 'telnet' or 'raw' "
+                f"{got('console_protocol', console_protocol)}"
+            )
+    baud = values.get("baud")
+    if baud is not None:
+        if term != "serial":
+            raise LabError(f"{where('baud')}: only for term 'serial'")
+        if isinstance(baud, bool) or not isinstance(baud, int) or baud <= 0:
+            raise LabError(f"{where('baud')}: must be a positive integer {got('baud', baud)}")
+    console_log: Path | None = None
+    if "console_log" in values:
+        console_log = _path(
+            values["console_log"], raw.fields["console_log"][1], where("console_log")
+        )
 
     password = values.get("password")
     if password is not None and not isinstance(password, str):
@@ -209,6 +246,9 @@ def _validate(name: str, raw: RawHost) -> HostSpec:
         connect_timeout=timeout,
         become_password=become_password,
         power=power,
+        console_protocol=console_protocol,
+        baud=baud,
+        console_log=console_log,
         files=tuple(dict.fromkeys(raw.files)),
     )
 
@@ -403,7 +443,7 @@ class Lab:
 
         hop = self.host(spec.hop) if spec.hop is not None else None
         assert hop is None or isinstance(hop, RemoteHost), "hops are SSH hosts"
-        assert spec.address is not None and spec.user is not None
+        assert spec.address is not None
         make = functools.partial(
             RemoteHost,
             spec.address,
@@ -419,6 +459,12 @@ class Lab:
         )
         if spec.connect_timeout is not None:
             make = functools.partial(make, connect_timeout=spec.connect_timeout)
+        if spec.console_protocol is not None:
+            make = functools.partial(make, console_protocol=spec.console_protocol)
+        if spec.baud is not None:
+            make = functools.partial(make, baud=spec.baud)
+        if spec.console_log is not None:
+            make = functools.partial(make, console_log=str(spec.console_log))
         # Only a lab that mentions known_hosts overrides the host's own default.
         if isinstance(spec.known_hosts, Path):
             return make(known_hosts=str(spec.known_hosts))

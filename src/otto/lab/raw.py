@@ -21,6 +21,9 @@ HOST_FIELDS = (
     "connect_timeout",
     "become_password",
     "power",
+    "console_protocol",
+    "baud",
+    "console_log",
 )
 NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 """What a host name may be: letters, digits, ``_ . -``."""
