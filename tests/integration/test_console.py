@@ -8,10 +8,13 @@ one console at once, a console held by a program.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
+import termios
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -305,3 +308,31 @@ async def test_put_and_get_through_a_serial_console(consoles: ConsoleLab, tmp_pa
         assert (await host.get(f"{folder}/blob.bin", back)).status is Status.Success
         await host.run(f"rm -r {folder}")
     assert (back / "blob.bin").read_bytes() == source.read_bytes()
+
+
+def test_cli_login_joins_the_terminal_to_the_console(consoles: ConsoleLab, tmp_path: Path) -> None:
+    from tests.integration.test_login import Terminal
+
+    console = consoles["shell"]
+    lab_file = tmp_path / "lab.json"
+    lab_file.write_text(
+        json.dumps(
+            {"hosts": [{"name": "board", "term": "console", "address": console.address,
+                        "console_protocol": "raw"}]}
+        )
+    )  # fmt: skip
+    env = {**os.environ, "TERM": "xterm", "NO_COLOR": "1"}
+    env.pop("OTTO_LAB", None)
+    argv = [sys.executable, "-m", "otto", "--lab", str(lab_file), "host", "board", "login"]
+    term = Terminal(argv, env, 30, 90)
+    try:
+        term.wait_for(rb"console of board .*Ctrl-\] leaves")
+        term.type(b"echo $((6*7))\r")
+        term.wait_for(rb"[\r\n]42\r\n")
+        term.type(b"\x1d")
+        assert term.wait_exit() == 0
+        term.drain()
+        assert b"left with Ctrl-]" in term.seen
+        assert termios.tcgetattr(term.slave) == term.settings_before
+    finally:
+        term.close()

@@ -4,6 +4,10 @@ The local terminal goes to raw mode, so every key (Ctrl-C, arrows, Tab)
 reaches the remote shell; the host's output is written back untouched; the
 window size follows this terminal's. ``Ctrl-]`` leaves, as in telnet. The
 terminal's settings are restored however the session ends.
+
+On a console or serial host the terminal is joined to the console itself, as
+it is: no login is made and no shell started for you (a bootloader works too),
+and leaving leaves the console as it is.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from otto.hosts import Host
     from otto.session import Session
+    from otto.transports.console import ConsoleLink
 
 __all__ = ["ESCAPE", "login"]
 
@@ -126,6 +131,11 @@ async def login(host: Host) -> str:
     fd_in, fd_out = sys.stdin.fileno(), sys.stdout.fileno()
     if not os.isatty(fd_in):
         raise OSError("otto host login needs a terminal on standard input")
+    from otto.hosts.console import ConsoleConnection
+
+    connection = getattr(host, "connection", None)
+    if isinstance(connection, ConsoleConnection):
+        return await _console(host.name, connection.link, fd_in, fd_out)
     saved = termios.tcgetattr(fd_in)
     session = await host.open_session("login", pty=True)
     try:
@@ -134,3 +144,47 @@ async def login(host: Host) -> str:
     finally:
         termios.tcsetattr(fd_in, termios.TCSADRAIN, saved)
         await session.close()
+
+
+async def _console(name: str, link: ConsoleLink, fd_in: int, fd_out: int) -> str:
+    """Join this terminal to a console's stream until Ctrl-] or the stream ends."""
+    await link.open_raw()
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[str] = loop.create_future()
+
+    def finish(reason: str) -> None:
+        if not done.done():
+            done.set_result(reason)
+
+    def on_output(data: bytes) -> None:
+        if data:
+            _write_all(fd_out, data)
+        else:
+            finish("the console connection closed")
+
+    def on_input() -> None:
+        try:
+            data = os.read(fd_in, 4096)
+        except OSError:
+            data = b""
+        if not data:
+            finish("end of input")
+            return
+        head, escape, _ = data.partition(ESCAPE)
+        if head:
+            link.write_raw(head)
+        if escape:
+            finish("left with Ctrl-]")
+
+    _write_all(fd_out, f"otto: console of {name} ({link.where}); Ctrl-] leaves\r\n".encode())
+    saved = termios.tcgetattr(fd_in)
+    remove_tap = link.add_tap(on_output)
+    try:
+        tty.setraw(fd_in, termios.TCSANOW)
+        loop.add_reader(fd_in, on_input)
+        link.write_raw(b"\r")  # a fresh prompt to start from
+        return await done
+    finally:
+        loop.remove_reader(fd_in)
+        remove_tap()
+        termios.tcsetattr(fd_in, termios.TCSADRAIN, saved)
