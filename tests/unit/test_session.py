@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import pytest
 
@@ -49,6 +50,15 @@ class Gate:
 
 async def wait_for(event: asyncio.Event) -> None:
     await asyncio.wait_for(event.wait(), 5)
+
+
+async def until(check: Callable[[], bool], turns: int = 100_000) -> None:
+    """Let the loop run until ``check()`` holds (the memory shell needs no real time)."""
+    for _ in range(turns):
+        if check():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("the condition never held")
 
 
 async def test_commands_and_their_status() -> None:
@@ -129,7 +139,8 @@ async def test_a_second_cancellation_during_recovery_keeps_the_session_dirty() -
         await task
     # Cancel whoever waits while the recovery is still escalating.
     second = asyncio.ensure_future(s.session.run("second"))
-    await asyncio.sleep(0.01)
+    await until(lambda: s.shell.interrupts >= 2)
+    assert not second.done()
     second.cancel()
     with pytest.raises(asyncio.CancelledError):
         await second
