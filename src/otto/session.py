@@ -13,7 +13,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Generator, Sequence
-from typing import Any, TypeAlias, overload
+from typing import Any, Literal, TypeAlias, overload
 
 from otto import framing
 from otto.errors import (
@@ -29,11 +29,14 @@ from otto.loop import cancel_and_wait
 from otto.result import CommandStatus, RunResult, Status
 from otto.transports.base import ShellTransport
 
-__all__ = ["DEFAULT_MAX_OUTPUT", "OpeningSession", "Session", "SessionLock"]
+__all__ = ["DEFAULT_MAX_OUTPUT", "OpeningSession", "Session", "SessionLock", "Tap"]
 
 log = logging.getLogger("otto.session")
 
 Pattern: TypeAlias = "str | re.Pattern[str]"
+Tap: TypeAlias = "Callable[[str, Literal['sent', 'received'], bytes], None]"
+"""Sees every byte a session writes to its shell and reads from it: called
+with where (``host/session``), the direction and the bytes."""
 Patterns: TypeAlias = "list[str | re.Pattern[str]] | tuple[str | re.Pattern[str], ...]"
 
 DEFAULT_MAX_OUTPUT = 256 * 1024 * 1024
@@ -134,6 +137,9 @@ class Session:
         shell: False for a stream with no shell on it (a bootloader, a router
             CLI on a console): nothing of otto's is written when it opens, and
             only ``send``/``expect`` work (``run`` raises ``OttoError``).
+        taps: called with every byte written to and read from the shell (a
+            transcript); a host passes its own list, so a tap added to the host
+            reaches every session it has or will have.
     """
 
     def __init__(
@@ -149,6 +155,7 @@ class Session:
         resync_waits: Sequence[float] = _RESYNC_WAITS,
         lock: SessionLock | None = None,
         shell: bool = True,
+        taps: list[Tap] | None = None,
     ) -> None:
         self.name = name
         self.host_name = host
@@ -177,6 +184,7 @@ class Session:
         self._closed = False
         self._recovery: asyncio.Task[None] | None = None
         self._listeners: list[Callable[[bytes], None]] = []
+        self._taps: list[Tap] = [] if taps is None else taps
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open" if self._transport else "idle"
@@ -196,6 +204,9 @@ class Session:
     def data_received(self, data: bytes) -> None:
         for listener in self._listeners:
             listener(data)
+        if self._taps:
+            for tap in self._taps:
+                tap(self.where, "received", data)
         scanner = self._scanner
         if scanner is not None:
             if not scanner.feed(data):
@@ -230,6 +241,12 @@ class Session:
         for waiter in (self._waiter, self._expect_waiter):
             if waiter is not None and not waiter.done():
                 waiter.set_result(lost)
+
+    def _write(self, transport: ShellTransport, data: bytes) -> None:
+        transport.write(data)
+        if self._taps:
+            for tap in self._taps:
+                tap(self.where, "sent", data)
 
     def reset(self, reason: str) -> None:
         """Forget the shell, as when the machine rebooted.
@@ -306,7 +323,7 @@ class Session:
             async with asyncio.timeout(self._ready_timeout):
                 await transport.open(self)
                 scanner = self._expect_marker(0, keep=True)
-                transport.write(framing.setup_bytes(self._token, pty=self.pty))
+                self._write(transport, framing.setup_bytes(self._token, pty=self.pty))
                 outcome = await self._waiter_result()
         except TimeoutError:
             received = self._scanner.output if self._scanner else b""
@@ -428,7 +445,7 @@ class Session:
             self._buffer.clear()
             scanner = self._expect_marker(seq, keep=True)
             sent = framing.command_bytes(command, self._token, seq, pty=self.pty, bash=self._bash)
-            transport.write(sent)
+            self._write(transport, sent)
             waiter = self._waiter
             assert waiter is not None
             try:
@@ -548,7 +565,7 @@ class Session:
         assert transport is not None
         self._seq += 1
         self._expect_marker(self._seq, keep=False)
-        transport.write(framing.setup_bytes(self._token, pty=self.pty, seq=self._seq))
+        self._write(transport, framing.setup_bytes(self._token, pty=self.pty, seq=self._seq))
         waiter = self._waiter
         assert waiter is not None
         left = self._ready_timeout if timeout is None else max(0.1, timeout)
@@ -584,7 +601,7 @@ class Session:
                 return False
             self._seq += 1
             waiter = self._expect_marker_waiter(self._seq)
-            transport.write(framing.sync_bytes(self._token, self._seq))
+            self._write(transport, framing.sync_bytes(self._token, self._seq))
             try:
                 done, _ = await asyncio.wait({waiter}, timeout=left)
             finally:
@@ -660,7 +677,9 @@ class Session:
             waiter = self._expect_marker_waiter(self._seq)
             # A newline first: a builtin such as `read` ends on it, the shell skips it.
             # The set-up again: a command may have replaced the shell (`exec bash`).
-            transport.write(b"\n" + framing.setup_bytes(self._token, pty=self.pty, seq=self._seq))
+            self._write(
+                transport, b"\n" + framing.setup_bytes(self._token, pty=self.pty, seq=self._seq)
+            )
             # asyncio.wait, not a timeout scope: this often runs while a
             # TimeoutError is being handled, and must not cancel the task.
             try:
@@ -688,7 +707,7 @@ class Session:
         """Write ``text`` to the shell as it is (no newline added)."""
         async with self._lock:
             transport = await self._ensure_shell()
-            transport.write(text.encode("utf-8", "surrogateescape"))
+            self._write(transport, text.encode("utf-8", "surrogateescape"))
             self._sent = True
             await transport.drain()
 
@@ -735,7 +754,7 @@ class Session:
             transport = self._transport
             if transport is None or self._lost is not None or self._dirty or self._closed:
                 transport = await self._ensure_shell()
-            transport.write(text.encode("utf-8", "surrogateescape"))
+            self._write(transport, text.encode("utf-8", "surrogateescape"))
             self._sent = True
             await transport.drain()
             return await self._wait_match(regexes, timeout)

@@ -305,3 +305,17 @@ async def test_session_lock_handed_to_a_cancelled_waiter_passes_on() -> None:
     first.cancel()  # ...which is cancelled before it runs
     await asyncio.gather(first, second, return_exceptions=True)
     assert got == ["second"] and not lock.locked()
+
+
+async def test_taps_see_every_byte_both_ways() -> None:
+    seen: list[tuple[str, str, bytes]] = []
+    shells: list[MemoryShell] = []
+    taps = [lambda where, direction, data: seen.append((where, direction, data))]
+    session = Session("s", host="h", transport_factory=lambda: MemoryShell.made(shells), taps=taps)
+    await session.run("echo tapped")
+    sent = b"".join(d for _, direction, d in seen if direction == "sent")
+    received = b"".join(d for _, direction, d in seen if direction == "received")
+    assert sent == bytes(shells[0].written)
+    assert b"echo tapped" in received
+    assert {where for where, _, _ in seen} == {"h/s"}
+    await session.close()

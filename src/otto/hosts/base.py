@@ -28,6 +28,7 @@ from otto.session import (
     Patterns,
     Session,
     SessionLock,
+    Tap,
 )
 from otto.transfer import PathArg, Progress
 from otto.transports.base import ShellTransport
@@ -100,6 +101,7 @@ class Host(abc.ABC):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._repeats: RepeatRunner | None = None
         self._private_count = 0
+        self._taps: list[Tap] = []
 
     # --- what a kind of host provides ------------------------------------------
 
@@ -185,11 +187,21 @@ class Host(abc.ABC):
             on_close=self._forget,
             max_output=self.max_output,
             lock=self._session_lock(),
+            taps=self._taps,
         )
 
     def _session_lock(self) -> SessionLock | None:
         """A lock every session shares, when they share one stream (None: one each)."""
         return None
+
+    def add_tap(self, tap: Tap) -> Callable[[], None]:
+        """Show ``tap`` every byte each session of this host sends and receives.
+
+        It reaches the sessions open now and those opened later (a transcript
+        of everything a test did on the host). Returns a function that removes it.
+        """
+        self._taps.append(tap)
+        return lambda: self._taps.remove(tap)
 
     def private_session(self, purpose: str) -> Session:
         """A session outside the named ones, for one piece of work; the caller closes it.
@@ -304,7 +316,15 @@ class Host(abc.ABC):
     async def oneshot(self, cmd: str, *, timeout: float | None = None) -> CommandStatus:
         """Run ``cmd`` in a fresh process with no shell state; safe to run many at once."""
         self._bind()
-        return await self._oneshot(cmd, timeout)
+        if not self._taps:
+            return await self._oneshot(cmd, timeout)
+        where = f"{self.name}/oneshot"
+        for tap in self._taps:
+            tap(where, "sent", cmd.encode("utf-8", "surrogateescape") + b"\n")
+        result = await self._oneshot(cmd, timeout)
+        for tap in self._taps:
+            tap(where, "received", result.output.encode("utf-8", "surrogateescape"))
+        return result
 
     async def send(self, text: str) -> None:
         """Write raw text to the default session."""
