@@ -14,6 +14,7 @@ LAYERS: list[set[str]] = [
     {"otto.hosts", "otto.shellxfer"},
     {"otto.periodic", "otto.monitor", "otto.lab"},
     {"otto.fanout", "otto.instructions"},
+    {"otto.testing"},
     {"otto.cli", "otto.__main__"},
 ]
 

@@ -1,0 +1,120 @@
+"""What a test run records: one ``TestRecord`` per test run (per iteration).
+
+The pytest plugin fills these as tests run and appends each, as one JSON
+line, to ``records.jsonl`` in the run folder; the report and the JUnit file
+are written from them. Plain data, no pytest here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+__all__ = [
+    "Attempt",
+    "CommandFailure",
+    "Crash",
+    "Outcome",
+    "TestRecord",
+    "read_records",
+    "write_record",
+]
+
+Outcome = Literal["passed", "failed", "error", "skipped"]
+
+
+@dataclass
+class CommandFailure:
+    """A command that did not succeed during a test."""
+
+    host: str
+    command: str
+    retcode: int
+    status: str
+    """``Failed`` or ``Error``."""
+    output_tail: str
+    error: str = ""
+
+
+@dataclass
+class Crash:
+    """A device crash seen on a console the test used."""
+
+    host: str
+    pattern: str
+    excerpt: str
+
+
+@dataclass
+class Attempt:
+    """An earlier try of a rerun test (kept: evidence is never dropped)."""
+
+    outcome: Outcome
+    longrepr: str
+    start: float
+    stop: float
+
+
+@dataclass
+class TestRecord:
+    """One run of one test."""
+
+    nodeid: str
+    name: str
+    outcome: Outcome
+    start: float
+    """Wall-clock seconds (``time.time()``)."""
+    stop: float
+    iteration: int = 1
+    hosts: list[str] = field(default_factory=list)
+    longrepr: str = ""
+    """The failure or error as pytest reports it; the skip reason when skipped."""
+    failures: list[CommandFailure] = field(default_factory=list)
+    crash: Crash | None = None
+    transcript: str = ""
+    """Path of the test's transcript, relative to the run folder."""
+    folder: str = ""
+    """The test's artifacts folder, relative to the run folder."""
+    earlier: list[Attempt] = field(default_factory=list)
+    """Earlier tries when the test was rerun, oldest first."""
+    worker: str = ""
+    """The pytest-xdist worker that ran it (empty without xdist)."""
+
+    @property
+    def duration(self) -> float:
+        return self.stop - self.start
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TestRecord:
+        crash = data.get("crash")
+        return cls(
+            **{
+                **data,
+                "failures": [CommandFailure(**f) for f in data.get("failures", [])],
+                "crash": Crash(**crash) if crash else None,
+                "earlier": [Attempt(**a) for a in data.get("earlier", [])],
+            }
+        )
+
+
+def write_record(path: Path, record: TestRecord) -> None:
+    """Append ``record`` to the JSON-lines file ``path`` (one line, one write)."""
+    with path.open("a", encoding="utf-8") as f:
+        f.write(record.to_json() + "\n")
+
+
+def read_records(paths: Iterable[Path]) -> Iterator[TestRecord]:
+    """Every record in ``paths`` (several files when xdist workers wrote their own)."""
+    for path in paths:
+        if not path.exists():
+            continue
+        with path.open(encoding="utf-8") as f:
+            for line in f:
+                if line.strip():
+                    yield TestRecord.from_dict(json.loads(line))
