@@ -1,0 +1,209 @@
+"""The run as JUnit XML, the form CI servers read (``testsuites/testsuite/testcase``).
+
+The layout follows Jenkins' ``junit-10.xsd`` and Maven Surefire's reports:
+
+- one ``testcase`` per test run; a test run several times (``--iterations``,
+  ``--duration``) gives one test case per iteration, named ``name [iteration N]``;
+- ``failure``, ``error`` and ``skipped`` with a one-line ``message`` and the
+  full report as text;
+- a rerun test keeps its earlier tries: ``flakyFailure``/``flakyError`` when it
+  finally passed, ``rerunFailure``/``rerunError`` when it finally did not, each
+  with the try's report in ``stackTrace``, as Surefire writes them;
+- ``system-out`` names the hosts and points at the test's transcript (also as a
+  ``[[ATTACHMENT|path]]`` line, which Jenkins' attachments plugin picks up).
+
+Text that XML cannot hold (control characters, lone surrogates) is shown as
+``\\xNN`` escapes; very long text is cut to its tail, with a note.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import time
+import xml.etree.ElementTree as ET
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+from otto.testing.records import Attempt, TestRecord
+
+__all__ = ["MAX_TEXT", "junit_name", "write_junit"]
+
+MAX_TEXT = 64 * 1024
+"""Characters kept of one report or output in the XML (its tail)."""
+
+_MAX_MESSAGE = 500
+
+# Characters XML 1.0 allows (tab, newline and carriage return among the controls).
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _clean(text: str, limit: int = MAX_TEXT) -> str:
+    if len(text) > limit:
+        cut = len(text) - limit
+        text = f"[... {cut} characters cut; the transcript has everything]\n" + text[-limit:]
+    return _NOT_XML.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def _message(text: str) -> str:
+    """The first non-empty line of ``text``, short enough for an attribute."""
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    if len(line) > _MAX_MESSAGE:
+        line = line[: _MAX_MESSAGE - 3] + "..."
+    return _clean(line)
+
+
+def _error_line(longrepr: str) -> str:
+    """The line pytest marks with ``E`` (the assertion or exception), else the first line."""
+    for line in longrepr.splitlines():
+        if line.startswith("E "):
+            return line[1:].strip()
+    return longrepr
+
+
+def junit_name(record: TestRecord, iterated: bool) -> tuple[str, str]:
+    """``(classname, name)`` of a record's test case, as pytest's own JUnit writer names them.
+
+    ``tests/test_a.py::TestX::test_y[p]`` gives ``("tests.test_a.TestX", "test_y[p]")``;
+    with ``iterated``, the name ends with `` [iteration N]``.
+    """
+    parts = record.nodeid.split("::")
+    module = parts[0].removesuffix(".py").replace("/", ".").replace("\\", ".")
+    classname = ".".join([module, *parts[1:-1]]) if len(parts) > 1 else module
+    name = record.name or parts[-1]
+    if iterated:
+        name = f"{name} [iteration {record.iteration}]"
+    return classname, name
+
+
+def _result_of(record: TestRecord) -> tuple[str, str, str] | None:
+    """``(tag, message, text)`` of the final result, or None when the test passed."""
+    if record.outcome == "passed":
+        return None
+    text = record.longrepr
+    if record.crash is not None:
+        crash = record.crash
+        head = f"device crash on {crash.host} ({crash.pattern}):\n{crash.excerpt}"
+        text = f"{head}\n\n{text}" if text else head
+    if record.failures:
+        lines = [
+            f"{f.host}: {f.command!r} exited {f.retcode} ({f.status})"
+            + (f": {f.error}" if f.error else "")
+            for f in record.failures
+        ]
+        text = text + "\n\nfailed commands:\n" + "\n".join(lines)
+    if record.outcome == "skipped":
+        return "skipped", record.longrepr, text
+    if record.crash is not None and not record.longrepr:
+        message = f"device crash on {record.crash.host}: {record.crash.pattern}"
+    else:
+        message = _error_line(record.longrepr) or record.outcome
+    return ("failure" if record.outcome == "failed" else "error"), message, text
+
+
+def _attempt(parent: ET.Element, attempt: Attempt, finally_passed: bool) -> None:
+    kind = "Error" if attempt.outcome == "error" else "Failure"
+    tag = ("flaky" if finally_passed else "rerun") + kind
+    element = ET.SubElement(
+        parent,
+        tag,
+        message=_message(_error_line(attempt.longrepr) or attempt.outcome),
+        type=f"pytest.{attempt.outcome}",
+    )
+    trace = ET.SubElement(element, "stackTrace")
+    trace.text = _clean(attempt.longrepr)
+
+
+def _link(transcript: str, run_dir: Path, junit_dir: Path) -> str:
+    target = run_dir / transcript
+    try:
+        return os.path.relpath(target, junit_dir)
+    except ValueError:  # another drive on Windows
+        return str(target.resolve())
+
+
+def _testcase(
+    suite: ET.Element, record: TestRecord, iterated: bool, run_dir: Path, junit_dir: Path
+) -> None:
+    classname, name = junit_name(record, iterated)
+    case = ET.SubElement(
+        suite,
+        "testcase",
+        name=_clean(name),
+        classname=_clean(classname),
+        time=f"{max(record.duration, 0.0):.3f}",
+    )
+    result = _result_of(record)
+    if result is not None:
+        tag, message, text = result
+        element = ET.SubElement(case, tag, message=_message(message))
+        if tag != "skipped":
+            element.set("type", "otto.crash" if record.crash and tag == "failure" else tag)
+        element.text = _clean(text) if text else None
+    for attempt in record.earlier:
+        _attempt(case, attempt, finally_passed=record.outcome == "passed")
+    out: list[str] = []
+    if record.hosts:
+        out.append("hosts: " + ", ".join(record.hosts))
+    if record.worker:
+        out.append(f"worker: {record.worker}")
+    if record.transcript:
+        link = _link(record.transcript, run_dir, junit_dir)
+        out.append(f"transcript: {link}")
+        out.append(f"[[ATTACHMENT|{(run_dir / record.transcript).resolve()}]]")
+    if out:
+        ET.SubElement(case, "system-out").text = _clean("\n".join(out))
+
+
+def write_junit(
+    path: Path,
+    records: Sequence[TestRecord],
+    *,
+    suite_name: str = "otto",
+    run_dir: Path | None = None,
+) -> None:
+    """Write ``records`` to ``path`` as JUnit XML (replacing the file at once).
+
+    Args:
+        path: the XML file; its folder is created.
+        records: one per test run, in any order (sorted here by start time).
+        suite_name: the ``testsuite``'s name.
+        run_dir: the run folder the records' transcript paths are relative to
+            (default: ``path``'s folder).
+    """
+    path = Path(path)
+    run_dir = Path(run_dir) if run_dir is not None else path.parent
+    ordered = sorted(records, key=lambda r: (r.start, r.nodeid, r.iteration))
+    runs = Counter(r.nodeid for r in ordered)
+    iterated = {r.nodeid for r in ordered if runs[r.nodeid] > 1 or r.iteration > 1}
+    counts = Counter(r.outcome for r in ordered)
+    start = min((r.start for r in ordered), default=time.time())
+    stop = max((r.stop for r in ordered), default=start)
+    totals: dict[str, str] = {
+        "name": _clean(suite_name),
+        "tests": str(len(ordered)),
+        "failures": str(counts["failed"]),
+        "errors": str(counts["error"]),
+        "time": f"{max(stop - start, 0.0):.3f}",
+    }
+    root = ET.Element("testsuites", totals)
+    suite = ET.SubElement(
+        root,
+        "testsuite",
+        {
+            **totals,
+            "skipped": str(counts["skipped"]),
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(start)),
+            "hostname": _clean(socket.gethostname()),
+        },
+    )
+    junit_dir = path.parent.resolve()
+    for record in ordered:
+        _testcase(suite, record, record.nodeid in iterated, run_dir, junit_dir)
+    ET.indent(root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".part")
+    ET.ElementTree(root).write(partial, encoding="utf-8", xml_declaration=True)
+    partial.replace(path)
