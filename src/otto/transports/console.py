@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import logging
 import os
 import re
@@ -606,7 +607,9 @@ class ConsoleLink:
         self._drop_stream()
 
     def abandon(self) -> None:
-        self._drop_stream()
+        # At interpreter exit the loop may be closed already; the OS closes the rest.
+        with contextlib.suppress(RuntimeError):
+            self._drop_stream()
 
 
 class ConsoleShell(ShellTransport):
