@@ -29,12 +29,13 @@ from otto.loop import cancel_and_wait
 from otto.result import CommandStatus, RunResult, Status
 from otto.transports.base import ShellTransport
 
-__all__ = ["DEFAULT_MAX_OUTPUT", "OpeningSession", "Session", "SessionLock", "Tap"]
+__all__ = ["DEFAULT_MAX_OUTPUT", "Observer", "OpeningSession", "Session", "SessionLock", "Tap"]
 
 log = logging.getLogger("otto.session")
 
 Pattern: TypeAlias = "str | re.Pattern[str]"
 Tap: TypeAlias = "Callable[[str, Literal['sent', 'received'], bytes], None]"
+Observer: TypeAlias = "Callable[[CommandStatus], None]"
 """Sees every byte a session writes to its shell and reads from it: called
 with where (``host/session``), the direction and the bytes."""
 Patterns: TypeAlias = "list[str | re.Pattern[str]] | tuple[str | re.Pattern[str], ...]"
@@ -140,6 +141,8 @@ class Session:
         taps: called with every byte written to and read from the shell (a
             transcript); a host passes its own list, so a tap added to the host
             reaches every session it has or will have.
+        observers: called with every command's ``CommandStatus`` as it ends
+            (a host passes its own list, as with ``taps``).
     """
 
     def __init__(
@@ -156,6 +159,7 @@ class Session:
         lock: SessionLock | None = None,
         shell: bool = True,
         taps: list[Tap] | None = None,
+        observers: list[Observer] | None = None,
     ) -> None:
         self.name = name
         self.host_name = host
@@ -185,6 +189,7 @@ class Session:
         self._recovery: asyncio.Task[None] | None = None
         self._listeners: list[Callable[[bytes], None]] = []
         self._taps: list[Tap] = [] if taps is None else taps
+        self._observers: list[Observer] = [] if observers is None else observers
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open" if self._transport else "idle"
@@ -397,6 +402,9 @@ class Session:
                 one = await self._run_one(cmds, timeout)
             finally:
                 lock.release()
+            if self._observers:
+                for observe in self._observers:
+                    observe(one)
             return RunResult.of_one(one)
         statuses: list[CommandStatus] = []
         async with self._lock:
@@ -407,6 +415,8 @@ class Session:
                 left = None if deadline is None else max(0.0, deadline - time.monotonic())
                 status = await self._run_one(command, left, timeout)
                 statuses.append(status)
+                for observe in self._observers:
+                    observe(status)
                 if status.status is not Status.Success:
                     break
         return RunResult.of(statuses)

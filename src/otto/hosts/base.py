@@ -23,6 +23,7 @@ from otto.hosts.privilege import Become, BecomeMethod, BecomeShell, Secret
 from otto.result import CommandStatus, RunResult, TransferResult
 from otto.session import (
     DEFAULT_MAX_OUTPUT,
+    Observer,
     OpeningSession,
     Pattern,
     Patterns,
@@ -102,6 +103,7 @@ class Host(abc.ABC):
         self._repeats: RepeatRunner | None = None
         self._private_count = 0
         self._taps: list[Tap] = []
+        self._observers: list[Observer] = []
 
     # --- what a kind of host provides ------------------------------------------
 
@@ -188,6 +190,7 @@ class Host(abc.ABC):
             max_output=self.max_output,
             lock=self._session_lock(),
             taps=self._taps,
+            observers=self._observers,
         )
 
     def _session_lock(self) -> SessionLock | None:
@@ -202,6 +205,16 @@ class Host(abc.ABC):
         """
         self._taps.append(tap)
         return lambda: self._taps.remove(tap)
+
+    def add_observer(self, observer: Observer) -> Callable[[], None]:
+        """Call ``observer`` with the ``CommandStatus`` of every command this host runs.
+
+        Commands of every session (open now or later) and one-shot commands
+        are seen as they end (the failing commands of a test, for its report).
+        Returns a function that removes it.
+        """
+        self._observers.append(observer)
+        return lambda: self._observers.remove(observer)
 
     def private_session(self, purpose: str) -> Session:
         """A session outside the named ones, for one piece of work; the caller closes it.
@@ -316,7 +329,7 @@ class Host(abc.ABC):
     async def oneshot(self, cmd: str, *, timeout: float | None = None) -> CommandStatus:
         """Run ``cmd`` in a fresh process with no shell state; safe to run many at once."""
         self._bind()
-        if not self._taps:
+        if not self._taps and not self._observers:
             return await self._oneshot(cmd, timeout)
         where = f"{self.name}/oneshot"
         for tap in self._taps:
@@ -324,6 +337,8 @@ class Host(abc.ABC):
         result = await self._oneshot(cmd, timeout)
         for tap in self._taps:
             tap(where, "received", result.output.encode("utf-8", "surrogateescape"))
+        for observe in self._observers:
+            observe(result)
         return result
 
     async def send(self, text: str) -> None:
