@@ -1,0 +1,220 @@
+"""A test's transcript: every byte its hosts' sessions sent and received.
+
+Bytes come from host taps (``Host.add_tap``), chunk by chunk, on otto's loop
+thread. Each stream (host/session and direction) keeps its unfinished last
+line until the rest arrives, so lines from several hosts never mix; whole
+lines are written with a prefix naming the time the chunk arrived, the
+host/session and the direction (``>`` sent, ``<`` received)::
+
+    2024-06-01T12:00:00.123456Z web1/default > uname -r
+    2024-06-01T12:00:00.131002Z web1/default < 6.1.0
+
+Known secrets are replaced by ``********`` before anything is written. The
+file stops growing at ``limit`` bytes; a note says where and, at the end, how
+much more there was. Received lines of console hosts are searched for crash
+patterns (a kernel panic, an oops): the first match per host is kept with the
+lines around it.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Literal
+
+from otto.testing.records import Crash
+
+__all__ = ["DEFAULT_CRASH_PATTERNS", "DEFAULT_LIMIT", "REDACTED", "Transcript"]
+
+DEFAULT_LIMIT = 50 * 1024 * 1024
+DEFAULT_CRASH_PATTERNS = ("Kernel panic", "Oops", "BUG:", "Call Trace")
+REDACTED = b"********"
+
+_LONGEST_LINE = 64 * 1024
+"""A stream that sends no newline for this long is written anyway (as a line)."""
+_EXCERPT_BEFORE = 2048
+_EXCERPT_AFTER = 4096
+
+
+def _stamp(t: float) -> str:
+    micros = int((t % 1) * 1_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{micros:06d}Z"
+
+
+class _CrashWatch:
+    """The received lines of one console host, searched for a crash."""
+
+    def __init__(self) -> None:
+        self.recent = b""
+        self.crash: Crash | None = None
+        self.excerpt = b""
+
+    def feed(self, host: str, lines: bytes, pattern: re.Pattern[bytes]) -> None:
+        if self.crash is not None:
+            if len(self.excerpt) < _EXCERPT_BEFORE + _EXCERPT_AFTER:
+                self.excerpt += lines[: _EXCERPT_BEFORE + _EXCERPT_AFTER - len(self.excerpt)]
+                self.crash.excerpt = self.excerpt.decode("utf-8", "replace")
+            return
+        found = pattern.search(lines)
+        if found is None:
+            self.recent = (self.recent + lines)[-_EXCERPT_BEFORE:]
+            return
+        before = self.recent + lines[: found.start()]
+        start = before.rfind(b"\n", 0, max(0, len(before) - _EXCERPT_BEFORE // 2)) + 1
+        self.excerpt = before[start:] + lines[found.start() : found.start() + _EXCERPT_AFTER]
+        self.crash = Crash(
+            host=host,
+            pattern=found.group().decode("utf-8", "replace"),
+            excerpt=self.excerpt.decode("utf-8", "replace"),
+        )
+
+
+class Transcript:
+    """Writes the bytes handed to ``tap`` to ``path``, line-intact per stream.
+
+    Args:
+        path: the file (created now, replaced if there).
+        limit: bytes the file may hold before the rest is only counted.
+        secrets: strings never written (replaced by ``********``).
+        crash_pattern: searched in what ``crash_hosts`` send back.
+        crash_hosts: names of the hosts whose received lines are searched.
+        title: the first line of the file.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        limit: int = DEFAULT_LIMIT,
+        secrets: Iterable[str] = (),
+        crash_pattern: re.Pattern[bytes] | None = None,
+        crash_hosts: Iterable[str] = (),
+        title: str = "",
+    ) -> None:
+        self.path = path
+        self.limit = limit
+        self._secrets: Sequence[bytes] = sorted(
+            {s.encode() for s in secrets if s}, key=len, reverse=True
+        )
+        self._crash_pattern = crash_pattern
+        self._crash_hosts = frozenset(crash_hosts)
+        self._watches: dict[str, _CrashWatch] = {}
+        self._pending: dict[tuple[str, str], bytes] = {}
+        self._lock = threading.Lock()
+        self._written = 0
+        self._dropped = 0
+        self._closed = False
+        self.hosts: set[str] = set()
+        """Hosts whose sessions sent or received anything."""
+        # Unbuffered: what is written is in the file even if the process is
+        # killed (a hung test ended by a timeout that exits at once).
+        self._file = path.open("wb", buffering=0)
+        header = (
+            f"# otto transcript{': ' + title if title else ''}\n"
+            "# time (UTC) host/session, '>' sent to it, '<' received from it\n"
+        ).encode()
+        self._file.write(header)
+        self._written = len(header)
+
+    @property
+    def crashes(self) -> list[Crash]:
+        """Crashes seen, the first per host, in the order the hosts were watched."""
+        return [w.crash for w in self._watches.values() if w.crash is not None]
+
+    @property
+    def dropped(self) -> int:
+        """Bytes not written because the limit was reached."""
+        return self._dropped
+
+    def tap(self, where: str, direction: Literal["sent", "received"], data: bytes) -> None:
+        """What ``Host.add_tap`` calls: one chunk of one stream."""
+        if not data:
+            return
+        with self._lock:
+            if self._closed:
+                return
+            self.hosts.add(where.partition("/")[0])
+            key = (where, direction)
+            pending = self._pending.get(key)
+            if pending:
+                data = pending + data
+            end = data.rfind(b"\n") + 1
+            if end == 0:
+                if len(data) < _LONGEST_LINE:
+                    self._pending[key] = data
+                    return
+                end = len(data)
+            if end < len(data):
+                self._pending[key] = data[end:]
+                data = data[:end]
+            elif pending is not None:
+                del self._pending[key]
+            self._lines(where, direction, data)
+
+    def note(self, text: str) -> None:
+        """Write a line of otto's own (``# text``), after what each stream has so far."""
+        with self._lock:
+            if not self._closed:
+                self._flush_pending()
+                self._emit(f"# {text}\n".encode())
+
+    def close(self) -> None:
+        """Write what each stream still holds and the note on the limit; close the file."""
+        with self._lock:
+            if self._closed:
+                return
+            self._flush_pending()
+            if self._dropped:
+                self._file.write(
+                    f"# otto: transcript limit of {self.limit} bytes reached; "
+                    f"{self._dropped} more bytes were not kept\n".encode()
+                )
+            self._closed = True
+            self._file.close()
+
+    # --- inside the lock ----------------------------------------------------------------
+
+    def _flush_pending(self) -> None:
+        pending, self._pending = self._pending, {}
+        for (where, direction), data in pending.items():
+            self._lines(where, direction, data + b"\n")
+
+    def _lines(self, where: str, direction: str, lines: bytes) -> None:
+        """Write whole lines (``lines`` ends with a newline) of one stream."""
+        if self._dropped:
+            self._dropped += len(lines)
+            return
+        for secret in self._secrets:
+            if secret in lines:
+                lines = lines.replace(secret, REDACTED)
+        if self._crash_pattern is not None and direction == "received":
+            host = where.partition("/")[0]
+            if host in self._crash_hosts:
+                watch = self._watches.get(host)
+                if watch is None:
+                    watch = self._watches[host] = _CrashWatch()
+                watch.feed(host, lines, self._crash_pattern)
+        prefix = f"{_stamp(time.time())} {where} {'>' if direction == 'sent' else '<'} ".encode()
+        if not lines.endswith(b"\n"):
+            lines += b"\n"
+        block = prefix + lines[:-1].replace(b"\n", b"\n" + prefix) + b"\n"
+        self._emit(block)
+
+    def _emit(self, block: bytes) -> None:
+        room = self.limit - self._written
+        if len(block) <= room:
+            self._file.write(block)
+            self._written += len(block)
+            return
+        cut = block.rfind(b"\n", 0, room) + 1
+        if cut:
+            self._file.write(block[:cut])
+            self._written += cut
+        self._dropped += len(block) - cut
+        self._file.write(
+            f"# otto: transcript limit of {self.limit} bytes reached here; "
+            "the rest is not kept\n".encode()
+        )

@@ -1,0 +1,98 @@
+"""Transcript: line-intact per stream, secrets redacted, capped with a note, crashes found."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from otto.testing.transcript import DEFAULT_CRASH_PATTERNS, Transcript
+
+CRASH = re.compile("|".join(re.escape(p) for p in DEFAULT_CRASH_PATTERNS).encode())
+
+
+def body(path: Path) -> list[str]:
+    return [line for line in path.read_text().splitlines() if not line.startswith("#")]
+
+
+def test_lines_of_several_hosts_stay_whole(tmp_path: Path) -> None:
+    t = Transcript(tmp_path / "t.log", title="test_x")
+    t.tap("a/default", "received", b"hello wo")
+    t.tap("b/default", "received", b"other line\nhalf")
+    t.tap("a/default", "received", b"rld\nsecond\n")
+    t.tap("a/default", "sent", b"echo hi\n")
+    t.close()
+    lines = body(tmp_path / "t.log")
+    assert [line.split(" ", 1)[1] for line in lines] == [
+        "b/default < other line",
+        "a/default < hello world",
+        "a/default < second",
+        "a/default > echo hi",
+        "b/default < half",
+    ]
+    assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z ", lines[0])
+    assert t.hosts == {"a", "b"}
+    assert (tmp_path / "t.log").read_text().startswith("# otto transcript: test_x\n")
+
+
+def test_secrets_are_redacted_even_when_split_across_chunks(tmp_path: Path) -> None:
+    t = Transcript(tmp_path / "t.log", secrets=["hunter22", ""])
+    t.tap("a/default", "sent", b"echo hun")
+    t.tap("a/default", "sent", b"ter22\n")
+    t.tap("a/default", "received", b"hunter22\n")
+    t.close()
+    text = (tmp_path / "t.log").read_text()
+    assert "hunter22" not in text
+    assert text.count("********") == 2
+
+
+def test_limit_keeps_the_start_and_says_how_much_was_dropped(tmp_path: Path) -> None:
+    t = Transcript(tmp_path / "t.log", limit=10_000)
+    line = b"x" * 99 + b"\n"
+    for _ in range(1000):
+        t.tap("a/default", "received", line * 10)
+    t.close()
+    text = (tmp_path / "t.log").read_text()
+    assert len(text) < 10_300
+    assert "transcript limit of 10000 bytes reached here" in text
+    assert text.rstrip().endswith("more bytes were not kept")
+    assert t.dropped > 990_000
+    kept = body(tmp_path / "t.log")
+    assert all(line.endswith("x" * 99) for line in kept)
+
+
+def test_a_stream_without_newlines_is_written_in_bounded_pieces(tmp_path: Path) -> None:
+    t = Transcript(tmp_path / "t.log")
+    for _ in range(20):
+        t.tap("a/default", "received", b"z" * 10_000)
+    t.close()
+    assert sum(len(line.split(" ", 3)[3]) for line in body(tmp_path / "t.log")) == 200_000
+
+
+def test_crash_on_a_console_host_is_found_with_its_context(tmp_path: Path) -> None:
+    t = Transcript(tmp_path / "t.log", crash_pattern=CRASH, crash_hosts=["board"])
+    t.tap("web/default", "received", b"Kernel panic in a log file we cat\n")
+    t.tap("board/default", "received", b"booting\nall fine\n[ 12.0] Kernel pa")
+    t.tap("board/default", "received", b"nic - not syncing: Fatal exception\n[ 12.1] Call Trace:\n")
+    t.tap("board/default", "received", b"[ 12.2]  dump_stack+0x1c/0x20\n")
+    t.close()
+    crashes = t.crashes
+    assert len(crashes) == 1
+    crash = crashes[0]
+    assert crash.host == "board"
+    assert crash.pattern == "Kernel panic"
+    assert "all fine" in crash.excerpt
+    assert "not syncing" in crash.excerpt
+    assert "dump_stack" in crash.excerpt
+
+
+def test_notes_and_closing_twice(tmp_path: Path) -> None:
+    t = Transcript(tmp_path / "t.log")
+    t.tap("a/default", "received", b"partial")
+    t.note("attempt 2")
+    t.close()
+    t.close()
+    t.tap("a/default", "received", b"late\n")
+    text = (tmp_path / "t.log").read_text()
+    assert text.splitlines()[-1] == "# attempt 2"
+    assert "a/default < partial" in text
+    assert "late" not in text
