@@ -1,0 +1,991 @@
+"""otto's pytest plugin: lab hosts as fixtures, and the evidence of every test run.
+
+Registered through the ``pytest11`` entry point, so it is loaded by every
+pytest run where otto is installed. It stays out of the way unless it is
+asked for: it writes nothing, makes no folder and changes no test unless
+
+- the run is *enabled*: ``--lab``, ``$OTTO_LAB``, ``--otto`` (what ``otto
+  test`` passes), or another of its options (``--output``, ``--iterations``,
+  ``--duration``, ``--threshold``, ``--monitor``, ``--junit``) is given; or
+- a collected test uses one of its fixtures (``lab``, ``hosts``, ``host``,
+  ``artifacts``, ``monitor``) and not a fixture of the same name of the
+  project's own (a conftest's ``lab`` wins over otto's, as pytest does).
+
+Then the run has a folder (``--output``, default ``otto-runs/<UTC time>/``)
+holding ``records.jsonl`` (one ``TestRecord`` per test run; ``records-gwN.jsonl``
+per pytest-xdist worker), one folder per test with its ``transcript.log`` and
+``artifacts``, ``otto.log`` (otto's logging at DEBUG), ``junit.xml``,
+``report.html`` and, with ``--monitor``, ``monitor.db``.
+
+``async def`` tests run on otto's loop (``otto.run``) when they use an otto
+fixture, or when the run is enabled and no other plugin claimed the test
+(pytest-asyncio's ``asyncio`` mark, which its auto mode puts on every async
+test). Tests that use otto's fixtures are otto's even under pytest-asyncio.
+
+Options other than ``--lab`` and ``--otto`` are also accepted as
+``--otto-NAME`` (``--otto-output``...); the short name is only added when no
+other plugin or conftest has taken it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import inspect
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Generator, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import pytest
+
+from otto import loop as otto_loop
+from otto.errors import LabError, OttoError
+from otto.lab import DEFAULT_HOST_NAME, Lab, lab_paths_from_env, load_lab
+from otto.result import CommandStatus, Status
+from otto.testing.hostlock import hold_hosts
+from otto.testing.records import (
+    Attempt,
+    CommandFailure,
+    Crash,
+    Outcome,
+    TestRecord,
+    read_records,
+    write_record,
+)
+from otto.testing.transcript import DEFAULT_CRASH_PATTERNS, DEFAULT_LIMIT, Transcript
+
+if TYPE_CHECKING:
+    from otto.hosts.base import Host
+    from otto.monitor.collector import Collector
+
+__all__ = ["OTTO_FIXTURES", "OttoPlugin", "artifacts", "host", "hosts", "lab", "monitor"]
+
+log = logging.getLogger("otto.testing")
+
+OTTO_FIXTURES = frozenset({"lab", "hosts", "host", "artifacts", "monitor"})
+_PLUGIN_NAME = "otto-run"
+_TAIL_LINES = 20
+_TAIL_CHARS = 2000
+_UP_TIMEOUT = 30.0
+_MONITOR_INTERVAL = 5.0
+_TEST_MONITOR_INTERVAL = 1.0
+
+# (short name, argparse keywords); each is also --otto-<name>.
+_OPTIONS: list[tuple[str, dict[str, Any]]] = []
+
+
+def _percent(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value <= 100.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 100, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value
+
+
+_OPTIONS = [
+    (
+        "iterations",
+        dict(
+            type=_positive_int,
+            metavar="N",
+            help="run each test N times (stability mode; each run is a record of its own)",
+        ),
+    ),
+    (
+        "duration",
+        dict(
+            type=_positive_float,
+            metavar="S",
+            help="repeat each test until S seconds have passed since it first started "
+            "(with --iterations: whichever ends first)",
+        ),
+    ),
+    (
+        "threshold",
+        dict(
+            type=_percent,
+            metavar="PCT",
+            help="minimum pass rate of each test, 0-100; the run fails below it "
+            "(and passes at or above it, even with some failed runs)",
+        ),
+    ),
+    (
+        "monitor",
+        dict(
+            action="store_true",
+            default=False,
+            help="sample the lab's hosts for the whole run into monitor.db, "
+            "an event at each test's start and end",
+        ),
+    ),
+    (
+        "output",
+        dict(metavar="DIR", help="the run folder (default: otto-runs/<UTC time>/)"),
+    ),
+    (
+        "junit",
+        dict(metavar="FILE", help="the JUnit XML file (default: junit.xml in the run folder)"),
+    ),
+    (
+        "transcript-limit",
+        dict(
+            type=_positive_int,
+            default=DEFAULT_LIMIT,
+            metavar="BYTES",
+            help=f"bytes one transcript keeps (default {DEFAULT_LIMIT}); the rest is counted",
+        ),
+    ),
+    (
+        "crash-pattern",
+        dict(
+            action="append",
+            default=[],
+            metavar="REGEX",
+            help="a console line that means the device crashed (repeatable; default: "
+            + ", ".join(DEFAULT_CRASH_PATTERNS)
+            + ")",
+        ),
+    ),
+]
+
+
+def _dest(name: str) -> str:
+    return "otto_" + name.replace("-", "_")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("otto", "otto: lab hosts, transcripts, stability runs")
+    group.addoption(
+        "--lab",
+        action="append",
+        dest="otto_lab",
+        default=[],
+        metavar="FILE",
+        help="otto lab file (repeatable, merged in order; default $OTTO_LAB; "
+        "without one the lab is the one host 'local')",
+    )
+    group.addoption(
+        "--otto",
+        action="store_true",
+        dest="otto_run",
+        default=False,
+        help="record this run (run folder, transcripts, report) even without a lab",
+    )
+    for name, kwargs in _OPTIONS:
+        group.addoption(f"--otto-{name}", dest=_dest(name), **kwargs)
+
+
+def _taken_options(parser: pytest.Parser) -> set[str]:
+    names: set[str] = set()
+    for group in [parser._anonymous, *parser._groups]:
+        for option in group.options:
+            names.update(option.names())
+    return names
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_load_initial_conftests(
+    early_config: pytest.Config, parser: pytest.Parser, args: list[str]
+) -> Generator[None, None, None]:
+    # Every plugin and the initial conftests have added their options by now:
+    # only then is it known which short names are free.
+    result = yield
+    taken = _taken_options(parser)
+    group = parser.getgroup("otto")
+    for name, kwargs in _OPTIONS:
+        if f"--{name}" not in taken:
+            short = {k: v for k, v in kwargs.items() if k != "default"}
+            short["help"] = f"same as --otto-{name}"
+            group.addoption(f"--{name}", dest=_dest(name), **short)
+    return result
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "hosts(pattern=None, *, tags=(), count=None): the lab hosts a test runs on "
+        "(otto): once per host whose name fully matches the regex `pattern` and "
+        "that has every tag; with `count`, once, on that many free hosts of them",
+    )
+    config.pluginmanager.register(OttoPlugin(config), _PLUGIN_NAME)
+
+
+def _plugin(config: pytest.Config) -> OttoPlugin:
+    plugin = config.pluginmanager.get_plugin(_PLUGIN_NAME)
+    assert isinstance(plugin, OttoPlugin)
+    return plugin
+
+
+# --- fixtures ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def lab(request: pytest.FixtureRequest) -> Lab:
+    """The lab: ``--lab`` files, else ``$OTTO_LAB``, else one host, ``local``."""
+    return _plugin(request.config).session_lab(request)
+
+
+@pytest.fixture
+def hosts(request: pytest.FixtureRequest) -> dict[str, Host]:
+    """The test's hosts by name: those its ``hosts`` mark picked, else all the lab's."""
+    return _plugin(request.config).hosts_for(request, one=False)
+
+
+@pytest.fixture
+def host(request: pytest.FixtureRequest) -> Host:
+    """The test's host: one per run with a ``hosts`` mark, else the lab's only host or ``local``."""
+    picked = _plugin(request.config).hosts_for(request, one=True)
+    return next(iter(picked.values()))
+
+
+@pytest.fixture
+def artifacts(request: pytest.FixtureRequest) -> Path:
+    """A folder of the test's own in the run folder (its transcript is there too)."""
+    return _plugin(request.config).artifacts_for(request)
+
+
+@pytest.fixture
+def monitor(request: pytest.FixtureRequest) -> Iterator[Collector]:
+    """A metric collector over the test's hosts, running for the test (``monitor.db`` in
+    its folder)."""
+    plugin = _plugin(request.config)
+    collector = plugin.test_monitor(request)
+    otto_loop.run(collector.start())
+    try:
+        yield collector
+    finally:
+        otto_loop.run(collector.stop())
+
+
+# --- the state of one test run -------------------------------------------------------------
+
+
+@dataclass
+class _TestRun:
+    nodeid: str
+    name: str
+    iteration: int
+    folder: str
+    start: float
+    attempt_start: float
+    transcript: Transcript | None = None
+    hosts: list[str] = field(default_factory=list)
+    reports: list[pytest.TestReport] = field(default_factory=list)
+    failures: list[CommandStatus] = field(default_factory=list)
+    earlier: list[Attempt] = field(default_factory=list)
+    rerun: bool = False
+    attempt: int = 1
+    crash_reported: bool = False
+    picked: dict[bool, list[str]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _outcome(reports: Sequence[pytest.TestReport]) -> tuple[Outcome, str]:
+    for report in reports:
+        if report.failed:
+            return ("failed" if report.when == "call" else "error"), str(report.longrepr)
+    for report in reports:
+        if report.skipped:
+            longrepr = report.longrepr
+            reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+            if hasattr(report, "wasxfail"):
+                reason = f"xfail: {report.wasxfail or reason}"
+            return "skipped", reason
+    return "passed", ""
+
+
+def _is_rerun(report: pytest.TestReport) -> bool:
+    """pytest-rerunfailures marks a failed try that will be run again."""
+    return str(report.outcome) == "rerun"
+
+
+def _tail(text: str) -> str:
+    lines = text.splitlines()[-_TAIL_LINES:]
+    return "\n".join(lines)[-_TAIL_CHARS:]
+
+
+def _describe(status: CommandStatus) -> str:
+    where = f"{status.host}/{status.session}" if status.session else status.host
+    how = f"exit status {status.retcode}" if status.status is Status.Failed else "error"
+    text = f"{where}: {status.command!r} -> {status.status.name} ({how})"
+    if status.error:
+        text += f"\n  {status.error}"
+    tail = _tail(status.output)
+    if tail:
+        text += "\n  output (tail):\n" + "\n".join("    " + line for line in tail.splitlines())
+    return text
+
+
+def _folder_name(nodeid: str) -> str:
+    plain = nodeid.replace("::", "__").replace("/", "__")
+    safe = re.sub(r"[^A-Za-z0-9._=\[\]-]+", "_", plain)
+    if safe != plain or len(safe) > 120:
+        digest = hashlib.sha1(nodeid.encode()).hexdigest()[:8]
+        safe = f"{safe[:120]}-{digest}"
+    return safe
+
+
+def _mark_pool(lab: Lab, mark: pytest.Mark) -> tuple[list[str], int | None]:
+    """The names a ``hosts`` mark allows, and its count; errors name what matched nothing."""
+    pattern = mark.args[0] if mark.args else mark.kwargs.get("pattern")
+    tags = mark.kwargs.get("tags", ())
+    if isinstance(tags, str):
+        tags = (tags,)
+    count = mark.kwargs.get("count")
+    names = lab.names
+    if pattern is not None:
+        regex = re.compile(pattern)
+        names = [n for n in names if regex.fullmatch(n)]
+    if tags:
+        names = [n for n in names if set(tags) <= set(lab.spec(n).tags)]
+    what = ", ".join(
+        part
+        for part in (
+            f"name {pattern!r}" if pattern is not None else "",
+            f"tags {list(tags)!r}" if tags else "",
+        )
+        if part
+    )
+    lab_name = "lab " + ", ".join(lab.files) if lab.files else "the default lab"
+    if not names:
+        raise pytest.UsageError(
+            f"@pytest.mark.hosts: no host in {lab_name} has {what or 'a name'} "
+            f"(hosts: {', '.join(lab.names) or 'none'})"
+        )
+    if count is not None and (not isinstance(count, int) or count < 1 or count > len(names)):
+        raise pytest.UsageError(
+            f"@pytest.mark.hosts: count={count!r}, but {len(names)} host(s) of {lab_name} "
+            f"have {what}: {', '.join(names)}"
+        )
+    return names, count
+
+
+class OttoPlugin:
+    """The hooks of one pytest run (registered once, in ``pytest_configure``)."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        opt = config.option
+        self.lab_paths: list[str] = list(opt.otto_lab) or lab_paths_from_env()
+        self.iterations: int | None = opt.otto_iterations
+        self.duration: float | None = opt.otto_duration
+        self.threshold: float | None = opt.otto_threshold
+        self.monitor_run: bool = opt.otto_monitor
+        self.transcript_limit: int = opt.otto_transcript_limit
+        patterns = opt.otto_crash_pattern or list(DEFAULT_CRASH_PATTERNS)
+        try:
+            self.crash_pattern = re.compile("|".join(f"(?:{p})" for p in patterns).encode())
+        except re.error as exc:
+            raise pytest.UsageError(f"--crash-pattern: {exc}") from None
+        workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
+        self.worker: str = workerinput["workerid"] if workerinput else ""
+        self.enabled = bool(
+            opt.otto_lab
+            or self.lab_paths
+            or opt.otto_run
+            or opt.otto_output
+            or opt.otto_junit
+            or self.iterations
+            or self.duration
+            or self.threshold is not None
+            or self.monitor_run
+        )
+        if workerinput and "otto_run_dir" in workerinput:
+            self.run_dir = Path(workerinput["otto_run_dir"])
+        elif opt.otto_output:
+            self.run_dir = Path(config.invocation_params.dir, opt.otto_output)
+        else:
+            self.run_dir = self._new_run_dir()
+        self.junit_path = (
+            Path(config.invocation_params.dir, opt.otto_junit)
+            if opt.otto_junit
+            else self.run_dir / "junit.xml"
+        )
+        self.active = False
+        self._lab: Lab | None = None
+        self._extra: dict[str, Host] = {}
+        self._watched: set[str] = set()
+        self._up: set[str] = set()
+        self._down: dict[str, str] = {}
+        self._runs: dict[str, _TestRun] = {}
+        self._current: _TestRun | None = None
+        self._muted = False
+        self._inner = False
+        self._iteration = 1
+        self._used_folders: set[str] = set()
+        self._log_handler: logging.Handler | None = None
+        self._old_level: int | None = None
+        self._collector: Collector | None = None
+        self._failed: set[str] = set()
+        if self.lab_paths:
+            try:
+                self._lab = load_lab(self.lab_paths)
+            except LabError as exc:
+                raise pytest.UsageError(str(exc)) from None
+
+    # --- roles and the run folder ----------------------------------------------------
+
+    @property
+    def controller(self) -> bool:
+        """True in pytest-xdist's controller (it runs no tests)."""
+        return self.config.pluginmanager.hasplugin("dsession")
+
+    @property
+    def repeating(self) -> bool:
+        return bool(self.iterations and self.iterations > 1) or self.duration is not None
+
+    def _new_run_dir(self) -> Path:
+        base = Path(self.config.invocation_params.dir, "otto-runs")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        path = base / stamp
+        n = 1
+        while path.exists():
+            n += 1
+            path = base / f"{stamp}-{n}"
+        return path
+
+    def _activate(self) -> None:
+        if self.active:
+            return
+        self.active = True
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(self.run_dir / "otto.log", encoding="utf-8")
+        handler.setFormatter(
+            logging.Formatter(
+                "%(asctime)s %(process)d %(threadName)s %(name)s %(levelname)s %(message)s"
+            )
+        )
+        handler.setLevel(logging.DEBUG)
+        otto_logger = logging.getLogger("otto")
+        self._old_level = otto_logger.level
+        otto_logger.setLevel(logging.DEBUG)
+        otto_logger.addHandler(handler)
+        self._log_handler = handler
+        log.info("run folder %s%s", self.run_dir, f" (worker {self.worker})" if self.worker else "")
+
+    def _records_path(self) -> Path:
+        name = f"records-{self.worker}.jsonl" if self.worker else "records.jsonl"
+        return self.run_dir / name
+
+    # --- the lab and its hosts --------------------------------------------------------
+
+    def lab(self) -> Lab:
+        if self._lab is None:
+            self._lab = load_lab(self.lab_paths)
+        return self._lab
+
+    def session_lab(self, request: pytest.FixtureRequest) -> Lab:
+        self._activate()
+        lab = self.lab()
+        for name in lab.names:
+            self._watch(lab.host(name))
+        return lab
+
+    def _host(self, name: str) -> Host:
+        lab = self.lab()
+        built = lab.host(name) if name in lab else self._local()
+        self._watch(built)
+        return built
+
+    def _local(self) -> Host:
+        from otto.hosts import LocalHost
+
+        built = self._extra.get(DEFAULT_HOST_NAME)
+        if built is None:
+            built = self._extra[DEFAULT_HOST_NAME] = LocalHost(name=DEFAULT_HOST_NAME)
+        return built
+
+    def _watch(self, built: Host) -> None:
+        if built.name in self._watched:
+            return
+        self._watched.add(built.name)
+        built.add_tap(self._on_bytes)
+        built.add_observer(self._on_result)
+
+    def _on_bytes(self, where: str, direction: Literal["sent", "received"], data: bytes) -> None:
+        run = self._current
+        if run is None or self._muted:
+            return
+        transcript = run.transcript
+        if transcript is None:
+            transcript = self._open_transcript(run)
+        transcript.tap(where, direction, data)
+
+    def _on_result(self, status: CommandStatus) -> None:
+        run = self._current
+        if run is not None and not self._muted and status.status is not Status.Success:
+            run.failures.append(status)
+
+    def _secrets(self) -> list[str]:
+        lab = self.lab()
+        return [s for spec in lab.specs for s in (spec.password, spec.become_password) if s]
+
+    def _open_transcript(self, run: _TestRun) -> Transcript:
+        with run.lock:
+            if run.transcript is None:
+                lab = self.lab()
+                folder = self.run_dir / run.folder
+                folder.mkdir(parents=True, exist_ok=True)
+                consoles = [s.name for s in lab.specs if s.term in ("console", "serial")]
+                run.transcript = Transcript(
+                    folder / "transcript.log",
+                    limit=self.transcript_limit,
+                    secrets=self._secrets(),
+                    crash_pattern=self.crash_pattern,
+                    crash_hosts=consoles,
+                    title=run.nodeid + (f" (iteration {run.iteration})" if self.repeating else ""),
+                )
+            return run.transcript
+
+    def _ready(self, built: Host) -> None:
+        """Fail the test (as an error naming the host) if the host cannot be reached."""
+        name = built.name
+        if name in self._up:
+            return
+        if name not in self._down:
+            self._muted = True
+            try:
+                result = otto_loop.run(built.run("true", timeout=_UP_TIMEOUT))
+                if result.is_ok:
+                    self._up.add(name)
+                else:
+                    status = result.only
+                    self._down[name] = status.error or f"'true' exited {status.retcode}"
+            except (OttoError, OSError, TimeoutError) as exc:
+                self._down[name] = str(exc) or type(exc).__name__
+            finally:
+                self._muted = False
+            if name in self._down:
+                log.error("host %s is down: %s", name, self._down[name])
+        if name in self._down:
+            pytest.fail(f"host {name} is down: {self._down[name]}", pytrace=False)
+
+    def _run_for(self, request: pytest.FixtureRequest) -> _TestRun:
+        self._activate()
+        run = self._current
+        if run is None or run.nodeid != request.node.nodeid:
+            run = self._start_run(request.node.nodeid, request.node.name)
+        return run
+
+    def hosts_for(self, request: pytest.FixtureRequest, *, one: bool) -> dict[str, Host]:
+        run = self._run_for(request)
+        lab = self.session_lab(request)
+        names = run.picked.get(one)
+        if names is None:
+            names = self._pick(request, lab, one)
+            run.picked[one] = names
+            for name in names:
+                if name not in run.hosts:
+                    run.hosts.append(name)
+        picked = {name: self._host(name) for name in names}
+        if one or request.node.get_closest_marker("hosts") is not None:
+            for built in picked.values():
+                self._ready(built)
+        return picked
+
+    def _pick(self, request: pytest.FixtureRequest, lab: Lab, one: bool) -> list[str]:
+        node = request.node
+        mark = node.get_closest_marker("hosts")
+        callspec = getattr(node, "callspec", None)
+        param = callspec.params.get("host") if callspec is not None else None
+        if mark is None:
+            if not one:
+                return lab.names
+            return lab.names if len(lab) == 1 else [DEFAULT_HOST_NAME]
+        if isinstance(param, str):
+            return [param]
+        pool, count = _mark_pool(lab, mark)
+        if count is None:
+            return pool if not one else pool[:1]
+        other = self._current.picked.get(not one) if self._current else None
+        if other is not None:
+            return other
+        stack = contextlib.ExitStack()
+        held = stack.enter_context(hold_hosts(pool, folder=self.run_dir / "locks", count=count))
+        request.addfinalizer(stack.close)
+        log.info("%s holds %s", node.nodeid, ", ".join(held))
+        return held
+
+    def artifacts_for(self, request: pytest.FixtureRequest) -> Path:
+        run = self._run_for(request)
+        folder = self.run_dir / run.folder
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def test_monitor(self, request: pytest.FixtureRequest) -> Collector:
+        from otto.monitor.collector import Collector
+
+        if request.node.get_closest_marker("hosts") is not None or "host" in request.fixturenames:
+            names = list(self.hosts_for(request, one="host" in request.fixturenames))
+        else:
+            names = list(self.hosts_for(request, one=True))
+        folder = self.artifacts_for(request)
+        return Collector(
+            [self._host(n) for n in names],
+            interval=_TEST_MONITOR_INTERVAL,
+            db=folder / "monitor.db",
+        )
+
+    # --- collection ---------------------------------------------------------------------
+
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        mark = metafunc.definition.get_closest_marker("hosts")
+        if mark is None or "host" not in metafunc.fixturenames:
+            return
+        pool, count = _mark_pool(self.lab(), mark)
+        if count is None:
+            metafunc.parametrize("host", pool, indirect=True, ids=pool)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        if self.enabled or any(self._uses_otto(item) for item in items):
+            self._activate()
+
+    @staticmethod
+    def _uses_otto(item: pytest.Item) -> bool:
+        info = getattr(item, "_fixtureinfo", None)
+        if info is None:
+            return False
+        for name in OTTO_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            defs = info.name2fixturedefs.get(name)
+            if defs and getattr(defs[-1].func, "__module__", "") == __name__:
+                return True
+        return False
+
+    # --- running ------------------------------------------------------------------------
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> object:
+        if not self.repeating or self._inner:
+            return None
+        self._inner = True
+        started = time.monotonic()
+        last_took = 0.0
+        try:
+            n = 0
+            while True:
+                n += 1
+                now = time.monotonic()
+                last = (self.iterations is not None and n >= self.iterations) or (
+                    self.duration is not None and now + last_took >= started + self.duration
+                )
+                self._iteration = n
+                item.ihook.pytest_runtest_protocol(item=item, nextitem=nextitem if last else item)
+                last_took = time.monotonic() - now
+                if last:
+                    break
+        finally:
+            self._inner = False
+            self._iteration = 1
+        return True
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_pyfunc_call(self, pyfuncitem: pytest.Function) -> object:
+        fn: Callable[..., Any] = pyfuncitem.obj
+        if not inspect.iscoroutinefunction(fn):
+            # pytest-asyncio swaps in a synchronous wrapper of the test.
+            wrapped = getattr(fn, "__wrapped__", None)
+            if wrapped is None or pyfuncitem.get_closest_marker("asyncio") is None:
+                return None
+            if not inspect.iscoroutinefunction(wrapped):
+                return None
+            fn = wrapped
+        if not self._uses_otto(pyfuncitem) and not (
+            self.enabled and pyfuncitem.get_closest_marker("asyncio") is None
+        ):
+            return None
+        names = pyfuncitem._fixtureinfo.argnames
+        otto_loop.run(fn(**{name: pyfuncitem.funcargs[name] for name in names}))
+        return True
+
+    def _start_run(self, nodeid: str, name: str) -> _TestRun:
+        iteration = self._iteration
+        key = f"{nodeid}#{iteration}"
+        run = self._runs.get(key)
+        now = time.time()
+        if run is not None:
+            run.attempt += 1
+            run.attempt_start = now
+            if run.transcript is not None:
+                run.transcript.note(f"attempt {run.attempt}")
+        else:
+            folder = _folder_name(nodeid)
+            if self.repeating:
+                folder = f"{folder}/{iteration}"
+            run = _TestRun(nodeid, name, iteration, folder, now, now)
+            self._runs[key] = run
+        self._current = run
+        return run
+
+    def pytest_runtest_logstart(self, nodeid: str, location: tuple[str, int | None, str]) -> None:
+        self._event(f"{nodeid} started", "#888888")
+        if self.active and not self.controller:
+            self._start_run(nodeid, location[2])
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        run = self._current
+        if run is None or run.nodeid != item.nodeid or report.when == "setup":
+            return report
+        crash = run.transcript.crashes[0] if run.transcript and run.transcript.crashes else None
+        if crash is not None and not run.crash_reported:
+            run.crash_reported = True
+            excerpt = f"{crash.host} printed {crash.pattern!r}:\n{crash.excerpt}"
+            report.sections.append((f"otto: crash on {crash.host}", excerpt))
+            if report.passed:
+                report.outcome = "failed"
+                report.longrepr = f"otto: {crash.host} crashed during the test\n{excerpt}"
+        if report.failed and report.when == "call" and run.failures:
+            report.sections.append(
+                ("otto: failing commands", "\n".join(_describe(s) for s in run.failures))
+            )
+        return report
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.failed and self._collector is not None:
+            self._failed.add(report.nodeid)
+        run = self._current
+        if self.controller or run is None or run.nodeid != report.nodeid:
+            return
+        run.reports.append(report)
+        if _is_rerun(report):
+            run.rerun = True
+
+    def pytest_runtest_logfinish(self, nodeid: str, location: tuple[str, int | None, str]) -> None:
+        if self._collector is not None:
+            failed = nodeid in self._failed
+            self._failed.discard(nodeid)
+            self._event(
+                f"{nodeid} {'failed' if failed else 'ended'}", "#d62728" if failed else "#2ca02c"
+            )
+        if self.controller:
+            return
+        run = self._current
+        if run is None or run.nodeid != nodeid:
+            return
+        if run.rerun:
+            rerun = next(r for r in run.reports if _is_rerun(r))
+            kind: Outcome = "failed" if rerun.when == "call" else "error"
+            run.earlier.append(Attempt(kind, str(rerun.longrepr), run.attempt_start, time.time()))
+            run.reports.clear()
+            run.failures.clear()
+            run.rerun = False
+            run.crash_reported = False
+            run.picked.clear()
+            self._current = None
+            return
+        self._finish(run)
+
+    def _finish(self, run: _TestRun, interrupted: bool = False) -> None:
+        self._current = None
+        self._runs.pop(f"{run.nodeid}#{run.iteration}", None)
+        if interrupted:
+            outcome: Outcome = "error"
+            longrepr = "interrupted: the run was stopped during this test"
+        else:
+            outcome, longrepr = _outcome(run.reports)
+        crash: Crash | None = None
+        transcript = ""
+        if run.transcript is not None:
+            run.transcript.close()
+            crashes = run.transcript.crashes
+            crash = crashes[0] if crashes else None
+            for name in sorted(run.transcript.hosts):
+                if name not in run.hosts:
+                    run.hosts.append(name)
+            transcript = f"{run.folder}/transcript.log"
+        failures = (
+            [
+                CommandFailure(
+                    host=s.host,
+                    command=s.command,
+                    retcode=s.retcode,
+                    status=s.status.name,
+                    output_tail=_tail(s.output),
+                    error=s.error,
+                )
+                for s in run.failures
+            ]
+            if outcome != "passed"
+            else []
+        )
+        record = TestRecord(
+            nodeid=run.nodeid,
+            name=run.name,
+            outcome=outcome,
+            start=run.start,
+            stop=time.time(),
+            iteration=run.iteration,
+            hosts=run.hosts,
+            longrepr=longrepr,
+            failures=failures,
+            crash=crash,
+            transcript=transcript,
+            folder=run.folder if (self.run_dir / run.folder).is_dir() else "",
+            earlier=run.earlier,
+            worker=self.worker,
+        )
+        write_record(self._records_path(), record)
+
+    # --- the run-wide monitor -----------------------------------------------------------
+
+    def _event(self, label: str, color: str) -> None:
+        collector = self._collector
+        if collector is None:
+            return
+
+        async def add() -> None:
+            collector.add_event(label, color)
+
+        otto_loop.run(add())
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        if not self.monitor_run or self.worker:
+            return
+        from otto.monitor.collector import Collector
+
+        self._activate()
+        lab = self.lab()
+        self._collector = Collector(
+            lab.hosts(), interval=_MONITOR_INTERVAL, db=self.run_dir / "monitor.db"
+        )
+        otto_loop.run(self._collector.start())
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        node.workerinput["otto_run_dir"] = str(self.run_dir)
+
+    # --- the end ------------------------------------------------------------------------
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if self._current is not None:
+            self._finish(self._current, interrupted=True)
+        if self._collector is not None:
+            otto_loop.run(self._collector.stop())
+            self._collector = None
+        self._close_hosts()
+        if self.worker or not self.run_dir.is_dir():
+            return
+        self.active = True
+        records = list(read_records(sorted(self.run_dir.glob("records*.jsonl"))))
+        self._write_outputs(records, exitstatus == pytest.ExitCode.INTERRUPTED)
+        if self.threshold is not None and exitstatus in (
+            pytest.ExitCode.OK,
+            pytest.ExitCode.TESTS_FAILED,
+        ):
+            below = self._below_threshold(records)
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED if below else pytest.ExitCode.OK
+
+    def _close_hosts(self) -> None:
+        built: list[Host] = list(self._extra.values())
+        if self._lab is not None and self.active:
+            try:
+                otto_loop.run(self._lab.close(timeout=10.0))
+            except Exception as exc:  # closing must not hide the run's results
+                log.warning("closing the lab's hosts: %s", exc)
+        for extra in built:
+            try:
+                otto_loop.run(extra.close())
+            except Exception as exc:
+                log.warning("closing host %s: %s", extra.name, exc)
+
+    def _write_outputs(self, records: list[TestRecord], interrupted: bool) -> None:
+        try:
+            from otto.testing.junit import write_junit
+
+            write_junit(self.junit_path, records, run_dir=self.run_dir)
+        except Exception:
+            log.exception("writing %s failed", self.junit_path)
+        try:
+            from otto.testing.report import write_report
+
+            db = self.run_dir / "monitor.db"
+            write_report(
+                self.run_dir,
+                records,
+                monitor_db=db if db.exists() else None,
+                threshold=self.threshold,
+                interrupted=interrupted,
+                junit=self.junit_path,
+            )
+        except Exception:
+            log.exception("writing the report in %s failed", self.run_dir)
+
+    def _rates(self, records: list[TestRecord]) -> dict[str, tuple[float | None, int, int]]:
+        from otto.testing.report import stability
+
+        return {
+            nodeid: (s.rate, s.passed, s.runs - s.skipped)
+            for nodeid, s in stability(records).items()
+        }
+
+    def _below_threshold(self, records: list[TestRecord]) -> list[str]:
+        assert self.threshold is not None
+        return [
+            nodeid
+            for nodeid, (rate, _, _) in self._rates(records).items()
+            if rate is not None and rate < self.threshold
+        ]
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.worker or not self.run_dir.is_dir():
+            return
+        tr = terminalreporter
+        records = list(read_records(sorted(self.run_dir.glob("records*.jsonl"))))
+        tr.write_sep("-", "otto")
+        if self.repeating or self.threshold is not None:
+            for nodeid, (rate, passed, counted) in self._rates(records).items():
+                shown = "  n/a " if rate is None else f"{rate:5.1f}%"
+                below = self.threshold is not None and rate is not None and rate < self.threshold
+                tr.write_line(
+                    f"{shown} passed ({passed}/{counted}) {nodeid}"
+                    + (f"  BELOW THRESHOLD {self.threshold:g}%" if below else ""),
+                    red=below,
+                )
+        tr.write_line(f"run folder: {self.run_dir}")
+        for path in (self.run_dir / "report.html", self.junit_path):
+            if path.exists():
+                tr.write_line(f"  {path}")
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        if self._log_handler is not None:
+            otto_logger = logging.getLogger("otto")
+            otto_logger.removeHandler(self._log_handler)
+            if self._old_level is not None:
+                otto_logger.setLevel(self._old_level)
+            self._log_handler.close()
+            self._log_handler = None
