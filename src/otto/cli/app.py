@@ -15,6 +15,7 @@ import typer
 
 from otto.cli.exits import EXIT_USAGE, fail
 from otto.cli.runcmd import InstructionGroup
+from otto.cli.testcmd import TEST_EPILOG, test_command
 
 if TYPE_CHECKING:
     from otto.lab import Lab
@@ -344,6 +345,16 @@ def monitor(
     except OSError as exc:
         fail(f"cannot serve the dashboard on 127.0.0.1:{port}: {exc.strerror or exc}", code=1)
     raise typer.Exit(code)
+
+
+# --- otto test ----------------------------------------------------------------------------
+
+app.command(
+    "test",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    options_metavar="[OPTIONS] [PYTEST ARGS]...",
+    epilog=TEST_EPILOG,
+)(test_command)
 
 
 def main() -> None:

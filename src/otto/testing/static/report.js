@@ -81,8 +81,23 @@
     return trim(v.toFixed(a >= 100 ? 0 : 2));
   }
 
-  function fmtTime(t) {
-    return new Date(t * 1000).toISOString().slice(11, 19);
+  function fmtTime(t, ms = false) {
+    return new Date(t * 1000).toISOString().slice(11, ms ? 23 : 19);
+  }
+
+  // The time range of a chart: its samples and every test's span, so that a run shorter
+  // than the sampling interval still shows its tests; at least a second wide.
+  function xRange(u, lo, hi) {
+    if (spans.length) {
+      lo = Math.min(lo ?? Infinity, spans[0].t0);
+      hi = Math.max(hi ?? -Infinity, ...spans.map((s) => s.t1));
+    }
+    if (hi - lo < 1) {
+      const mid = (lo + hi) / 2;
+      return [mid - 0.5, mid + 0.5];
+    }
+    const pad = (hi - lo) * 0.01;
+    return [lo - pad, hi + pad];
   }
 
   function cssVar(name, fallback) {
@@ -212,7 +227,7 @@
       tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"),
       cursor: { sync: { key: "otto-report" }, drag: { x: true, y: false } },
       scales: {
-        x: { time: true },
+        x: { time: true, range: xRange },
         y: {
           range: (u, lo, hi) => {
             if (lo == null || hi == null) return [0, spec.unit === "%" ? 100 : 1];
@@ -236,7 +251,10 @@
           stroke: axis,
           grid: { stroke: grid, width: 1 },
           ticks: { stroke: grid, width: 1 },
-          values: (u, splits) => splits.map((t) => fmtTime(t).replace(/^(\d\d:\d\d):00$/, "$1")),
+          values: (u, splits) => {
+            const fine = u.scales.x.max - u.scales.x.min < 10;
+            return splits.map((t) => (fine ? fmtTime(t, true) : fmtTime(t).replace(/^(\d\d:\d\d):00$/, "$1")));
+          },
         },
         {
           stroke: axis,
@@ -255,6 +273,9 @@
       },
     };
     chart.u = new uPlot(opts, spec.data, body);
+    // uPlot sizes a one-point timeline on its own; the tests' spans set it here.
+    const [min, max] = xRange(chart.u, spec.data[0][0], spec.data[0].at(-1));
+    chart.u.setScale("x", { min, max });
     chart.u.over.addEventListener("click", () => {
       const idx = chart.u.cursor.idx;
       if (idx == null) return;
@@ -263,7 +284,8 @@
     });
     chart.u.over.addEventListener("dblclick", () => {
       for (const other of Object.values(report.charts)) {
-        other.u.setScale("x", { min: other.spec.data[0][0], max: other.spec.data[0].at(-1) });
+        const [min, max] = xRange(other.u, other.spec.data[0][0], other.spec.data[0].at(-1));
+        other.u.setScale("x", { min, max });
       }
     });
     report.charts[spec.metric] = chart;

@@ -1,0 +1,266 @@
+"""``otto test [PYTEST ARGS...]``: pytest, in this process, with otto's plugin and options.
+
+pytest runs in-process (``pytest.main``): one interpreter, a debugger (``--pdb``)
+keeps the terminal, and Ctrl-C takes pytest's own path: the running test is
+interrupted (its remote command too, by the plugin's loop), and the session
+ends normally enough for the plugin to write the partial report and JUnit
+file. SIGTERM is turned into the same interruption. If pytest ends without
+writing them (it crashed, or the plugin was not loaded), they are written here
+from the run folder's ``records*.jsonl``.
+
+Exit status: pytest's (0 passed, 1 a test failed or the pass-rate threshold
+was not met, 4 usage error, 5 no tests), except 130 after Ctrl-C (143 after
+SIGTERM), as every otto command reports an interruption.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
+
+import typer
+
+from otto.cli.exits import EXIT_INTERRUPTED, fail
+
+__all__ = ["TEST_EPILOG", "default_output", "pytest_argv", "run_tests", "test_command"]
+
+_INTERRUPTED = 2  # pytest.ExitCode.INTERRUPTED, without importing pytest for --help
+
+
+def default_output(now: float | None = None) -> Path:
+    """``otto-runs/<UTC timestamp>/`` in the current folder (a new name each second)."""
+    stamp = time.strftime("%Y-%m-%dT%H%M%SZ", time.gmtime(time.time() if now is None else now))
+    return Path("otto-runs") / stamp
+
+
+def pytest_argv(
+    pytest_args: Sequence[str],
+    *,
+    output: Path,
+    labs: Sequence[str] = (),
+    iterations: int | None = None,
+    duration: float | None = None,
+    threshold: float | None = None,
+    monitor: bool = False,
+    junit: Path | None = None,
+) -> list[str]:
+    """pytest's command line for an otto run: otto's options first, then the user's.
+
+    ``--otto`` marks the run as recorded; the plugin's long names (``--otto-output``...)
+    are used, which no other plugin can have taken.
+    """
+    argv = ["--otto", "--otto-output", str(output)]
+    for lab in labs:
+        argv += ["--lab", lab]
+    if iterations is not None:
+        argv += ["--otto-iterations", str(iterations)]
+    if duration is not None:
+        argv += ["--otto-duration", f"{duration:g}"]
+    if threshold is not None:
+        argv += ["--otto-threshold", f"{threshold:g}"]
+    if monitor:
+        argv.append("--otto-monitor")
+    if junit is not None:
+        argv += ["--otto-junit", str(junit)]
+    return [*argv, *pytest_args]
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[list[int]]:
+    """SIGTERM becomes SIGINT, so that it takes the path Ctrl-C takes (asyncio's included)."""
+    received: list[int] = []
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+        signal.raise_signal(signal.SIGINT)
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _write_missing(
+    output: Path, junit: Path | None, threshold: float | None, *, interrupted: bool
+) -> None:
+    """Write the report and JUnit file from the records when pytest left them unwritten."""
+    from otto.testing.records import read_records
+
+    record_files = sorted(output.glob("records*.jsonl"))
+    if not record_files:  # no test ran (a usage error, nothing collected)
+        return
+    report = output / "report.html"
+    junit_path = junit if junit is not None else output / "junit.xml"
+    newest = max((p.stat().st_mtime for p in record_files), default=0.0)
+
+    def stale(path: Path) -> bool:
+        return not path.exists() or path.stat().st_mtime < newest
+
+    if not (stale(report) or stale(junit_path)):
+        return
+    records = list(read_records(record_files))
+    if stale(report):
+        from otto.testing.report import write_report
+
+        db = output / "monitor.db"
+        write_report(
+            output,
+            records,
+            monitor_db=db if db.exists() else None,
+            threshold=threshold,
+            interrupted=interrupted,
+            junit=junit_path,
+        )
+    if stale(junit_path):
+        from otto.testing.junit import write_junit
+
+        write_junit(junit_path, records, run_dir=output)
+    sys.stderr.write(f"otto: wrote the report and JUnit file of {len(records)} runs in {output}\n")
+
+
+def run_tests(
+    pytest_args: Sequence[str],
+    *,
+    output: Path | None = None,
+    labs: Sequence[str] = (),
+    iterations: int | None = None,
+    duration: float | None = None,
+    threshold: float | None = None,
+    monitor: bool = False,
+    junit: Path | None = None,
+) -> int:
+    """Run pytest on ``pytest_args`` as an otto run; return the command's exit status."""
+    import pytest
+
+    output = (output if output is not None else default_output()).absolute()
+    junit = junit.absolute() if junit is not None else None
+    argv = pytest_argv(
+        pytest_args,
+        output=output,
+        labs=labs,
+        iterations=iterations,
+        duration=duration,
+        threshold=threshold,
+        monitor=monitor,
+        junit=junit,
+    )
+    with _sigterm_interrupts() as terminated:
+        try:
+            code = int(pytest.main(argv))
+        except KeyboardInterrupt:  # outside pytest's own handling (start-up, exit)
+            code = _INTERRUPTED
+        _write_missing(output, junit, threshold, interrupted=code == _INTERRUPTED)
+    if code == _INTERRUPTED:
+        return 128 + signal.SIGTERM if terminated else EXIT_INTERRUPTED
+    return code
+
+
+TEST_EPILOG = (
+    "Any other argument goes to pytest as it is: paths, -k EXPR, -x, -n 4 (pytest-xdist), "
+    "--reruns N. The run folder holds report.html, junit.xml, a folder per test with its "
+    "transcript.log, otto.log and, with --monitor, monitor.db.\n\n"
+    "Exit status: pytest's (0 all passed, 1 a test failed or a pass rate is below "
+    "--threshold, 4 usage error, 5 no tests collected); 130 after Ctrl-C, with the "
+    "partial report and JUnit file written."
+)
+
+
+def test_command(  # noqa: PLR0917 (typer passes each option as a parameter)
+    ctx: typer.Context,
+    lab: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--lab",
+            metavar="LAB",
+            help="A lab file; repeat to merge. Default: otto's --lab, else $OTTO_LAB, "
+            "else this machine as host 'local'.",
+            show_default=False,
+        ),
+    ] = None,
+    iterations: Annotated[
+        int | None,
+        typer.Option(
+            "--iterations",
+            min=1,
+            help="Run each test N times (stability mode).",
+            show_default=False,
+        ),
+    ] = None,
+    duration: Annotated[
+        float | None,
+        typer.Option(
+            "--duration",
+            min=0,
+            metavar="SECONDS",
+            help="Repeat the tests until this many seconds have passed (stability mode).",
+            show_default=False,
+        ),
+    ] = None,
+    threshold: Annotated[
+        float | None,
+        typer.Option(
+            "--threshold",
+            min=0,
+            max=100,
+            metavar="PCT",
+            help="Minimum pass rate of each test, in percent (0-100); the run fails below it.",
+            show_default=False,
+        ),
+    ] = None,
+    monitor: Annotated[
+        bool,
+        typer.Option(
+            "--monitor",
+            help="Sample the lab's hosts for the whole run (monitor.db; charts in the report).",
+        ),
+    ] = False,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            metavar="DIR",
+            help="The run folder. Default: otto-runs/<UTC timestamp>/.",
+            show_default=False,
+            file_okay=False,
+        ),
+    ] = None,
+    junit: Annotated[
+        Path | None,
+        typer.Option(
+            "--junit",
+            metavar="FILE",
+            help="Write the JUnit XML here. Default: junit.xml in the run folder.",
+            show_default=False,
+            dir_okay=False,
+        ),
+    ] = None,
+) -> None:
+    """Run pytest with otto's plugin: lab fixtures, transcripts, a report and JUnit XML."""
+    from otto.errors import LabError
+    from otto.lab import load_lab
+
+    labs = [str(p) for p in lab or ctx.find_root().params.get("lab") or []]
+    if labs:
+        try:
+            load_lab(labs)  # a broken lab is a usage error before pytest starts
+        except LabError as exc:
+            fail(str(exc))
+    raise typer.Exit(
+        run_tests(
+            ctx.args,
+            output=output,
+            labs=labs,
+            iterations=iterations,
+            duration=duration,
+            threshold=threshold,
+            monitor=monitor,
+            junit=junit,
+        )
+    )
