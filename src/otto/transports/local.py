@@ -33,6 +33,8 @@ def default_shell() -> str:
 
 
 def _killpg(pgid: int, sig: int) -> None:
+    if pgid <= 0:
+        return  # not started yet: 0 would signal our own process group
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
 
@@ -281,7 +283,8 @@ class LocalShell(ShellTransport):
         _killpg(self._pgid, signal.SIGINT)
 
     async def kill_children(self, shell_pid: int | None) -> None:
-        kill_descendants(self._pgid)
+        if self._pgid > 0:
+            kill_descendants(self._pgid)
 
     async def close(self) -> None:
         if self._proc is None or self._closing:
