@@ -687,21 +687,19 @@ class OttoPlugin:
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> object:
         if not self.repeating or self._inner:
             return None
+        # Each iteration is a whole protocol with the real next item: fixtures
+        # wider than the test are set up again only where pytest would anyway.
         self._inner = True
-        started = time.monotonic()
-        last_took = 0.0
+        deadline = None if self.duration is None else time.monotonic() + self.duration
         try:
             n = 0
             while True:
                 n += 1
-                now = time.monotonic()
-                last = (self.iterations is not None and n >= self.iterations) or (
-                    self.duration is not None and now + last_took >= started + self.duration
-                )
                 self._iteration = n
-                item.ihook.pytest_runtest_protocol(item=item, nextitem=nextitem if last else item)
-                last_took = time.monotonic() - now
-                if last:
+                item.ihook.pytest_runtest_protocol(item=item, nextitem=nextitem)
+                if self.iterations is not None and n >= self.iterations:
+                    break
+                if deadline is not None and time.monotonic() >= deadline:
                     break
         finally:
             self._inner = False
