@@ -11,8 +11,17 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from otto import App, ConnectError, ConnectionLost, ExpectTimeout, Host, LocalHost
-from tests.integration.hosts import HOST_KINDS, make_host
+from otto import (
+    App,
+    ConnectError,
+    ConnectionLost,
+    ExpectTimeout,
+    Host,
+    LocalHost,
+    OttoError,
+    RemoteHost,
+)
+from tests.integration.hosts import HOST_KINDS, make_host, skip_on_one_stream
 from tests.lab.uboot import UBoot, uboot_missing
 
 pytestmark = pytest.mark.integration
@@ -78,6 +87,7 @@ async def test_repl_on_a_pipe() -> None:
 
 
 async def test_open_app_is_awaitable_and_names_are_unique(host: Host) -> None:
+    skip_on_one_stream(host, "two programs at once need two shells")
     first = await host.open_app(REPL, PROMPT)
     async with host.open_app(REPL, PROMPT) as second:
         assert sorted(app_sessions(host)) == ["app:python3", "app:python3-2"]
@@ -220,3 +230,14 @@ async def test_uboot(uboot: UBoot, pty: bool) -> None:
             await app.cmd("sleep 2", timeout=0.3)
         assert "local" in str(info.value)
         assert await app.cmd("echo after") == "after"
+
+
+async def test_uboot_on_a_console_host_with_no_shell(uboot: UBoot) -> None:
+    board = RemoteHost(uboot.address, term="console", console_protocol="raw", name="board")
+    async with board, board.open_app(None, r"=> ", timeout=20) as app:
+        assert app.session.shell is False  # nothing of otto's was written to U-Boot
+        assert "U-Boot 2023.01" in await app.cmd("version")
+        assert "bootcmd=" in await app.cmd("printenv")
+        assert await app.cmd("echo hi") == "hi"
+        with pytest.raises(OttoError, match="no shell"):
+            await app.session.run("true")

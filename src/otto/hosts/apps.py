@@ -181,7 +181,10 @@ class App:
         session = self.host.sessions.get(self._name) if self._name else None
         if session is None:
             name = self._name or self._free_name()
-            session = await self.host.open_session(name, pty=self._pty)
+            # On a console with the prompt already there (a bootloader), there may
+            # be no shell at all: take the stream as it is.
+            raw = self.start is None and self.host.one_stream
+            session = await self.host.open_session(name, pty=self._pty, raw=raw)
             self._owned = True
         self._session = session
         try:
@@ -353,9 +356,35 @@ class App:
         try:
             if graceful and self._ended is None and not session.closed:
                 await self._say_goodbye(session)
+            if self.host.one_stream and self.start is not None and self._ended is None:
+                # Closing a session on a console does not end what runs there:
+                # the next user of the console must find its shell again.
+                await self._end_program(session)
         finally:
             if self._owned:
                 await session.close()
+
+    async def _end_program(self, session: Session) -> None:
+        for key, name in ((b"\x03", "Ctrl-C"), (b"\x04", "Ctrl-D")):
+            if session.closed:
+                return
+            await session.send(key.decode())
+            deadline = time.monotonic() + CLOSE_WAIT / 5
+            try:
+                while True:
+                    found = await session.expect(
+                        self._patterns, max(0.0, deadline - time.monotonic())
+                    )
+                    if found.index == 1:
+                        self._ended = f"`{self.start}` ended"
+                        return
+            except (ExpectTimeout, ConnectionLost):
+                log.debug("%s: `%s` still runs after %s", self.where, self.start, name)
+        log.warning(
+            "%s: `%s` did not end on Ctrl-C or Ctrl-D; the console's next user interrupts it",
+            self.where,
+            self.start,
+        )
 
     async def _say_goodbye(self, session: Session) -> None:
         if self.exit is None:
@@ -370,6 +399,7 @@ class App:
             while True:
                 found = await session.expect(self._patterns, max(0.0, deadline - time.monotonic()))
                 if found.index == 1:
+                    self._ended = f"`{self.start}` ended"
                     return
         except (ExpectTimeout, ConnectionLost) as exc:
             log.warning(

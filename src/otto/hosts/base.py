@@ -165,10 +165,14 @@ class Host(abc.ABC):
         """Whether a session asked for with ``pty`` sits on a terminal (some kinds always do)."""
         return pty
 
-    def _new_session(self, name: str, pty: bool, become: Become | None = None) -> Session:
-        pty = self._session_pty(pty) or become is not None
+    def _new_session(
+        self, name: str, pty: bool, become: Become | None = None, raw: bool = False
+    ) -> Session:
+        pty = self._session_pty(pty) or become is not None or raw
 
         def transport() -> ShellTransport:
+            if raw:
+                return self._stream_transport()
             inner = self._shell_transport(pty=pty)
             if become is None:
                 return inner
@@ -189,9 +193,19 @@ class Host(abc.ABC):
             on_close=self._forget,
             max_output=self.max_output,
             lock=self._session_lock(),
+            shell=not raw,
             taps=self._taps,
             observers=self._observers,
         )
+
+    def _stream_transport(self) -> ShellTransport:
+        """A transport to the host's stream as it is (a console's); elsewhere a terminal shell."""
+        return self._shell_transport(pty=True)
+
+    @property
+    def one_stream(self) -> bool:
+        """True when every session shares one stream and one shell (a console)."""
+        return self._session_lock() is not None
 
     def _session_lock(self) -> SessionLock | None:
         """A lock every session shares, when they share one stream (None: one each)."""
@@ -244,6 +258,7 @@ class Host(abc.ABC):
         pty: bool = False,
         as_user: str | None = None,
         become: BecomeMethod = "sudo",
+        raw: bool = False,
     ) -> OpeningSession:
         """A named persistent shell with its own cwd, env and state.
 
@@ -257,6 +272,9 @@ class Host(abc.ABC):
                 (``"sudo"`` or ``"su"``); a password prompt is answered with the
                 host's ``become_password``. Such a session always sits on a
                 terminal, so that Ctrl-C reaches commands of the other user.
+            raw: the host's stream as it is, with nothing of otto's written to
+                it (a bootloader or a device CLI on a console): only ``send``,
+                ``expect`` and ``close`` work; ``run`` raises ``OttoError``.
 
         Raises:
             ConnectError: the shell could not be started.
@@ -264,12 +282,16 @@ class Host(abc.ABC):
             ValueError: ``name`` is open with a different ``pty`` or become setting.
         """
         privilege = None if as_user is None else Become(as_user, become)
-        return OpeningSession(lambda: self._open_session(name, pty, privilege))
+        return OpeningSession(lambda: self._open_session(name, pty, privilege, raw))
 
-    async def _open_session(self, name: str, pty: bool, become: Become | None = None) -> Session:
+    async def _open_session(
+        self, name: str, pty: bool, become: Become | None = None, raw: bool = False
+    ) -> Session:
         self._bind()
         session = self._sessions.get(name)
         if session is not None:
+            if session.shell == raw:
+                raise ValueError(f"session {name!r} on {self.name} is already open with raw={raw}")
             if session.pty != (self._session_pty(pty) or become is not None):
                 raise ValueError(
                     f"session {name!r} on {self.name} is already open with pty={session.pty}"
@@ -280,7 +302,7 @@ class Host(abc.ABC):
                     f"{self._becomes.get(name) or 'no privilege change'}"
                 )
             return session
-        session = self._sessions[name] = self._new_session(name, pty, become)
+        session = self._sessions[name] = self._new_session(name, pty, become, raw)
         self._becomes[name] = become
         try:
             await session.start()

@@ -40,6 +40,14 @@ class Connection(abc.ABC):
     def shell_transport(self, *, pty: bool) -> ShellTransport:
         """A new, unopened transport to a shell on the machine."""
 
+    def stream_transport(self) -> ShellTransport:
+        """A transport to the machine's stream with nothing of otto's on it.
+
+        Only kinds with a raw stream (a console) differ: elsewhere it is a shell
+        on a terminal, left as the server gives it.
+        """
+        return self.shell_transport(pty=True)
+
     @abc.abstractmethod
     async def oneshot(self, command: str, timeout: float | None) -> CommandStatus:
         """Run ``command`` without shell state (its own process where the kind allows)."""

@@ -22,6 +22,7 @@ from otto.transports.console import (
     ConsoleLink,
     ConsoleShell,
     ConsoleStream,
+    ConsoleStreamView,
     StreamSink,
     TcpConsoleStream,
 )
@@ -106,6 +107,9 @@ class ConsoleConnection(Connection):
 
     def shell_transport(self, *, pty: bool) -> ShellTransport:
         return ConsoleShell(self.link)
+
+    def stream_transport(self) -> ShellTransport:
+        return ConsoleStreamView(self.link)
 
     def session_lock(self) -> SessionLock:
         return self._lock

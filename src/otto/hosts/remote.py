@@ -194,6 +194,10 @@ class RemoteHost(Host):
     def _session_lock(self) -> SessionLock | None:
         return self.connection.session_lock()
 
+    def _stream_transport(self) -> ShellTransport:
+        self.hop_chain()
+        return self.connection.stream_transport()
+
     # --- verbs that depend on the connection --------------------------------------------
 
     async def _oneshot(self, command: str, timeout: float | None) -> CommandStatus:

@@ -58,6 +58,7 @@ __all__ = [
     "ConsoleLog",
     "ConsoleShell",
     "ConsoleStream",
+    "ConsoleStreamView",
     "StreamSink",
     "TcpConsoleStream",
 ]
@@ -652,3 +653,54 @@ class ConsoleShell(ShellTransport):
             return
         self._closing = True
         self._link.detach(self)
+
+
+class ConsoleStreamView(ShellTransport):
+    """The console as it is, with no login and no shell: for a bootloader or a device CLI.
+
+    Everything the console prints reaches the session; what the session writes
+    goes to the console unchanged. Closing the view leaves the console as it is.
+    """
+
+    pty = True
+
+    def __init__(self, link: ConsoleLink) -> None:
+        self._link = link
+        self.description = f"console {link.where} (raw)"
+        self._remove: Callable[[], None] | None = None
+
+    def __repr__(self) -> str:
+        return f"<ConsoleStreamView {self._link.name!r} {self._link.where}>"
+
+    async def open(self, receiver: Receiver) -> None:
+        self._receiver = receiver
+        await self._link.open_raw()
+        self._remove = self._link.add_tap(self._tapped)
+
+    def _tapped(self, data: bytes) -> None:
+        if not data:
+            self.report_lost(None, f"the console {self._link.where} closed")
+        elif not self._closing and self._receiver is not None:
+            self._receiver.data_received(data)
+
+    def write(self, data: bytes) -> None:
+        if not self._closing:
+            self._link.write_raw(data)
+
+    async def drain(self) -> None:
+        if not self._closing:
+            await self._link.drain()
+
+    async def interrupt(self, shell_pid: int | None) -> None:
+        self.write(_CTRL_C)
+
+    async def kill_children(self, shell_pid: int | None) -> None:
+        self.write(_CTRL_C)
+
+    async def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        if self._remove is not None:
+            self._remove()
+            self._remove = None
