@@ -251,6 +251,7 @@
           stroke: axis,
           grid: { stroke: grid, width: 1 },
           ticks: { stroke: grid, width: 1 },
+          space: 80,
           values: (u, splits) => {
             const fine = u.scales.x.max - u.scales.x.min < 10;
             return splits.map((t) => (fine ? fmtTime(t, true) : fmtTime(t).replace(/^(\d\d:\d\d):00$/, "$1")));
