@@ -41,7 +41,7 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 import pytest
 
@@ -57,7 +57,6 @@ from otto.testing.records import (
     Outcome,
     TestRecord,
     read_records,
-    write_record,
 )
 from otto.testing.transcript import DEFAULT_CRASH_PATTERNS, DEFAULT_LIMIT, Transcript
 
@@ -71,6 +70,8 @@ log = logging.getLogger("otto.testing")
 
 OTTO_FIXTURES = frozenset({"lab", "hosts", "host", "artifacts", "monitor"})
 _PLUGIN_NAME = "otto-run"
+_RUNS_FOLDER = "otto-runs"
+_RUN_MARK = ".otto-run"
 _TAIL_LINES = 20
 _TAIL_CHARS = 2000
 _UP_TIMEOUT = 30.0
@@ -446,11 +447,18 @@ class OttoPlugin:
         self._old_level: int | None = None
         self._collector: Collector | None = None
         self._failed: set[str] = set()
+        self._records: TextIO | None = None
         if self.lab_paths:
             try:
                 self._lab = load_lab(self.lab_paths)
             except LabError as exc:
                 raise pytest.UsageError(str(exc)) from None
+        if self.enabled and not config.option.help:
+            # An otto run uses hosts and writes its report: load those modules
+            # (asyncssh, telnetlib3) now, as a conftest's imports would be.
+            import otto.hosts
+            import otto.testing.junit
+            import otto.testing.report  # noqa: F401
 
     # --- roles and the run folder ----------------------------------------------------
 
@@ -464,7 +472,7 @@ class OttoPlugin:
         return bool(self.iterations and self.iterations > 1) or self.duration is not None
 
     def _new_run_dir(self) -> Path:
-        base = Path(self.config.invocation_params.dir, "otto-runs")
+        base = Path(self.config.invocation_params.dir, _RUNS_FOLDER)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         path = base / stamp
         n = 1
@@ -478,6 +486,7 @@ class OttoPlugin:
             return
         self.active = True
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / _RUN_MARK).touch()
         handler = logging.FileHandler(self.run_dir / "otto.log", encoding="utf-8")
         handler.setFormatter(
             logging.Formatter(
@@ -656,6 +665,12 @@ class OttoPlugin:
         )
 
     # --- collection ---------------------------------------------------------------------
+
+    def pytest_ignore_collect(self, collection_path: Path) -> bool | None:
+        # Run folders hold one folder per test: never look for tests in them.
+        if collection_path.name == _RUNS_FOLDER or (collection_path / _RUN_MARK).is_file():
+            return True
+        return None
 
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
         mark = metafunc.definition.get_closest_marker("hosts")
@@ -855,7 +870,9 @@ class OttoPlugin:
             earlier=run.earlier,
             worker=self.worker,
         )
-        write_record(self._records_path(), record)
+        if self._records is None:
+            self._records = self._records_path().open("a", encoding="utf-8", buffering=1)
+        self._records.write(record.to_json() + "\n")
 
     # --- the run-wide monitor -----------------------------------------------------------
 
@@ -896,6 +913,9 @@ class OttoPlugin:
             otto_loop.run(self._collector.stop())
             self._collector = None
         self._close_hosts()
+        if self._records is not None:
+            self._records.close()
+            self._records = None
         if self.worker or not self.run_dir.is_dir():
             return
         self.active = True

@@ -112,12 +112,12 @@ class Transcript:
         # Unbuffered: what is written is in the file even if the process is
         # killed (a hung test ended by a timeout that exits at once).
         self._file = path.open("wb", buffering=0)
-        header = (
+        # Written with the first block: one write fewer per test.
+        self._header = (
             f"# otto transcript{': ' + title if title else ''}\n"
             "# time (UTC) host/session, '>' sent to it, '<' received from it\n"
         ).encode()
-        self._file.write(header)
-        self._written = len(header)
+        self._written = len(self._header)
 
     @property
     def crashes(self) -> list[Crash]:
@@ -167,6 +167,8 @@ class Transcript:
             if self._closed:
                 return
             self._flush_pending()
+            if self._header:
+                self._file.write(self._header)
             if self._dropped:
                 self._file.write(
                     f"# otto: transcript limit of {self.limit} bytes reached; "
@@ -204,6 +206,9 @@ class Transcript:
         self._emit(block)
 
     def _emit(self, block: bytes) -> None:
+        if self._header:
+            self._written -= len(self._header)
+            block, self._header = self._header + block, b""
         room = self.limit - self._written
         if len(block) <= room:
             self._file.write(block)
