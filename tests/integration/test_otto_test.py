@@ -380,6 +380,6 @@ async def test_report_of_a_real_run_in_chromium(browser: Browser, tmp_path: Path
     lines = (report.parent / "records.jsonl").read_text().splitlines()
     transcripts = {json.loads(line)["transcript"] for line in lines} - {""}
     assert {unquote(h) for h in hrefs} == transcripts
-    assert len(transcripts) == EXAMPLE_TESTS - 1  # all but the one that uses no host
+    assert len(transcripts) >= EXAMPLE_TESTS - 1  # one test uses no host
     assert all((report.parent / t).is_file() for t in transcripts)
     assert watch.outgoing == [] and watch.errors == []
