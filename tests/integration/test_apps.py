@@ -241,3 +241,21 @@ async def test_uboot_on_a_console_host_with_no_shell(uboot: UBoot) -> None:
         assert await app.cmd("echo hi") == "hi"
         with pytest.raises(OttoError, match="no shell"):
             await app.session.run("true")
+
+
+async def test_uboot_reset_is_a_reboot_that_wait_until_up_sees_come_back(uboot: UBoot) -> None:
+    board = RemoteHost(uboot.address, term="console", console_protocol="raw", name="board")
+    async with board:
+        await board.wait_until_up(20, prompt=r"=> ")
+        async with board.open_session("boot", raw=True) as console:
+            await console.send("reset\r")
+            # The board goes away: U-Boot says it resets, then boots again.
+            await console.expect(r"resetting", timeout=20)
+        await board.wait_until_up(30, prompt=r"=> ")
+        async with board.open_app(None, r"=> ", timeout=20) as app:
+            assert "U-Boot 2023.01" in await app.cmd("version")
+    with pytest.raises(ConnectError, match="board"):
+        async with RemoteHost(
+            uboot.address, term="console", console_protocol="raw", name="board"
+        ) as again:
+            await again.wait_until_up(1.5, prompt=r"this prompt never shows")

@@ -230,14 +230,15 @@ class Host(abc.ABC):
         self._observers.append(observer)
         return lambda: self._observers.remove(observer)
 
-    def private_session(self, purpose: str) -> Session:
+    def private_session(self, purpose: str, *, raw: bool = False) -> Session:
         """A session outside the named ones, for one piece of work; the caller closes it.
 
         It is not listed in ``sessions`` and never returned to anyone else.
+        ``raw`` as for ``open_session``.
         """
         self._bind()
         self._private_count += 1
-        return self._new_session(f"{purpose}-{self._private_count}", False)
+        return self._new_session(f"{purpose}-{self._private_count}", False, raw=raw)
 
     def _forget(self, session: Session) -> None:
         if self._sessions.get(session.name) is session:
@@ -495,12 +496,19 @@ class Host(abc.ABC):
         self._bind()
         await power.power(self, action)
 
-    async def wait_until_up(self, timeout: float = 300.0) -> None:
-        """Return once a fresh shell answers; ``ConnectError`` after ``timeout``."""
+    async def wait_until_up(
+        self, timeout: float = 300.0, *, prompt: str | re.Pattern[str] | None = None
+    ) -> None:
+        """Return once a fresh shell answers; ``ConnectError`` after ``timeout``.
+
+        With ``prompt``, up is that prompt on the host's stream instead (a
+        bootloader or device CLI on a console, which has no shell): Enter is
+        pressed each second until it shows.
+        """
         from otto.hosts import power
 
         self._bind()
-        await power.wait_until_up(self, timeout)
+        await power.wait_until_up(self, timeout, prompt=prompt)
 
     async def wait_until_down(self, timeout: float = 300.0) -> None:
         """Return once the host stops answering; ``ConnectError`` after ``timeout``."""

@@ -22,12 +22,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from otto.errors import ConnectError, OttoError, tail
+from otto.errors import ConnectError, ExpectTimeout, OttoError, tail
 from otto.framing import clean_output
+from otto.loop import cancel_and_wait
 from otto.result import Status
 from otto.transports.local import exec_local
 
@@ -192,8 +194,14 @@ class _Watch:
 
     async def close(self) -> None:
         if self.session is not None:
-            with contextlib.suppress(Exception):
-                await self.session.close()
+            await _close_quietly(self.session)
+
+
+async def _close_quietly(session: Session) -> None:
+    try:
+        await session.close()
+    except OttoError as exc:  # the host is going down or coming up: expected
+        log.debug("%s: closing a probe session: %s", session.where, exc)
 
 
 async def _probe_up(host: Host, timeout: float) -> str | None:
@@ -205,30 +213,61 @@ async def _probe_up(host: Host, timeout: float) -> str | None:
     except (OttoError, TimeoutError) as exc:
         return str(exc) or f"no answer within {timeout:g}s"
     finally:
-        with contextlib.suppress(Exception):
-            await session.close()
+        await _close_quietly(session)
     if result.status.is_ok:
         return None
     return result.only.error or f"`true` gave {result.only.retcode}"
+
+
+async def _probe_prompt(host: Host, prompt: re.Pattern[str], timeout: float) -> str | None:
+    """None if ``prompt`` shows on the host's raw stream within ``timeout``; else why not."""
+    session = host.private_session("power-probe", raw=True)
+    received = ""
+    try:
+        await session.start()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            await session.send("\r")
+            try:
+                await session.expect(prompt, max(0.05, min(1.0, deadline - loop.time())))
+                return None
+            except ExpectTimeout as exc:
+                received = exc.received or received
+                if loop.time() >= deadline:
+                    return f"no {prompt.pattern!r} within {timeout:g}s; received {tail(received)!r}"
+    except OttoError as exc:
+        return str(exc)
+    finally:
+        await _close_quietly(session)
 
 
 def _budget(host: Host, deadline: float) -> float:
     return max(0.05, min(host.connect_timeout, deadline - time.monotonic()))
 
 
-async def wait_until_up(host: Host, timeout: float) -> None:
-    """Return once a fresh shell on ``host`` answers.
+async def wait_until_up(
+    host: Host, timeout: float, *, prompt: str | re.Pattern[str] | None = None
+) -> None:
+    """Return once a fresh shell on ``host`` answers (or ``prompt`` shows on its stream).
 
     Raises:
         ConnectError: none did within ``timeout``; says what the last try saw.
     """
     deadline = time.monotonic() + timeout
-    await _wait_up(host, deadline, timeout, "up")
+    wanted = re.compile(prompt) if isinstance(prompt, str) else prompt
+    await _wait_up(host, deadline, timeout, "up", wanted)
 
 
-async def _wait_up(host: Host, deadline: float, timeout: float, what: str) -> None:
+async def _wait_up(
+    host: Host, deadline: float, timeout: float, what: str, prompt: re.Pattern[str] | None = None
+) -> None:
     while True:
-        why = await _probe_up(host, _budget(host, deadline))
+        budget = _budget(host, deadline)
+        if prompt is None:
+            why = await _probe_up(host, budget)
+        else:
+            why = await _probe_prompt(host, prompt, budget)
         if why is None:
             return
         # A link left from before may be dead without knowing it: start the next try afresh.
@@ -280,7 +319,7 @@ async def reboot(
     """
     deadline = time.monotonic() + timeout
     watch = _Watch(host)
-    started: asyncio.Future[CommandStatus] | None = None
+    started: asyncio.Task[CommandStatus] | None = None
     try:
         watching = await watch.start(_budget(host, deadline))
         if not watching and not hard:
@@ -289,7 +328,7 @@ async def reboot(
             await power(host, "cycle")
         else:
             log.info("%s: rebooting with `%s`", host.name, command)
-            started = asyncio.ensure_future(host.oneshot(command, timeout=timeout))
+            started = asyncio.create_task(host.oneshot(command, timeout=timeout))
         if not wait:
             if started is not None:
                 # Wait only until the command is surely under way or over.
@@ -305,9 +344,7 @@ async def reboot(
     finally:
         await watch.close()
         if started is not None and not started.done():
-            started.cancel()
-            with contextlib.suppress(BaseException):
-                await started
+            await cancel_and_wait(started)
 
 
 async def _wait_reboot_down(
