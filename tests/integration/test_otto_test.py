@@ -139,6 +139,18 @@ def test_failures_threshold_and_exit_status(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+def test_iterations_are_cases_and_pass_rates(tmp_path: Path) -> None:
+    proc = otto_test(
+        "--output", "run", "--iterations", "3", "--threshold", "100", "-k", "state",
+        str(EXAMPLES), cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    cases = junit_cases(tmp_path / "run" / "junit.xml")
+    assert sorted(cases) == [f"test_the_shell_keeps_its_state [iteration {n}]" for n in (1, 2, 3)]
+    report = (tmp_path / "run" / "report.html").read_text()
+    assert "Pass rate per test" in report and "3/3 passed (100.0%)" in report
+
+
 def test_xdist_workers_share_one_report(tmp_path: Path) -> None:
     proc = otto_test("--output", "run", "-n", "2", str(EXAMPLES), cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
