@@ -49,6 +49,7 @@ from otto.transports.login import (
     LoginDialog,
     TelnetStripper,
     inner_shell_command,
+    leave_inner,
     set_keepalive,
     telnet_answer,
 )
@@ -341,6 +342,7 @@ class ConsoleLink:
         self._pending = bytearray()
         self._arrived = asyncio.Event()
         self._dialog: LoginDialog | None = None
+        self._inner_token = ""
 
     def __repr__(self) -> str:
         return f"<ConsoleLink {self.name!r} {self.where} {self._state}>"
@@ -548,6 +550,7 @@ class ConsoleLink:
         async with self._connecting:
             if self._state == "shell":
                 token = secrets.token_hex(8)
+                self._inner_token = token
                 self._watch = ExitWatch(token)
                 self._state = "inner"
                 self._write_now(inner_shell_command(token, restore_terminal=True).encode() + b"\r")
@@ -596,7 +599,7 @@ class ConsoleLink:
         stream = self._stream
         if stream is not None and self._state == "inner":
             # Ctrl-C first: a program started with send() may still hold the console.
-            stream.write(_CTRL_C + b"exit\r")
+            stream.write(leave_inner(self._inner_token))
             try:
                 async with asyncio.timeout(1.0):
                     await stream.drain()

@@ -28,6 +28,7 @@ __all__ = [
     "LoginDialog",
     "TelnetStripper",
     "inner_shell_command",
+    "leave_inner",
     "set_keepalive",
     "telnet_answer",
 ]
@@ -148,11 +149,22 @@ def inner_shell_command(token: str, *, restore_terminal: bool = False) -> str:
     first, for a console a person may use after otto.
     """
     restore = "stty sane 2>/dev/null; " if restore_terminal else ""
+    # OTTO_INNER names the inner shell, so that leaving it (see ``leave_inner``)
+    # can never log the login shell out when the inner one has ended already.
     return (
-        "if command -v bash >/dev/null 2>&1; then bash --noprofile --norc /dev/stdin; "
-        "else sh /dev/stdin; fi; "
+        f"if command -v bash >/dev/null 2>&1; then OTTO_INNER={token} bash --noprofile "
+        f"--norc /dev/stdin; else OTTO_INNER={token} sh /dev/stdin; fi; "
         f"__oe=$?; {restore}printf '\\036otto-exit:%s:%d\\037' {token} $__oe"
     )
+
+
+def leave_inner(token: str) -> bytes:
+    """What ends otto's inner shell ``token``, and nothing else.
+
+    Ctrl-C first (a program may still hold the terminal); ``exit`` only in the
+    shell whose ``OTTO_INNER`` is the token: a login shell reading it does nothing.
+    """
+    return b'\x03[ "$OTTO_INNER" = %s ] && exit\r' % token.encode()
 
 
 class ExitWatch:
