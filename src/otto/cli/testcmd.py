@@ -137,7 +137,10 @@ def run_tests(
     junit: Path | None = None,
 ) -> int:
     """Run pytest on ``pytest_args`` as an otto run; return the command's exit status."""
-    import pytest
+    try:
+        import pytest
+    except ModuleNotFoundError:
+        fail("`otto test` runs pytest, which is not installed: pip install 'otto-shell[test]'")
 
     output = (output if output is not None else default_output()).absolute()
     junit = junit.absolute() if junit is not None else None
