@@ -10,9 +10,10 @@ everything else, so a new way of reaching a machine is one new file here.
 from __future__ import annotations
 
 import abc
+import asyncio
 from typing import Protocol
 
-__all__ = ["Receiver", "ShellTransport"]
+__all__ = ["Receiver", "ShellTransport", "WriteFlow"]
 
 
 class Receiver(Protocol):
@@ -82,3 +83,27 @@ class ShellTransport(abc.ABC):
         self._reported = True
         if self._receiver is not None:
             self._receiver.connection_lost(exit_status, reason)
+
+
+class WriteFlow(asyncio.Protocol):
+    """A protocol's side of write flow control: ``drain`` waits while the
+    transport has paused writing (its buffer is full), as a stream writer's does."""
+
+    _paused = False
+    _drained: asyncio.Future[None] | None = None
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        waiter, self._drained = self._drained, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def drain(self) -> None:
+        if not self._paused:
+            return
+        if self._drained is None:
+            self._drained = asyncio.get_running_loop().create_future()
+        await self._drained

@@ -41,7 +41,7 @@ from typing import Protocol
 
 from otto.errors import ConnectError, tail
 from otto.expect import ExpectMatch
-from otto.transports.base import Receiver, ShellTransport
+from otto.transports.base import Receiver, ShellTransport, WriteFlow
 from otto.transports.login import (
     LOGIN_PROMPT,
     PASSWORD_PROMPT,
@@ -112,11 +112,9 @@ StreamOpener = Callable[[StreamSink], Awaitable[ConsoleStream]]
 """Opens a console stream delivering to the sink; raises ``OSError``."""
 
 
-class _TcpProtocol(asyncio.Protocol):
+class _TcpProtocol(WriteFlow):
     def __init__(self, owner: TcpConsoleStream) -> None:
         self._owner = owner
-        self._paused = False
-        self._drained: asyncio.Future[None] | None = None
 
     def data_received(self, data: bytes) -> None:
         self._owner._received(data)
@@ -130,22 +128,6 @@ class _TcpProtocol(asyncio.Protocol):
         )
         self.resume_writing()
         self._owner._lost(reason)
-
-    def pause_writing(self) -> None:
-        self._paused = True
-
-    def resume_writing(self) -> None:
-        self._paused = False
-        waiter, self._drained = self._drained, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    async def drain(self) -> None:
-        if not self._paused:
-            return
-        if self._drained is None:
-            self._drained = asyncio.get_running_loop().create_future()
-        await self._drained
 
 
 class TcpConsoleStream(ConsoleStream):

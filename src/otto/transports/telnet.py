@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable
 import telnetlib3
 
 from otto.errors import ConnectError, tail
-from otto.transports.base import Receiver, ShellTransport
+from otto.transports.base import Receiver, ShellTransport, WriteFlow
 from otto.transports.login import (
     KEEPALIVE_PROBES,
     LOGIN_PROMPT,
@@ -50,14 +50,12 @@ Tunnel = Callable[[], Awaitable[tuple[str, int, Callable[[], None]]]]
 """Opens a way to the Telnet server; returns (host, port, close)."""
 
 
-class _ShellStream(asyncio.Protocol):
+class _ShellStream(WriteFlow):
     """The socket's protocol once the shell runs: strips Telnet commands, hands on data."""
 
     def __init__(self, shell: TelnetShell) -> None:
         self._shell = shell
         self._stripper = TelnetStripper(self._option_ignored)
-        self._paused = False
-        self._drained: asyncio.Future[None] | None = None
 
     def _option_ignored(self, command: int, option: int) -> None:
         log.debug("%s: ignored a Telnet option request after login", self._shell.name)
@@ -83,22 +81,6 @@ class _ShellStream(asyncio.Protocol):
             reason = f"the Telnet connection broke: {exc}"
         shell._lost(None, reason)
         self.resume_writing()
-
-    def pause_writing(self) -> None:
-        self._paused = True
-
-    def resume_writing(self) -> None:
-        self._paused = False
-        waiter, self._drained = self._drained, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    async def drain(self) -> None:
-        if not self._paused:
-            return
-        if self._drained is None:
-            self._drained = asyncio.get_running_loop().create_future()
-        await self._drained
 
 
 class TelnetShell(ShellTransport):
