@@ -8,12 +8,13 @@ import json
 import os
 import re
 import select
+import shlex
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -270,12 +271,15 @@ def descendants(pid: int) -> list[int]:
     return children + [d for child in children for d in descendants(child)]
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = DEADLINE) -> None:
-    """Poll ``condition`` (a process table has no event to wait on) until it holds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "the condition did not hold in time"
-        time.sleep(0.02)
+def wait_for_line(fifo: Path, timeout: float = DEADLINE) -> bytes:
+    """The first bytes written to the named pipe ``fifo``, within ``timeout``."""
+    fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        ready, _, _ = select.select([fd], [], [], timeout)
+        assert ready, f"nothing was written to {fifo} within {timeout}s"
+        return os.read(fd, 4096)
+    finally:
+        os.close(fd)
 
 
 @pytest.mark.parametrize("how", ["host", "instruction"])
@@ -283,7 +287,10 @@ def test_ctrl_c_closes_hosts_and_exits_130_within_a_second(tmp_path: Path, how: 
     marker = f"OTTO_CTRL_C_{os.getpid()}_{how}"
     # A duration no other test uses, to find this very sleep.
     seconds = f"1000.{os.getpid()}{len(how)}"
-    command = f"sleep {seconds}; echo {marker}"
+    started = tmp_path / "started"
+    os.mkfifo(started)
+    # The command says it has begun through a named pipe: an event to wait on.
+    command = f"echo up > {shlex.quote(str(started))}; sleep {seconds}; echo {marker}"
     env = clean_env()
     if how == "host":
         args = ["host", "local", "run", command]
@@ -309,7 +316,7 @@ def test_ctrl_c_closes_hosts_and_exits_130_within_a_second(tmp_path: Path, how: 
     )
     sleeping = f"^sleep {re.escape(seconds)}$"
     try:
-        wait_for(lambda: bool(pids_running(sleeping)) or proc.poll() is not None)
+        assert wait_for_line(started) == b"up\n"
         assert proc.poll() is None, proc.communicate()
         below = descendants(proc.pid)
         assert below, "the host's shell should run below otto"
