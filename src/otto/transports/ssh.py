@@ -343,11 +343,15 @@ class SshLink:
         if not closing:
             return
         waits = {asyncio.ensure_future(conn.wait_closed()): conn for conn in closing}
-        _, pending = await asyncio.wait(waits, timeout=_CLOSE_WAIT)
-        for wait in pending:
-            log.info("%s: no goodbye from the server within %gs; dropped", self.name, _CLOSE_WAIT)
-            wait.cancel()
-            waits[wait].abort()
+        try:
+            await asyncio.wait(waits, timeout=_CLOSE_WAIT)
+        finally:
+            # Also when our caller is cancelled: no connection outlives close().
+            for wait, conn in waits.items():
+                if not wait.done():
+                    log.info("%s: no goodbye within %gs; dropped", self.name, _CLOSE_WAIT)
+                    wait.cancel()
+                    conn.abort()
 
 
 def _reason(exc: BaseException) -> str:
@@ -371,9 +375,11 @@ def _signal(chan: asyncssh.SSHClientChannel[bytes], signal: str, where: str) -> 
 
 async def _closed_within(chan: asyncssh.SSHClientChannel[bytes], seconds: float) -> bool:
     wait = asyncio.ensure_future(chan.wait_closed())
-    done, _ = await asyncio.wait({wait}, timeout=seconds)
-    if not done:
-        wait.cancel()
+    try:
+        done, _ = await asyncio.wait({wait}, timeout=seconds)
+    finally:
+        if not wait.done():
+            wait.cancel()  # also when our caller is cancelled: nothing outlives this
     return bool(done)
 
 
