@@ -31,8 +31,8 @@ from common import RawShell
 
 from otto import LocalHost
 from otto.monitor import Collector
-from otto.monitor.collector import join_commands
 from otto.monitor.parsers import DEFAULT_PARSERS
+from otto.monitor.shell_probe import ShellProbe, join_commands
 from otto.monitor.store import HostState, MetricStore
 
 QUICK = "--quick" in sys.argv
@@ -83,18 +83,19 @@ def parse_cost() -> tuple[float, int]:
     """Best mean microseconds to parse one host's round; and how many metrics it gave."""
     first, second = captured_round()
     collector = Collector([_NamedHost()], interval=5.0)
-    track = collector._tracks["parse"]
-    collector._separator = SEPARATOR  # parse what bash printed with the bench's separator
-    collector._parse(track, first, 0.0)
-    previous = dict(track.previous)
+    probe = collector._tracks["parse"].probes[0]
+    assert isinstance(probe, ShellProbe)
+    probe.separator = SEPARATOR  # parse what bash printed with the bench's separator
+    probe.parse(first, 0.0)
+    previous = dict(probe.previous)
     n = 2000 if QUICK else 20000
     best = float("inf")
     metrics = 0
     for _ in range(5):
         began = time.perf_counter()
         for _ in range(n):
-            track.previous = dict(previous)
-            result = collector._parse(track, second, 1.0)
+            probe.previous = dict(previous)
+            result = probe.parse(second, 1.0)
         best = min(best, (time.perf_counter() - began) / n)
         metrics = len(result.metrics)
     return best * 1e6, metrics

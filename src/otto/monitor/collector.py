@@ -1,13 +1,12 @@
 """The metric collector: every host polled at the same instant, round after round.
 
 Round ``k`` starts at ``start + k * interval`` on the monotonic clock (as
-``RepeatRunner`` ticks do). In a round every host gets ONE ``run`` on a session
-of its own: the metric commands joined into one shell command, with a unique
-separator and each command's exit status printed between their outputs. A
-command that is missing (a busybox host without ``df``) only loses its own
-section. A host's run has what is left of the interval as its timeout; a host
-that fails, or has not answered by then, is down for the round and the others
-are unaffected. It rejoins in the next round that it answers.
+``RepeatRunner`` ticks do). In a round every host's probes (``otto.monitor.probe``)
+read it at once: a host with a shell gets ONE ``run`` on a session of its own
+(``otto.monitor.shell_probe``). A host's probes have what is left of the
+interval as their budget; a host that fails, or has not answered by then, is
+down for the round and the others are unaffected. It rejoins in the next round
+that it answers.
 
 Each round's metrics go to the in-memory series (bounded), to the SQLite store
 (one transaction per round, on a writer thread of its own) and to subscribers
@@ -30,18 +29,21 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from otto.loop import cancel_and_wait
-from otto.monitor.parsers import DEFAULT_PARSERS, MetricParser, Sample
+from otto.monitor.parsers import DEFAULT_PARSERS, MetricParser
+from otto.monitor.probe import HostRound, Probe, RoundCost
+from otto.monitor.shell_probe import ShellProbe, join_commands, split_output
 from otto.monitor.source import DashboardSource, build_snapshot, split_finite
 from otto.monitor.store import EXPORT_FORMAT, EXPORT_VERSION, Event, HostState, MetricStore
 from otto.monitor.subscription import Subscribers
-from otto.periodic import Clock, HostLike, SessionLike, SystemClock, next_tick, to_seconds
-from otto.result import Status
+from otto.periodic import Clock, HostLike, SystemClock, next_tick, to_seconds
 
 __all__ = [
     "Collector",
     "DashboardSource",
     "HostRound",
     "MonitorTarget",
+    "Probe",
+    "RoundCost",
     "join_commands",
     "split_output",
 ]
@@ -76,50 +78,17 @@ class MonitorTarget:
                 table[command] = parser
         return table
 
-
-@dataclass(frozen=True, slots=True)
-class HostRound:
-    """What one host came to in one round."""
-
-    up: bool
-    metrics: dict[str, float]
-    error: str = ""
-
-
-# --- joining commands into one round trip ---------------------------------------------
-
-
-def join_commands(commands: Sequence[str], separator: str) -> str:
-    """One shell command running ``commands`` in turn, a separator line after each.
-
-    After command ``i`` the line ``<separator> i <exit status>`` is printed. Each
-    command runs in a subshell, reads no stdin and has its stderr dropped: a
-    missing program leaves only its exit status (127) behind, and a command that
-    calls ``exit`` or ``cd`` cannot end or move the monitor's shell.
-    """
-    return "; ".join(
-        # The newline before ")" lets a command end in "&" or a comment.
-        f"( {command}\n) </dev/null 2>/dev/null; printf '\\n{separator} {i} %d\\n' $?"
-        for i, command in enumerate(commands)
-    )
-
-
-def split_output(text: str, separator: str, count: int) -> list[tuple[int | None, str]]:
-    """Split the output of ``join_commands`` back into ``(exit status, output)`` per command.
-
-    A command whose separator line is missing (the run was cut short) gets
-    ``(None, "")``.
-    """
-    sections: list[tuple[int | None, str]] = [(None, "")] * count
-    pieces = text.split("\n" + separator + " ")
-    body = pieces[0]
-    for piece in pieces[1:]:
-        header, _, rest = piece.partition("\n")
-        index, _, status = header.partition(" ")
-        if index.isdigit() and status.lstrip("-").isdigit() and int(index) < count:
-            sections[int(index)] = (int(status), body)
-        body = rest
-    return sections
+    def probes(self, *, separator: str, session_name: str, clock: Clock) -> list[Probe]:
+        """The probes that read this host each round."""
+        return [
+            ShellProbe(
+                self.host,
+                self.commands(),
+                separator=separator,
+                session_name=session_name,
+                clock=clock,
+            )
+        ]
 
 
 # --- per-host state ----------------------------------------------------------------------
@@ -128,16 +97,11 @@ def split_output(text: str, separator: str, count: int) -> list[tuple[int | None
 class _Track:
     """Everything the collector keeps about one host."""
 
-    def __init__(
-        self, target: MonitorTarget, separator: str, session_name: str, history: int
-    ) -> None:
+    def __init__(self, target: MonitorTarget, probes: Sequence[Probe], history: int) -> None:
         self.target = target
         self.name = target.host.name
-        self.parsers = list(target.commands().items())
-        self.command = join_commands([c for c, _ in self.parsers], separator)
-        self.session_name = session_name
-        self.session: SessionLike | None = None
-        self.previous: dict[str, Sample] = {}
+        self.probes = list(probes)
+        self.last_cost: tuple[RoundCost, ...] = ()
         self.up = False
         self.polled = False
         self.last_error = ""
@@ -209,7 +173,10 @@ class Collector:
             name = target.host.name
             if name in self._tracks:
                 raise ValueError(f"host {name!r} is listed twice")
-            self._tracks[name] = _Track(target, self._separator, f"monitor:{tag}", history)
+            probes = target.probes(
+                separator=self._separator, session_name=f"monitor:{tag}", clock=self._clock
+            )
+            self._tracks[name] = _Track(target, probes, history)
         self._history = history
         self._events: list[Event] = []
         self._next_event_id = 1
@@ -296,7 +263,7 @@ class Collector:
             await cancel_and_wait(task)
         elif task is not None and not task.cancelled() and task.exception() is not None:
             logger.error("the collector's schedule had crashed", exc_info=task.exception())
-        await asyncio.gather(*(self._drop_session(t) for t in self._tracks.values()))
+        await asyncio.gather(*(self._close_probes(t) for t in self._tracks.values()))
         if self._writes:
             await asyncio.gather(*self._writes, return_exceptions=True)
         if self._store is not None:
@@ -471,80 +438,49 @@ class Collector:
         return list(outcomes)
 
     async def _poll(self, track: _Track, deadline: float) -> HostRound:
-        clock = self._clock
         async with track.lock:
-            try:
-                if track.session is None:
-                    track.session = await track.target.host.open_session(track.session_name)
-                budget = deadline - clock.monotonic()
-                if budget <= 0:
-                    return HostRound(False, {}, f"no answer within {self._interval:g}s")
-                sent = clock.monotonic()
-                result = await track.session.run(track.command, timeout=budget)
-                answered = clock.monotonic()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                await self._drop_session(track)
-                return HostRound(False, {}, f"{type(exc).__name__}: {exc}")
-        if not result.statuses:
-            return HostRound(False, {}, "no result")
-        status = result.statuses[0]
-        if status.status is Status.Error:
-            reason = status.error or status.output[-200:] or "error"
-            if status.timed_out:
-                reason = f"no answer within {budget:.3g}s"
-            return HostRound(False, {}, reason)
-        return self._parse(track, status.output, (sent + answered) / 2)
+            index = self._rounds_run
+            if len(track.probes) == 1:
+                outcomes = [await track.probes[0].poll(index, deadline)]
+            else:
+                outcomes = list(
+                    await asyncio.gather(*(p.poll(index, deadline) for p in track.probes))
+                )
+        return self._merge(track, outcomes)
 
-    def _parse(self, track: _Track, output: str, taken: float) -> HostRound:
+    def _merge(self, track: _Track, outcomes: Sequence[HostRound]) -> HostRound:
+        """One host's round from its probes' answers; values that are not finite
+        numbers are dropped, counted and logged once per metric."""
         metrics: dict[str, float] = {}
-        problems: list[str] = []
-        sections = split_output(output, self._separator, len(track.parsers))
-        for (command, parser), (code, text) in zip(track.parsers, sections, strict=True):
-            if code is None:
-                problems.append(f"{command}: no output")
-                continue
-            if code != 0:
-                problems.append(f"{command}: exit status {code}")
-                track.previous.pop(command, None)
-                continue
-            try:
-                parsed = parser(text, taken, track.previous.get(command))
-            except Exception as exc:
-                problems.append(f"{command}: {type(exc).__name__}: {exc}")
-                track.previous.pop(command, None)
+        errors = [o.error for o in outcomes if o.error]
+        for outcome in outcomes:
+            if not outcome.up:
                 continue
             # NaN, infinity or a non-number (a user's parser, or garbage in /proc)
             # would poison latest(), JSON, /metrics and the charts: drop and count it.
-            finite, dropped = split_finite(parsed.metrics)
+            finite, dropped = split_finite(outcome.metrics)
             metrics.update(finite)
             for metric in dropped:
                 count = track.dropped.get(metric, 0)
                 if not count:
                     logger.warning(
-                        "%s: %s gave %s = %r, not a finite number: dropped "
+                        "%s: %s = %r is not a finite number: dropped "
                         "(counted in Collector.dropped_values; logged once per metric)",
                         track.name,
-                        command,
                         metric,
-                        parsed.metrics[metric],
+                        outcome.metrics[metric],
                     )
                 track.dropped[metric] = count + 1
-            if parsed.counters:
-                track.previous[command] = Sample(taken, parsed.counters)
-        # A host whose commands all failed gave nothing usable: that is down.
-        up = bool(metrics) or not problems
-        return HostRound(up, metrics, "; ".join(problems))
+        track.last_cost = tuple(o.cost for o in outcomes if o.cost is not None)
+        up = any(o.up for o in outcomes)
+        return HostRound(up, metrics, "; ".join(errors))
 
-    async def _drop_session(self, track: _Track) -> None:
-        session, track.session = track.session, None
-        if session is None:
-            return
-        try:
-            await session.close()
-        except Exception:
-            logger.debug("%s: closing the monitor session failed", track.name, exc_info=True)
+    async def _close_probes(self, track: _Track) -> None:
+        for probe in track.probes:
+            try:
+                await probe.close()
+            except Exception:
+                logger.debug("%s: closing a probe failed", track.name, exc_info=True)
 
     def _publish(self, t: float, duration: float, results: Mapping[str, HostRound]) -> None:
         if not self._subscribers:

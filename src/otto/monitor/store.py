@@ -100,16 +100,25 @@ class Event:
     label: str
     color: str | None = None
     end: float | None = None
+    host: str | None = None
+    """The host the event happened on (a log watch's match), or None for the whole run."""
+    line: str | None = None
+    """The log line that made the event, if a log watch did."""
 
     def as_dict(self) -> dict[str, object]:
         """The event as the dashboard and the JSON export show it."""
-        return {
+        out: dict[str, object] = {
             "id": self.id,
             "t": self.t,
             "end": self.end,
             "label": self.label,
             "color": self.color,
         }
+        if self.host is not None:
+            out["host"] = self.host
+        if self.line is not None:
+            out["line"] = self.line
+        return out
 
 
 @dataclass(frozen=True, slots=True)
