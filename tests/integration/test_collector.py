@@ -60,7 +60,8 @@ async def test_rounds_over_local_hosts_give_every_contract_metric(tmp_path: Path
         "local1",
         "local2",
     }
-    assert "otto_cpu_percent" in families
+    assert "otto_cpu_busy_ratio" in families
+    assert "otto_network_receive_bytes" in families  # the counter, sampled as _total
     db = sqlite3.connect(tmp_path / "m.db")
     (hosts_stored,) = db.execute("select count(*) from hosts").fetchone()
     (rounds_stored,) = db.execute("select count(*) from rounds").fetchone()

@@ -106,6 +106,7 @@ class _Track:
         self.polled = False
         self.last_error = ""
         self.latest: dict[str, float] = {}
+        self.counters: Mapping[str, Mapping[str, int]] = {}
         self.series: dict[str, deque[tuple[float, float]]] = {}
         self.states: deque[tuple[float, bool, str]] = deque(maxlen=history)
         self.history = history
@@ -126,6 +127,7 @@ class _Track:
         if not outcome.up:
             return
         self.latest = outcome.metrics
+        self.counters = outcome.counters
         for metric, value in outcome.metrics.items():
             points = self.series.get(metric)
             if points is None:
@@ -307,6 +309,10 @@ class Collector:
         """``{host: latest metrics}`` of the hosts that answered in the latest round."""
         return {name: dict(t.latest) for name, t in self._tracks.items() if t.up}
 
+    def latest_counters(self) -> dict[str, dict[str, Mapping[str, int]]]:
+        """``{host: {parser name: raw counters}}`` of the hosts up in the latest round."""
+        return {name: dict(t.counters) for name, t in self._tracks.items() if t.up}
+
     def snapshot(self) -> dict[str, object]:
         """Everything in memory, for the dashboard (see ``DashboardSource``)."""
         return build_snapshot(
@@ -452,10 +458,12 @@ class Collector:
         """One host's round from its probes' answers; values that are not finite
         numbers are dropped, counted and logged once per metric."""
         metrics: dict[str, float] = {}
+        counters: dict[str, Mapping[str, int]] = {}
         errors = [o.error for o in outcomes if o.error]
         for outcome in outcomes:
             if not outcome.up:
                 continue
+            counters.update(outcome.counters)
             # NaN, infinity or a non-number (a user's parser, or garbage in /proc)
             # would poison latest(), JSON, /metrics and the charts: drop and count it.
             finite, dropped = split_finite(outcome.metrics)
@@ -473,7 +481,7 @@ class Collector:
                 track.dropped[metric] = count + 1
         track.last_cost = tuple(o.cost for o in outcomes if o.cost is not None)
         up = any(o.up for o in outcomes)
-        return HostRound(up, metrics, "; ".join(errors))
+        return HostRound(up, metrics, "; ".join(errors), counters=counters)
 
     async def _close_probes(self, track: _Track) -> None:
         for probe in track.probes:

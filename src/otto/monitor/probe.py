@@ -9,7 +9,8 @@ their metrics.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Protocol
 
 __all__ = ["HostRound", "Probe", "RoundCost"]
@@ -36,13 +37,16 @@ class HostRound:
     """What one host came to in one round.
 
     ``metrics`` may hold values that are not finite numbers: the collector
-    drops and counts them.
+    drops and counts them. ``counters`` holds each parser's raw counters this
+    round (its ``Parsed.counters``) by the parser's ``__name__``: the cumulative
+    totals behind the rates, which ``/metrics`` exports as counters.
     """
 
     up: bool
     metrics: dict[str, float]
     error: str = ""
     cost: RoundCost | None = None
+    counters: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
 
 
 class Probe(Protocol):

@@ -112,6 +112,7 @@ class ShellProbe:
     def parse(self, output: str, taken: float, cost: RoundCost | None = None) -> HostRound:
         """The metrics in the joined command's ``output``, read at ``taken``."""
         metrics: dict[str, float] = {}
+        counters: dict[str, Mapping[str, int]] = {}
         problems: list[str] = []
         sections = split_output(output, self.separator, len(self.parsers))
         for (command, parser), (code, text) in zip(self.parsers, sections, strict=True):
@@ -131,9 +132,10 @@ class ShellProbe:
             metrics.update(parsed.metrics)
             if parsed.counters:
                 self.previous[command] = Sample(taken, parsed.counters)
+                counters[getattr(parser, "__name__", command)] = parsed.counters
         # A host whose commands all failed gave nothing usable: that is down.
         up = bool(metrics) or not problems
-        return HostRound(up, metrics, "; ".join(problems), cost)
+        return HostRound(up, metrics, "; ".join(problems), cost, counters)
 
     async def close(self) -> None:
         """Close the monitor's session on the host."""

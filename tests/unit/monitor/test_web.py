@@ -71,7 +71,7 @@ async def test_non_finite_values_are_dropped_and_counted() -> None:
         metrics = (await test_client.get("/metrics")).text
     assert snapshot["series"] == {"cpu.percent": {"web": [[T0 + 1, 5.0]]}}
     assert source.dropped_values == 3
-    assert 'otto_cpu_percent{host="web"} 5.0' in metrics
+    assert 'otto_cpu_busy_ratio{host="web"} 0.05' in metrics
     assert "nan" not in metrics.lower() and "inf" not in metrics.lower()
 
 
@@ -164,7 +164,7 @@ async def test_metrics_served_in_the_prometheus_format(client: httpx.AsyncClient
     response = await client.get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
-    assert 'otto_cpu_percent{host="web"} 12.0' in response.text
+    assert 'otto_cpu_busy_ratio{host="web"} 0.12' in response.text
 
 
 async def test_allowed_hosts_reject_other_host_names() -> None:
@@ -454,7 +454,7 @@ async def test_metrics_with_the_real_exporter(client: httpx.AsyncClient) -> None
     response = await client.get("/metrics")
     assert response.status_code == 200
     assert 'otto_host_up{host="web"} 1.0' in response.text
-    assert 'otto_cpu_percent{host="web"' in response.text
+    assert 'otto_cpu_busy_ratio{host="web"' in response.text
 
 
 # ------------------------------------------------------------ stuck and surplus clients
