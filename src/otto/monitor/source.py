@@ -7,7 +7,7 @@ import math
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Protocol
 
-__all__ = ["DashboardSource", "build_snapshot", "is_finite_number", "split_finite"]
+__all__ = ["DashboardSource", "RunHistory", "build_snapshot", "is_finite_number", "split_finite"]
 
 
 class DashboardSource(Protocol):
@@ -18,7 +18,8 @@ class DashboardSource(Protocol):
 
         ``{"interval": float, "live": bool, "hosts": {name: {"up": bool, "last_error": str}},
         "metrics": [sorted names], "series": {metric: {host: [[t, v], ...]}},
-        "events": [{"id", "t", "end", "label", "color"}]}``; ``t`` in Unix seconds.
+        "events": [{"id", "t", "end", "label", "color", "host"?, "line"?}],
+        "run"?: {"id", "label", ...}}``; ``t`` in Unix seconds.
         """
         ...
 
@@ -39,6 +40,23 @@ class DashboardSource(Protocol):
         ...
 
 
+class RunHistory(Protocol):
+    """A source that can show other runs of its database (a ``Collector`` with ``db``,
+    a ``Replay``). Both methods block (they read the file): call them in a thread."""
+
+    def runs(self) -> list[dict[str, object]]:
+        """Every run (``Run.as_dict``), oldest first; [] when there is no history."""
+        ...
+
+    def run_source(self, run: int | str) -> DashboardSource:
+        """The source that shows ``run`` (an id or a label).
+
+        Raises:
+            StoreError: no such run.
+        """
+        ...
+
+
 def build_snapshot(
     *,
     interval: float,
@@ -46,6 +64,7 @@ def build_snapshot(
     hosts: Mapping[str, tuple[bool, str]],
     series: Iterable[tuple[str, str, Sequence[Sequence[float]]]],
     events: Iterable[Mapping[str, object]],
+    run: Mapping[str, object] | None = None,
 ) -> dict[str, object]:
     """The snapshot of ``DashboardSource.snapshot`` from a source's parts.
 
@@ -56,11 +75,12 @@ def build_snapshot(
         series: ``(host, metric, points)``; each point a ``(t, v)`` pair that is
             never mutated, so the snapshot shares it instead of copying it.
         events: the events as dicts (copied).
+        run: the run shown (``Run.as_dict``), when the source is a run of a database.
     """
     by_metric: dict[str, dict[str, list[Sequence[float]]]] = {}
     for host, metric, points in series:
         by_metric.setdefault(metric, {})[host] = list(points)
-    return {
+    snapshot: dict[str, object] = {
         "interval": interval,
         "live": live,
         "hosts": {name: {"up": up, "last_error": error} for name, (up, error) in hosts.items()},
@@ -68,6 +88,9 @@ def build_snapshot(
         "series": by_metric,
         "events": [dict(event) for event in events],
     }
+    if run is not None:
+        snapshot["run"] = dict(run)
+    return snapshot
 
 
 def is_finite_number(value: object) -> bool:

@@ -1,23 +1,34 @@
-"""Metric history in SQLite: one transaction per round, readable while written.
+"""Metric history in SQLite: many runs in one file, one transaction per round.
+
+A database holds runs: each ``otto monitor --db FILE`` (each ``Collector`` started
+with ``db=``) appends a run of its own, with an optional label and note. Every
+round, host state, sample and event belongs to one run. Two collectors may write
+to one file at once, each to its own run: writes are short ``BEGIN IMMEDIATE``
+transactions and a writer waits (``timeout``) for the other's to end.
 
 The database runs in WAL mode, so a dashboard or a script in another process
-can read it while the collector writes. Writes come in rounds: every sample,
-host state and round duration of one round is one transaction.
+reads it while collectors write. ``MetricStore`` is blocking and meant for one
+thread at a time; the collector drives it from a writer thread of its own.
 
-``MetricStore`` is blocking and meant for one thread at a time; the collector
-drives it from a writer thread of its own, never from the event loop.
+A database written by an older otto (schema version 1: one run) is migrated in
+place when it is opened, in one transaction: its data becomes run 1, and a
+migration that fails leaves the file as it was. A database of a newer version is
+refused.
 
 The JSON export (``export``/``export_json``) and ``import_json`` round-trip
 exactly: floats are written with ``repr`` precision and read back unchanged.
+An import adds each exported run as a new run; runs are never merged.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import sqlite3
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -28,67 +39,129 @@ from otto.errors import StoreError
 __all__ = [
     "APPLICATION_ID",
     "EXPORT_FORMAT",
+    "EXPORT_VERSION",
     "SCHEMA_VERSION",
     "Event",
     "HostState",
     "MetricStore",
+    "Run",
     "StoreError",
+    "export_runs",
     "load_export",
 ]
 
 EXPORT_FORMAT = "otto.monitor"
-EXPORT_VERSION = 1
+EXPORT_VERSION = 2
+"""Version 2 holds ``runs``; version 1 (one run, its fields at the top) is still read."""
 
 APPLICATION_ID = 0x6F74746F
 """``PRAGMA application_id`` of otto's metric databases ("otto" in ASCII)."""
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """``PRAGMA user_version`` of the schema below."""
 
-_TABLES = frozenset({"meta", "hosts", "metrics", "rounds", "host_rounds", "samples", "events"})
+DEFAULT_TIMEOUT = 30.0
+"""Seconds a write waits for another process's write transaction to end."""
 
-# samples is keyed by time first: each round appends at the end of the b-tree
-# (about ten times faster than keying by host and metric, whose inserts land
-# all over it), and reads are by time range anyway.
+_V1_TABLES = frozenset({"meta", "hosts", "metrics", "rounds", "host_rounds", "samples", "events"})
+
+# hosts and metrics name the ids shared by every run. samples is keyed by run and
+# time first: each round appends at the end of its run's part of the b-tree (about
+# ten times faster than keying by host and metric, whose inserts land all over it),
+# and a run is read in one range scan. series lists each run's (host, metric) pairs
+# so that a run's hosts and metrics are known without scanning its samples.
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS hosts (
+CREATE TABLE hosts (
     id INTEGER PRIMARY KEY,
     name TEXT NOT NULL UNIQUE
 );
-CREATE TABLE IF NOT EXISTS metrics (
+CREATE TABLE metrics (
     id INTEGER PRIMARY KEY,
     name TEXT NOT NULL UNIQUE
 );
-CREATE TABLE IF NOT EXISTS rounds (
-    t REAL PRIMARY KEY,
-    duration REAL NOT NULL
+CREATE TABLE runs (
+    id INTEGER PRIMARY KEY,
+    label TEXT,
+    note TEXT,
+    started REAL NOT NULL,
+    ended REAL,
+    interval REAL,
+    hosts TEXT NOT NULL DEFAULT '[]'
 );
-CREATE TABLE IF NOT EXISTS host_rounds (
-    t REAL NOT NULL,
+CREATE INDEX runs_label ON runs (label);
+CREATE TABLE meta (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (run_id, key)
+) WITHOUT ROWID;
+CREATE TABLE series (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
     host_id INTEGER NOT NULL REFERENCES hosts(id),
+    metric_id INTEGER NOT NULL REFERENCES metrics(id),
+    PRIMARY KEY (run_id, host_id, metric_id)
+) WITHOUT ROWID;
+CREATE TABLE rounds (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    t REAL NOT NULL,
+    duration REAL NOT NULL,
+    PRIMARY KEY (run_id, t)
+) WITHOUT ROWID;
+CREATE TABLE host_rounds (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    host_id INTEGER NOT NULL REFERENCES hosts(id),
+    t REAL NOT NULL,
     up INTEGER NOT NULL,
     error TEXT NOT NULL DEFAULT '',
-    PRIMARY KEY (host_id, t)
+    PRIMARY KEY (run_id, host_id, t)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS samples (
+CREATE TABLE samples (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
     t REAL NOT NULL,
     host_id INTEGER NOT NULL REFERENCES hosts(id),
     metric_id INTEGER NOT NULL REFERENCES metrics(id),
     value REAL NOT NULL,
-    PRIMARY KEY (t, host_id, metric_id)
+    PRIMARY KEY (run_id, t, host_id, metric_id)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY,
+CREATE TABLE events (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    id INTEGER NOT NULL,
     t REAL NOT NULL,
     t_end REAL,
     label TEXT NOT NULL,
-    color TEXT
-);
+    color TEXT,
+    host TEXT,
+    line TEXT,
+    PRIMARY KEY (run_id, id)
+) WITHOUT ROWID;
 """
+
+# From version 1 (one run, no run columns) to 2: the v1 tables are renamed, the v2
+# schema created, their rows copied into run 1, and the old tables dropped. hosts
+# and metrics keep their ids (the v2 tables are filled from them as they are).
+_V1_RENAMED = ("meta", "hosts", "metrics", "rounds", "host_rounds", "samples", "events")
+_MIGRATE_V1_COPY = (
+    "INSERT INTO hosts (id, name) SELECT id, name FROM v1_hosts",
+    "INSERT INTO metrics (id, name) SELECT id, name FROM v1_metrics",
+    """INSERT INTO runs (id, label, note, started, ended, interval, hosts)
+       SELECT 1, NULL, 'migrated from a version-1 database',
+              coalesce(min(t), 0), max(t),
+              (SELECT CAST(value AS REAL) FROM v1_meta WHERE key = 'interval'),
+              (SELECT json_group_array(name) FROM (SELECT name FROM v1_hosts ORDER BY name))
+       FROM (SELECT t FROM v1_rounds UNION ALL SELECT t FROM v1_host_rounds
+             UNION ALL SELECT t FROM v1_events
+             UNION ALL SELECT min(t) FROM v1_samples UNION ALL SELECT max(t) FROM v1_samples)""",
+    "INSERT INTO meta (run_id, key, value) SELECT 1, key, value FROM v1_meta",
+    "INSERT INTO rounds (run_id, t, duration) SELECT 1, t, duration FROM v1_rounds",
+    """INSERT INTO host_rounds (run_id, host_id, t, up, error)
+       SELECT 1, host_id, t, up, error FROM v1_host_rounds""",
+    """INSERT INTO samples (run_id, t, host_id, metric_id, value)
+       SELECT 1, t, host_id, metric_id, value FROM v1_samples ORDER BY t, host_id, metric_id""",
+    """INSERT INTO series (run_id, host_id, metric_id)
+       SELECT DISTINCT 1, host_id, metric_id FROM v1_samples""",
+    """INSERT INTO events (run_id, id, t, t_end, label, color)
+       SELECT 1, id, t, t_end, label, color FROM v1_events""",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +193,19 @@ class Event:
             out["line"] = self.line
         return out
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Event:
+        """The event of ``as_dict`` (or of an export)."""
+        return cls(
+            id=int(data["id"]),
+            t=float(data["t"]),
+            label=str(data["label"]),
+            color=data.get("color"),
+            end=data.get("end"),
+            host=data.get("host"),
+            line=data.get("line"),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class HostState:
@@ -127,6 +213,44 @@ class HostState:
 
     up: bool
     error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One run of a collector in a database: who, when, and how much.
+
+    ``ended`` is None while the run is written, and for a run whose collector
+    was killed before it could close it; ``last`` is its latest round.
+    """
+
+    id: int
+    started: float
+    label: str | None = None
+    note: str | None = None
+    ended: float | None = None
+    interval: float | None = None
+    hosts: tuple[str, ...] = ()
+    rounds: int = 0
+    last: float | None = None
+
+    @property
+    def name(self) -> str:
+        """``#3`` or ``#3 nightly``: how lists and messages name the run."""
+        return f"#{self.id}" if not self.label else f"#{self.id} {self.label}"
+
+    def as_dict(self) -> dict[str, object]:
+        """The run as the dashboard's run list shows it."""
+        return {
+            "id": self.id,
+            "label": self.label,
+            "note": self.note,
+            "started": self.started,
+            "ended": self.ended,
+            "interval": self.interval,
+            "hosts": list(self.hosts),
+            "rounds": self.rounds,
+            "last": self.last,
+        }
 
 
 def _check_ours(path: Path) -> None:
@@ -160,22 +284,15 @@ def _check_ours(path: Path) -> None:
     except sqlite3.Error as exc:
         raise StoreError(f"cannot open metric database {path}: {exc}") from None
     try:
-        (app_id,) = db.execute("PRAGMA application_id").fetchone()
-        (version,) = db.execute("PRAGMA user_version").fetchone()
-        tables = {
-            name
-            for (name,) in db.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
-            )
-        }
+        app_id, version, tables = _header(db)
     except sqlite3.Error as exc:
         raise StoreError(
             f"cannot use {path} as a metric database: {exc}; give --db a new file name"
         ) from None
     finally:
         db.close()
-    # A database otto wrote before it stamped its application id has otto's tables.
-    if app_id == 0 and (not tables or tables == _TABLES):
+    # A database otto wrote before it stamped its application id has otto's v1 tables.
+    if app_id == 0 and (not tables or tables == _V1_TABLES):
         return
     if app_id != APPLICATION_ID:
         shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
@@ -184,46 +301,207 @@ def _check_ours(path: Path) -> None:
             "not an otto metric database; left unchanged: give --db a new file name"
         )
     if version > SCHEMA_VERSION:
-        raise StoreError(
-            f"{path} is an otto metric database of a newer version ({version}) "
-            f"than this otto reads ({SCHEMA_VERSION})"
+        raise StoreError(_newer(path, version))
+
+
+def _newer(path: Path, version: int) -> str:
+    return (
+        f"{path} is an otto metric database of a newer version ({version}) than this otto "
+        f"reads ({SCHEMA_VERSION}); left unchanged: open it with a newer otto, "
+        "or give --db a new file name"
+    )
+
+
+def _header(db: sqlite3.Connection) -> tuple[int, int, set[str]]:
+    (app_id,) = db.execute("PRAGMA application_id").fetchone()
+    (version,) = db.execute("PRAGMA user_version").fetchone()
+    tables = {
+        name
+        for (name,) in db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
         )
+    }
+    return int(app_id), int(version), tables
 
 
 class MetricStore:
-    """A SQLite file of metric history (blocking; use it from one thread at a time).
+    """A SQLite file of metric history in runs (blocking; one thread at a time).
+
+    Writing (``write_round``, ``add_event``, ``set_meta``) goes to this store's
+    own run: the one ``start_run`` began, or a run started by the first write.
+    Reading methods take ``run`` (an id); None means this store's own run if it
+    has one, else the latest run in the file.
 
     Args:
-        path: the database file; created with its schema when missing or empty.
+        path: the database file; created with its schema when missing or empty,
+            migrated when an older otto wrote it.
+        timeout: seconds to wait for another process's write transaction.
 
     Raises:
-        StoreError: the file cannot be opened, or it is not an otto metric
-            database (another program's file is refused, not modified).
+        StoreError: the file cannot be opened, it is not an otto metric
+            database (another program's file is refused, not modified), it is of
+            a newer version, or migrating it failed (it is left as it was).
     """
 
-    def __init__(self, path: str | PathLike[str]) -> None:
+    def __init__(self, path: str | PathLike[str], *, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.path = Path(path)
         _check_ours(self.path)
         try:
             # check_same_thread=False: a store may be opened on one thread and used
             # on another (never two at once); the collector keeps it on its writer thread.
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._db = sqlite3.connect(
+                self.path, check_same_thread=False, isolation_level=None, timeout=timeout
+            )
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open metric database {self.path}: {exc}") from None
+        self._run: int | None = None
+        self._hosts: dict[str, int] = {}
+        self._metrics: dict[str, int] = {}
+        self._pairs: set[tuple[int, int]] = set()
         try:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            # NORMAL is durable across process crashes in WAL mode; only a power
-            # cut can lose the last rounds, which is fine for monitoring data.
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.executescript(_SCHEMA)
-            self._db.execute(f"PRAGMA application_id={APPLICATION_ID}")
-            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            self._prepare()
+            self._load_names()
         except sqlite3.Error as exc:
             self._db.close()
             raise StoreError(f"cannot use {self.path} as a metric database: {exc}") from None
-        self._hosts: dict[str, int] = dict(self._db.execute("SELECT name, id FROM hosts"))
-        self._metrics: dict[str, int] = dict(self._db.execute("SELECT name, id FROM metrics"))
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _prepare(self) -> None:
+        """Set the connection up; create or migrate the schema if needed."""
+        try:
+            (mode,) = self._db.execute("PRAGMA journal_mode").fetchone()
+            if mode != "wal":
+                self._db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL is durable across process crashes in WAL mode; only a power
+            # cut can lose the last rounds, which is fine for monitoring data.
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            _, version, _ = _header(self._db)
+            if version == SCHEMA_VERSION:
+                return
+            with self._transaction():
+                # Read again under the write lock: another process may have just done it.
+                app_id, version, tables = _header(self._db)
+                if version > SCHEMA_VERSION:
+                    raise StoreError(_newer(self.path, version))
+                if version == 1 or (version == 0 and tables == _V1_TABLES):
+                    self._migrate_v1()
+                elif version == 0 and not tables:
+                    for statement in _schema_statements():
+                        self._db.execute(statement)
+                elif version != SCHEMA_VERSION:
+                    raise StoreError(
+                        f"cannot use {self.path} as a metric database: unknown schema "
+                        f"version {version} with tables {', '.join(sorted(tables))}"
+                    )
+                self._db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+                self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise StoreError(
+                    f"cannot prepare metric database {self.path}: another process holds it "
+                    f"locked ({exc}); left unchanged"
+                ) from None
+            raise StoreError(f"cannot use {self.path} as a metric database: {exc}") from None
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot use {self.path} as a metric database: {exc}") from None
+
+    def _migrate_v1(self) -> None:
+        """Turn a version-1 database (one run) into version 2, its data run 1.
+
+        Runs inside the caller's transaction: any failure rolls all of it back.
+        """
+        for step in _migration_steps():
+            self._db.execute(step)
+
+    def _load_names(self) -> None:
+        self._hosts = dict(self._db.execute("SELECT name, id FROM hosts"))
+        self._metrics = dict(self._db.execute("SELECT name, id FROM metrics"))
+
+    def _forget_names(self) -> None:
+        # Names missing from the caches are looked up (or added) again when used.
+        self._hosts.clear()
+        self._metrics.clear()
+        self._pairs.clear()
+
+    # --- runs --------------------------------------------------------------------------
+
+    @property
+    def run(self) -> int | None:
+        """The id of the run this store writes to, or None before the first write."""
+        return self._run
+
+    def start_run(
+        self,
+        *,
+        label: str | None = None,
+        note: str | None = None,
+        interval: float | None = None,
+        hosts: Sequence[str] = (),
+        started: float | None = None,
+    ) -> Run:
+        """Begin a new run in the file; later writes go to it.
+
+        Args:
+            label: a short name to pick the run by (``--run LABEL``).
+            note: free text about the run.
+            interval: seconds between rounds.
+            hosts: the hosts the run watches.
+            started: unix seconds; now by default.
+        """
+        started = time.time() if started is None else started
+        with self._transaction():
+            cursor = self._db.execute(
+                "INSERT INTO runs (label, note, started, interval, hosts) VALUES (?, ?, ?, ?, ?)",
+                (label or None, note or None, started, interval, json.dumps(list(hosts))),
+            )
+            assert cursor.lastrowid is not None
+            run = cursor.lastrowid
+            if interval is not None:
+                self._db.execute(
+                    "INSERT INTO meta (run_id, key, value) VALUES (?, 'interval', ?)",
+                    (run, repr(interval)),
+                )
+        self._run = run
+        self._pairs = set()
+        return Run(
+            run, started, label or None, note or None, None, interval, tuple(hosts), 0, None
+        )
+
+    def end_run(self, ended: float | None = None) -> None:
+        """Record that this store's run has ended (now by default); idempotent."""
+        if self._run is None:
+            return
+        with self._transaction():
+            self._db.execute(
+                "UPDATE runs SET ended = ? WHERE id = ?",
+                (time.time() if ended is None else ended, self._run),
+            )
+
+    def runs(self) -> list[Run]:
+        """Every run in the file, oldest first."""
+        query = (
+            "SELECT r.id, r.started, r.label, r.note, r.ended, r.interval, r.hosts,"
+            " (SELECT count(*) FROM rounds WHERE run_id = r.id),"
+            " (SELECT max(t) FROM rounds WHERE run_id = r.id)"
+            " FROM runs r ORDER BY r.id"
+        )
+        return [
+            Run(i, started, label, note, ended, interval, tuple(json.loads(hosts)), count, last)
+            for i, started, label, note, ended, interval, hosts, count, last in self._db.execute(
+                query
+            )
+        ]
+
+    def find_run(self, which: int | str | None = None) -> Run:
+        """The run named by ``which``: an id (``3``, ``"3"``), a label (the latest run
+        with it), or None for the latest run.
+
+        Raises:
+            StoreError: no such run, or the file holds no run at all.
+        """
+        return _pick_run(self.runs(), which, str(self.path))
 
     # --- writing ---------------------------------------------------------------------
 
@@ -234,7 +512,7 @@ class MetricStore:
         states: Mapping[str, HostState] | None = None,
         duration: float | None = None,
     ) -> int:
-        """Write one round in one transaction.
+        """Write one round of this store's run in one transaction.
 
         Args:
             t: the round's time, unix seconds.
@@ -245,185 +523,365 @@ class MetricStore:
         Returns:
             How many samples were written.
         """
+        run = self._own_run(t)
         with self._transaction():
-            rows = [
-                (t, self._id(self._hosts, "hosts", host), self._id(self._metrics, "metrics", m), v)
-                for host, metrics in samples.items()
-                for m, v in metrics.items()
-                if math.isfinite(v)
-            ]
+            rows: list[tuple[int, float, int, int, float]] = []
+            new_pairs: list[tuple[int, int, int]] = []
+            hosts, metrics, pairs = self._hosts, self._metrics, self._pairs
+            for host, values in samples.items():
+                host_id = hosts.get(host)
+                if host_id is None:
+                    host_id = self._id(hosts, "hosts", host)
+                for metric, value in values.items():
+                    if not math.isfinite(value):
+                        continue
+                    metric_id = metrics.get(metric)
+                    if metric_id is None:
+                        metric_id = self._id(metrics, "metrics", metric)
+                    if (host_id, metric_id) not in pairs:
+                        pairs.add((host_id, metric_id))
+                        new_pairs.append((run, host_id, metric_id))
+                    rows.append((run, t, host_id, metric_id, value))
             self._db.executemany(
-                "INSERT OR REPLACE INTO samples (t, host_id, metric_id, value) VALUES (?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO samples (run_id, t, host_id, metric_id, value)"
+                " VALUES (?, ?, ?, ?, ?)",
                 rows,
             )
+            if new_pairs:
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO series (run_id, host_id, metric_id) VALUES (?, ?, ?)",
+                    new_pairs,
+                )
             if states:
                 self._db.executemany(
-                    "INSERT OR REPLACE INTO host_rounds (t, host_id, up, error)"
-                    " VALUES (?, ?, ?, ?)",
+                    "INSERT OR REPLACE INTO host_rounds (run_id, host_id, t, up, error)"
+                    " VALUES (?, ?, ?, ?, ?)",
                     [
-                        (t, self._id(self._hosts, "hosts", host), int(s.up), s.error)
+                        (run, self._id(self._hosts, "hosts", host), t, int(s.up), s.error)
                         for host, s in states.items()
                     ],
                 )
             if duration is not None:
                 self._db.execute(
-                    "INSERT OR REPLACE INTO rounds (t, duration) VALUES (?, ?)", (t, duration)
+                    "INSERT OR REPLACE INTO rounds (run_id, t, duration) VALUES (?, ?, ?)",
+                    (run, t, duration),
                 )
         return len(rows)
 
     def add_event(self, event: Event) -> None:
-        """Store ``event`` (replacing one with the same id)."""
+        """Store ``event`` in this store's run (replacing one with the same id)."""
+        run = self._own_run(event.t)
         with self._transaction():
             self._db.execute(
-                "INSERT OR REPLACE INTO events (id, t, t_end, label, color) VALUES (?, ?, ?, ?, ?)",
-                (event.id, event.t, event.end, event.label, event.color),
+                "INSERT OR REPLACE INTO events (run_id, id, t, t_end, label, color, host, line)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run,
+                    event.id,
+                    event.t,
+                    event.end,
+                    event.label,
+                    event.color,
+                    event.host,
+                    event.line,
+                ),
             )
 
     def set_meta(self, key: str, value: str) -> None:
-        """Record a setting of the run, such as the interval."""
+        """Record a setting of this store's run, such as the interval."""
+        run = self._own_run(None)
         with self._transaction():
-            self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+            self._db.execute(
+                "INSERT OR REPLACE INTO meta (run_id, key, value) VALUES (?, ?, ?)",
+                (run, key, value),
+            )
+            if key == "interval":
+                with contextlib.suppress(ValueError):
+                    self._db.execute(
+                        "UPDATE runs SET interval = ? WHERE id = ?", (float(value), run)
+                    )
 
     # --- reading ---------------------------------------------------------------------
 
-    def meta(self) -> dict[str, str]:
-        """The recorded settings."""
-        return dict(self._db.execute("SELECT key, value FROM meta"))
-
-    def host_names(self) -> list[str]:
-        """Every host that has a sample or a state, sorted."""
-        return sorted(self._hosts)
-
-    def metric_names(self) -> list[str]:
-        """Every metric that has a sample, sorted."""
-        return sorted(self._metrics)
-
-    def series(
-        self, host: str, metric: str, since: float | None = None
-    ) -> list[tuple[float, float]]:
-        """``(t, value)`` of one host's metric, oldest first."""
-        host_id = self._hosts.get(host)
-        metric_id = self._metrics.get(metric)
-        if host_id is None or metric_id is None:
-            return []
-        return list(
+    def meta(self, run: int | None = None) -> dict[str, str]:
+        """The recorded settings of a run."""
+        return dict(
             self._db.execute(
-                "SELECT t, value FROM samples WHERE host_id = ? AND metric_id = ? AND t >= ?"
-                " ORDER BY t",
-                (host_id, metric_id, -math.inf if since is None else since),
+                "SELECT key, value FROM meta WHERE run_id = ?", (self._read_run(run),)
             )
         )
 
-    def sample_count(self) -> int:
-        """How many samples the store holds."""
-        (count,) = self._db.execute("SELECT count(*) FROM samples").fetchone()
+    def host_names(self, run: int | None = None) -> list[str]:
+        """Every host of a run that has a sample or a state, sorted."""
+        run_id = self._read_run(run)
+        return [
+            name
+            for (name,) in self._db.execute(
+                "SELECT name FROM hosts WHERE id IN"
+                " (SELECT host_id FROM series WHERE run_id = ?"
+                "  UNION SELECT DISTINCT host_id FROM host_rounds WHERE run_id = ?)"
+                " ORDER BY name",
+                (run_id, run_id),
+            )
+        ]
+
+    def metric_names(self, run: int | None = None) -> list[str]:
+        """Every metric of a run that has a sample, sorted."""
+        return [
+            name
+            for (name,) in self._db.execute(
+                "SELECT name FROM metrics WHERE id IN"
+                " (SELECT metric_id FROM series WHERE run_id = ?) ORDER BY name",
+                (self._read_run(run),),
+            )
+        ]
+
+    def series(
+        self, host: str, metric: str, since: float | None = None, run: int | None = None
+    ) -> list[tuple[float, float]]:
+        """``(t, value)`` of one host's metric in a run, oldest first."""
+        return list(
+            self._db.execute(
+                "SELECT s.t, s.value FROM samples s"
+                " WHERE s.run_id = ? AND s.t >= ?"
+                " AND s.host_id = (SELECT id FROM hosts WHERE name = ?)"
+                " AND s.metric_id = (SELECT id FROM metrics WHERE name = ?)"
+                " ORDER BY s.t",
+                (self._read_run(run), -math.inf if since is None else since, host, metric),
+            )
+        )
+
+    def sample_count(self, run: int | None = None) -> int:
+        """How many samples a run holds."""
+        (count,) = self._db.execute(
+            "SELECT count(*) FROM samples WHERE run_id = ?", (self._read_run(run),)
+        ).fetchone()
         return int(count)
 
-    def states(self, host: str) -> list[tuple[float, HostState]]:
-        """``(t, HostState)`` of each round the host was polled in, oldest first."""
+    def states(self, host: str, run: int | None = None) -> list[tuple[float, HostState]]:
+        """``(t, HostState)`` of each round of a run the host was polled in, oldest first."""
         return [
             (t, HostState(bool(up), error))
             for t, up, error in self._db.execute(
                 "SELECT r.t, r.up, r.error FROM host_rounds r JOIN hosts h ON h.id = r.host_id"
-                " WHERE h.name = ? ORDER BY r.t",
-                (host,),
+                " WHERE r.run_id = ? AND h.name = ? ORDER BY r.t",
+                (self._read_run(run), host),
             )
         ]
 
-    def events(self) -> list[Event]:
-        """Every event, by id."""
+    def events(self, run: int | None = None) -> list[Event]:
+        """Every event of a run, by id."""
         return [
-            Event(id=i, t=t, end=end, label=label, color=color)
-            for i, t, end, label, color in self._db.execute(
-                "SELECT id, t, t_end, label, color FROM events ORDER BY id"
+            Event(id=i, t=t, end=end, label=label, color=color, host=host, line=line)
+            for i, t, end, label, color, host, line in self._db.execute(
+                "SELECT id, t, t_end, label, color, host, line FROM events"
+                " WHERE run_id = ? ORDER BY id",
+                (self._read_run(run),),
             )
         ]
 
-    def next_event_id(self) -> int:
-        """One more than the highest event id stored."""
-        (top,) = self._db.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()
+    def next_event_id(self, run: int | None = None) -> int:
+        """One more than the highest event id of a run."""
+        (top,) = self._db.execute(
+            "SELECT coalesce(max(id), 0) FROM events WHERE run_id = ?", (self._read_run(run),)
+        ).fetchone()
         return int(top) + 1
 
     # --- JSON --------------------------------------------------------------------------
 
-    def export(self) -> dict[str, object]:
-        """Everything in the store as a JSON-ready dict (see ``import_json``)."""
+    def run_export(self, run: int | None = None) -> dict[str, object]:
+        """One run's whole content, as an entry of ``export()["runs"]``.
+
+        Read in one transaction, so a run being written comes out consistent.
+        """
+        run_id = self._read_run(run)
+        with self._reading():
+            row = self._db.execute(
+                "SELECT id, label, note, started, ended, interval, hosts FROM runs WHERE id = ?",
+                (run_id,),
+            ).fetchone()
+            if row is None:
+                raise StoreError(f"{self.path} has no run {run_id}")
+            _, label, note, started, ended, interval, hosts_json = row
+            host_names = dict(self._db.execute("SELECT id, name FROM hosts"))
+            metric_names = dict(self._db.execute("SELECT id, name FROM metrics"))
+            by_id: dict[tuple[int, int], list[list[float]]] = {}
+            for h, m in self._db.execute(
+                "SELECT host_id, metric_id FROM series WHERE run_id = ?", (run_id,)
+            ):
+                by_id[(h, m)] = []
+            # One range scan in key order (time first): points come out oldest first.
+            for t, h, m, value in self._db.execute(
+                "SELECT t, host_id, metric_id, value FROM samples WHERE run_id = ?", (run_id,)
+            ):
+                points = by_id.get((h, m))
+                if points is None:
+                    points = by_id[(h, m)] = []
+                points.append([t, value])
+            status: dict[str, list[list[object]]] = {}
+            for host_id, t, up, error in self._db.execute(
+                "SELECT host_id, t, up, error FROM host_rounds WHERE run_id = ?"
+                " ORDER BY host_id, t",
+                (run_id,),
+            ):
+                status.setdefault(host_names[host_id], []).append([t, bool(up), error])
+            rounds = [
+                list(r)
+                for r in self._db.execute(
+                    "SELECT t, duration FROM rounds WHERE run_id = ? ORDER BY t", (run_id,)
+                )
+            ]
+            meta = dict(self._db.execute("SELECT key, value FROM meta WHERE run_id = ?", (run_id,)))
+            events = [e.as_dict() for e in self.events(run_id)]
         samples: dict[str, dict[str, list[list[float]]]] = {}
-        query = (
-            "SELECT h.name, m.name, s.t, s.value FROM samples s"
-            " JOIN hosts h ON h.id = s.host_id JOIN metrics m ON m.id = s.metric_id"
-            " ORDER BY h.name, m.name, s.t"
-        )
-        for host, metric, t, value in self._db.execute(query):
-            samples.setdefault(host, {}).setdefault(metric, []).append([t, value])
-        status: dict[str, list[list[object]]] = {}
-        query = (
-            "SELECT h.name, r.t, r.up, r.error FROM host_rounds r"
-            " JOIN hosts h ON h.id = r.host_id ORDER BY h.name, r.t"
-        )
-        for host, t, up, error in self._db.execute(query):
-            status.setdefault(host, []).append([t, bool(up), error])
+        for (h, m), points in sorted(
+            by_id.items(), key=lambda item: (host_names[item[0][0]], metric_names[item[0][1]])
+        ):
+            samples.setdefault(host_names[h], {})[metric_names[m]] = points
+        hosts = set(samples) | set(status) | set(json.loads(hosts_json))
+        return {
+            "id": run_id,
+            "label": label,
+            "note": note,
+            "started": started,
+            "ended": ended,
+            "interval": interval,
+            "meta": meta,
+            "hosts": sorted(hosts),
+            "metrics": sorted({metric_names[m] for _, m in by_id}),
+            "rounds": rounds,
+            "status": {host: status[host] for host in sorted(status)},
+            "samples": samples,
+            "events": events,
+        }
+
+    def export(self, runs: Iterable[int | str] | None = None) -> dict[str, object]:
+        """Runs of the store (every run by default) as a JSON-ready dict.
+
+        Args:
+            runs: ids or labels (see ``find_run``) of the runs to export.
+        """
+        known = self.runs()
+        if runs is None:
+            chosen = [r.id for r in known]
+        else:
+            chosen = [_pick_run(known, which, str(self.path)).id for which in runs]
         return {
             "format": EXPORT_FORMAT,
             "version": EXPORT_VERSION,
-            "meta": self.meta(),
-            "hosts": self.host_names(),
-            "metrics": self.metric_names(),
-            "rounds": [
-                list(r) for r in self._db.execute("SELECT t, duration FROM rounds ORDER BY t")
-            ],
-            "status": status,
-            "samples": samples,
-            "events": [e.as_dict() for e in self.events()],
+            "runs": [self.run_export(run) for run in chosen],
         }
 
-    def export_json(self, file: str | PathLike[str] | IO[str]) -> None:
-        """Write ``export()`` as JSON to a path or an open text file."""
+    def export_json(
+        self, file: str | PathLike[str] | IO[str], runs: Iterable[int | str] | None = None
+    ) -> None:
+        """Write ``export(runs)`` as JSON to a path or an open text file."""
+        doc = self.export(runs)
         if isinstance(file, (str, PathLike)):
             with open(file, "w", encoding="utf-8") as out:
-                json.dump(self.export(), out)
+                json.dump(doc, out, allow_nan=False)
         else:
-            json.dump(self.export(), file)
+            json.dump(doc, file, allow_nan=False)
 
-    def import_json(self, data: str | PathLike[str] | Mapping[str, object]) -> None:
-        """Add the content of an export (a file path or the dict) to this store.
+    def import_json(self, data: str | PathLike[str] | Mapping[str, object]) -> list[int]:
+        """Add the runs of an export (a file path or the dict) as new runs of this store.
+
+        Each exported run becomes a run of its own with a new id, keeping its
+        label, note, times and events; nothing is merged into an existing run.
+        This store's own run (the one it writes to) is unchanged.
+
+        Returns:
+            The ids of the new runs, in the export's order.
 
         Raises:
             ValueError: it is not an otto monitor export.
         """
         doc = load_export(data)
+        added: list[int] = []
         with self._transaction():
-            for key, value in cast(Mapping[str, str], doc.get("meta", {})).items():
-                self._db.execute(
-                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value)
+            for entry in export_runs(doc):
+                added.append(self._import_run(entry))
+        return added
+
+    def _import_run(self, entry: Mapping[str, Any]) -> int:
+        samples = cast(Mapping[str, Mapping[str, Sequence[Sequence[float]]]], entry["samples"])
+        status = cast(Mapping[str, Sequence[Sequence[Any]]], entry["status"])
+        rounds = cast(Sequence[Sequence[float]], entry["rounds"])
+        events = cast(Sequence[Mapping[str, Any]], entry["events"])
+        times = [t for t, _ in rounds] + [p[0][0] for m in samples.values() for p in m.values() if p]
+        started = entry.get("started")
+        if started is None:
+            started = min(times, default=0.0)
+        ended = entry.get("ended")
+        if ended is None and "started" not in entry:
+            ended = max(times, default=None)  # a version-1 export: a finished run
+        interval = entry.get("interval")
+        meta = cast(Mapping[str, str], entry.get("meta") or {})
+        if interval is None and "interval" in meta:
+            with contextlib.suppress(ValueError):
+                interval = float(meta["interval"])
+        hosts = list(entry.get("hosts") or [])
+        cursor = self._db.execute(
+            "INSERT INTO runs (label, note, started, ended, interval, hosts)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (entry.get("label"), entry.get("note"), started, ended, interval, json.dumps(hosts)),
+        )
+        assert cursor.lastrowid is not None
+        run = cursor.lastrowid
+        self._db.executemany(
+            "INSERT OR REPLACE INTO meta (run_id, key, value) VALUES (?, ?, ?)",
+            [(run, key, str(value)) for key, value in meta.items()],
+        )
+        for name in hosts:
+            self._id(self._hosts, "hosts", name)
+        self._db.executemany(
+            "INSERT OR REPLACE INTO rounds (run_id, t, duration) VALUES (?, ?, ?)",
+            [(run, t, d) for t, d in rounds],
+        )
+        self._db.executemany(
+            "INSERT OR REPLACE INTO host_rounds (run_id, host_id, t, up, error)"
+            " VALUES (?, ?, ?, ?, ?)",
+            [
+                (run, self._id(self._hosts, "hosts", host), t, int(up), error)
+                for host, rows in status.items()
+                for t, up, error in rows
+            ],
+        )
+        pairs: list[tuple[int, int, int]] = []
+        rows: list[tuple[int, float, int, int, float]] = []
+        for host, metrics in samples.items():
+            host_id = self._id(self._hosts, "hosts", host)
+            for metric, points in metrics.items():
+                metric_id = self._id(self._metrics, "metrics", metric)
+                pairs.append((run, host_id, metric_id))
+                rows.extend((run, t, host_id, metric_id, v) for t, v in points)
+        rows.sort(key=lambda row: (row[1], row[2], row[3]))
+        self._db.executemany(
+            "INSERT OR IGNORE INTO series (run_id, host_id, metric_id) VALUES (?, ?, ?)", pairs
+        )
+        self._db.executemany(
+            "INSERT OR REPLACE INTO samples (run_id, t, host_id, metric_id, value)"
+            " VALUES (?, ?, ?, ?, ?)",
+            rows,
+        )
+        self._db.executemany(
+            "INSERT OR REPLACE INTO events (run_id, id, t, t_end, label, color, host, line)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    run,
+                    e["id"],
+                    e["t"],
+                    e.get("end"),
+                    e["label"],
+                    e.get("color"),
+                    e.get("host"),
+                    e.get("line"),
                 )
-            for name in doc.get("hosts", []):
-                self._id(self._hosts, "hosts", name)
-            for name in doc.get("metrics", []):
-                self._id(self._metrics, "metrics", name)
-            self._db.executemany(
-                "INSERT OR REPLACE INTO rounds (t, duration) VALUES (?, ?)",
-                [(t, d) for t, d in doc.get("rounds", [])],
-            )
-            self._db.executemany(
-                "INSERT OR REPLACE INTO host_rounds (t, host_id, up, error) VALUES (?, ?, ?, ?)",
-                [
-                    (t, self._id(self._hosts, "hosts", host), int(up), error)
-                    for host, rows in doc.get("status", {}).items()
-                    for t, up, error in rows
-                ],
-            )
-            self._db.executemany(
-                "INSERT OR REPLACE INTO samples (t, host_id, metric_id, value) VALUES (?, ?, ?, ?)",
-                _sample_rows(self, doc.get("samples", {})),
-            )
-            self._db.executemany(
-                "INSERT OR REPLACE INTO events (id, t, t_end, label, color) VALUES (?, ?, ?, ?, ?)",
-                [
-                    (e["id"], e["t"], e.get("end"), e["label"], e.get("color"))
-                    for e in doc.get("events", [])
-                ],
-            )
+                for e in events
+            ],
+        )
+        return run
 
     def close(self) -> None:
         """Close the database (idempotent)."""
@@ -438,40 +896,91 @@ class MetricStore:
     # --- internals -------------------------------------------------------------------
 
     def _transaction(self) -> _Transaction:
-        return _Transaction(self._db)
+        return _Transaction(self)
+
+    def _reading(self) -> _Transaction:
+        return _Transaction(self, "BEGIN")
+
+    def _own_run(self, t: float | None) -> int:
+        if self._run is None:
+            self.start_run(started=t)
+        assert self._run is not None
+        return self._run
+
+    def _read_run(self, run: int | None) -> int:
+        if run is not None:
+            return run
+        if self._run is not None:
+            return self._run
+        (latest,) = self._db.execute("SELECT coalesce(max(id), 0) FROM runs").fetchone()
+        return int(latest)
 
     def _id(self, cache: dict[str, int], table: str, name: str) -> int:
         found = cache.get(name)
         if found is None:
-            # table is one of two constants, never user input.
-            cursor = self._db.execute(f"INSERT INTO {table} (name) VALUES (?)", (name,))
-            assert cursor.lastrowid is not None
-            found = cache[name] = cursor.lastrowid
+            # table is one of two constants, never user input. Another process may
+            # have added the name already: its id is then the one to use.
+            self._db.execute(f"INSERT OR IGNORE INTO {table} (name) VALUES (?)", (name,))
+            (found,) = self._db.execute(
+                f"SELECT id FROM {table} WHERE name = ?", (name,)
+            ).fetchone()
+            cache[name] = found
         return found
 
 
-def _sample_rows(
-    store: MetricStore, samples: Mapping[str, Mapping[str, Iterable[list[float]]]]
-) -> Iterable[tuple[float, int, int, float]]:
-    for host, metrics in samples.items():
-        host_id = store._id(store._hosts, "hosts", host)
-        for metric, points in metrics.items():
-            metric_id = store._id(store._metrics, "metrics", metric)
-            for t, value in points:
-                yield (t, host_id, metric_id, value)
+def _schema_statements() -> list[str]:
+    # One by one: executescript would commit the transaction they are part of.
+    return [statement.strip() for statement in _SCHEMA.split(";") if statement.strip()]
+
+
+def _migration_steps() -> list[str]:
+    """The SQL that turns a version-1 database into version 2 (one transaction)."""
+    steps = [f"ALTER TABLE {name} RENAME TO v1_{name}" for name in _V1_RENAMED]
+    steps += _schema_statements()
+    steps += list(_MIGRATE_V1_COPY)
+    steps += [f"DROP TABLE v1_{name}" for name in _V1_RENAMED]
+    return steps
 
 
 class _Transaction:
-    """BEGIN ... COMMIT, or ROLLBACK when the block raises."""
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK (and forget the names cached) when the
+    block raises."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
+    def __init__(self, store: MetricStore, begin: str = "BEGIN IMMEDIATE") -> None:
+        self._store = store
+        self._begin = begin
 
     def __enter__(self) -> None:
-        self._db.execute("BEGIN")
+        self._store._db.execute(self._begin)
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        db = self._store._db
+        if exc_type is None:
+            db.execute("COMMIT")
+            return
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        # Ids taken in the rolled-back transaction are gone with it: look them up again.
+        self._store._forget_names()
+
+
+def _pick_run(runs: Sequence[Run], which: int | str | None, where: str) -> Run:
+    if not runs:
+        raise StoreError(f"{where} holds no run yet")
+    if which is None:
+        return runs[-1]
+    if isinstance(which, int) or (isinstance(which, str) and which.isdigit()):
+        wanted = int(which)
+        for run in runs:
+            if run.id == wanted:
+                return run
+    else:
+        labelled = [run for run in runs if run.label == which]
+        if labelled:
+            return labelled[-1]
+    listed = ", ".join(run.name for run in runs[-10:])
+    more = f" (the last 10 of {len(runs)})" if len(runs) > 10 else ""
+    raise StoreError(f"{where} has no run {which!r}; its runs{more}: {listed}")
 
 
 def load_export(data: str | PathLike[str] | Mapping[str, object]) -> dict[str, Any]:
@@ -486,9 +995,88 @@ def load_export(data: str | PathLike[str] | Mapping[str, object]) -> dict[str, A
     else:
         where = str(data)
         with open(data, encoding="utf-8") as f:
-            doc = json.load(f)
+            try:
+                doc = json.load(f)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{where} is not JSON: {exc}") from None
     if not isinstance(doc, dict) or doc.get("format") != EXPORT_FORMAT:
         raise ValueError(f"{where} is not an otto monitor export (no format {EXPORT_FORMAT!r})")
-    if doc.get("version") != EXPORT_VERSION:
-        raise ValueError(f"{where}: export version {doc.get('version')!r} is not supported")
+    version = doc.get("version")
+    if version not in (1, EXPORT_VERSION):
+        raise ValueError(
+            f"{where}: export version {version!r} is not supported "
+            f"(this otto reads 1 to {EXPORT_VERSION})"
+        )
+    if version == EXPORT_VERSION and not isinstance(doc.get("runs"), list):
+        raise ValueError(f"{where}: a version-{EXPORT_VERSION} export without a 'runs' list")
     return doc
+
+
+def export_runs(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The runs of a checked export (``load_export``), each with every field set.
+
+    A version-1 export is one run without id, label or times.
+    """
+    entries = [doc] if doc.get("version") == 1 else list(doc.get("runs", []))
+    runs: list[dict[str, Any]] = []
+    for i, entry in enumerate(entries, 1):
+        if not isinstance(entry, Mapping):
+            raise ValueError(f"run {i} of the export is not an object")
+        out = {
+            "samples": {},
+            "status": {},
+            "rounds": [],
+            "events": [],
+            "meta": {},
+            "hosts": [],
+            "metrics": [],
+        }
+        out.update({k: v for k, v in entry.items() if k not in ("format", "version")})
+        out.setdefault("id", i)
+        runs.append(out)
+    return runs
+
+
+def run_from_export(entry: Mapping[str, Any]) -> Run:
+    """The ``Run`` an export entry describes (times guessed from its data if missing)."""
+    rounds = entry.get("rounds") or []
+    times = [float(t) for t, _ in rounds]
+    samples = entry.get("samples") or {}
+    if not times:
+        times = [p[0][0] for m in samples.values() for p in m.values() if p]
+    interval = entry.get("interval")
+    meta = entry.get("meta") or {}
+    if interval is None and "interval" in meta:
+        with contextlib.suppress(ValueError):
+            interval = float(meta["interval"])
+    started = entry.get("started")
+    return Run(
+        id=int(entry.get("id", 1)),
+        started=float(started) if started is not None else min(times, default=0.0),
+        label=entry.get("label"),
+        note=entry.get("note"),
+        ended=entry.get("ended") if "started" in entry else max(times, default=None),
+        interval=interval,
+        hosts=tuple(entry.get("hosts") or ()),
+        rounds=len(rounds),
+        last=max(times, default=None),
+    )
+
+
+def _iter_runs(doc: Mapping[str, Any]) -> Iterator[Run]:
+    for entry in export_runs(doc):
+        yield run_from_export(entry)
+
+
+def pick_export_run(
+    doc: Mapping[str, Any], which: int | str | None, where: str
+) -> dict[str, Any]:
+    """The entry of an export's run named by ``which`` (see ``MetricStore.find_run``)."""
+    entries = export_runs(doc)
+    run = _pick_run(list(_iter_runs(doc)), which, where)
+    return next(e for e in entries if int(e["id"]) == run.id)
+
+
+def export_run_list(doc: Mapping[str, Any]) -> list[Run]:
+    """The runs an export holds."""
+    return list(_iter_runs(doc))

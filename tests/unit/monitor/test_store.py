@@ -60,11 +60,12 @@ def test_schema_is_in_wal_mode_and_values_come_back(tmp_path: Path) -> None:
 
 def test_one_transaction_per_round(tmp_path: Path) -> None:
     with MetricStore(tmp_path / "m.db") as store:
+        store.start_run(label="one")
         statements: list[str] = []
         store._db.set_trace_callback(statements.append)
         samples = {f"h{i}": {f"m{j}": float(i * j) for j in range(20)} for i in range(10)}
         assert store.write_round(1.0, samples, {h: HostState(True) for h in samples}, 0.5) == 200
-        assert statements.count("BEGIN") == 1
+        assert statements.count("BEGIN IMMEDIATE") == 1
         assert statements.count("COMMIT") == 1
 
 
@@ -111,11 +112,12 @@ def test_export_import_round_trip_is_exact(tmp_path: Path) -> None:
         ]
     assert again == exported
     assert json.loads((tmp_path / "a.json").read_text()) == exported
-    assert exported["events"] == [
+    (run,) = exported["runs"]  # type: ignore[misc]
+    assert run["events"] == [
         {"id": 1, "t": 1_700_000_001.5, "end": None, "label": "deploy v2", "color": "#f00"},
         {"id": 2, "t": 1_700_000_002.25, "end": 1_700_000_009.0, "label": "load", "color": None},
     ]
-    assert exported["meta"] == {"interval": "5.0"}
+    assert run["meta"] == {"interval": "5.0"}
 
 
 def test_import_from_a_dict_and_into_a_store_with_data(tmp_path: Path) -> None:
@@ -124,9 +126,12 @@ def test_import_from_a_dict_and_into_a_store_with_data(tmp_path: Path) -> None:
         exported = first.export()
     with MetricStore(tmp_path / "b.db") as second:
         second.write_round(1.0, {"other": {"x": 1.0}})
-        second.import_json(exported)
+        (added,) = second.import_json(exported)
+        assert added == 2
         assert "other" in second.host_names()
-        assert second.series("db1", "cpu.percent")[0][1] == 1e-300
+        assert second.series("db1", "cpu.percent", run=added)[0][1] == 1e-300
+        # The import is a run of its own: the store's run has none of its hosts.
+        assert second.host_names() == ["other"]
 
 
 def test_load_export_refuses_what_is_not_an_export(tmp_path: Path) -> None:
@@ -181,18 +186,6 @@ def test_an_otto_database_is_stamped_and_opens_again(tmp_path: Path) -> None:
         fill(store)
     db = sqlite3.connect(path)
     assert db.execute("PRAGMA application_id").fetchone() == (APPLICATION_ID,)
-    db.close()
-    with MetricStore(path) as store:
-        assert store.sample_count() == 12
-
-
-def test_an_otto_database_from_before_the_stamp_still_opens(tmp_path: Path) -> None:
-    path = tmp_path / "old.db"
-    with MetricStore(path) as store:
-        fill(store)
-    db = sqlite3.connect(path)
-    db.execute("PRAGMA application_id=0")
-    db.execute("PRAGMA user_version=0")
     db.close()
     with MetricStore(path) as store:
         assert store.sample_count() == 12
