@@ -17,7 +17,10 @@ if TYPE_CHECKING:
         ExpectTimeout,
         HostKeyError,
         LabError,
+        LeaseLost,
         OttoError,
+        ReservationStoreError,
+        ReservedError,
         SessionClosed,
         StoreError,
         TransferError,
@@ -29,6 +32,7 @@ if TYPE_CHECKING:
     from otto.lab import Lab, all_hosts, get_host, load_lab
     from otto.loop import run
     from otto.periodic import RepeatRunner, RepeatStats
+    from otto.reservations import reserve
     from otto.result import CommandStatus, RunResult, Status, TransferResult
     from otto.session import Session
 
@@ -44,11 +48,14 @@ _WHERE = {
     "InstructionError": "otto.instructions",
     "Lab": "otto.lab",
     "LabError": "otto.errors",
+    "LeaseLost": "otto.errors",
     "LocalHost": "otto.hosts",
     "OttoError": "otto.errors",
     "RemoteHost": "otto.hosts",
     "RepeatRunner": "otto.periodic",
     "RepeatStats": "otto.periodic",
+    "ReservationStoreError": "otto.errors",
+    "ReservedError": "otto.errors",
     "RunResult": "otto.result",
     "Session": "otto.session",
     "SessionClosed": "otto.errors",
@@ -61,6 +68,7 @@ _WHERE = {
     "get_host": "otto.lab",
     "instruction": "otto.instructions",
     "load_lab": "otto.lab",
+    "reserve": "otto.reservations",
     "run": "otto.loop",
     "run_on_all_hosts": "otto.fanout",
 }
@@ -77,11 +85,14 @@ __all__ = [
     "InstructionError",
     "Lab",
     "LabError",
+    "LeaseLost",
     "LocalHost",
     "OttoError",
     "RemoteHost",
     "RepeatRunner",
     "RepeatStats",
+    "ReservationStoreError",
+    "ReservedError",
     "RunResult",
     "Session",
     "SessionClosed",
@@ -94,6 +105,7 @@ __all__ = [
     "get_host",
     "instruction",
     "load_lab",
+    "reserve",
     "run",
     "run_on_all_hosts",
 ]

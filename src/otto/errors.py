@@ -11,6 +11,9 @@
     ├── ExpectTimeout           expect() saw no match in time (also a TimeoutError)
     ├── TransferError           put()/get() could not move a file
     ├── LabError                a lab file is invalid (names the file, host and field)
+    ├── ReservedError           a host is reserved by someone else (names holder and until)
+    │   └── LeaseLost               a lease could not be renewed in time: the holder lost it
+    ├── ReservationStoreError   the reservation store cannot be reached or used (names it)
     └── StoreError              a metric database cannot be opened or is not otto's
 
 Errors raised by the libraries below otto (asyncssh, telnetlib3, OS errors) are
@@ -19,6 +22,8 @@ translated at the transport boundary, so users only ever see this tree.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 __all__ = [
     "AuthenticationError",
     "ConnectError",
@@ -26,7 +31,10 @@ __all__ = [
     "ExpectTimeout",
     "HostKeyError",
     "LabError",
+    "LeaseLost",
     "OttoError",
+    "ReservationStoreError",
+    "ReservedError",
     "SessionClosed",
     "StoreError",
     "TransferError",
@@ -99,6 +107,26 @@ class TransferError(OttoError):
 
 class LabError(OttoError):
     """A lab file is invalid; the message names the file, the host and the field."""
+
+
+class ReservedError(OttoError):
+    """Hosts are reserved by someone else.
+
+    ``leases`` holds the ``otto.reservations.Lease`` records in the way (host,
+    holder, until); typed loosely here because errors sit below every layer.
+    """
+
+    def __init__(self, message: str, leases: Sequence[object] = ()) -> None:
+        super().__init__(message)
+        self.leases = tuple(leases)
+
+
+class LeaseLost(ReservedError):
+    """A held lease expired before it could be renewed: its hosts must not be used."""
+
+
+class ReservationStoreError(OttoError):
+    """The reservation store cannot be reached, opened or used (names it, password masked)."""
 
 
 class StoreError(OttoError):

@@ -13,7 +13,7 @@ LAYERS: list[set[str]] = [
     {"otto.session"},
     {"otto.hosts", "otto.shellxfer"},
     {"otto.periodic", "otto.monitor", "otto.lab"},
-    {"otto.fanout", "otto.instructions"},
+    {"otto.fanout", "otto.instructions", "otto.reservations"},
     {"otto.testing"},
     {"otto.cli", "otto.__main__"},
 ]

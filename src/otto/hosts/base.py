@@ -46,6 +46,8 @@ log = logging.getLogger("otto.hosts")
 DEFAULT_SESSION = "default"
 
 OnResult = Callable[[str, datetime, list[CommandStatus]], object]
+Guard = Callable[["Host"], None]
+"""Called with the host before each of its verbs; raises to refuse (a lost reservation)."""
 
 
 def process_status(
@@ -104,6 +106,7 @@ class Host(abc.ABC):
         self._private_count = 0
         self._taps: list[Tap] = []
         self._observers: list[Observer] = []
+        self._guard: Guard | None = None
 
     # --- what a kind of host provides ------------------------------------------
 
@@ -143,7 +146,18 @@ class Host(abc.ABC):
         """The event loop this host's sessions and connections live on."""
         return self._loop
 
+    def set_guard(self, guard: Guard | None) -> Guard | None:
+        """Have ``guard(host)`` run before every verb (run, put, get, open_session, ...).
+
+        The guard raises to refuse (``otto.reserve`` refuses a host whose lease
+        was lost). Returns the guard it replaces, to put back afterwards.
+        """
+        previous, self._guard = self._guard, guard
+        return previous
+
     def _bind(self) -> None:
+        if self._guard is not None:
+            self._guard(self)
         running = asyncio.get_running_loop()
         if self._loop is running:
             return

@@ -1,0 +1,215 @@
+"""What every reservation store offers, and who is asking.
+
+A lease says that ``holder`` holds ``host`` from ``since`` until ``until``.
+Every time in a lease comes from the store's own clock (SQLite's, or the
+PostgreSQL server's), never from the client's, so a client whose clock is
+wrong or jumps can neither shorten nor stretch anyone's lease. A lease belongs
+to one *claim*: the ``otto.reserve`` block that took it, or, for reservations
+made by hand with ``otto reserve``, the holder's hand claim; only that claim
+renews or releases it, and a host whose lease has not expired can be taken by
+no other claim.
+"""
+
+from __future__ import annotations
+
+import abc
+import getpass
+import os
+import re
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+
+__all__ = [
+    "HOLDER_ENV",
+    "RUN_ENV",
+    "Grant",
+    "Lease",
+    "ReservationStore",
+    "format_time",
+    "hand_claim",
+    "holder_identity",
+    "mask_url",
+    "reserved_message",
+    "run_identity",
+]
+
+#: The environment variable naming the holder (default ``login@machine``).
+HOLDER_ENV = "OTTO_USER"
+#: The environment variable naming the run that holds a lease (default ``machine:pid``).
+RUN_ENV = "OTTO_RUN"
+
+_PASSWORD_RE = re.compile(r"(://[^:/@]*:)([^@]*)(@)")
+
+
+def holder_identity() -> str:
+    """Who is reserving: ``$OTTO_USER``, else ``login@machine``."""
+    given = os.environ.get(HOLDER_ENV, "").strip()
+    if given:
+        return given
+    try:
+        login = getpass.getuser()
+    except (KeyError, OSError):
+        login = str(os.getuid())
+    return f"{login}@{socket.gethostname()}"
+
+
+def run_identity() -> str:
+    """The run holding a lease: ``$OTTO_RUN``, else ``machine:pid``."""
+    given = os.environ.get(RUN_ENV, "").strip()
+    return given or f"{socket.gethostname()}:{os.getpid()}"
+
+
+def hand_claim(holder: str) -> str:
+    """The claim of the reservations ``holder`` makes by hand (``otto reserve``)."""
+    return f"hand:{holder}"
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password replaced by ``***``, for messages and listings."""
+    return _PASSWORD_RE.sub(r"\1***\3", url)
+
+
+def format_time(when: datetime) -> str:
+    """``2026-12-01 17:00:00Z``: a lease time as people read it (UTC)."""
+    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class Lease:
+    """One host held by one holder, with times from the store's clock (UTC)."""
+
+    host: str
+    holder: str
+    since: datetime
+    until: datetime
+    note: str = ""
+    run: str = ""
+    """The run that took it (``$OTTO_RUN``, or ``machine:pid``)."""
+    claim: str = ""
+    """The claim that owns it: only that claim renews or releases it."""
+
+    def describe(self) -> str:
+        """``bob@ci until 2026-12-01 17:00:00Z (note)``, for messages."""
+        text = f"{self.holder} until {format_time(self.until)}"
+        return f"{text} ({self.note})" if self.note else text
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What a reserve or renew call got: the leases, and the store's time when it ran.
+
+    ``now`` lets the holder know how long its leases last without trusting its
+    own clock: ``until - now`` is measured on the store's clock.
+    """
+
+    leases: tuple[Lease, ...]
+    now: datetime
+
+    @property
+    def hosts(self) -> list[str]:
+        """The hosts granted."""
+        return [lease.host for lease in self.leases]
+
+
+class ReservationStore(abc.ABC):
+    """Where leases live. One instance is used from one event loop at a time.
+
+    Every method raises ``ReservationStoreError`` (naming the store) when the
+    store cannot be reached or used.
+    """
+
+    url: str
+    """The URL the store was opened with (``where`` for messages)."""
+
+    @property
+    def where(self) -> str:
+        """The store's URL with any password masked."""
+        return mask_url(self.url)
+
+    @abc.abstractmethod
+    async def reserve(
+        self,
+        hosts: Sequence[str],
+        *,
+        holder: str,
+        claim: str,
+        duration: float,
+        note: str = "",
+        run: str = "",
+        force: bool = False,
+    ) -> Grant:
+        """Take every one of ``hosts`` for ``duration`` seconds, or none, in one transaction.
+
+        A host already held by ``claim`` is extended (its ``since`` kept). With
+        ``force``, hosts held by other claims are taken from them.
+
+        Raises:
+            ReservedError: some hosts are held by other claims (``leases`` lists
+                them); nothing was taken.
+        """
+
+    @abc.abstractmethod
+    async def renew(self, hosts: Sequence[str], *, claim: str, duration: float) -> Grant:
+        """Extend ``claim``'s unexpired leases on ``hosts`` to ``duration`` seconds from now.
+
+        A host missing from the result was lost: its lease expired, was
+        released, or was taken with ``--force``.
+        """
+
+    @abc.abstractmethod
+    async def release(
+        self,
+        hosts: Sequence[str] | None = None,
+        *,
+        claim: str | None = None,
+        holder: str | None = None,
+    ) -> list[Lease]:
+        """End leases: those of ``claim``, or of ``holder``, on ``hosts`` (all if None).
+
+        With neither ``claim`` nor ``holder``, the leases on ``hosts`` whoever
+        holds them. Returns the unexpired leases ended.
+        """
+
+    @abc.abstractmethod
+    async def leases(self, hosts: Sequence[str] | None = None) -> list[Lease]:
+        """The unexpired leases on ``hosts`` (every host if None), in one query, by host."""
+
+    async def lookup(self, host: str) -> Lease | None:
+        """The unexpired lease on ``host``, if any."""
+        found = await self.leases([host])
+        return found[0] if found else None
+
+    async def conflicts(self, hosts: Sequence[str], holder: str) -> list[Lease]:
+        """The unexpired leases on ``hosts`` that someone other than ``holder`` holds."""
+        return [lease for lease in await self.leases(hosts) if lease.holder != holder]
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Close the connection; the store cannot be used afterwards."""
+
+    async def __aenter__(self) -> ReservationStore:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.where!r})"
+
+
+def utc(seconds: float) -> datetime:
+    """A store's Unix time as an aware UTC datetime."""
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def reserved_message(leases: Sequence[Lease]) -> str:
+    """``web1: reserved by bob@ci until ...; web2: ...``: who holds what, for an error."""
+    return "; ".join(f"{lease.host}: reserved by {lease.describe()}" for lease in leases)

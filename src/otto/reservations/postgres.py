@@ -1,0 +1,250 @@
+"""The PostgreSQL reservation store (asyncpg): one lab shared by many machines.
+
+Each reservation is one statement in one transaction: ``INSERT ... ON
+CONFLICT (host) DO UPDATE ... WHERE`` the old lease has expired or is the
+caller's own. The primary key makes PostgreSQL serialize two claims on one
+host (the second waits for the first to commit, then sees its row and leaves
+it alone), so under any race exactly one claim gets the host. A claim that
+did not get every host raises, rolling the whole transaction back. Lease times
+are the server's ``now()``, never the client's clock.
+
+Every call is bounded by ``timeout``; a connection that failed or timed out is
+dropped and the next call reconnects, so a store that comes back is used again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from otto.errors import ReservationStoreError, ReservedError
+from otto.reservations.base import Grant, Lease, ReservationStore, mask_url, reserved_message
+
+if TYPE_CHECKING:
+    import asyncpg
+
+__all__ = ["TABLE", "TIMEOUT", "PostgresStore"]
+
+T = TypeVar("T")
+
+#: The table holding the leases.
+TABLE = "otto_leases"
+#: Seconds a connection or a call may take before the store counts as unreachable.
+TIMEOUT = 5.0
+
+_COLUMNS = "host, holder, since, until, note, run, claim"
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS {TABLE} (
+    host   text PRIMARY KEY,
+    holder text NOT NULL,
+    claim  text NOT NULL,
+    run    text NOT NULL,
+    note   text NOT NULL,
+    since  timestamptz NOT NULL,
+    until  timestamptz NOT NULL
+)
+"""
+_RESERVE = f"""
+INSERT INTO {TABLE} AS l ({_COLUMNS})
+SELECT h, $2, now(), now() + make_interval(secs => $6), $4, $5, $3 FROM unnest($1::text[]) AS h
+ON CONFLICT (host) DO UPDATE SET
+    holder = EXCLUDED.holder, claim = EXCLUDED.claim, run = EXCLUDED.run, note = EXCLUDED.note,
+    since = CASE WHEN l.claim = EXCLUDED.claim AND l.until > now() THEN l.since
+                 ELSE EXCLUDED.since END,
+    until = EXCLUDED.until
+WHERE $7 OR l.until <= now() OR l.claim = EXCLUDED.claim
+RETURNING {_COLUMNS}, now()
+"""
+_IN_THE_WAY = f"""
+SELECT {_COLUMNS} FROM {TABLE}
+WHERE host = ANY($1::text[]) AND until > now() AND claim <> $2 ORDER BY host
+"""
+_RENEW = f"""
+UPDATE {TABLE} SET until = now() + make_interval(secs => $3)
+WHERE host = ANY($1::text[]) AND claim = $2 AND until > now()
+RETURNING {_COLUMNS}, now()
+"""
+_LEASES_OF = f"""
+SELECT {_COLUMNS} FROM {TABLE} WHERE host = ANY($1::text[]) AND until > now() ORDER BY host
+"""
+_ALL_LEASES = f"SELECT {_COLUMNS} FROM {TABLE} WHERE until > now() ORDER BY host"
+
+
+def _lease(row: Any) -> Lease:
+    return Lease(row[0], row[1], row[2], row[3], row[4], row[5], row[6])
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "no answer in time"
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc) or type(exc).__name__
+    return str(exc).strip() or type(exc).__name__
+
+
+class PostgresStore(ReservationStore):
+    """Leases in a PostgreSQL table, ``otto_leases`` (created on first use).
+
+    Args:
+        url: ``postgresql://USER:PASSWORD@HOST:PORT/DB`` (as libpq takes it).
+        timeout: seconds a connection or a call may take before the store
+            counts as unreachable (``ReservationStoreError``).
+    """
+
+    def __init__(self, url: str, *, timeout: float = TIMEOUT) -> None:
+        self.url = url
+        self.timeout = timeout
+        self._conn: asyncpg.Connection | None = None
+        self._lock = asyncio.Lock()
+        self._closed = False
+
+    def _unreachable(self, exc: BaseException) -> ReservationStoreError:
+        # The library's message may quote the URL: only ever show it masked.
+        reason = _reason(exc).replace(self.url, self.where)
+        return ReservationStoreError(
+            f"reservation store {self.where} is unreachable: {mask_url(reason)}"
+        )
+
+    async def _connect(self) -> asyncpg.Connection:
+        import asyncpg
+
+        if self._closed:
+            raise ReservationStoreError(f"reservation store {self.where}: used after close()")
+        if self._conn is not None and not self._conn.is_closed():
+            return self._conn
+        conn = await asyncpg.connect(self.url, timeout=self.timeout)
+        try:
+            exists = await conn.fetchval(f"SELECT to_regclass('{TABLE}') IS NOT NULL")
+            if not exists:
+                async with conn.transaction():
+                    # CREATE TABLE IF NOT EXISTS races with itself: take turns.
+                    await conn.execute(f"SELECT pg_advisory_xact_lock(hashtext('{TABLE}'))")
+                    await conn.execute(_SCHEMA)
+        except BaseException:
+            conn.terminate()
+            raise
+        self._conn = conn
+        return conn
+
+    async def _call(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """Run ``work`` on the connection, bounded by ``timeout``; translate failures."""
+        import asyncpg
+
+        async with self._lock:
+            try:
+                async with asyncio.timeout(self.timeout):
+                    conn = await self._connect()
+                    return await work(conn)
+            except ReservedError:
+                raise
+            except (
+                OSError,
+                TimeoutError,
+                ValueError,
+                asyncpg.PostgresError,
+                asyncpg.InterfaceError,
+                asyncpg.exceptions.InternalClientError,
+            ) as exc:
+                self._drop()
+                raise self._unreachable(exc) from None
+            except BaseException:
+                self._drop()  # cancelled mid-call: the connection's state is unknown
+                raise
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            self._conn.terminate()
+            self._conn = None
+
+    async def reserve(
+        self,
+        hosts: Sequence[str],
+        *,
+        holder: str,
+        claim: str,
+        duration: float,
+        note: str = "",
+        run: str = "",
+        force: bool = False,
+    ) -> Grant:
+        wanted = list(dict.fromkeys(hosts))
+
+        async def work(conn: asyncpg.Connection) -> Grant:
+            async with conn.transaction():
+                rows = await conn.fetch(
+                    _RESERVE, wanted, holder, claim, note, run, float(duration), force
+                )
+                if len(rows) < len(wanted):
+                    in_way = [_lease(r) for r in await conn.fetch(_IN_THE_WAY, wanted, claim)]
+                    raise ReservedError(reserved_message(in_way), in_way)
+            leases = sorted((_lease(r) for r in rows), key=lambda lease: lease.host)
+            now: datetime = rows[0][7] if rows else await conn.fetchval("SELECT now()")
+            return Grant(tuple(leases), now)
+
+        return await self._call(work)
+
+    async def renew(self, hosts: Sequence[str], *, claim: str, duration: float) -> Grant:
+        wanted = list(dict.fromkeys(hosts))
+
+        async def work(conn: asyncpg.Connection) -> Grant:
+            rows = await conn.fetch(_RENEW, wanted, claim, float(duration))
+            now: datetime = rows[0][7] if rows else await conn.fetchval("SELECT now()")
+            leases = sorted((_lease(r) for r in rows), key=lambda lease: lease.host)
+            return Grant(tuple(leases), now)
+
+        return await self._call(work)
+
+    async def release(
+        self,
+        hosts: Sequence[str] | None = None,
+        *,
+        claim: str | None = None,
+        holder: str | None = None,
+    ) -> list[Lease]:
+        where: list[str] = []
+        params: list[object] = []
+        if hosts is not None:
+            params.append(list(dict.fromkeys(hosts)))
+            where.append(f"host = ANY(${len(params)}::text[])")
+        if claim is not None:
+            params.append(claim)
+            where.append(f"claim = ${len(params)}")
+        if holder is not None:
+            params.append(holder)
+            where.append(f"holder = ${len(params)}")
+        condition = " AND ".join(where) or "true"
+
+        async def work(conn: asyncpg.Connection) -> list[Lease]:
+            async with conn.transaction():
+                rows = await conn.fetch(
+                    f"DELETE FROM {TABLE} WHERE {condition} "
+                    f"RETURNING {_COLUMNS}, until > now() AS live",
+                    *params,
+                )
+                await conn.execute(f"DELETE FROM {TABLE} WHERE until <= now()")
+            return sorted((_lease(r) for r in rows if r[7]), key=lambda lease: lease.host)
+
+        return await self._call(work)
+
+    async def leases(self, hosts: Sequence[str] | None = None) -> list[Lease]:
+        async def work(conn: asyncpg.Connection) -> list[Lease]:
+            if hosts is None:
+                rows = await conn.fetch(_ALL_LEASES)
+            else:
+                rows = await conn.fetch(_LEASES_OF, list(hosts))
+            return [_lease(r) for r in rows]
+
+        return await self._call(work)
+
+    async def close(self) -> None:
+        self._closed = True
+        conn, self._conn = self._conn, None
+        if conn is None or conn.is_closed():
+            return
+        try:
+            async with asyncio.timeout(self.timeout):
+                await conn.close()
+        except (OSError, TimeoutError, Exception):
+            conn.terminate()

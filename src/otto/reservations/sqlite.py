@@ -1,0 +1,353 @@
+"""The SQLite reservation store: one file, safe across the processes of one machine.
+
+Every write is one ``BEGIN IMMEDIATE`` transaction: SQLite's write lock is
+taken before anything is read, so two processes reserving at once are
+serialized by SQLite itself, and the second sees what the first wrote. Waiting
+for the lock is bounded by a busy timeout. The file is in WAL mode, so readers
+(the check before every action) never wait for a writer. Lease times are
+SQLite's ``julianday('now')``, computed in SQL, never the client's clock.
+
+Writes run in a worker thread so that waiting for the lock never blocks the
+event loop; reads are short and run inline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import quote, unquote, urlsplit
+
+from otto.errors import ReservationStoreError, ReservedError
+from otto.reservations.base import Grant, Lease, ReservationStore, reserved_message, utc
+
+__all__ = ["APPLICATION_ID", "BUSY_TIMEOUT", "SQLiteStore", "default_path", "path_of_url"]
+
+T = TypeVar("T")
+
+#: Marks a SQLite file as otto's reservation store (``PRAGMA application_id``).
+APPLICATION_ID = 0x6F74_5472
+#: Seconds a write waits for another process's write lock before giving up.
+BUSY_TIMEOUT = 10.0
+
+# Unix time on SQLite's clock, with its millisecond resolution.
+_NOW = "((julianday('now') - 2440587.5) * 86400.0)"
+_COLUMNS = "host, holder, since, until, note, run, claim"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS leases (
+    host   TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    claim  TEXT NOT NULL,
+    run    TEXT NOT NULL,
+    note   TEXT NOT NULL,
+    since  REAL NOT NULL,
+    until  REAL NOT NULL
+) WITHOUT ROWID
+"""
+_IN_HOSTS = "host IN (SELECT value FROM json_each(?))"
+
+Row = tuple[str, str, float, float, str, str, str]
+
+
+def default_path() -> Path:
+    """``${XDG_DATA_HOME:-~/.local/share}/otto/reservations.db``."""
+    base = os.environ.get("XDG_DATA_HOME", "").strip()
+    root = Path(base) if base else Path.home() / ".local" / "share"
+    return root / "otto" / "reservations.db"
+
+
+def path_of_url(url: str) -> Path:
+    """The file of a ``sqlite:///PATH`` URL (``sqlite:////abs`` or ``sqlite:///rel``)."""
+    parts = urlsplit(url)
+    if parts.scheme != "sqlite" or parts.netloc not in ("", "localhost"):
+        raise ReservationStoreError(f"{url}: not a sqlite:///PATH URL")
+    path = unquote(parts.path)
+    if not path or path == "/":
+        raise ReservationStoreError(f"{url}: no file named (write sqlite:///PATH)")
+    # sqlite:///rel -> path "/rel"; sqlite:////abs -> path "//abs".
+    return Path(path[1:]).expanduser()
+
+
+def _lease(row: Row) -> Lease:
+    host, holder, since, until, note, run, claim = row
+    return Lease(host, holder, utc(since), utc(until), note, run, claim)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, sqlite3.Error):
+        return str(exc) or type(exc).__name__
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    return str(exc)
+
+
+class SQLiteStore(ReservationStore):
+    """Leases in a SQLite file (created, with its folder, on the first reservation).
+
+    Reading a store whose file does not exist yet finds no leases and creates
+    nothing, so checking before an action never writes to the user's data dir.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, url: str | None = None) -> None:
+        self.path = Path(path)
+        self.url = url if url is not None else f"sqlite:///{self.path}"
+        self._conn: sqlite3.Connection | None = None
+        self._lock = asyncio.Lock()
+        self._thread_lock = threading.Lock()
+        self._closed = False
+
+    # --- opening --------------------------------------------------------------------
+
+    def _fail(self, what: str, exc: BaseException) -> ReservationStoreError:
+        return ReservationStoreError(f"reservation store {self.path}: {what}: {_reason(exc)}")
+
+    def _connect(self, *, create: bool) -> sqlite3.Connection | None:
+        """The open connection; None when the file does not exist and ``create`` is false."""
+        if self._closed:
+            raise ReservationStoreError(f"reservation store {self.path}: used after close()")
+        if self._conn is not None:
+            return self._conn
+        if not create and not self.path.exists():
+            return None
+        if create:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ReservationStoreError(
+                    f"reservation store {self.path}: cannot create its folder "
+                    f"{self.path.parent}: {_reason(exc)}"
+                ) from None
+        mode = "rwc" if create else "rw"
+        uri = f"file:{quote(str(self.path.absolute()))}?mode={mode}"
+        try:
+            conn = sqlite3.connect(
+                uri,
+                uri=True,
+                timeout=BUSY_TIMEOUT,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+        except sqlite3.Error as exc:
+            raise self._cannot_open(exc) from None
+        try:
+            self._prepare(conn)
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+        return conn
+
+    def _cannot_open(self, exc: BaseException) -> ReservationStoreError:
+        folder = self.path.parent
+        if not os.access(folder, os.W_OK) or _read_only_fs(folder):
+            return ReservationStoreError(
+                f"reservation store {self.path}: cannot open it: its folder {folder} "
+                f"is read-only ({_reason(exc)}); set $OTTO_RESERVATIONS or the lab's "
+                "settings.reservations to a writable place"
+            )
+        return self._fail("cannot open it", exc)
+
+    def _prepare(self, conn: sqlite3.Connection) -> None:
+        """Check that the file is otto's store, and create the table in a new file."""
+        try:
+            (app_id,) = conn.execute("PRAGMA application_id").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise ReservationStoreError(
+                f"reservation store {self.path}: not a readable SQLite database "
+                f"({_reason(exc)}); the file is left as it is: move it away to start afresh"
+            ) from None
+        if app_id == APPLICATION_ID:
+            return
+        try:
+            (tables,) = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            if app_id != 0 or tables:
+                raise ReservationStoreError(
+                    f"reservation store {self.path}: a SQLite database, but not otto's "
+                    "reservation store; the file is left as it is"
+                )
+            # WAL lets the check before an action read while another process writes.
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(_SCHEMA)
+                conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise self._cannot_open(exc) from None
+
+    # --- running statements ------------------------------------------------------------
+
+    async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``work`` in one ``BEGIN IMMEDIATE`` transaction, in a worker thread."""
+
+        def run() -> T:
+            with self._thread_lock:
+                conn = self._connect(create=True)
+                assert conn is not None
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    try:
+                        result = work(conn)
+                    except BaseException:
+                        conn.execute("ROLLBACK")
+                        raise
+                    conn.execute("COMMIT")
+                    return result
+                except sqlite3.Error as exc:
+                    raise self._fail("cannot write to it", exc) from None
+
+        async with self._lock:
+            return await asyncio.to_thread(run)
+
+    @staticmethod
+    def _now(conn: sqlite3.Connection) -> float:
+        (now,) = conn.execute(f"SELECT {_NOW}").fetchone()
+        return float(now)
+
+    @staticmethod
+    def _rows(conn: sqlite3.Connection, hosts_json: str, now: float) -> list[Lease]:
+        rows = conn.execute(
+            f"SELECT {_COLUMNS} FROM leases WHERE {_IN_HOSTS} AND until > ? ORDER BY host",
+            (hosts_json, now),
+        ).fetchall()
+        return [_lease(r) for r in rows]
+
+    # --- the store's verbs --------------------------------------------------------------------
+
+    async def reserve(
+        self,
+        hosts: Sequence[str],
+        *,
+        holder: str,
+        claim: str,
+        duration: float,
+        note: str = "",
+        run: str = "",
+        force: bool = False,
+    ) -> Grant:
+        wanted = json.dumps(list(dict.fromkeys(hosts)))
+
+        def work(conn: sqlite3.Connection) -> Grant:
+            now = self._now(conn)
+            if not force:
+                rows = conn.execute(
+                    f"SELECT {_COLUMNS} FROM leases WHERE {_IN_HOSTS} "
+                    "AND until > ? AND claim != ? ORDER BY host",
+                    (wanted, now, claim),
+                ).fetchall()
+                if rows:
+                    taken = [_lease(r) for r in rows]
+                    raise ReservedError(reserved_message(taken), taken)
+            conn.execute(
+                f"INSERT INTO leases ({_COLUMNS}) "
+                "SELECT value, ?, ?, ?, ?, ?, ? FROM json_each(?) WHERE true "
+                "ON CONFLICT(host) DO UPDATE SET holder = excluded.holder, "
+                "claim = excluded.claim, run = excluded.run, note = excluded.note, "
+                "since = CASE WHEN leases.claim = excluded.claim AND leases.until > ? "
+                "THEN leases.since ELSE excluded.since END, until = excluded.until",
+                (holder, now, now + duration, note, run, claim, wanted, now),
+            )
+            return Grant(tuple(self._rows(conn, wanted, now)), utc(now))
+
+        return await self._write(work)
+
+    async def renew(self, hosts: Sequence[str], *, claim: str, duration: float) -> Grant:
+        wanted = json.dumps(list(dict.fromkeys(hosts)))
+
+        def work(conn: sqlite3.Connection) -> Grant:
+            now = self._now(conn)
+            conn.execute(
+                f"UPDATE leases SET until = ? WHERE {_IN_HOSTS} AND claim = ? AND until > ?",
+                (now + duration, wanted, claim, now),
+            )
+            mine = [lease for lease in self._rows(conn, wanted, now) if lease.claim == claim]
+            return Grant(tuple(mine), utc(now))
+
+        return await self._write(work)
+
+    async def release(
+        self,
+        hosts: Sequence[str] | None = None,
+        *,
+        claim: str | None = None,
+        holder: str | None = None,
+    ) -> list[Lease]:
+        if self._conn is None and not self.path.exists():
+            return []  # nothing was ever reserved here
+        where = ["1 = 1"]
+        params: list[object] = []
+        if hosts is not None:
+            where.append(_IN_HOSTS)
+            params.append(json.dumps(list(dict.fromkeys(hosts))))
+        if claim is not None:
+            where.append("claim = ?")
+            params.append(claim)
+        if holder is not None:
+            where.append("holder = ?")
+            params.append(holder)
+        condition = " AND ".join(where)
+
+        def work(conn: sqlite3.Connection) -> list[Lease]:
+            now = self._now(conn)
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM leases WHERE {condition} AND until > ? ORDER BY host",
+                (*params, now),
+            ).fetchall()
+            conn.execute(f"DELETE FROM leases WHERE {condition}", params)
+            # Expired leases are of no use to anyone: drop them while the lock is held.
+            conn.execute("DELETE FROM leases WHERE until <= ?", (now,))
+            return [_lease(r) for r in rows]
+
+        return await self._write(work)
+
+    async def leases(self, hosts: Sequence[str] | None = None) -> list[Lease]:
+        # Under the loop's lock no write thread holds the connection: this never waits.
+        async with self._lock:
+            return self.leases_now(hosts)
+
+    def leases_now(self, hosts: Sequence[str] | None = None) -> list[Lease]:
+        """``leases``, without an event loop (the check before a CLI action)."""
+        with self._thread_lock:
+            conn = self._connect(create=False)
+            if conn is None:
+                return []
+            try:
+                if hosts is None:
+                    rows = conn.execute(
+                        f"SELECT {_COLUMNS} FROM leases WHERE until > {_NOW} ORDER BY host"
+                    ).fetchall()
+                else:
+                    rows = conn.execute(
+                        f"SELECT {_COLUMNS} FROM leases WHERE {_IN_HOSTS} "
+                        f"AND until > {_NOW} ORDER BY host",
+                        (json.dumps(list(hosts)),),
+                    ).fetchall()
+            except sqlite3.Error as exc:
+                raise self._fail("cannot read it", exc) from None
+        return [_lease(r) for r in rows]
+
+    async def close(self) -> None:
+        self.close_now()
+
+    def close_now(self) -> None:
+        """``close``, without an event loop."""
+        self._closed = True
+        with self._thread_lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+
+def _read_only_fs(folder: Path) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
