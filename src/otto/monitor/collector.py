@@ -31,9 +31,18 @@ from typing import Any, TypeVar
 from otto.loop import cancel_and_wait
 from otto.monitor.parsers import DEFAULT_PARSERS, MetricParser
 from otto.monitor.probe import HostRound, Probe, RoundCost
-from otto.monitor.shell_probe import ShellProbe, join_commands, split_output
+from otto.monitor.shell_probe import DF_EVERY, ShellProbe, join_commands, split_output
 from otto.monitor.source import DashboardSource, build_snapshot, split_finite
-from otto.monitor.store import EXPORT_FORMAT, EXPORT_VERSION, Event, HostState, MetricStore
+from otto.monitor.replay import Replay, list_runs
+from otto.monitor.store import (
+    EXPORT_FORMAT,
+    EXPORT_VERSION,
+    Event,
+    HostState,
+    MetricStore,
+    Run,
+    StoreError,
+)
 from otto.monitor.subscription import Subscribers
 from otto.periodic import Clock, HostLike, SystemClock, next_tick, to_seconds
 
@@ -62,11 +71,14 @@ class MonitorTarget:
         parsers: ``{command: parser}`` added to ``DEFAULT_PARSERS``; a parser of
             None drops that default command for this host.
         replace_defaults: use only ``parsers``, none of the defaults.
+        df_every: run ``df -P`` on every this many rounds only (None: the
+            collector's ``df_every``); the rounds between start no process.
     """
 
     host: HostLike
     parsers: Mapping[str, MetricParser | None] = field(default_factory=dict)
     replace_defaults: bool = False
+    df_every: int | None = None
 
     def commands(self) -> dict[str, MetricParser]:
         """The command -> parser table this host is polled with."""
@@ -78,8 +90,10 @@ class MonitorTarget:
                 table[command] = parser
         return table
 
-    def probes(self, *, separator: str, session_name: str, clock: Clock) -> list[Probe]:
-        """The probes that read this host each round."""
+    def probes(
+        self, *, separator: str, session_name: str, clock: Clock, df_every: int = DF_EVERY
+    ) -> list[Probe]:
+        """The probes that read this host each round (``df_every``: the collector's)."""
         return [
             ShellProbe(
                 self.host,
@@ -87,6 +101,7 @@ class MonitorTarget:
                 separator=separator,
                 session_name=session_name,
                 clock=clock,
+                df_every=self.df_every if self.df_every is not None else df_every,
             )
         ]
 
@@ -145,7 +160,10 @@ class Collector:
         hosts: hosts, or ``MonitorTarget`` for a host with parsers of its own.
         interval: seconds (or ``timedelta``) between round starts; also each
             host's timeout within a round.
-        db: a SQLite file to store every round in, or None for memory only.
+        db: a SQLite file to store every round in, or None for memory only. A file
+            that holds earlier runs keeps them: this collector appends a new run.
+        label: a short name for the run in ``db`` (``otto monitor --run LABEL`` picks it).
+        note: free text about the run, kept with it.
         history: points kept in memory per host and metric.
         clock: the schedule's clock (tests pass ``otto.periodic.FakeClock``).
 
@@ -159,6 +177,8 @@ class Collector:
         *,
         interval: float | timedelta = 5.0,
         db: str | PathLike[str] | None = None,
+        label: str | None = None,
+        note: str | None = None,
         history: int = 720,
         clock: Clock | None = None,
     ) -> None:
@@ -167,6 +187,9 @@ class Collector:
             raise ValueError(f"history must be at least 1, got {history!r}")
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._db_path = None if db is None else Path(db)
+        self._label = label
+        self._note = note
+        self._run: Run | None = None
         tag = secrets.token_hex(4)
         self._separator = f"__otto_monitor_{secrets.token_hex(8)}__"
         self._tracks: dict[str, _Track] = {}
@@ -242,10 +265,16 @@ class Collector:
             self._writer = concurrent.futures.ThreadPoolExecutor(1, "otto-monitor-store")
             try:
                 self._store = await self._in_writer(MetricStore, self._db_path)
-                self._next_event_id = max(
-                    self._next_event_id, await self._in_writer(self._store.next_event_id)
+                store, started = self._store, self._clock.time()
+                self._run = await self._in_writer(
+                    lambda: store.start_run(
+                        label=self._label,
+                        note=self._note,
+                        interval=self._interval,
+                        hosts=list(self._tracks),
+                        started=started,
+                    )
                 )
-                await self._in_writer(self._store.set_meta, "interval", repr(self._interval))
                 for event in self._events:
                     await self._in_writer(self._store.add_event, event)
             except BaseException:
@@ -269,6 +298,10 @@ class Collector:
         if self._writes:
             await asyncio.gather(*self._writes, return_exceptions=True)
         if self._store is not None:
+            try:
+                await self._in_writer(self._store.end_run, self._clock.time())
+            except Exception:
+                logger.error("recording the end of the run failed", exc_info=True)
             await self._in_writer(self._store.close)
             self._store = None
         if self._writer is not None:
@@ -325,6 +358,7 @@ class Collector:
                 for metric, points in track.series.items()
             ),
             events=(e.as_dict() for e in self._events),
+            run=None if self._run is None else self._run.as_dict(),
         )
 
     def subscribe(self) -> AsyncIterator[dict[str, object]]:
@@ -352,22 +386,65 @@ class Collector:
             samples[name] = {m: [[t, v] for t, v in p] for m, p in sorted(track.series.items())}
             metrics.update(track.series)
             status[name] = [[t, up, error] for t, up, error in track.states]
+        run = self._run
+        times = [t for t, _ in self._rounds]
         return {
             "format": EXPORT_FORMAT,
             "version": EXPORT_VERSION,
-            "meta": {"interval": repr(self._interval)},
-            "hosts": sorted(self._tracks),
-            "metrics": sorted(metrics),
-            "rounds": [[t, d] for t, d in self._rounds],
-            "status": status,
-            "samples": samples,
-            "events": [e.as_dict() for e in self._events],
+            "runs": [
+                {
+                    "id": 1 if run is None else run.id,
+                    "label": self._label,
+                    "note": self._note,
+                    "started": run.started if run is not None else min(times, default=0.0),
+                    "ended": None if self.running else max(times, default=None),
+                    "interval": self._interval,
+                    "meta": {"interval": repr(self._interval)},
+                    "hosts": sorted(self._tracks),
+                    "metrics": sorted(metrics),
+                    "rounds": [[t, d] for t, d in self._rounds],
+                    "status": status,
+                    "samples": samples,
+                    "events": [e.as_dict() for e in self._events],
+                }
+            ],
         }
 
     def export_json(self, path: str | PathLike[str]) -> None:
         """Write ``export()`` to ``path`` as JSON (``Replay.from_file`` reads it)."""
         with open(path, "w", encoding="utf-8") as out:
             json.dump(self.export(), out, allow_nan=False)
+
+    # --- the runs of the database --------------------------------------------------------
+
+    @property
+    def run(self) -> Run | None:
+        """The run this collector writes to ``db`` (None without ``db``, or before start)."""
+        return self._run
+
+    def runs(self) -> list[dict[str, object]]:
+        """Every run in ``db``, this one included, oldest first; [] without ``db``.
+
+        Blocking (it reads the file on a connection of its own): the dashboard
+        calls it from a thread.
+        """
+        if self._db_path is None or self._run is None:
+            return []
+        return [run.as_dict() for run in list_runs(self._db_path)]
+
+    def run_source(self, run: int | str) -> DashboardSource:
+        """A run of ``db`` (an id or a label) for the dashboard: this collector itself
+        for its own run, else a ``Replay`` of the stored one. Blocking, like ``runs``.
+
+        Raises:
+            StoreError: no such run, or no ``db``.
+        """
+        own = self._run
+        if own is not None and str(run) in (str(own.id), own.label):
+            return self
+        if self._db_path is None:
+            raise StoreError("this collector stores no runs (it has no db)")
+        return Replay.from_file(self._db_path, run=run)
 
     # --- rounds ------------------------------------------------------------------------
 
