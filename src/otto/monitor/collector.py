@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 from otto.loop import cancel_and_wait
 from otto.monitor.parsers import DEFAULT_PARSERS, MetricParser
-from otto.monitor.probe import HostRound, Probe, RoundCost
+from otto.monitor.probe import CostTally, HostRound, Probe, RoundCost
 from otto.monitor.shell_probe import DF_EVERY, ShellProbe, join_commands, split_output
 from otto.monitor.source import DashboardSource, build_snapshot, split_finite
 from otto.monitor.replay import Replay, list_runs
@@ -48,6 +48,7 @@ from otto.periodic import Clock, HostLike, SystemClock, next_tick, to_seconds
 
 __all__ = [
     "Collector",
+    "CostTally",
     "DashboardSource",
     "HostRound",
     "MonitorTarget",
@@ -117,6 +118,7 @@ class _Track:
         self.name = target.host.name
         self.probes = list(probes)
         self.last_cost: tuple[RoundCost, ...] = ()
+        self.costs = CostTally()
         self.up = False
         self.polled = False
         self.last_error = ""
@@ -166,6 +168,9 @@ class Collector:
         note: free text about the run, kept with it.
         history: points kept in memory per host and metric.
         clock: the schedule's clock (tests pass ``otto.periodic.FakeClock``).
+        df_every: run ``df -P`` on every this many rounds only (its last reading
+            stands in between): the other rounds of a Linux host start no
+            process on it. A ``MonitorTarget`` may set its own.
 
     Raises:
         ValueError: a bad interval or history, or two hosts with the same name.
@@ -181,10 +186,13 @@ class Collector:
         note: str | None = None,
         history: int = 720,
         clock: Clock | None = None,
+        df_every: int = DF_EVERY,
     ) -> None:
         self._interval = to_seconds(interval, "interval")
         if history < 1:
             raise ValueError(f"history must be at least 1, got {history!r}")
+        if df_every < 1:
+            raise ValueError(f"df_every must be at least 1, got {df_every!r}")
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._db_path = None if db is None else Path(db)
         self._label = label
@@ -199,7 +207,10 @@ class Collector:
             if name in self._tracks:
                 raise ValueError(f"host {name!r} is listed twice")
             probes = target.probes(
-                separator=self._separator, session_name=f"monitor:{tag}", clock=self._clock
+                separator=self._separator,
+                session_name=f"monitor:{tag}",
+                clock=self._clock,
+                df_every=df_every,
             )
             self._tracks[name] = _Track(target, probes, history)
         self._history = history
@@ -252,6 +263,15 @@ class Collector:
     def last_round_duration(self) -> float | None:
         """Seconds the latest round took, from its start to its last host's answer."""
         return self._last_duration
+
+    def round_costs(self) -> dict[str, CostTally]:
+        """What each host's rounds cost: the latest one and the sums since the start.
+
+        Per round: seconds from sending to the whole answer, bytes received, and
+        the processes the round started on the host, measured there (see
+        ``otto.monitor.shell_probe.round_processes``).
+        """
+        return {name: t.costs.copy() for name, t in self._tracks.items()}
 
     async def start(self) -> None:
         """Open the store (if any) and start the rounds; the first one starts now.
@@ -557,6 +577,7 @@ class Collector:
                     )
                 track.dropped[metric] = count + 1
         track.last_cost = tuple(o.cost for o in outcomes if o.cost is not None)
+        track.costs.add(track.last_cost)
         up = any(o.up for o in outcomes)
         return HostRound(up, metrics, "; ".join(errors), counters=counters)
 

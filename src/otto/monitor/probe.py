@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-__all__ = ["HostRound", "Probe", "RoundCost"]
+__all__ = ["CostTally", "HostRound", "Probe", "RoundCost"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +30,69 @@ class RoundCost:
     seconds: float
     received: int
     processes: int | None = None
+
+
+@dataclass(slots=True)
+class CostTally:
+    """What a host's rounds cost so far: the latest round and the sums since the start.
+
+    A host with several probes adds up their costs per round: bytes and
+    processes are summed, the duration is the slowest probe's.
+    """
+
+    rounds: int = 0
+    """Rounds with a cost (a host that did not answer has none)."""
+    seconds: float = 0.0
+    received: int = 0
+    processes: int = 0
+    """Processes started, summed over the ``counted`` rounds."""
+    counted: int = 0
+    """Rounds whose processes were counted."""
+    most_processes: int | None = None
+    last: RoundCost | None = None
+
+    def add(self, costs: tuple[RoundCost, ...]) -> None:
+        """Count one round, made of its probes' costs (nothing when there are none)."""
+        if not costs:
+            return
+        known = [c.processes for c in costs if c.processes is not None]
+        last = RoundCost(
+            max(c.seconds for c in costs),
+            sum(c.received for c in costs),
+            sum(known) if known else None,
+        )
+        self.last = last
+        self.rounds += 1
+        self.seconds += last.seconds
+        self.received += last.received
+        if last.processes is not None:
+            self.counted += 1
+            self.processes += last.processes
+            self.most_processes = max(self.most_processes or 0, last.processes)
+
+    def since(self, earlier: CostTally) -> CostTally:
+        """The rounds counted after ``earlier`` (a ``copy()`` of this tally), as a tally."""
+        return CostTally(
+            self.rounds - earlier.rounds,
+            self.seconds - earlier.seconds,
+            self.received - earlier.received,
+            self.processes - earlier.processes,
+            self.counted - earlier.counted,
+            self.most_processes,
+            self.last,
+        )
+
+    def copy(self) -> CostTally:
+        """A snapshot of the tally now."""
+        return CostTally(
+            self.rounds,
+            self.seconds,
+            self.received,
+            self.processes,
+            self.counted,
+            self.most_processes,
+            self.last,
+        )
 
 
 @dataclass(frozen=True, slots=True)

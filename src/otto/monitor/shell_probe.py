@@ -1,23 +1,65 @@
-"""Reading a host's metrics over its shell: one ``run`` per round on a session of its own.
+"""Reading a host's metrics over its shell: one short ``run`` per round on a session of its own.
 
-The metric commands are joined into one shell command, with a unique separator
-and each command's exit status printed between their outputs. A command that is
-missing (a busybox host without ``df``) only loses its own section.
+The footprint on the target is what matters here: the device under test must
+not be disturbed by watching it. So a round starts no process on the host for
+what it can read with the shell's own builtins:
+
+- On the first round of a session the probe defines a shell function (POSIX
+  sh: bash, dash, busybox ash) holding every section of the round; every
+  later round sends only its name and one argument, a line of ~40 bytes.
+- A ``cat FILE`` command (the defaults' ``/proc/stat``, ``/proc/meminfo``, ...)
+  is read by builtins, with no subshell and no ``cat``: ``mapfile`` and one
+  ``printf`` on bash 4+, else a ``while IFS= read -r`` loop printing each
+  line. The output is byte for byte what ``cat`` prints.
+- ``df -P`` is a program: it runs only every ``df_every``-th round (the rounds
+  between repeat its last reading). Any other command (a user's parser) runs
+  in a subshell of its own, as before: it costs processes, and they are counted.
+
+Each section is followed by a separator line with its exit status, so a file
+missing on a host, or a missing program, only loses its own section.
+
+The processes a round started are measured, not assumed: see ``round_processes``.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+import shlex
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from otto.monitor.parsers import MetricParser, Sample
 from otto.monitor.probe import HostRound, RoundCost
 from otto.periodic import Clock, HostLike, SessionLike
 from otto.result import Status
 
-__all__ = ["ShellProbe", "join_commands", "split_output"]
+__all__ = [
+    "DF_COMMAND",
+    "DF_EVERY",
+    "ShellProbe",
+    "builtin_path",
+    "join_commands",
+    "monitor_script",
+    "round_processes",
+    "split_output",
+]
 
 logger = logging.getLogger("otto.monitor")
+
+DF_COMMAND = "df -P"
+"""The one default command that is a program: run on every ``df_every``-th round only."""
+
+DF_EVERY = 12
+"""Default rounds between two ``df`` runs (once a minute at the default 5 s interval)."""
+
+_CAT = re.compile(r"cat (/[A-Za-z0-9_./:@%+,-]+)\Z")
+
+
+def builtin_path(command: str) -> str | None:
+    """The file ``command`` prints, when it is a plain ``cat FILE`` that builtins can read."""
+    found = _CAT.match(command)
+    return found.group(1) if found is not None else None
 
 
 def join_commands(commands: Sequence[str], separator: str) -> str:
@@ -28,18 +70,20 @@ def join_commands(commands: Sequence[str], separator: str) -> str:
     missing program leaves only its exit status (127) behind, and a command that
     calls ``exit`` or ``cd`` cannot end or move the monitor's shell.
     """
-    return "; ".join(
-        # The newline before ")" lets a command end in "&" or a comment.
-        f"( {command}\n) </dev/null 2>/dev/null; printf '\\n{separator} {i} %d\\n' $?"
-        for i, command in enumerate(commands)
-    )
+    return "; ".join(_subshell(command, separator, i) for i, command in enumerate(commands))
+
+
+def _subshell(command: str, separator: str, index: int) -> str:
+    # The newline before ")" lets a command end in "&" or a comment.
+    return f"( {command}\n) </dev/null 2>/dev/null; printf '\\n{separator} {index} %d\\n' $?"
 
 
 def split_output(text: str, separator: str, count: int) -> list[tuple[int | None, str]]:
     """Split the output of ``join_commands`` back into ``(exit status, output)`` per command.
 
-    A command whose separator line is missing (the run was cut short) gets
-    ``(None, "")``.
+    A command whose separator line is missing (the run was cut short, or the
+    section did not run this round) gets ``(None, "")``. Lines of the round's
+    cost (``<separator> c ...``) are skipped.
     """
     sections: list[tuple[int | None, str]] = [(None, "")] * count
     pieces = text.split("\n" + separator + " ")
@@ -53,15 +97,130 @@ def split_output(text: str, separator: str, count: int) -> list[tuple[int | None
     return sections
 
 
+def _cost_marks(text: str, separator: str) -> list[tuple[int | None, int | None]]:
+    """The ``(forks since boot, last PID)`` pairs of the round's cost lines, in order."""
+    marks: list[tuple[int | None, int | None]] = []
+    needle = "\n" + separator + " c "
+    start = text.find(needle)
+    while start >= 0:
+        end = text.find("\n", start + len(needle))
+        fields = text[start + len(needle) : end if end >= 0 else len(text)].split(" ")
+        forks, pid = [*fields, "", ""][:2]
+        marks.append((int(forks) if forks.isdigit() else None, int(pid) if pid.isdigit() else None))
+        start = text.find(needle, start + 1)
+    return marks
+
+
+def round_processes(marks: Sequence[tuple[int | None, int | None]]) -> int | None:
+    """Processes started on the host while the round ran, from its first and last cost line.
+
+    Each cost line holds two readings taken by shell builtins (no process of
+    their own): the ``processes`` line of ``/proc/stat`` (every fork and thread
+    the kernel created since boot) and the last PID handed out in the shell's
+    PID namespace (the fifth field of ``/proc/loadavg``). The first line is
+    printed before any section runs, the last after all of them.
+
+    Both differences count every process created on the host in that window,
+    the round's own (``df``, a user's command) and anyone else's: each is an
+    upper bound of what the round started, never an estimate below it. The
+    smaller one is taken. Otto itself starts nothing else on the host in that
+    window (the round is one command on a persistent shell), so on an idle
+    device the figure is exact; on a busy one it can only over-count, by what
+    the rest of the host forked in those milliseconds. A PID that wrapped
+    around (a smaller last PID) leaves only the counter.
+
+    Returns:
+        The smaller difference, or None when the lines are missing (not a Linux
+        host, or the round was cut short).
+    """
+    if len(marks) < 2:
+        return None
+    (forks_before, pid_before), (forks_after, pid_after) = marks[0], marks[-1]
+    bounds = []
+    if forks_before is not None and forks_after is not None and forks_after >= forks_before:
+        bounds.append(forks_after - forks_before)
+    if pid_before is not None and pid_after is not None and pid_after >= pid_before:
+        bounds.append(pid_after - pid_before)
+    return min(bounds) if bounds else None
+
+
+@dataclass(frozen=True, slots=True)
+class _Section:
+    command: str
+    path: str | None
+    """Read with builtins (a ``cat FILE`` command), or None: run in a subshell."""
+    sometimes: bool
+    """Run on ``df_every``-th rounds only."""
+
+
+def monitor_script(sections: Sequence[tuple[str, bool]], separator: str, name: str) -> str:
+    """Shell text defining the function ``name`` that runs one round.
+
+    ``name 1`` runs every section; ``name 0`` leaves out those marked
+    ``sometimes``. Section ``i`` prints its output, then ``\\n<separator> i
+    <status>``; a cost line ``\\n<separator> c <forks> <last pid>`` comes first and
+    last (see ``round_processes``). Helper functions ``<name>_r`` and ``<name>_c``
+    are defined alongside.
+
+    Args:
+        sections: ``(command, sometimes)`` in order.
+        separator: a shell word of letters, digits and ``_``.
+        name: the function's name, likewise.
+
+    Raises:
+        ValueError: ``separator`` or ``name`` is not such a word.
+    """
+    for word in (separator, name):
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", word):
+            raise ValueError(f"not a plain shell word: {word!r}")
+    read, cost = f"{name}_r", f"{name}_c"
+    lines = [
+        # bash >= 4: two builtins per file. Defined through eval, so that other
+        # shells never parse the array syntax.
+        'if [ "${BASH_VERSINFO:-0}" -ge 4 ] 2>/dev/null; then',
+        f'eval \'{read}() {{ mapfile __otto_a <"$1" || return 1; '
+        'printf %s "${__otto_a[@]}"; }\'',
+        "else",
+        # Any POSIX sh: IFS= keeps leading blanks, -r backslashes; a last line
+        # without a newline is printed as it is.
+        f'{read}() {{ [ -r "$1" ] || return 1; __otto_l=; '
+        f'while IFS= read -r __otto_l; do printf \'%s\\n\' "$__otto_l"; done <"$1"; '
+        f'[ -z "$__otto_l" ] || printf %s "$__otto_l"; }}',
+        "fi",
+        f"{cost}() {{ __otto_k=; __otto_v=; __otto_p=; "
+        "while read -r __otto_k __otto_v; do "
+        "case $__otto_k in processes) break;; esac; done </proc/stat; "
+        "case $__otto_k in processes) ;; *) __otto_v=;; esac; "
+        "read -r __otto_k __otto_k __otto_k __otto_k __otto_p </proc/loadavg; "
+        f'printf \'\\n{separator} c %s %s\\n\' "$__otto_v" "$__otto_p"; }} 2>/dev/null',
+        f"{name}() {{",
+        cost,
+    ]
+    for i, (command, sometimes) in enumerate(sections):
+        path = builtin_path(command)
+        if path is not None:
+            text = f"{read} {shlex.quote(path)} 2>/dev/null; printf '\\n{separator} {i} %d\\n' $?"
+        else:
+            text = _subshell(command, separator, i)
+        lines.append(f'if [ "$1" = 1 ]; then {text}\nfi' if sometimes else text)
+    lines += [cost, "}"]
+    return "\n".join(lines)
+
+
 class ShellProbe:
     """A host read through its shell: the ``Probe`` of every host with one.
 
     Args:
         host: the host.
         commands: ``{command: parser}``, polled in this order.
-        separator: the separator line ``join_commands`` prints.
+        separator: the separator line's word (letters, digits, ``_``).
         session_name: the name of the monitor's own session on the host.
         clock: the collector's clock.
+        df_every: run ``df -P`` (``DF_COMMAND``) on every this many rounds only,
+            repeating its last reading in between (1: every round).
+
+    Raises:
+        ValueError: ``df_every`` below 1, or a separator that is not a shell word.
     """
 
     def __init__(
@@ -72,28 +231,51 @@ class ShellProbe:
         separator: str,
         session_name: str,
         clock: Clock,
+        df_every: int = DF_EVERY,
     ) -> None:
+        if df_every < 1:
+            raise ValueError(f"df_every must be at least 1, got {df_every!r}")
         self.host = host
         self.name = host.name
         self.parsers = list(commands.items())
         self.separator = separator
-        self.command = join_commands([c for c, _ in self.parsers], separator)
+        self.df_every = df_every
+        self.sections = [
+            _Section(c, builtin_path(c), df_every > 1 and c == DF_COMMAND) for c, _ in self.parsers
+        ]
+        self.function = f"{separator}m"
+        self.script = monitor_script(
+            [(s.command, s.sometimes) for s in self.sections], separator, self.function
+        )
         self.session_name = session_name
         self.session: SessionLike | None = None
         self.previous: dict[str, Sample] = {}
+        self.carried: dict[str, dict[str, float]] = {}
+        """The last reading of each section that runs on some rounds only."""
+        self._defined = False
+        self._sometimes_due = 0
         self._clock = clock
 
+    def command(self, index: int) -> str:
+        """The shell text of round ``index``: the call, with the definition on a new session."""
+        every = index >= self._sometimes_due
+        call = f"{self.function} {1 if every else 0}"
+        return call if self._defined else self.script + "\n" + call
+
     async def poll(self, index: int, deadline: float) -> HostRound:
-        """Run the joined command once and parse what it printed."""
+        """Run the round's command once and parse what it printed."""
         clock = self._clock
         try:
             if self.session is None:
                 self.session = await self.host.open_session(self.session_name)
+                self._defined = False
             budget = deadline - clock.monotonic()
             if budget <= 0:
                 return HostRound(False, {}, "no time left in the round")
+            full = index >= self._sometimes_due
+            command = self.command(index)
             sent = clock.monotonic()
-            result = await self.session.run(self.command, timeout=budget)
+            result = await self.session.run(command, timeout=budget)
             answered = clock.monotonic()
         except Exception as exc:
             await self.close()
@@ -106,33 +288,57 @@ class ShellProbe:
             if status.timed_out:
                 reason = f"no answer within {budget:.3g}s"
             return HostRound(False, {}, reason)
-        cost = RoundCost(answered - sent, len(status.output.encode()), len(self.parsers))
-        return self.parse(status.output, (sent + answered) / 2, cost)
+        marks = _cost_marks(status.output, self.separator)
+        cost = RoundCost(answered - sent, len(status.output.encode()), round_processes(marks))
+        outcome = self.parse(status.output, (sent + answered) / 2, cost, full=full)
+        if full and any(s.sometimes for s in self.sections):
+            self._sometimes_due = index + self.df_every
+        return outcome
 
-    def parse(self, output: str, taken: float, cost: RoundCost | None = None) -> HostRound:
-        """The metrics in the joined command's ``output``, read at ``taken``."""
+    def parse(
+        self, output: str, taken: float, cost: RoundCost | None = None, *, full: bool = True
+    ) -> HostRound:
+        """The metrics in a round's ``output``, read at ``taken``.
+
+        ``full``: the round ran the sections that run on some rounds only; on
+        the others their last reading is repeated.
+        """
         metrics: dict[str, float] = {}
         counters: dict[str, Mapping[str, int]] = {}
         problems: list[str] = []
         sections = split_output(output, self.separator, len(self.parsers))
-        for (command, parser), (code, text) in zip(self.parsers, sections, strict=True):
+        answered = 0
+        for (command, parser), section, (code, text) in zip(
+            self.parsers, self.sections, sections, strict=True
+        ):
+            if section.sometimes and not full:
+                metrics.update(self.carried.get(command, {}))
+                continue
             if code is None:
                 problems.append(f"{command}: no output")
                 continue
+            answered += 1
             if code != 0:
                 problems.append(f"{command}: exit status {code}")
                 self.previous.pop(command, None)
+                self.carried.pop(command, None)
                 continue
             try:
                 parsed = parser(text, taken, self.previous.get(command))
             except Exception as exc:
                 problems.append(f"{command}: {type(exc).__name__}: {exc}")
                 self.previous.pop(command, None)
+                self.carried.pop(command, None)
                 continue
             metrics.update(parsed.metrics)
+            if section.sometimes:
+                self.carried[command] = dict(parsed.metrics)
             if parsed.counters:
                 self.previous[command] = Sample(taken, parsed.counters)
                 counters[getattr(parser, "__name__", command)] = parsed.counters
+        # The function is defined from the next round on, unless nothing came
+        # back (a shell that lost it, or never took it): then define it again.
+        self._defined = answered > 0 or not self.parsers
         # A host whose commands all failed gave nothing usable: that is down.
         up = bool(metrics) or not problems
         return HostRound(up, metrics, "; ".join(problems), cost, counters)
@@ -140,6 +346,7 @@ class ShellProbe:
     async def close(self) -> None:
         """Close the monitor's session on the host."""
         session, self.session = self.session, None
+        self._defined = False
         if session is None:
             return
         try:

@@ -24,7 +24,12 @@ from tests.fakes import FakeHost
 WAIT = 5.0
 DATA = Path(__file__).parent / "data"
 _SEPARATOR = re.compile(r"printf '\\n(\S+) (\d+) %d\\n'")
-_COMMAND = re.compile(r"\( (.*?)\n\) </dev/null", re.DOTALL)
+# A section of the round's shell function: a file read by builtins ("<name>_r
+# /proc/stat") or a command in a subshell; df only when the call's argument is 1.
+_SECTION = re.compile(
+    r"(if \[ \"\$1\" = 1 \]; then )?(?:\S+_r '?(/[^ ']+)'? 2>|\( (.*?)\n\) </dev/null)", re.DOTALL
+)
+_CALL = re.compile(r"(\S+) ([01])\Z")
 
 # Two captured readings per command, alternated round by round so rates exist.
 CAPTURED = {
@@ -38,17 +43,28 @@ CAPTURED = {
 
 
 class Captured:
-    """Plays a shell running the collector's joined command from captured output."""
+    """Plays a shell running the collector's round function from captured output.
+
+    The first call on a session defines the function (see
+    ``otto.monitor.shell_probe.monitor_script``); later ones only call it.
+    """
 
     def __init__(self, outputs: dict[str, list[str]] | None = None) -> None:
         self.outputs = dict(CAPTURED) if outputs is None else outputs
         self.rounds = 0
+        self.script = ""
 
     def __call__(self, cmds: str) -> CommandStatus:
-        separator = _SEPARATOR.search(cmds)
-        assert separator is not None
+        if "() {" in cmds:
+            self.script = cmds
+        call = _CALL.search(cmds)
+        separator = _SEPARATOR.search(self.script)
+        assert call is not None and separator is not None
         out = []
-        for i, command in enumerate(_COMMAND.findall(cmds)):
+        for i, (sometimes, path, shell) in enumerate(_SECTION.findall(self.script)):
+            if sometimes and call.group(2) == "0":
+                continue
+            command = f"cat {path}" if path else shell
             files = self.outputs.get(command)
             if files is None:
                 code = 127
