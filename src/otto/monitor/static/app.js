@@ -8,6 +8,8 @@
 (function () {
   const STREAM_URL = "api/stream";
   const EVENTS_URL = "api/events";
+  const RUNS_URL = "api/runs";
+  const MARKER_CHARS = 60;
   const SYNC_KEY = "otto-monitor";
   const CHART_HEIGHT = 220;
   // Points kept per line in a live session: the budget over all lines, within bounds.
@@ -82,6 +84,10 @@
     ended: false,
     keep: MIN_KEEP,
     stream: null,
+    pick: null, // the run asked for (?run=), null for the source's own
+    current: null, // the id of the run the source shows by itself (a live one)
+    runs: [], // the runs of the database, from /api/runs
+    run: null, // the run shown, from the snapshot
   };
   const stats = {
     rounds: 0,
@@ -102,6 +108,8 @@
     state,
     stats,
     charts: {}, // metric -> chart, for tests and the console
+    pickRun: (run) => pickRun(run == null ? "" : String(run)),
+    loadRuns: () => loadRuns(),
     pointCount: (metric) => (state.charts.has(metric) ? state.charts.get(metric).u.data[0].length : 0),
     // Redraw every chart now; resolves to the milliseconds uPlot took.
     redrawAll: async () => {
@@ -404,7 +412,8 @@
         ctx.stroke();
         ctx.setLineDash([]);
         const y = top + (3 + (drawn % 3) * 15) * dpr;
-        const textWidth = ctx.measureText(ev.label).width;
+        const text = markerText(ev);
+        const textWidth = ctx.measureText(text).width;
         // The label goes right of the line, or left of it near the right edge.
         const boxWidth = textWidth + 6 * dpr;
         const boxLeft = x0 + 3 * dpr + boxWidth > left + width ? x0 - 3 * dpr - boxWidth : x0 + 3 * dpr;
@@ -413,12 +422,18 @@
         ctx.fillRect(boxLeft, y - 1 * dpr, boxWidth, 14 * dpr);
         ctx.globalAlpha = 1;
         ctx.fillStyle = color;
-        ctx.fillText(ev.label, boxLeft + 3 * dpr, y);
+        ctx.fillText(text, boxLeft + 3 * dpr, y);
         drawn += 1;
       }
       ctx.restore();
     }
     chart.markers = drawn;
+  }
+
+  // A marker names the host of a log event; long labels are cut (the list has them whole).
+  function markerText(ev) {
+    const text = ev.host ? `${ev.host}: ${ev.label}` : String(ev.label);
+    return text.length > MARKER_CHARS ? `${text.slice(0, MARKER_CHARS - 1)}…` : text;
   }
 
   function showReadout(chart, u) {
@@ -667,6 +682,7 @@
     destroyCharts();
     state.live = Boolean(snap.live);
     state.interval = Number(snap.interval) || 0;
+    state.run = snap.run || null;
     const { timelines, series } = columnsOf(snap);
     const names = new Set(Object.keys(snap.hosts || {}));
     for (const byHost of Object.values(series)) for (const h of Object.keys(byHost)) names.add(h);
@@ -705,6 +721,7 @@
     renderSummary();
     setZoomed(false);
     $("empty").hidden = state.charts.size > 0;
+    if (state.runs.length) renderRuns();
     stats.snapshotMs = performance.now() - t0;
     stats.snapshotPoints = points;
     otto.ready = true;
@@ -851,7 +868,9 @@
     let up = 0;
     for (const info of state.hostState.values()) if (info.up) up += 1;
     const down = state.hosts.length - up;
-    const parts = [`${state.hosts.length} host${state.hosts.length === 1 ? "" : "s"}`];
+    const parts = [];
+    if (state.run) parts.push(`run ${runName(state.run)}`);
+    parts.push(`${state.hosts.length} host${state.hosts.length === 1 ? "" : "s"}`);
     parts.push(`${up} up`);
     if (down) parts.push(`${down} down`);
     if (state.interval) parts.push(`every ${trimZeros(state.interval.toFixed(2))} s`);
@@ -878,6 +897,19 @@
       label.className = "event-label";
       label.textContent = ev.label;
       item.append(chip, time, label);
+      // Host and line come from the watched log: text nodes only, never markup.
+      if (ev.host != null) {
+        const host = document.createElement("span");
+        host.className = "event-host";
+        host.textContent = ev.host;
+        item.append(host);
+      }
+      if (ev.line != null) {
+        const line = document.createElement("code");
+        line.className = "event-line";
+        line.textContent = ev.line;
+        item.append(line);
+      }
       list.append(item);
     }
     $("no-events").hidden = state.eventList.length > 0;
@@ -929,12 +961,15 @@
   function connect() {
     stats.connectAt = performance.now();
     setMode("connecting");
-    const stream = new EventSource(STREAM_URL);
+    state.ended = false;
+    const url = state.pick ? `${STREAM_URL}?run=${encodeURIComponent(state.pick)}` : STREAM_URL;
+    const stream = new EventSource(url);
     state.stream = stream;
     stream.onopen = () => {
       stats.openedAt = performance.now();
     };
     stream.onmessage = (e) => {
+      if (state.stream !== stream) return; // a run picked since
       const t0 = performance.now();
       let msg;
       try {
@@ -951,7 +986,7 @@
       handle(msg);
     };
     stream.onerror = () => {
-      if (state.ended) return;
+      if (state.ended || state.stream !== stream) return;
       // EventSource retries by itself; each new connection starts with a snapshot.
       setMode("reconnecting");
     };
@@ -987,5 +1022,91 @@
 
   $("zoom-reset").addEventListener("click", resetZoom);
 
+  // ------------------------------------------------------------------ runs
+
+  function runName(run) {
+    return run.label ? `#${run.id} ${run.label}` : `#${run.id}`;
+  }
+
+  function runText(run) {
+    const parts = [runName(run), fmtTime(run.started)];
+    if (run.id === state.current) parts.push(state.live ? "live" : "shown first");
+    else if (run.ended == null) parts.push("not ended");
+    return parts.join(" · ");
+  }
+
+  // The run picker lists the runs of the source's database; it is hidden when there
+  // is only the one run shown.
+  async function loadRuns() {
+    let body;
+    try {
+      const response = await fetch(RUNS_URL);
+      if (!response.ok) return;
+      body = await response.json();
+    } catch (error) {
+      console.info("otto: no run list", error);
+      return;
+    }
+    const runs = Array.isArray(body.runs) ? body.runs : [];
+    const current = body.current == null ? null : body.current;
+    // Rebuilding the options while the list is open would close it: only on a change.
+    if (current === state.current && JSON.stringify(runs) === JSON.stringify(state.runs)) return;
+    state.current = current;
+    state.runs = runs;
+    renderRuns();
+  }
+
+  function renderRuns() {
+    const select = $("run");
+    const focused = document.activeElement === select;
+    select.textContent = "";
+    for (const run of state.runs) {
+      const option = document.createElement("option");
+      option.value = run.id === state.current ? "" : String(run.id);
+      option.textContent = runText(run);
+      if (run.note) option.title = run.note;
+      select.append(option);
+    }
+    const shown = state.run ? state.run.id : state.current;
+    const match = state.runs.find((r) => (state.pick ? String(r.id) === state.pick || r.label === state.pick : r.id === shown));
+    select.value = match ? (match.id === state.current ? "" : String(match.id)) : "";
+    $("run-pick").hidden = state.runs.length < 2 && !state.pick;
+    if (focused) select.focus();
+  }
+
+  function pickRun(value) {
+    const pick = value && String(value) !== String(state.current) ? String(value) : null;
+    state.pick = pick;
+    const params = new URLSearchParams(location.search);
+    if (pick) params.set("run", pick);
+    else params.delete("run");
+    const query = params.toString();
+    history.replaceState(null, "", query ? `?${query}` : location.pathname);
+    // Events are added to the run the source shows by itself, never to a stored one.
+    $("event-form").classList.toggle("past", Boolean(pick));
+    for (const el of $("event-form").elements) el.disabled = Boolean(pick);
+    $("event-label").placeholder = pick
+      ? "Events are added to the run shown first"
+      : "Mark an event on the timeline";
+    otto.ready = false;
+    if (state.stream) state.stream.close();
+    state.stream = null;
+    connect();
+  }
+
+  $("run").addEventListener("change", (e) => pickRun(e.target.value));
+  // Another collector may have added a run to the file: list them again when reached.
+  $("run-pick").addEventListener("pointerenter", () => loadRuns());
+  $("run").addEventListener("focus", () => loadRuns());
+
+  const asked = new URLSearchParams(location.search).get("run");
+  loadRuns().then(() => {
+    if (asked && asked === String(state.current)) pickRun("");
+  });
+  if (asked) {
+    state.pick = asked;
+    $("event-form").classList.add("past");
+    for (const el of $("event-form").elements) el.disabled = true;
+  }
   connect();
 })();
