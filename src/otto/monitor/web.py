@@ -39,6 +39,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Message, Receive, Scope, Send
 
+from otto.monitor.access import AccessGuard, check_token, link, load_tls, new_token
 from otto.monitor.prometheus import render_metrics
 from otto.monitor.source import DashboardSource, build_snapshot, split_finite
 from otto.monitor.subscription import DEFAULT_BACKLOG, Subscribers
@@ -466,6 +467,8 @@ def create_app(
     source: DashboardSource,
     *,
     allowed_hosts: Sequence[str] | None = None,
+    token: str | None = None,
+    secure: bool = False,
     heartbeat: float = HEARTBEAT_INTERVAL,
     max_clients: int = MAX_CLIENTS,
     send_timeout: float = SEND_TIMEOUT,
@@ -477,6 +480,9 @@ def create_app(
         allowed_hosts: accepted ``Host`` header names; ``None`` accepts any. A server on
             loopback passes its loopback names, so that a web page elsewhere cannot reach
             it through DNS rebinding.
+        token: an access token every request must carry (``otto.monitor.access``);
+            None: no token asked.
+        secure: served over HTTPS (the token's cookie is then ``Secure``).
         heartbeat: seconds between keep-alive comments on ``/api/stream``.
         max_clients: event streams open at once; one more is answered 503.
         send_timeout: seconds a stream's write may wait for the client to read
@@ -534,6 +540,9 @@ def create_app(
         return Response(render_metrics(source), media_type=_PROMETHEUS_TYPE)
 
     middleware = []
+    if token is not None:
+        # Outermost: a request without the token learns nothing, not even a 400.
+        middleware.append(Middleware(AccessGuard, token=token, secure=secure))
     if allowed_hosts is not None:
         middleware.append(Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts)))
     app = Starlette(
@@ -617,6 +626,15 @@ class DashboardServer:
         port: the TCP port, 0 for any free one.
         max_clients: event streams served at once (see ``create_app``).
         send_timeout: seconds before a client that reads nothing is cut off.
+        token: the access token every request must carry; on an address other than
+            loopback a random one is made when none is given (read it from ``.token``,
+            or open ``.link``).
+        tls_cert: a PEM certificate file: serve HTTPS (with ``tls_key``).
+        tls_key: the PEM private key of ``tls_cert``.
+
+    Raises:
+        ValueError: a token too short, only one of ``tls_cert``/``tls_key``, or
+            files that are not a matching PEM certificate and key.
     """
 
     def __init__(
@@ -627,13 +645,27 @@ class DashboardServer:
         port: int = 8000,
         max_clients: int = MAX_CLIENTS,
         send_timeout: float = SEND_TIMEOUT,
+        token: str | None = None,
+        tls_cert: str | Path | None = None,
+        tls_key: str | Path | None = None,
     ) -> None:
         self.host = host
         self._requested_port = port
         loopback = _is_loopback(host)
+        if token is None and not loopback:
+            token = new_token()
+        self.token = None if token is None else check_token(token)
+        if (tls_cert is None) != (tls_key is None):
+            raise ValueError("serving HTTPS needs both a certificate and its key")
+        self._tls = None
+        if tls_cert is not None and tls_key is not None:
+            load_tls(Path(tls_cert), Path(tls_key))  # one clear error now, not in uvicorn
+            self._tls = (str(tls_cert), str(tls_key))
         self.app = create_app(
             source,
             allowed_hosts=_LOOPBACK_NAMES if loopback else None,
+            token=self.token,
+            secure=self._tls is not None,
             max_clients=max_clients,
             send_timeout=send_timeout,
         )
@@ -649,11 +681,16 @@ class DashboardServer:
 
     @property
     def url(self) -> str:
-        """The page's address, e.g. ``http://127.0.0.1:8000/``."""
+        """The page's address, e.g. ``http://127.0.0.1:8000/`` (never with the token)."""
         host = self.host
         if ":" in host and not host.startswith("["):
             host = f"[{host}]"
-        return f"http://{host}:{self.port}/"
+        return f"{'https' if self._tls else 'http'}://{host}:{self.port}/"
+
+    @property
+    def link(self) -> str:
+        """The address to open: ``url``, with ``?token=...`` when a token guards it."""
+        return link(self.url, self.token)
 
     @property
     def running(self) -> bool:
@@ -671,6 +708,9 @@ class DashboardServer:
             log_level="warning",
             lifespan="off",
             timeout_graceful_shutdown=5,
+            access_log=False,  # request lines may hold the access token
+            ssl_certfile=self._tls[0] if self._tls else None,
+            ssl_keyfile=self._tls[1] if self._tls else None,
         )
         started = asyncio.Event()
         self._server = _Uvicorn(config, started)
