@@ -11,13 +11,15 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
 from otto.errors import LabError
 from otto.lab.raw import HOST_FIELDS, NAME_RE, RawHost, where_of
+from otto.lab.schema import SETTINGS, check_setting
 
-__all__ = ["read_file"]
+__all__ = ["merge_data", "read_file", "read_text"]
 
 _VAR_RE = re.compile(r"\$(\$?)\{([^}]*)\}")
 _VARNAME_RE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?", re.DOTALL)
@@ -79,74 +81,128 @@ def _expand(value: object, where: str) -> object:
     return value
 
 
-def _read_json(path: Path) -> object:
-    file = str(path)
+def read_text(path: Path) -> str:
+    """The text of a lab file; ``LabError`` naming it when it cannot be read."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise LabError(f"{file}: lab file not found") from None
+        raise LabError(f"{path}: lab file not found") from None
+    except IsADirectoryError:
+        raise LabError(f"{path}: is a directory, not a lab file") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise LabError(f"{file}: cannot read lab file: {exc}") from None
-    try:
-        return cast(object, json.loads(text))
-    except json.JSONDecodeError as exc:
-        raise LabError(f"{file}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
+        raise LabError(f"{path}: cannot read lab file: {exc}") from None
 
 
-def read_file(path: Path, hosts: dict[str, RawHost], instructions: list[tuple[str, str]]) -> None:
-    """Merge one lab file into ``hosts`` and ``instructions`` (module, file)."""
+def read_file(
+    path: Path,
+    hosts: dict[str, RawHost],
+    instructions: list[tuple[str, str]],
+    problems: list[str],
+) -> None:
+    """Merge one JSON lab file into ``hosts`` and ``instructions`` (module, file).
+
+    Problems are added to ``problems``; the rest of the file is still read.
+    """
     file = str(path)
-    data = _read_json(path)
+    try:
+        data = cast(object, json.loads(read_text(path)))
+    except LabError as exc:
+        problems.append(str(exc))
+        return
+    except json.JSONDecodeError as exc:
+        problems.append(f"{file}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}")
+        return
+    merge_data(data, file, hosts, instructions, problems, kind="JSON")
+
+
+def merge_data(
+    data: object,
+    file: str,
+    hosts: dict[str, RawHost],
+    instructions: list[tuple[str, str]],
+    problems: list[str],
+    *,
+    kind: str,
+    line_of: Callable[[int], str] | None = None,
+) -> None:
+    """Merge a parsed lab file (JSON or YAML: the same shape) into ``hosts``.
+
+    ``line_of(index)`` names where host entry ``index`` (from 1) starts
+    (empty when the source does not know).
+    """
     if not isinstance(data, dict):
-        raise LabError(f"{file}: a lab file holds a JSON object with a 'hosts' list")
+        problems.append(f"{file}: a lab file holds a {kind} object with a 'hosts' list")
+        return
     unknown = sorted(set(data) - {"hosts", "settings"})
     if unknown:
-        raise LabError(
+        problems.append(
             f"{file}: unknown top-level key {unknown[0]!r} (expected 'hosts', 'settings')"
         )
 
     settings = data.get("settings", {})
     if not isinstance(settings, dict):
-        raise LabError(f"{file}: 'settings' must be an object")
+        problems.append(f"{file}: 'settings' must be an object")
+        settings = {}
     for key, value in settings.items():
-        if key != "instructions":
-            raise LabError(f"{file}: settings: unknown key {key!r} (expected 'instructions')")
-        where = f"{file}: settings: 'instructions'"
-        modules = _expand(value, where)
-        if not isinstance(modules, list) or not all(isinstance(m, str) and m for m in modules):
-            raise LabError(f"{where} must be a list of module names")
-        instructions.extend((cast(str, m), file) for m in modules)
+        if key not in SETTINGS:
+            expected = ", ".join(repr(k) for k in SETTINGS)
+            problems.append(f"{file}: settings: unknown key {key!r} (expected {expected})")
+            continue
+        where = f"{file}: settings: {key!r}"
+        try:
+            expanded = _expand(value, where)
+        except LabError as exc:
+            problems.append(str(exc))
+            continue
+        error = check_setting(key, expanded)
+        if error is not None:
+            problems.append(f"{where} {error}")
+        elif key == "instructions":
+            instructions.extend((m, file) for m in cast(list[str], expanded))
 
     entries = data.get("hosts", [])
     if not isinstance(entries, list):
-        raise LabError(f"{file}: 'hosts' must be a list of host objects")
+        problems.append(f"{file}: 'hosts' must be a list of host objects")
+        return
     seen: dict[str, int] = {}
     for index, entry in enumerate(entries, start=1):
-        label = f"host #{index}"
+        at = line_of(index) if line_of is not None else ""
+        label = f"host #{index} ({at})" if at else f"host #{index}"
         if not isinstance(entry, dict):
-            raise LabError(f"{file}: {label}: each host must be a JSON object")
+            problems.append(f"{file}: {label}: each host must be a {kind} object")
+            continue
         name = entry.get("name")
         if name is None:
-            raise LabError(f"{file}: {label}: field 'name' is required")
+            problems.append(f"{file}: {label}: field 'name' is required")
+            continue
         if not isinstance(name, str) or not NAME_RE.fullmatch(name):
-            raise LabError(
+            problems.append(
                 f"{file}: {label}: field 'name' must be a string of letters, digits, "
                 f"'_', '.' and '-' (got {name!r})"
             )
+            continue
         if name in seen:
-            raise LabError(
+            problems.append(
                 f"{file}: host {name!r}: defined twice in this file "
                 f"(hosts #{seen[name]} and #{index})"
             )
+            continue
         seen[name] = index
         raw = hosts.setdefault(name, RawHost())
         raw.files.append(file)
         for key, value in entry.items():
             if key not in HOST_FIELDS:
-                raise LabError(
+                problems.append(
                     f"{where_of(file, name, key)}: unknown field "
                     f"(expected one of {', '.join(HOST_FIELDS)})"
                 )
-            if key != "name":
+                continue
+            if key == "name":
+                continue
+            raw.variables[key] = _variables(value)
+            try:
                 raw.fields[key] = (_expand(value, where_of(file, name, key)), file)
-                raw.variables[key] = _variables(value)
+            except LabError as exc:
+                problems.append(str(exc))
+                # Kept unexpanded: the entry is still checked, its other fields too.
+                raw.fields[key] = (value, file)

@@ -17,14 +17,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypeAlias, cast
 
 from otto.errors import LabError
-from otto.lab.json_source import read_file
 from otto.lab.raw import RawHost, where_of
+from otto.lab.schema import FIELDS, TERMS, check_value, not_used_message
+from otto.lab.sources import read_source
 
 if TYPE_CHECKING:
     from otto.hosts import Host
     from otto.hosts.power import PowerSpec
 
-__all__ = ["DEFAULT_HOST_NAME", "KNOWN_HOSTS_DEFAULT", "HostSpec", "Lab", "StrPath", "Term"]
+__all__ = [
+    "DEFAULT_HOST_NAME",
+    "KNOWN_HOSTS_DEFAULT",
+    "HostSpec",
+    "Lab",
+    "StrPath",
+    "Term",
+    "check_sources",
+]
 
 log = logging.getLogger("otto.lab")
 
@@ -34,12 +43,6 @@ DEFAULT_HOST_NAME = "local"
 Term = Literal["ssh", "telnet", "local", "console", "serial"]
 StrPath: TypeAlias = str | os.PathLike[str]
 
-_TERMS: tuple[Term, ...] = ("ssh", "telnet", "local", "console", "serial")
-_CONSOLES = ("console", "serial")
-_CONSOLE_ONLY = ("console_protocol", "baud", "console_log")
-_REMOTE_ONLY = ("address", "user", "password", "key", "port", "hop", "known_hosts")
-_SSH_ONLY = ("key", "known_hosts")
-_POWER_KEYS = ("on", "off", "cycle", "via")
 
 
 class _KnownHostsDefault:
@@ -89,18 +92,14 @@ class HostSpec:
 # --- validation -------------------------------------------------------------------------
 
 
-def _path(value: object, file: str, where: str) -> Path:
-    if not isinstance(value, str) or not value:
-        raise LabError(f"{where}: must be a file path")
-    path = Path(value).expanduser()
-    if not path.is_absolute():
-        path = Path(file).parent / path
-    return path
+def _validate(name: str, raw: RawHost, problems: list[str]) -> HostSpec | None:
+    """Check one merged host entry and turn it into a ``HostSpec``.
 
-
-def _validate(name: str, raw: RawHost) -> HostSpec:
-    """Check one merged host entry and turn it into a ``HostSpec``."""
+    Every problem found is added to ``problems`` (file, host, field); the
+    entry is None when there was any.
+    """
     values = {k: v for k, (v, _) in raw.fields.items() if v is not None or k == "known_hosts"}
+    found = len(problems)
 
     def where(fld: str) -> str:
         file = raw.fields[fld][1] if fld in raw.fields else ", ".join(dict.fromkeys(raw.files))
@@ -114,176 +113,139 @@ def _validate(name: str, raw: RawHost) -> HostSpec:
             return f"(got the value of {refs}, not shown)"
         return f"(got {value!r})"
 
+    def bad(fld: str, message: str, value: object = None, *, show: bool = False) -> None:
+        shown = f" {got(fld, value)}" if show and not FIELDS[fld].secret else ""
+        problems.append(f"{where(fld)}: {message}{shown}")
+
     term = values.get("term", "ssh")
-    if term not in _TERMS:
-        raise LabError(
-            f"{where('term')}: must be one of 'ssh', 'telnet', 'local', 'console', 'serial' "
-            f"{got('term', term)}"
-        )
+    if term not in TERMS:
+        bad("term", cast(str, FIELDS["term"].value["_error"]), term, show=True)
+        return None
+    term = cast(Term, term)
+    for fld, value in values.items():
+        if term not in FIELDS[fld].terms:
+            bad(fld, not_used_message(fld, term))
+        elif (message := check_value(fld, value)) is not None:
+            bad(fld, message, value, show=not isinstance(value, dict | list))
+    for fld, rule in FIELDS.items():
+        if term in rule.required_for and fld not in values:
+            bad(fld, f"required for term {term!r}")
+    if len(problems) > found:
+        return None
 
-    if term == "local":
-        for fld in _REMOTE_ONLY:
-            if fld in values:
-                raise LabError(f"{where(fld)}: not used by term 'local'")
-    else:
-        for fld in ("address",) if term in _CONSOLES else ("address", "user"):
-            if fld not in values:
-                raise LabError(f"{where(fld)}: required for term {term!r}")
-            if not isinstance(values[fld], str) or not values[fld]:
-                raise LabError(f"{where(fld)}: must be a non-empty string")
-    if term == "telnet":
-        for fld in _SSH_ONLY:
-            if fld in values:
-                raise LabError(f"{where(fld)}: not used by term 'telnet'")
-    if term in _CONSOLES:
-        for fld in (*_SSH_ONLY, "hop"):
-            if fld in values:
-                raise LabError(f"{where(fld)}: not used by term {term!r}")
-        user = values.get("user")
-        if user is not None and (not isinstance(user, str) or not user):
-            raise LabError(f"{where('user')}: must be a non-empty string")
-    else:
-        for fld in _CONSOLE_ONLY:
-            if fld in values:
-                raise LabError(f"{where(fld)}: only for term 'console' or 'serial'")
-    console_protocol = values.get("console_protocol")
-    if console_protocol is not None:
-        if term != "console":
-            raise LabError(f"{where('console_protocol')}: only for term 'console'")
-        if console_protocol not in ("telnet", "raw"):
-            raise LabError(
-                f"{where('console_protocol')}: must be 'telnet' or 'raw' "
-                f"{got('console_protocol', console_protocol)}"
-            )
-    baud = values.get("baud")
-    if baud is not None:
-        if term != "serial":
-            raise LabError(f"{where('baud')}: only for term 'serial'")
-        if isinstance(baud, bool) or not isinstance(baud, int) or baud <= 0:
-            raise LabError(f"{where('baud')}: must be a positive integer {got('baud', baud)}")
-    console_log: Path | None = None
-    if "console_log" in values:
-        console_log = _path(
-            values["console_log"], raw.fields["console_log"][1], where("console_log")
-        )
+    def path(fld: str) -> Path | None:
+        given = values.get(fld)
+        if given is None:
+            return None
+        found = Path(cast(str, given)).expanduser()
+        return found if found.is_absolute() else Path(raw.fields[fld][1]).parent / found
 
-    password = values.get("password")
-    if password is not None and not isinstance(password, str):
-        raise LabError(f"{where('password')}: must be a string")
-
-    key: Path | None = None
-    if "key" in values:
-        key = _path(values["key"], raw.fields["key"][1], where("key"))
-        if not key.is_file():
-            shown = got("key", str(key)).removeprefix("(got ").removesuffix(")")
-            raise LabError(f"{where('key')}: key file {shown} does not exist")
-
+    key = path("key")
+    if key is not None and not key.is_file():
+        shown = got("key", str(key)).removeprefix("(got ").removesuffix(")")
+        bad("key", f"key file {shown} does not exist")
     port: int | None = None
     if "port" in values:
-        given = values["port"]
-        if isinstance(given, str) and given.isdigit():
-            port = int(given)
-        elif isinstance(given, int) and not isinstance(given, bool):
-            port = given
-        if port is None or not 1 <= port <= 65535:
-            raise LabError(f"{where('port')}: must be a port number 1-65535 {got('port', given)}")
-
-    hop = values.get("hop")
-    if hop is not None and (not isinstance(hop, str) or not hop):
-        raise LabError(f"{where('hop')}: must be the name of another host")
-
-    tags = values.get("tags", [])
-    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-        raise LabError(f"{where('tags')}: must be a list of strings")
+        port = int(cast("int | str", values["port"])) if str(values["port"]).isdigit() else 0
+        if not 1 <= port <= 65535:
+            bad("port", "must be a port number 1-65535", values["port"], show=True)
+    if len(problems) > found:
+        return None
 
     known_hosts: Path | _KnownHostsDefault | None = KNOWN_HOSTS_DEFAULT
     if "known_hosts" in values:
-        given = values["known_hosts"]
-        known_hosts = (
-            None
-            if given is None
-            else _path(given, raw.fields["known_hosts"][1], where("known_hosts"))
-        )
-
-    timeout: float | None = None
-    if "connect_timeout" in values:
-        given = values["connect_timeout"]
-        if isinstance(given, bool) or not isinstance(given, int | float) or given <= 0:
-            raise LabError(f"{where('connect_timeout')}: must be a positive number of seconds")
-        timeout = float(given)
-
-    become_password = values.get("become_password")
-    if become_password is not None and not isinstance(become_password, str):
-        raise LabError(f"{where('become_password')}: must be a string")
-
-    power: tuple[tuple[str, str], ...] | None = None
-    if "power" in values:
-        given = values["power"]
-        if not isinstance(given, dict) or not given:
-            raise LabError(f"{where('power')}: must be an object of 'on', 'off', 'cycle', 'via'")
-        for item, command in given.items():
-            if item not in _POWER_KEYS:
-                raise LabError(
-                    f"{where('power')}: unknown key {item!r} (expected 'on', 'off', 'cycle', 'via')"
-                )
-            if not isinstance(command, str) or not command:
-                raise LabError(f"{where('power')}: {item!r} must be a non-empty string")
-        if not ({"on", "off", "cycle"} & set(given)):
-            raise LabError(f"{where('power')}: needs at least one of 'on', 'off', 'cycle'")
-        power = tuple(sorted(cast(dict[str, str], given).items()))
-
+        known_hosts = path("known_hosts")
+    timeout = values.get("connect_timeout")
+    power = values.get("power")
     return HostSpec(
         name=name,
         term=term,
         address=cast("str | None", values.get("address")),
         user=cast("str | None", values.get("user")),
-        password=password,
+        password=cast("str | None", values.get("password")),
         key=key,
         port=port,
-        hop=hop,
-        tags=tuple(cast(list[str], tags)),
+        hop=cast("str | None", values.get("hop")),
+        tags=tuple(cast(list[str], values.get("tags", []))),
         known_hosts=known_hosts,
-        connect_timeout=timeout,
-        become_password=become_password,
-        power=power,
-        console_protocol=console_protocol,
-        baud=baud,
-        console_log=console_log,
+        connect_timeout=float(cast(float, timeout)) if timeout is not None else None,
+        become_password=cast("str | None", values.get("become_password")),
+        power=tuple(sorted(cast(dict[str, str], power).items())) if power else None,
+        console_protocol=cast('Literal["telnet", "raw"] | None', values.get("console_protocol")),
+        baud=cast("int | None", values.get("baud")),
+        console_log=path("console_log"),
         files=tuple(dict.fromkeys(raw.files)),
     )
 
 
-def _check_power(specs: Mapping[str, HostSpec], raws: Mapping[str, RawHost]) -> None:
+def _check_power(
+    specs: Mapping[str, HostSpec], raws: Mapping[str, RawHost], problems: list[str]
+) -> None:
     for spec in specs.values():
         via = dict(spec.power or ()).get("via")
-        if via is None or (via == DEFAULT_HOST_NAME and via not in specs):
+        if via is None or (via == DEFAULT_HOST_NAME and via not in raws):
             continue
         where = where_of(raws[spec.name].fields["power"][1], spec.name, "power")
-        if via not in specs:
-            raise LabError(f"{where}: 'via': no host named {via!r} in the lab")
-        if via == spec.name:
-            raise LabError(f"{where}: 'via': a host cannot be its own power controller")
+        if via not in raws:
+            problems.append(f"{where}: 'via': no host named {via!r} in the lab")
+        elif via == spec.name:
+            problems.append(f"{where}: 'via': a host cannot be its own power controller")
 
 
-def _check_hops(specs: Mapping[str, HostSpec], raws: Mapping[str, RawHost]) -> None:
+def _check_hops(
+    specs: Mapping[str, HostSpec], raws: Mapping[str, RawHost], problems: list[str]
+) -> None:
+    cycles: set[frozenset[str]] = set()
     for spec in specs.values():
         if spec.hop is None:
             continue
         file = raws[spec.name].fields["hop"][1]
         where = where_of(file, spec.name, "hop")
+        if spec.hop not in raws:
+            problems.append(f"{where}: no host named {spec.hop!r} in the lab")
+            continue
         hop = specs.get(spec.hop)
-        if hop is None:
-            raise LabError(f"{where}: no host named {spec.hop!r} in the lab")
+        if hop is None:  # the hop's own entry is invalid: reported for it
+            continue
         if hop.term != "ssh":
-            raise LabError(f"{where}: hop {spec.hop!r} must be an SSH host (it is {hop.term!r})")
+            problems.append(f"{where}: hop {spec.hop!r} must be an SSH host (it is {hop.term!r})")
+            continue
         chain = [spec.name]
         current: HostSpec | None = spec
         while current is not None and current.hop is not None:
             if current.hop in chain:
-                cycle = " -> ".join([*chain[chain.index(current.hop) :], current.hop])
-                raise LabError(f"{where}: hops form a cycle: {cycle}")
+                loop = chain[chain.index(current.hop) :]
+                if frozenset(loop) not in cycles:  # each cycle once, not once per member
+                    cycles.add(frozenset(loop))
+                    cycle = " -> ".join([*loop, current.hop])
+                    problems.append(f"{where}: hops form a cycle: {cycle}")
+                break
             chain.append(current.hop)
             current = specs.get(current.hop)
+
+
+def check_sources(
+    paths: Sequence[StrPath],
+) -> tuple[dict[str, HostSpec], list[tuple[str, str]], list[str]]:
+    """Read, merge and validate lab sources, collecting every problem.
+
+    Returns the valid host entries, the instruction modules ``(module, file)``
+    and the problems (each naming the file, and the host and field when it
+    is about one). ``Lab.load`` and ``otto lab check`` both use it.
+    """
+    raws: dict[str, RawHost] = {}
+    instructions: list[tuple[str, str]] = []
+    problems: list[str] = []
+    for given in paths:
+        read_source(given, raws, instructions, problems)
+    specs: dict[str, HostSpec] = {}
+    for name, raw in raws.items():
+        spec = _validate(name, raw, problems)
+        if spec is not None:
+            specs[name] = spec
+    _check_hops(specs, raws, problems)
+    _check_power(specs, raws, problems)
+    return specs, instructions, problems
 
 
 # --- the lab ---------------------------------------------------------------------------
@@ -323,14 +285,10 @@ class Lab:
             paths = [paths]
         if not paths:
             return cls.default()
-        raws: dict[str, RawHost] = {}
-        instructions: list[tuple[str, str]] = []
         files = [str(Path(p)) for p in paths]
-        for file in files:
-            read_file(Path(file), raws, instructions)
-        specs = {name: _validate(name, raw) for name, raw in raws.items()}
-        _check_hops(specs, raws)
-        _check_power(specs, raws)
+        specs, instructions, problems = check_sources(paths)
+        if problems:
+            raise LabError("\n".join(problems))
         named: dict[str, str] = {}
         for module, file in instructions:
             named.setdefault(module, file)  # the first file to name a module is its base

@@ -1,0 +1,173 @@
+"""Labs from Ansible inventories (INI or YAML), read by Ansible's own inventory code.
+
+Needs the ``ansible`` extra (``pip install 'otto-shell[ansible]'``, which
+brings ansible-core). The inventory is parsed by Ansible's ``ini`` and ``yaml``
+inventory plugins into an ``InventoryManager``, and each host's variables are
+those ``ansible-inventory --list`` shows (host vars over group vars over
+``group_vars/`` and ``host_vars/``, by Ansible's ``VariableManager``), so
+ranges (``web[01:20]``), group vars and children work exactly as in Ansible.
+Only those two plugins are enabled: an executable inventory script is never
+run by reading a lab.
+
+Each host becomes an otto host named after its inventory name:
+
+- ``ansible_host`` -> ``address`` (the inventory name when not set),
+- ``ansible_user`` -> ``user`` (the local user when not set, as Ansible does),
+- ``ansible_port`` -> ``port``, ``ansible_ssh_private_key_file`` -> ``key``,
+- ``ansible_password`` (or ``ansible_ssh_pass``) -> ``password``,
+- ``ansible_become_password`` (or ``ansible_become_pass``) -> ``become_password``,
+- ``ansible_ssh_timeout`` -> ``connect_timeout``,
+- ``ansible_host_key_checking: false`` -> ``known_hosts: null``,
+- ``ansible_connection``: ``ssh`` (also ``smart``, ``paramiko``) is an SSH host,
+  ``local`` a local one; any other connection (``winrm``, ``docker``...) is left
+  out of the lab with a warning,
+- its groups (except ``all`` and ``ungrouped``) -> ``tags``.
+
+Templates (``{{ ... }}``) in variables are not rendered, as
+``ansible-inventory --list`` does not render them.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+from pathlib import Path
+from typing import Any
+
+from otto.lab.raw import NAME_RE, RawHost
+
+__all__ = ["EXTRA_HINT", "inventory_view", "read_inventory"]
+
+log = logging.getLogger("otto.lab")
+
+EXTRA_HINT = "pip install 'otto-shell[ansible]'"
+
+_SSH_CONNECTIONS = ("ssh", "smart", "paramiko", "paramiko_ssh")
+_STRINGS = {
+    "ansible_host": "address",
+    "ansible_user": "user",
+    "ansible_ssh_private_key_file": "key",
+    "ansible_password": "password",
+    "ansible_ssh_pass": "password",
+    "ansible_become_password": "become_password",
+    "ansible_become_pass": "become_password",
+}
+_FALSE = ("false", "no", "off", "0", "n")
+
+
+def _plain(value: object) -> object:
+    """An Ansible value as a plain Python one (Ansible tags its strings)."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    return value
+
+
+def inventory_view(path: Path) -> list[tuple[str, dict[str, Any], list[str]]]:
+    """``(name, variables, groups)`` of each host of the inventory at ``path``, as Ansible sees it.
+
+    Raises:
+        ImportError: ansible-core is not installed.
+        ValueError: Ansible cannot parse the inventory (the message is Ansible's).
+    """
+    from ansible.inventory.manager import InventoryManager
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.plugins.loader import inventory_loader
+    from ansible.vars.manager import VariableManager
+
+    errors: list[str] = []
+
+    def plugin(name: str) -> Any:
+        found = inventory_loader.get(name)
+        parse = found.parse
+
+        def parse_noting_errors(*args: Any, **kwargs: Any) -> None:
+            # Ansible would only print the reason as a warning and go on with
+            # an empty inventory: keep it to report it.
+            try:
+                parse(*args, **kwargs)
+            except Exception as exc:  # any failure of the plugin is the inventory's problem
+                errors.append(str(getattr(exc, "message", "") or exc))
+
+        found.parse = parse_noting_errors
+        return found
+
+    loader = DataLoader()
+    manager = InventoryManager(loader=loader, sources=[str(path)], parse=False)
+    yaml_first = path.is_dir() or path.suffix.lower() in (".yml", ".yaml")
+    plugins = [plugin("yaml"), plugin("ini")] if yaml_first else [plugin("ini"), plugin("yaml")]
+    manager._fetch_inventory_plugins = lambda: plugins  # only these two: no script is run
+    manager.parse_sources(cache=False)
+    if errors:
+        raise ValueError(errors[0].strip())
+    variables = VariableManager(loader=loader, inventory=manager)
+    view = []
+    for name, host in manager.hosts.items():
+        found = variables.get_vars(host=host, include_hostvars=False, stage="all")
+        groups = [g.name for g in host.get_groups() if g.name not in ("all", "ungrouped")]
+        view.append((str(name), dict(found), groups))
+    return view
+
+
+def read_inventory(path: Path, hosts: dict[str, RawHost], problems: list[str]) -> None:
+    """Merge the hosts of the Ansible inventory at ``path`` into ``hosts`` (see the module docs)."""
+    file = str(path)
+    if not path.exists():
+        problems.append(f"{file}: lab file not found")
+        return
+    try:
+        view = inventory_view(path)
+    except ImportError:
+        problems.append(f"{file}: reading an Ansible inventory needs ansible-core: {EXTRA_HINT}")
+        return
+    except ValueError as exc:
+        problems.append(f"{file}: Ansible cannot read this inventory: {exc}")
+        return
+    local_user = getpass.getuser()
+    for name, found, groups in view:
+        if not NAME_RE.fullmatch(name):
+            problems.append(
+                f"{file}: host {name!r}: not a valid otto host name "
+                f"(letters, digits, '_', '.', '-')"
+            )
+            continue
+        connection = str(found.get("ansible_connection", "ssh"))
+        if connection not in (*_SSH_CONNECTIONS, "local"):
+            log.warning(
+                "%s: host %r: ansible_connection %r is not one otto drives (ssh, local): "
+                "left out of the lab",
+                file,
+                name,
+                connection,
+            )
+            continue
+        fields: dict[str, object] = {"tags": groups}
+        if connection == "local":
+            fields["term"] = "local"
+            if "ansible_become_password" in found or "ansible_become_pass" in found:
+                become = found.get("ansible_become_password", found.get("ansible_become_pass"))
+                fields["become_password"] = _plain(become)
+        else:
+            fields["term"] = "ssh"
+            fields["address"] = name
+            fields["user"] = local_user
+            for var, fld in _STRINGS.items():
+                if var in found and found[var] is not None:
+                    fields[fld] = _plain(found[var])
+            for var, fld in (("ansible_port", "port"), ("ansible_ssh_port", "port")):
+                if var in found and found[var] is not None:
+                    fields[fld] = _plain(found[var])
+            if found.get("ansible_ssh_timeout") is not None:
+                fields["connect_timeout"] = _plain(found["ansible_ssh_timeout"])
+            checking = found.get("ansible_host_key_checking")
+            if checking is False or str(checking).lower() in _FALSE:
+                fields["known_hosts"] = None
+        raw = hosts.setdefault(name, RawHost())
+        raw.files.append(file)
+        for fld, value in fields.items():
+            raw.fields[fld] = (value, file)

@@ -1,0 +1,333 @@
+"""The lab format, defined once: each host field's rule, its JSON Schema and its check.
+
+``FIELDS`` is the one place a host field's accepted values are written down.
+``check_value`` checks a value against a field's rule (the lab loader calls it),
+and ``lab_schema`` turns the same rules into the JSON Schema that
+``otto lab schema`` prints, so editors and otto cannot disagree on what a valid
+field is. What a schema cannot say (that a key file exists, that a hop names a
+host of the merged lab) is checked by the loader only.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, cast
+
+from otto.lab.raw import HOST_FIELDS, NAME_RE
+
+__all__ = [
+    "FIELDS",
+    "SETTINGS",
+    "TERMS",
+    "FieldRule",
+    "check_setting",
+    "check_value",
+    "lab_schema",
+    "not_used_message",
+]
+
+TERMS = ("ssh", "telnet", "local", "console", "serial")
+_REMOTE = ("ssh", "telnet", "console", "serial")
+_SHELLS = ("ssh", "telnet")
+
+Node = dict[str, Any]
+"""A JSON Schema node; keys starting with ``_`` are otto's error texts, left out of the schema."""
+
+
+@dataclass(frozen=True)
+class FieldRule:
+    """What one host field accepts, and for which terms."""
+
+    doc: str
+    value: Node
+    """The JSON Schema of an accepted value (``_error``: the message when it is not)."""
+    terms: tuple[str, ...] = TERMS
+    """The terms that use the field; any other term refuses it."""
+    required_for: tuple[str, ...] = ()
+    secret: bool = False
+    """A secret's value is never shown in an error."""
+
+
+def _string(error: str = "must be a non-empty string") -> Node:
+    return {"type": "string", "minLength": 1, "_error": error}
+
+
+_POWER_ITEMS = ("on", "off", "cycle", "via")
+
+FIELDS: dict[str, FieldRule] = {
+    "name": FieldRule(
+        "The host's name: letters, digits, '_', '.' and '-'.",
+        {
+            "type": "string",
+            "pattern": f"^(?:{NAME_RE.pattern})$",
+            "_error": "must be a string of letters, digits, '_', '.' and '-'",
+        },
+    ),
+    "term": FieldRule(
+        "How otto reaches the host's shell (default 'ssh').",
+        {
+            "enum": list(TERMS),
+            "_error": "must be one of " + ", ".join(repr(t) for t in TERMS),
+        },
+    ),
+    "address": FieldRule(
+        "Host name or IP address (console: HOST:PORT; serial: the device).",
+        _string(),
+        terms=_REMOTE,
+        required_for=_REMOTE,
+    ),
+    "user": FieldRule("The login user.", _string(), terms=_REMOTE, required_for=_SHELLS),
+    "password": FieldRule(
+        "The login password (write ${VAR} to take it from the environment).",
+        {"type": "string", "_error": "must be a string"},
+        terms=_REMOTE,
+        secret=True,
+    ),
+    "key": FieldRule(
+        "A private key file (relative to the lab file).",
+        _string("must be a file path"),
+        terms=("ssh",),
+    ),
+    "port": FieldRule(
+        "The TCP port.",
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 1, "maximum": 65535},
+                {"type": "string", "pattern": r"^[0-9]+$|\$\{"},
+            ],
+            "_error": "must be a port number 1-65535",
+        },
+        terms=_REMOTE,
+    ),
+    "hop": FieldRule(
+        "The name of an SSH host of the lab to tunnel through.",
+        _string("must be the name of another host"),
+        terms=_SHELLS,
+    ),
+    "tags": FieldRule(
+        "Labels otto does not interpret (select hosts by them).",
+        {"type": "array", "items": {"type": "string"}, "_error": "must be a list of strings"},
+    ),
+    "known_hosts": FieldRule(
+        "A known_hosts file, or null to turn host key checking off.",
+        {
+            "type": ["string", "null"],
+            "minLength": 1,
+            "_error": "must be a file path, or null to turn host key checking off",
+        },
+        terms=("ssh",),
+    ),
+    "connect_timeout": FieldRule(
+        "Seconds to wait for the connection and login.",
+        {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "_error": "must be a positive number of seconds",
+        },
+    ),
+    "become_password": FieldRule(
+        "The password sudo asks for.",
+        {"type": "string", "_error": "must be a string"},
+        secret=True,
+    ),
+    "power": FieldRule(
+        "Power commands: 'on', 'off', 'cycle', run on the host named by 'via'.",
+        {
+            "type": "object",
+            "properties": {k: _string() for k in _POWER_ITEMS},
+            "additionalProperties": False,
+            "anyOf": [{"required": [k]} for k in ("on", "off", "cycle")],
+            "_error": "must be an object of 'on', 'off', 'cycle', 'via'",
+            "_anyOf": "needs at least one of 'on', 'off', 'cycle'",
+        },
+    ),
+    "console_protocol": FieldRule(
+        "The console server's protocol.",
+        {"enum": ["telnet", "raw"], "_error": "must be 'telnet' or 'raw'"},
+        terms=("console",),
+    ),
+    "baud": FieldRule(
+        "The serial line's speed.",
+        {"type": "integer", "exclusiveMinimum": 0, "_error": "must be a positive integer"},
+        terms=("serial",),
+    ),
+    "console_log": FieldRule(
+        "A file that records everything the console prints.",
+        _string("must be a file path"),
+        terms=("console", "serial"),
+    ),
+}
+
+
+SETTINGS: dict[str, FieldRule] = {
+    "instructions": FieldRule(
+        "Modules of instructions (@otto.instruction) to import.",
+        {
+            "type": "array",
+            "items": {"type": "string", "minLength": 1},
+            "_error": "must be a list of module names",
+        },
+    ),
+}
+"""The keys of a lab file's ``settings`` object."""
+
+
+def not_used_message(fld: str, term: str) -> str:
+    """The error for a field that ``term`` does not use."""
+    terms = FIELDS[fld].terms
+    if term == "local" or len(terms) > 2:
+        return f"not used by term {term!r}"
+    only = " or ".join(repr(t) for t in terms)
+    return f"not used by term {term!r} (only for term {only})"
+
+
+# --- checking a value ---------------------------------------------------------------------
+
+_TYPES: dict[str, type | tuple[type, ...]] = {
+    "string": str,
+    "integer": int,
+    "number": (int, float),
+    "array": list,
+    "object": dict,
+    "boolean": bool,
+    "null": type(None),
+}
+
+
+def _is_type(value: object, name: str) -> bool:
+    if isinstance(value, bool) and name not in ("boolean",):
+        return False
+    return isinstance(value, _TYPES[name])
+
+
+def _problem(value: object, node: Node) -> str | None:
+    """Why ``value`` does not match ``node`` (a schema node of ``FIELDS``), or None."""
+    error = cast(str, node.get("_error", "is not valid"))
+    if "anyOf" in node and "type" not in node:
+        options = cast(list[Node], node["anyOf"])
+        return None if any(_problem(value, {**o}) is None for o in options) else error
+    if "enum" in node and value not in node["enum"]:
+        return error
+    if "type" in node:
+        types = node["type"] if isinstance(node["type"], list) else [node["type"]]
+        if not any(_is_type(value, t) for t in types):
+            return error
+    if isinstance(value, str):
+        if len(value) < node.get("minLength", 0):
+            return error
+        if "pattern" in node and not re.search(node["pattern"], value):
+            return error
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if "minimum" in node and value < node["minimum"]:
+            return error
+        if "maximum" in node and value > node["maximum"]:
+            return error
+        if "exclusiveMinimum" in node and value <= node["exclusiveMinimum"]:
+            return error
+    if isinstance(value, list) and any(_problem(v, node.get("items", {})) for v in value):
+        return error
+    if isinstance(value, dict):
+        props = cast(dict[str, Node], node.get("properties", {}))
+        for key, item in value.items():
+            if key not in props:
+                if node.get("additionalProperties", True) is False:
+                    expected = ", ".join(repr(k) for k in props)
+                    return f"unknown key {key!r} (expected {expected})"
+                continue
+            sub = _problem(item, props[key])
+            if sub is not None:
+                return f"{key!r} {sub}"
+        if "anyOf" in node:
+            options = cast(list[Node], node["anyOf"])
+            if not any(all(k in value for k in o.get("required", ())) for o in options):
+                return cast(str, node.get("_anyOf", error))
+    return None
+
+
+def check_value(fld: str, value: object) -> str | None:
+    """Why ``value`` is not valid for the host field ``fld``, or None when it is."""
+    return _problem(value, FIELDS[fld].value)
+
+
+def check_setting(key: str, value: object) -> str | None:
+    """Why ``value`` is not valid for the lab setting ``key``, or None when it is."""
+    return _problem(value, SETTINGS[key].value)
+
+
+# --- the JSON Schema ----------------------------------------------------------------------
+
+
+def _public(node: object) -> object:
+    """A schema node without otto's private ``_`` keys."""
+    if isinstance(node, dict):
+        return {k: _public(v) for k, v in node.items() if not k.startswith("_")}
+    if isinstance(node, list):
+        return [_public(v) for v in node]
+    return node
+
+
+def _term_is(term: str) -> Node:
+    if term == "ssh":  # the default: a host without 'term' is an SSH host
+        return {
+            "anyOf": [
+                {"not": {"required": ["term"]}},
+                {"required": ["term"], "properties": {"term": {"const": "ssh"}}},
+            ]
+        }
+    return {"required": ["term"], "properties": {"term": {"const": term}}}
+
+
+def _host_schema() -> Node:
+    missing = [f for f in HOST_FIELDS if f not in FIELDS]
+    if missing:  # a field added to the lab without a rule: caught by the tests
+        raise RuntimeError(f"lab fields without a rule in otto.lab.schema: {missing}")
+    properties: dict[str, object] = {}
+    for name in HOST_FIELDS:
+        rule = FIELDS[name]
+        node = cast(Node, _public(rule.value))
+        properties[name] = {"description": rule.doc, **node}
+    rules = []
+    for term in TERMS:
+        refused = {f: False for f in HOST_FIELDS if term not in FIELDS[f].terms}
+        if refused:
+            rules.append({"if": _term_is(term), "then": {"properties": refused}})
+    return {
+        "type": "object",
+        "required": ["name"],
+        "properties": properties,
+        "additionalProperties": False,
+        "allOf": rules,
+    }
+
+
+def lab_schema() -> dict[str, object]:
+    """The JSON Schema of one lab file (JSON or YAML).
+
+    It checks each file alone: a file that only adds passwords to hosts of
+    another may leave out their address, so fields required by a term
+    (``address``, ``user``) and references to other hosts (``hop``,
+    ``power.via``) are checked by ``otto lab check`` on the merged lab.
+    """
+    settings: Mapping[str, object] = {
+        "type": "object",
+        "properties": {
+            name: {"description": rule.doc, **cast(Node, _public(rule.value))}
+            for name, rule in SETTINGS.items()
+        },
+        "additionalProperties": False,
+    }
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://otto-shell.dev/schema/lab.json",
+        "title": "otto lab",
+        "description": "A lab: the hosts otto drives. ${VAR} in a string is an environment "
+        "variable.",
+        "type": "object",
+        "properties": {
+            "hosts": {"type": "array", "items": _host_schema()},
+            "settings": settings,
+        },
+        "additionalProperties": False,
+    }
