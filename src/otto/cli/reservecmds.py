@@ -1,0 +1,286 @@
+"""``otto reserve``, ``otto release`` and ``otto reservations``: leases taken by hand.
+
+A reservation made here has no process renewing it: it lasts ``--for`` (one
+hour by default) and then expires on its own. Running ``otto reserve`` again
+on hosts you hold extends them. Every reservation made by hand by one holder
+belongs to one claim, ``hand:HOLDER``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from otto.cli.exits import fail
+from otto.cli.guard import EXIT_STORE, refuse
+from otto.errors import LabError, ReservationStoreError, ReservedError
+
+if TYPE_CHECKING:
+    from otto.lab import Lab
+    from otto.reservations import Lease, ReservationStore
+
+__all__ = [
+    "DEFAULT_FOR",
+    "parse_duration",
+    "release_command",
+    "reservations_command",
+    "reserve_command",
+]
+
+#: How long ``otto reserve`` holds hosts when ``--for`` is not given.
+DEFAULT_FOR = "1h"
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``90s``, ``30m``, ``2h``, ``1d`` or a sum such as ``1h30m``.
+
+    Raises:
+        ValueError: the text is not such a duration, or is zero.
+    """
+    given = text.strip().lower().replace(" ", "")
+    if not given or _DURATION_RE.sub("", given):
+        raise ValueError(f"{text!r} is not a duration (write 90s, 30m, 2h, 1d or 1h30m)")
+    seconds = sum(float(n) * _UNITS[unit] for n, unit in _DURATION_RE.findall(given))
+    if seconds <= 0:
+        raise ValueError(f"{text!r}: a reservation must last more than 0s")
+    return seconds
+
+
+def _forced(ctx: typer.Context) -> bool:
+    return bool(ctx.find_root().params.get("force"))
+
+
+def _note(message: str) -> None:
+    sys.stderr.write(f"otto: {message}\n")
+
+
+def _selected(lab: Lab, names: Sequence[str], tags: Sequence[str], *, strict: bool) -> list[str]:
+    """Hosts from names (or regexes) and tags; with ``strict`` false, unknown names as given."""
+    from otto.cli.hostcmds import resolve_names
+
+    chosen: list[str] = []
+    for part in (p.strip() for name in names for p in name.split(",")):
+        if not part:
+            continue
+        try:
+            chosen += resolve_names(lab, part)
+        except LabError:
+            if strict:
+                raise
+            chosen.append(part)  # releasing a host the current lab no longer lists
+    for tag in (t.strip() for given in tags for t in given.split(",")):
+        tagged = [spec.name for spec in lab.specs if tag in spec.tags]
+        if not tagged:
+            raise LabError(f"no host has the tag {tag!r}")
+        chosen += tagged
+    return list(dict.fromkeys(chosen))
+
+
+def _with_store(work_name: str, lab: Lab) -> ReservationStore:
+    from otto.reservations import open_store
+
+    try:
+        return open_store(lab=lab)
+    except ReservationStoreError as exc:
+        fail(f"{work_name}: {exc}", code=EXIT_STORE)
+
+
+def _until(lease: Lease) -> str:
+    from otto.reservations import format_time
+
+    left = lease.until.timestamp() - time.time()  # for reading only: the store decides
+    if left <= 0:
+        return format_time(lease.until)
+    minutes = int(left // 60)
+    rel = f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{max(minutes, 1)}m"
+    return f"{format_time(lease.until)} (in {rel})"
+
+
+def reserve_command(
+    ctx: typer.Context,
+    names: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="NAMES",
+            help="Hosts: names, or regexes matching whole names ('web.*'); comma-separated too.",
+            show_default=False,
+        ),
+    ] = None,
+    tags: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--tags", metavar="TAG", help="Also every host with this tag (repeat, or 'a,b')."
+        ),
+    ] = None,
+    duration: Annotated[
+        str,
+        typer.Option(
+            "--for",
+            metavar="DURATION",
+            help="How long: 90s, 30m, 2h, 1d, 1h30m. Nothing renews it: it then expires.",
+        ),
+    ] = DEFAULT_FOR,
+    note: Annotated[
+        str, typer.Option("--note", help="Why, shown in `otto reservations`.", show_default=False)
+    ] = "",
+) -> None:
+    """Reserve hosts for yourself, all of them or none, for --for (default 1h)."""
+    import asyncio
+
+    from otto.lab import current_lab
+    from otto.reservations import RUN_ENV, Lease, format_time, hand_claim, holder_identity
+
+    lab = current_lab()
+    try:
+        seconds = parse_duration(duration)
+    except ValueError as exc:
+        fail(f"--for: {exc}")
+    try:
+        chosen = _selected(lab, names or [], tags or [], strict=True)
+    except LabError as exc:
+        fail(str(exc))
+    if not chosen:
+        fail("name the hosts to reserve (NAMES or --tags)")
+    force = _forced(ctx)
+    me = holder_identity()
+    claim = hand_claim(me)
+    store = _with_store("reserve", lab)
+
+    async def work() -> tuple[list[Lease], list[Lease]]:
+        async with store:
+            taken = (
+                [lease for lease in await store.leases(chosen) if lease.claim != claim]
+                if force
+                else []
+            )
+            grant = await store.reserve(
+                chosen,
+                holder=me,
+                claim=claim,
+                duration=seconds,
+                note=note,
+                run=os.environ.get(RUN_ENV, "").strip() or "otto reserve",
+                force=force,
+            )
+            return list(grant.leases), taken
+
+    try:
+        leases, taken = asyncio.run(work())
+    except ReservedError as exc:
+        refuse([lease for lease in exc.leases if isinstance(lease, Lease)])
+    except ReservationStoreError as exc:
+        fail(str(exc), code=EXIT_STORE)
+    for lease in taken:
+        _note(f"{lease.host}: --force takes it from {lease.describe()}")
+    for lease in leases:
+        sys.stdout.write(f"{lease.host}: reserved by you until {format_time(lease.until)}\n")
+
+
+def release_command(
+    ctx: typer.Context,
+    names: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="NAMES",
+            help="Hosts to release (names or regexes). None: every host you hold.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Release hosts you reserved (every one of yours when none is named)."""
+    import asyncio
+
+    from otto.lab import current_lab
+    from otto.reservations import holder_identity
+
+    lab = current_lab()
+    chosen = _selected(lab, names or [], [], strict=False) if names else None
+    force = _forced(ctx)
+    me = holder_identity()
+    store = _with_store("release", lab)
+
+    async def work() -> tuple[list[Lease], list[Lease]]:
+        async with store:
+            if chosen is None:
+                return await store.release(holder=me), []
+            held = await store.leases(chosen)
+            others = [lease for lease in held if lease.holder != me]
+            if others and not force:
+                return [], others
+            ended = await store.release(chosen, holder=None if force else me)
+            return ended, others
+
+    try:
+        ended, others = asyncio.run(work())
+    except ReservationStoreError as exc:
+        fail(str(exc), code=EXIT_STORE)
+    if others and not force:
+        refuse(others)
+    for lease in others:
+        _note(f"{lease.host}: --force ends the reservation of {lease.describe()}")
+    done = {lease.host for lease in ended}
+    for lease in ended:
+        sys.stdout.write(f"{lease.host}: released\n")
+    for name in chosen or []:
+        if name not in done:
+            sys.stdout.write(f"{name}: was not reserved\n")
+    if chosen is None and not ended:
+        sys.stdout.write("you held no reservation\n")
+
+
+def reservations_command(
+    hosts: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="NAMES",
+            help="Only these hosts (names or regexes). Default: every reservation in the store.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """List the reservations in force: host, holder, since, until, note."""
+    from otto.cli.guard import leases_of
+    from otto.cli.output import use_colour
+    from otto.lab import current_lab
+    from otto.reservations import format_time, holder_identity
+
+    lab = current_lab()
+    chosen = _selected(lab, hosts, [], strict=False) if hosts else None
+    store = _with_store("reservations", lab)
+    try:
+        leases = leases_of(store, chosen)
+    except ReservationStoreError as exc:
+        fail(str(exc), code=EXIT_STORE)
+    if not leases:
+        sys.stdout.write(f"no reservations in {store.where}\n")
+        return
+    me = holder_identity()
+    header = ("HOST", "HOLDER", "SINCE", "UNTIL", "NOTE")
+    rows = [
+        (
+            lease.host,
+            lease.holder + (" (you)" if lease.holder == me else ""),
+            format_time(lease.since),
+            _until(lease),
+            lease.note or "-",
+        )
+        for lease in leases
+    ]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+    head = line(header)
+    sys.stdout.write((f"\x1b[1m{head}\x1b[0m" if use_colour(sys.stdout) else head) + "\n")
+    for row in rows:
+        sys.stdout.write(line(row) + "\n")
