@@ -1,0 +1,99 @@
+"""``otto lab schema`` and ``otto lab check``: the lab format, and every problem of a lab."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from otto.cli.exits import EXIT_USAGE, fail
+
+__all__ = ["check_lab", "lab_app"]
+
+lab_app = typer.Typer(
+    help="Check lab files, or print the JSON Schema of the lab format.",
+    no_args_is_help=True,
+)
+
+
+class _Collect(logging.Handler):
+    """Keeps the warnings a lab source logs while it is read."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def check_lab(sources: list[str]) -> tuple[list[str], list[str], int]:
+    """``(problems, warnings, hosts)`` of the lab merged from ``sources``."""
+    from otto.lab.model import check_sources
+
+    handler = _Collect()
+    logger = logging.getLogger("otto.lab")
+    logger.addHandler(handler)
+    propagate, logger.propagate = logger.propagate, False
+    try:
+        specs, _, problems = check_sources(sources)
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+    return problems, handler.messages, len(specs)
+
+
+@lab_app.command("check")
+def check_command(
+    ctx: typer.Context,
+    files: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="[FILE]...",
+            help="Lab sources, merged in order as --lab merges them (otto JSON or YAML, "
+            "an OpenSSH config, an Ansible inventory; 'FORMAT:PATH' names the format). "
+            "Default: the --lab files, else $OTTO_LAB.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Check a lab and report every problem, each with its file, host and field."""
+    from otto.lab import lab_paths_from_env
+
+    given = ctx.find_root().params.get("lab") or []
+    sources = list(files or []) or [str(p) for p in given] or lab_paths_from_env()
+    if not sources:
+        fail("no lab to check: name files, or give --lab or $OTTO_LAB")
+    problems, warnings, hosts = check_lab(sources)
+    for warning in warnings:
+        sys.stderr.write(f"warning: {warning}\n")
+    for problem in problems:
+        sys.stderr.write(f"{problem}\n")
+    if problems:
+        count = f"{len(problems)} problem" + ("s" if len(problems) > 1 else "")
+        fail(f"{count} in {', '.join(sources)}", code=EXIT_USAGE)
+    typer.echo(f"ok: {hosts} host{'s' if hosts != 1 else ''} in {', '.join(sources)}")
+
+
+@lab_app.command("schema")
+def schema_command(
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write the schema to this file.", show_default=False),
+    ] = None,
+) -> None:
+    """Print the JSON Schema of lab files (JSON or YAML), for editors to validate them."""
+    from otto.lab.schema import lab_schema
+
+    text = json.dumps(lab_schema(), indent=2) + "\n"
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        fail(f"cannot write the schema to {output}: {exc.strerror or exc}", code=1)
