@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from otto.cli.exits import EXIT_USAGE, fail
+from otto.cli.labcmds import lab_app
 from otto.cli.runcmd import InstructionGroup
 from otto.cli.testcmd import TEST_EPILOG, test_command
 
@@ -43,6 +44,7 @@ run_app = typer.Typer(
 )
 app.add_typer(host_app, name="host")
 app.add_typer(run_app, name="run")
+app.add_typer(lab_app, name="lab")
 
 
 def _lab() -> Lab:
@@ -80,8 +82,11 @@ def main_callback(
             "--lab",
             "-l",
             metavar="LAB",
-            help="A lab file (JSON). Repeat to merge several; later files override "
-            "hosts by name. Default: the files in $OTTO_LAB (separated by ':').",
+            help="A lab: otto JSON or YAML, an OpenSSH config (~/.ssh/config) or an "
+            "Ansible inventory (INI or YAML, needs otto-shell\\[ansible]); told apart by "
+            "name and content, or named as json:, yaml:, ssh:, ansible:PATH. Repeat to "
+            "merge several; later files override hosts by name. Default: the files in "
+            "$OTTO_LAB (separated by ':').",
             show_default=False,
         ),
     ] = None,
@@ -97,6 +102,8 @@ def main_callback(
     from otto.errors import LabError
     from otto.lab import lab_paths_from_env, load_lab
 
+    if ctx.invoked_subcommand == "lab":
+        return  # otto lab check reports a bad lab's problems itself
     try:
         # Validated in full before any command runs.
         loaded = load_lab(lab or lab_paths_from_env())
