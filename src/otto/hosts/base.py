@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from otto.hosts.apps import OpeningApp
     from otto.hosts.power import PowerAction, PowerSpec
     from otto.periodic import RepeatRunner
+    from otto.transports.snmp import SnmpSettings
 
 __all__ = ["DEFAULT_SESSION", "Host", "process_status"]
 
@@ -88,6 +89,13 @@ class Host(abc.ABC):
 
     power_spec: PowerSpec | None = None
     """How to switch the host on and off (``power``, ``reboot(hard=True)``)."""
+
+    snmp: SnmpSettings | None = None
+    """How to read the host over SNMP (the lab field ``snmp``): ``otto monitor``
+    then reads its metrics from its agent too. None: not over SNMP."""
+
+    has_shell: bool = True
+    """False for a device with no shell (``otto.hosts.device``): every shell verb fails."""
 
     def __init__(
         self,
