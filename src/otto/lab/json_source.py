@@ -98,10 +98,13 @@ def read_file(
     hosts: dict[str, RawHost],
     instructions: list[tuple[str, str]],
     problems: list[str],
+    *,
+    settings: dict[str, tuple[object, str]] | None = None,
 ) -> None:
     """Merge one JSON lab file into ``hosts`` and ``instructions`` (module, file).
 
     Problems are added to ``problems``; the rest of the file is still read.
+    Other settings go to ``settings`` as ``(value, file)``, a later file's first.
     """
     file = str(path)
     try:
@@ -112,7 +115,7 @@ def read_file(
     except json.JSONDecodeError as exc:
         problems.append(f"{file}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}")
         return
-    merge_data(data, file, hosts, instructions, problems, kind="JSON")
+    merge_data(data, file, hosts, instructions, problems, kind="JSON", settings=settings)
 
 
 def merge_data(
@@ -124,6 +127,7 @@ def merge_data(
     *,
     kind: str,
     line_of: Callable[[int], str] | None = None,
+    settings: dict[str, tuple[object, str]] | None = None,
 ) -> None:
     """Merge a parsed lab file (JSON or YAML: the same shape) into ``hosts``.
 
@@ -139,11 +143,11 @@ def merge_data(
             f"{file}: unknown top-level key {unknown[0]!r} (expected 'hosts', 'settings')"
         )
 
-    settings = data.get("settings", {})
-    if not isinstance(settings, dict):
+    given = data.get("settings", {})
+    if not isinstance(given, dict):
         problems.append(f"{file}: 'settings' must be an object")
-        settings = {}
-    for key, value in settings.items():
+        given = {}
+    for key, value in given.items():
         if key not in SETTINGS:
             expected = ", ".join(repr(k) for k in SETTINGS)
             problems.append(f"{file}: settings: unknown key {key!r} (expected {expected})")
@@ -159,6 +163,8 @@ def merge_data(
             problems.append(f"{where} {error}")
         elif key == "instructions":
             instructions.extend((m, file) for m in cast(list[str], expanded))
+        elif settings is not None:
+            settings[key] = (expanded, file)
 
     entries = data.get("hosts", [])
     if not isinstance(entries, list):

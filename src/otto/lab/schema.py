@@ -170,6 +170,16 @@ SETTINGS: dict[str, FieldRule] = {
             "_error": "must be a list of module names",
         },
     ),
+    "reservations": FieldRule(
+        "The reservation store: sqlite:///PATH (one machine) or "
+        "postgresql://USER:PASSWORD@HOST/DB (shared); default $OTTO_RESERVATIONS, "
+        "else a SQLite file in the user's data dir.",
+        {
+            "type": "string",
+            "pattern": "^(sqlite|postgresql|postgres)://",
+            "_error": "must be a store URL: sqlite:///PATH or postgresql://...",
+        },
+    ),
 }
 """The keys of a lab file's ``settings`` object."""
 

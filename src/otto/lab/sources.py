@@ -103,8 +103,13 @@ def read_source(
     hosts: dict[str, RawHost],
     instructions: list[tuple[str, str]],
     problems: list[str],
+    *,
+    settings: dict[str, tuple[object, str]] | None = None,
 ) -> None:
-    """Merge one lab source into ``hosts``; its problems are added to ``problems``."""
+    """Merge one lab source into ``hosts``; its problems are added to ``problems``.
+
+    Settings other than ``instructions`` go to ``settings`` as ``(value, file)``.
+    """
     fmt, text = split_prefix(os.fspath(source))
     path = Path(text).expanduser()
     sniffed = fmt is None
@@ -113,11 +118,11 @@ def read_source(
     if fmt == "json":
         from otto.lab.json_source import read_file
 
-        read_file(path, hosts, instructions, problems)
+        read_file(path, hosts, instructions, problems, settings=settings)
     elif fmt == "yaml":
         from otto.lab.yaml_source import read_file as read_yaml
 
-        read_yaml(path, hosts, instructions, problems, ansible_ok=sniffed)
+        read_yaml(path, hosts, instructions, problems, ansible_ok=sniffed, settings=settings)
     elif fmt == "ssh":
         from otto.lab.ssh_config import read_file as read_ssh
 

@@ -95,6 +95,7 @@ def read_file(
     problems: list[str],
     *,
     ansible_ok: bool = False,
+    settings: dict[str, tuple[object, str]] | None = None,
 ) -> None:
     """Merge one YAML lab file into ``hosts`` and ``instructions`` (module, file).
 
@@ -126,4 +127,5 @@ def read_file(
         problems,
         kind="YAML",
         line_of=line_of if isinstance(entries, list) else None,
+        settings=settings,
     )
