@@ -382,7 +382,7 @@ class MetricStore:
                 return
             with self._transaction():
                 # Read again under the write lock: another process may have just done it.
-                app_id, version, tables = _header(self._db)
+                _, version, tables = _header(self._db)
                 if version > SCHEMA_VERSION:
                     raise StoreError(_newer(self.path, version))
                 if version == 1 or (version == 0 and tables == _V1_TABLES):
@@ -465,9 +465,7 @@ class MetricStore:
                 )
         self._run = run
         self._pairs = set()
-        return Run(
-            run, started, label or None, note or None, None, interval, tuple(hosts), 0, None
-        )
+        return Run(run, started, label or None, note or None, None, interval, tuple(hosts), 0, None)
 
     def end_run(self, ended: float | None = None) -> None:
         """Record that this store's run has ended (now by default); idempotent."""
@@ -606,9 +604,7 @@ class MetricStore:
     def meta(self, run: int | None = None) -> dict[str, str]:
         """The recorded settings of a run."""
         return dict(
-            self._db.execute(
-                "SELECT key, value FROM meta WHERE run_id = ?", (self._read_run(run),)
-            )
+            self._db.execute("SELECT key, value FROM meta WHERE run_id = ?", (self._read_run(run),))
         )
 
     def host_names(self, run: int | None = None) -> list[str]:
@@ -808,7 +804,9 @@ class MetricStore:
         status = cast(Mapping[str, Sequence[Sequence[Any]]], entry["status"])
         rounds = cast(Sequence[Sequence[float]], entry["rounds"])
         events = cast(Sequence[Mapping[str, Any]], entry["events"])
-        times = [t for t, _ in rounds] + [p[0][0] for m in samples.values() for p in m.values() if p]
+        times = [t for t, _ in rounds] + [
+            p[0][0] for m in samples.values() for p in m.values() if p
+        ]
         started = entry.get("started")
         if started is None:
             started = min(times, default=0.0)
@@ -1022,7 +1020,7 @@ def export_runs(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
     for i, entry in enumerate(entries, 1):
         if not isinstance(entry, Mapping):
             raise ValueError(f"run {i} of the export is not an object")
-        out = {
+        out: dict[str, Any] = {
             "samples": {},
             "status": {},
             "rounds": [],
@@ -1068,9 +1066,7 @@ def _iter_runs(doc: Mapping[str, Any]) -> Iterator[Run]:
         yield run_from_export(entry)
 
 
-def pick_export_run(
-    doc: Mapping[str, Any], which: int | str | None, where: str
-) -> dict[str, Any]:
+def pick_export_run(doc: Mapping[str, Any], which: int | str | None, where: str) -> dict[str, Any]:
     """The entry of an export's run named by ``which`` (see ``MetricStore.find_run``)."""
     entries = export_runs(doc)
     run = _pick_run(list(_iter_runs(doc)), which, where)
