@@ -1,0 +1,695 @@
+"""Log events: each new line of a file on a host that matches a regex, on the timeline.
+
+A ``LogWatch`` follows one file on one host (``Collector.watch_log`` makes one
+and starts and stops it with the collector; ``otto monitor --watch`` too):
+
+- **How.** The watch opens a session of its own on the host (never the one
+  the metric rounds use), asks ``stat`` which file the path is and how long,
+  then runs ``tail -F -c +N -- PATH`` there: one long-lived ``tail`` (and the
+  shell's loop that marks tail's own messages) for the life of the watch,
+  nothing per line. Closing the watch closes that session, which ends ``tail``
+  and everything else the session started. A host with a single stream (a
+  console) is refused: the watch would hold the console forever.
+- **Matching.** Lines are matched in otto (``re.search``, Python's dialect),
+  never on the target. A line is what ends in ``\\n``; a trailing ``\\r`` is
+  dropped, invalid UTF-8 is replaced.
+- **Rotation.** ``tail -F`` follows the name: a file renamed away and created
+  again, deleted and created again, or truncated is read from its start
+  (GNU coreutils). BusyBox's ``tail -F`` follows renamed and recreated files
+  but does not notice a truncation: it reads on from its old offset.
+- **Reconnects.** When the session drops (the link was cut, sshd died, tail was
+  killed) the watch starts over on a fresh session, retrying with a back-off
+  from ``retry[0]`` to ``retry[1]`` seconds. It resumes where it stopped when it
+  can be sure where that is: the file is the same one (same device and
+  inode), at least as long as what was read, and no rotation or truncation
+  happened since the watch last (re)started. Then lines written during the
+  outage become events too. A file replaced or truncated during the outage is
+  read from its start (lines appended to the old file after the cut are lost).
+  When the position is not known for sure (tail reported a rotation or
+  truncation earlier, or the host has no ``stat``), the watch resumes at the
+  current end of the file, like ``tail -n 0``: lines of the outage are lost,
+  never duplicated.
+- **Rate limit.** Matches pass a token bucket per watch (``burst`` events at
+  once, ``rate`` per second after that). A match over the limit is counted,
+  not stored; within ``summary_interval`` seconds of the first such match one
+  event "N more matches of LABEL suppressed" (with the last suppressed line)
+  says how many, and stopping the watch says the rest. So while a log storms,
+  a watch adds at most ``burst + rate * t + t / summary_interval + 1`` events
+  in ``t`` seconds, and every match is either an event or counted in one.
+- **Long lines.** The first ``line_cap`` bytes (4 KiB) of a line are kept and
+  matched; the rest is read past and counted, and the event's line ends with
+  ``[cut: N more bytes]``. A 10 MB line costs 4 KiB of memory.
+
+``parse_watch`` reads the ``HOST:PATH:REGEX`` form of ``otto monitor --watch``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import logging
+import re
+import secrets
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Protocol, runtime_checkable
+
+from otto.errors import OttoError
+from otto.loop import cancel_and_wait
+from otto.periodic import Clock, SystemClock
+from otto.session import Session
+
+__all__ = [
+    "DEFAULT_BURST",
+    "DEFAULT_RATE",
+    "DEFAULT_SUMMARY_INTERVAL",
+    "LINE_CAP",
+    "LineSplitter",
+    "LogLine",
+    "LogWatch",
+    "Position",
+    "RateLimiter",
+    "WatchHost",
+    "WatchSpec",
+    "follow_command",
+    "parse_watch",
+    "plan_start",
+    "stat_command",
+]
+
+logger = logging.getLogger("otto.monitor.logwatch")
+
+LINE_CAP = 4096
+"""Bytes of a line kept (and matched); the rest is read past and counted."""
+
+DEFAULT_BURST = 20
+"""Events a watch may add at once before the rate limit holds them back."""
+
+DEFAULT_RATE = 2.0
+"""Events per second a watch may add in a long run of matches."""
+
+DEFAULT_SUMMARY_INTERVAL = 5.0
+"""Seconds between the first suppressed match and the event that counts them."""
+
+DEFAULT_RETRY = (0.5, 5.0)
+"""First and longest wait, in seconds, before following the file again after a drop."""
+
+_NOTE_CAP = 1024
+
+
+@runtime_checkable
+class WatchHost(Protocol):
+    """What a watch needs of a host: its name, and a session nobody else uses."""
+
+    @property
+    def name(self) -> str:
+        """The host's name, for events and messages."""
+        ...
+
+    def private_session(self, purpose: str, *, raw: bool = False) -> Session:
+        """A new session that the caller owns and closes."""
+        ...
+
+
+# --- the --watch argument ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WatchSpec:
+    """One ``--watch HOST:PATH:REGEX``: which file on which host, and which lines."""
+
+    host: str
+    path: str
+    pattern: str
+
+
+def parse_watch(text: str) -> WatchSpec:
+    """Read ``HOST:PATH:REGEX``.
+
+    HOST ends at the first ``:`` (host names hold none). PATH ends at the next
+    ``:`` that is not written ``\\:``; ``\\:`` in PATH stands for a ``:`` of the
+    file's name, and every other backslash is kept. REGEX is all the rest, as
+    it is: it may hold any number of ``:`` (``ERROR: (?:disk|net)``). An empty
+    REGEX matches every line.
+
+    Raises:
+        ValueError: a part is missing or empty, or REGEX is not a valid
+            Python regular expression; the message says which and shows ``text``.
+    """
+    host, sep, rest = text.partition(":")
+    if not sep:
+        raise ValueError(f"--watch {text!r}: expected HOST:PATH:REGEX (no ':' in it)")
+    if not host:
+        raise ValueError(f"--watch {text!r}: expected HOST:PATH:REGEX (no HOST before ':')")
+    path_chars: list[str] = []
+    index = 0
+    found = False
+    while index < len(rest):
+        char = rest[index]
+        if char == "\\" and rest.startswith(":", index + 1):
+            path_chars.append(":")
+            index += 2
+            continue
+        if char == ":":
+            found = True
+            break
+        path_chars.append(char)
+        index += 1
+    path = "".join(path_chars)
+    if not found:
+        raise ValueError(
+            f"--watch {text!r}: expected HOST:PATH:REGEX (no ':' between PATH and REGEX)"
+        )
+    if not path:
+        raise ValueError(f"--watch {text!r}: the PATH is empty")
+    pattern = rest[index + 1 :]
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"--watch {text!r}: REGEX {pattern!r} is not valid: {exc}") from None
+    return WatchSpec(host, path, pattern)
+
+
+# --- reading the stream --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """One line of the file: the kept text, and how many bytes past ``LINE_CAP`` were dropped."""
+
+    text: str
+    cut: int = 0
+
+    @property
+    def shown(self) -> str:
+        """The line as an event shows it: ``text``, marked when it was cut."""
+        return self.text if not self.cut else f"{self.text} [cut: {self.cut} more bytes]"
+
+
+class LineSplitter:
+    """Splits what ``tail`` sends into the file's lines and tail's own messages.
+
+    The remote shell prints each of tail's messages (stderr) as a line that
+    starts with ``marker``; such a line may land in the middle of a line of
+    the file (both share one stream), so it is cut out wherever it starts.
+    Memory stays bounded: a line keeps its first ``cap`` bytes, a message its
+    first 1 KiB. ``content_bytes`` counts the bytes of the file seen so far.
+    """
+
+    def __init__(self, marker: bytes, cap: int = LINE_CAP) -> None:
+        if not marker or cap < 1:
+            raise ValueError("a splitter needs a marker and a cap of at least 1 byte")
+        self._marker = marker
+        self._cap = cap
+        self._carry = b""
+        self._kept = bytearray()
+        self._dropped = 0
+        self._in_note = False
+        self._note = bytearray()
+        self.content_bytes = 0
+
+    @property
+    def partial(self) -> int:
+        """Bytes of the line not yet ended (read past, kept or not)."""
+        return len(self._kept) + self._dropped
+
+    def feed(self, data: bytes) -> tuple[list[LogLine], list[str]]:
+        """The complete lines and messages in ``data`` (with what came before it)."""
+        lines: list[LogLine] = []
+        notes: list[str] = []
+        buf = self._carry + data if self._carry else data
+        self._carry = b""
+        pos = 0
+        size = len(buf)
+        marker = self._marker
+        while pos < size:
+            if self._in_note:
+                end = buf.find(b"\n", pos)
+                stop = size if end < 0 else end
+                room = _NOTE_CAP - len(self._note)
+                if room > 0:
+                    self._note += buf[pos : min(stop, pos + room)]
+                if end < 0:
+                    break
+                notes.append(self._note.decode("utf-8", "replace").rstrip("\r"))
+                self._note.clear()
+                self._in_note = False
+                pos = end + 1
+                continue
+            found = buf.find(marker, pos)
+            if found < 0:
+                held = self._marker_start(buf, pos)
+                self._content(buf, pos, size - held, lines)
+                self._carry = buf[size - held :]
+                break
+            self._content(buf, pos, found, lines)
+            self._in_note = True
+            pos = found + len(marker)
+        return lines, notes
+
+    def _marker_start(self, buf: bytes, pos: int) -> int:
+        """How many bytes at the end of ``buf`` could begin a marker cut by the read."""
+        size = len(buf)
+        longest = min(len(self._marker) - 1, size - pos)
+        if longest <= 0 or buf.find(self._marker[:1], size - longest) < 0:
+            return 0
+        for length in range(longest, 0, -1):
+            if self._marker.startswith(buf[size - length :]):
+                return length
+        return 0
+
+    def _content(self, buf: bytes, start: int, stop: int, lines: list[LogLine]) -> None:
+        if stop <= start:
+            return
+        self.content_bytes += stop - start
+        cap = self._cap
+        while True:
+            end = buf.find(b"\n", start, stop)
+            if end < 0:
+                self._keep(buf, start, stop)
+                return
+            if not self._kept and not self._dropped and end - start <= cap:
+                lines.append(_line(buf[start:end], 0))
+            else:
+                self._keep(buf, start, end)
+                lines.append(_line(bytes(self._kept), self._dropped))
+                self._kept.clear()
+                self._dropped = 0
+            start = end + 1
+
+    def _keep(self, buf: bytes, start: int, stop: int) -> None:
+        room = self._cap - len(self._kept)
+        take = min(room, stop - start)
+        if take > 0:
+            self._kept += buf[start : start + take]
+        self._dropped += stop - start - max(take, 0)
+
+
+def _line(raw: bytes, dropped: int) -> LogLine:
+    if dropped:
+        # The cut may split a character: an incremental decoder leaves the half out.
+        text = codecs.getincrementaldecoder("utf-8")("replace").decode(raw, final=False)
+        return LogLine(text, dropped + len(raw) - len(text.encode("utf-8", "replace")))
+    if raw.endswith(b"\r"):
+        raw = raw[:-1]
+    return LogLine(raw.decode("utf-8", "replace"))
+
+
+# --- the rate limit ------------------------------------------------------------------------
+
+
+class RateLimiter:
+    """A token bucket: ``burst`` tokens, refilled at ``rate`` per second; a match takes one.
+
+    Raises:
+        ValueError: ``rate`` not above 0 or ``burst`` below 1.
+    """
+
+    def __init__(self, *, rate: float, burst: int, clock: Clock) -> None:
+        if not rate > 0:
+            raise ValueError(f"a log watch's rate must be above 0 per second, got {rate!r}")
+        if burst < 1:
+            raise ValueError(f"a log watch's burst must be at least 1, got {burst!r}")
+        self._rate = float(rate)
+        self._burst = float(burst)
+        self._clock = clock
+        self._tokens = float(burst)
+        self._last = clock.monotonic()
+
+    def admit(self) -> bool:
+        """Take a token if there is one."""
+        now = self._clock.monotonic()
+        self._tokens = min(self._burst, self._tokens + (now - self._last) * self._rate)
+        self._last = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
+
+
+# --- what runs on the host -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where the watch is in the file: which file (``device:inode``) and the byte offset."""
+
+    file_id: str
+    offset: int
+
+
+def stat_command(path: str) -> str:
+    """Prints ``device:inode size`` of ``path``, ``missing``, or ``unknown`` (no usable stat)."""
+    quoted = shlex.quote(path)
+    return (
+        f'p={quoted}; if [ -e "$p" ]; then '
+        f"stat -L -c '%d:%i %s' -- \"$p\" 2>/dev/null || echo unknown; "
+        "else echo missing; fi"
+    )
+
+
+def plan_start(answer: str, previous: Position | None) -> tuple[str, Position | None, str]:
+    """Where ``tail`` starts, from ``stat_command``'s ``answer`` and the last sure position.
+
+    Returns ``(tail's start option, the position at that start or None when
+    it is not known, why)``.
+    """
+    words = answer.strip().splitlines()[-1].split() if answer.strip() else []
+    current: tuple[str, int] | None = None
+    if len(words) == 2 and words[1].isdigit() and ":" in words[0]:
+        current = (words[0], int(words[1]))
+    missing = words == ["missing"]
+    if previous is not None:
+        if missing:
+            return "-c +1", None, "the file is gone: following it from its start once it is back"
+        if current is not None and current[0] == previous.file_id:
+            if current[1] >= previous.offset:
+                return (
+                    f"-c +{previous.offset + 1}",
+                    previous,
+                    f"resuming at byte {previous.offset}",
+                )
+            return (
+                "-c +1",
+                Position(current[0], 0),
+                "the file was truncated: reading from its start",
+            )
+        if current is not None:
+            return "-c +1", Position(current[0], 0), "the file was replaced: reading the new one"
+    if missing:
+        return "-c +1", None, "the file does not exist yet: following it from its start"
+    if current is not None:
+        return f"-c +{current[1] + 1}", Position(*current), f"following from byte {current[1]}"
+    return "-n 0", None, "no usable stat on the host: following from the end"
+
+
+def follow_command(path: str, start: str, token: str) -> str:
+    """``tail -F`` of ``path`` from ``start``, its messages marked, and an end mark after it.
+
+    tail's stderr goes through a loop of shell builtins that prints each
+    message as ``\\037lw-TOKEN:message``; tail's stdout (the file) goes straight
+    to the stream. When tail ends, ``\\037lw-TOKEN:end`` follows.
+    """
+    quoted = shlex.quote(path)
+    mark = f"\\037lw-{token}:"
+    return (
+        f"{{ tail -F {start} -- {quoted} 2>&1 >&3 3>&- | "
+        f"while IFS= read -r l; do printf '{mark}%s\\n' \"$l\"; done; }} 3>&1; "
+        f"printf '{mark}end\\n'\n"
+    )
+
+
+# --- the watch -----------------------------------------------------------------------------
+
+Emit = Callable[[str, str], None]
+"""Called with ``(label, line)`` for each event the watch adds."""
+
+
+class LogWatch:
+    """Follows ``path`` on ``host`` and calls ``emit`` for each new line ``pattern`` matches.
+
+    ``start`` and ``stop`` it on the event loop (a ``Collector`` does). See the
+    module's docstring for rotation, reconnects, the rate limit and long lines.
+
+    Args:
+        host: the host (a ``Host``: anything with ``name`` and ``private_session``).
+        path: the file on the host.
+        pattern: a Python regex, searched in each line.
+        label: the events' label (default ``"NAME ~ PATTERN"``, NAME the
+            file's last component).
+        emit: called with ``(label, line)`` for each event.
+        clock: for the rate limit, the summaries and the back-off.
+        rate, burst, summary_interval: the rate limit (see the module's docstring).
+        line_cap: bytes of a line kept and matched.
+        retry: first and longest wait before following the file again after a drop.
+
+    Raises:
+        ValueError: a bad pattern, path, rate limit or cap, or a one-stream host.
+    """
+
+    def __init__(
+        self,
+        host: WatchHost,
+        path: str,
+        pattern: str | re.Pattern[str],
+        *,
+        emit: Emit,
+        label: str | None = None,
+        clock: Clock | None = None,
+        rate: float = DEFAULT_RATE,
+        burst: int = DEFAULT_BURST,
+        summary_interval: float = DEFAULT_SUMMARY_INTERVAL,
+        line_cap: int = LINE_CAP,
+        retry: tuple[float, float] = DEFAULT_RETRY,
+    ) -> None:
+        if not path:
+            raise ValueError(f"{host.name}: a log watch needs a file path")
+        if "\0" in path or "\n" in path:
+            raise ValueError(f"{host.name}: a log watch's path {path!r} holds a NUL or a newline")
+        if getattr(host, "one_stream", False):
+            raise ValueError(
+                f"{host.name}: has a single stream (a console); a log watch would hold "
+                "it for good and starve the metric rounds: watch the log over SSH instead"
+            )
+        try:
+            self._regex = re.compile(pattern) if isinstance(pattern, str) else pattern
+        except re.error as exc:
+            raise ValueError(f"{host.name}: bad log watch regex {pattern!r}: {exc}") from None
+        if line_cap < 1:
+            raise ValueError(f"line_cap must be at least 1 byte, got {line_cap!r}")
+        if not summary_interval > 0:
+            raise ValueError(f"summary_interval must be above 0, got {summary_interval!r}")
+        if not 0 < retry[0] <= retry[1]:
+            raise ValueError(f"retry must be (first, longest) with 0 < first <= longest: {retry!r}")
+        self._host = host
+        self.path = path
+        self.label = (
+            label if label else f"{PurePosixPath(path).name or path} ~ {self._regex.pattern}"
+        )
+        self._emit = emit
+        self._clock: Clock = clock if clock is not None else SystemClock()
+        self._limiter = RateLimiter(rate=rate, burst=burst, clock=self._clock)
+        self._summary_interval = float(summary_interval)
+        self._line_cap = line_cap
+        self._retry = retry
+        self._task: asyncio.Task[None] | None = None
+        self._summary: asyncio.Task[None] | None = None
+        self._pending = 0
+        self._pending_line = ""
+        self._position: Position | None = None
+        self._sure = False
+        self._splitter: LineSplitter | None = None
+        self._following = False
+        self._follows = 0
+        self._follow_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self.lines = 0
+        """Lines of the file read so far."""
+        self.matched = 0
+        """Lines that matched, whether they became events or were suppressed."""
+        self.suppressed = 0
+        """Matches over the rate limit (each counted in a summary event)."""
+        self.restarts = 0
+        """Times the watch started following the file again after a drop."""
+        self.last_note = ""
+        """tail's latest message, or why the watch last had to start over."""
+
+    @property
+    def host_name(self) -> str:
+        return self._host.name
+
+    @property
+    def pattern(self) -> str:
+        return self._regex.pattern
+
+    @property
+    def running(self) -> bool:
+        """True between ``start`` and ``stop``."""
+        return self._task is not None and not self._task.done()
+
+    @property
+    def following(self) -> bool:
+        """True while ``tail`` runs on the host and its output reaches the watch."""
+        return self._following
+
+    @property
+    def follows(self) -> int:
+        """Times ``tail`` was started on the host (1 + the restarts that got that far)."""
+        return self._follows
+
+    async def wait_following(self, count: int = 1) -> None:
+        """Return once ``tail`` has been started ``count`` times and still runs.
+
+        Lines written to the file from then on are seen. Wrap it in a timeout:
+        it waits for as long as the host cannot be reached.
+        """
+        while not (self._following and self._follows >= count):
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._follow_waiters.append((count, waiter))
+            try:
+                await waiter
+            finally:
+                self._follow_waiters = [w for w in self._follow_waiters if w[1] is not waiter]
+
+    def _set_following(self, following: bool) -> None:
+        self._following = following
+        if not following:
+            return
+        self._follows += 1
+        for count, waiter in self._follow_waiters:
+            if count <= self._follows and not waiter.done():
+                waiter.set_result(None)
+
+    def __repr__(self) -> str:
+        return f"<LogWatch {self.host_name}:{self.path} ~ {self.pattern!r}>"
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start following the file (on the running event loop).
+
+        Raises:
+            RuntimeError: already running.
+        """
+        if self.running:
+            raise RuntimeError(f"{self!r} is already running")
+        self._task = asyncio.get_running_loop().create_task(
+            self._run(), name=f"otto logwatch {self.host_name}:{self.path}"
+        )
+
+    async def stop(self) -> None:
+        """End ``tail`` on the host and its session; report the matches still held back."""
+        task, self._task = self._task, None
+        if task is not None:
+            await cancel_and_wait(task)
+            if not task.cancelled() and task.exception() is not None:
+                logger.error("%r had crashed", self, exc_info=task.exception())
+        summary, self._summary = self._summary, None
+        if summary is not None:
+            await cancel_and_wait(summary)
+        self._flush()
+
+    # --- following ---------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        clock = self._clock
+        wait = self._retry[0]
+        first = True
+        while True:
+            began = clock.monotonic()
+            try:
+                reason = await self._follow(first)
+            except (OttoError, OSError) as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+            except Exception as exc:
+                logger.warning("%r: unexpected failure", self, exc_info=True)
+                reason = f"{type(exc).__name__}: {exc}"
+            first = False
+            self.last_note = reason
+            if clock.monotonic() - began > self._retry[1]:
+                wait = self._retry[0]
+            logger.warning(
+                "%s: watching %s: %s; following it again in %gs",
+                self.host_name,
+                self.path,
+                reason,
+                wait,
+            )
+            await clock.sleep_until(clock.monotonic() + wait)
+            wait = min(wait * 2, self._retry[1])
+            self.restarts += 1
+
+    async def _follow(self, first: bool) -> str:
+        """Follow the file on a fresh session until it drops; return why it ended."""
+        session = self._host.private_session("logwatch")
+        ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        remove: Callable[[], None] | None = None
+        try:
+            await session.start()
+            answer = (await session.run(stat_command(self.path), timeout=30.0)).only
+            if answer.error:
+                return f"stat of {self.path} failed: {answer.error}"
+            previous = self._resume_point()
+            start, position, why = plan_start(answer.output, previous)
+            token = secrets.token_hex(8)
+            self._splitter = LineSplitter(f"\x1flw-{token}:".encode(), self._line_cap)
+            self._position = position
+            self._sure = position is not None
+            if first:
+                logger.info("%s: watching %s: %s", self.host_name, self.path, why)
+            else:
+                logger.warning("%s: watching %s again: %s", self.host_name, self.path, why)
+            remove = session.add_listener(lambda data: self._received(data, ended))
+            await session.send(follow_command(self.path, start, token))
+            self._set_following(True)
+            return await ended
+        finally:
+            self._set_following(False)
+            if remove is not None:
+                remove()
+            await session.close()
+
+    def _resume_point(self) -> Position | None:
+        """Where to start again: the start of the line cut by the drop, if the position is sure."""
+        position, splitter = self._position, self._splitter
+        if not self._sure or position is None:
+            return None
+        partial = 0 if splitter is None else splitter.partial
+        return Position(position.file_id, max(0, position.offset - partial))
+
+    def _received(self, data: bytes, ended: asyncio.Future[str]) -> None:
+        if ended.done():
+            return
+        if not data:
+            ended.set_result("the connection to the host dropped")
+            return
+        splitter = self._splitter
+        assert splitter is not None
+        lines, notes = splitter.feed(data)
+        for line in lines:
+            self._line(line)
+        for note in notes:
+            if note == "end":
+                ended.set_result(f"tail ended ({self.last_note or 'it said nothing'})")
+                return
+            # tail speaks only when the file changed under it (or cannot be read):
+            # from now on the byte count no longer says where in which file it is.
+            self._sure = False
+            self.last_note = note
+            logger.info("%s: watching %s: %s", self.host_name, self.path, note)
+        if self._sure and self._position is not None:
+            self._position = Position(
+                self._position.file_id, self._position.offset + splitter.content_bytes
+            )
+            splitter.content_bytes = 0
+
+    def _line(self, line: LogLine) -> None:
+        self.lines += 1
+        if self._regex.search(line.text) is None:
+            return
+        self.matched += 1
+        if self._limiter.admit():
+            self._emit(self.label, line.shown)
+            return
+        self.suppressed += 1
+        self._pending += 1
+        self._pending_line = line.shown
+        if self._summary is None:
+            due = self._clock.monotonic() + self._summary_interval
+            self._summary = asyncio.get_running_loop().create_task(
+                self._summarize(due), name=f"otto logwatch summary {self.host_name}:{self.path}"
+            )
+
+    async def _summarize(self, due: float) -> None:
+        await self._clock.sleep_until(due)
+        self._summary = None
+        self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        count, self._pending = self._pending, 0
+        noun = "match" if count == 1 else "matches"
+        self._emit(f"{count} more {noun} of {self.label} suppressed", self._pending_line)
+        self._pending_line = ""

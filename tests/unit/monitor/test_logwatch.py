@@ -1,0 +1,468 @@
+"""Log watches without a real host: the --watch syntax, the stream splitter, the rate
+limit, where tail starts, and a LogWatch on an in-memory shell and a fake clock."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shlex
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from otto.monitor import Collector
+from otto.monitor.logwatch import (
+    LineSplitter,
+    LogLine,
+    LogWatch,
+    Position,
+    RateLimiter,
+    WatchSpec,
+    follow_command,
+    parse_watch,
+    plan_start,
+    stat_command,
+)
+from otto.periodic import FakeClock
+from otto.session import Session
+from otto.transports.memory import MemoryShell
+from tests.fakes import FakeHost
+
+WAIT = 5.0
+MARK = b"\x1flw-0123456789abcdef:"
+
+# --- parse_watch ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("web1:/var/log/syslog:ERROR", WatchSpec("web1", "/var/log/syslog", "ERROR")),
+        # REGEX is everything after PATH: colons and all.
+        (
+            "h:/x.log:ERROR: (?:disk|net) at \\d+:\\d+",
+            WatchSpec("h", "/x.log", "ERROR: (?:disk|net) at \\d+:\\d+"),
+        ),
+        ("h:/x.log::", WatchSpec("h", "/x.log", ":")),
+        # An empty REGEX matches every line.
+        ("h:/x.log:", WatchSpec("h", "/x.log", "")),
+        # "\:" in PATH is a colon of the file's name; other backslashes stay.
+        ("h:/logs/a\\:b.log:x", WatchSpec("h", "/logs/a:b.log", "x")),
+        ("h:/logs/a\\b.log:x", WatchSpec("h", "/logs/a\\b.log", "x")),
+        ("h:-dash.log:x", WatchSpec("h", "-dash.log", "x")),
+        ("h:/sp ace/$(x) 'q'.log:a b", WatchSpec("h", "/sp ace/$(x) 'q'.log", "a b")),
+    ],
+)
+def test_parse_watch(text: str, expected: WatchSpec) -> None:
+    assert parse_watch(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("web1", "no ':' in it"),
+        (":/x:y", "no HOST"),
+        ("h:/x.log", "no ':' between PATH and REGEX"),
+        ("h:/x\\:y", "no ':' between PATH and REGEX"),
+        ("h::x", "PATH is empty"),
+        ("h:/x:(unclosed", "is not valid: missing )"),
+    ],
+)
+def test_parse_watch_says_what_is_wrong(text: str, says: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(says)) as caught:
+        parse_watch(text)
+    assert repr(text) in str(caught.value)
+
+
+# --- LineSplitter --------------------------------------------------------------------------
+
+
+def feed_all(splitter: LineSplitter, chunks: list[bytes]) -> tuple[list[LogLine], list[str]]:
+    lines: list[LogLine] = []
+    notes: list[str] = []
+    for chunk in chunks:
+        got, said = splitter.feed(chunk)
+        lines += got
+        notes += said
+    return lines, notes
+
+
+def test_splitter_lines_and_notes_even_mid_line() -> None:
+    stream = b"one\ntw" + MARK + b"tail: x: file truncated\n" + b"o\r\nthree\n" + MARK + b"end\n"
+    whole = feed_all(LineSplitter(MARK), [stream])
+    assert whole == (
+        [LogLine("one"), LogLine("two"), LogLine("three")],
+        ["tail: x: file truncated", "end"],
+    )
+    # The same, one byte at a time: markers cut by reads are still found.
+    splitter = LineSplitter(MARK)
+    assert feed_all(splitter, [stream[i : i + 1] for i in range(len(stream))]) == whole
+    assert splitter.content_bytes == len(b"one\ntwo\r\nthree\n")
+    assert splitter.partial == 0
+
+
+def test_splitter_keeps_a_half_marker_that_is_only_content() -> None:
+    splitter = LineSplitter(MARK)
+    lines, _ = splitter.feed(b"a\x1flw-01")
+    assert lines == []
+    lines, notes = splitter.feed(b"x\n")
+    assert lines == [LogLine("a\x1flw-01x")] and notes == []
+
+
+def test_splitter_cuts_long_lines_and_reads_past_them() -> None:
+    splitter = LineSplitter(MARK, cap=10)
+    chunks = [b"ERROR " + b"x" * 100, b"y" * 10_000, b"\nshort\n"]
+    lines, _ = feed_all(splitter, chunks)
+    assert lines == [LogLine("ERROR xxxx", 10_096), LogLine("short")]
+    assert lines[0].shown == "ERROR xxxx [cut: 10096 more bytes]"
+    assert splitter.content_bytes == 6 + 100 + 10_000 + 7
+
+
+def test_splitter_cut_never_splits_a_character() -> None:
+    lines, _ = LineSplitter(MARK, cap=4).feed("abcé and more\n".encode())
+    assert lines == [LogLine("abc", len("é and more".encode()))]
+
+
+def test_splitter_counts_the_unfinished_line() -> None:
+    splitter = LineSplitter(MARK, cap=4)
+    splitter.feed(b"done\nhalf a li")
+    assert splitter.partial == len(b"half a li")
+    assert splitter.content_bytes == len(b"done\nhalf a li")
+
+
+def test_splitter_replaces_bad_utf8() -> None:
+    lines, _ = LineSplitter(MARK).feed(b"bad \xff byte\n")
+    assert lines == [LogLine("bad \ufffd byte")]
+
+
+# --- RateLimiter ---------------------------------------------------------------------------
+
+
+def test_rate_limiter_burst_then_rate() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(rate=2.0, burst=3, clock=clock)
+    assert [limiter.admit() for _ in range(5)] == [True, True, True, False, False]
+    clock.advance(0.5)
+    assert [limiter.admit() for _ in range(2)] == [True, False]
+    clock.advance(100)
+    assert sum(limiter.admit() for _ in range(10)) == 3
+
+
+@pytest.mark.parametrize(("rate", "burst"), [(0.0, 1), (-1.0, 1), (1.0, 0)])
+def test_rate_limiter_refuses_bad_limits(rate: float, burst: int) -> None:
+    with pytest.raises(ValueError, match=r"rate|burst"):
+        RateLimiter(rate=rate, burst=burst, clock=FakeClock())
+
+
+# --- where tail starts ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("answer", "previous", "start", "position"),
+    [
+        # First start: at the end, or the whole file once a missing one appears.
+        ("64:12 100\n", None, "-c +101", Position("64:12", 100)),
+        ("missing\n", None, "-c +1", None),
+        ("unknown\n", None, "-n 0", None),
+        ("", None, "-n 0", None),
+        # Again after a drop, from a sure position.
+        ("64:12 150\n", Position("64:12", 100), "-c +101", Position("64:12", 100)),
+        ("64:12 100\n", Position("64:12", 100), "-c +101", Position("64:12", 100)),
+        ("64:12 40\n", Position("64:12", 100), "-c +1", Position("64:12", 0)),
+        ("64:13 40\n", Position("64:12", 100), "-c +1", Position("64:13", 0)),
+        ("missing\n", Position("64:12", 100), "-c +1", None),
+        ("unknown\n", Position("64:12", 100), "-n 0", None),
+    ],
+)
+def test_plan_start(
+    answer: str, previous: Position | None, start: str, position: Position | None
+) -> None:
+    got_start, got_position, why = plan_start(answer, previous)
+    assert (got_start, got_position) == (start, position)
+    assert why
+
+
+HOSTILE = [
+    "-n 5",
+    "a b",
+    "it's",
+    '"q"',
+    "$(touch pwned)",
+    "`touch pwned`",
+    "x;touch pwned",
+    "é*?[a]",
+]
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_remote_commands_quote_the_path(tmp_path: Path, name: str) -> None:
+    """The commands run in a real sh here: the path is one word, nothing in it runs."""
+    path = tmp_path / name
+    path.write_bytes(b"12345\n")
+    stat = subprocess.run(
+        ["sh", "-c", stat_command(str(path))],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=True,
+    )
+    assert stat.stdout.split()[1] == "6"
+    follow = follow_command(str(path), "-c +1", "0123456789abcdef").replace("tail -F", "tail")
+    tail = subprocess.run(["sh", "-c", follow], capture_output=True, cwd=tmp_path, check=True)
+    assert tail.stdout == b"12345\n" + MARK + b"end\n"
+    assert not (tmp_path / "pwned").exists()
+    assert shlex.quote(str(path)) in follow
+
+
+def test_tails_messages_come_marked(tmp_path: Path) -> None:
+    follow = follow_command(str(tmp_path / "absent"), "-c +1", "0123456789abcdef")
+    tail = subprocess.run(
+        ["sh", "-c", follow.replace("tail -F", "tail")], capture_output=True, check=True
+    )
+    _, notes = LineSplitter(MARK).feed(tail.stdout)
+    assert notes[-1] == "end"
+    assert "absent" in notes[0]
+
+
+# --- a LogWatch on an in-memory shell --------------------------------------------------------
+
+
+class MemoryHost:
+    """A host whose private sessions are in-memory shells; ``stat`` answers ``stat_answer``."""
+
+    def __init__(self, name: str = "mem") -> None:
+        self.name = name
+        self.shells: list[MemoryShell] = []
+        self.stat_answer = b"64:7 10\n"
+        self.sessions: list[Session] = []
+
+    async def _handle(self, command: str) -> tuple[bytes, int]:
+        assert command.startswith("p=")
+        return self.stat_answer, 0
+
+    def private_session(self, purpose: str, *, raw: bool = False) -> Session:
+        session = Session(
+            f"{purpose}-{len(self.sessions)}",
+            host=self.name,
+            transport_factory=lambda: MemoryShell.made(self.shells, self._handle),
+        )
+        self.sessions.append(session)
+        return session
+
+    def tail_command(self, index: int = -1) -> str:
+        written = self.shells[index].written.decode()
+        return next(line for line in written.splitlines() if "tail -F" in line)
+
+    def mark(self, index: int = -1) -> bytes:
+        found = re.search(r"lw-([0-9a-f]{16}):", self.tail_command(index))
+        assert found is not None
+        return b"\x1flw-" + found[1].encode() + b":"
+
+
+@pytest.fixture
+async def clock() -> FakeClock:
+    return FakeClock()
+
+
+class Events(list[tuple[str, str]]):
+    """What a watch emitted; ``await wait(n)`` until there are ``n``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._changed = asyncio.Event()
+
+    def add(self, label: str, line: str) -> None:
+        self.append((label, line))
+        self._changed.set()
+
+    async def wait(self, count: int) -> None:
+        while len(self) < count:
+            self._changed.clear()
+            await self._changed.wait()
+
+
+@pytest.fixture
+async def events() -> Events:
+    return Events()
+
+
+@pytest.fixture
+async def watch(clock: FakeClock, events: Events) -> AsyncIterator[tuple[LogWatch, MemoryHost]]:
+    host = MemoryHost()
+    made = LogWatch(
+        host,
+        "/var/log/app.log",
+        r"ERROR (\d+)",
+        emit=events.add,
+        clock=clock,
+        rate=1.0,
+        burst=3,
+        summary_interval=10.0,
+        retry=(1.0, 4.0),
+    )
+    made.start()
+    try:
+        yield made, host
+    finally:
+        await made.stop()
+
+
+async def test_matching_lines_become_events(
+    watch: tuple[LogWatch, MemoryHost], events: Events
+) -> None:
+    logwatch, host = watch
+    async with asyncio.timeout(WAIT):
+        await logwatch.wait_following()
+    assert "tail -F -c +11 -- /var/log/app.log" in host.tail_command()
+    host.shells[-1].print(b"ERROR 1\nfine\nERROR 2 \xff\n")
+    assert events == [
+        ("app.log ~ ERROR (\\d+)", "ERROR 1"),
+        ("app.log ~ ERROR (\\d+)", "ERROR 2 \ufffd"),
+    ]
+    assert (logwatch.lines, logwatch.matched, logwatch.suppressed) == (3, 2, 0)
+
+
+async def test_a_storm_is_summarized(
+    watch: tuple[LogWatch, MemoryHost], events: Events, clock: FakeClock
+) -> None:
+    logwatch, host = watch
+    async with asyncio.timeout(WAIT):
+        await logwatch.wait_following()
+    host.shells[-1].print(b"".join(b"ERROR %d\n" % i for i in range(1000)))
+    assert [line for _, line in events] == ["ERROR 0", "ERROR 1", "ERROR 2"]
+    assert logwatch.suppressed == 997
+    # The summary comes summary_interval after the first suppressed match.
+    async with asyncio.timeout(WAIT):
+        await clock.step()
+        await events.wait(4)
+    assert events[3] == ("997 more matches of app.log ~ ERROR (\\d+) suppressed", "ERROR 999")
+    assert clock.monotonic() == 10.0
+    # By then the bucket has refilled (burst 3 at 1/s): three pass, the rest wait.
+    host.shells[-1].print(b"".join(b"ERROR %d\n" % i for i in range(5)))
+    assert len(events) == 7
+    await logwatch.stop()
+    assert events[-1] == ("2 more matches of app.log ~ ERROR (\\d+) suppressed", "ERROR 4")
+    assert logwatch.matched == 1005 == 3 + 997 + 3 + 2
+
+
+async def test_a_drop_resumes_at_the_start_of_the_cut_line(
+    watch: tuple[LogWatch, MemoryHost], events: Events, clock: FakeClock
+) -> None:
+    logwatch, host = watch
+    async with asyncio.timeout(WAIT):
+        await logwatch.wait_following()
+    host.shells[-1].print(b"ERROR 1\nERROR 2 half")
+    host.stat_answer = b"64:7 100\n"
+    host.shells[-1].lose()
+    async with asyncio.timeout(WAIT):
+        await clock.step()
+        await logwatch.wait_following(2)
+    # 10 bytes were there, 8 were read as whole lines: "ERROR 2 half" is read again.
+    assert "tail -F -c +19 -- " in host.tail_command()
+    assert len(host.shells) == 2 and host.shells[0].closed
+    assert logwatch.restarts == 1
+    assert [line for _, line in events] == ["ERROR 1"]
+
+
+async def test_after_a_rotation_a_drop_resumes_at_the_end(
+    watch: tuple[LogWatch, MemoryHost], clock: FakeClock
+) -> None:
+    logwatch, host = watch
+    async with asyncio.timeout(WAIT):
+        await logwatch.wait_following()
+    shell = host.shells[-1]
+    shell.print(
+        b"a\n"
+        + host.mark()
+        + b"tail: '/var/log/app.log' has been replaced;  following new file\nb\n"
+    )
+    assert "replaced" in logwatch.last_note
+    host.stat_answer = b"64:8 77\n"
+    shell.lose()
+    async with asyncio.timeout(WAIT):
+        await clock.step()
+        await logwatch.wait_following(2)
+    assert "tail -F -c +78 -- " in host.tail_command()
+
+
+async def test_tail_ending_is_a_drop_with_its_reason(
+    watch: tuple[LogWatch, MemoryHost], clock: FakeClock
+) -> None:
+    logwatch, host = watch
+    async with asyncio.timeout(WAIT):
+        await logwatch.wait_following()
+    host.shells[-1].print(host.mark() + b"tail: invalid option -- 'F'\n" + host.mark() + b"end\n")
+    async with asyncio.timeout(WAIT):
+        await clock.wait_for_sleepers()
+    assert "invalid option" in logwatch.last_note and "tail ended" in logwatch.last_note
+    assert host.shells[0].closed
+
+
+async def test_the_back_off_doubles_up_to_its_limit(
+    watch: tuple[LogWatch, MemoryHost], clock: FakeClock
+) -> None:
+    logwatch, host = watch
+    waits = []
+    for count in range(1, 5):
+        async with asyncio.timeout(WAIT):
+            await logwatch.wait_following(count)
+        host.shells[-1].lose()
+        before = clock.monotonic()
+        async with asyncio.timeout(WAIT):
+            waits.append(await clock.step() - before)
+    assert waits == [1.0, 2.0, 4.0, 4.0]
+
+
+def test_a_watch_refuses_bad_arguments() -> None:
+    host = MemoryHost()
+
+    def emit(label: str, line: str) -> None: ...
+
+    with pytest.raises(ValueError, match="bad log watch regex"):
+        LogWatch(host, "/x", "(", emit=emit)
+    with pytest.raises(ValueError, match="needs a file path"):
+        LogWatch(host, "", "x", emit=emit)
+    with pytest.raises(ValueError, match="NUL or a newline"):
+        LogWatch(host, "/x\n", "x", emit=emit)
+    console = MemoryHost()
+    console.one_stream = True  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="single stream"):
+        LogWatch(console, "/x", "x", emit=emit)
+
+
+# --- through the Collector ----------------------------------------------------------------
+
+
+async def test_collector_events_carry_host_and_line(clock: FakeClock, tmp_path: Path) -> None:
+    host = MemoryHost("box")
+    collector = Collector([], interval=5.0, clock=clock, db=tmp_path / "m.db")
+    watch = collector.watch_log(host, "/l", "boom", label="boom in l")
+    assert collector.log_watches == [watch]
+    updates = collector.subscribe()
+    await collector.start()
+    try:
+        async with asyncio.timeout(WAIT):
+            await watch.wait_following()
+        host.shells[-1].print(b"a boom here\n")
+        async with asyncio.timeout(WAIT):
+            update = await anext(updates)
+            while update.get("type") != "event":
+                update = await anext(updates)
+        event = update["event"]
+        assert isinstance(event, dict)
+        assert (event["label"], event["host"], event["line"]) == ("boom in l", "box", "a boom here")
+        shown = collector.snapshot()["events"]
+        assert isinstance(shown, list) and [e.get("line") for e in shown] == ["a boom here"]
+    finally:
+        await collector.stop()
+    assert not watch.running and host.shells[-1].closed
+
+
+async def test_collector_watch_log_by_name_needs_a_host_with_sessions(clock: FakeClock) -> None:
+    collector = Collector([FakeHost(clock, name="f")], clock=clock)
+    with pytest.raises(KeyError, match="'nope' is not monitored"):
+        collector.watch_log("nope", "/x", "y")
+    with pytest.raises(ValueError, match="f: cannot open a session of its own"):
+        collector.watch_log("f", "/x", "y")
