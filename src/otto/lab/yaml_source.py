@@ -8,6 +8,7 @@ merging, validation) is the JSON reader's.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -44,9 +45,16 @@ class _StrictLoader(_Base):  # type: ignore[misc]
                     key_node.start_mark,
                 )
             seen[key] = line
-        mapping = cast(dict[Any, Any], super().construct_mapping(node, deep=deep))
-        self.lines[id(mapping)] = node.start_mark.line + 1
-        return mapping
+        return cast(dict[Any, Any], super().construct_mapping(node, deep=deep))
+
+    def construct_yaml_map(self, node: yaml.MappingNode) -> Iterator[dict[Any, Any]]:
+        data: dict[Any, Any] = {}
+        self.lines[id(data)] = node.start_mark.line + 1
+        yield data
+        data.update(self.construct_mapping(node))
+
+
+_StrictLoader.add_constructor("tag:yaml.org,2002:map", _StrictLoader.construct_yaml_map)
 
 
 def load_yaml(path: Path) -> tuple[object, dict[int, int]]:
