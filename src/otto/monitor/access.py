@@ -63,6 +63,21 @@ class Serving:
     tls_cert: Path | None = None
     tls_key: Path | None = None
 
+    def check(self) -> Serving:
+        """These options, checked before anything starts.
+
+        Raises:
+            ValueError: a token too short, only one of the TLS files, or TLS files
+                that are not a matching PEM certificate and key.
+        """
+        if self.token is not None:
+            check_token(self.token)
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("--tls-cert and --tls-key go together: give both")
+        if self.tls_cert is not None and self.tls_key is not None:
+            load_tls(self.tls_cert, self.tls_key)
+        return self
+
 
 def new_token() -> str:
     """A fresh random token (32 URL-safe characters, 192 bits)."""
