@@ -19,6 +19,11 @@ class Status(enum.Enum):
     """It ran and exited non-zero."""
     Error = 2
     """It could not run or finish: timeout, connection lost, session closed."""
+    NotRun = 3
+    """It was never started: a dry run (``otto -n``) only said what it would do.
+
+    Such a record has no output, ``retcode`` -1 and an ``error`` saying why;
+    it is not a success, so code that checks ``is_ok`` never takes it for one."""
 
     @property
     def is_ok(self) -> bool:

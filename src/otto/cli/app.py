@@ -12,9 +12,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from typer import _click as click  # Typer's own Click, which its classes derive from
+from typer.core import TyperGroup
 
 from otto.cli.exits import EXIT_USAGE, fail
 from otto.cli.labcmds import lab_app
+from otto.cli.reservecmds import release_command, reservations_command, reserve_command
 from otto.cli.runcmd import InstructionGroup
 from otto.cli.testcmd import TEST_EPILOG, test_command
 
@@ -32,7 +35,32 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,  # locals may hold passwords
     add_completion=True,
 )
+
+
+_HELP = ("-h", "--help")
+
+
+class _HostGroup(TyperGroup):
+    """``otto host``: options written after NAME (``otto host web1 --user root run``) are its own.
+
+    Click stops reading a group's options at its first argument; the options
+    between NAME and the command are moved in front of NAME, so both orders work.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and not args[0].startswith("-"):
+            end = 1
+            while end < len(args) and args[end].startswith("-") and args[end] not in _HELP:
+                step = 1 if "=" in args[end] else 2  # every override takes a value
+                if end + step > len(args):
+                    break  # a last option without its value: Click says what is missing
+                end += step
+            args = [*args[1:end], args[0], *args[end:]]
+        return super().parse_args(ctx, args)
+
+
 host_app = typer.Typer(
+    cls=_HostGroup,
     help="Run commands on hosts, copy files to and from them, or log in.",
     no_args_is_help=True,
 )
@@ -74,7 +102,7 @@ def _version(value: bool) -> None:
 
 
 @app.callback(invoke_without_command=True)
-def main_callback(
+def main_callback(  # noqa: PLR0917 (typer passes each option as a parameter)
     ctx: typer.Context,
     lab: Annotated[
         list[Path] | None,
@@ -92,6 +120,24 @@ def main_callback(
     ] = None,
     list_hosts: Annotated[
         bool, typer.Option("--list-hosts", help="List the lab's hosts and exit.")
+    ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            "-n",
+            help="Print what host run/put/get/power/reboot, run and test would do on "
+            "each host (commands, transfers, the hop path, the reservation check) and "
+            "contact no host. Exit status 0 when the plan is valid.",
+        ),
+    ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Act on hosts reserved by someone else (says whose reservation it "
+            "overrides); with reserve and release, take or end their reservations.",
+        ),
     ] = False,
     version: Annotated[
         bool,
@@ -134,19 +180,78 @@ def host_callback(
             show_default=False,
         ),
     ],
+    user: Annotated[
+        str | None,
+        typer.Option(
+            "--user", "-u", help="Log in as this user instead of the lab's.", show_default=False
+        ),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            "--port", "-p", help="Connect to this port instead of the lab's.", show_default=False
+        ),
+    ] = None,
+    hop: Annotated[
+        str | None,
+        typer.Option(
+            "--hop",
+            metavar="HOST",
+            help="Go through this SSH host of the lab instead of the lab's hop.",
+            show_default=False,
+        ),
+    ] = None,
+    term: Annotated[
+        str | None,
+        typer.Option(
+            "--term",
+            metavar="ssh|telnet",
+            help="Reach the host this way instead; the lab's port, key and known_hosts "
+            "belong to its own term and are not used (give --port for the new one).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Run commands on hosts, copy files to and from them, or log in."""
+    """Run commands on hosts, copy files to and from them, or log in.
+
+    --user, --port, --hop and --term change the hosts' lab entries for this
+    command only, checked as a lab file's would be.
+    """
+
+
+def _dry_run(ctx: typer.Context) -> bool:
+    return bool(ctx.find_root().params.get("dry_run"))
+
+
+def _forced(ctx: typer.Context) -> bool:
+    return bool(ctx.find_root().params.get("force"))
+
+
+def _no_dry_run(ctx: typer.Context, command: str) -> None:
+    if _dry_run(ctx):
+        fail(f"--dry-run: {command} has no dry run (it would contact the hosts)")
 
 
 def _names(ctx: typer.Context) -> list[str]:
-    from otto.cli.hostcmds import resolve_names
+    from otto.cli.hostcmds import apply_overrides, resolve_names
     from otto.errors import LabError
 
     assert ctx.parent is not None
+    params = ctx.parent.params
     try:
-        return resolve_names(_lab(), str(ctx.parent.params["name"]))
+        names = resolve_names(_lab(), str(params["name"]))
+        apply_overrides(
+            _lab(),
+            names,
+            {f: params.get(f) for f in ("user", "port", "hop", "term")},
+        )
     except LabError as exc:
         fail(str(exc))
+    if not _dry_run(ctx):  # a dry run prints the check itself
+        from otto.cli.guard import guard
+
+        guard(_lab(), names, force=_forced(ctx))
+    return names
 
 
 @host_app.command(
@@ -167,17 +272,25 @@ def host_run(
         ),
     ],
     timeout: Annotated[
-        float | None,
+        float,
         typer.Option(
-            "--timeout", "-t", min=0, help="Seconds each command may run before it is interrupted."
+            "--timeout",
+            "-t",
+            min=0,
+            help="Seconds each command may run before it is interrupted (0: no limit).",
         ),
-    ] = None,
+    ] = 30.0,
 ) -> None:
     """Run commands on the host, printing each with its output, prefixed by host name."""
     from otto.cli.hostcmds import run_commands
 
     names = _names(ctx)
-    raise typer.Exit(run_commands(_lab(), names, commands, timeout))
+    limit = timeout or None
+    if _dry_run(ctx):
+        from otto.cli.dryrun import plan_commands
+
+        raise typer.Exit(plan_commands(_lab(), names, commands, limit, force=_forced(ctx)))
+    raise typer.Exit(run_commands(_lab(), names, commands, limit))
 
 
 @host_app.command("put")
@@ -197,6 +310,12 @@ def host_put(
     from otto.cli.hostcmds import transfer
 
     names = _names(ctx)
+    if _dry_run(ctx):
+        from otto.cli.dryrun import plan_transfer
+
+        raise typer.Exit(
+            plan_transfer(_lab(), names, "put", [str(s) for s in sources], dest, force=_forced(ctx))
+        )
     raise typer.Exit(transfer(_lab(), names, "put", [str(s) for s in sources], dest))
 
 
@@ -220,6 +339,12 @@ def host_get(
     from otto.cli.hostcmds import transfer
 
     names = _names(ctx)
+    if _dry_run(ctx):
+        from otto.cli.dryrun import plan_transfer
+
+        raise typer.Exit(
+            plan_transfer(_lab(), names, "get", sources, str(dest), force=_forced(ctx))
+        )
     raise typer.Exit(transfer(_lab(), names, "get", sources, str(dest)))
 
 
@@ -242,6 +367,10 @@ def host_power(
     if action not in POWER_ACTIONS:
         fail(f"power takes on, off or cycle, not {action!r}")
     names = _names(ctx)
+    if _dry_run(ctx):
+        from otto.cli.dryrun import plan_power
+
+        raise typer.Exit(plan_power(_lab(), names, action, force=_forced(ctx)))
     raise typer.Exit(power_hosts(_lab(), names, action))
 
 
@@ -263,6 +392,12 @@ def host_reboot(
     from otto.cli.powercmds import reboot_hosts
 
     names = _names(ctx)
+    if _dry_run(ctx):
+        from otto.cli.dryrun import plan_reboot
+
+        raise typer.Exit(
+            plan_reboot(_lab(), names, hard=hard, wait=wait, timeout=timeout, force=_forced(ctx))
+        )
     raise typer.Exit(reboot_hosts(_lab(), names, hard=hard, wait=wait, timeout=timeout))
 
 
@@ -275,6 +410,7 @@ def host_login(ctx: typer.Context) -> None:
     from otto.errors import OttoError
 
     names = _names(ctx)
+    _no_dry_run(ctx, "host login")
     if len(names) != 1:
         fail(f"login takes one host, not {len(names)}: {', '.join(names)}")
     lab = _lab()
@@ -298,7 +434,8 @@ def host_login(ctx: typer.Context) -> None:
 
 
 @app.command()
-def monitor(
+def monitor(  # noqa: PLR0917 (typer passes each option as a parameter)
+    ctx: typer.Context,
     names: Annotated[
         list[str] | None,
         typer.Argument(
@@ -311,10 +448,23 @@ def monitor(
     interval: Annotated[
         float, typer.Option("--interval", "-i", min=0.1, help="Seconds between rounds.")
     ] = 5.0,
+    df_every: Annotated[
+        int | None,
+        typer.Option(
+            "--df-every",
+            min=1,
+            help="Run df (disk usage) on every N-th round only; the other rounds start "
+            "no process on a Linux host. Default: 12.",
+            show_default=False,
+        ),
+    ] = None,
     db: Annotated[
         Path | None,
         typer.Option(
-            "--db", help="Also store the metrics in this SQLite file.", show_default=False
+            "--db",
+            help="Also store the metrics in this SQLite file, as a new run after the "
+            "runs it already holds (a file from an older otto is upgraded in place).",
+            show_default=False,
         ),
     ] = None,
     file: Annotated[
@@ -324,34 +474,172 @@ def monitor(
             "-f",
             exists=True,
             dir_okay=False,
-            help="Replay a saved run (a JSON export, or a --db file) instead of collecting.",
+            help="Replay a saved run (a JSON export, or a --db file) instead of collecting: "
+            "the latest run, or the one --run names; the page can switch runs.",
             show_default=False,
         ),
     ] = None,
     port: Annotated[
         int,
-        typer.Option(
-            "--port", "-p", min=0, max=65535, help="Dashboard port on 127.0.0.1 (0: any)."
-        ),
+        typer.Option("--port", "-p", min=0, max=65535, help="Dashboard port on --bind (0: any)."),
     ] = 8000,
+    bind: Annotated[
+        str,
+        typer.Option(
+            "--bind",
+            metavar="ADDR",
+            help="Serve the dashboard on this address. Any address but loopback requires "
+            "an access token: printed in the URL (?token=...); Prometheus sends it as "
+            "'Authorization: Bearer'.",
+        ),
+    ] = "127.0.0.1",
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            envvar="OTTO_MONITOR_TOKEN",
+            show_envvar=True,
+            help="The access token (16 characters or more); prefer the environment "
+            "variable, which ps does not show. Default: a random one beyond loopback, "
+            "none on loopback.",
+            show_default=False,
+        ),
+    ] = None,
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option(
+            "--tls-cert",
+            dir_okay=False,
+            metavar="FILE",
+            help="Serve HTTPS with this PEM certificate (chain); needs --tls-key.",
+            show_default=False,
+        ),
+    ] = None,
+    tls_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--tls-key",
+            dir_okay=False,
+            metavar="FILE",
+            help="The PEM private key of --tls-cert.",
+            show_default=False,
+        ),
+    ] = None,
+    label: Annotated[
+        str | None,
+        typer.Option(
+            "--label",
+            help="Name the run stored in --db, to pick it later with --run LABEL.",
+            show_default=False,
+        ),
+    ] = None,
+    note: Annotated[
+        str | None,
+        typer.Option("--note", help="Free text kept with the run in --db.", show_default=False),
+    ] = None,
+    run: Annotated[
+        str | None,
+        typer.Option(
+            "--run",
+            metavar="N|LABEL",
+            help="With --file: the run to replay, by number or label (the latest run "
+            "with that label). Default: the latest run.",
+            show_default=False,
+        ),
+    ] = None,
+    list_runs: Annotated[
+        bool,
+        typer.Option(
+            "--list-runs",
+            help="List the runs of --file (or --db): number, label, times, rounds, "
+            "hosts, note; then exit.",
+        ),
+    ] = False,
+    watch: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--watch",
+            metavar="HOST:PATH:REGEX",
+            help="Put each new line of PATH on HOST that REGEX (Python) matches on the "
+            "timeline, following rotation; repeatable. PATH ends at the first ':' after "
+            "HOST (write '\\:' for a ':' in PATH); REGEX is the rest and may hold ':'.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Watch CPU, memory, disk and network of hosts in a live dashboard (Ctrl-C stops)."""
+    _no_dry_run(ctx, "monitor")
     from otto.cli.hostcmds import resolve_names
     from otto.cli.monitorcmd import run_monitor
     from otto.errors import LabError, OttoError
 
+    if list_runs:
+        from otto.cli.monitorcmd import list_runs as print_runs
+
+        listed = file if file is not None else db
+        if listed is None:
+            fail("--list-runs lists the runs of --file FILE or --db FILE: give one")
+        raise typer.Exit(print_runs(listed))
+    if run is not None and file is None:
+        fail("--run picks a run to replay: give --file FILE too")
+    from otto.monitor.logwatch import parse_watch
+
+    try:
+        watches = [parse_watch(text) for text in watch or ()]
+    except ValueError as exc:
+        fail(str(exc))
+    if watches and file is not None:
+        fail("--watch follows logs while collecting: it does not go with --file")
+
+    from otto.monitor.access import Serving
+
+    try:
+        serving = Serving(bind, token, tls_cert, tls_key).check()
+    except ValueError as exc:
+        fail(str(exc))
+
     lab = _lab()
     try:
         selected = resolve_names(lab, ",".join(names)) if names else lab.names
+        for spec in watches:
+            lab.spec(spec.host)
     except LabError as exc:
         fail(str(exc))
     try:
-        code = run_monitor(lab, selected, interval=interval, db=db, file=file, port=port)
+        code = run_monitor(
+            lab,
+            selected,
+            interval=interval,
+            db=db,
+            file=file,
+            port=port,
+            serving=serving,
+            label=label,
+            note=note,
+            run=run,
+            watches=watches,
+            df_every=df_every,
+        )
     except OttoError as exc:
         fail(str(exc), code=1)
     except OSError as exc:
-        fail(f"cannot serve the dashboard on 127.0.0.1:{port}: {exc.strerror or exc}", code=1)
+        fail(f"cannot serve the dashboard on {bind}:{port}: {exc.strerror or exc}", code=1)
     raise typer.Exit(code)
+
+
+# --- otto reserve / release / reservations -----------------------------------------------
+
+app.command(
+    "reserve",
+    epilog="A reservation made here is not renewed: it ends after --for (default 1h). "
+    "Reserving hosts you hold extends them. Exit status 3 when a host is held by someone "
+    "else (--force takes it). The store: the lab's settings.reservations, else "
+    "$OTTO_RESERVATIONS, else a SQLite file in ~/.local/share/otto.",
+)(reserve_command)
+app.command(
+    "release", epilog="Exit status 3 when a host is held by someone else (--force ends it)."
+)(release_command)
+app.command("reservations")(reservations_command)
 
 
 # --- otto test ----------------------------------------------------------------------------

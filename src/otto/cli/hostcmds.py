@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from otto.hosts import Host
     from otto.lab import Lab
 
-__all__ = ["print_hosts", "resolve_names", "run_commands", "transfer"]
+__all__ = ["apply_overrides", "print_hosts", "resolve_names", "run_commands", "transfer"]
 
 ProgressFn = Callable[[str, int, int], None]
 
@@ -71,6 +71,28 @@ def resolve_names(lab: Lab, spec: str) -> list[str]:
     if not names:
         raise LabError("no host named")
     return list(dict.fromkeys(names))
+
+
+_OVERRIDE_TERMS = ("ssh", "telnet")
+
+
+def apply_overrides(lab: Lab, names: Sequence[str], given: Mapping[str, object]) -> None:
+    """Apply ``otto host NAMES --user/--port/--hop/--term`` to the hosts ``names`` of ``lab``.
+
+    Only the options given (not None) change anything; each is checked as a
+    lab file's field would be, and errors name the option.
+
+    Raises:
+        LabError: an option's value is invalid (a port out of range, a hop
+            that names no SSH host of the lab, a term otto cannot switch to).
+    """
+    fields = {f: (v, f"--{f}") for f, v in given.items() if v is not None}
+    if not fields:
+        return
+    term = fields.get("term", (None, ""))[0]
+    if term is not None and term not in _OVERRIDE_TERMS:
+        raise LabError(f"--term: must be 'ssh' or 'telnet' (got {term!r})")
+    lab.override(names, fields)
 
 
 def _pattern(names: Sequence[str]) -> str:

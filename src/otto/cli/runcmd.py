@@ -35,21 +35,36 @@ def _exit_status(value: object) -> int:
     return 0
 
 
-def _run(instruction: Instruction, options: dict[str, object]) -> int:
+def _run(instruction: Instruction, options: dict[str, object], *, force: bool = False) -> int:
+    from otto.cli.guard import exit_reserved, guard_lab
     from otto.cli.interrupt import run_interruptible
+    from otto.errors import ReservedError
     from otto.lab import current_lab
 
     async def main() -> object:
         return await instruction(**options)
 
-    value = run_interruptible(main(), current_lab())
+    lab = current_lab()
+    # The instruction finds its hosts as it runs: each one held by someone else
+    # refuses when first used (exit status 3), or says --force overrides it.
+    guard_lab(lab, force=force)
+    try:
+        value = run_interruptible(main(), lab)
+    except ReservedError as exc:
+        exit_reserved(exc)
     if value is not None and not isinstance(value, bool | int):
         typer.echo(repr(value))
     return _exit_status(value)
 
 
-def _command(instruction: Instruction) -> click.Command:
-    """A Click command (via Typer) whose options are the instruction's parameters."""
+def _command(
+    instruction: Instruction, *, dry_run: bool = False, force: bool = False
+) -> click.Command:
+    """A Click command (via Typer) whose options are the instruction's parameters.
+
+    With ``dry_run`` (``otto -n run``) the instruction runs on hosts that print
+    what they would do (see ``otto.cli.dryrun``).
+    """
     params = []
     annotations: dict[str, object] = {}
     for p in instruction.parameters:
@@ -68,7 +83,11 @@ def _command(instruction: Instruction) -> click.Command:
         annotations[p.name] = annotation
 
     def callback(**options: object) -> None:
-        raise typer.Exit(_run(instruction, options))
+        if dry_run:
+            from otto.cli.dryrun import run_instruction
+
+            raise typer.Exit(run_instruction(instruction, options, force=force))
+        raise typer.Exit(_run(instruction, options, force=force))
 
     callback.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     callback.__annotations__ = annotations
@@ -104,4 +123,9 @@ class InstructionGroup(TyperGroup):
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         instruction = self._instructions(ctx).get(cmd_name)
-        return None if instruction is None else _command(instruction)
+        if instruction is None:
+            return None
+        root = ctx.find_root().params
+        return _command(
+            instruction, dry_run=bool(root.get("dry_run")), force=bool(root.get("force"))
+        )

@@ -255,6 +255,17 @@ def test_command(  # noqa: PLR0917 (typer passes each option as a parameter)
             load_lab(labs)  # a broken lab is a usage error before pytest starts
         except LabError as exc:
             fail(str(exc))
+    if ctx.find_root().params.get("dry_run"):
+        from otto.cli.dryrun import plan_tests
+
+        force = bool(ctx.find_root().params.get("force"))
+        raise typer.Exit(plan_tests(ctx.args, labs, force=force))
+    from otto.cli.guard import guard
+    from otto.lab import current_lab
+
+    # Before pytest starts: every host of the lab the run uses (exit status 3 if held).
+    run_lab = current_lab()
+    guard(run_lab, run_lab.names, force=bool(ctx.find_root().params.get("force")))
     raise typer.Exit(
         run_tests(
             ctx.args,

@@ -14,12 +14,13 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, TypeAlias, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, cast
 
 from otto.errors import LabError
-from otto.lab.raw import RawHost, where_of
+from otto.lab.raw import HOST_FIELDS, RawHost, where_of
 from otto.lab.schema import FIELDS, TERMS, check_value, not_used_message
 from otto.lab.sources import read_source
+from otto.transports.snmp import SnmpSettings
 
 if TYPE_CHECKING:
     from otto.hosts import Host
@@ -40,7 +41,7 @@ log = logging.getLogger("otto.lab")
 #: The one host of the lab used when no lab file is given.
 DEFAULT_HOST_NAME = "local"
 
-Term = Literal["ssh", "telnet", "local", "console", "serial"]
+Term = Literal["ssh", "telnet", "local", "console", "serial", "none"]
 StrPath: TypeAlias = str | os.PathLike[str]
 
 
@@ -77,6 +78,8 @@ class HostSpec:
     console_protocol: Literal["telnet", "raw"] | None = None
     baud: int | None = None
     console_log: Path | None = None
+    snmp: SnmpSettings | None = None
+    """How to read the host over SNMP (its secrets stay out of the repr)."""
     files: tuple[str, ...] = ()
     """The lab files that define this host, in merge order."""
 
@@ -149,6 +152,18 @@ def _validate(name: str, raw: RawHost, problems: list[str]) -> HostSpec | None:
         port = int(cast("int | str", values["port"])) if str(values["port"]).isdigit() else 0
         if not 1 <= port <= 65535:
             bad("port", "must be a port number 1-65535", values["port"], show=True)
+    snmp: SnmpSettings | None = None
+    if "snmp" in values:
+        given = dict(cast(dict[str, object], values["snmp"]))
+        if term in ("console", "serial") and "address" not in given:
+            bad("snmp", "'address' is required for a console host (its address is the console's)")
+        else:
+            try:
+                snmp = SnmpSettings(**cast(dict[str, Any], given))
+            except ValueError as exc:
+                bad("snmp", str(exc))
+    elif term == "none":
+        bad("snmp", "required for term 'none' (a device with no shell is read over SNMP)")
     if len(problems) > found:
         return None
 
@@ -174,6 +189,7 @@ def _validate(name: str, raw: RawHost, problems: list[str]) -> HostSpec | None:
         console_protocol=cast('Literal["telnet", "raw"] | None', values.get("console_protocol")),
         baud=cast("int | None", values.get("baud")),
         console_log=path("console_log"),
+        snmp=snmp,
         files=tuple(dict.fromkeys(raw.files)),
     )
 
@@ -226,6 +242,8 @@ def _check_hops(
 
 def check_sources(
     paths: Sequence[StrPath],
+    *,
+    settings: dict[str, tuple[object, str]] | None = None,
 ) -> tuple[dict[str, HostSpec], list[tuple[str, str]], list[str]]:
     """Read, merge and validate lab sources, collecting every problem.
 
@@ -237,7 +255,7 @@ def check_sources(
     instructions: list[tuple[str, str]] = []
     problems: list[str] = []
     for given in paths:
-        read_source(given, raws, instructions, problems)
+        read_source(given, raws, instructions, problems, settings=settings)
     specs: dict[str, HostSpec] = {}
     for name, raw in raws.items():
         spec = _validate(name, raw, problems)
@@ -246,6 +264,28 @@ def check_sources(
     _check_hops(specs, raws, problems)
     _check_power(specs, raws, problems)
     return specs, instructions, problems
+
+
+def _raw_of(spec: HostSpec) -> RawHost:
+    """A validated entry back as raw fields (each from the last file naming the host)."""
+    file = spec.files[-1] if spec.files else "the default lab"
+    fields: dict[str, tuple[object, str]] = {}
+    for fld in HOST_FIELDS:
+        value = getattr(spec, fld, None)
+        if fld == "name" or (value is None and fld != "known_hosts"):
+            continue
+        if value is KNOWN_HOSTS_DEFAULT:
+            continue
+        if isinstance(value, Path):
+            value = str(value)
+        elif fld == "power":
+            value = dict(cast("tuple[tuple[str, str], ...]", value))
+        elif isinstance(value, SnmpSettings):
+            value = value.as_dict()
+        elif isinstance(value, tuple):
+            value = list(value)
+        fields[fld] = (value, file)
+    return RawHost(fields=fields, files=list(spec.files) or [file])
 
 
 # --- the lab ---------------------------------------------------------------------------
@@ -260,6 +300,7 @@ class Lab:
         *,
         files: Sequence[str] = (),
         instructions: Sequence[tuple[str, str]] = (),
+        reservations: str | None = None,
     ) -> None:
         self._specs = {s.name: s for s in specs}
         self._hosts: dict[str, Host] = {}
@@ -267,6 +308,8 @@ class Lab:
         """The lab files merged into this lab, in order (empty for the default lab)."""
         self.instruction_modules: tuple[tuple[str, str], ...] = tuple(instructions)
         """Instruction modules named by the lab settings, as ``(module, lab file)``."""
+        self.reservations = reservations
+        """The reservation store's URL from ``settings.reservations`` (None: not set)."""
 
     @classmethod
     def default(cls) -> Lab:
@@ -286,14 +329,21 @@ class Lab:
         if not paths:
             return cls.default()
         files = [str(Path(p)) for p in paths]
-        specs, instructions, problems = check_sources(paths)
+        settings: dict[str, tuple[object, str]] = {}
+        specs, instructions, problems = check_sources(paths, settings=settings)
         if problems:
             raise LabError("\n".join(problems))
         named: dict[str, str] = {}
         for module, file in instructions:
             named.setdefault(module, file)  # the first file to name a module is its base
         unique = list(named.items())
-        return cls(list(specs.values()), files=files, instructions=unique)
+        store = settings.get("reservations", (None, ""))[0]
+        return cls(
+            list(specs.values()),
+            files=files,
+            instructions=unique,
+            reservations=store if isinstance(store, str) else None,
+        )
 
     @property
     def names(self) -> list[str]:
@@ -315,6 +365,56 @@ class Lab:
                 f"no host named {name!r} in {self._describe()} (hosts: {known})"
             ) from None
 
+    def override(self, names: Sequence[str], fields: Mapping[str, tuple[object, str]]) -> None:
+        """Change fields of the hosts ``names`` in this lab object, checked as a lab file's.
+
+        ``fields`` maps a lab field to ``(value, where it came from)``, such as
+        ``{"user": ("root", "--user")}``; problems name that origin, the host
+        and the field. A new ``term`` drops the fields the new term does not
+        use, and the port (it belongs to the old way in), unless ``fields``
+        gives them. The changed hosts and those they go through (hops, power
+        controller) are checked; other hosts are left as they are. Call it
+        before any host is built (the CLI's one-off ``--user``, ``--port``,
+        ``--hop``, ``--term``).
+
+        Raises:
+            LabError: every problem found (a bad value, a hop that names no
+                SSH host of the lab, a cycle of hops).
+            RuntimeError: hosts were built from this lab already.
+        """
+        if self._hosts:
+            raise RuntimeError("Lab.override: hosts were built from this lab already")
+        raws = {name: _raw_of(spec) for name, spec in self._specs.items()}
+        term = fields.get("term", (None, ""))[0]
+        for name in names:
+            raw = raws[self.spec(name).name]
+            if term is not None and term != self._specs[name].term and term in TERMS:
+                for fld in list(raw.fields):
+                    if fld == "port" or term not in FIELDS[fld].terms:
+                        del raw.fields[fld]
+            raw.fields.update(fields)
+        problems: list[str] = []
+        specs = dict(self._specs)
+        for name in dict.fromkeys(names):
+            spec = _validate(name, raws[name], problems)
+            if spec is not None:
+                specs[name] = spec
+        if problems:
+            raise LabError("\n".join(problems))
+        # The changed hosts and the hosts they go through; other hosts are not used.
+        reached: dict[str, HostSpec] = {}
+        todo = list(names)
+        while todo:
+            spec = specs.get(todo.pop())
+            if spec is not None and spec.name not in reached:
+                reached[spec.name] = spec
+                todo.extend(h for h in (spec.hop, dict(spec.power or ()).get("via")) if h)
+        _check_hops(reached, raws, problems)
+        _check_power(reached, raws, problems)
+        if problems:
+            raise LabError("\n".join(problems))
+        self._specs = specs
+
     def select(self, pattern: str | re.Pattern[str] | None = None) -> list[str]:
         """Names of the hosts that ``pattern`` (a regex, searched) matches; all if None."""
         if pattern is None:
@@ -326,7 +426,10 @@ class Lab:
         """The host object for ``name``, built (without connecting) on first use."""
         built = self._hosts.get(name)
         if built is None:
-            built = self._build(self.spec(name))
+            spec = self.spec(name)
+            built = self._build(spec)
+            if spec.snmp is not None:
+                built.snmp = spec.snmp
             self._hosts[name] = built
         return built
 
@@ -397,6 +500,11 @@ class Lab:
         power = self._power(spec)
         if spec.term == "local":
             return LocalHost(name=spec.name, become_password=spec.become_password, power=power)
+        if spec.term == "none":
+            from otto.hosts.device import DeviceHost
+
+            assert spec.address is not None
+            return DeviceHost(spec.address, name=spec.name, snmp=spec.snmp, power=power)
         from otto.hosts import RemoteHost
 
         hop = self.host(spec.hop) if spec.hop is not None else None
