@@ -177,7 +177,8 @@ def main() -> int:
         f"otto store   {best_mine[0]:>12,.0f} samples/s  (reader: {best_mine[1]} dashboard loads)"
     )
     print(
-        f"bare sqlite3 {best_floor[0]:>12,.0f} samples/s  (reader: {best_floor[1]} full table reads)"
+        f"bare sqlite3 {best_floor[0]:>12,.0f} samples/s  "
+        f"(reader: {best_floor[1]} full table reads)"
     )
     print(
         f"ratio otto/floor {best_mine[0] / best_floor[0]:.2f}; "

@@ -3,13 +3,16 @@
 Routes of ``create_app``:
 
 - ``/``: the page (``static/index.html``), ``/static/...``: its files (uPlot is vendored).
-- ``/api/snapshot``: the source's snapshot as JSON.
+- ``/api/snapshot``: the source's snapshot as JSON; ``?run=N|LABEL``: a stored run's.
+- ``/api/runs``: ``{"runs": [Run.as_dict(), ...], "current": id}``, the runs of the
+  source's database (or file) and the one it shows by default; ``runs`` is empty for a
+  source without history.
 - ``/api/events``: ``GET`` lists the events, ``POST {"label", "color"?, "end"?}`` adds one.
 - ``/api/stream``: Server-Sent Events. The first message is ``{"type": "snapshot",
   "snapshot": {...}}`` (its series in columns, see ``_column_chunks``), then every
   round and event of the source as it happens, each a ``data:`` JSON line; a comment
   line every 15 s keeps proxies from closing the stream; ``{"type": "end"}`` when the
-  source stops.
+  source stops. ``?run=N|LABEL`` streams a stored run instead: its snapshot, then ``end``.
 - ``/metrics``: Prometheus text from ``otto.monitor.prometheus.render_metrics``.
 """
 
@@ -40,6 +43,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Message, Receive, Scope, Send
 
 from otto.monitor.access import AccessGuard, check_token, link, load_tls, new_token
+from otto.errors import StoreError
 from otto.monitor.prometheus import render_metrics
 from otto.monitor.source import DashboardSource, build_snapshot, split_finite
 from otto.monitor.subscription import DEFAULT_BACKLOG, Subscribers
@@ -463,6 +467,37 @@ def _bad_request(message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=400)
 
 
+async def _runs_of(source: DashboardSource) -> dict[str, object]:
+    """``{"runs": [...], "current": id}``: the runs the source can show (read in a
+    thread: it is the database file) and the one it shows by itself."""
+    own = getattr(source, "run", None)
+    current = getattr(own, "id", None)
+    runs = getattr(source, "runs", None)
+    listed: object = []
+    if callable(runs):
+        try:
+            listed = await asyncio.to_thread(runs)
+        except (OSError, ValueError, StoreError) as exc:
+            log.warning("dashboard: cannot list the runs: %s", exc)
+    return {"runs": listed, "current": current}
+
+
+async def _run_of(source: DashboardSource, request: Request) -> DashboardSource | Response:
+    """The source of the run ``?run=N|LABEL`` asks for: ``source`` itself by default,
+    else the stored run (read in a thread); a JSON 404 when there is no such run."""
+    which = request.query_params.get("run", "")
+    if not which:
+        return source
+    pick = getattr(source, "run_source", None)
+    if not callable(pick):
+        return JSONResponse({"error": "this dashboard shows one run only"}, status_code=404)
+    try:
+        picked: DashboardSource = await asyncio.to_thread(pick, which)
+    except (OSError, ValueError, StoreError) as exc:
+        return JSONResponse({"error": str(exc)}, status_code=404)
+    return picked
+
+
 def create_app(
     source: DashboardSource,
     *,
@@ -494,8 +529,14 @@ def create_app(
         return FileResponse(STATIC_DIR / "index.html", headers=_PAGE_HEADERS)
 
     async def snapshot(request: Request) -> Response:
-        body = await _encode_snapshot(source.snapshot())
+        shown = await _run_of(source, request)
+        if isinstance(shown, Response):
+            return shown
+        body = await _encode_snapshot(shown.snapshot())
         return Response(body, media_type="application/json")
+
+    async def list_runs(request: Request) -> Response:
+        return Response(_dumps(await _runs_of(source)), media_type="application/json")
 
     async def list_events(request: Request) -> Response:
         return Response(_dumps(_events_of(source)), media_type="application/json")
@@ -534,7 +575,11 @@ def create_app(
                 media_type="text/plain",
                 headers={"Retry-After": "5"},
             )
-        return _EventStreamResponse(source, hub, heartbeat, send_timeout)
+        shown = await _run_of(source, request)
+        if isinstance(shown, Response):
+            hub.release()
+            return shown
+        return _EventStreamResponse(shown, hub, heartbeat, send_timeout)
 
     async def metrics(request: Request) -> Response:
         return Response(render_metrics(source), media_type=_PROMETHEUS_TYPE)
@@ -549,6 +594,7 @@ def create_app(
         routes=[
             Route("/", index),
             Route("/api/snapshot", snapshot),
+            Route("/api/runs", list_runs),
             Route("/api/events", list_events, methods=["GET"]),
             Route("/api/events", add_event, methods=["POST"]),
             Route("/api/stream", stream),
