@@ -167,7 +167,7 @@ def ansible_view(path: Path) -> dict[str, dict[str, Any]]:
 
     def walk(group: str, parents: list[str]) -> None:
         for host in data.get(group, {}).get("hosts", []):
-            groups.setdefault(host, set()).update(parents + [group])
+            groups.setdefault(host, set()).update([*parents, group])
         for child in data.get(group, {}).get("children", []):
             walk(child, [*parents, group])
 
@@ -180,16 +180,9 @@ def ansible_view(path: Path) -> dict[str, dict[str, Any]]:
             "port": variables.get("ansible_port"),
             "groups": groups.get(host, set()) - {"all", "ungrouped"},
         }
-    for host in groups:  # hosts without variables are not in hostvars
-        view.setdefault(
-            host,
-            {
-                "address": host,
-                "user": None,
-                "port": None,
-                "groups": groups[host] - {"all", "ungrouped"},
-            },
-        )
+    for host, member_of in groups.items():  # hosts without variables are not in hostvars
+        bare = {"address": host, "user": None, "port": None}
+        view.setdefault(host, {**bare, "groups": member_of - {"all", "ungrouped"}})
     return view
 
 
