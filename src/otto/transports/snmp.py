@@ -95,6 +95,20 @@ class SnmpSettings:
         if isinstance(self.retries, bool) or self.retries < 0:
             raise ValueError(f"SNMP retries must be 0 or more, not {self.retries!r}")
 
+    def as_dict(self) -> dict[str, object]:
+        """The settings as the lab field ``snmp`` writes them (secrets included)."""
+        given: dict[str, object] = {"port": self.port, "version": self.version}
+        for key in ("community", "address", "user", "auth_key", "priv_key"):
+            value = getattr(self, key)
+            if value is not None:
+                given[key] = value
+        if self.version == "3":
+            given["auth_protocol"] = self.auth_protocol
+            given["priv_protocol"] = self.priv_protocol
+        given["timeout"] = self.timeout
+        given["retries"] = self.retries
+        return given
+
     @property
     def security(self) -> str:
         """What the requests carry, for messages: ``v2c``, ``v3 user 'mon' authPriv``."""

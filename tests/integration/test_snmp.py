@@ -1,0 +1,327 @@
+"""SNMP hosts against real net-snmp agents in the lab's namespaces (tests/lab/snmp.py).
+
+A device with no shell (term 'none') and a host with a shell and SNMP, read
+through a lab file; an agent that does not answer, a wrong community, a
+32-bit counter that wraps, a counter that resets, an agent that restarts and
+an agent without 64-bit counters.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from otto.errors import ConnectError
+from otto.lab import Lab as OttoLab
+from otto.monitor import Collector
+from otto.monitor.snmp import SnmpProbe
+from otto.periodic import FakeClock
+from otto.transports.snmp import SnmpSettings
+from tests.integration.test_cli import StartMonitor, next_round, start_monitor
+from tests.lab import Lab
+from tests.lab.snmp import Counters, SnmpAgent, SnmpLab, snmpd_missing
+
+pytestmark = pytest.mark.integration
+
+__all__ = ["start_monitor"]  # the fixture, used by the CLI test below
+
+CORE = ("mem.total_bytes", "mem.used_bytes", "mem.percent", "load.1m", "disk.used_percent")
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def snmp(lab: Lab) -> AsyncIterator[SnmpLab]:
+    missing = snmpd_missing()
+    if missing:
+        pytest.skip(missing)
+    async with SnmpLab(lab) as agents:
+        yield agents
+
+
+def settings(agent: SnmpAgent, **more: object) -> SnmpSettings:
+    given: dict[str, object] = {"community": agent.community, "port": agent.port}
+    given.update(more)
+    return SnmpSettings(**given)  # type: ignore[arg-type]
+
+
+def lab_file(tmp_path: Path, hosts: list[dict[str, object]]) -> Path:
+    path = tmp_path / "lab.json"
+    path.write_text(json.dumps({"hosts": hosts}))
+    return path
+
+
+async def test_a_device_with_no_shell_is_monitored_over_snmp(snmp: SnmpLab, tmp_path: Path) -> None:
+    agent = await snmp.agent("ssh2")
+    path = lab_file(
+        tmp_path,
+        [
+            {
+                "name": "switch1",
+                "term": "none",
+                "address": agent.address,
+                "snmp": {"community": "public", "port": agent.port, "version": "2c"},
+            }
+        ],
+    )
+    lab = OttoLab.load(path)
+    device = lab.host("switch1")
+    assert "public" not in repr(lab.specs) and "public" not in repr(device.snmp)
+    with pytest.raises(ConnectError, match=r"switch1: .*no shell"):
+        await device.run("true")
+    with pytest.raises(ConnectError, match=r"switch1: .*no shell"):
+        await device.oneshot("true")
+    with pytest.raises(ConnectError, match=r"switch1: .*no shell"):
+        await device.put(str(path), "/tmp")
+    async with Collector(lab.hosts(), interval=30.0) as collector:
+        first = (await collector.poll_round())["switch1"]
+        assert first.up, first.error
+        for metric in CORE:
+            assert metric in first.metrics, metric
+        assert 0 < first.metrics["mem.used_bytes"] < first.metrics["mem.total_bytes"]
+        second = (await collector.poll_round())["switch1"]  # rates need two readings
+        assert second.up, second.error
+        assert second.metrics["net.rx_bytes_per_s"] >= 0
+        assert any(m.startswith("net.rx_bytes_per_s[") for m in second.metrics)
+    await lab.close()
+
+
+async def test_a_host_with_a_shell_and_snmp_gets_both(
+    lab: Lab, snmp: SnmpLab, tmp_path: Path
+) -> None:
+    counters = Counters({7: ("snmp0", 1000, 2000)}, wide=True)
+    agent = await snmp.agent("ssh1", counters=counters)
+    ssh1 = lab.hosts["ssh1"]
+    path = lab_file(
+        tmp_path,
+        [
+            {
+                "name": "ssh1",
+                "address": ssh1.address,
+                "port": ssh1.port,
+                "user": ssh1.user,
+                "password": ssh1.password,
+                "known_hosts": str(lab.known_hosts),
+                "snmp": {"community": "public", "port": agent.port},
+            }
+        ],
+    )
+    otto_lab = OttoLab.load(path)
+    clock = FakeClock(start=1000.0)
+    collector = Collector(otto_lab.hosts(), interval=30.0, clock=clock)
+    try:
+        await collector.poll_round()
+        clock.advance(10.0)
+        counters.interfaces[7] = ("snmp0", 1000 + 5000, 2000 + 300)
+        counters.write()
+        result = (await collector.poll_round())["ssh1"]
+        assert result.up, result.error
+        # From the agent: the interface only it has, at the exact rate.
+        assert result.metrics["net.rx_bytes_per_s[snmp0]"] == pytest.approx(500.0)
+        assert result.metrics["net.tx_bytes_per_s[snmp0]"] == pytest.approx(30.0)
+        # From the shell: what only /proc gives.
+        assert "procs.total" in result.metrics
+    finally:
+        await collector.stop()
+        await otto_lab.close()
+
+
+async def poll(probe: SnmpProbe, clock: FakeClock, index: int, budget: float = 5.0) -> object:
+    return await probe.poll(index, clock.monotonic() + budget)
+
+
+async def test_a_32_bit_counter_that_wraps_gives_the_true_rate(snmp: SnmpLab) -> None:
+    counters = Counters({1: ("eth9", (1 << 32) - 1000, 10)})
+    agent = await snmp.agent("ssh1", counters=counters)
+    clock = FakeClock(start=50.0)
+    probe = SnmpProbe("dev", settings(agent), address=agent.address, clock=clock)
+    try:
+        first = await probe.poll(0, clock.monotonic() + 5)
+        assert first.up, first.error
+        clock.advance(10.0)
+        counters.interfaces[1] = ("eth9", 5000, 20)  # past 2**32: it wrapped
+        counters.write()
+        second = await probe.poll(1, clock.monotonic() + 5)
+        assert second.up, second.error
+        assert second.metrics["net.rx_bytes_per_s[eth9]"] == pytest.approx(600.0)
+        assert second.metrics["net.tx_bytes_per_s[eth9]"] == pytest.approx(1.0)
+        assert second.metrics["net.rx_bytes_per_s"] == pytest.approx(600.0)
+    finally:
+        await probe.close()
+
+
+async def test_a_counter_reset_gives_no_rate_never_a_negative_or_huge_one(
+    snmp: SnmpLab,
+) -> None:
+    counters = Counters({1: ("eth9", 3_000_000_000, 2_000_000_000)})
+    agent = await snmp.agent("ssh1", counters=counters)
+    clock = FakeClock(start=50.0)
+    probe = SnmpProbe("dev", settings(agent), address=agent.address, clock=clock)
+    try:
+        await probe.poll(0, clock.monotonic() + 5)
+        clock.advance(10.0)
+        counters.interfaces[1] = ("eth9", 1000, 2000)  # far down: a reset, not a wrap
+        counters.write()
+        second = await probe.poll(1, clock.monotonic() + 5)
+        assert second.up, second.error
+        assert "net.rx_bytes_per_s[eth9]" not in second.metrics
+        assert "net.tx_bytes_per_s[eth9]" not in second.metrics
+        assert all(v >= 0 for k, v in second.metrics.items() if k.startswith("net."))
+        clock.advance(10.0)
+        counters.interfaces[1] = ("eth9", 1000 + 700, 2000 + 70)
+        counters.write()
+        third = await probe.poll(2, clock.monotonic() + 5)
+        assert third.metrics["net.rx_bytes_per_s[eth9]"] == pytest.approx(70.0)
+        assert third.metrics["net.tx_bytes_per_s[eth9]"] == pytest.approx(7.0)
+    finally:
+        await probe.close()
+
+
+async def test_an_agent_restart_drops_the_rates_of_that_round(snmp: SnmpLab) -> None:
+    counters = Counters({1: ("eth9", 1_000_000, 1_000_000)}, wide=True)
+    agent = await snmp.agent("ssh1", counters=counters)
+    clock = FakeClock(start=50.0)
+    probe = SnmpProbe("dev", settings(agent), address=agent.address, clock=clock)
+    try:
+        await probe.poll(0, clock.monotonic() + 5)
+        # sysUpTime must have moved on before the restart for "went back" to show.
+        clock.advance(10.0)
+        counters.interfaces[1] = ("eth9", 1_000_500, 1_000_500)
+        counters.write()
+        before = await probe.poll(1, clock.monotonic() + 5)
+        assert before.metrics["net.rx_bytes_per_s[eth9]"] == pytest.approx(50.0)
+        await agent.restart()
+        clock.advance(10.0)
+        # The counters look as if they grew; the agent's clock says it restarted.
+        counters.interfaces[1] = ("eth9", 9_000_000, 9_000_000)
+        counters.write()
+        after = await probe.poll(2, clock.monotonic() + 5)
+        assert after.up, after.error
+        assert "net.rx_bytes_per_s[eth9]" not in after.metrics
+        assert "mem.total_bytes" in after.metrics
+    finally:
+        await probe.close()
+
+
+async def test_an_agent_without_64_bit_counters_is_read_through_the_32_bit_ones(
+    snmp: SnmpLab,
+) -> None:
+    counters = Counters({3: ("old0", 100, 100)}, wide=False)
+    agent = await snmp.agent("ssh1", counters=counters)
+    clock = FakeClock(start=50.0)
+    probe = SnmpProbe("dev", settings(agent), address=agent.address, clock=clock)
+    try:
+        await probe.poll(0, clock.monotonic() + 5)
+        clock.advance(4.0)
+        counters.interfaces[3] = ("old0", 500, 300)
+        counters.write()
+        second = await probe.poll(1, clock.monotonic() + 5)
+        assert second.metrics["net.rx_bytes_per_s[old0]"] == pytest.approx(100.0)
+        assert second.metrics["net.tx_bytes_per_s[old0]"] == pytest.approx(50.0)
+    finally:
+        await probe.close()
+
+
+async def test_an_agent_that_does_not_answer_is_down_by_the_deadline(snmp: SnmpLab) -> None:
+    agent = await snmp.agent("ssh2")
+    device_settings = settings(agent, timeout=0.2, retries=5)
+    from otto.hosts.device import DeviceHost
+
+    device = DeviceHost(agent.address, name="silent", snmp=device_settings)
+    async with Collector([device], interval=1.0) as collector:
+        first = await collector.poll_round()
+        assert first["silent"].up, first["silent"].error
+        agent.freeze()
+        try:
+            result = (await collector.poll_round())["silent"]
+        finally:
+            agent.thaw()
+        assert not result.up
+        # The probe's own report (not the collector cutting it off at the deadline):
+        # the host, the agent's address and what was asked.
+        assert result.error.startswith("silent: SNMP v2c at udp:")
+        assert f"{agent.address}:{agent.port}" in result.error
+        assert "no answer to GET" in result.error
+        back = (await collector.poll_round())["silent"]
+        assert back.up, back.error
+
+
+async def test_a_wrong_community_is_a_clear_error(snmp: SnmpLab) -> None:
+    agent = await snmp.agent("ssh2", community="right-one")
+    clock = FakeClock(start=50.0)
+    probe = SnmpProbe(
+        "dev",
+        SnmpSettings(community="wrong-one", port=agent.port, timeout=0.2, retries=0),
+        address=agent.address,
+        clock=clock,
+    )
+    try:
+        result = await probe.poll(0, clock.monotonic() + 1.0)
+        assert not result.up
+        assert result.error.startswith(f"dev: SNMP v2c at udp:{agent.address}:{agent.port}")
+        assert "community" in result.error
+        assert "wrong-one" not in result.error
+    finally:
+        await probe.close()
+
+
+async def test_snmp_v3_with_authentication_and_privacy(snmp: SnmpLab) -> None:
+    agent = await snmp.agent("ssh2", v3=("otto", "auth-pass-1", "priv-pass-1"))
+    clock = FakeClock(start=50.0)
+    good = SnmpSettings(
+        version="3", user="otto", auth_key="auth-pass-1", priv_key="priv-pass-1", port=agent.port
+    )
+    probe = SnmpProbe("v3dev", good, address=agent.address, clock=clock)
+    bad = SnmpProbe(
+        "v3bad",
+        SnmpSettings(
+            version="3",
+            user="otto",
+            auth_key="not-the-pass",
+            priv_key="priv-pass-1",
+            port=agent.port,
+            timeout=0.3,
+            retries=0,
+        ),
+        address=agent.address,
+        clock=clock,
+    )
+    try:
+        result = await probe.poll(0, clock.monotonic() + 5)
+        assert result.up, result.error
+        assert "mem.total_bytes" in result.metrics
+        refused = await bad.poll(0, clock.monotonic() + 2)
+        assert not refused.up
+        assert refused.error.startswith("v3bad: SNMP v3 user 'otto' authPriv at udp:")
+        assert "not-the-pass" not in refused.error
+    finally:
+        await probe.close()
+        await bad.close()
+
+
+async def test_otto_monitor_watches_a_device_with_no_shell(
+    snmp: SnmpLab, start_monitor: StartMonitor, tmp_path: Path
+) -> None:
+    agent = await snmp.agent("ssh2")
+    path = lab_file(
+        tmp_path,
+        [
+            {
+                "name": "pdu1",
+                "term": "none",
+                "address": agent.address,
+                "snmp": {"community": "public", "port": agent.port},
+            }
+        ],
+    )
+    monitor = start_monitor("--lab", str(path))
+    assert b"watching pdu1" in monitor.output
+    first = next_round(monitor.port)
+    hosts = first["hosts"]
+    assert isinstance(hosts, dict)
+    assert hosts["pdu1"]["up"] is True, hosts["pdu1"]
+    assert "mem.total_bytes" in hosts["pdu1"]["metrics"]
+    # The other process's blocking reads: the agents are processes of their own.
+    assert monitor.stop() == 0, monitor.output.decode(errors="replace")
