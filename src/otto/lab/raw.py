@@ -24,6 +24,7 @@ HOST_FIELDS = (
     "console_protocol",
     "baud",
     "console_log",
+    "snmp",
 )
 NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 """What a host name may be: letters, digits, ``_ . -``."""

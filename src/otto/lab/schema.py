@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from otto.lab.raw import HOST_FIELDS, NAME_RE
+from otto.transports.snmp import SNMP_AUTH_PROTOCOLS, SNMP_PRIV_PROTOCOLS
 
 __all__ = [
     "FIELDS",
@@ -28,7 +29,7 @@ __all__ = [
     "not_used_message",
 ]
 
-TERMS = ("ssh", "telnet", "local", "console", "serial")
+TERMS = ("ssh", "telnet", "local", "console", "serial", "none")
 _REMOTE = ("ssh", "telnet", "console", "serial")
 _SHELLS = ("ssh", "telnet")
 
@@ -66,7 +67,8 @@ FIELDS: dict[str, FieldRule] = {
         },
     ),
     "term": FieldRule(
-        "How otto reaches the host's shell (default 'ssh').",
+        "How otto reaches the host's shell (default 'ssh'; 'none': a device with no "
+        "shell, read over SNMP).",
         {
             "enum": list(TERMS),
             "_error": "must be one of " + ", ".join(repr(t) for t in TERMS),
@@ -75,8 +77,8 @@ FIELDS: dict[str, FieldRule] = {
     "address": FieldRule(
         "Host name or IP address (console: HOST:PORT; serial: the device).",
         _string(),
-        terms=_REMOTE,
-        required_for=_REMOTE,
+        terms=(*_REMOTE, "none"),
+        required_for=(*_REMOTE, "none"),
     ),
     "user": FieldRule("The login user.", _string(), terms=_REMOTE, required_for=_SHELLS),
     "password": FieldRule(
@@ -157,6 +159,46 @@ FIELDS: dict[str, FieldRule] = {
         "A file that records everything the console prints.",
         _string("must be a file path"),
         terms=("console", "serial"),
+    ),
+    "snmp": FieldRule(
+        "Read the host's metrics from its SNMP agent too (term 'none': only): "
+        "'community' (v1/v2c), 'port' (161), 'version' ('2c'), 'address' (the "
+        "host's), v3 'user', 'auth_key', 'priv_key', 'auth_protocol', 'priv_protocol', "
+        "'timeout' (s), 'retries'.",
+        {
+            "type": "object",
+            "properties": {
+                "community": _string(),
+                "port": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": 65535,
+                    "_error": "must be a port number 1-65535",
+                },
+                "version": {"enum": ["1", "2c", "3"], "_error": "must be '1', '2c' or '3'"},
+                "address": _string(),
+                "user": _string(),
+                "auth_key": _string(),
+                "priv_key": _string(),
+                "auth_protocol": {
+                    "enum": list(SNMP_AUTH_PROTOCOLS),
+                    "_error": "must be one of " + ", ".join(SNMP_AUTH_PROTOCOLS),
+                },
+                "priv_protocol": {
+                    "enum": list(SNMP_PRIV_PROTOCOLS),
+                    "_error": "must be one of " + ", ".join(SNMP_PRIV_PROTOCOLS),
+                },
+                "timeout": {
+                    "type": "number",
+                    "exclusiveMinimum": 0,
+                    "_error": "must be a positive number of seconds",
+                },
+                "retries": {"type": "integer", "minimum": 0, "_error": "must be 0 or more"},
+            },
+            "additionalProperties": False,
+            "_error": "must be an object such as {\"community\": ..., \"version\": \"2c\"}",
+        },
+        secret=True,
     ),
 }
 
