@@ -6,13 +6,17 @@ import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from otto.lab import Lab
-    from otto.monitor.web import DashboardServer
+    from otto.monitor.access import Serving
+    from otto.monitor.collector import Collector
+    from otto.monitor.logwatch import WatchSpec
+    from otto.monitor.probe import CostTally
+    from otto.monitor.web import DashboardServer, DashboardSource
 
 __all__ = ["run_monitor"]
 
@@ -49,6 +53,26 @@ def _say(message: str) -> None:
     sys.stdout.flush()
 
 
+def _dashboard(source: DashboardSource, port: int, serving: Serving | None) -> DashboardServer:
+    """The dashboard server on ``serving``'s address, with its token and TLS files."""
+    from otto.cli.exits import fail
+    from otto.monitor.access import Serving
+    from otto.monitor.web import DashboardServer
+
+    serving = serving or Serving()
+    try:
+        return DashboardServer(
+            source,
+            host=serving.bind,
+            port=port,
+            token=serving.token,
+            tls_cert=serving.tls_cert,
+            tls_key=serving.tls_key,
+        )
+    except ValueError as exc:
+        fail(str(exc), code=1)
+
+
 async def _serve(
     lab: Lab,
     names: Sequence[str],
@@ -57,26 +81,50 @@ async def _serve(
     db: Path | None,
     file: Path | None,
     port: int,
+    serving: Serving | None = None,
+    label: str | None = None,
+    note: str | None = None,
+    run: str | None = None,
+    watches: Sequence[WatchSpec] = (),
+    df_every: int | None = None,
 ) -> int:
     with _stop_on_signals() as stop:
         if file is not None:
-            return await _replay(file, port, stop)
-        return await _collect(lab, names, interval=interval, db=db, port=port, stop=stop)
+            return await _replay(file, port, stop, run=run, serving=serving)
+        return await _collect(
+            lab,
+            names,
+            interval=interval,
+            db=db,
+            port=port,
+            serving=serving,
+            stop=stop,
+            label=label,
+            note=note,
+            watches=watches,
+            df_every=df_every,
+        )
 
 
-async def _replay(file: Path, port: int, stop: asyncio.Event) -> int:
+async def _replay(
+    file: Path,
+    port: int,
+    stop: asyncio.Event,
+    *,
+    run: str | None = None,
+    serving: Serving | None = None,
+) -> int:
     from otto.cli.exits import fail
     from otto.monitor.replay import Replay
     from otto.monitor.store import StoreError
-    from otto.monitor.web import DashboardServer
 
     try:
-        replay = Replay.from_file(file)
+        replay = await asyncio.to_thread(Replay.from_file, file, run=run)
     except (OSError, ValueError, StoreError) as exc:
         fail(f"cannot replay {file}: {exc}", code=1)
-    async with DashboardServer(replay, port=port) as server:
-        _say(f"otto monitor: replaying {file}")
-        _say(f"dashboard: {server.url}  (Ctrl-C to stop)")
+    async with _dashboard(replay, port, serving) as server:
+        _say(f"otto monitor: replaying run {replay.run.name} of {file}")
+        _say(f"dashboard: {server.link}  (Ctrl-C to stop)")
         await _until_stopped(stop, server)
     return 0
 
@@ -88,23 +136,87 @@ async def _collect(
     interval: float,
     db: Path | None,
     port: int,
+    serving: Serving | None = None,
     stop: asyncio.Event,
+    label: str | None = None,
+    note: str | None = None,
+    watches: Sequence[WatchSpec] = (),
+    df_every: int | None = None,
 ) -> int:
+    from otto.cli.exits import fail
     from otto.monitor.collector import Collector
-    from otto.monitor.web import DashboardServer
+    from otto.monitor.shell_probe import DF_EVERY
 
-    collector = Collector([lab.host(n) for n in names], interval=interval, db=db)
+    collector = Collector(
+        [lab.host(n) for n in names],
+        interval=interval,
+        db=db,
+        label=label,
+        note=note,
+        df_every=DF_EVERY if df_every is None else df_every,
+    )
+    for spec in watches:
+        try:
+            collector.watch_log(lab.host(spec.host), spec.path, spec.pattern)
+        except ValueError as exc:
+            await lab.close()
+            fail(f"--watch {spec.host}:{spec.path}: {exc}")
     try:
         await collector.start()
-        async with DashboardServer(collector, port=port) as server:
-            stored = f", storing in {db}" if db is not None else ""
+        async with _dashboard(collector, port, serving) as server:
+            run = collector.run
+            stored = f", storing run {run.name} in {db}" if run is not None else ""
             _say(f"otto monitor: watching {', '.join(names)} every {interval:g}s{stored}")
-            _say(f"dashboard: {server.url}  (Ctrl-C to stop)")
-            await _until_stopped(stop, server)
+            for watch in collector.log_watches:
+                _say(f"following {watch.host_name}:{watch.path} for {watch.pattern!r}")
+            _say(f"dashboard: {server.link}  (Ctrl-C to stop)")
+            async with asyncio.TaskGroup() as tasks:
+                costs = tasks.create_task(_report_costs(collector))
+                await _until_stopped(stop, server)
+                costs.cancel()
     finally:
         await collector.stop()
         await lab.close()
     return 0
+
+
+COST_REPORT_SECONDS = 60.0
+"""How often ``otto monitor`` prints what its rounds cost (and once after the first round)."""
+
+
+def cost_lines(costs: Mapping[str, CostTally], since: Mapping[str, CostTally]) -> list[str]:
+    """One line per host: its rounds' mean duration, bytes and processes since ``since``."""
+    lines = []
+    for name, tally in costs.items():
+        earlier = since.get(name)
+        window = tally if earlier is None else tally.since(earlier)
+        if window.rounds == 0:
+            lines.append(f"cost {name}: no answered round")
+            continue
+        per = f"{window.seconds / window.rounds * 1e3:.1f} ms, "
+        per += f"{window.received / window.rounds / 1e3:.1f} kB"
+        if window.counted:
+            per += f", {window.processes / window.counted:.2g} processes started"
+            per += f" (most in one round: {tally.most_processes})"
+        lines.append(f"cost {name}: {window.rounds} rounds, per round {per}")
+    return lines
+
+
+async def _report_costs(collector: Collector) -> None:
+    """Print what the rounds cost the hosts: after the first round, then every minute."""
+    loop = asyncio.get_running_loop()
+    since: dict[str, CostTally] = {}
+    printed: float | None = None
+    async for update in collector.subscribe():
+        if update.get("type") != "round":
+            continue
+        now = loop.time()
+        if printed is not None and now - printed < COST_REPORT_SECONDS:
+            continue
+        costs = collector.round_costs()
+        for line in cost_lines(costs, since):
+            _say(line)
+        since, printed = costs, now
 
 
 def run_monitor(
@@ -115,6 +227,84 @@ def run_monitor(
     db: Path | None,
     file: Path | None,
     port: int,
+    serving: Serving | None = None,
+    label: str | None = None,
+    note: str | None = None,
+    run: str | None = None,
+    watches: Sequence[WatchSpec] = (),
+    df_every: int | None = None,
 ) -> int:
-    """Collect from ``names`` (or replay ``file``) and serve the dashboard until stopped."""
-    return asyncio.run(_serve(lab, names, interval=interval, db=db, file=file, port=port))
+    """Collect from ``names`` (or replay ``file``) and serve the dashboard until stopped.
+
+    Args:
+        label, note: name the run that collecting appends to ``db``.
+        run: the run of ``file`` to replay (an id or a label); the latest by default.
+        watches: logs whose matching new lines become events (``--watch``).
+        df_every: run ``df`` on every this many rounds only (None: the default).
+    """
+    return asyncio.run(
+        _serve(
+            lab,
+            names,
+            interval=interval,
+            db=db,
+            file=file,
+            port=port,
+            serving=serving,
+            label=label,
+            note=note,
+            run=run,
+            watches=watches,
+            df_every=df_every,
+        )
+    )
+
+
+def list_runs(path: Path) -> int:
+    """Print the runs of a metric database or JSON export, one a line; 0, or 1 on error."""
+    from otto.cli.exits import fail
+    from otto.monitor.replay import list_runs as read_runs
+    from otto.monitor.store import StoreError
+
+    try:
+        runs = read_runs(path)
+    except (OSError, ValueError, StoreError) as exc:
+        fail(f"cannot list the runs of {path}: {exc}", code=1)
+    if not runs:
+        _say(f"{path}: no runs yet")
+        return 0
+    rows = [("RUN", "LABEL", "STARTED", "ENDED", "ROUNDS", "HOSTS", "NOTE")]
+    for r in runs:
+        if r.ended is not None:
+            ended = _when(r.ended)
+        elif r.last is not None:
+            ended = f"not ended (last round {_when(r.last)})"
+        else:
+            ended = "not ended"
+        rows.append(
+            (
+                str(r.id),
+                _printable(r.label or "-"),
+                _when(r.started),
+                ended,
+                str(r.rounds),
+                _printable(", ".join(r.hosts)) or "-",
+                _printable(r.note or ""),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        _say("  ".join([*cells, row[-1]]).rstrip())
+    return 0
+
+
+def _when(t: float) -> str:
+    import datetime
+
+    return datetime.datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _printable(text: str) -> str:
+    # A label or note comes from whoever wrote the file: no terminal escapes from it.
+    return "".join(c if c.isprintable() else "?" for c in text)
