@@ -19,6 +19,7 @@ import asyncio
 import concurrent.futures
 import json
 import logging
+import re
 import secrets
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
@@ -29,9 +30,18 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from otto.loop import cancel_and_wait
+from otto.monitor.logwatch import (
+    DEFAULT_BURST,
+    DEFAULT_RATE,
+    DEFAULT_SUMMARY_INTERVAL,
+    LINE_CAP,
+    LogWatch,
+    WatchHost,
+)
 from otto.monitor.parsers import DEFAULT_PARSERS, MetricParser
 from otto.monitor.probe import CostTally, HostRound, Probe, RoundCost
 from otto.monitor.shell_probe import DF_EVERY, ShellProbe, join_commands, split_output
+from otto.monitor.snmp import SnmpProbe
 from otto.monitor.source import DashboardSource, build_snapshot, split_finite
 from otto.monitor.replay import Replay, list_runs
 from otto.monitor.store import (
@@ -45,6 +55,7 @@ from otto.monitor.store import (
 )
 from otto.monitor.subscription import Subscribers
 from otto.periodic import Clock, HostLike, SystemClock, next_tick, to_seconds
+from otto.transports.snmp import SnmpSettings
 
 __all__ = [
     "Collector",
@@ -94,17 +105,35 @@ class MonitorTarget:
     def probes(
         self, *, separator: str, session_name: str, clock: Clock, df_every: int = DF_EVERY
     ) -> list[Probe]:
-        """The probes that read this host each round (``df_every``: the collector's)."""
-        return [
-            ShellProbe(
-                self.host,
-                self.commands(),
-                separator=separator,
-                session_name=session_name,
-                clock=clock,
-                df_every=self.df_every if self.df_every is not None else df_every,
+        """The probes that read this host each round (``df_every``: the collector's).
+
+        A host with a shell is read through it; one with ``snmp`` settings (see
+        ``otto.monitor.snmp``) from its agent too, or only, if it has no shell;
+        where both give a metric, the shell's value is kept.
+
+        Raises:
+            ValueError: the host has neither a shell nor SNMP settings.
+        """
+        probes: list[Probe] = []
+        # SNMP first: where both give a metric, the shell's (read last) is kept.
+        snmp: SnmpSettings | None = getattr(self.host, "snmp", None)
+        if snmp is not None:
+            address = getattr(self.host, "address", None) or "127.0.0.1"
+            probes.append(SnmpProbe(self.host.name, snmp, address=address, clock=clock))
+        if getattr(self.host, "has_shell", True):
+            probes.append(
+                ShellProbe(
+                    self.host,
+                    self.commands(),
+                    separator=separator,
+                    session_name=session_name,
+                    clock=clock,
+                    df_every=self.df_every if self.df_every is not None else df_every,
+                )
             )
-        ]
+        if not probes:
+            raise ValueError(f"{self.host.name}: has no shell and no 'snmp': nothing to monitor")
+        return probes
 
 
 # --- per-host state ----------------------------------------------------------------------
@@ -226,6 +255,7 @@ class Collector:
         self._rounds_run = 0
         self._rounds_skipped = 0
         self._last_duration: float | None = None
+        self._watches: list[LogWatch] = []
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -306,6 +336,8 @@ class Collector:
                 raise
         self._subscribers.restart()
         self._task = asyncio.get_running_loop().create_task(self._schedule(), name="otto monitor")
+        for watch in self._watches:
+            watch.start()
 
     async def stop(self) -> None:
         """Stop the rounds, close the sessions, finish writing and close the store."""
@@ -314,6 +346,8 @@ class Collector:
             await cancel_and_wait(task)
         elif task is not None and not task.cancelled() and task.exception() is not None:
             logger.error("the collector's schedule had crashed", exc_info=task.exception())
+        # Before the store closes: a watch's last summary event is written too.
+        await asyncio.gather(*(w.stop() for w in self._watches))
         await asyncio.gather(*(self._close_probes(t) for t in self._tracks.values()))
         if self._writes:
             await asyncio.gather(*self._writes, return_exceptions=True)
@@ -389,7 +423,86 @@ class Collector:
         self, label: str, color: str | None = None, end: float | None = None
     ) -> dict[str, object]:
         """Put an annotation on the timeline now (``end``: unix seconds) and return it."""
-        event = Event(self._next_event_id, self._clock.time(), label, color, end)
+        return self._record_event(label, color=color, end=end)
+
+    def watch_log(
+        self,
+        host: WatchHost | str,
+        path: str,
+        pattern: str | re.Pattern[str],
+        *,
+        label: str | None = None,
+        rate: float = DEFAULT_RATE,
+        burst: int = DEFAULT_BURST,
+        summary_interval: float = DEFAULT_SUMMARY_INTERVAL,
+        line_cap: int = LINE_CAP,
+    ) -> LogWatch:
+        """Put each new line of ``path`` on ``host`` that ``pattern`` matches on the timeline.
+
+        Each match becomes an event with the host and the line (``label`` as
+        its label; default ``"FILE ~ PATTERN"``). The watch follows the file
+        from now on, while the collector runs (it starts with ``start``, or at
+        once if the collector runs already, and ends with ``stop``), on a
+        session of its own: rotation, truncation, reconnects, the rate limit
+        (``rate``, ``burst``, ``summary_interval``) and long lines (``line_cap``)
+        are as ``otto.monitor.logwatch`` says.
+
+        Args:
+            host: a host object, or the name of a monitored host.
+            path: the file on the host (any name: it is quoted for the shell).
+            pattern: a Python regular expression, searched in each line.
+            label: the events' label.
+
+        Returns:
+            The watch (its counters: ``matched``, ``suppressed``, ``restarts``).
+
+        Raises:
+            KeyError: ``host`` names no monitored host.
+            ValueError: a bad pattern, path or limit, a host that cannot open a
+                session of its own, or one with a single stream (a console).
+        """
+        found = self._track(host).target.host if isinstance(host, str) else host
+        if not isinstance(found, WatchHost):
+            raise ValueError(f"{found.name}: cannot open a session of its own for a log watch")
+        watch_host = found
+
+        def emit(event_label: str, line: str) -> None:
+            self._record_event(event_label, host=watch_host.name, line=line)
+
+        watch = LogWatch(
+            watch_host,
+            path,
+            pattern,
+            emit=emit,
+            label=label,
+            clock=self._clock,
+            rate=rate,
+            burst=burst,
+            summary_interval=summary_interval,
+            line_cap=line_cap,
+        )
+        self._watches.append(watch)
+        if self.running:
+            watch.start()
+        return watch
+
+    @property
+    def log_watches(self) -> list[LogWatch]:
+        """The watches ``watch_log`` made, in order."""
+        return list(self._watches)
+
+    def _record_event(
+        self,
+        label: str,
+        *,
+        color: str | None = None,
+        end: float | None = None,
+        host: str | None = None,
+        line: str | None = None,
+    ) -> dict[str, object]:
+        event = Event(
+            self._next_event_id, self._clock.time(), label, color, end, host=host, line=line
+        )
         self._next_event_id += 1
         self._events.append(event)
         if self._store is not None:
