@@ -453,6 +453,43 @@ def test_test_with_a_collection_error_fails(
     assert listener.accepted() == 0
 
 
+# --- reservations -------------------------------------------------------------------------
+
+
+def test_a_host_reserved_by_someone_else_makes_the_plan_invalid(
+    dry_lab: Path, listener: Listener, tmp_path: Path
+) -> None:
+    lab = ("--lab", str(dry_lab))
+    alice = clean_env(tmp_path, OTTO_USER="alice")
+    held = otto(*lab, "reserve", "gw", "--for", "1h", "--note", "flashing", env=alice)
+    assert held.returncode == 0, held.stdout + held.stderr
+    me = clean_env(tmp_path)
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    (suite / "test_gw.py").write_text("def test_gw(hosts):\n    pass\n")
+    for args in (
+        ["host", "gw,bastion", "run", "reflash"],
+        ["host", "gw", "put", str(dry_lab), "/tmp"],
+        ["run", "deploy"],
+        ["test", "suite"],
+    ):
+        proc = otto("-n", *lab, *args, env=me, cwd=tmp_path)
+        assert proc.returncode == 3, (args, proc.stdout + proc.stderr)
+        assert "gw: reserved by alice" in proc.stderr, args
+        assert "would run: reflash" not in proc.stdout
+    # Alice's own dry run is fine and says the host is hers.
+    proc = otto("-n", *lab, "host", "gw", "run", "reflash", env=alice)
+    assert proc.returncode == 0, proc.stderr
+    assert "gw: reserved by you until" in proc.stdout
+    # --force: the plan is valid, and says whose reservation it would override.
+    proc = otto("-n", "--force", *lab, "host", "gw,bastion", "run", "reflash", env=me)
+    assert proc.returncode == 0, proc.stderr
+    assert "gw: --force would override the reservation of alice" in proc.stderr
+    assert "bastion: not reserved\n" in proc.stdout
+    assert "[gw] would run: reflash  (timeout 30s)\n" in proc.stdout
+    assert listener.accepted() == 0
+
+
 # --- the real SSH lab: the plan matches what a real run does ---------------------------------
 
 
