@@ -8,7 +8,9 @@ import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from otto import LocalHost
@@ -75,6 +77,42 @@ def by_host(result: list[dict[str, object]]) -> dict[str, list[float]]:
     return found
 
 
+def check_conventions(text: str, hosts: set[str]) -> None:
+    """Prometheus's naming conventions, on what a live collector over real hosts exports."""
+    families = list(text_string_to_metric_families(text))
+    kinds = {family.name: family.type for family in families}
+    for family in families:
+        assert family.documentation and "otto metric" not in family.documentation, family.name
+        assert "percent" not in family.name, family.name  # shares are ratios
+        assert family.type in {"gauge", "counter"}, family.name
+        for sample in family.samples:
+            assert all(sample.labels.values()), sample  # no empty label values
+            if family.type == "gauge":
+                assert not sample.name.endswith("_total"), sample.name
+            if family.name.endswith("_ratio"):
+                assert 0.0 <= sample.value <= 1.0, sample
+    for name in (
+        "otto_cpu_seconds",
+        "otto_network_receive_bytes",
+        "otto_network_transmit_bytes",
+        "otto_rounds",
+    ):
+        assert kinds.get(name) == "counter", (name, sorted(kinds))
+    for name in ("otto_cpu_busy_ratio", "otto_memory_used_bytes", "otto_load1"):
+        assert kinds.get(name) == "gauge", (name, sorted(kinds))
+    labelled = {
+        (family.name, label)
+        for family in families
+        for sample in family.samples
+        for label in sample.labels
+    }
+    assert ("otto_cpu_seconds", "cpu") in labelled and ("otto_cpu_seconds", "mode") in labelled
+    assert ("otto_network_receive_bytes", "interface") in labelled
+    assert ("otto_filesystem_used_ratio", "mountpoint") in labelled
+    up = next(f for f in families if f.name == "otto_host_up")
+    assert {s.labels["host"] for s in up.samples} == hosts
+
+
 async def test_prometheus_scrapes_otto_and_rate_answers(lab: Lab, tmp_path: Path) -> None:
     hosts = [remote_host(lab, "ssh1"), remote_host(lab, "ssh2"), LocalHost(name="local0")]
     names = {"ssh1", "ssh2", "local0"}
@@ -126,10 +164,13 @@ async def test_prometheus_scrapes_otto_and_rate_answers(lab: Lab, tmp_path: Path
                     up = await prometheus.query('otto_host_up{job="otto"}')
                     refused = await prometheus.query('up{job="otto_wrong_token"}')
                     targets = await prometheus.targets()
+                    async with httpx.AsyncClient(timeout=WAIT) as http:
+                        exposition = (await http.get(f"http://127.0.0.1:{plain.port}/metrics")).text
     finally:
         for host in hosts:
             await host.close()
 
+    check_conventions(exposition, names)
     rates = by_host(received)
     assert set(rates) == names, received
     assert all(math.isfinite(v) and v >= 0 for values in rates.values() for v in values)
