@@ -251,7 +251,7 @@ async def test_reserve_holds_renews_and_releases(
         return grant
 
     monkeypatch.setattr(store, "renew", watched_renew)
-    async with otto.reserve("web", duration=0.6, note="flash", lab=lab, store=store) as hosts:
+    async with otto.reserve("web", duration=3, note="flash", lab=lab, store=store) as hosts:
         assert [h.name for h in hosts] == ["web1", "web2"]
         first = {x.host: x.until for x in await store.leases()}
         assert set(first) == {"web1", "web2"}

@@ -153,35 +153,55 @@ class SQLiteStore(ReservationStore):
         return self._fail("cannot open it", exc)
 
     def _prepare(self, conn: sqlite3.Connection) -> None:
-        """Check that the file is otto's store, and create the table in a new file."""
+        """Check that the file is otto's store, and create the table in a new file.
+
+        Nothing is written to a file that holds anything else.
+        """
         try:
-            (app_id,) = conn.execute("PRAGMA application_id").fetchone()
+            state = self._state(conn)
         except sqlite3.DatabaseError as exc:
             raise ReservationStoreError(
                 f"reservation store {self.path}: not a readable SQLite database "
                 f"({_reason(exc)}); the file is left as it is: move it away to start afresh"
             ) from None
-        if app_id == APPLICATION_ID:
+        if state == "otto":
             return
         try:
-            (tables,) = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-            if app_id != 0 or tables:
-                raise ReservationStoreError(
-                    f"reservation store {self.path}: a SQLite database, but not otto's "
-                    "reservation store; the file is left as it is"
-                )
             # WAL lets the check before an action read while another process writes.
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.execute(_SCHEMA)
-                conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+                # Again under the write lock: another process may have just made it.
+                if self._state(conn) == "empty":
+                    conn.execute(_SCHEMA)
+                    conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
             raise self._cannot_open(exc) from None
+
+    def _state(self, conn: sqlite3.Connection) -> str:
+        """``otto`` (the store), ``empty`` (a new file); raises for anything else."""
+        # One read transaction: the store's table and mark are made in one, too.
+        outer = conn.in_transaction
+        if not outer:
+            conn.execute("BEGIN")
+        try:
+            (app_id,) = conn.execute("PRAGMA application_id").fetchone()
+            (tables,) = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        finally:
+            if not outer:
+                conn.execute("COMMIT")
+        if app_id == APPLICATION_ID:
+            return "otto"
+        if app_id == 0 and not tables:
+            return "empty"
+        raise ReservationStoreError(
+            f"reservation store {self.path}: a SQLite database, but not otto's "
+            "reservation store; the file is left as it is"
+        )
 
     # --- running statements ------------------------------------------------------------
 

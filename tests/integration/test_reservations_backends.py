@@ -1,0 +1,356 @@
+"""Reservations against real stores: a SQLite file and a throwaway PostgreSQL server.
+
+Races between real processes, holders killed with SIGKILL, clocks that lie,
+and a PostgreSQL server that stops or goes silent in the middle of a lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+import otto
+from otto.errors import LeaseLost, ReservedError
+from otto.lab import Lab
+from otto.reservations import open_store
+from otto.reservations.postgres import PostgresStore
+from tests.lab import postgres
+from tests.lab.reservations import ROOT, race_worker
+
+pytestmark = pytest.mark.integration
+
+WORKERS = 20
+ROUNDS = 100
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def pg() -> AsyncIterator[postgres.PostgresServer]:
+    """A PostgreSQL server for the whole session, in its own network namespace."""
+    problem = postgres.missing()
+    if problem:
+        pytest.skip(problem)
+    server = postgres.PostgresServer()
+    try:
+        await server.start()
+        yield server
+    finally:
+        server.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def pg_fault(pg: postgres.PostgresServer) -> AsyncIterator[postgres.PostgresServer]:
+    """The session's server, healed after the test (network back, running again)."""
+    try:
+        yield pg
+    finally:
+        await pg.heal()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store' / 'reservations.db'}"
+    server: postgres.PostgresServer = request.getfixturevalue("pg")
+    return server.url
+
+
+@pytest.fixture
+def names() -> Callable[[str], str]:
+    """Host names of this test only (the PostgreSQL store outlives a test)."""
+    tag = uuid.uuid4().hex[:8]
+    return lambda name: f"{name}-{tag}"
+
+
+@pytest.fixture
+def lab_env(tmp_path: Path, names: Callable[[str], str]) -> Iterator[tuple[Lab, dict[str, str]]]:
+    """A lab of two local hosts, and the environment a subprocess needs to use it."""
+    path = tmp_path / "lab.json"
+    hosts = [{"name": names("web1"), "term": "local"}, {"name": names("web2"), "term": "local"}]
+    path.write_text(json.dumps({"hosts": hosts}))
+    env = {
+        **os.environ,
+        "OTTO_LAB": str(path),
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")]),
+    }
+    env.pop("OTTO_RESERVATIONS", None)
+    env.pop("OTTO_USER", None)
+    yield Lab.load(path), env
+
+
+def run_otto(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """The ``otto`` command in a process of its own."""
+    return subprocess.run(
+        [sys.executable, "-m", "otto", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
+    """Wait until ``check()`` is true; fail naming ``what`` after ``timeout`` seconds."""
+    try:
+        async with asyncio.timeout(timeout):
+            # A lease ends in the store with no event to wait on: re-check the condition.
+            while not await check():  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        pytest.fail(f"not within {timeout:g}s: {what}")
+
+
+async def free(url: str, host: str) -> bool:
+    store = open_store(url)
+    try:
+        await store.reserve([host], holder="checker", claim=f"check-{host}", duration=600)
+    except ReservedError:
+        return False
+    finally:
+        await store.close()
+    return True
+
+
+async def leases(url: str, host: str) -> list[otto.reservations.Lease]:
+    store = open_store(url)
+    try:
+        return await store.leases([host])
+    finally:
+        await store.close()
+
+
+async def start_holder(
+    env: dict[str, str], host: str, seconds: float, url: str, shift: float | None = None
+) -> asyncio.subprocess.Process:
+    argv = [sys.executable, "-m", "tests.lab.reservations", "hold", host, str(seconds), url]
+    if shift is not None:
+        argv.append(str(shift))
+    proc = await asyncio.create_subprocess_exec(
+        *argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert proc.stdout is not None
+    try:
+        async with asyncio.timeout(30):
+            line = await proc.stdout.readline()
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        pytest.fail("the holder did not say 'held' in time")
+    if line.strip() != b"held":
+        assert proc.stderr is not None
+        err = await proc.stderr.read()
+        await proc.wait()
+        pytest.fail(f"the holder failed: {line!r} {err.decode()[-2000:]}")
+    return proc
+
+
+# --- races ----------------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(600)  # 100 rounds of 20 processes: long, and always run
+def test_twenty_processes_race_for_one_host(store_url: str, names: Callable[[str], str]) -> None:
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(WORKERS)
+    results = context.Queue()
+    prefix = names("race")
+    workers = [
+        context.Process(
+            target=race_worker, args=(store_url, i, prefix, ROUNDS, barrier, results), daemon=True
+        )
+        for i in range(WORKERS)
+    ]
+    for worker in workers:
+        worker.start()
+    try:
+        outcomes: dict[int, dict[int, object]] = {}
+        for _ in range(WORKERS * ROUNDS):
+            round_, index, outcome = results.get(timeout=120)
+            outcomes.setdefault(round_, {})[index] = outcome
+        for worker in workers:
+            worker.join(timeout=60)
+            assert worker.exitcode == 0
+    finally:
+        for worker in workers:
+            if worker.is_alive():
+                worker.kill()
+                worker.join()
+    errors = [o for by in outcomes.values() for o in by.values() if not isinstance(o, bool)]
+    assert errors == []
+    winners = {r: [i for i, won in by.items() if won] for r, by in outcomes.items()}
+    assert {r: len(w) for r, w in winners.items()} == dict.fromkeys(range(ROUNDS), 1)
+
+    async def holders() -> dict[str, str]:
+        store = open_store(store_url)
+        try:
+            return {x.host: x.holder for x in await store.leases()}
+        finally:
+            await store.close()
+
+    held = asyncio.run(holders())
+    for round_, (winner,) in winners.items():
+        assert held[f"{prefix}-{round_}"] == f"worker{winner}"
+
+
+# --- holders that die, clocks that lie ----------------------------------------------------------
+
+
+async def test_a_holder_killed_with_sigkill_frees_the_host(
+    store_url: str, lab_env: tuple[Lab, dict[str, str]], names: Callable[[str], str]
+) -> None:
+    _, env = lab_env
+    host, seconds = names("web1"), 3.0
+    holder = await start_holder(env, host, seconds, store_url)
+    try:
+        (lease,) = await leases(store_url, host)
+        assert lease.note == "held by a test"
+        assert lease.run.endswith(f":{holder.pid}")
+        holder.send_signal(signal.SIGKILL)
+        await holder.wait()
+        assert not await free(store_url, host)  # its lease still runs
+    finally:
+        if holder.returncode is None:
+            holder.kill()
+            await holder.wait()
+    await eventually(lambda: free(store_url, host), seconds + 10, f"{host} free after SIGKILL")
+    (taken,) = await leases(store_url, host)
+    assert taken.holder == "checker"
+    assert taken.since >= lease.until  # free only once the dead holder's lease had ended
+
+
+async def test_leases_use_the_store_clock_not_the_client(
+    store_url: str, lab_env: tuple[Lab, dict[str, str]], names: Callable[[str], str]
+) -> None:
+    """A holder whose time.time is a year ahead, then jumps two years back, holds right."""
+    _, env = lab_env
+    host, seconds = names("web1"), 3.0
+    year = 365 * 86400.0
+    before = datetime.now(UTC)
+    holder = await start_holder(env, host, seconds, store_url, shift=year)
+    try:
+        (first,) = await leases(store_url, host)
+        after = datetime.now(UTC)
+        assert before - timedelta(seconds=5) <= first.since <= after + timedelta(seconds=5)
+        assert first.until - first.since <= timedelta(seconds=seconds)
+
+        async def renewed() -> bool:
+            found = await leases(store_url, host)
+            return bool(found) and found[0].until > first.until
+
+        # Its clock jumped back two years once it held the host: it still renews.
+        await eventually(renewed, seconds * 3, f"{host} renewed by the holder")
+        (later,) = await leases(store_url, host)
+        assert later.until - datetime.now(UTC) <= timedelta(seconds=seconds + 5)
+    finally:
+        holder.kill()
+        await holder.wait()
+
+
+# --- PostgreSQL gone in the middle of a lease ----------------------------------------------
+
+
+async def _held_then(
+    pg: postgres.PostgresServer,
+    lab: Lab,
+    host: str,
+    fault: Callable[[], Awaitable[None]],
+) -> None:
+    seconds = 3.0
+    store = PostgresStore(pg.url, timeout=1.0)
+    try:
+        async with otto.reserve([host], duration=seconds, lab=lab, store=store) as hosts:
+            assert (await hosts[0].run("true")).is_ok
+            await fault()
+
+            async def refused() -> bool:
+                try:
+                    await hosts[0].run("true")
+                except LeaseLost as exc:
+                    text = str(exc)
+                    assert text.startswith(f"{host}: not acting on it")
+                    assert f"{pg.address}:{pg.port}" in text
+                    assert postgres.PASSWORD not in text
+                    return True
+                return False
+
+            await eventually(refused, seconds + 10, f"{host} refusing once its lease is lost")
+            with pytest.raises(LeaseLost):
+                await hosts[0].put([], "/tmp")
+    finally:
+        await store.close()
+        await lab.close()
+
+
+async def test_postgres_stopped_mid_lease(
+    pg_fault: postgres.PostgresServer, lab_env: tuple[Lab, dict[str, str]]
+) -> None:
+    lab, env = lab_env
+    host = lab.names[0]
+    await _held_then(pg_fault, lab, host, pg_fault.stop)
+    result = await asyncio.to_thread(
+        run_otto,
+        {**env, "OTTO_RESERVATIONS": pg_fault.url},
+        "host",
+        host,
+        "run",
+        "echo should-not-run",
+    )
+    assert result.returncode not in (0, 3)
+    assert "should-not-run" not in result.stdout
+    masked = pg_fault.url.replace(postgres.PASSWORD, "***")
+    assert f"reservation store {masked} is unreachable" in result.stderr
+    assert postgres.PASSWORD not in result.stderr
+    await pg_fault.start()
+    # Back again: the lease that was lost stays lost; the host is free for others.
+    assert await free(pg_fault.url, host)
+
+
+async def test_postgres_network_cut_mid_lease(
+    pg_fault: postgres.PostgresServer, lab_env: tuple[Lab, dict[str, str]]
+) -> None:
+    if not pg_fault.uses_netns:
+        pytest.skip("cutting the network needs nft")
+    lab, env = lab_env
+    await _held_then(pg_fault, lab, lab.names[0], pg_fault.cut_network)
+    result = await asyncio.to_thread(
+        run_otto, {**env, "OTTO_RESERVATIONS": pg_fault.url}, "reservations"
+    )
+    assert result.returncode == 1
+    masked = pg_fault.url.replace(postgres.PASSWORD, "***")
+    assert result.stderr.strip() == (
+        f"otto: error: reservation store {masked} is unreachable: no answer in time"
+    )
+
+
+async def test_cli_reserves_in_postgres(
+    pg: postgres.PostgresServer, lab_env: tuple[Lab, dict[str, str]]
+) -> None:
+    lab, env = lab_env
+    env = {**env, "OTTO_RESERVATIONS": pg.url}
+
+    def otto_cli(*args: str, user: str) -> subprocess.CompletedProcess[str]:
+        return run_otto({**env, "OTTO_USER": user}, *args)
+
+    web1 = lab.names[0]
+    assert otto_cli("reserve", web1, "--for", "10m", user="bob@ci").returncode == 0
+    refused = otto_cli("host", web1, "run", "echo hi", user="alice@laptop")
+    assert refused.returncode == 3
+    assert f"{web1}: reserved by bob@ci until " in refused.stderr
+    listed = otto_cli("reservations", user="alice@laptop")
+    assert web1 in listed.stdout and "bob@ci" in listed.stdout
+    assert otto_cli("release", user="bob@ci").stdout == f"{web1}: released\n"
+    started = time.monotonic()
+    assert otto_cli("host", web1, "run", "true", user="alice@laptop").returncode == 0
+    assert time.monotonic() - started < 60
