@@ -39,6 +39,7 @@ old values go stale in Prometheus instead of lingering.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -297,6 +298,7 @@ def family_name(metric: str) -> tuple[str, str | None]:
     return family.name, item
 
 
+@functools.lru_cache(maxsize=8192)  # the same few names come back every scrape
 def _family_of(metric: str) -> tuple[_Family, str | None]:
     item: str | None = None
     base = metric
