@@ -186,11 +186,30 @@ def ansible_view(path: Path) -> dict[str, dict[str, Any]]:
     return view
 
 
-@pytest.mark.parametrize(("name", "text"), [("hosts.ini", INI), ("inventory.yml", YAML)])
-def test_otto_sees_the_inventory_as_ansible_does(tmp_path: Path, name: str, text: str) -> None:
+VARS_FILES = {
+    "group_vars/all.yml": "ansible_user: from-all-file\n",
+    "group_vars/db.yml": "ansible_port: 6000\n",
+    "host_vars/web03.example.com.yml": "ansible_host: 198.51.100.3\nansible_user: h3\n",
+}
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "files"),
+    [
+        ("hosts.ini", INI, {}),
+        ("inventory.yml", YAML, {}),
+        ("hosts.ini", INI, VARS_FILES),  # group_vars/ and host_vars/ in Ansible's precedence
+    ],
+)
+def test_otto_sees_the_inventory_as_ansible_does(
+    tmp_path: Path, name: str, text: str, files: dict[str, str]
+) -> None:
     pytest.importorskip("ansible")
     path = tmp_path / name
     path.write_text(text)
+    for relative, content in files.items():
+        (tmp_path / relative).parent.mkdir(exist_ok=True)
+        (tmp_path / relative).write_text(content)
     expected = ansible_view(path)
     lab = Lab.load(path)
     assert set(lab.names) == set(expected)
