@@ -40,23 +40,29 @@ app = typer.Typer(
 _HELP = ("-h", "--help")
 
 
+def options_first(args: list[str]) -> list[str]:
+    """``NAME --user u run ...`` -> ``--user u NAME run ...``: the options between NAME
+    and the command moved in front of NAME (each takes a value)."""
+    if not args or args[0].startswith("-"):
+        return args
+    end = 1
+    while end < len(args) and args[end].startswith("-") and args[end] not in _HELP:
+        step = 1 if "=" in args[end] else 2
+        if end + step > len(args):
+            break  # a last option without its value: Click says what is missing
+        end += step
+    return [*args[1:end], args[0], *args[end:]]
+
+
 class _HostGroup(TyperGroup):
     """``otto host``: options written after NAME (``otto host web1 --user root run``) are its own.
 
-    Click stops reading a group's options at its first argument; the options
-    between NAME and the command are moved in front of NAME, so both orders work.
+    Click stops reading a group's options at its first argument, so those
+    between NAME and the command are moved in front of NAME: both orders work.
     """
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args and not args[0].startswith("-"):
-            end = 1
-            while end < len(args) and args[end].startswith("-") and args[end] not in _HELP:
-                step = 1 if "=" in args[end] else 2  # every override takes a value
-                if end + step > len(args):
-                    break  # a last option without its value: Click says what is missing
-                end += step
-            args = [*args[1:end], args[0], *args[end:]]
-        return super().parse_args(ctx, args)
+        return super().parse_args(ctx, options_first(args))
 
 
 host_app = typer.Typer(
