@@ -199,6 +199,39 @@ def test_two_monitors_on_one_database_write_their_own_runs(
     )
 
 
+def test_export_and_import_from_the_command_line_keep_runs_apart(tmp_path: Path) -> None:
+    db = tmp_path / "m.db"
+    past_runs(db)
+    one = tmp_path / "baseline.json"
+    proc = otto("monitor", "--file", str(db), "--run", "baseline", "--export", str(one))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == f"{one}: 1 run of {db}\n"
+    every = tmp_path / "all.json"
+    assert otto("monitor", "--db", str(db), "--export", str(every)).returncode == 0
+    assert [r["label"] for r in json.loads(every.read_text())["runs"]] == ["baseline", None]
+    other = tmp_path / "other.db"
+    for expected in ("added run #1", "added run #2", "added runs #3, #4"):
+        source = every if expected.endswith("#4") else one
+        proc = otto("monitor", "--db", str(other), "--import", str(source))
+        assert proc.returncode == 0, proc.stderr
+        assert f"{other}: {expected} from {source}" in proc.stdout
+    assert [(r.id, r.label) for r in list_runs(other)] == [
+        (1, "baseline"),
+        (2, "baseline"),
+        (3, "baseline"),
+        (4, None),
+    ]
+    with MetricStore(other) as store:
+        assert store.events(run=2)[0].line == HOSTILE_LINE
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"format": "otto.monitor", "version": 2, "runs": [{"rounds": [[1]]}]}')
+    proc = otto("monitor", "--db", str(other), "--import", str(broken))
+    assert proc.returncode == 1
+    assert proc.stderr.startswith(f"otto: error: cannot import {broken} into {other}: run 1 ")
+    assert "nothing was imported" in proc.stderr
+    assert len(list_runs(other)) == 4
+
+
 def test_monitor_upgrades_an_old_database_and_appends_its_run(
     monitors: list[Monitor], tmp_path: Path
 ) -> None:

@@ -26,12 +26,13 @@ from otto.monitor.store import (
 )
 from otto.monitor.subscription import Subscribers
 
-__all__ = ["Replay", "list_runs"]
+__all__ = ["Replay", "is_sqlite", "list_runs"]
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
-def _is_sqlite(path: str | PathLike[str]) -> bool:
+def is_sqlite(path: str | PathLike[str]) -> bool:
+    """True for a SQLite file (a metric database), false for anything else (JSON)."""
     with open(path, "rb") as f:
         return f.read(16) == _SQLITE_MAGIC
 
@@ -44,7 +45,7 @@ def list_runs(path: str | PathLike[str]) -> list[Run]:
         StoreError: a SQLite file that is not an otto metric database.
         OSError: the file cannot be read.
     """
-    if _is_sqlite(path):
+    if is_sqlite(path):
         with MetricStore(path) as store:
             return store.runs()
     return export_run_list(load_export(path))
@@ -104,7 +105,7 @@ class Replay:
             StoreError: a SQLite file that is not an otto metric database, or no
                 such run.
         """
-        if _is_sqlite(path):
+        if is_sqlite(path):
             with MetricStore(path) as store:
                 entry = store.run_export(store.find_run(run).id)
             replay = cls.__new__(cls)

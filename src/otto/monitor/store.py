@@ -795,8 +795,15 @@ class MetricStore:
         doc = load_export(data)
         added: list[int] = []
         with self._transaction():
-            for entry in export_runs(doc):
-                added.append(self._import_run(entry))
+            for i, entry in enumerate(export_runs(doc), 1):
+                try:
+                    added.append(self._import_run(entry))
+                except (KeyError, TypeError, ValueError, IndexError) as exc:
+                    # Rolled back whole: no run of a malformed export is half added.
+                    raise ValueError(
+                        f"run {i} of the export is malformed ({type(exc).__name__}: {exc}); "
+                        "nothing was imported"
+                    ) from None
         return added
 
     def _import_run(self, entry: Mapping[str, Any]) -> int:
