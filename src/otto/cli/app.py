@@ -561,6 +561,28 @@ def monitor(  # noqa: PLR0917 (typer passes each option as a parameter)
             "hosts, note; then exit.",
         ),
     ] = False,
+    export: Annotated[
+        Path | None,
+        typer.Option(
+            "--export",
+            metavar="JSON",
+            dir_okay=False,
+            help="Write the run --run names (every run without --run) of --file (or --db) "
+            "to this JSON file, then exit.",
+            show_default=False,
+        ),
+    ] = None,
+    import_from: Annotated[
+        Path | None,
+        typer.Option(
+            "--import",
+            metavar="JSON",
+            exists=True,
+            dir_okay=False,
+            help="Add the runs of this JSON export to --db, each as a new run, then exit.",
+            show_default=False,
+        ),
+    ] = None,
     watch: Annotated[
         list[str] | None,
         typer.Option(
@@ -586,8 +608,21 @@ def monitor(  # noqa: PLR0917 (typer passes each option as a parameter)
         if listed is None:
             fail("--list-runs lists the runs of --file FILE or --db FILE: give one")
         raise typer.Exit(print_runs(listed))
+    if export is not None:
+        from otto.cli.monitorcmd import export_to_json
+
+        source = file if file is not None else db
+        if source is None:
+            fail("--export writes runs of --file FILE or --db FILE: give one")
+        raise typer.Exit(export_to_json(source, export, run))
+    if import_from is not None:
+        from otto.cli.monitorcmd import import_from_json
+
+        if db is None:
+            fail("--import adds runs to a database: give --db FILE too")
+        raise typer.Exit(import_from_json(import_from, db))
     if run is not None and file is None:
-        fail("--run picks a run to replay: give --file FILE too")
+        fail("--run picks a run to replay (or to --export): give --file FILE too")
     from otto.monitor.logwatch import parse_watch
 
     try:

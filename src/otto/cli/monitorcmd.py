@@ -299,6 +299,61 @@ def list_runs(path: Path) -> int:
     return 0
 
 
+def export_to_json(source: Path, out: Path, run: str | None) -> int:
+    """Write the run ``run`` (every run when None) of a database or export to ``out``."""
+    import json
+
+    from otto.cli.exits import fail
+    from otto.monitor.replay import is_sqlite
+    from otto.monitor.store import (
+        EXPORT_FORMAT,
+        EXPORT_VERSION,
+        MetricStore,
+        StoreError,
+        export_runs,
+        load_export,
+        pick_export_run,
+    )
+
+    try:
+        if is_sqlite(source):
+            with MetricStore(source) as store:
+                doc = store.export(None if run is None else [run])
+        else:
+            whole = load_export(source)
+            entries = (
+                export_runs(whole) if run is None else [pick_export_run(whole, run, str(source))]
+            )
+            doc = {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "runs": entries}
+        with open(out, "w", encoding="utf-8") as f:
+            json.dump(doc, f, allow_nan=False)
+    except OSError as exc:
+        fail(f"cannot export the runs of {source} to {out}: {exc.strerror or exc}", code=1)
+    except (ValueError, StoreError) as exc:
+        fail(f"cannot export the runs of {source} to {out}: {exc}", code=1)
+    runs = doc["runs"]
+    count = len(runs) if isinstance(runs, list) else 0
+    _say(f"{out}: {count} run{'' if count == 1 else 's'} of {source}")
+    return 0
+
+
+def import_from_json(export: Path, db: Path) -> int:
+    """Add the runs of a JSON export to the database ``db``, each as a new run."""
+    from otto.cli.exits import fail
+    from otto.monitor.store import MetricStore, StoreError
+
+    try:
+        with MetricStore(db) as store:
+            added = store.import_json(export)
+    except OSError as exc:
+        fail(f"cannot import {export} into {db}: {exc.strerror or exc}", code=1)
+    except (ValueError, StoreError) as exc:
+        fail(f"cannot import {export} into {db}: {exc}", code=1)
+    names = ", ".join(f"#{i}" for i in added)
+    _say(f"{db}: added run{'' if len(added) == 1 else 's'} {names} from {export}")
+    return 0
+
+
 def _when(t: float) -> str:
     import datetime
 
