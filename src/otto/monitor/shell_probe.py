@@ -159,8 +159,12 @@ def monitor_script(sections: Sequence[tuple[str, bool]], separator: str, name: s
     ``name 1`` runs every section; ``name 0`` leaves out those marked
     ``sometimes``. Section ``i`` prints its output, then ``\\n<separator> i
     <status>``; a cost line ``\\n<separator> c <forks> <last pid>`` comes first and
-    last (see ``round_processes``). Helper functions ``<name>_r`` and ``<name>_c``
-    are defined alongside.
+    last (see ``round_processes``). Helper functions ``<name>_r`` (read a file),
+    ``<name>_c`` (cost line) and ``<name>_f`` (flush) are defined alongside.
+
+    What the builtins read is gathered in a variable and printed at once, before
+    a command in a subshell and at the end: a round of builtin reads is one or
+    two writes, so one or two packets from the host, not one per line.
 
     Args:
         sections: ``(command, sometimes)`` in order.
@@ -173,37 +177,43 @@ def monitor_script(sections: Sequence[tuple[str, bool]], separator: str, name: s
     for word in (separator, name):
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", word):
             raise ValueError(f"not a plain shell word: {word!r}")
-    read, cost = f"{name}_r", f"{name}_c"
+    read, cost, flush = f"{name}_r", f"{name}_c", f"{name}_f"
     lines = [
-        # bash >= 4: two builtins per file. Defined through eval, so that other
+        "__otto_n='\n'",
+        # bash >= 4: three builtins per file. Defined through eval, so that other
         # shells never parse the array syntax.
         'if [ "${BASH_VERSINFO:-0}" -ge 4 ] 2>/dev/null; then',
         f'eval \'{read}() {{ mapfile __otto_a <"$1" || return 1; '
-        'printf %s "${__otto_a[@]}"; }\'',
+        'printf -v __otto_t %s "${__otto_a[@]}"; __otto_o=$__otto_o$__otto_t; }\'',
         "else",
         # Any POSIX sh: IFS= keeps leading blanks, -r backslashes; a last line
-        # without a newline is printed as it is.
+        # without a newline is kept as it is.
         f'{read}() {{ [ -r "$1" ] || return 1; __otto_l=; '
-        f'while IFS= read -r __otto_l; do printf \'%s\\n\' "$__otto_l"; done <"$1"; '
-        f'[ -z "$__otto_l" ] || printf %s "$__otto_l"; }}',
+        "while IFS= read -r __otto_l; do __otto_o=$__otto_o$__otto_l$__otto_n; "
+        'done <"$1"; __otto_o=$__otto_o$__otto_l; }',
         "fi",
+        f'{flush}() {{ printf %s "$__otto_o"; __otto_o=; }}',
         f"{cost}() {{ __otto_k=; __otto_v=; __otto_p=; "
         "while read -r __otto_k __otto_v; do "
         "case $__otto_k in processes) break;; esac; done </proc/stat; "
         "case $__otto_k in processes) ;; *) __otto_v=;; esac; "
         "read -r __otto_k __otto_k __otto_k __otto_k __otto_p </proc/loadavg; "
-        f'printf \'\\n{separator} c %s %s\\n\' "$__otto_v" "$__otto_p"; }} 2>/dev/null',
+        f'__otto_o="$__otto_o${{__otto_n}}{separator} c $__otto_v $__otto_p$__otto_n"; }} '
+        "2>/dev/null",
         f"{name}() {{",
+        "__otto_o=",
         cost,
     ]
     for i, (command, sometimes) in enumerate(sections):
+        mark = f'__otto_o="$__otto_o${{__otto_n}}{separator} {i} $?$__otto_n"'
         path = builtin_path(command)
         if path is not None:
-            text = f"{read} {shlex.quote(path)} 2>/dev/null; printf '\\n{separator} {i} %d\\n' $?"
+            text = f"{read} {shlex.quote(path)} 2>/dev/null; {mark}"
         else:
-            text = _subshell(command, separator, i)
+            # The newline before ")" lets a command end in "&" or a comment.
+            text = f"{flush}; ( {command}\n) </dev/null 2>/dev/null; {mark}"
         lines.append(f'if [ "$1" = 1 ]; then {text}\nfi' if sometimes else text)
-    lines += [cost, "}"]
+    lines += [cost, flush, "}"]
     return "\n".join(lines)
 
 

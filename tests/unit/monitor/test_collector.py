@@ -23,11 +23,12 @@ from tests.fakes import FakeHost
 
 WAIT = 5.0
 DATA = Path(__file__).parent / "data"
-_SEPARATOR = re.compile(r"printf '\\n(\S+) (\d+) %d\\n'")
+_SEPARATOR = re.compile(r"\$\{__otto_n\}(\w+) \d+ \$\?")
 # A section of the round's shell function: a file read by builtins ("<name>_r
 # /proc/stat") or a command in a subshell; df only when the call's argument is 1.
 _SECTION = re.compile(
-    r"(if \[ \"\$1\" = 1 \]; then )?(?:\S+_r '?(/[^ ']+)'? 2>|\( (.*?)\n\) </dev/null)", re.DOTALL
+    r"(if \[ \"\$1\" = 1 \]; then )?(?:\S+_f; )?(?:\S+_r '?(/[^ ']+)'? 2>|\( (.*?)\n\) </dev/null)",
+    re.DOTALL,
 )
 _CALL = re.compile(r"(\S+) ([01])\Z")
 
