@@ -85,9 +85,8 @@ def store_url(lab: Lab | None = None) -> str:
     """The store's URL: the lab's ``settings.reservations``, ``$OTTO_RESERVATIONS``, the default."""
     from otto.reservations.sqlite import default_path
 
-    given = getattr(lab, "reservations", None) if lab is not None else None
-    if isinstance(given, str) and given:
-        return given
+    if lab is not None and lab.reservations:
+        return lab.reservations
     env = os.environ.get(ENV_VAR, "").strip()
     if env:
         return env
