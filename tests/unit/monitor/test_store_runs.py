@@ -462,3 +462,34 @@ async def test_the_dashboard_lists_runs_and_serves_the_one_asked_for(tmp_path: P
         assert [m["type"] for m in messages] == ["snapshot", "end"]
         assert messages[0]["snapshot"]["run"]["label"] == "smoke"
         assert (await client.get("/api/stream", params={"run": "9"})).status_code == 404
+
+
+WRITER = """
+import sys
+from otto.monitor.store import MetricStore
+with MetricStore(sys.argv[1]) as store:
+    store.start_run(label=sys.argv[2])
+    for k in range(30):
+        store.write_round(float(k), {"h": {"m": 1.0, "only." + sys.argv[2]: 2.0}}, duration=0.0)
+"""
+
+
+def test_processes_creating_one_new_file_at_once_each_get_a_run(tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(path), name],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in "abcd"
+    ]
+    for writer in writers:
+        _, err = writer.communicate(timeout=60)
+        assert writer.returncode == 0, err
+    runs = list_runs(path)
+    assert sorted(r.label or "" for r in runs) == ["a", "b", "c", "d"]
+    assert [r.rounds for r in runs] == [30] * 4
+    with MetricStore(path) as store:
+        for run in runs:
+            assert store.metric_names(run=run.id) == ["m", f"only.{run.label}"]
