@@ -548,8 +548,8 @@ def monitor(  # noqa: PLR0917 (typer passes each option as a parameter)
         typer.Option(
             "--run",
             metavar="N|LABEL",
-            help="With --file: the run to replay, by number or label (the latest run "
-            "with that label). Default: the latest run.",
+            help="With --file: the run to replay (or to --export), by number or label "
+            "(the latest run with that label). Default: the latest run.",
             show_default=False,
         ),
     ] = None,
