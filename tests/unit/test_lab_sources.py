@@ -376,3 +376,17 @@ def test_lab_schema_prints_the_schema() -> None:
     result = CliRunner().invoke(app, ["lab", "schema"])
     assert result.exit_code == 0
     assert json.loads(result.output) == lab_schema()
+
+
+def test_lab_schema_written_to_a_file(tmp_path: Path) -> None:
+    out = tmp_path / "otto-lab.schema.json"
+    result = CliRunner().invoke(app, ["lab", "schema", "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text()) == lab_schema()
+    bad = CliRunner().invoke(app, ["lab", "schema", "--output", str(tmp_path / "no" / "x")])
+    assert bad.exit_code == 1 and "cannot write the schema to" in bad.output
+
+
+def test_lab_check_without_a_lab(monkeypatch: pytest.MonkeyPatch) -> None:
+    result = CliRunner().invoke(app, ["lab", "check"])
+    assert result.exit_code == 2 and "no lab to check" in result.output

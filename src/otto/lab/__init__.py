@@ -32,6 +32,13 @@ joined. The merged lab is validated as a whole before any host is built;
 every problem raises :class:`~otto.errors.LabError` naming the file, the host
 and the field. Passwords are never shown.
 
+Besides JSON, a lab may be YAML of the same shape, an OpenSSH client config
+(``~/.ssh/config``: each ``Host`` alias a host, ``ProxyJump`` its hops) or an
+Ansible inventory (INI or YAML, with the ``ansible`` extra: groups become
+tags); see ``otto.lab.sources`` for how the format is told apart, or name it
+(``yaml:PATH``, ``ssh:PATH``, ``ansible:PATH``). ``otto lab schema`` prints the
+JSON Schema of the format, ``otto lab check`` every problem of a lab.
+
 Without a lab file the lab holds one host, ``local``, a ``LocalHost``.
 """
 

@@ -1,7 +1,10 @@
 """The lab model: validated host entries (``HostSpec``) and the ``Lab`` that builds hosts.
 
 Validation is the same whatever source a lab comes from; the sources
-(``json_source``, and YAML, ssh_config or Ansible next) only read and merge.
+(``json_source``, ``yaml_source``, ``ssh_config``, ``ansible_source``, chosen
+in ``sources``) only read and merge. Every problem is collected
+(``check_sources``), for ``Lab.load`` to raise them all at once and for
+``otto lab check`` to list them.
 """
 
 from __future__ import annotations

@@ -372,7 +372,6 @@ def lab_schema() -> dict[str, object]:
     }
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": "https://otto-shell.dev/schema/lab.json",
         "title": "otto lab",
         "description": "A lab: the hosts otto drives. ${VAR} in a string is an environment "
         "variable.",
