@@ -95,11 +95,23 @@ all:
     assert (lb.address, lb.user) == ("192.0.2.10", "lbuser")
 
 
-def test_group_cycle_is_an_error_naming_the_file(tmp_path: Path) -> None:
-    inventory = write(tmp_path / "cycle.ini", "[a:children]\nb\n\n[b:children]\na\n")
+def test_group_cycle_is_an_error_naming_file_and_line(tmp_path: Path) -> None:
+    inventory = write(tmp_path / "cycle.ini", "[a:children]\nb\n\n[b:children]\n# x\na\n")
     problems = check_sources([inventory])[2]
     assert len(problems) == 1
-    assert problems[0].startswith(f"{inventory}: Ansible cannot read this inventory")
+    assert problems[0].startswith(f"{inventory}:6: Ansible cannot read this inventory")
+    assert "recursive dependency loop" in problems[0]
+
+
+def test_group_cycle_in_a_yaml_inventory(tmp_path: Path) -> None:
+    inventory = write(
+        tmp_path / "cycle.yml",
+        "all:\n  children:\n    a:\n      children:\n        b:\n          children:\n"
+        "            a:\n",
+    )
+    problems = check_sources([inventory])[2]
+    assert len(problems) == 1
+    assert problems[0].startswith(f"{inventory}:5: Ansible cannot read"), problems
     assert "recursive dependency loop" in problems[0]
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import getpass
 import logging
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -160,6 +161,55 @@ def _host_variables(manager: Any, loader: Any) -> Iterator[tuple[str, Any, dict[
         yield str(name), host, variables
 
 
+_CYCLE_RE = re.compile(r"Adding group '(.+?)' as child to '(.+?)' creates a recursive")
+
+
+def _cycle_line(path: Path, message: str) -> int | None:
+    """The line that makes a group its own ancestor, when Ansible's message names one."""
+    m = _CYCLE_RE.search(message)
+    if m is None or not path.is_file():
+        return None
+    child, parent = m.group(1), m.group(2)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    if path.suffix.lower() in (".yml", ".yaml"):
+        return _yaml_child_line(text, parent, child)
+    section = None
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if stripped.startswith("["):
+            section = stripped
+        elif section == f"[{parent}:children]" and stripped.split(maxsplit=1)[:1] == [child]:
+            return number
+    return None
+
+
+def _yaml_child_line(text: str, parent: str, child: str) -> int | None:
+    """The line of ``child`` under ``parent: children:`` in a YAML inventory."""
+    import yaml
+
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return None
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if not isinstance(node, yaml.MappingNode):
+            continue
+        for key, value in node.value:
+            if key.value == parent and isinstance(value, yaml.MappingNode):
+                for sub_key, sub_value in value.value:
+                    if sub_key.value == "children" and isinstance(sub_value, yaml.MappingNode):
+                        for name, _ in sub_value.value:
+                            if name.value == child:
+                                return int(name.start_mark.line) + 1
+            stack.append(value)
+    return None
+
+
 def read_inventory(path: Path, hosts: dict[str, RawHost], problems: list[str]) -> None:
     """Merge the hosts of the Ansible inventory at ``path`` into ``hosts`` (see the module docs)."""
     file = str(path)
@@ -172,7 +222,9 @@ def read_inventory(path: Path, hosts: dict[str, RawHost], problems: list[str]) -
         problems.append(f"{file}: reading an Ansible inventory needs ansible-core: {EXTRA_HINT}")
         return
     except ValueError as exc:
-        problems.append(f"{file}: Ansible cannot read this inventory: {exc}")
+        line = _cycle_line(path, str(exc))
+        where = f"{file}:{line}" if line is not None else file
+        problems.append(f"{where}: Ansible cannot read this inventory: {exc}")
         return
     local_user = getpass.getuser()
     for name, found, groups in view:
