@@ -14,6 +14,10 @@ Routes of ``create_app``:
   line every 15 s keeps proxies from closing the stream; ``{"type": "end"}`` when the
   source stops. ``?run=N|LABEL`` streams a stored run instead: its snapshot, then ``end``.
 - ``/metrics``: Prometheus text from ``otto.monitor.prometheus.render_metrics``.
+
+With an access token (``create_app(token=...)``; ``DashboardServer`` makes one on
+any address but loopback) every route answers the same 401 to a request without
+it (``otto.monitor.access``).
 """
 
 from __future__ import annotations
