@@ -254,3 +254,15 @@ def test_hostile_alias_is_left_out(tmp_path: Path, caplog: pytest.LogCaptureFixt
     with caplog.at_level(logging.WARNING, logger="otto.lab"):
         assert Lab.load(config).names == ["ok"]
     assert "not a valid otto host name" in caplog.text
+
+
+def test_strict_host_key_checking_off_turns_checking_off(tmp_path: Path) -> None:
+    config = write(
+        tmp_path / "config",
+        "Host lax\n  User u\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n"
+        "Host new\n  User u\n  StrictHostKeyChecking accept-new\n"
+        f"  UserKnownHostsFile {tmp_path}/kh\n",
+    )
+    lab = Lab.load(config)
+    assert lab.spec("lax").known_hosts is None
+    assert lab.spec("new").known_hosts == tmp_path / "kh"

@@ -9,7 +9,8 @@ defaults, ``Match`` blocks and ``Include`` files applied by asyncssh's
 - ``User`` -> ``user`` (the local user when not given, as ssh does),
 - ``Port`` -> ``port``, ``ConnectTimeout`` -> ``connect_timeout``,
 - ``IdentityFile`` -> ``key`` (the first that exists),
-- ``UserKnownHostsFile`` -> ``known_hosts`` (the first),
+- ``UserKnownHostsFile`` -> ``known_hosts`` (the first); ``StrictHostKeyChecking
+  no`` (or ``off``) -> ``known_hosts: null`` (host keys not checked, as by ssh),
 - ``ProxyJump`` -> ``hop``: ``ProxyJump gw`` hops through ``gw``; a jump host
   that is not an alias (``ProxyJump admin@10.0.0.1:2222``) becomes a host of
   its own, named after it (``admin-10.0.0.1-2222``); ``ProxyJump a,b`` is the
@@ -146,6 +147,15 @@ class _Scan(SSHClientConfig):
     }
 
 
+class _Lookup(SSHClientConfig):
+    """asyncssh's client config, also reading ``StrictHostKeyChecking`` (asyncssh skips it)."""
+
+    _handlers = {  # noqa: RUF012 (asyncssh's table of keyword handlers, one added)
+        **SSHClientConfig._handlers,
+        "stricthostkeychecking": ("StrictHostKeyChecking", SSHClientConfig._set_bool_or_str),
+    }
+
+
 def _where(exc: Exception) -> str:
     """An asyncssh parse error as ``FILE:LINE: reason``."""
     text = str(exc)
@@ -163,7 +173,7 @@ class _Reader:
     resolving: set[str] = field(default_factory=set)
 
     def lookup(self, host: str, user: str | None = None, port: int | None = None) -> Any:
-        return SSHClientConfig.load(
+        return _Lookup.load(
             None,
             [self.path],
             False,
@@ -190,6 +200,8 @@ class _Reader:
         known = config.get("UserKnownHostsFile") or []
         if known:
             found["known_hosts"] = str(Path(known[0]).expanduser())
+        if config.get("StrictHostKeyChecking") in (False, "off"):
+            found["known_hosts"] = None  # ssh does not check this host's key: neither does otto
         if config.get("ConnectTimeout"):
             found["connect_timeout"] = config.get("ConnectTimeout")
         found["_jump"] = config.get("ProxyJump")
@@ -316,5 +328,5 @@ def read_file(path: Path, hosts: dict[str, RawHost], problems: list[str]) -> Non
         raw.files.append(file)
         raw.fields["term"] = ("ssh", file)
         for key, value in spec.items():
-            if not key.startswith("_") and value is not None:
+            if not key.startswith("_") and (value is not None or key == "known_hosts"):
                 raw.fields[key] = (value, file)
