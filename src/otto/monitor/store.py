@@ -357,7 +357,8 @@ class MetricStore:
         self._run: int | None = None
         self._hosts: dict[str, int] = {}
         self._metrics: dict[str, int] = {}
-        self._pairs: set[tuple[int, int]] = set()
+        # {host: (host id, {metric: metric id})} of the series this store's run has.
+        self._series: dict[str, tuple[int, dict[str, int]]] = {}
         try:
             self._prepare()
             self._load_names()
@@ -423,7 +424,7 @@ class MetricStore:
         # Names missing from the caches are looked up (or added) again when used.
         self._hosts.clear()
         self._metrics.clear()
-        self._pairs.clear()
+        self._series.clear()
 
     # --- runs --------------------------------------------------------------------------
 
@@ -464,7 +465,7 @@ class MetricStore:
                     (run, repr(interval)),
                 )
         self._run = run
-        self._pairs = set()
+        self._series = {}
         return Run(run, started, label or None, note or None, None, interval, tuple(hosts), 0, None)
 
     def end_run(self, ended: float | None = None) -> None:
@@ -525,21 +526,22 @@ class MetricStore:
         with self._transaction():
             rows: list[tuple[int, float, int, int, float]] = []
             new_pairs: list[tuple[int, int, int]] = []
-            hosts, metrics, pairs = self._hosts, self._metrics, self._pairs
+            series, isfinite, append = self._series, math.isfinite, rows.append
+            # The loop every sample goes through: one dict lookup per sample once a
+            # series is known (its ids and its row in the series table).
             for host, values in samples.items():
-                host_id = hosts.get(host)
-                if host_id is None:
-                    host_id = self._id(hosts, "hosts", host)
+                entry = series.get(host)
+                if entry is None:
+                    entry = series[host] = (self._id(self._hosts, "hosts", host), {})
+                host_id, known = entry
                 for metric, value in values.items():
-                    if not math.isfinite(value):
+                    if not isfinite(value):
                         continue
-                    metric_id = metrics.get(metric)
+                    metric_id = known.get(metric)
                     if metric_id is None:
-                        metric_id = self._id(metrics, "metrics", metric)
-                    if (host_id, metric_id) not in pairs:
-                        pairs.add((host_id, metric_id))
+                        metric_id = known[metric] = self._id(self._metrics, "metrics", metric)
                         new_pairs.append((run, host_id, metric_id))
-                    rows.append((run, t, host_id, metric_id, value))
+                    append((run, t, host_id, metric_id, value))
             self._db.executemany(
                 "INSERT OR REPLACE INTO samples (run_id, t, host_id, metric_id, value)"
                 " VALUES (?, ?, ?, ?, ?)",
