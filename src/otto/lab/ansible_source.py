@@ -100,17 +100,20 @@ def inventory_view(path: Path) -> list[tuple[str, dict[str, Any], list[str]]]:
         return found
 
     loader = DataLoader()
-    manager = InventoryManager(loader=loader, sources=[str(path)], parse=False)
-    yaml_first = path.is_dir() or path.suffix.lower() in (".yml", ".yaml")
-    plugins = [plugin("yaml"), plugin("ini")] if yaml_first else [plugin("ini"), plugin("yaml")]
-    manager._fetch_inventory_plugins = lambda: plugins  # only these two: no script is run
-    manager.parse_sources(cache=False)
-    if errors:
-        raise ValueError(errors[0].strip())
-    return [
-        (name, variables, [g.name for g in host.get_groups() if g.name not in _IMPLICIT])
-        for name, host, variables in _host_variables(manager, loader)
-    ]
+    try:
+        manager = InventoryManager(loader=loader, sources=[str(path)], parse=False)
+        yaml_first = path.is_dir() or path.suffix.lower() in (".yml", ".yaml")
+        plugins = [plugin(n) for n in (("yaml", "ini") if yaml_first else ("ini", "yaml"))]
+        manager._fetch_inventory_plugins = lambda: plugins  # only these two: no script is run
+        manager.parse_sources(cache=False)
+        if errors:
+            raise ValueError(errors[0].strip())
+        return [
+            (name, variables, [g.name for g in host.get_groups() if g.name not in _IMPLICIT])
+            for name, host, variables in _host_variables(manager, loader)
+        ]
+    finally:
+        loader.cleanup_all_tmp_files()  # the loader's temporary files (vault), if any
 
 
 def _host_variables(manager: Any, loader: Any) -> Iterator[tuple[str, Any, dict[str, Any]]]:
