@@ -11,10 +11,11 @@ from otto import CommandStatus, RunResult, Status
 
 
 def test_status_values_and_is_ok() -> None:
-    assert [s.value for s in Status] == [0, 1, 2]
+    assert [s.value for s in Status] == [0, 1, 2, 3]
     assert Status.Success.is_ok
     assert not Status.Failed.is_ok
     assert not Status.Error.is_ok
+    assert not Status.NotRun.is_ok  # a dry run's commands (otto -n)
 
 
 def test_command_status_constructs_as_the_spec_shows() -> None:
