@@ -5,6 +5,7 @@ collecting needs no web framework.
 """
 
 from otto.monitor.collector import Collector, HostRound, MonitorTarget
+from otto.monitor.logwatch import LogWatch
 from otto.monitor.parsers import (
     DEFAULT_PARSERS,
     FREE_PARSERS,
@@ -25,6 +26,7 @@ __all__ = [
     "Event",
     "HostRound",
     "HostState",
+    "LogWatch",
     "MetricParser",
     "MetricStore",
     "MonitorTarget",
