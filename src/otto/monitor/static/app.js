@@ -1071,7 +1071,21 @@
     const match = state.runs.find((r) => (state.pick ? String(r.id) === state.pick || r.label === state.pick : r.id === shown));
     select.value = match ? (match.id === state.current ? "" : String(match.id)) : "";
     $("run-pick").hidden = state.runs.length < 2 && !state.pick;
+    setEventForm();
     if (focused) select.focus();
+  }
+
+  // Events are added to the run the source shows by itself, never to a stored one.
+  function setEventForm() {
+    const past = Boolean(state.pick);
+    $("event-form").classList.toggle("past", past);
+    for (const el of $("event-form").elements) el.disabled = past;
+    const own = state.runs.find((r) => r.id === state.current);
+    $("event-label").placeholder = !past
+      ? "Mark an event on the timeline"
+      : own
+        ? `Events go to run ${runName(own)}`
+        : "Events go to the run shown first";
   }
 
   function pickRun(value) {
@@ -1082,12 +1096,7 @@
     else params.delete("run");
     const query = params.toString();
     history.replaceState(null, "", query ? `?${query}` : location.pathname);
-    // Events are added to the run the source shows by itself, never to a stored one.
-    $("event-form").classList.toggle("past", Boolean(pick));
-    for (const el of $("event-form").elements) el.disabled = Boolean(pick);
-    $("event-label").placeholder = pick
-      ? "Events are added to the run shown first"
-      : "Mark an event on the timeline";
+    setEventForm();
     otto.ready = false;
     if (state.stream) state.stream.close();
     state.stream = null;
@@ -1105,8 +1114,7 @@
   });
   if (asked) {
     state.pick = asked;
-    $("event-form").classList.add("past");
-    for (const el of $("event-form").elements) el.disabled = true;
+    setEventForm();
   }
   connect();
 })();
