@@ -76,6 +76,14 @@ class Replay:
         self._load(entry)
 
     def _load(self, entry: Mapping[str, Any]) -> None:
+        try:
+            self._read(entry)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+            raise ValueError(
+                f"run {entry.get('id', '?')} is malformed ({type(exc).__name__}: {exc})"
+            ) from None
+
+    def _read(self, entry: Mapping[str, Any]) -> None:
         self._run = run_from_export(entry)
         self._interval = self._run.interval if self._run.interval is not None else 5.0
         self._samples: dict[str, dict[str, list[tuple[float, float]]]] = {

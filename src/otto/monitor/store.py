@@ -28,7 +28,7 @@ import math
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -46,8 +46,11 @@ __all__ = [
     "MetricStore",
     "Run",
     "StoreError",
+    "export_run_list",
     "export_runs",
     "load_export",
+    "pick_export_run",
+    "run_from_export",
 ]
 
 EXPORT_FORMAT = "otto.monitor"
@@ -1070,18 +1073,30 @@ def run_from_export(entry: Mapping[str, Any]) -> Run:
     )
 
 
-def _iter_runs(doc: Mapping[str, Any]) -> Iterator[Run]:
-    for entry in export_runs(doc):
-        yield run_from_export(entry)
+def export_run_list(doc: Mapping[str, Any]) -> list[Run]:
+    """The runs an export holds.
+
+    Raises:
+        ValueError: a run of it is malformed.
+    """
+    runs: list[Run] = []
+    for i, entry in enumerate(export_runs(doc), 1):
+        try:
+            runs.append(run_from_export(entry))
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+            raise ValueError(
+                f"run {i} of the export is malformed ({type(exc).__name__}: {exc})"
+            ) from None
+    return runs
 
 
 def pick_export_run(doc: Mapping[str, Any], which: int | str | None, where: str) -> dict[str, Any]:
-    """The entry of an export's run named by ``which`` (see ``MetricStore.find_run``)."""
+    """The entry of an export's run named by ``which`` (see ``MetricStore.find_run``).
+
+    Raises:
+        StoreError: no such run.
+        ValueError: a run of the export is malformed.
+    """
     entries = export_runs(doc)
-    run = _pick_run(list(_iter_runs(doc)), which, where)
+    run = _pick_run(export_run_list(doc), which, where)
     return next(e for e in entries if int(e["id"]) == run.id)
-
-
-def export_run_list(doc: Mapping[str, Any]) -> list[Run]:
-    """The runs an export holds."""
-    return list(_iter_runs(doc))

@@ -493,3 +493,18 @@ def test_processes_creating_one_new_file_at_once_each_get_a_run(tmp_path: Path) 
     with MetricStore(path) as store:
         for run in runs:
             assert store.metric_names(run=run.id) == ["m", f"only.{run.label}"]
+
+
+@pytest.mark.parametrize(
+    "run",
+    [{"rounds": [5]}, {"samples": {"h": {"m": [["a"]]}}}, {"events": [{"t": 1}]}, "not a run"],
+    ids=["rounds", "samples", "events", "string"],
+)
+def test_a_malformed_export_is_a_value_error_naming_the_run(tmp_path: Path, run: object) -> None:
+    doc = {"format": "otto.monitor", "version": 2, "runs": [run]}
+    with pytest.raises(ValueError, match=r"run 1 .*(malformed|not an object)"):
+        Replay(doc).snapshot()
+    with MetricStore(tmp_path / "m.db") as store:
+        with pytest.raises(ValueError, match=r"run 1 .*(malformed|not an object)"):
+            store.import_json(doc)
+        assert store.runs() == []
