@@ -239,7 +239,11 @@ def test_put_and_get_plans(dry_lab: Path, listener: Listener, tmp_path: Path) ->
         "-n", "--lab", str(dry_lab), "host", "target", "put", str(payload), "/srv/fw", env=env
     )
     assert proc.returncode == 0, proc.stderr
-    assert f"[target] would put: {payload} -> target:/srv/fw\n" in proc.stdout
+    assert proc.stdout.splitlines()[1:] == [
+        f"[target] would connect: ssh deploy@127.0.0.1:{listener.port} via bastion -> gw",
+        "[target] reservation: not reserved",
+        f"[target] would put: {payload} -> target:/srv/fw",
+    ]
     out = tmp_path / "back"
     proc = otto(
         "-n",
@@ -310,8 +314,11 @@ def test_power_plan_names_the_controller(dry_lab: Path, listener: Listener, tmp_
     env = clean_env(tmp_path)
     proc = otto("-n", "--lab", str(dry_lab), "host", "board", "power", "cycle", env=env)
     assert proc.returncode == 0, proc.stderr
-    assert "[board] would switch power cycle: run on bastion: pdu off 3\n" in proc.stdout
-    assert "[board] would switch power cycle: run on bastion: pdu on 3\n" in proc.stdout
+    assert proc.stdout.splitlines()[1:] == [
+        "[board] reservation: not reserved",
+        "[board] would switch power cycle: run on bastion: pdu off 3",
+        "[board] would switch power cycle: run on bastion: pdu on 3",
+    ]
     proc = otto("-n", "--lab", str(dry_lab), "host", "gw", "power", "on", env=env)
     assert proc.returncode == 2
     assert "gw: no power commands" in proc.stderr
@@ -353,6 +360,8 @@ def test_an_instruction_runs_on_hosts_that_only_print(
     assert "[bastion] would run (one-shot): uptime\n" in out
     assert "[board] would switch power cycle: run on bastion: pdu off 3\n" in out
     assert "hosts used: target, switch, gw, bastion, board" in out
+    for name in ("target", "switch", "gw", "bastion", "board"):
+        assert f"[{name}] reservation: not reserved\n" in out
     no_secret(proc)
     assert listener.accepted() == 0
 
@@ -480,12 +489,13 @@ def test_a_host_reserved_by_someone_else_makes_the_plan_invalid(
     # Alice's own dry run is fine and says the host is hers.
     proc = otto("-n", *lab, "host", "gw", "run", "reflash", env=alice)
     assert proc.returncode == 0, proc.stderr
-    assert "gw: reserved by you until" in proc.stdout
+    assert "[gw] reservation: reserved by you until" in proc.stdout
     # --force: the plan is valid, and says whose reservation it would override.
     proc = otto("-n", "--force", *lab, "host", "gw,bastion", "run", "reflash", env=me)
     assert proc.returncode == 0, proc.stderr
     assert "gw: --force would override the reservation of alice" in proc.stderr
-    assert "bastion: not reserved\n" in proc.stdout
+    assert "[bastion] reservation: not reserved\n" in proc.stdout
+    assert "[gw] reservation: reserved by alice until" in proc.stdout
     assert "[gw] would run: reflash  (timeout 30s)\n" in proc.stdout
     assert listener.accepted() == 0
 

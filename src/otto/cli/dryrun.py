@@ -112,15 +112,28 @@ def connection(lab: Lab, name: str) -> str:
 # --- the reservation check ----------------------------------------------------------------
 
 
-def _check_reservations(lab: Lab, names: Sequence[str], force: bool) -> None:
-    """Print the reservation check of ``names``; exits 3 if one is held by someone else."""
+def _check_reservations(lab: Lab, names: Sequence[str], force: bool) -> dict[str, str]:
+    """The reservation check of ``names``, by host; exits 3 if one is held by someone else.
+
+    Lines the check gives that name no host of ``names`` are printed at once.
+    """
     if not names:
-        _say("reservations: no lab host to check")
-        return
+        return {}
     from otto.cli.guard import guard
 
+    found: dict[str, str] = {}
     for line in guard(lab, names, force=force, dry_run=True):
-        _say(line)
+        name, _, text = line.partition(": ")
+        if name in names and text and name not in found:
+            found[name] = text
+        else:
+            _say(line)
+    return found
+
+
+def _say_reservation(name: str, checks: dict[str, str]) -> None:
+    if name in checks:
+        _say(f"[{name}] reservation: {checks[name]}")
 
 
 # --- host NAMES run / put / get -----------------------------------------------------------
@@ -136,10 +149,11 @@ def plan_commands(
 ) -> int:
     """Print what ``otto host NAMES run`` would do; 0 (a bad plan exits before)."""
     _say(_HEADER)
-    _check_reservations(lab, names, force)
+    checks = _check_reservations(lab, names, force)
     limit = f"  (timeout {timeout:g}s)" if timeout is not None else "  (no timeout)"
     for name in names:
         _say(f"[{name}] would connect: {connection(lab, name)}")
+        _say_reservation(name, checks)
         for command in commands:
             _say(f"[{name}] would run: {_shown(command)}{limit}")
     if len(commands) > 1:
@@ -166,9 +180,10 @@ def plan_transfer(
         if local.exists() and not local.is_dir():
             fail(f"get: {dest} exists and is not a folder")
     _say(_HEADER)
-    _check_reservations(lab, names, force)
+    checks = _check_reservations(lab, names, force)
     for name in names:
         _say(f"[{name}] would connect: {connection(lab, name)}")
+        _say_reservation(name, checks)
         for source in sources:
             if verb == "put":
                 _say(f"[{name}] would put: {_shown(source)} -> {name}:{_shown(dest)}")
@@ -223,11 +238,12 @@ def _each(
 
     dry = DryRunLab.of(lab)
     _say(_HEADER)
-    _check_reservations(lab, names, force)
+    checks = _check_reservations(lab, names, force)
 
     async def main() -> int:
         code = 0
         for name in names:
+            _say_reservation(name, checks)
             try:
                 await act(dry.host(name))
             except (OttoError, ValueError) as exc:
@@ -300,11 +316,13 @@ def run_instruction(
         fail(f"instruction {instruction.name!r}: {exc}")
     except OttoError as exc:
         fail(f"instruction {instruction.name!r}: {exc}", code=1)
-    _check_reservations(dry, list(dict.fromkeys(dry.used)), force)
+    used = list(dict.fromkeys(dry.used))
+    checks = _check_reservations(dry, used, force)
+    for name in used:
+        _say_reservation(name, checks)
     if stopped:
         _say(f"otto: dry run stopped here: {stopped}")
-    used = ", ".join(dict.fromkeys(dry.used)) or "none"
-    _say(f"otto: dry run of {instruction.name!r} done; hosts used: {used}")
+    _say(f"otto: dry run of {instruction.name!r} done; hosts used: {', '.join(used) or 'none'}")
     return 0
 
 
@@ -412,12 +430,13 @@ def plan_tests(pytest_args: Sequence[str], labs: Sequence[str], *, force: bool =
         )
         return code
     _say(_HEADER)
-    _check_reservations(lab, plan.hosts, force)
+    checks = _check_reservations(lab, plan.hosts, force)
     width = max((len(nodeid) for nodeid, _ in plan.rows), default=0)
     for nodeid, where in plan.rows:
         _say(f"{nodeid.ljust(width)}  {where}")
     for name in plan.hosts:
         _say(f"[{name}] would connect: {connection(lab, name)}")
+        _say_reservation(name, checks)
     count = len(plan.rows)
     _say(f"otto: dry run: {count} test{'s' if count != 1 else ''} would run")
     return 0

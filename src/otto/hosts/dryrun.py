@@ -196,16 +196,17 @@ class DryRunHost(Host):
         self._say = say if say is not None else _stdout
         self._introduced = False
 
-    def _emit(self, line: str) -> None:
-        if not self._introduced:
+    def _emit(self, line: str, *, contact: bool = True) -> None:
+        if contact and not self._introduced:
             self._introduced = True
             if self.reaches:
                 self._say(f"[{self.name}] would connect: {self.reaches}")
         log.info("dry run: %s", line)
         self._say(line)
 
-    def _line(self, text: str) -> None:
-        self._emit(f"[{self.name}] {text}")
+    def _line(self, text: str, *, contact: bool = True) -> None:
+        """Say ``text``; the first time the host would be contacted, say how first."""
+        self._emit(f"[{self.name}] {text}", contact=contact)
 
     # --- what a kind of host provides -------------------------------------------------
 
@@ -273,8 +274,8 @@ class DryRunHost(Host):
                 raise ValueError(f"{self.name}: no power {action!r} command (lab field 'power')")
             steps = [command]
         where = spec.via.name if spec.via is not None else "this machine"
-        for step in steps:
-            self._line(f"would switch power {action}: run on {where}: {step}")
+        for step in steps:  # on the controller: the host itself is not contacted
+            self._line(f"would switch power {action}: run on {where}: {step}", contact=False)
 
     async def wait_until_up(
         self, timeout: float = 300.0, *, prompt: str | re.Pattern[str] | None = None
