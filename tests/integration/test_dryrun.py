@@ -155,6 +155,13 @@ INSTRUCTIONS = textwrap.dedent(
 
 
     @otto.instruction()
+    async def strict() -> None:
+        \"\"\"Insist that a command succeeded.\"\"\"
+        result = await otto.get_host("gw").run("true")
+        assert result.is_ok, "true did not succeed"
+
+
+    @otto.instruction()
     async def stray() -> None:
         \"\"\"Ask for a host the lab does not have.\"\"\"
         otto.get_host("nope")
@@ -389,6 +396,19 @@ def test_an_instruction_asking_for_an_unknown_host_fails(
     assert listener.accepted() == 0
 
 
+def test_an_instruction_that_insists_on_success_is_told_nothing_ran(
+    dry_lab: Path, listener: Listener, tmp_path: Path
+) -> None:
+    proc = otto("-n", "--lab", str(dry_lab), "run", "strict", env=clean_env(tmp_path), cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "[gw] would run: true\n" in proc.stdout
+    assert (
+        "instruction 'strict' raised AssertionError: true did not succeed (in a dry run every "
+        "command's result is Status.NotRun"
+    ) in proc.stderr
+    assert listener.accepted() == 0
+
+
 # --- test ----------------------------------------------------------------------------------
 
 
@@ -422,7 +442,17 @@ def test_test_collects_and_lists_hosts(dry_lab: Path, listener: Listener, tmp_pa
     suite.mkdir()
     (suite / "test_fleet.py").write_text(SUITE)
     (tmp_path / "pytest.ini").write_text("[pytest]\n")  # node ids from here
-    proc = otto("-n", "--lab", str(dry_lab), "test", "suite", env=clean_env(tmp_path), cwd=tmp_path)
+    proc = otto(
+        "-n",
+        "--lab",
+        str(dry_lab),
+        "test",
+        "--iterations",
+        "3",
+        "suite",
+        env=clean_env(tmp_path),
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rows = {
         line.split()[0]: line.split(None, 1)[1]
@@ -436,7 +466,7 @@ def test_test_collects_and_lists_hosts(dry_lab: Path, listener: Listener, tmp_pa
         "suite/test_fleet.py::test_all": "bastion, gw, target, switch, board",
         "suite/test_fleet.py::test_plain": "(no lab host)",
     }
-    assert "5 tests would run" in proc.stdout
+    assert "5 tests would run, each 3 times" in proc.stdout
     assert f"[target] would connect: ssh deploy@127.0.0.1:{listener.port} via bastion -> gw" in (
         proc.stdout
     )

@@ -316,6 +316,13 @@ def run_instruction(
         fail(f"instruction {instruction.name!r}: {exc}")
     except OttoError as exc:
         fail(f"instruction {instruction.name!r}: {exc}", code=1)
+    except Exception as exc:
+        fail(
+            f"instruction {instruction.name!r} raised {type(exc).__name__}: {exc} (in a dry "
+            "run every command's result is Status.NotRun, with no output: nothing ran)",
+            code=1,
+            cause=exc,
+        )
     used = list(dict.fromkeys(dry.used))
     checks = _check_reservations(dry, used, force)
     for name in used:
@@ -404,8 +411,18 @@ def _no_workers() -> list[str]:
     return ["-n", "0"] if importlib.util.find_spec("xdist") is not None else []
 
 
-def plan_tests(pytest_args: Sequence[str], labs: Sequence[str], *, force: bool = False) -> int:
-    """Collect the tests with pytest and print which lab hosts each would run on."""
+def plan_tests(
+    pytest_args: Sequence[str],
+    labs: Sequence[str],
+    *,
+    force: bool = False,
+    iterations: int | None = None,
+    duration: float | None = None,
+) -> int:
+    """Collect the tests with pytest and print which lab hosts each would run on.
+
+    ``iterations`` and ``duration`` (stability runs) are only said in the summary.
+    """
     try:
         import pytest
     except ModuleNotFoundError:
@@ -438,5 +455,10 @@ def plan_tests(pytest_args: Sequence[str], labs: Sequence[str], *, force: bool =
         _say(f"[{name}] would connect: {connection(lab, name)}")
         _say_reservation(name, checks)
     count = len(plan.rows)
-    _say(f"otto: dry run: {count} test{'s' if count != 1 else ''} would run")
+    repeat = ""
+    if iterations is not None and iterations > 1:
+        repeat = f", each {iterations} times"
+    if duration is not None:
+        repeat += f", again and again for {duration:g}s"
+    _say(f"otto: dry run: {count} test{'s' if count != 1 else ''} would run{repeat}")
     return 0

@@ -259,7 +259,9 @@ def test_command(  # noqa: PLR0917 (typer passes each option as a parameter)
         from otto.cli.dryrun import plan_tests
 
         force = bool(ctx.find_root().params.get("force"))
-        raise typer.Exit(plan_tests(ctx.args, labs, force=force))
+        raise typer.Exit(
+            plan_tests(ctx.args, labs, force=force, iterations=iterations, duration=duration)
+        )
     from otto.cli.guard import guard
     from otto.lab import current_lab
 
