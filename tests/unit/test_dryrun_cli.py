@@ -117,3 +117,19 @@ def test_override_after_hosts_are_built_is_refused(lab: Lab) -> None:
 )
 def test_host_options_after_the_name_are_the_groups(given: list[str], parsed: list[str]) -> None:
     assert options_first(given) == parsed
+
+
+def test_hostile_names_are_shown_on_one_line(
+    lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from otto.cli.dryrun import plan_commands, plan_transfer
+
+    monkeypatch.setenv("OTTO_RESERVATIONS", f"sqlite:///{tmp_path / 'reservations.db'}")
+    hostile = tmp_path / "a\nb; rm -rf ~ $(reboot)"
+    hostile.write_text("")
+    assert plan_transfer(lab, ["gw"], "put", [str(hostile)], "/tmp/x y") == 0
+    assert plan_commands(lab, ["gw"], ["echo 'one'\nreboot"], None) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert f"[gw] would put: {str(hostile)!r} -> gw:/tmp/x y" in lines
+    assert "[gw] would run: \"echo 'one'\\nreboot\"  (no timeout)" in lines
+    assert not any(line.startswith(("b; rm", "reboot")) for line in lines)
