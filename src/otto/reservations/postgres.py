@@ -129,14 +129,24 @@ class PostgresStore(ReservationStore):
         return conn
 
     async def _call(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-        """Run ``work`` on the connection, bounded by ``timeout``; translate failures."""
+        """Run ``work`` on the connection, bounded by ``timeout``; translate failures.
+
+        A call on an open connection is bounded by a plain timer that drops the
+        connection (the call then fails at once): it costs far less than a
+        timeout scope, and the check before every action is made of such calls.
+        """
         import asyncpg
 
         async with self._lock:
+            expired: list[bool] = []
+            timer: asyncio.TimerHandle | None = None
             try:
-                async with asyncio.timeout(self.timeout):
-                    conn = await self._connect()
-                    return await work(conn)
+                conn = self._conn
+                if conn is None or conn.is_closed():
+                    async with asyncio.timeout(self.timeout):
+                        conn = await self._connect()
+                timer = asyncio.get_running_loop().call_later(self.timeout, self._expire, expired)
+                return await work(conn)
             except ReservedError:
                 raise
             except (
@@ -148,10 +158,17 @@ class PostgresStore(ReservationStore):
                 asyncpg.exceptions.InternalClientError,
             ) as exc:
                 self._drop()
-                raise self._unreachable(exc) from None
+                raise self._unreachable(TimeoutError() if expired else exc) from None
             except BaseException:
                 self._drop()  # cancelled mid-call: the connection's state is unknown
                 raise
+            finally:
+                if timer is not None:
+                    timer.cancel()
+
+    def _expire(self, expired: list[bool]) -> None:
+        expired.append(True)
+        self._drop()
 
     def _drop(self) -> None:
         if self._conn is not None:

@@ -1,0 +1,266 @@
+"""Reservations: the check before an action, and reserving 100 hosts, beside floors.
+
+    python3 bench/bench_reservations.py [--quick]
+
+SQLite: the check before an action is what ``otto host ... run`` does first
+(``otto.cli.guard.guard``: open the store, one query for the hosts, close);
+its floor is a bare ``sqlite3.connect`` and one ``SELECT`` on the same file.
+Reserve + release of 100 hosts in one call each (one transaction each) beside
+a bare ``sqlite3`` transaction that inserts and then deletes 100 rows.
+
+PostgreSQL (a throwaway server from tests/lab/postgres.py; needs root): the
+check on an open store (``store.leases(names)``) beside a bare ``SELECT 1``
+round trip with asyncpg on an open connection, and the whole guard (connect,
+query, close) beside connect + ``SELECT 1`` + close.
+
+Targets: SQLite check <= 2 ms, PostgreSQL check <= 1.5x ``SELECT 1``, SQLite
+reserve + release of 100 hosts <= 50 ms. Best of several alternating batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from otto.cli.guard import guard  # noqa: E402
+from otto.lab import Lab  # noqa: E402
+from otto.reservations import hand_claim  # noqa: E402
+from otto.reservations.postgres import _LEASES_OF, PostgresStore  # noqa: E402
+from otto.reservations.sqlite import SQLiteStore  # noqa: E402
+
+QUICK = "--quick" in sys.argv
+REPS = 3 if QUICK else 7
+
+
+def best_sync(fn: Callable[[], object], n: int) -> float:
+    """Best mean seconds per call over REPS batches of ``n`` calls."""
+    means = []
+    for _ in range(REPS):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        means.append((time.perf_counter() - t0) / n)
+    return min(means)
+
+
+def pair_sync(
+    base: Callable[[], object], mine: Callable[[], object], n: int
+) -> tuple[float, float]:
+    b, m = [], []
+    for _ in range(REPS):
+        b.append(best_sync(base, n))
+        m.append(best_sync(mine, n))
+    return min(b), min(m)
+
+
+async def pair_async(
+    base: Callable[[], object], mine: Callable[[], object], n: int
+) -> tuple[float, float]:
+    async def batch(fn: Callable[[], object]) -> float:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            await fn()  # type: ignore[misc]
+        return (time.perf_counter() - t0) / n
+
+    b, m = [], []
+    for _ in range(REPS * 2):
+        b.append(await batch(base))
+        m.append(await batch(mine))
+    return min(b), min(m)
+
+
+def row(name: str, mine: float, base: float, base_name: str, target: str, ok: bool) -> bool:
+    print(
+        f"{name:<40} otto {mine * 1e3:8.3f} ms   {base_name:<22} {base * 1e3:8.3f} ms   "
+        f"ratio {mine / base:5.2f}   target {target:<12} {'ok' if ok else 'MISSED'}"
+    )
+    return ok
+
+
+def lab_of(folder: Path, names: list[str], url: str) -> Lab:
+    path = folder / "lab.json"
+    hosts = [{"name": n, "term": "local"} for n in names]
+    path.write_text(json.dumps({"hosts": hosts, "settings": {"reservations": url}}))
+    return Lab.load(path)
+
+
+def bench_sqlite(folder: Path) -> bool:
+    path = folder / "reservations.db"
+    url = f"sqlite:///{path}"
+    names = ["web1", "web2", "db1"]
+    lab = lab_of(folder, names, url)
+    hundred = [f"board{i:03d}" for i in range(100)]
+
+    async def setup() -> None:
+        store = SQLiteStore(path)
+        await store.reserve(
+            ["db1"], holder=os.environ.get("OTTO_USER", "bench"), claim="b", duration=3600
+        )
+        await store.close()
+
+    asyncio.run(setup())
+    os.environ["OTTO_USER"] = "bench"
+
+    def bare_check() -> None:
+        conn = sqlite3.connect(path)
+        conn.execute("SELECT host, until FROM leases WHERE host IN (?, ?, ?)", names).fetchall()
+        conn.close()
+
+    def otto_check() -> None:
+        guard(lab, names, force=False)
+
+    base, mine = pair_sync(bare_check, otto_check, 50 if QUICK else 200)
+    ok = row(
+        "check before an action (SQLite)",
+        mine,
+        base,
+        "sqlite3 connect+SELECT",
+        "<= 2 ms",
+        mine <= 0.002,
+    )
+
+    store = SQLiteStore(path)
+    loop = asyncio.new_event_loop()
+
+    def otto_hundred() -> None:
+        loop.run_until_complete(
+            store.reserve(hundred, holder="bench", claim=hand_claim("bench"), duration=600)
+        )
+        loop.run_until_complete(store.release(hundred, claim=hand_claim("bench")))
+
+    bare = sqlite3.connect(path, isolation_level=None)
+
+    def bare_hundred() -> None:
+        bare.execute("BEGIN IMMEDIATE")
+        bare.executemany(
+            "INSERT INTO leases VALUES (?, 'b', 'c', 'r', '', 0, 1)", [(h,) for h in hundred]
+        )
+        bare.execute("COMMIT")
+        bare.execute("BEGIN IMMEDIATE")
+        bare.executemany("DELETE FROM leases WHERE host = ?", [(h,) for h in hundred])
+        bare.execute("COMMIT")
+
+    base, mine = pair_sync(bare_hundred, otto_hundred, 5 if QUICK else 20)
+    ok &= row(
+        "reserve + release 100 hosts (SQLite)",
+        mine,
+        base,
+        "sqlite3 2 transactions",
+        "<= 50 ms",
+        mine <= 0.050,
+    )
+    bare.close()
+    loop.run_until_complete(store.close())
+    loop.close()
+    return ok
+
+
+async def bench_postgres() -> bool:
+    import asyncpg
+
+    from tests.lab.postgres import PostgresServer, missing
+
+    problem = missing()
+    if problem:
+        print(f"PostgreSQL: skipped ({problem})")
+        return True
+    server = PostgresServer()
+    try:
+        await server.start()
+        names = ["web1", "web2", "db1"]
+        store = PostgresStore(server.url)
+        await store.reserve(["db1"], holder="bench", claim="b", duration=3600)
+        conn = await asyncpg.connect(server.url)
+
+        async def bare() -> None:
+            await conn.fetchval("SELECT 1")
+
+        async def mine() -> None:
+            await store.leases(names)
+
+        base, otto_s = await pair_async(bare, mine, 100 if QUICK else 500)
+        ok = row(
+            "check on an open store (PostgreSQL)",
+            otto_s,
+            base,
+            "asyncpg SELECT 1",
+            "<= 1.5x",
+            otto_s <= 1.5 * base,
+        )
+
+        async def by_hand() -> None:
+            await conn.fetch(_LEASES_OF, names)
+
+        # Where the time goes: the lease query itself, sent by hand, beside SELECT 1.
+        base, hand = await pair_async(bare, by_hand, 100 if QUICK else 500)
+        row("  the same query by hand (asyncpg)", hand, base, "asyncpg SELECT 1", "(info)", True)
+
+        async def bare_connect() -> None:
+            c = await asyncpg.connect(server.url)
+            await c.fetchval("SELECT 1")
+            await c.close()
+
+        async def otto_connect() -> None:
+            s = PostgresStore(server.url)
+            await s.leases(names)
+            await s.close()
+
+        base, otto_s = await pair_async(bare_connect, otto_connect, 5 if QUICK else 20)
+        row(
+            "connect + check + close (PostgreSQL)",
+            otto_s,
+            base,
+            "connect+SELECT 1+close",
+            "(info)",
+            True,
+        )
+
+        hundred = [f"board{i:03d}" for i in range(100)]
+
+        async def otto_hundred() -> None:
+            await store.reserve(hundred, holder="bench", claim="h", duration=600)
+            await store.release(hundred, claim="h")
+
+        async def bare_hundred() -> None:
+            async with conn.transaction():
+                await conn.executemany(
+                    "INSERT INTO otto_leases VALUES ($1, 'b', 'c', 'r', '', now(), now())",
+                    [(h,) for h in hundred],
+                )
+            await conn.execute("DELETE FROM otto_leases WHERE host = ANY($1::text[])", hundred)
+
+        base, otto_s = await pair_async(bare_hundred, otto_hundred, 3 if QUICK else 10)
+        row(
+            "reserve + release 100 hosts (PostgreSQL)",
+            otto_s,
+            base,
+            "asyncpg 2 statements",
+            "(info)",
+            True,
+        )
+        await conn.close()
+        await store.close()
+        return ok
+    finally:
+        server.close()
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        ok = bench_sqlite(Path(tmp))
+    ok &= asyncio.run(bench_postgres())
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
