@@ -1,8 +1,9 @@
 """The monitor's footprint on real hosts: builtin reads, df every N rounds, measured cost.
 
-Processes started per round are measured on the host from its fork counter and
-last PID (see ``otto.monitor.shell_probe.round_processes``): upper bounds that
-count whatever else the machine forks meanwhile. A local shell in a PID
+Processes started per round are measured on the host from the last PID of its
+PID namespace before and after the round (see
+``otto.monitor.shell_probe.round_processes``): an upper bound that counts
+whatever else the namespace starts meanwhile. A local shell in a PID
 namespace of its own has nobody else in it, so there the count is exact; on the
 lab's SSH hosts (one PID namespace with the rest of this machine) the tests
 look at the least over several rounds, which is exact unless the machine

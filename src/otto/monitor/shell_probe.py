@@ -97,51 +97,53 @@ def split_output(text: str, separator: str, count: int) -> list[tuple[int | None
     return sections
 
 
-def _cost_marks(text: str, separator: str) -> list[tuple[int | None, int | None]]:
-    """The ``(forks since boot, last PID)`` pairs of the round's cost lines, in order."""
-    marks: list[tuple[int | None, int | None]] = []
+def _cost_marks(text: str, separator: str) -> list[int | None]:
+    """The last PIDs of the round's first and last cost lines.
+
+    They stand at the very start and end of the output: only those ends are searched.
+    """
     needle = "\n" + separator + " c "
-    start = text.find(needle)
-    while start >= 0:
+    marks: list[int | None] = []
+    first = text.find(needle, 0, 256 + len(needle))
+    last = text.rfind(needle)
+    for start in (first, last) if first != last else (first,):
+        if start < 0:
+            continue
         end = text.find("\n", start + len(needle))
-        fields = text[start + len(needle) : end if end >= 0 else len(text)].split(" ")
-        forks, pid = [*fields, "", ""][:2]
-        marks.append((int(forks) if forks.isdigit() else None, int(pid) if pid.isdigit() else None))
-        start = text.find(needle, start + 1)
+        pid = text[start + len(needle) : end if end >= 0 else len(text)].strip()
+        marks.append(int(pid) if pid.isdigit() else None)
     return marks
 
 
-def round_processes(marks: Sequence[tuple[int | None, int | None]]) -> int | None:
+def round_processes(marks: Sequence[int | None]) -> int | None:
     """Processes started on the host while the round ran, from its first and last cost line.
 
-    Each cost line holds two readings taken by shell builtins (no process of
-    their own): the ``processes`` line of ``/proc/stat`` (every fork and thread
-    the kernel created since boot) and the last PID handed out in the shell's
-    PID namespace (the fifth field of ``/proc/loadavg``). The first line is
-    printed before any section runs, the last after all of them.
+    A cost line holds the last PID the kernel handed out in the shell's PID
+    namespace (the fifth field of ``/proc/loadavg``, read by the ``read``
+    builtin: no process of its own). The first line is printed before any
+    section runs, the last after all of them. Every process (or thread) created
+    in the namespace in between took a new PID, so the difference is an upper
+    bound of what the round started, never an estimate below it: it counts the
+    round's own (``df``, a user's command) and anyone else's in that window.
+    Otto itself starts nothing else on the host then (the round is one command
+    on a persistent shell), so on an idle device the figure is exact; on a busy
+    one it can only over-count, by what the rest of the host started in those
+    milliseconds.
 
-    Both differences count every process created on the host in that window,
-    the round's own (``df``, a user's command) and anyone else's: each is an
-    upper bound of what the round started, never an estimate below it. The
-    smaller one is taken. Otto itself starts nothing else on the host in that
-    window (the round is one command on a persistent shell), so on an idle
-    device the figure is exact; on a busy one it can only over-count, by what
-    the rest of the host forked in those milliseconds. A PID that wrapped
-    around (a smaller last PID) leaves only the counter.
+    ``/proc/stat``'s ``processes`` counter would say the same for the whole
+    kernel, but reading it means generating all of ``/proc/stat`` again, twice
+    a round: dearer than what is measured.
 
     Returns:
-        The smaller difference, or None when the lines are missing (not a Linux
-        host, or the round was cut short).
+        The difference, or None when the lines are missing (not a Linux host,
+        or the round was cut short) or the PIDs wrapped around in between.
     """
     if len(marks) < 2:
         return None
-    (forks_before, pid_before), (forks_after, pid_after) = marks[0], marks[-1]
-    bounds = []
-    if forks_before is not None and forks_after is not None and forks_after >= forks_before:
-        bounds.append(forks_after - forks_before)
-    if pid_before is not None and pid_after is not None and pid_after >= pid_before:
-        bounds.append(pid_after - pid_before)
-    return min(bounds) if bounds else None
+    before, after = marks[0], marks[-1]
+    if before is None or after is None or after < before:
+        return None
+    return after - before
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,9 +160,10 @@ def monitor_script(sections: Sequence[tuple[str, bool]], separator: str, name: s
 
     ``name 1`` runs every section; ``name 0`` leaves out those marked
     ``sometimes``. Section ``i`` prints its output, then ``\\n<separator> i
-    <status>``; a cost line ``\\n<separator> c <forks> <last pid>`` comes first and
+    <status>``; a cost line ``\\n<separator> c <last pid>`` comes first and
     last (see ``round_processes``). Helper functions ``<name>_r`` (read a file),
-    ``<name>_c`` (cost line) and ``<name>_f`` (flush) are defined alongside.
+    ``<name>_s`` (a separator line), ``<name>_c`` (a cost line) and ``<name>_f``
+    (flush) are defined alongside.
 
     What the builtins read is gathered in a variable and printed at once, before
     a command in a subshell and at the end: a round of builtin reads is one or
@@ -177,41 +180,39 @@ def monitor_script(sections: Sequence[tuple[str, bool]], separator: str, name: s
     for word in (separator, name):
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", word):
             raise ValueError(f"not a plain shell word: {word!r}")
-    read, cost, flush = f"{name}_r", f"{name}_c", f"{name}_f"
+    read, cost, flush, mark = f"{name}_r", f"{name}_c", f"{name}_f", f"{name}_s"
     lines = [
         "__otto_n='\n'",
         # bash >= 4: three builtins per file. Defined through eval, so that other
         # shells never parse the array syntax.
         'if [ "${BASH_VERSINFO:-0}" -ge 4 ] 2>/dev/null; then',
         f'eval \'{read}() {{ mapfile __otto_a <"$1" || return 1; '
-        'printf -v __otto_t %s "${__otto_a[@]}"; __otto_o=$__otto_o$__otto_t; }\'',
+        'printf -v __otto_t %s "${__otto_a[@]}"; __otto_o+=$__otto_t; }\'',
+        # += appends in place: "$__otto_o..." would expand the whole buffer again.
+        f"eval '{mark}() {{ __otto_o+=\"${{__otto_n}}{separator} $1 $2$__otto_n\"; }}'",
         "else",
         # Any POSIX sh: IFS= keeps leading blanks, -r backslashes; a last line
         # without a newline is kept as it is.
         f'{read}() {{ [ -r "$1" ] || return 1; __otto_l=; '
         "while IFS= read -r __otto_l; do __otto_o=$__otto_o$__otto_l$__otto_n; "
         'done <"$1"; __otto_o=$__otto_o$__otto_l; }',
+        f'{mark}() {{ __otto_o="$__otto_o${{__otto_n}}{separator} $1 $2$__otto_n"; }}',
         "fi",
         f'{flush}() {{ printf %s "$__otto_o"; __otto_o=; }}',
-        f"{cost}() {{ __otto_k=; __otto_v=; __otto_p=; "
-        "while read -r __otto_k __otto_v; do "
-        "case $__otto_k in processes) break;; esac; done </proc/stat; "
-        "case $__otto_k in processes) ;; *) __otto_v=;; esac; "
-        "read -r __otto_k __otto_k __otto_k __otto_k __otto_p </proc/loadavg; "
-        f'__otto_o="$__otto_o${{__otto_n}}{separator} c $__otto_v $__otto_p$__otto_n"; }} '
+        f"{cost}() {{ __otto_p=; read -r __otto_p __otto_p __otto_p __otto_p __otto_p "
+        f'</proc/loadavg; {mark} c "$__otto_p"; }} '
         "2>/dev/null",
         f"{name}() {{",
         "__otto_o=",
         cost,
     ]
     for i, (command, sometimes) in enumerate(sections):
-        mark = f'__otto_o="$__otto_o${{__otto_n}}{separator} {i} $?$__otto_n"'
         path = builtin_path(command)
         if path is not None:
-            text = f"{read} {shlex.quote(path)} 2>/dev/null; {mark}"
+            text = f"{read} {shlex.quote(path)} 2>/dev/null; {mark} {i} $?"
         else:
             # The newline before ")" lets a command end in "&" or a comment.
-            text = f"{flush}; ( {command}\n) </dev/null 2>/dev/null; {mark}"
+            text = f"{flush}; ( {command}\n) </dev/null 2>/dev/null; {mark} {i} $?"
         lines.append(f'if [ "$1" = 1 ]; then {text}\nfi' if sometimes else text)
     lines += [cost, flush, "}"]
     return "\n".join(lines)

@@ -23,7 +23,7 @@ from tests.fakes import FakeHost
 
 WAIT = 5.0
 DATA = Path(__file__).parent / "data"
-_SEPARATOR = re.compile(r"\$\{__otto_n\}(\w+) \d+ \$\?")
+_SEPARATOR = re.compile(r"\$\{__otto_n\}(\w+) \$1 \$2")
 # A section of the round's shell function: a file read by builtins ("<name>_r
 # /proc/stat") or a command in a subshell; df only when the call's argument is 1.
 _SECTION = re.compile(

@@ -16,6 +16,7 @@ from otto.monitor.probe import CostTally, RoundCost
 from otto.monitor.shell_probe import (
     DF_COMMAND,
     ShellProbe,
+    _cost_marks,
     builtin_path,
     monitor_script,
     round_processes,
@@ -110,10 +111,10 @@ def test_the_round_prints_its_cost_lines_first_and_last(shell: list[str]) -> Non
     if not installed(shell) or not Path("/proc/loadavg").exists():
         pytest.skip(f"{shell[0]} is not installed, or no /proc")
     out = run_script(shell, monitor_script([("true", False)], SEP, "__t_m"), "1")
-    lines = re.findall(rf"^{SEP} c (\d+) (\d+)$", out, re.MULTILINE)
+    lines = re.findall(rf"^{SEP} c (\d+)$", out, re.MULTILINE)
     assert len(lines) == 2
-    # The subshell of `true` is at least one process started in between.
-    assert int(lines[1][0]) > int(lines[0][0])
+    # The subshell of `true` took at least one PID in between.
+    assert int(lines[1]) > int(lines[0])
     assert out.startswith(f"\n{SEP} c ")
 
 
@@ -148,14 +149,20 @@ def test_hostile_separator_or_name_is_refused() -> None:
         monitor_script([("true", False)], SEP, "f$(x)")
 
 
-def test_round_processes_is_the_smaller_upper_bound() -> None:
-    assert round_processes([(100, 50), (103, 51)]) == 1
-    assert round_processes([(100, 50), (101, 58)]) == 1
-    assert round_processes([(100, 32767), (102, 301)]) == 2  # the PID wrapped around
-    assert round_processes([(100, None), (100, None)]) == 0
-    assert round_processes([(None, None), (None, None)]) is None
-    assert round_processes([(100, 50)]) is None
+def test_round_processes_is_the_last_pid_moving_on() -> None:
+    assert round_processes([50, 51]) == 1
+    assert round_processes([50, 50]) == 0
+    assert round_processes([32767, 301]) is None  # the PIDs wrapped around
+    assert round_processes([None, 51]) is None
+    assert round_processes([50]) is None
     assert round_processes([]) is None
+
+
+def test_cost_marks_are_read_at_both_ends_only() -> None:
+    text = f"\n{SEP} c 40\nbody\n{SEP} c 99\nmore\n\n{SEP} c 42"
+    assert _cost_marks(text, SEP) == [40, 42]
+    assert _cost_marks(f"\n{SEP} c \n", SEP) == [None]
+    assert _cost_marks("no marks", SEP) == []
 
 
 def test_cost_tally_sums_rounds_and_takes_the_slowest_probe() -> None:
@@ -208,7 +215,7 @@ class Shell:
         self.calls.append(call.group(2) + ("d" if "() {" in cmds else ""))
         if not self.script:
             return CommandStatus(cmds, f"sh: {call.group(1)}: not found", Status.Success, 0)
-        out = [f"\n{SEP} c 100 10\n"]
+        out = [f"\n{SEP} c 10\n"]
         sections = re.findall(
             r"(if \[ \"\$1\" = 1 \]; then )?(?:\S+_f; )?(?:\( )?echo (\w+)", self.script
         )
@@ -216,7 +223,7 @@ class Shell:
             if sometimes and call.group(2) == "0":
                 continue
             out.append(f"{word}\n\n{SEP} {i} 0\n")
-        out.append(f"\n{SEP} c {101 if call.group(2) == '1' else 100} 11\n")
+        out.append(f"\n{SEP} c {11 if call.group(2) == '1' else 10}\n")
         return CommandStatus(cmds, "".join(out).removesuffix("\n"), Status.Success, 0)
 
 
