@@ -5,13 +5,17 @@ connection and hostile file names; the remote tail ends with the watch."""
 from __future__ import annotations
 
 import asyncio
+import http.client
+import json
 import os
 import re
 import secrets
 import shutil
 import signal
 import tempfile
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -19,6 +23,12 @@ import pytest
 from otto import Host, LocalHost
 from otto.monitor import Collector, LogWatch
 from tests.integration.hosts import eventually, make_host, remote_host
+from tests.integration.test_cli import (  # the fixture is used by name
+    DEADLINE,
+    StartMonitor,
+    otto,
+    start_monitor,  # noqa: F401 (a fixture, used by name)
+)
 from tests.lab import Lab
 
 WAIT = 30.0
@@ -359,3 +369,62 @@ async def test_rotated_while_disconnected_reads_the_new_file(fault_lab: Lab, log
         assert timeline.lines() == ["ERROR before", "ERROR in the new file"]
     finally:
         await host.close()
+
+
+# --- otto monitor --watch --------------------------------------------------------------------
+
+
+def stream_events(port: int, count: int, ready: threading.Event) -> list[dict[str, object]]:
+    """The next ``count`` events on the dashboard's stream; ``ready`` is set once it is open."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=DEADLINE)
+    found: list[dict[str, object]] = []
+    try:
+        conn.request("GET", "/api/stream")
+        response = conn.getresponse()
+        assert response.status == 200
+        while len(found) < count:
+            line = response.readline()
+            assert line, "the stream ended"
+            if line.startswith(b"data:"):
+                message = json.loads(line[5:])
+                if message.get("type") == "snapshot":
+                    ready.set()
+                if message.get("type") == "event":
+                    found.append(message["event"])
+        return found
+    finally:
+        conn.close()
+
+
+def test_otto_monitor_watch(request: pytest.FixtureRequest, logdir: Path) -> None:
+    launch: StartMonitor = request.getfixturevalue("start_monitor")
+    log = logdir / "a:b.log"
+    append(log, "ERROR: 0 before the watch")
+    db = logdir / "run.db"
+    monitor = launch(
+        "--interval", "60", "--db", str(db), "--watch", f"local:{logdir}/a\\:b.log:ERROR: (?:\\d+)"
+    )
+    monitor.read_until(rb"following local:\S+a:b\.log for 'ERROR: \(\?:\\\\d\+\)'")
+    with ThreadPoolExecutor(1) as reader:
+        ready = threading.Event()
+        events = reader.submit(stream_events, monitor.port, 1, ready)
+        assert ready.wait(DEADLINE)
+        append(log, "ERROR: nothing", "ERROR: 42 disk full")
+        (event,) = events.result(DEADLINE)
+    assert (event["host"], event["line"]) == ("local", "ERROR: 42 disk full")
+    assert monitor.stop() == 0
+    from otto.monitor.store import MetricStore
+
+    with MetricStore(db) as store:
+        stored = store.events()
+    assert [(e.host, e.line) for e in stored] == [("local", "ERROR: 42 disk full")]
+
+
+@pytest.mark.parametrize(
+    ("watch", "says"),
+    [("local:/x.log", "no ':' between PATH and REGEX"), ("nohost:/x:y", "no host named 'nohost'")],
+)
+def test_otto_monitor_watch_refuses_bad_specs(watch: str, says: str) -> None:
+    result = otto("monitor", "--port", "0", "--watch", watch)
+    assert result.returncode == 2
+    assert says in result.stderr
