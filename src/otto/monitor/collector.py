@@ -692,7 +692,8 @@ class Collector:
         track.last_cost = tuple(o.cost for o in outcomes if o.cost is not None)
         track.costs.add(track.last_cost)
         up = any(o.up for o in outcomes)
-        return HostRound(up, metrics, "; ".join(errors), counters=counters)
+        cost = track.costs.last if track.last_cost else None
+        return HostRound(up, metrics, "; ".join(errors), cost, counters=counters)
 
     async def _close_probes(self, track: _Track) -> None:
         for probe in track.probes:
@@ -711,6 +712,16 @@ class Collector:
             "hosts": {
                 name: {"up": r.up, "metrics": dict(r.metrics), "last_error": r.error}
                 for name, r in results.items()
+            },
+            # What the round cost each host that answered (RoundCost's fields).
+            "costs": {
+                name: {
+                    "seconds": r.cost.seconds,
+                    "received": r.cost.received,
+                    "processes": r.cost.processes,
+                }
+                for name, r in results.items()
+                if r.cost is not None
             },
         }
         self._subscribers.publish(update)

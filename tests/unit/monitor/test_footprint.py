@@ -215,15 +215,18 @@ class Shell:
         self.calls.append(call.group(2) + ("d" if "() {" in cmds else ""))
         if not self.script:
             return CommandStatus(cmds, f"sh: {call.group(1)}: not found", Status.Success, 0)
-        out = [f"\n{SEP} c 10\n"]
+        found = re.search(r"\$\{__otto_n\}(\w+) \$1 \$2", self.script)
+        assert found is not None
+        sep = found.group(1)
+        out = [f"\n{sep} c 10\n"]
         sections = re.findall(
             r"(if \[ \"\$1\" = 1 \]; then )?(?:\S+_f; )?(?:\( )?echo (\w+)", self.script
         )
         for i, (sometimes, word) in enumerate(sections):
             if sometimes and call.group(2) == "0":
                 continue
-            out.append(f"{word}\n\n{SEP} {i} 0\n")
-        out.append(f"\n{SEP} c {11 if call.group(2) == '1' else 10}\n")
+            out.append(f"{word}\n\n{sep} {i} 0\n")
+        out.append(f"\n{sep} c {11 if call.group(2) == '1' else 10}\n")
         return CommandStatus(cmds, "".join(out).removesuffix("\n"), Status.Success, 0)
 
 
@@ -288,3 +291,23 @@ def test_df_every_is_checked_and_a_target_may_set_its_own() -> None:
         for name, track in collector._tracks.items()
     }
     assert everies == {"own": [5], "other": [2]}
+
+
+async def test_the_collector_reports_each_rounds_cost() -> None:
+    clock = FakeClock(start=10.0)
+    host = FakeHost(clock, Shell(), name="h")
+    mem = gauge_parser(lambda text: {"mem": float(len(text))})
+    target = MonitorTarget(host, parsers={"echo mem": mem}, replace_defaults=True)
+    collector = Collector([target], interval=1.0, clock=clock)
+    stream = collector.subscribe()
+    async with collector:
+        update = await anext(stream)
+        while update["type"] != "round":
+            update = await anext(stream)
+        polled = await collector.poll_round()
+    cost = polled["h"].cost
+    assert cost is not None and cost.processes == 1 and cost.received > 0
+    assert update["costs"] == {"h": {"seconds": 0.0, "received": cost.received, "processes": 1}}
+    tally = collector.round_costs()["h"]
+    assert (tally.rounds, tally.processes, tally.counted) == (2, 2, 2)
+    assert tally.received == 2 * cost.received and tally.last == cost
