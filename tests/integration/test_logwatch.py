@@ -351,6 +351,34 @@ async def test_a_dropped_ssh_connection_resumes_and_recovers_the_lines(
     await gone(log)
 
 
+async def test_a_cut_network_resumes_and_recovers_the_lines(fault_lab: Lab, logdir: Path) -> None:
+    host = remote_host(fault_lab, "ssh3", keepalive_interval=0.5, connect_timeout=2)
+    log = logdir / "app.log"
+    append(log, "start")
+    try:
+        async with Timeline() as timeline:
+            watch = await timeline.watch(host, log, "ERROR")
+            append(log, "ERROR before")
+            await timeline.wait_lines("ERROR before")
+            await fault_lab.cut_network("ssh3")
+            # The keepalives go unanswered: the watch notices and tries again.
+            assert await eventually(lambda: watch.restarts >= 1, timeout=WAIT)
+            append(log, "ERROR while the network was cut")
+            await fault_lab.restore_network("ssh3")
+            await asyncio.wait_for(watch.wait_following(2), WAIT)
+            append(log, "ERROR after")
+            await timeline.wait_lines("ERROR while the network was cut", "ERROR after")
+        assert timeline.lines() == [
+            "ERROR before",
+            "ERROR while the network was cut",
+            "ERROR after",
+        ]
+    finally:
+        await host.close()
+    # The tail of the cut connection too: sshd ends it once the link is back.
+    await gone(log)
+
+
 async def test_rotated_while_disconnected_reads_the_new_file(fault_lab: Lab, logdir: Path) -> None:
     host = remote_host(fault_lab, "ssh2")
     log = logdir / "app.log"
