@@ -1,8 +1,14 @@
-"""Hosts held by one test at a time across pytest-xdist workers.
+"""Hosts held by one test at a time: across pytest-xdist workers, and across people.
 
-A file lock per host (``fcntl.flock`` on ``<folder>/<host>.lock``): the lock
-is the kernel's, so a worker that dies lets go of its hosts. Meant to be
-replaced by the lab's reservations; callers only see ``hold_hosts``.
+A file lock per host (``fcntl.flock`` on ``<folder>/<host>.lock``) keeps the
+workers of one run apart: the lock is the kernel's, so a worker that dies lets
+go of its hosts at once. When the lab names a reservation store
+(``settings.reservations``, or ``$OTTO_RESERVATIONS``), the hosts are also
+reserved there with ``otto.reserve`` for as long as the test holds them
+(renewed on otto's loop, so a worker that dies frees them when the lease
+ends), and hosts someone else holds are passed over. Hosts the user reserved
+by hand (``otto reserve``) count as theirs to test on. Callers only see
+``hold_hosts``.
 """
 
 from __future__ import annotations
@@ -11,8 +17,16 @@ import fcntl
 import os
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AsyncExitStack, contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from otto import loop as otto_loop
+from otto.errors import ReservedError
+
+if TYPE_CHECKING:
+    from otto.lab import Lab
+    from otto.reservations import ReservationStore
 
 __all__ = ["HostsBusy", "hold_hosts"]
 
@@ -33,6 +47,52 @@ def _try_lock(folder: Path, name: str) -> int | None:
     return fd
 
 
+class _Shared:
+    """The lab's reservation store, used from otto's loop while hosts are held."""
+
+    def __init__(self, lab: Lab, note: str) -> None:
+        from otto.reservations import hand_claim, holder_identity, open_store
+
+        self.lab = lab
+        self.note = note
+        self.store: ReservationStore = open_store(lab=lab)
+        self.hand = hand_claim(holder_identity())
+        self.mine: set[str] = set()
+
+    def taken(self, names: Sequence[str]) -> set[str]:
+        """Hosts held by anyone but the user's own hand reservations (one query)."""
+        leases = otto_loop.run(self.store.leases(names))
+        self.mine = {x.host for x in leases if x.claim == self.hand}
+        return {x.host for x in leases if x.claim != self.hand}
+
+    def reserve(self, names: Sequence[str]) -> AsyncExitStack:
+        """Reserve ``names`` (but those already the user's) until the stack is closed."""
+        from otto.reservations import reserve
+
+        wanted = [n for n in names if n not in self.mine]
+
+        async def enter() -> AsyncExitStack:
+            stack = AsyncExitStack()
+            if wanted:
+                await stack.enter_async_context(
+                    reserve(wanted, lab=self.lab, store=self.store, note=self.note)
+                )
+            return stack
+
+        return otto_loop.run(enter())
+
+    def close(self) -> None:
+        otto_loop.run(self.store.close())
+
+
+def _shared(lab: Lab | None, note: str) -> _Shared | None:
+    from otto.reservations import ENV_VAR
+
+    if lab is None or not (lab.reservations or os.environ.get(ENV_VAR, "").strip()):
+        return None
+    return _Shared(lab, note)
+
+
 @contextmanager
 def hold_hosts(
     names: Sequence[str],
@@ -40,6 +100,8 @@ def hold_hosts(
     folder: Path,
     count: int | None = None,
     timeout: float | None = None,
+    lab: Lab | None = None,
+    note: str = "",
 ) -> Iterator[list[str]]:
     """Hold ``count`` of ``names`` (all of them by default) until the block ends.
 
@@ -51,6 +113,9 @@ def hold_hosts(
         folder: where the lock files live (shared by every worker of a run).
         count: how many of ``names`` are needed.
         timeout: seconds to wait for them; None waits as long as it takes.
+        lab: the lab of ``names``; when it names a reservation store (or
+            ``$OTTO_RESERVATIONS`` does), the hosts are reserved there too.
+        note: the reservation's note (the test's id).
 
     Yields:
         The names held.
@@ -58,32 +123,51 @@ def hold_hosts(
     Raises:
         ValueError: ``count`` is more than the names given.
         HostsBusy: ``timeout`` passed before enough hosts were free.
+        ReservationStoreError: the reservation store cannot be reached.
     """
     need = len(names) if count is None else count
     if need > len(names):
         raise ValueError(f"{need} hosts needed but only {len(names)} given: {', '.join(names)}")
     folder.mkdir(parents=True, exist_ok=True)
     deadline = None if timeout is None else time.monotonic() + timeout
+    shared = _shared(lab, note)
     held: dict[str, int] = {}
-    while True:
-        for name in names:
-            if len(held) == need:
-                break
-            fd = _try_lock(folder, name)
-            if fd is not None:
-                held[name] = fd
-        if len(held) == need:
-            break
-        for fd in held.values():
-            os.close(fd)
-        held.clear()
-        if deadline is not None and time.monotonic() >= deadline:
-            raise HostsBusy(
-                f"{need} of {', '.join(names)} not free within {timeout:g}s (held by other workers)"
-            )
-        time.sleep(_RETRY)
+    reservation: AsyncExitStack | None = None
     try:
+        while True:
+            taken = shared.taken(names) if shared is not None else set()
+            for name in names:
+                if len(held) == need:
+                    break
+                if name in taken:
+                    continue
+                fd = _try_lock(folder, name)
+                if fd is not None:
+                    held[name] = fd
+            if len(held) == need:
+                if shared is None:
+                    break
+                try:
+                    reservation = shared.reserve(list(held))
+                    break
+                except ReservedError:
+                    pass  # taken since the query: start over
+            for fd in held.values():
+                os.close(fd)
+            held.clear()
+            if deadline is not None and time.monotonic() >= deadline:
+                raise HostsBusy(
+                    f"{need} of {', '.join(names)} not free within {timeout:g}s "
+                    "(held by other workers, or reserved by others)"
+                )
+            time.sleep(_RETRY)
         yield list(held)
     finally:
-        for fd in held.values():
-            os.close(fd)
+        try:
+            if reservation is not None:
+                otto_loop.run(reservation.aclose())
+        finally:
+            for fd in held.values():
+                os.close(fd)
+            if shared is not None:
+                shared.close()

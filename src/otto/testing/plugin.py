@@ -639,7 +639,9 @@ class OttoPlugin:
         if other is not None:
             return other
         stack = contextlib.ExitStack()
-        held = stack.enter_context(hold_hosts(pool, folder=self.run_dir / "locks", count=count))
+        held = stack.enter_context(
+            hold_hosts(pool, folder=self.run_dir / "locks", count=count, lab=lab, note=node.nodeid)
+        )
         request.addfinalizer(stack.close)
         log.info("%s holds %s", node.nodeid, ", ".join(held))
         return held
