@@ -162,7 +162,7 @@ FIELDS: dict[str, FieldRule] = {
     ),
     "snmp": FieldRule(
         "Read the host's metrics from its SNMP agent too (term 'none': only): "
-        "'community' (v1/v2c), 'port' (161), 'version' ('2c'), 'address' (the "
+        "'community' (v2c), 'port' (161), 'version' ('2c'), 'address' (the "
         "host's), v3 'user', 'auth_key', 'priv_key', 'auth_protocol', 'priv_protocol', "
         "'timeout' (s), 'retries'.",
         {
@@ -175,7 +175,7 @@ FIELDS: dict[str, FieldRule] = {
                     "maximum": 65535,
                     "_error": "must be a port number 1-65535",
                 },
-                "version": {"enum": ["1", "2c", "3"], "_error": "must be '1', '2c' or '3'"},
+                "version": {"enum": ["2c", "3"], "_error": "must be '2c' or '3'"},
                 "address": _string(),
                 "user": _string(),
                 "auth_key": _string(),

@@ -111,6 +111,9 @@ WALKED_COLUMNS: tuple[Oid, ...] = (
 
 _MAX_WALK_REQUESTS = 64
 _REPETITIONS = 24
+_FIRST_BATCH = 200  # objects per GET until an agent says tooBig
+_MIN_BATCH = 8
+_TOO_BIG = 1  # error-status tooBig
 
 
 # --- the plan: which rows exist, and what one round reads ---------------------------------
@@ -449,6 +452,10 @@ class _SnmpFailure(Exception):
     """A request that got no usable answer; the message is for the user."""
 
 
+class _TooBig(_SnmpFailure):
+    """The agent's answer would not fit in one of its messages."""
+
+
 def _convert(value: Any) -> SnmpValue:
     """A pysnmp value as a number, a string or None (noSuchObject, endOfMibView, ...)."""
     from pyasn1.type import univ  # type: ignore[import-untyped]
@@ -507,6 +514,7 @@ class SnmpProbe:
         self._walked_at = 0
         self._previous: _Sample | None = None
         self._objects: dict[Oid, Any] = {}
+        self._batch = _FIRST_BATCH
 
     def __repr__(self) -> str:
         return f"SnmpProbe({self.name!r}, {self.where!r})"
@@ -595,7 +603,7 @@ class SnmpProbe:
 
         s = self.settings
         if s.version != "3":
-            return hlapi.CommunityData(s.community, mpModel=0 if s.version == "1" else 1)
+            return hlapi.CommunityData(s.community, mpModel=1)
         auth = {
             "MD5": hlapi.usmHMACMD5AuthProtocol,
             "SHA": hlapi.usmHMACSHAAuthProtocol,
@@ -641,18 +649,27 @@ class SnmpProbe:
             at = ""
             if where and int(where) <= len(varbinds):
                 at = " at " + ".".join(map(str, varbinds[int(where) - 1][0]))
-            raise _SnmpFailure(f"the agent answered {status.prettyPrint()}{at}")
+            kind = _TooBig if int(status) == _TOO_BIG else _SnmpFailure
+            raise kind(f"the agent answered {status.prettyPrint()}{at}")
         return [(tuple(vb[0]), vb[1]) for vb in varbinds]
 
     async def _get(self, oids: Sequence[Oid]) -> dict[Oid, SnmpValue]:
         from pysnmp.hlapi.v3arch.asyncio import get_cmd
 
         values: dict[Oid, SnmpValue] = {}
-        # Agents answer tooBig past a few hundred objects: ask in slices.
-        for start in range(0, len(oids), 200):
-            batch = oids[start : start + 200]
-            got = await self._call(get_cmd, *(self._object(o) for o in batch))
+        start = 0
+        while start < len(oids):
+            batch = oids[start : start + self._batch]
+            try:
+                got = await self._call(get_cmd, *(self._object(o) for o in batch))
+            except _TooBig:
+                if self._batch <= _MIN_BATCH:
+                    raise
+                # The answer would not fit the agent's largest message: ask for less.
+                self._batch = max(_MIN_BATCH, self._batch // 2)
+                continue
             values.update((oid, _convert(value)) for oid, value in got)
+            start += len(batch)
         return values
 
     async def _walk(self, columns: Sequence[Oid]) -> dict[Oid, dict[Oid, SnmpValue]]:

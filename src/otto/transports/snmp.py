@@ -18,9 +18,10 @@ __all__ = [
     "SnmpVersion",
 ]
 
-SnmpVersion = Literal["1", "2c", "3"]
+SnmpVersion = Literal["2c", "3"]
 
-SNMP_VERSIONS: tuple[SnmpVersion, ...] = ("1", "2c", "3")
+SNMP_VERSIONS: tuple[SnmpVersion, ...] = ("2c", "3")
+"""SNMPv1 is left out: it has no GETBULK, and one missing object fails a whole GET."""
 SNMP_AUTH_PROTOCOLS = ("MD5", "SHA", "SHA224", "SHA256", "SHA384", "SHA512")
 """SNMPv3 authentication protocols (``auth_protocol``)."""
 SNMP_PRIV_PROTOCOLS = ("DES", "3DES", "AES", "AES192", "AES256")
@@ -32,9 +33,9 @@ class SnmpSettings:
     """How to reach a device's SNMP agent (the lab field ``snmp``).
 
     Args:
-        community: the v1/v2c community (a secret: never shown).
+        community: the v2c community (a secret: never shown).
         port: the agent's UDP port.
-        version: ``"2c"`` (default), ``"1"`` or ``"3"``.
+        version: ``"2c"`` (default) or ``"3"``.
         address: the agent's address; None means the host's own address.
             Requests go straight from this machine (never through a hop).
         user: the SNMPv3 user name.
@@ -65,7 +66,7 @@ class SnmpSettings:
 
     def __post_init__(self) -> None:
         if self.version not in SNMP_VERSIONS:
-            raise ValueError(f"SNMP version must be '1', '2c' or '3', not {self.version!r}")
+            raise ValueError(f"SNMP version must be '2c' or '3', not {self.version!r}")
         if isinstance(self.port, bool) or not 1 <= self.port <= 65535:
             raise ValueError(f"SNMP port must be 1-65535, not {self.port!r}")
         if self.version == "3":
@@ -87,7 +88,7 @@ class SnmpSettings:
                 if key is not None and len(key) < 8:
                     raise ValueError("SNMPv3 pass phrases must be at least 8 characters")
         elif not self.community:
-            raise ValueError(f"SNMP v{self.version} needs a 'community'")
+            raise ValueError("SNMP v2c needs a 'community'")
         if not self.timeout > 0:
             raise ValueError(
                 f"SNMP timeout must be a positive number of seconds, not {self.timeout!r}"

@@ -136,6 +136,7 @@ def test_settings_hide_their_secrets() -> None:
     [
         ({}, "needs a 'community'"),
         ({"community": "x", "version": "2"}, "version must be"),
+        ({"community": "x", "version": "1"}, "version must be '2c' or '3'"),
         ({"community": "x", "port": 0}, "port must be"),
         ({"version": "3"}, "needs a 'user'"),
         ({"version": "3", "user": "u", "priv_key": "12345678"}, "needs an 'auth_key'"),
