@@ -325,3 +325,29 @@ async def test_otto_monitor_watches_a_device_with_no_shell(
     assert "mem.total_bytes" in hosts["pdu1"]["metrics"]
     # The other process's blocking reads: the agents are processes of their own.
     assert monitor.stop() == 0, monitor.output.decode(errors="replace")
+
+
+async def test_an_interface_that_goes_away_makes_the_tables_walked_again_soon(
+    snmp: SnmpLab,
+) -> None:
+    counters = Counters({1: ("if1", 0, 0), 2: ("if2", 0, 0)}, wide=True)
+    agent = await snmp.agent("ssh1", counters=counters)
+    clock = FakeClock(start=50.0)
+    probe = SnmpProbe("dev", settings(agent), address=agent.address, clock=clock, refresh=1000)
+    try:
+        await probe.poll(0, clock.monotonic() + 5)
+        counters.interfaces = {1: ("if1", 0, 0), 3: ("if3", 0, 0)}  # if2 gone, if3 new
+        counters.write()
+        seen = None
+        for index in range(1, 20):
+            clock.advance(1.0)
+            result = await probe.poll(index, clock.monotonic() + 5)
+            assert result.up, result.error
+            if "net.rx_bytes_per_s[if3]" in result.metrics:
+                seen = index
+                break
+        # Seen after the next walk (at most ten rounds later) and a second reading,
+        # not after the `refresh` of 1000 rounds.
+        assert seen is not None and seen <= 12
+    finally:
+        await probe.close()

@@ -113,6 +113,7 @@ _MAX_WALK_REQUESTS = 64
 _REPETITIONS = 24
 _FIRST_BATCH = 200  # objects per GET until an agent says tooBig
 _MIN_BATCH = 8
+_REWALK_AFTER = 10  # rounds between walks at least, when rows keep going missing
 _TOO_BIG = 1  # error-status tooBig
 
 
@@ -566,8 +567,10 @@ class SnmpProbe:
             gone_rows = [oid for oid in missing if oid not in scalars]
             self._plan = plan.without_scalars(missing)
             if gone_rows:
-                # A row went away (an interface or a mount): walk again next round.
-                self._walked_at = index - self.refresh
+                # A row went away (an interface or a mount): walk again soon, but
+                # not every round for a row the agent lists and never answers for.
+                walk_at = max(index + 1, self._walked_at + min(self.refresh, _REWALK_AFTER))
+                self._walked_at = min(self._walked_at, walk_at - self.refresh)
         metrics, self._previous = read_metrics(plan, values, (sent + answered) / 2, self._previous)
         cost = RoundCost(answered - sent, engine.received.get(self._peer, 0) - received, None)
         if not metrics:
