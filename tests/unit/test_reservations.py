@@ -314,3 +314,14 @@ async def test_a_lease_past_its_end_refuses_without_any_renewal(
             await host.run("true")
     finally:
         host.set_guard(None)
+
+
+async def test_any_file_name(tmp_path: Path) -> None:
+    folder = tmp_path / "we ird?#%20 'dir\""
+    url = f"sqlite:///{folder}/r.db"
+    store = open_store(url)
+    assert isinstance(store, SQLiteStore)
+    async with store:
+        await store.reserve(["a"], holder="x", claim="c", duration=60)
+    assert (folder / "r.db").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [folder.name]

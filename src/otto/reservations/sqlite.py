@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote
 
 from otto.errors import ReservationStoreError, ReservedError
 from otto.reservations.base import Grant, Lease, ReservationStore, reserved_message, utc
@@ -62,15 +62,18 @@ def default_path() -> Path:
 
 
 def path_of_url(url: str) -> Path:
-    """The file of a ``sqlite:///PATH`` URL (``sqlite:////abs`` or ``sqlite:///rel``)."""
-    parts = urlsplit(url)
-    if parts.scheme != "sqlite" or parts.netloc not in ("", "localhost"):
+    """The file of a ``sqlite:///PATH`` URL: ``sqlite:////abs/file`` or ``sqlite:///rel``.
+
+    Everything after ``sqlite:///`` is the path as written (no ``?`` or ``#``
+    parts, no %-escapes), so any file name can be given.
+    """
+    prefix = "sqlite:///"
+    if not url.lower().startswith(prefix):
         raise ReservationStoreError(f"{url}: not a sqlite:///PATH URL")
-    path = unquote(parts.path)
-    if not path or path == "/":
+    path = url[len(prefix) :]
+    if not path:
         raise ReservationStoreError(f"{url}: no file named (write sqlite:///PATH)")
-    # sqlite:///rel -> path "/rel"; sqlite:////abs -> path "//abs".
-    return Path(path[1:]).expanduser()
+    return Path(path).expanduser()
 
 
 def _lease(row: Row) -> Lease:
