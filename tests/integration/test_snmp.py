@@ -148,6 +148,8 @@ async def test_a_32_bit_counter_that_wraps_gives_the_true_rate(snmp: SnmpLab) ->
         assert second.metrics["net.rx_bytes_per_s[eth9]"] == pytest.approx(600.0)
         assert second.metrics["net.tx_bytes_per_s[eth9]"] == pytest.approx(1.0)
         assert second.metrics["net.rx_bytes_per_s"] == pytest.approx(600.0)
+        # The round's cost: one GET's answer, counted in bytes.
+        assert second.cost is not None and 0 < second.cost.received < first.cost.received  # type: ignore[union-attr]
     finally:
         await probe.close()
 

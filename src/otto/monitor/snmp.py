@@ -582,6 +582,10 @@ class SnmpProbe:
 
     @property
     def _peer(self) -> tuple[str, int]:
+        # Answers are counted by the address they came from: the resolved one.
+        if self._target is not None:
+            resolved = self._target.transport_address
+            return (str(resolved[0]), int(resolved[1]))
         return (self.address, self.settings.port)
 
     def _acquire(self) -> _Engine:
