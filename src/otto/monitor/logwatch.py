@@ -66,8 +66,8 @@ __all__ = [
     "DEFAULT_RATE",
     "DEFAULT_SUMMARY_INTERVAL",
     "LINE_CAP",
+    "Fed",
     "LineSplitter",
-    "LogLine",
     "LogWatch",
     "Position",
     "RateLimiter",
@@ -76,6 +76,7 @@ __all__ = [
     "follow_command",
     "parse_watch",
     "plan_start",
+    "shown",
     "stat_command",
 ]
 
@@ -175,17 +176,21 @@ def parse_watch(text: str) -> WatchSpec:
 # --- reading the stream --------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class LogLine:
-    """One line of the file: the kept text, and how many bytes past ``LINE_CAP`` were dropped."""
+def shown(text: str, cut: int) -> str:
+    """A line as an event shows it: its kept text, marked when ``cut`` bytes were dropped."""
+    return text if not cut else f"{text} [cut: {cut} more bytes]"
 
-    text: str
-    cut: int = 0
 
-    @property
-    def shown(self) -> str:
-        """The line as an event shows it: ``text``, marked when it was cut."""
-        return self.text if not self.cut else f"{self.text} [cut: {self.cut} more bytes]"
+@dataclass
+class Fed:
+    """What one read of the stream held, once split."""
+
+    lines: list[str]
+    """The file's lines that ended in this read (kept text, no ``\\n``)."""
+    cut: dict[int, int]
+    """``{index in lines: bytes dropped past the cap}`` for the lines that were cut."""
+    notes: list[str]
+    """tail's own messages (and the watch's ``end``)."""
 
 
 class LineSplitter:
@@ -196,6 +201,7 @@ class LineSplitter:
     the file (both share one stream), so it is cut out wherever it starts.
     Memory stays bounded: a line keeps its first ``cap`` bytes, a message its
     first 1 KiB. ``content_bytes`` counts the bytes of the file seen so far.
+    Lines are decoded as UTF-8 (invalid bytes replaced) and lose a trailing ``\\r``.
     """
 
     def __init__(self, marker: bytes, cap: int = LINE_CAP) -> None:
@@ -215,10 +221,9 @@ class LineSplitter:
         """Bytes of the line not yet ended (read past, kept or not)."""
         return len(self._kept) + self._dropped
 
-    def feed(self, data: bytes) -> tuple[list[LogLine], list[str]]:
+    def feed(self, data: bytes) -> Fed:
         """The complete lines and messages in ``data`` (with what came before it)."""
-        lines: list[LogLine] = []
-        notes: list[str] = []
+        fed = Fed([], {}, [])
         buf = self._carry + data if self._carry else data
         self._carry = b""
         pos = 0
@@ -233,7 +238,7 @@ class LineSplitter:
                     self._note += buf[pos : min(stop, pos + room)]
                 if end < 0:
                     break
-                notes.append(self._note.decode("utf-8", "replace").rstrip("\r"))
+                fed.notes.append(self._note.decode("utf-8", "replace").rstrip("\r"))
                 self._note.clear()
                 self._in_note = False
                 pos = end + 1
@@ -241,13 +246,13 @@ class LineSplitter:
             found = buf.find(marker, pos)
             if found < 0:
                 held = self._marker_start(buf, pos)
-                self._content(buf, pos, size - held, lines)
+                self._content(buf, pos, size - held, fed)
                 self._carry = buf[size - held :]
                 break
-            self._content(buf, pos, found, lines)
+            self._content(buf, pos, found, fed)
             self._in_note = True
             pos = found + len(marker)
-        return lines, notes
+        return fed
 
     def _marker_start(self, buf: bytes, pos: int) -> int:
         """How many bytes at the end of ``buf`` could begin a marker cut by the read."""
@@ -260,41 +265,59 @@ class LineSplitter:
                 return length
         return 0
 
-    def _content(self, buf: bytes, start: int, stop: int, lines: list[LogLine]) -> None:
+    def _content(self, buf: bytes, start: int, stop: int, fed: Fed) -> None:
         if stop <= start:
             return
         self.content_bytes += stop - start
-        cap = self._cap
-        while True:
-            end = buf.find(b"\n", start, stop)
-            if end < 0:
-                self._keep(buf, start, stop)
-                return
-            if not self._kept and not self._dropped and end - start <= cap:
-                lines.append(_line(buf[start:end], 0))
+        last = buf.rfind(b"\n", start, stop)
+        if last < 0:
+            self._keep(buf, start, stop)
+            return
+        if self._kept or self._dropped:
+            first = buf.find(b"\n", start, last + 1)
+            self._keep(buf, start, first)
+            self._finish(fed)
+            start = first + 1
+        if start <= last:
+            # The lines between here and the last newline, in a few calls into C;
+            # only a block holding a line over the cap is taken line by line.
+            block = buf[start:last]
+            if b"\r" in block:
+                block = block.replace(b"\r\n", b"\n")
+                if block.endswith(b"\r"):
+                    block = block[:-1]
+            if len(block) <= self._cap or max(map(len, block.split(b"\n"))) <= self._cap:
+                fed.lines.extend(block.decode("utf-8", "replace").split("\n"))
             else:
-                self._keep(buf, start, end)
-                lines.append(_line(bytes(self._kept), self._dropped))
-                self._kept.clear()
-                self._dropped = 0
-            start = end + 1
+                for raw in block.split(b"\n"):
+                    if len(raw) <= self._cap:
+                        fed.lines.append(raw.decode("utf-8", "replace"))
+                    else:
+                        self._kept += raw[: self._cap]
+                        self._dropped = len(raw) - self._cap
+                        self._finish(fed)
+        self._keep(buf, last + 1, stop)
 
     def _keep(self, buf: bytes, start: int, stop: int) -> None:
-        room = self._cap - len(self._kept)
-        take = min(room, stop - start)
+        take = min(self._cap - len(self._kept), stop - start)
         if take > 0:
             self._kept += buf[start : start + take]
         self._dropped += stop - start - max(take, 0)
 
-
-def _line(raw: bytes, dropped: int) -> LogLine:
-    if dropped:
-        # The cut may split a character: an incremental decoder leaves the half out.
-        text = codecs.getincrementaldecoder("utf-8")("replace").decode(raw, final=False)
-        return LogLine(text, dropped + len(raw) - len(text.encode("utf-8", "replace")))
-    if raw.endswith(b"\r"):
-        raw = raw[:-1]
-    return LogLine(raw.decode("utf-8", "replace"))
+    def _finish(self, fed: Fed) -> None:
+        """End the line being kept."""
+        raw, dropped = bytes(self._kept), self._dropped
+        self._kept.clear()
+        self._dropped = 0
+        if dropped:
+            # The cut may split a character: an incremental decoder leaves the half out.
+            text = codecs.getincrementaldecoder("utf-8")("replace").decode(raw, final=False)
+            fed.cut[len(fed.lines)] = dropped + len(raw) - len(text.encode("utf-8", "replace"))
+            fed.lines.append(text)
+            return
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        fed.lines.append(raw.decode("utf-8", "replace"))
 
 
 # --- the rate limit ------------------------------------------------------------------------
@@ -320,13 +343,16 @@ class RateLimiter:
 
     def admit(self) -> bool:
         """Take a token if there is one."""
+        return self.take(1) == 1
+
+    def take(self, wanted: int) -> int:
+        """Take up to ``wanted`` tokens; return how many there were."""
         now = self._clock.monotonic()
         self._tokens = min(self._burst, self._tokens + (now - self._last) * self._rate)
         self._last = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
-            return True
-        return False
+        taken = min(wanted, int(self._tokens))
+        self._tokens -= taken
+        return taken
 
 
 # --- what runs on the host -----------------------------------------------------------------
@@ -554,6 +580,8 @@ class LogWatch:
         """
         if self.running:
             raise RuntimeError(f"{self!r} is already running")
+        # Started again after a stop: new lines from now on, not the gap's.
+        self._sure = False
         self._task = asyncio.get_running_loop().create_task(
             self._run(), name=f"otto logwatch {self.host_name}:{self.path}"
         )
@@ -576,8 +604,10 @@ class LogWatch:
         clock = self._clock
         wait = self._retry[0]
         first = True
+        quiet = False
         while True:
             began = clock.monotonic()
+            follows = self._follows
             try:
                 reason = await self._follow(first)
             except (OttoError, OSError) as exc:
@@ -589,13 +619,17 @@ class LogWatch:
             self.last_note = reason
             if clock.monotonic() - began > self._retry[1]:
                 wait = self._retry[0]
-            logger.warning(
+            # One warning per outage: the attempts that fail after it are debug.
+            quiet = quiet and self._follows == follows
+            logger.log(
+                logging.DEBUG if quiet else logging.WARNING,
                 "%s: watching %s: %s; following it again in %gs",
                 self.host_name,
                 self.path,
                 reason,
                 wait,
             )
+            quiet = True
             await clock.sleep_until(clock.monotonic() + wait)
             wait = min(wait * 2, self._retry[1])
             self.restarts += 1
@@ -619,7 +653,7 @@ class LogWatch:
             if first:
                 logger.info("%s: watching %s: %s", self.host_name, self.path, why)
             else:
-                logger.warning("%s: watching %s again: %s", self.host_name, self.path, why)
+                logger.info("%s: watching %s again: %s", self.host_name, self.path, why)
             remove = session.add_listener(lambda data: self._received(data, ended))
             await session.send(follow_command(self.path, start, token))
             self._set_following(True)
@@ -646,10 +680,10 @@ class LogWatch:
             return
         splitter = self._splitter
         assert splitter is not None
-        lines, notes = splitter.feed(data)
-        for line in lines:
-            self._line(line)
-        for note in notes:
+        fed = splitter.feed(data)
+        if fed.lines:
+            self._lines(fed.lines, fed.cut)
+        for note in fed.notes:
             if note == "end":
                 ended.set_result(f"tail ended ({self.last_note or 'it said nothing'})")
                 return
@@ -664,17 +698,25 @@ class LogWatch:
             )
             splitter.content_bytes = 0
 
-    def _line(self, line: LogLine) -> None:
-        self.lines += 1
-        if self._regex.search(line.text) is None:
+    def _lines(self, lines: list[str], cut: dict[int, int]) -> None:
+        self.lines += len(lines)
+        search = self._regex.search
+        hits = [i for i, text in enumerate(lines) if search(text) is not None]
+        if not hits:
             return
-        self.matched += 1
-        if self._limiter.admit():
-            self._emit(self.label, line.shown)
+        self.matched += len(hits)
+        # A storm costs one call here, not one per line: the bucket is asked
+        # once for as many tokens as there are matches.
+        passed = self._limiter.take(len(hits))
+        for i in hits[:passed]:
+            self._emit(self.label, shown(lines[i], cut.get(i, 0)))
+        held = len(hits) - passed
+        if not held:
             return
-        self.suppressed += 1
-        self._pending += 1
-        self._pending_line = line.shown
+        self.suppressed += held
+        self._pending += held
+        last = hits[-1]
+        self._pending_line = shown(lines[last], cut.get(last, 0))
         if self._summary is None:
             due = self._clock.monotonic() + self._summary_interval
             self._summary = asyncio.get_running_loop().create_task(

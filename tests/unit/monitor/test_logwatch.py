@@ -4,6 +4,7 @@ limit, where tail starts, and a LogWatch on an in-memory shell and a fake clock.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import shlex
 import subprocess
@@ -15,7 +16,6 @@ import pytest
 from otto.monitor import Collector
 from otto.monitor.logwatch import (
     LineSplitter,
-    LogLine,
     LogWatch,
     Position,
     RateLimiter,
@@ -23,6 +23,7 @@ from otto.monitor.logwatch import (
     follow_command,
     parse_watch,
     plan_start,
+    shown,
     stat_command,
 )
 from otto.periodic import FakeClock
@@ -79,11 +80,20 @@ def test_parse_watch_says_what_is_wrong(text: str, says: str) -> None:
 # --- LineSplitter --------------------------------------------------------------------------
 
 
-def feed_all(splitter: LineSplitter, chunks: list[bytes]) -> tuple[list[LogLine], list[str]]:
-    lines: list[LogLine] = []
+Line = tuple[str, int]
+"""A line's kept text and the bytes cut from it."""
+
+
+def feed(splitter: LineSplitter, data: bytes) -> tuple[list[Line], list[str]]:
+    fed = splitter.feed(data)
+    return [(text, fed.cut.get(i, 0)) for i, text in enumerate(fed.lines)], fed.notes
+
+
+def feed_all(splitter: LineSplitter, chunks: list[bytes]) -> tuple[list[Line], list[str]]:
+    lines: list[Line] = []
     notes: list[str] = []
     for chunk in chunks:
-        got, said = splitter.feed(chunk)
+        got, said = feed(splitter, chunk)
         lines += got
         notes += said
     return lines, notes
@@ -92,10 +102,7 @@ def feed_all(splitter: LineSplitter, chunks: list[bytes]) -> tuple[list[LogLine]
 def test_splitter_lines_and_notes_even_mid_line() -> None:
     stream = b"one\ntw" + MARK + b"tail: x: file truncated\n" + b"o\r\nthree\n" + MARK + b"end\n"
     whole = feed_all(LineSplitter(MARK), [stream])
-    assert whole == (
-        [LogLine("one"), LogLine("two"), LogLine("three")],
-        ["tail: x: file truncated", "end"],
-    )
+    assert whole == ([("one", 0), ("two", 0), ("three", 0)], ["tail: x: file truncated", "end"])
     # The same, one byte at a time: markers cut by reads are still found.
     splitter = LineSplitter(MARK)
     assert feed_all(splitter, [stream[i : i + 1] for i in range(len(stream))]) == whole
@@ -103,26 +110,35 @@ def test_splitter_lines_and_notes_even_mid_line() -> None:
     assert splitter.partial == 0
 
 
+def test_splitter_blocks_of_lines() -> None:
+    lines, notes = feed_all(LineSplitter(MARK), [b"a\r\n\nb\r\nc", b"\r", b"\n\r\n"])
+    assert lines == [("a", 0), ("", 0), ("b", 0), ("c", 0), ("", 0)]
+    assert notes == []
+
+
 def test_splitter_keeps_a_half_marker_that_is_only_content() -> None:
     splitter = LineSplitter(MARK)
-    lines, _ = splitter.feed(b"a\x1flw-01")
+    lines, _ = feed(splitter, b"a\x1flw-01")
     assert lines == []
-    lines, notes = splitter.feed(b"x\n")
-    assert lines == [LogLine("a\x1flw-01x")] and notes == []
+    lines, notes = feed(splitter, b"x\n")
+    assert lines == [("a\x1flw-01x", 0)] and notes == []
 
 
-def test_splitter_cuts_long_lines_and_reads_past_them() -> None:
+@pytest.mark.parametrize("pieces", [1, 3, 1000], ids=["whole", "thirds", "small-reads"])
+def test_splitter_cuts_long_lines_and_reads_past_them(pieces: int) -> None:
     splitter = LineSplitter(MARK, cap=10)
-    chunks = [b"ERROR " + b"x" * 100, b"y" * 10_000, b"\nshort\n"]
-    lines, _ = feed_all(splitter, chunks)
-    assert lines == [LogLine("ERROR xxxx", 10_096), LogLine("short")]
-    assert lines[0].shown == "ERROR xxxx [cut: 10096 more bytes]"
-    assert splitter.content_bytes == 6 + 100 + 10_000 + 7
+    stream = b"ok\nERROR " + b"x" * 100 + b"y" * 10_000 + b"\nshort\n" + b"z" * 11 + b"\n"
+    step = -(-len(stream) // pieces)
+    lines, _ = feed_all(splitter, [stream[i : i + step] for i in range(0, len(stream), step)])
+    assert lines == [("ok", 0), ("ERROR xxxx", 10_096), ("short", 0), ("z" * 10, 1)]
+    assert shown(*lines[1]) == "ERROR xxxx [cut: 10096 more bytes]"
+    assert shown(*lines[0]) == "ok"
+    assert splitter.content_bytes == len(stream)
 
 
 def test_splitter_cut_never_splits_a_character() -> None:
-    lines, _ = LineSplitter(MARK, cap=4).feed("abcé and more\n".encode())
-    assert lines == [LogLine("abc", len("é and more".encode()))]
+    lines, _ = feed(LineSplitter(MARK, cap=4), "abcé and more\n".encode())
+    assert lines == [("abc", len("é and more".encode()))]
 
 
 def test_splitter_counts_the_unfinished_line() -> None:
@@ -133,8 +149,8 @@ def test_splitter_counts_the_unfinished_line() -> None:
 
 
 def test_splitter_replaces_bad_utf8() -> None:
-    lines, _ = LineSplitter(MARK).feed(b"bad \xff byte\n")
-    assert lines == [LogLine("bad \ufffd byte")]
+    lines, _ = feed(LineSplitter(MARK), b"bad \xff byte\n")
+    assert lines == [("bad \ufffd byte", 0)]
 
 
 # --- RateLimiter ---------------------------------------------------------------------------
@@ -147,7 +163,9 @@ def test_rate_limiter_burst_then_rate() -> None:
     clock.advance(0.5)
     assert [limiter.admit() for _ in range(2)] == [True, False]
     clock.advance(100)
-    assert sum(limiter.admit() for _ in range(10)) == 3
+    assert limiter.take(10) == 3
+    clock.advance(1.9)
+    assert limiter.take(10) == 3
 
 
 @pytest.mark.parametrize(("rate", "burst"), [(0.0, 1), (-1.0, 1), (1.0, 0)])
@@ -221,7 +239,7 @@ def test_tails_messages_come_marked(tmp_path: Path) -> None:
     tail = subprocess.run(
         ["sh", "-c", follow.replace("tail -F", "tail")], capture_output=True, check=True
     )
-    _, notes = LineSplitter(MARK).feed(tail.stdout)
+    notes = LineSplitter(MARK).feed(tail.stdout).notes
     assert notes[-1] == "end"
     assert "absent" in notes[0]
 
@@ -237,6 +255,7 @@ class MemoryHost:
         self.shells: list[MemoryShell] = []
         self.stat_answer = b"64:7 10\n"
         self.sessions: list[Session] = []
+        self.unreachable = False
 
     async def _handle(self, command: str) -> tuple[bytes, int]:
         assert command.startswith("p=")
@@ -246,7 +265,9 @@ class MemoryHost:
         session = Session(
             f"{purpose}-{len(self.sessions)}",
             host=self.name,
-            transport_factory=lambda: MemoryShell.made(self.shells, self._handle),
+            transport_factory=lambda: MemoryShell.made(
+                self.shells, self._handle, fail_open=self.unreachable
+            ),
         )
         self.sessions.append(session)
         return session
@@ -466,3 +487,25 @@ async def test_collector_watch_log_by_name_needs_a_host_with_sessions(clock: Fak
         collector.watch_log("nope", "/x", "y")
     with pytest.raises(ValueError, match="f: cannot open a session of its own"):
         collector.watch_log("f", "/x", "y")
+
+
+async def test_one_warning_per_outage(
+    watch: tuple[LogWatch, MemoryHost], clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    logwatch, host = watch
+    async with asyncio.timeout(WAIT):
+        await logwatch.wait_following()
+    host.unreachable = True
+    with caplog.at_level(logging.DEBUG, logger="otto.monitor.logwatch"):
+        host.shells[-1].lose()
+        async with asyncio.timeout(WAIT):
+            for _ in range(3):
+                await clock.step()
+            await clock.wait_for_sleepers()  # the third attempt failed too
+            host.unreachable = False
+            await clock.step()
+            await logwatch.wait_following(2)
+    tries = [r for r in caplog.records if "following it again" in r.getMessage()]
+    assert [r.levelno for r in tries] == [logging.WARNING] + [logging.DEBUG] * 3
+    assert "the memory shell was told to fail" in tries[-1].getMessage()
+    assert logwatch.restarts == 4

@@ -1,0 +1,128 @@
+"""A log watch's throughput against raw ``tail -F`` on asyncio pipes, in one run.
+
+    python3 bench/bench_logwatch.py [--quick]
+
+A burst of N lines (one in ten matching) is appended to a file on this machine.
+Timed: from the start of the append until every line was read and matched
+(tail is already running on both sides: a first line has been read).
+
+- otto: ``Collector.watch_log`` on a LocalHost (its own session, tail's
+  messages marked, lines cut at 4 KiB, matches through the rate limit into
+  events).
+- floor: ``tail -F -c +SIZE -- FILE`` started with ``asyncio.create_subprocess_exec``,
+  its stdout read in chunks, split into lines, and each line searched with the
+  same regex in Python: the same work with nothing of otto's around it.
+
+Rounds of the two alternate; the best of each is shown, and the ratio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from otto import LocalHost
+from otto.monitor import Collector
+
+PATTERN = r"ERROR \d+"
+
+
+def burst(count: int, start: int) -> bytes:
+    return b"".join(
+        b"%s %d some ordinary text of a log line, long enough to be typical\n"
+        % (b"ERROR" if i % 10 == 0 else b"info", start + i)
+        for i in range(count)
+    )
+
+
+async def floor_round(path: Path, data: bytes, count: int) -> float:
+    size = path.stat().st_size
+    proc = await asyncio.create_subprocess_exec(
+        "tail",
+        "-F",
+        "-c",
+        f"+{size + 1}",
+        "--",
+        str(path),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    assert proc.stdout is not None
+    regex = re.compile(PATTERN)
+    lines = matched = 0
+    rest = b""
+    try:
+        with path.open("ab") as out:
+            out.write(b"ready\n")
+        assert await proc.stdout.readline() == b"ready\n"
+        began = time.perf_counter()
+        with path.open("ab") as out:
+            out.write(data)
+        while lines < count:
+            chunk = await proc.stdout.read(1 << 16)
+            assert chunk, "tail ended"
+            parts = (rest + chunk).split(b"\n")
+            rest = parts.pop()
+            for part in parts:
+                lines += 1
+                if regex.search(part.decode("utf-8", "replace")):
+                    matched += 1
+        elapsed = time.perf_counter() - began
+    finally:
+        proc.kill()
+        await proc.wait()
+    assert matched == count // 10
+    return elapsed
+
+
+async def otto_round(path: Path, data: bytes, count: int) -> float:
+    host = LocalHost()
+    collector = Collector([], interval=3600)
+    watch = collector.watch_log(host, str(path), PATTERN)
+    await collector.start()
+    try:
+        await asyncio.wait_for(watch.wait_following(), 30)
+        # One line first, so that tail is running (as the floor's is) when the clock starts.
+        with path.open("ab") as out:
+            out.write(b"ready\n")
+        while watch.lines < 1:  # noqa: ASYNC110 (a counter, polled finer than the figure)
+            await asyncio.sleep(0.0005)
+        began = time.perf_counter()
+        with path.open("ab") as out:
+            out.write(data)
+        while watch.lines < count + 1:  # noqa: ASYNC110
+            await asyncio.sleep(0.0005)
+        elapsed = time.perf_counter() - began
+    finally:
+        await collector.stop()
+        await host.close()
+    assert watch.matched == count // 10, (watch.matched, count)
+    return elapsed
+
+
+async def main() -> None:
+    quick = "--quick" in sys.argv
+    count = 50_000 if quick else 200_000
+    reps = 3 if quick else 5
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "bench.log"
+        path.write_bytes(b"")
+        data = burst(count, 0)
+        floors, mine = [], []
+        for _ in range(reps):
+            floors.append(await floor_round(path, data, count))
+            mine.append(await otto_round(path, data, count))
+    best_floor, best_mine = min(floors), min(mine)
+    size = len(data) / 1e6
+    print(f"{count} lines ({size:.1f} MB, one in ten matching) appended at once, best of {reps}")
+    for name, best in (("raw tail -F + re.search", best_floor), ("otto watch_log", best_mine)):
+        print(f"{name:24s} {best * 1e3:8.1f} ms  ({count / best:,.0f} lines/s)")
+    print(f"ratio otto / raw: {best_mine / best_floor:.2f}x")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
