@@ -5,11 +5,14 @@ and starts and stops it with the collector; ``otto monitor --watch`` too):
 
 - **How.** The watch opens a session of its own on the host (never the one
   the metric rounds use), asks ``stat`` which file the path is and how long,
-  then runs ``tail -F -c +N -- PATH`` there: one long-lived ``tail`` (and the
-  shell's loop that marks tail's own messages) for the life of the watch,
-  nothing per line. Closing the watch closes that session, which ends ``tail``
+  then runs ``tail -F -c +N -- PATH`` there: three processes for the life of
+  the watch (the session's shell, ``tail``, and a subshell whose loop of
+  builtins marks tail's own messages), nothing started per line or per round. Closing the watch closes that session, which ends ``tail``
   and everything else the session started. A host with a single stream (a
   console) is refused: the watch would hold the console forever.
+- **The path** is taken as it is (quoted for the shell: no ``~`` or glob
+  expansion; a relative path starts at the login directory), and may start
+  with ``-``.
 - **Matching.** Lines are matched in otto (``re.search``, Python's dialect),
   never on the target. A line is what ends in ``\\n``; a trailing ``\\r`` is
   dropped, invalid UTF-8 is replaced.
@@ -24,7 +27,9 @@ and starts and stops it with the collector; ``otto monitor --watch`` too):
   inode), at least as long as what was read, and no rotation or truncation
   happened since the watch last (re)started. Then lines written during the
   outage become events too. A file replaced or truncated during the outage is
-  read from its start (lines appended to the old file after the cut are lost).
+  read from its start (lines appended to the old file after the cut are lost;
+  a file truncated and grown past the old offset again looks unchanged, and
+  is resumed at the old offset).
   When the position is not known for sure (tail reported a rotation or
   truncation earlier, or the host has no ``stat``), the watch resumes at the
   current end of the file, like ``tail -n 0``: lines of the outage are lost,
@@ -36,6 +41,8 @@ and starts and stops it with the collector; ``otto monitor --watch`` too):
   says how many, and stopping the watch says the rest. So while a log storms,
   a watch adds at most ``burst + rate * t + t / summary_interval + 1`` events
   in ``t`` seconds, and every match is either an event or counted in one.
+  The defaults (20 at once, then one each 2 s, a summary each 10 s) keep a
+  storm that lasts a day under 52,000 events.
 - **Long lines.** The first ``line_cap`` bytes (4 KiB) of a line are kept and
   matched; the rest is read past and counted, and the event's line ends with
   ``[cut: N more bytes]``. A 10 MB line costs 4 KiB of memory.
@@ -88,10 +95,10 @@ LINE_CAP = 4096
 DEFAULT_BURST = 20
 """Events a watch may add at once before the rate limit holds them back."""
 
-DEFAULT_RATE = 2.0
+DEFAULT_RATE = 0.5
 """Events per second a watch may add in a long run of matches."""
 
-DEFAULT_SUMMARY_INTERVAL = 5.0
+DEFAULT_SUMMARY_INTERVAL = 10.0
 """Seconds between the first suppressed match and the event that counts them."""
 
 DEFAULT_RETRY = (0.5, 5.0)
