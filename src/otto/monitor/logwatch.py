@@ -7,8 +7,9 @@ and starts and stops it with the collector; ``otto monitor --watch`` too):
   the metric rounds use), asks ``stat`` which file the path is and how long,
   then runs ``tail -F -c +N -- PATH`` there: three processes for the life of
   the watch (the session's shell, ``tail``, and a subshell whose loop of
-  builtins marks tail's own messages), nothing started per line or per round. Closing the watch closes that session, which ends ``tail``
-  and everything else the session started. A host with a single stream (a
+  builtins marks tail's own messages), nothing started per line or per
+  round. Closing the watch closes that session, which ends ``tail`` and
+  everything else the session started. A host with a single stream (a
   console) is refused: the watch would hold the console forever.
 - **The path** is taken as it is (quoted for the shell: no ``~`` or glob
   expansion; a relative path starts at the login directory), and may start
