@@ -330,6 +330,12 @@ def parse_loadavg(text: str, t: float, previous: Sample | None, /) -> Parsed:
 # --- /proc/net/dev --------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=4096)
+def _net_keys(name: str) -> tuple[str, str, str, str]:
+    """An interface's counter keys and metric names, made once per interface."""
+    return "rx:" + name, "tx:" + name, f"net.rx_bytes_per_s[{name}]", f"net.tx_bytes_per_s[{name}]"
+
+
 def parse_net_dev(text: str, t: float, previous: Sample | None, /) -> Parsed:
     """Receive and transmit bytes/s per interface and in total (``lo`` left out of it).
 
@@ -345,11 +351,10 @@ def parse_net_dev(text: str, t: float, previous: Sample | None, /) -> Parsed:
         name, colon, rest = line.partition(":")
         if not colon:
             continue
-        fields = rest.split()
+        fields = rest.split(None, 9)  # receive bytes is field 0, transmit bytes field 8
         if len(fields) < 9:
             continue
-        name = name.strip()
-        rx_key, tx_key = "rx:" + name, "tx:" + name
+        rx_key, tx_key, rx_metric, tx_metric = _net_keys(name.strip())
         rx = counters[rx_key] = int(fields[0])
         tx = counters[tx_key] = int(fields[8])
         if before is None:
@@ -357,12 +362,12 @@ def parse_net_dev(text: str, t: float, previous: Sample | None, /) -> Parsed:
         rx_rate = _per_second(rx, before.get(rx_key), dt)
         tx_rate = _per_second(tx, before.get(tx_key), dt)
         if rx_rate is not None:
-            metrics[f"net.rx_bytes_per_s[{name}]"] = rx_rate
-            if name != "lo":
+            metrics[rx_metric] = rx_rate
+            if rx_key != "rx:lo":
                 rx_total += rx_rate
         if tx_rate is not None:
-            metrics[f"net.tx_bytes_per_s[{name}]"] = tx_rate
-            if name != "lo":
+            metrics[tx_metric] = tx_rate
+            if tx_key != "tx:lo":
                 tx_total += tx_rate
     if before is not None:
         metrics["net.rx_bytes_per_s"] = rx_total
@@ -400,7 +405,7 @@ def parse_diskstats(text: str, t: float, previous: Sample | None, /) -> Parsed:
     before, dt = _before(previous, t)
     read_total = write_total = 0.0
     for line in text.splitlines():
-        fields = line.split()
+        fields = line.split(None, 10)  # name is field 2, sectors read 5, written 9
         if len(fields) < 10 or not is_whole_disk(fields[2]):
             continue
         name = fields[2]

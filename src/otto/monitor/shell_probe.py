@@ -349,7 +349,7 @@ class ShellProbe:
                 counters[getattr(parser, "__name__", command)] = parsed.counters
         # The function is defined from the next round on, unless nothing came
         # back (a shell that lost it, or never took it): then define it again.
-        self._defined = answered > 0 or not self.parsers
+        self._defined = answered > 0 or f"\n{self.separator} c " in output
         # A host whose commands all failed gave nothing usable: that is down.
         up = bool(metrics) or not problems
         return HostRound(up, metrics, "; ".join(problems), cost, counters)
