@@ -350,6 +350,11 @@ async def test_cli_reserves_in_postgres(
     assert f"{web1}: reserved by bob@ci until " in refused.stderr
     listed = otto_cli("reservations", user="alice@laptop")
     assert web1 in listed.stdout and "bob@ci" in listed.stdout
+    web2 = lab.names[1]
+    assert otto_cli("reserve", web2, user="carol@ci").returncode == 0
+    both = otto_cli("reservations", f"{web2},{web1}", user="alice@laptop").stdout.splitlines()
+    assert [line.split()[:2] for line in both[1:]] == [[web1, "bob@ci"], [web2, "carol@ci"]]
+    assert otto_cli("release", user="carol@ci").stdout == f"{web2}: released\n"
     assert otto_cli("release", user="bob@ci").stdout == f"{web1}: released\n"
     started = time.monotonic()
     assert otto_cli("host", web1, "run", "true", user="alice@laptop").returncode == 0

@@ -66,9 +66,8 @@ UPDATE {TABLE} SET until = now() + make_interval(secs => $3)
 WHERE host = ANY($1::text[]) AND claim = $2 AND until > now()
 RETURNING {_COLUMNS}, now()
 """
-_LEASES_OF = f"""
-SELECT {_COLUMNS} FROM {TABLE} WHERE host = ANY($1::text[]) AND until > now() ORDER BY host
-"""
+# Sorted by the client: the check before every action is this query, kept lean.
+_LEASES_OF = f"SELECT {_COLUMNS} FROM {TABLE} WHERE host = ANY($1::text[]) AND until > now()"
 _ALL_LEASES = f"SELECT {_COLUMNS} FROM {TABLE} WHERE until > now() ORDER BY host"
 
 
@@ -99,6 +98,9 @@ class PostgresStore(ReservationStore):
         self._conn: asyncpg.Connection | None = None
         self._lock = asyncio.Lock()
         self._closed = False
+        self._due: float | None = None
+        self._expired = False
+        self._watchdog: asyncio.TimerHandle | None = None
 
     def _unreachable(self, exc: BaseException) -> ReservationStoreError:
         # The library's message may quote the URL: only ever show it masked.
@@ -131,21 +133,21 @@ class PostgresStore(ReservationStore):
     async def _call(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """Run ``work`` on the connection, bounded by ``timeout``; translate failures.
 
-        A call on an open connection is bounded by a plain timer that drops the
-        connection (the call then fails at once): it costs far less than a
-        timeout scope, and the check before every action is made of such calls.
+        A call on an open connection is bounded by a watchdog that drops the
+        connection when the call overstays (it then fails at once): one timer
+        serves a whole burst of calls, where a timeout scope per call would
+        cost more than the work of the check before an action.
         """
         import asyncpg
 
         async with self._lock:
-            expired: list[bool] = []
-            timer: asyncio.TimerHandle | None = None
+            self._expired = False
             try:
                 conn = self._conn
                 if conn is None or conn.is_closed():
                     async with asyncio.timeout(self.timeout):
                         conn = await self._connect()
-                timer = asyncio.get_running_loop().call_later(self.timeout, self._expire, expired)
+                self._arm()
                 return await work(conn)
             except ReservedError:
                 raise
@@ -158,17 +160,31 @@ class PostgresStore(ReservationStore):
                 asyncpg.exceptions.InternalClientError,
             ) as exc:
                 self._drop()
-                raise self._unreachable(TimeoutError() if expired else exc) from None
+                raise self._unreachable(TimeoutError() if self._expired else exc) from None
             except BaseException:
                 self._drop()  # cancelled mid-call: the connection's state is unknown
                 raise
             finally:
-                if timer is not None:
-                    timer.cancel()
+                self._due = None
 
-    def _expire(self, expired: list[bool]) -> None:
-        expired.append(True)
-        self._drop()
+    def _arm(self) -> None:
+        """Give the call starting now ``timeout`` seconds (see ``_watch``)."""
+        loop = asyncio.get_running_loop()
+        self._due = loop.time() + self.timeout
+        if self._watchdog is None:
+            self._watchdog = loop.call_at(self._due, self._watch, loop)
+
+    def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Drop the connection of a call past its time; follow the call running now."""
+        self._watchdog = None
+        due = self._due
+        if due is None:
+            return  # idle: the next call arms it again
+        if loop.time() >= due:
+            self._expired = True
+            self._drop()
+        else:
+            self._watchdog = loop.call_at(due, self._watch, loop)
 
     def _drop(self) -> None:
         if self._conn is not None:
@@ -251,12 +267,17 @@ class PostgresStore(ReservationStore):
                 rows = await conn.fetch(_ALL_LEASES)
             else:
                 rows = await conn.fetch(_LEASES_OF, list(hosts))
+                if len(rows) > 1:
+                    rows = sorted(rows, key=lambda row: str(row[0]))
             return [_lease(r) for r in rows]
 
         return await self._call(work)
 
     async def close(self) -> None:
         self._closed = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         conn, self._conn = self._conn, None
         if conn is None or conn.is_closed():
             return
