@@ -8,9 +8,10 @@ what it can read with the shell's own builtins:
   sh: bash, dash, busybox ash) holding every section of the round; every
   later round sends only its name and one argument, a line of ~40 bytes.
 - A ``cat FILE`` command (the defaults' ``/proc/stat``, ``/proc/meminfo``, ...)
-  is read by builtins, with no subshell and no ``cat``: ``mapfile`` and one
-  ``printf`` on bash 4+, else a ``while IFS= read -r`` loop printing each
-  line. The output is byte for byte what ``cat`` prints.
+  is read by builtins, with no subshell and no ``cat``: ``mapfile`` and
+  ``printf -v`` on bash 4+, else a ``while IFS= read -r`` loop. The text is
+  gathered in a shell variable and printed at once (one or two packets a
+  round), byte for byte what ``cat`` prints.
 - ``df -P`` is a program: it runs only every ``df_every``-th round (the rounds
   between repeat its last reading). Any other command (a user's parser) runs
   in a subshell of its own, as before: it costs processes, and they are counted.
