@@ -130,6 +130,21 @@ async def test_a_round_starts_df_alone_and_only_every_nth_round(kind: str, tmp_p
     assert costs.received > 0 and costs.seconds > 0
 
 
+async def test_a_users_command_costs_its_subshell_and_is_counted(tmp_path: Path) -> None:
+    host = LocalHost(name="alone", shell=namespaced_shell(tmp_path, "/bin/sh"))
+    gauge = gauge_parser(lambda text: {"seven": float(text)})
+    target = MonitorTarget(host, parsers={"echo 7": gauge}, df_every=DF_EVERY)
+    collector = Collector([target], interval=DEADLINE)
+    try:
+        outcomes = [(await collector.poll_round())["alone"] for _ in range(DF_EVERY + 1)]
+    finally:
+        await collector.stop()
+        await host.close()
+    assert all(o.metrics["seven"] == 7.0 for o in outcomes)
+    # One subshell for `echo 7` every round, and df on rounds 0 and 3.
+    assert [o.cost.processes if o.cost else None for o in outcomes] == [2, 1, 1, 2]
+
+
 @pytest.mark.skipif(shutil.which("busybox") is None, reason="busybox is not installed")
 async def test_a_missing_proc_file_loses_only_its_section_on_busybox(tmp_path: Path) -> None:
     host = LocalHost(name="tiny", shell=busybox_sh(tmp_path), env={"PATH": str(tmp_path / "bin")})
