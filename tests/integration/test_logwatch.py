@@ -24,7 +24,6 @@ from otto import Host, LocalHost
 from otto.monitor import Collector, LogWatch
 from tests.integration.hosts import eventually, make_host, remote_host
 from tests.integration.test_cli import (  # the fixture is used by name
-    DEADLINE,
     StartMonitor,
     otto,
     start_monitor,  # noqa: F401 (a fixture, used by name)
@@ -141,6 +140,27 @@ async def gone(path: Path) -> None:
 
 
 HOSTILE = ["-n 5 leading dash.log", "sp ace 'q' \"dq\" $(touch PWNED) `touch PWNED`; x.log"]
+
+
+async def test_a_telnet_host_on_a_terminal(lab: Lab, logdir: Path) -> None:
+    """Telnet sessions sit on a terminal: the same lines, and a resume at the right byte."""
+    host = remote_host(lab, "telnet1")
+    log = logdir / HOSTILE[1]
+    append(log, "start")
+    try:
+        async with Timeline() as timeline:
+            watch = await timeline.watch(host, log, "ERROR")
+            append(log, "ERROR one\r", "ERROR two")
+            await timeline.wait_lines("ERROR one", "ERROR two")
+            (pid,) = tail_pids(log)
+            os.kill(pid, signal.SIGKILL)
+            append(log, "ERROR while down")
+            await asyncio.wait_for(watch.wait_following(2), WAIT)
+            await timeline.wait_lines("ERROR while down")
+        assert timeline.lines() == ["ERROR one", "ERROR two", "ERROR while down"]
+    finally:
+        await host.close()
+    await gone(log)
 
 
 @pytest.mark.parametrize("name", ["plain.log", *HOSTILE], ids=["plain", "dash", "quotes"])
@@ -404,7 +424,7 @@ async def test_rotated_while_disconnected_reads_the_new_file(fault_lab: Lab, log
 
 def stream_events(port: int, count: int, ready: threading.Event) -> list[dict[str, object]]:
     """The next ``count`` events on the dashboard's stream; ``ready`` is set once it is open."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=DEADLINE)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT)
     found: list[dict[str, object]] = []
     try:
         conn.request("GET", "/api/stream")
@@ -432,13 +452,14 @@ def test_otto_monitor_watch(request: pytest.FixtureRequest, logdir: Path) -> Non
     monitor = launch(
         "--interval", "60", "--db", str(db), "--watch", f"local:{logdir}/a\\:b.log:ERROR: (?:\\d+)"
     )
+    # Printed once tail follows the file: the lines written from then on are new.
     monitor.read_until(rb"following local:\S+a:b\.log for 'ERROR: \(\?:\\\\d\+\)'")
     with ThreadPoolExecutor(1) as reader:
         ready = threading.Event()
         events = reader.submit(stream_events, monitor.port, 1, ready)
-        assert ready.wait(DEADLINE)
+        assert ready.wait(WAIT)
         append(log, "ERROR: nothing", "ERROR: 42 disk full")
-        (event,) = events.result(DEADLINE)
+        (event,) = events.result(WAIT)
     assert (event["host"], event["line"]) == ("local", "ERROR: 42 disk full")
     assert monitor.stop() == 0
     from otto.monitor.store import MetricStore

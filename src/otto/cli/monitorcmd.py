@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from otto.lab import Lab
     from otto.monitor.access import Serving
     from otto.monitor.collector import Collector
-    from otto.monitor.logwatch import WatchSpec
+    from otto.monitor.logwatch import LogWatch, WatchSpec
     from otto.monitor.probe import CostTally
     from otto.monitor.web import DashboardServer, DashboardSource
 
@@ -167,17 +167,24 @@ async def _collect(
             run = collector.run
             stored = f", storing run {run.name} in {db}" if run is not None else ""
             _say(f"otto monitor: watching {', '.join(names)} every {interval:g}s{stored}")
-            for watch in collector.log_watches:
-                _say(f"following {watch.host_name}:{watch.path} for {watch.pattern!r}")
             _say(f"dashboard: {server.link}  (Ctrl-C to stop)")
             async with asyncio.TaskGroup() as tasks:
                 costs = tasks.create_task(_report_costs(collector))
+                follows = [tasks.create_task(_announce(w)) for w in collector.log_watches]
                 await _until_stopped(stop, server)
                 costs.cancel()
+                for follow in follows:
+                    follow.cancel()
     finally:
         await collector.stop()
         await lab.close()
     return 0
+
+
+async def _announce(watch: LogWatch) -> None:
+    """Say when a ``--watch`` follows its file: its lines from then on become events."""
+    await watch.wait_following()
+    _say(f"following {watch.host_name}:{watch.path} for {watch.pattern!r}")
 
 
 COST_REPORT_SECONDS = 60.0
