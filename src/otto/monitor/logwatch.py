@@ -555,8 +555,10 @@ class LogWatch:
     async def wait_following(self, count: int = 1) -> None:
         """Return once ``tail`` has been started ``count`` times and still runs.
 
-        Lines written to the file from then on are seen. Wrap it in a timeout:
-        it waits for as long as the host cannot be reached.
+        Lines written to the file from then on are seen (``tail`` starts at the
+        size ``stat`` gave; on a host without ``stat``, at the end of the file
+        when tail opens it, a moment later). Wrap it in a timeout: it waits for
+        as long as the host cannot be reached.
         """
         while not (self._following and self._follows >= count):
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
