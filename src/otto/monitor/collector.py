@@ -40,10 +40,10 @@ from otto.monitor.logwatch import (
 )
 from otto.monitor.parsers import DEFAULT_PARSERS, MetricParser
 from otto.monitor.probe import CostTally, HostRound, Probe, RoundCost
+from otto.monitor.replay import Replay, list_runs
 from otto.monitor.shell_probe import DF_EVERY, ShellProbe, join_commands, split_output
 from otto.monitor.snmp import SnmpProbe
 from otto.monitor.source import DashboardSource, build_snapshot, split_finite
-from otto.monitor.replay import Replay, list_runs
 from otto.monitor.store import (
     EXPORT_FORMAT,
     EXPORT_VERSION,

@@ -46,8 +46,8 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Message, Receive, Scope, Send
 
-from otto.monitor.access import AccessGuard, check_token, link, load_tls, new_token
 from otto.errors import StoreError
+from otto.monitor.access import AccessGuard, check_token, link, load_tls, new_token
 from otto.monitor.prometheus import render_metrics
 from otto.monitor.source import DashboardSource, build_snapshot, split_finite
 from otto.monitor.subscription import DEFAULT_BACKLOG, Subscribers
