@@ -18,6 +18,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -169,21 +170,35 @@ class SQLiteStore(ReservationStore):
             ) from None
         if state == "otto":
             return
-        try:
-            # WAL lets the check before an action read while another process writes.
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("BEGIN IMMEDIATE")
+        # Processes creating the file at once: switching to WAL answers "locked"
+        # without waiting (SQLite does not wait there), so this waits instead.
+        deadline = time.monotonic() + BUSY_TIMEOUT
+        while True:
             try:
-                # Again under the write lock: another process may have just made it.
-                if self._state(conn) == "empty":
-                    conn.execute(_SCHEMA)
-                    conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise self._cannot_open(exc) from None
+                self._create(conn)
+                return
+            except sqlite3.OperationalError as exc:
+                busy = exc.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+                if not busy or time.monotonic() > deadline:
+                    raise self._cannot_open(exc) from None
+            except sqlite3.Error as exc:
+                raise self._cannot_open(exc) from None
+            time.sleep(0.01)
+
+    def _create(self, conn: sqlite3.Connection) -> None:
+        """Make a new file otto's store: WAL, the table, the mark."""
+        # WAL lets the check before an action read while another process writes.
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Again under the write lock: another process may have just made it.
+            if self._state(conn) == "empty":
+                conn.execute(_SCHEMA)
+                conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     def _state(self, conn: sqlite3.Connection) -> str:
         """``otto`` (the store), ``empty`` (a new file); raises for anything else."""
