@@ -18,6 +18,7 @@ import pytest_asyncio
 from otto.errors import ConnectError
 from otto.lab import Lab as OttoLab
 from otto.monitor import Collector
+from otto.monitor.prometheus import render_metrics
 from otto.monitor.snmp import SnmpProbe
 from otto.periodic import FakeClock
 from otto.transports.snmp import SnmpSettings
@@ -123,6 +124,13 @@ async def test_a_host_with_a_shell_and_snmp_gets_both(
         assert result.metrics["net.tx_bytes_per_s[snmp0]"] == pytest.approx(30.0)
         # From the shell: what only /proc gives.
         assert "procs.total" in result.metrics
+        # /metrics exports the agent's 64-bit byte counters as _total counters,
+        # beside the shell's own interfaces.
+        text = render_metrics(collector).decode()
+        snmp0 = 'interface="snmp0"'
+        assert f'otto_network_receive_bytes_total{{host="ssh1",{snmp0}}} 6000.0' in text
+        assert f'otto_network_transmit_bytes_total{{host="ssh1",{snmp0}}} 2300.0' in text
+        assert 'otto_network_receive_bytes_total{host="ssh1",interface="lo"}' in text
     finally:
         await collector.stop()
         await otto_lab.close()

@@ -258,27 +258,37 @@ _BYTE_COUNTERS: dict[str, dict[str, _Counter]] = {
     "parse_net_dev": {
         "rx:": _Counter(
             "otto_network_receive_bytes_total",
-            "Bytes received on the interface since it came up (/proc/net/dev)",
+            "Bytes received on the interface since it came up "
+            "(/proc/net/dev, or IF-MIB ifHCInOctets over SNMP)",
             "interface",
         ),
         "tx:": _Counter(
             "otto_network_transmit_bytes_total",
-            "Bytes sent on the interface since it came up (/proc/net/dev)",
+            "Bytes sent on the interface since it came up "
+            "(/proc/net/dev, or IF-MIB ifHCOutOctets over SNMP)",
             "interface",
         ),
     },
     "parse_diskstats": {
         "r:": _Counter(
             "otto_disk_read_bytes_total",
-            "Bytes read from the whole disk since boot (/proc/diskstats sectors * 512)",
+            "Bytes read from the whole disk since boot "
+            "(/proc/diskstats sectors * 512, or UCD-DISKIO over SNMP)",
             "device",
         ),
         "w:": _Counter(
             "otto_disk_written_bytes_total",
-            "Bytes written to the whole disk since boot (/proc/diskstats sectors * 512)",
+            "Bytes written to the whole disk since boot "
+            "(/proc/diskstats sectors * 512, or UCD-DISKIO over SNMP)",
             "device",
         ),
     },
+}
+# An SNMP probe's byte counters (``otto.monitor.snmp.SNMP_COUNTERS``) feed the same
+# families; where a host has both, the shell's reading wins, as for its gauges.
+_BYTE_COUNTERS["snmp_octets"] = {
+    **_BYTE_COUNTERS["parse_net_dev"],
+    **_BYTE_COUNTERS["parse_diskstats"],
 }
 
 _RESERVED = frozenset(
@@ -449,12 +459,15 @@ def _counters(
             cpu = family(_CPU_SECONDS, "mode")
             cpu.add_metric([host, _core(core), "busy"], max(total - idle, 0) / USER_HZ)
             cpu.add_metric([host, _core(core), "idle"], idle / USER_HZ)
+        seen: set[tuple[str, str]] = set()
         for parser, table in _BYTE_COUNTERS.items():
             for key, value in sorted(by_parser.get(parser, {}).items()):
                 prefix, _, item = key.partition(":")
                 counter = table.get(prefix + ":")
-                if counter is not None and item:
-                    family(counter).add_metric([host, item], float(value))
+                if counter is None or not item or (counter.name, item) in seen:
+                    continue
+                seen.add((counter.name, item))
+                family(counter).add_metric([host, item], float(value))
     for name in sorted(families):
         yield families[name]
 

@@ -402,6 +402,30 @@ def read_metrics(
     return metrics, _Sample(t, uptime, counters)
 
 
+#: ``HostRound.counters`` key of the 64-bit byte counters an SNMP probe read.
+SNMP_COUNTERS = "snmp_octets"
+
+
+def exported_counters(sample: _Sample) -> dict[str, int]:
+    """The 64-bit byte counters of ``sample`` as ``/metrics`` exports them.
+
+    Keys are ``rx:IF``/``tx:IF`` (IF-MIB ifHC*Octets) and ``r:DISK``/``w:DISK``
+    (UCD-DISKIO); 32-bit counters are left out: they wrap within minutes on a
+    busy link, and a wrap would read as a reset to Prometheus.
+    """
+    out: dict[str, int] = {}
+    for key, (value, wide) in sample.counters.items():
+        tag, _, rest = key.partition(":")
+        if not wide or tag not in ("net", "disk"):
+            continue
+        direction, _, item = rest.partition(":")
+        if tag == "disk":
+            direction = {"rx": "r", "tx": "w"}.get(direction, "")
+        if direction and item:
+            out[f"{direction}:{item}"] = value
+    return out
+
+
 # --- pysnmp: one engine per event loop, shared ------------------------------------------------
 
 
@@ -576,7 +600,9 @@ class SnmpProbe:
         if not metrics:
             problem = f"{self.name}: {self.where}: the agent gave none of the metrics"
             return HostRound(False, {}, problem, cost)
-        return HostRound(True, metrics, "", cost)
+        return HostRound(
+            True, metrics, "", cost, {SNMP_COUNTERS: exported_counters(self._previous)}
+        )
 
     # --- requests -------------------------------------------------------------------------
 
