@@ -158,6 +158,22 @@ def test_release(otto: Otto) -> None:
     assert otto("reservations").stdout.startswith("no reservations")
 
 
+def test_dry_run_reserve_and_release_read_the_store_and_change_nothing(otto: Otto) -> None:
+    assert otto("reserve", "db1", user="bob@ci").returncode == 0
+    planned = otto("-n", "reserve", "web1", "--for", "2h")
+    assert planned.returncode == 0, planned.stderr
+    assert "web1: would reserve for 2h (not reserved)" in planned.stdout
+    assert "web1" not in otto("reservations").stdout  # nothing was written
+    held = otto("-n", "reserve", "web1", "db1")
+    assert held.returncode == 3  # the real command would be refused too
+    assert "db1: reserved by bob@ci" in held.stderr
+    assert otto("reserve", "web1").returncode == 0
+    assert "web1: would release (reserved by you until" in otto("-n", "release", "web1").stdout
+    assert otto("-n", "release").stdout == "web1: would release\n"
+    listed = otto("reservations").stdout
+    assert "web1" in listed and "db1" in listed  # both still held
+
+
 def test_run_instruction_refuses_a_held_host_when_it_uses_it(otto: Otto) -> None:
     assert otto("reserve", "web1", user="bob@ci").returncode == 0
     refused = otto("run", "touch-web1")

@@ -223,9 +223,9 @@ class DryRunLab(Lab):
 
 
 def _make_current(lab: Lab) -> None:
-    from otto.lab import _state
+    from otto.lab import use_lab
 
-    _state.lab = lab
+    use_lab(lab)
 
 
 # --- host NAMES power / reboot ------------------------------------------------------------

@@ -59,6 +59,10 @@ def _forced(ctx: typer.Context) -> bool:
     return bool(ctx.find_root().params.get("force"))
 
 
+def _dry_run(ctx: typer.Context) -> bool:
+    return bool(ctx.find_root().params.get("dry_run"))
+
+
 def _note(message: str) -> None:
     sys.stderr.write(f"otto: {message}\n")
 
@@ -103,6 +107,47 @@ def _until(lease: Lease) -> str:
     minutes = int(left // 60)
     rel = f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{max(minutes, 1)}m"
     return f"{format_time(lease.until)} (in {rel})"
+
+
+def _plan(
+    store: ReservationStore,
+    chosen: Sequence[str],
+    me: str,
+    doing: str,
+    *,
+    force: bool,
+    claim: str | None = None,
+) -> None:
+    """``otto -n reserve/release``: what would happen to each host; the store is only read.
+
+    Exits 3 (as the real command would) when someone else holds a host and
+    ``--force`` is not given.
+    """
+    from otto.cli.guard import leases_of
+
+    try:
+        held = {lease.host: lease for lease in leases_of(store, chosen)}
+    except ReservationStoreError as exc:
+        fail(str(exc), code=EXIT_STORE)
+    # A reservation is held by a claim (reserve) or by a holder (release): the
+    # same test the real command makes.
+    others = [
+        lease
+        for lease in held.values()
+        if (lease.claim != claim if claim is not None else lease.holder != me)
+    ]
+    if others and not force:
+        refuse(others)
+    sys.stdout.write("otto: dry run: the reservation store is read, not changed\n")
+    for host in chosen:
+        lease = held.get(host)
+        if lease is None:
+            state = "not reserved"
+        elif lease not in others:
+            state = f"reserved by you until {_until(lease)}"
+        else:
+            state = f"reserved by {lease.describe()}, overridden by --force"
+        sys.stdout.write(f"{host}: {doing} ({state})\n")
 
 
 def reserve_command(
@@ -154,6 +199,9 @@ def reserve_command(
     me = holder_identity()
     claim = hand_claim(me)
     store = _with_store("reserve", lab)
+    if _dry_run(ctx):
+        _plan(store, chosen, me, f"would reserve for {duration}", force=force, claim=claim)
+        return
 
     async def work() -> tuple[list[Lease], list[Lease]]:
         async with store:
@@ -207,6 +255,21 @@ def release_command(
     force = _forced(ctx)
     me = holder_identity()
     store = _with_store("release", lab)
+    if _dry_run(ctx):
+        if chosen is None:
+            from otto.cli.guard import leases_of
+
+            try:
+                mine = [lease.host for lease in leases_of(store, None) if lease.holder == me]
+            except ReservationStoreError as exc:
+                fail(str(exc), code=EXIT_STORE)
+            for host in mine:
+                sys.stdout.write(f"{host}: would release\n")
+            if not mine:
+                sys.stdout.write("you hold no reservation: nothing to release\n")
+            return
+        _plan(store, chosen, me, "would release", force=force)
+        return
 
     async def work() -> tuple[list[Lease], list[Lease]]:
         async with store:

@@ -49,6 +49,7 @@ from otto.lab.current import (
     get_host,
     lab_paths_from_env,
     load_lab,
+    use_lab,
 )
 from otto.lab.current import (
     _state as _state,  # the tests reset the current lab through it
@@ -66,4 +67,5 @@ __all__ = [
     "get_host",
     "lab_paths_from_env",
     "load_lab",
+    "use_lab",
 ]

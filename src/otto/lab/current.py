@@ -19,6 +19,7 @@ __all__ = [
     "get_host",
     "lab_paths_from_env",
     "load_lab",
+    "use_lab",
 ]
 
 #: The environment variable naming lab files when ``--lab`` is not given.
@@ -50,6 +51,12 @@ def load_lab(paths: StrPath | Sequence[StrPath]) -> Lab:
     """
     _state.lab = Lab.load(paths)
     return _state.lab
+
+
+def use_lab(lab: Lab) -> Lab:
+    """Make an already built ``lab`` the current one (as ``load_lab`` does for files)."""
+    _state.lab = lab
+    return lab
 
 
 def current_lab() -> Lab:

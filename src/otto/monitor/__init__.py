@@ -14,9 +14,10 @@ from otto.monitor.parsers import (
     Sample,
     gauge_parser,
 )
-from otto.monitor.replay import Replay
+from otto.monitor.probe import Probe, RoundCost
+from otto.monitor.replay import Replay, list_runs
 from otto.monitor.source import DashboardSource
-from otto.monitor.store import Event, HostState, MetricStore, StoreError
+from otto.monitor.store import Event, HostState, MetricStore, Run, StoreError
 
 __all__ = [
     "DEFAULT_PARSERS",
@@ -31,8 +32,12 @@ __all__ = [
     "MetricStore",
     "MonitorTarget",
     "Parsed",
+    "Probe",
     "Replay",
+    "RoundCost",
+    "Run",
     "Sample",
     "StoreError",
     "gauge_parser",
+    "list_runs",
 ]

@@ -195,7 +195,8 @@ class Collector:
             that holds earlier runs keeps them: this collector appends a new run.
         label: a short name for the run in ``db`` (``otto monitor --run LABEL`` picks it).
         note: free text about the run, kept with it.
-        history: points kept in memory per host and metric.
+        history: points kept in memory per host and metric (and ten times as
+            many events; the store keeps them all).
         clock: the schedule's clock (tests pass ``otto.periodic.FakeClock``).
         df_every: run ``df -P`` on every this many rounds only (its last reading
             stands in between): the other rounds of a Linux host start no
@@ -243,7 +244,9 @@ class Collector:
             )
             self._tracks[name] = _Track(target, probes, history)
         self._history = history
-        self._events: list[Event] = []
+        # The timeline in memory is bounded like the series (a log watch adds an
+        # event every few seconds for days); the store keeps every event.
+        self._events: deque[Event] = deque(maxlen=10 * history)
         self._next_event_id = 1
         self._rounds: deque[tuple[float, float]] = deque(maxlen=history)
         self._subscribers = Subscribers()

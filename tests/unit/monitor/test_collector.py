@@ -277,6 +277,16 @@ async def test_events_reach_subscribers_and_the_snapshot(clock: FakeClock) -> No
     assert isinstance(metrics, list) and metrics == sorted(metrics) and "mem.percent" in metrics
 
 
+def test_the_timeline_in_memory_is_bounded(clock: FakeClock) -> None:
+    collector = Collector([monitored("h", clock)], interval=1.0, history=2, clock=clock)
+    for i in range(25):
+        collector.add_event(f"e{i}")
+    events = collector.snapshot()["events"]
+    assert isinstance(events, list)
+    assert [e["label"] for e in events] == [f"e{i}" for i in range(5, 25)]  # the latest 20
+    assert collector.add_event("next")["id"] == 26  # ids go on
+
+
 async def test_subscription_ends_when_the_collector_stops(clock: FakeClock) -> None:
     collector = Collector([monitored("h", clock)], interval=1.0, clock=clock)
     stream = collector.subscribe()
