@@ -143,6 +143,8 @@ class Session:
             reaches every session it has or will have.
         observers: called with every command's ``CommandStatus`` as it ends
             (a host passes its own list, as with ``taps``).
+        guard: called before every command or write; it raises to refuse (a
+            host whose reservation was lost refuses through it).
     """
 
     def __init__(
@@ -160,6 +162,7 @@ class Session:
         shell: bool = True,
         taps: list[Tap] | None = None,
         observers: list[Observer] | None = None,
+        guard: Callable[[], None] | None = None,
     ) -> None:
         self.name = name
         self.host_name = host
@@ -190,6 +193,7 @@ class Session:
         self._listeners: list[Callable[[bytes], None]] = []
         self._taps: list[Tap] = [] if taps is None else taps
         self._observers: list[Observer] = [] if observers is None else observers
+        self._guard = guard
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open" if self._transport else "idle"
@@ -393,6 +397,8 @@ class Session:
             SessionClosed: the session was closed before the call.
             ConnectError: the shell could not be started or reached.
         """
+        if self._guard is not None:
+            self._guard()
         if isinstance(cmds, str):
             # The common case, kept lean: it is on every round trip.
             lock = self._lock
@@ -715,6 +721,8 @@ class Session:
 
     async def send(self, text: str) -> None:
         """Write ``text`` to the shell as it is (no newline added)."""
+        if self._guard is not None:
+            self._guard()
         async with self._lock:
             transport = await self._ensure_shell()
             self._write(transport, text.encode("utf-8", "surrogateescape"))
@@ -756,6 +764,8 @@ class Session:
             ExpectTimeout: no match within ``timeout``; carries what was received.
             ConnectionLost: the shell ended before a match.
         """
+        if self._guard is not None:
+            self._guard()
         regexes = _compile(patterns)
         lock = self._lock
         if not lock.try_acquire():

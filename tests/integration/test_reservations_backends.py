@@ -272,6 +272,9 @@ async def _held_then(
     try:
         async with otto.reserve([host], duration=seconds, lab=lab, store=store) as hosts:
             assert (await hosts[0].run("true")).is_ok
+            # A session opened while the lease held must refuse too once it is lost.
+            early = await hosts[0].open_session("early")
+            assert (await early.run("true")).is_ok
             await fault()
 
             async def refused() -> bool:
@@ -288,6 +291,10 @@ async def _held_then(
             await eventually(refused, seconds + 10, f"{host} refusing once its lease is lost")
             with pytest.raises(LeaseLost):
                 await hosts[0].put([], "/tmp")
+            with pytest.raises(LeaseLost):
+                await early.run("echo should-not-run")
+            with pytest.raises(LeaseLost):
+                await early.send("echo should-not-run\n")
     finally:
         await store.close()
         await lab.close()

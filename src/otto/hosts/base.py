@@ -218,7 +218,14 @@ class Host(abc.ABC):
             shell=not raw,
             taps=self._taps,
             observers=self._observers,
+            guard=self._check_guard,
         )
+
+    def _check_guard(self) -> None:
+        """Ask the guard (if any) again: a session opened before a lease was lost
+        refuses too."""
+        if self._guard is not None:
+            self._guard(self)
 
     def _stream_transport(self) -> ShellTransport:
         """A transport to the host's stream as it is (a console's); elsewhere a terminal shell."""
