@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import shutil
 import signal
@@ -43,6 +44,9 @@ def missing() -> str | None:
     return None
 
 
+_SERIAL = itertools.count()
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -56,10 +60,12 @@ class PostgresServer:
         self.root = Path(tempfile.mkdtemp(prefix="otto-pg-"))
         self.data = self.root / "data"
         self.port = _free_port()
-        tag = os.getpid() % 100000
+        # Unique per process and per server: a benchmark may start several.
+        serial = next(_SERIAL)
+        tag = f"{os.getpid() % 100000}{serial}"
         self.netns = f"otto-pg-{tag}"
         self._veth = f"opg{tag}"
-        octet = 1 + os.getpid() % 250
+        octet = 1 + (os.getpid() + serial) % 250
         self._host_addr = f"10.214.{octet}.1"
         self.address = f"10.214.{octet}.2"
         self.uses_netns = shutil.which("nft") is not None
