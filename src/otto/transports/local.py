@@ -74,27 +74,20 @@ def kill_descendants(pid: int, sig: int = signal.SIGKILL) -> int:
 
 
 class _ShellProtocol(asyncio.SubprocessProtocol):
+    """Only the process's exit: its output comes through a read pipe of our own
+    (``_Reader``), so each read reaches the session in the same loop turn (asyncio's
+    subprocess pipes hand data on one turn later)."""
+
     def __init__(self, owner: LocalShell) -> None:
         self._owner = owner
-
-    def pipe_data_received(self, fd: int, data: bytes) -> None:
-        self._owner._receiver_data(data)
-
-    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
-        if fd == 1:
-            self._owner._on_eof()
 
     def process_exited(self) -> None:
         self._owner._on_exit()
 
-    def pause_writing(self) -> None:
-        self._owner._can_write.clear()
 
-    def resume_writing(self) -> None:
-        self._owner._can_write.set()
+class _Writer(asyncio.Protocol):
+    """The shell's input: a pipe, or the pty master."""
 
-
-class _PtyWriter(asyncio.Protocol):
     def __init__(self, owner: LocalShell) -> None:
         self._owner = owner
 
@@ -105,7 +98,9 @@ class _PtyWriter(asyncio.Protocol):
         self._owner._can_write.set()
 
 
-class _PtyReader(asyncio.Protocol):
+class _Reader(asyncio.Protocol):
+    """The shell's output (stdout and stderr): a pipe, or the pty master."""
+
     def __init__(self, owner: LocalShell) -> None:
         self._owner = owner
 
@@ -176,24 +171,66 @@ class LocalShell(ShellTransport):
             if self.pty:
                 await self._open_pty(loop)
             else:
-                proc, _ = await loop.subprocess_exec(
-                    lambda: _ShellProtocol(self),
-                    *self._argv(),
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                    env=self._environ(),
-                    cwd=self._cwd,
-                )
-                self._proc = proc
-                stdin = proc.get_pipe_transport(0)
-                assert isinstance(stdin, asyncio.WriteTransport)
-                self._writer = stdin
-        except OSError as exc:
-            raise ConnectError("local", f"cannot start {self.shell}: {exc}") from exc
+                await self._open_pipes(loop)
+        except BaseException as exc:
+            if self._proc is not None:  # started, but its pipes could not be joined
+                _killpg(self._proc.get_pid(), signal.SIGKILL)
+                self._proc.close()
+                self._proc = None
+            if isinstance(exc, OSError):
+                raise ConnectError("local", f"cannot start {self.shell}: {exc}") from exc
+            raise
         assert self._proc is not None
         self._pgid = self._proc.get_pid()
+
+    async def _open_pipes(self, loop: asyncio.AbstractEventLoop) -> None:
+        # Pipes of our own (non-inheritable in this process; the child gets them
+        # as 0, 1 and 2), read and written through the loop like a pty master.
+        stdin_r, stdin_w = os.pipe()
+        try:
+            out_r, out_w = os.pipe()
+        except BaseException:
+            os.close(stdin_r)
+            os.close(stdin_w)
+            raise
+        try:
+            proc, _ = await loop.subprocess_exec(
+                lambda: _ShellProtocol(self),
+                *self._argv(),
+                stdin=stdin_r,
+                stdout=out_w,
+                stderr=out_w,
+                start_new_session=True,
+                env=self._environ(),
+                cwd=self._cwd,
+            )
+        except BaseException:
+            os.close(stdin_w)
+            os.close(out_r)
+            raise
+        finally:
+            os.close(stdin_r)
+            os.close(out_w)
+        self._proc = proc
+        await self._connect(loop, out_r, stdin_w)
+
+    async def _connect(self, loop: asyncio.AbstractEventLoop, read_fd: int, write_fd: int) -> None:
+        """Read the shell's output from ``read_fd`` and write its input to ``write_fd``."""
+        reader_file = os.fdopen(read_fd, "rb", buffering=0)
+        writer_file = os.fdopen(write_fd, "wb", buffering=0)
+        try:
+            reader, _ = await loop.connect_read_pipe(lambda: _Reader(self), reader_file)
+        except BaseException:
+            reader_file.close()
+            writer_file.close()
+            raise
+        self._reader = reader
+        try:
+            writer, _ = await loop.connect_write_pipe(lambda: _Writer(self), writer_file)
+        except BaseException:
+            writer_file.close()
+            raise
+        self._writer = writer
 
     async def _open_pty(self, loop: asyncio.AbstractEventLoop) -> None:
         master, slave = os.openpty()
@@ -218,16 +255,8 @@ class LocalShell(ShellTransport):
         finally:
             os.close(slave)
         self._proc = proc
-        write_fd = os.dup(master)
-        reader, _ = await loop.connect_read_pipe(
-            lambda: _PtyReader(self), os.fdopen(master, "rb", buffering=0)
-        )
-        writer, _ = await loop.connect_write_pipe(
-            lambda: _PtyWriter(self), os.fdopen(write_fd, "wb", buffering=0)
-        )
-        self._reader = reader
-        self._writer = writer
         self._master = master
+        await self._connect(loop, master, os.dup(master))
 
     def resize(self, rows: int, cols: int) -> None:
         """Set the pty's window size (sends SIGWINCH to the foreground program)."""
