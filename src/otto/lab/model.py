@@ -48,7 +48,6 @@ Term = Literal["ssh", "telnet", "local", "console", "serial", "none"]
 StrPath: TypeAlias = str | os.PathLike[str]
 
 
-
 class _KnownHostsDefault:
     """Marks a host whose lab entry does not mention ``known_hosts``."""
 

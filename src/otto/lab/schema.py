@@ -196,7 +196,7 @@ FIELDS: dict[str, FieldRule] = {
                 "retries": {"type": "integer", "minimum": 0, "_error": "must be 0 or more"},
             },
             "additionalProperties": False,
-            "_error": "must be an object such as {\"community\": ..., \"version\": \"2c\"}",
+            "_error": 'must be an object such as {"community": ..., "version": "2c"}',
         },
         secret=True,
     ),

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from otto.monitor import Collector, MonitorTarget, Replay, gauge_parser
-from otto.monitor.shell_probe import join_commands, split_output
 from otto.monitor.parsers import DEFAULT_PARSERS
+from otto.monitor.shell_probe import join_commands, split_output
 from otto.monitor.store import MetricStore, StoreError
 from otto.periodic import FakeClock
 from otto.result import CommandStatus, Status
