@@ -45,6 +45,8 @@ DEFAULT_MAX_OUTPUT = 256 * 1024 * 1024
 are kept, joined by a line saying how much was dropped."""
 
 _RESYNC_WAITS = (0.3, 0.7, 1.5, 3.0)
+#: Seconds closing a session on a console waits for its interrupt to be seen through.
+_SETTLE_ON_CLOSE = 3.0
 """Seconds to wait for the shell after each interrupt attempt, before escalating."""
 
 
@@ -826,6 +828,20 @@ class Session:
         """End the shell and everything it started. Later calls raise ``SessionClosed``."""
         if self._closed:
             return
+        recovery = self._recovery
+        transport = self._transport
+        if (
+            recovery is not None
+            and not recovery.done()
+            and transport is not None
+            and transport.persists
+        ):
+            # A console's shell stays when we go: let the interrupt sent after a
+            # timeout or a cancellation be seen through (bounded), so the next
+            # user of the console finds a shell that reads commands.
+            await asyncio.wait({recovery}, timeout=_SETTLE_ON_CLOSE)
+            if self._closed:
+                return  # another close() finished meanwhile
         self._closed = True
         transport, self._transport = self._transport, None
         lost = _Lost(None, "session closed")

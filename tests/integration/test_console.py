@@ -279,6 +279,22 @@ async def test_a_program_left_by_send_is_ended_when_the_host_closes(consoles: Co
         assert (await host.run("echo next")).only.output == "next"
 
 
+@pytest.mark.parametrize("name", ["login", "serial"])
+async def test_closing_right_after_a_timeout_leaves_the_console_to_the_next_user(
+    consoles: ConsoleLab, name: str
+) -> None:
+    # The timed-out command is interrupted in the background; the host closes at
+    # once. The console's shell outlives us: the next user must find it reading.
+    console = consoles[name]
+    for attempt in range(3):
+        async with console_host(console) as host:
+            result = await host.run(["sleep 0.2", "sleep 5"], timeout=0.5)
+            assert result.statuses[-1].timed_out
+        async with console_host(console) as host:
+            assert (await host.run(f"echo next {attempt}")).only.output == f"next {attempt}"
+    assert await eventually(lambda: not any(_comm(p) == "sleep" for p in console.shell_pids()))
+
+
 async def test_a_console_that_never_answers_even_ctrl_c_names_the_host(
     consoles: ConsoleLab,
 ) -> None:

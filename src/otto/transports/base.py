@@ -46,6 +46,10 @@ class ShellTransport(abc.ABC):
     #: A short label for messages: "local", "ssh alice@10.0.0.2:22", ...
     description: str = ""
 
+    #: True when the shell outlives the transport (a console's): closing cannot
+    #: kill what runs there, so a session lets an interrupt it sent finish first.
+    persists: bool = False
+
     @abc.abstractmethod
     async def open(self, receiver: Receiver) -> None:
         """Start the shell; raise ``ConnectError`` if it cannot be started."""

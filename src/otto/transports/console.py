@@ -602,6 +602,7 @@ class ConsoleShell(ShellTransport):
     """One session's view of its host's console: the shared inner shell, on a terminal."""
 
     pty = True
+    persists = True
 
     def __init__(self, link: ConsoleLink) -> None:
         self._link = link
