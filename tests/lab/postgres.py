@@ -19,15 +19,16 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
-from collections.abc import Callable
+import threading
 from pathlib import Path
 
-from .netns import LabError, ip_sync, wait_listening
+from .netns import LabError, ip_sync
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 USER = "otto"
 PASSWORD = "pg-s3cret:pw"  # a ':' to check that messages mask it whole
+#: What the server logs once it lets clients in (after recovery).
+_READY = b"database system is ready to accept connections"
 _CUT = """table inet otto_pg_cut {
     chain input { type filter hook input priority -300; policy drop; }
     chain output { type filter hook output priority -300; policy drop; }
@@ -120,7 +121,7 @@ class PostgresServer:
             ip_sync(*ns, "link", "set", "lo", "up")
 
     async def start(self) -> None:
-        """Start the server (initdb first, the first time) and wait until it listens."""
+        """Start the server (initdb first, the first time) and wait until it accepts clients."""
         if not self.data.exists():
             await asyncio.to_thread(self._init)
         argv = [
@@ -144,38 +145,50 @@ class PostgresServer:
         ]
         if self.uses_netns:
             argv = ["ip", "netns", "exec", self.netns, *argv]
-        log = self._log.open("ab")
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[str | None] = loop.create_future()
+        # A Popen handle: stop() and close() wait for it from a thread.
+        self._proc = subprocess.Popen(  # noqa: ASYNC220
+            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        threading.Thread(
+            target=self._follow_log, args=(self._proc, loop, ready), daemon=True
+        ).start()
         try:
-            # A Popen handle: stop() and close() wait for it from a thread.
-            self._proc = subprocess.Popen(  # noqa: ASYNC220
-                argv, stdout=log, stderr=log, start_new_session=True
-            )
-        finally:
-            log.close()
+            problem = await asyncio.wait_for(ready, 30.0)
+        except TimeoutError:
+            raise LabError(f"postgres not ready in 30s: {self._log.read_text()[-2000:]}") from None
+        if problem is not None:
+            raise LabError(problem)
 
-        def died() -> str | None:
-            if self._proc is not None and self._proc.poll() is not None:
-                return f"postgres exited {self._proc.returncode}: {self._log.read_text()[-2000:]}"
-            return None
+    def _follow_log(
+        self,
+        proc: subprocess.Popen[bytes],
+        loop: asyncio.AbstractEventLoop,
+        ready: asyncio.Future[str | None],
+    ) -> None:
+        """Copy the server's output to its log (for the whole life of the server) and
+        settle ``ready``: None once it accepts connections, the reason if it exits first.
 
-        await wait_listening(self.address, self.port, timeout=30.0, check_alive=died)
-        await self._wait_accepting(died)
+        The server says it accepts only after recovery, so this is the moment a
+        client can get in, with nothing polled."""
 
-    async def _wait_accepting(self, died: Callable[[], str | None]) -> None:
-        """Wait until the server lets a client in (it listens before recovery ends)."""
-        import asyncpg
+        def settle(value: str | None) -> None:
+            if not ready.done():
+                ready.set_result(value)
 
-        deadline = time.monotonic() + 30.0
-        while True:
-            try:
-                conn = await asyncpg.connect(self.url, timeout=5.0)
-            except (OSError, asyncpg.PostgresError) as exc:
-                if (problem := died()) is not None or time.monotonic() > deadline:
-                    raise LabError(problem or f"postgres never let a client in: {exc}") from exc
-                await asyncio.sleep(0.02)
-            else:
-                await conn.close()
-                return
+        assert proc.stdout is not None
+        with self._log.open("ab") as log:
+            for line in proc.stdout:
+                log.write(line)
+                log.flush()
+                if _READY in line:
+                    with contextlib.suppress(RuntimeError):  # the loop has closed
+                        loop.call_soon_threadsafe(settle, None)
+        code = proc.wait()
+        reason = f"postgres exited {code}: {self._log.read_text()[-2000:]}"
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(settle, reason)
 
     # --- faults -------------------------------------------------------------------------
 
