@@ -31,6 +31,7 @@ __all__ = [
     "remove_staged",
     "source_list",
     "staging_dir",
+    "write_whole",
 ]
 
 log = logging.getLogger("otto.transfer")
@@ -71,6 +72,20 @@ def _copy_file(src: Path, dest: Path, progress: Callable[[str, int, int], None] 
     if progress is not None and total == 0:
         progress(str(dest), 0, 0)
     return done
+
+
+def write_whole(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` to ``path`` whole or not at all: a failed write (a full disk,
+    an error while writing) leaves the file that was there as it was."""
+    dest = Path(path)
+    part = dest.with_name(f".{dest.name}{PART}-{secrets.token_hex(4)}")
+    try:
+        with open(part, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(part, dest)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
 
 
 def staging_dir(dest_dir: Path) -> Path:

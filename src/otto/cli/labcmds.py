@@ -94,6 +94,8 @@ def schema_command(
         sys.stdout.write(text)
         return
     try:
-        output.write_text(text, encoding="utf-8")
+        from otto.transfer import write_whole
+
+        write_whole(output, text)
     except OSError as exc:
         fail(f"cannot write the schema to {output}: {exc.strerror or exc}", code=1)

@@ -332,8 +332,9 @@ def export_to_json(source: Path, out: Path, run: str | None) -> int:
                 export_runs(whole) if run is None else [pick_export_run(whole, run, str(source))]
             )
             doc = {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "runs": entries}
-        with open(out, "w", encoding="utf-8") as f:
-            json.dump(doc, f, allow_nan=False)
+        from otto.transfer import write_whole
+
+        write_whole(out, json.dumps(doc, allow_nan=False))
     except OSError as exc:
         fail(f"cannot export the runs of {source} to {out}: {exc.strerror or exc}", code=1)
     except (ValueError, StoreError) as exc:

@@ -55,6 +55,7 @@ from otto.monitor.store import (
 )
 from otto.monitor.subscription import Subscribers
 from otto.periodic import Clock, HostLike, SystemClock, next_tick, to_seconds
+from otto.transfer import write_whole
 from otto.transports.snmp import SnmpSettings
 
 __all__ = [
@@ -548,8 +549,7 @@ class Collector:
 
     def export_json(self, path: str | PathLike[str]) -> None:
         """Write ``export()`` to ``path`` as JSON (``Replay.from_file`` reads it)."""
-        with open(path, "w", encoding="utf-8") as out:
-            json.dump(self.export(), out, allow_nan=False)
+        write_whole(path, json.dumps(self.export(), allow_nan=False))
 
     # --- the runs of the database --------------------------------------------------------
 

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import IO, Any, cast
 
 from otto.errors import StoreError
+from otto.transfer import write_whole
 
 __all__ = [
     "APPLICATION_ID",
@@ -779,8 +780,7 @@ class MetricStore:
         """Write ``export(runs)`` as JSON to a path or an open text file."""
         doc = self.export(runs)
         if isinstance(file, (str, PathLike)):
-            with open(file, "w", encoding="utf-8") as out:
-                json.dump(doc, out, allow_nan=False)
+            write_whole(file, json.dumps(doc, allow_nan=False))
         else:
             json.dump(doc, file, allow_nan=False)
 
