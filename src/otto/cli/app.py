@@ -598,7 +598,7 @@ def monitor(  # noqa: PLR0917 (typer passes each option as a parameter)
     """Watch CPU, memory, disk and network of hosts in a live dashboard (Ctrl-C stops)."""
     _no_dry_run(ctx, "monitor")
     from otto.cli.hostcmds import resolve_names
-    from otto.cli.monitorcmd import run_monitor
+    from otto.cli.monitorcmd import MonitorOptions, run_monitor
     from otto.errors import LabError, OttoError
 
     if list_runs:
@@ -647,13 +647,11 @@ def monitor(  # noqa: PLR0917 (typer passes each option as a parameter)
     except LabError as exc:
         fail(str(exc))
     try:
-        code = run_monitor(
-            lab,
-            selected,
+        options = MonitorOptions(
             interval=interval,
+            port=port,
             db=db,
             file=file,
-            port=port,
             serving=serving,
             label=label,
             note=note,
@@ -661,6 +659,7 @@ def monitor(  # noqa: PLR0917 (typer passes each option as a parameter)
             watches=watches,
             df_every=df_every,
         )
+        code = run_monitor(lab, selected, options)
     except OttoError as exc:
         fail(str(exc), code=1)
     except OSError as exc:

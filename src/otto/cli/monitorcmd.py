@@ -7,6 +7,7 @@ import contextlib
 import signal
 import sys
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,7 +19,31 @@ if TYPE_CHECKING:
     from otto.monitor.probe import CostTally
     from otto.monitor.web import DashboardServer, DashboardSource
 
-__all__ = ["run_monitor"]
+__all__ = ["MonitorOptions", "run_monitor"]
+
+
+@dataclass(frozen=True)
+class MonitorOptions:
+    """What ``otto monitor`` was asked to do, as its options say.
+
+    Attributes:
+        file: replay this file instead of collecting (``--file``).
+        run: the run of ``file`` to replay (an id or a label); the latest by default.
+        label, note: name the run that collecting appends to ``db``.
+        watches: logs whose matching new lines become events (``--watch``).
+        df_every: run ``df`` on every this many rounds only (None: the default).
+    """
+
+    interval: float
+    port: int
+    db: Path | None = None
+    file: Path | None = None
+    serving: Serving | None = None
+    label: str | None = None
+    note: str | None = None
+    run: str | None = None
+    watches: Sequence[WatchSpec] = ()
+    df_every: int | None = None
 
 
 @contextlib.contextmanager
@@ -73,56 +98,23 @@ def _dashboard(source: DashboardSource, port: int, serving: Serving | None) -> D
         fail(str(exc), code=1)
 
 
-async def _serve(
-    lab: Lab,
-    names: Sequence[str],
-    *,
-    interval: float,
-    db: Path | None,
-    file: Path | None,
-    port: int,
-    serving: Serving | None = None,
-    label: str | None = None,
-    note: str | None = None,
-    run: str | None = None,
-    watches: Sequence[WatchSpec] = (),
-    df_every: int | None = None,
-) -> int:
+async def _serve(lab: Lab, names: Sequence[str], options: MonitorOptions) -> int:
     with _stop_on_signals() as stop:
-        if file is not None:
-            return await _replay(file, port, stop, run=run, serving=serving)
-        return await _collect(
-            lab,
-            names,
-            interval=interval,
-            db=db,
-            port=port,
-            serving=serving,
-            stop=stop,
-            label=label,
-            note=note,
-            watches=watches,
-            df_every=df_every,
-        )
+        if options.file is not None:
+            return await _replay(options.file, stop, options)
+        return await _collect(lab, names, stop, options)
 
 
-async def _replay(
-    file: Path,
-    port: int,
-    stop: asyncio.Event,
-    *,
-    run: str | None = None,
-    serving: Serving | None = None,
-) -> int:
+async def _replay(file: Path, stop: asyncio.Event, options: MonitorOptions) -> int:
     from otto.cli.exits import fail
     from otto.monitor.replay import Replay
     from otto.monitor.store import StoreError
 
     try:
-        replay = await asyncio.to_thread(Replay.from_file, file, run=run)
+        replay = await asyncio.to_thread(Replay.from_file, file, run=options.run)
     except (OSError, ValueError, StoreError) as exc:
         fail(f"cannot replay {file}: {exc}", code=1)
-    async with _dashboard(replay, port, serving) as server:
+    async with _dashboard(replay, options.port, options.serving) as server:
         _say(f"otto monitor: replaying run {replay.run.name} of {file}")
         _say(f"dashboard: {server.link}  (Ctrl-C to stop)")
         await _until_stopped(stop, server)
@@ -130,18 +122,7 @@ async def _replay(
 
 
 async def _collect(
-    lab: Lab,
-    names: Sequence[str],
-    *,
-    interval: float,
-    db: Path | None,
-    port: int,
-    serving: Serving | None = None,
-    stop: asyncio.Event,
-    label: str | None = None,
-    note: str | None = None,
-    watches: Sequence[WatchSpec] = (),
-    df_every: int | None = None,
+    lab: Lab, names: Sequence[str], stop: asyncio.Event, options: MonitorOptions
 ) -> int:
     from otto.cli.exits import fail
     from otto.monitor.collector import Collector
@@ -149,13 +130,13 @@ async def _collect(
 
     collector = Collector(
         [lab.host(n) for n in names],
-        interval=interval,
-        db=db,
-        label=label,
-        note=note,
-        df_every=DF_EVERY if df_every is None else df_every,
+        interval=options.interval,
+        db=options.db,
+        label=options.label,
+        note=options.note,
+        df_every=DF_EVERY if options.df_every is None else options.df_every,
     )
-    for spec in watches:
+    for spec in options.watches:
         try:
             collector.watch_log(lab.host(spec.host), spec.path, spec.pattern)
         except ValueError as exc:
@@ -163,10 +144,11 @@ async def _collect(
             fail(f"--watch {spec.host}:{spec.path}: {exc}")
     try:
         await collector.start()
-        async with _dashboard(collector, port, serving) as server:
+        async with _dashboard(collector, options.port, options.serving) as server:
             run = collector.run
-            stored = f", storing run {run.name} in {db}" if run is not None else ""
-            _say(f"otto monitor: watching {', '.join(names)} every {interval:g}s{stored}")
+            stored = f", storing run {run.name} in {options.db}" if run is not None else ""
+            every = f"every {options.interval:g}s"
+            _say(f"otto monitor: watching {', '.join(names)} {every}{stored}")
             _say(f"dashboard: {server.link}  (Ctrl-C to stop)")
             async with asyncio.TaskGroup() as tasks:
                 costs = tasks.create_task(_report_costs(collector))
@@ -226,45 +208,9 @@ async def _report_costs(collector: Collector) -> None:
         since, printed = costs, now
 
 
-def run_monitor(
-    lab: Lab,
-    names: Sequence[str],
-    *,
-    interval: float,
-    db: Path | None,
-    file: Path | None,
-    port: int,
-    serving: Serving | None = None,
-    label: str | None = None,
-    note: str | None = None,
-    run: str | None = None,
-    watches: Sequence[WatchSpec] = (),
-    df_every: int | None = None,
-) -> int:
-    """Collect from ``names`` (or replay ``file``) and serve the dashboard until stopped.
-
-    Args:
-        label, note: name the run that collecting appends to ``db``.
-        run: the run of ``file`` to replay (an id or a label); the latest by default.
-        watches: logs whose matching new lines become events (``--watch``).
-        df_every: run ``df`` on every this many rounds only (None: the default).
-    """
-    return asyncio.run(
-        _serve(
-            lab,
-            names,
-            interval=interval,
-            db=db,
-            file=file,
-            port=port,
-            serving=serving,
-            label=label,
-            note=note,
-            run=run,
-            watches=watches,
-            df_every=df_every,
-        )
-    )
+def run_monitor(lab: Lab, names: Sequence[str], options: MonitorOptions) -> int:
+    """Collect from ``names`` (or replay ``options.file``) and serve the dashboard until stopped."""
+    return asyncio.run(_serve(lab, names, options))
 
 
 def list_runs(path: Path) -> int:
