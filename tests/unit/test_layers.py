@@ -8,6 +8,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[2] / "src" / "otto"
 
 LAYERS: list[set[str]] = [
+    {"otto.redact"},
     {"otto.errors", "otto.result"},
     {"otto.framing", "otto.expect", "otto.transports", "otto.loop", "otto.transfer"},
     {"otto.session"},

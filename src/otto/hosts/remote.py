@@ -13,8 +13,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-import asyncssh
-
 from otto.errors import ConnectError
 from otto.hosts.base import Host
 from otto.hosts.connection import Connection
@@ -26,6 +24,7 @@ from otto.result import CommandStatus, TransferResult
 from otto.session import SessionLock
 from otto.transfer import PathArg, Progress, source_list
 from otto.transports.base import ShellTransport
+from otto.transports.sshlib import asyncssh
 from otto.transports.telnet import LOGIN_PROMPT, PASSWORD_PROMPT
 
 __all__ = ["CONNECTIONS", "DEFAULT_KNOWN_HOSTS", "Credentials", "RemoteHost"]

@@ -11,8 +11,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import asyncssh
-
 from otto.errors import ConnectError, TransferError
 from otto.hosts.base import process_status
 from otto.hosts.connection import Connection
@@ -20,6 +18,7 @@ from otto.result import CommandStatus, Status, TransferResult
 from otto.transfer import PART, Progress, place_staged, remove_staged, staging_dir
 from otto.transports.base import ShellTransport
 from otto.transports.ssh import SshLink, SshShell, exec_ssh, safe_path
+from otto.transports.sshlib import asyncssh
 
 if TYPE_CHECKING:
     from otto.hosts.remote import RemoteHost

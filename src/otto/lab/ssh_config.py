@@ -41,9 +41,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from asyncssh.config import ConfigParseError, SSHClientConfig
-
 from otto.lab.raw import NAME_RE, RawHost
+from otto.transports.sshlib import asyncssh
+
+ConfigParseError = asyncssh.config.ConfigParseError
+SSHClientConfig = asyncssh.config.SSHClientConfig
 
 __all__ = ["read_file"]
 

@@ -16,10 +16,9 @@ import shlex
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any
 
-import asyncssh
-
 from otto.errors import AuthenticationError, ConnectError, HostKeyError
 from otto.transports.base import Receiver, ShellTransport
+from otto.transports.sshlib import asyncssh
 
 __all__ = ["SshLink", "SshShell", "exec_ssh"]
 
