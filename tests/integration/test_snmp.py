@@ -8,6 +8,7 @@ an agent without 64-bit counters.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -361,3 +362,40 @@ async def test_an_interface_that_goes_away_makes_the_tables_walked_again_soon(
         assert seen is not None and seen <= 12
     finally:
         await probe.close()
+
+
+async def test_two_v3_devices_with_one_user_name_and_different_keys_are_both_read(
+    snmp: SnmpLab,
+) -> None:
+    # One shared engine kept one USM entry per user name: each probe's keys
+    # replaced the other's, and every round one of them got 'Wrong SNMP PDU digest'.
+    first = await snmp.agent("ssh1", v3=("otto", "auth-pass-one", "priv-pass-one"))
+    second = await snmp.agent("ssh2", v3=("otto", "auth-pass-two", "priv-pass-two"))
+    clock = FakeClock(start=50.0)
+    probes = [
+        SnmpProbe(
+            f"dev{n}",
+            SnmpSettings(
+                version="3",
+                user="otto",
+                auth_key=f"auth-pass-{word}",
+                priv_key=f"priv-pass-{word}",
+                port=agent.port,
+            ),
+            address=agent.address,
+            clock=clock,
+        )
+        for n, (word, agent) in enumerate((("one", first), ("two", second)), 1)
+    ]
+    try:
+        for index in range(3):
+            rounds = await asyncio.gather(
+                *(probe.poll(index, clock.monotonic() + 5) for probe in probes)
+            )
+            for result in rounds:
+                assert result.up, f"round {index}: {result.error}"
+                assert "mem.total_bytes" in result.metrics
+            clock.advance(1.0)
+    finally:
+        for probe in probes:
+            await probe.close()

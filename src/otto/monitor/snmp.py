@@ -29,7 +29,11 @@ that went down by more, a 64-bit one that went down, or an agent whose
 ``sysUpTime`` went back (it restarted) gives no rate that round
 (``parsers.counter_delta``), never a negative or huge one.
 
-All probes on one event loop share one pysnmp engine (one UDP socket).
+Probes on one event loop share a pysnmp engine (one UDP socket) per set of
+credentials: every v2c probe shares one, and v3 probes share one only when
+their user, keys and protocols are all the same. (An engine's USM table holds
+one entry per user name: two devices with one user name and different keys on
+one engine would replace each other's keys every round.)
 """
 
 from __future__ import annotations
@@ -426,13 +430,30 @@ def exported_counters(sample: _Sample) -> dict[str, int]:
     return out
 
 
-# --- pysnmp: one engine per event loop, shared ------------------------------------------------
+# --- pysnmp: one engine per event loop and set of credentials, shared ------------------------
+
+
+def _engine_key(settings: SnmpSettings) -> tuple[str | None, ...]:
+    """What probes must have in common to share an engine: all v2c, or the same v3 user."""
+    if settings.version != "3":
+        return ("2c",)
+    return (
+        "3",
+        settings.user,
+        settings.auth_protocol if settings.auth_key is not None else None,
+        settings.auth_key,
+        settings.priv_protocol if settings.priv_key is not None else None,
+        settings.priv_key,
+    )
 
 
 class _Engine:
-    """A pysnmp engine shared by the SNMP probes of one event loop; closed with the last one."""
+    """A pysnmp engine shared by the SNMP probes of one event loop with the same credentials.
 
-    _shared: ClassVar[dict[asyncio.AbstractEventLoop, _Engine]] = {}
+    Closed with the last probe that uses it.
+    """
+
+    _shared: ClassVar[dict[tuple[asyncio.AbstractEventLoop, tuple[str | None, ...]], _Engine]] = {}
 
     def __init__(self) -> None:
         from pysnmp.hlapi.v3arch.asyncio import SnmpEngine
@@ -452,11 +473,11 @@ class _Engine:
             self.received[key] = self.received.get(key, 0) + len(message)
 
     @classmethod
-    def acquire(cls) -> _Engine:
-        loop = asyncio.get_running_loop()
-        shared = cls._shared.get(loop)
+    def acquire(cls, settings: SnmpSettings) -> _Engine:
+        key = (asyncio.get_running_loop(), _engine_key(settings))
+        shared = cls._shared.get(key)
         if shared is None:
-            shared = cls._shared[loop] = _Engine()
+            shared = cls._shared[key] = _Engine()
         shared.users += 1
         return shared
 
@@ -464,9 +485,9 @@ class _Engine:
         self.users -= 1
         if self.users > 0:
             return
-        for loop, engine in list(self._shared.items()):
+        for key, engine in list(self._shared.items()):
             if engine is self:
-                del self._shared[loop]
+                del self._shared[key]
         try:
             self.engine.close_dispatcher()
         except Exception:  # closing what never opened a socket
@@ -616,7 +637,7 @@ class SnmpProbe:
 
     def _acquire(self) -> _Engine:
         if self._engine is None:
-            self._engine = _Engine.acquire()
+            self._engine = _Engine.acquire(self.settings)
         return self._engine
 
     async def _open(self) -> None:

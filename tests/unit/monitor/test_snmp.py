@@ -394,3 +394,29 @@ def test_a_bad_community_value_is_never_shown(tmp_path: Path) -> None:
         load(tmp_path, {"name": "h", "address": "a", "user": "u", "snmp": {"community": 4242}})
     assert "4242" not in str(caught.value)
     assert "field 'snmp'" in str(caught.value)
+
+
+async def test_probes_share_an_engine_only_with_the_same_credentials() -> None:
+    from otto.monitor.snmp import _Engine
+
+    def v3(auth: str, user: str = "otto") -> SnmpSettings:
+        return SnmpSettings(version="3", user=user, auth_key=auth, priv_key="priv-pass")
+
+    engines = [
+        _Engine.acquire(s)
+        for s in (
+            v3("auth-pass-1"),
+            v3("auth-pass-1"),
+            v3("auth-pass-2"),
+            v3("auth-pass-1", user="other"),
+            SnmpSettings(community="public"),
+            SnmpSettings(community="private"),
+        )
+    ]
+    try:
+        assert engines[0] is engines[1]
+        assert len({id(e) for e in engines[1:5]}) == 4
+        assert engines[4] is engines[5]  # v2c: the community travels in each message
+    finally:
+        for engine in engines:
+            engine.release()
