@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from otto.fanout import do_for_all_hosts, run_on_all_hosts
     from otto.hosts import Host, LocalHost, RemoteHost
     from otto.hosts.apps import App
+    from otto.hosts.power import PowerSpec
     from otto.instructions import InstructionError, instruction
     from otto.lab import Lab, all_hosts, get_host, load_lab
     from otto.loop import run
@@ -51,6 +52,7 @@ _WHERE = {
     "LeaseLost": "otto.errors",
     "LocalHost": "otto.hosts",
     "OttoError": "otto.errors",
+    "PowerSpec": "otto.hosts.power",
     "RemoteHost": "otto.hosts",
     "RepeatRunner": "otto.periodic",
     "RepeatStats": "otto.periodic",
@@ -88,6 +90,7 @@ __all__ = [
     "LeaseLost",
     "LocalHost",
     "OttoError",
+    "PowerSpec",
     "RemoteHost",
     "RepeatRunner",
     "RepeatStats",
