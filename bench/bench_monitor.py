@@ -37,7 +37,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import asyncssh
 from common import RawShell
 
 from otto import LocalHost, RemoteHost
@@ -45,6 +44,7 @@ from otto.monitor import Collector
 from otto.monitor.parsers import DEFAULT_PARSERS
 from otto.monitor.shell_probe import DF_COMMAND, ShellProbe, monitor_script
 from otto.monitor.store import HostState, MetricStore
+from otto.transports.sshlib import asyncssh
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 

@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import asyncssh
+from otto.transports.sshlib import asyncssh
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 

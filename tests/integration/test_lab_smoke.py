@@ -9,10 +9,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import cast
 
-import asyncssh
 import pytest
 import telnetlib3
 
+from otto.transports.sshlib import asyncssh
 from tests.lab import DEFAULT_NODES, SLOW_STARTUP_SECONDS, CutHow, Lab, LabHost, Mode, NodeSpec
 from tests.lab.hosts import MAX_SLOTS, Link, netns_prefix, plan_addresses, ssh_nodes
 from tests.lab.keys import known_hosts_pattern

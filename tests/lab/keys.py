@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-import asyncssh
+from otto.transports.sshlib import asyncssh
 
 from .hosts import SSH_PORT
 
