@@ -18,11 +18,16 @@
 
 Errors raised by the libraries below otto (asyncssh, telnetlib3, OS errors) are
 translated at the transport boundary, so users only ever see this tree.
+
+A message can carry text a server or console printed; every registered secret
+(see ``otto.redact``) is masked whenever an error is shown (``str``, ``repr``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+
+from otto.redact import redact
 
 __all__ = [
     "AuthenticationError",
@@ -51,16 +56,28 @@ def tail(text: str, limit: int = _TAIL) -> str:
 
 
 class OttoError(Exception):
-    """Base of every error otto raises."""
+    """Base of every error otto raises; its message is shown with secrets masked."""
+
+    def __str__(self) -> str:
+        return redact(super().__str__())
+
+    def __repr__(self) -> str:
+        return redact(super().__repr__())
 
 
 class ConnectError(OttoError):
-    """A host could not be reached, logged in to, or given a working shell."""
+    """A host could not be reached, logged in to, or given a working shell.
 
-    def __init__(self, host: str, reason: str) -> None:
+    ``step`` names what failed, when known: ``"TCP connect"``,
+    ``"SSH handshake"``, ``"authentication"``, ``"login"`` (Telnet) or
+    ``"shell start"``.
+    """
+
+    def __init__(self, host: str, reason: str, *, step: str = "") -> None:
         super().__init__(f"{host}: {reason}")
         self.host = host
-        self.reason = reason
+        self.reason = redact(reason)
+        self.step = step
 
 
 class AuthenticationError(ConnectError):

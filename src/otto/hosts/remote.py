@@ -4,46 +4,66 @@ Everything ``LocalHost`` does works here. What depends on how the machine is
 reached (shells, one-shot commands, files, tunnels) is done by one
 ``Connection`` chosen by ``term`` when the host is built: ``hosts.ssh`` and
 ``hosts.telnet``. ``hop`` reaches the host through another SSH host.
+
+A kind's module is imported when the first host of that kind is built, so a
+program that never makes an SSH host never imports asyncssh.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
+from otto import redact
 from otto.errors import ConnectError
 from otto.hosts.base import Host
 from otto.hosts.connection import Connection
-from otto.hosts.console import ConsoleConnection
 from otto.hosts.power import PowerSpec
-from otto.hosts.ssh import SshConnection
-from otto.hosts.telnet import TelnetConnection
 from otto.result import CommandStatus, TransferResult
 from otto.session import SessionLock
 from otto.transfer import PathArg, Progress, source_list
 from otto.transports.base import ShellTransport
-from otto.transports.sshlib import asyncssh
-from otto.transports.telnet import LOGIN_PROMPT, PASSWORD_PROMPT
+from otto.transports.login import LOGIN_PROMPT, PASSWORD_PROMPT
 
-__all__ = ["CONNECTIONS", "DEFAULT_KNOWN_HOSTS", "Credentials", "RemoteHost"]
+if TYPE_CHECKING:
+    from otto.transports.sshlib import asyncssh
+
+__all__ = ["CONNECTIONS", "DEFAULT_KNOWN_HOSTS", "Credentials", "RemoteHost", "connection_kind"]
 
 DEFAULT_KNOWN_HOSTS = os.path.join("~", ".ssh", "known_hosts")
 
-CONNECTIONS: dict[str, type[Connection]] = {
-    term: kind
-    for kind in (SshConnection, TelnetConnection, ConsoleConnection)
-    for term in kind.terms
+CONNECTIONS: dict[str, str] = {
+    "ssh": "otto.hosts.ssh:SshConnection",
+    "telnet": "otto.hosts.telnet:TelnetConnection",
+    "console": "otto.hosts.console:ConsoleConnection",
+    "serial": "otto.hosts.console:ConsoleConnection",
 }
-"""The connection kind for each ``term``."""
+"""The connection kind for each ``term``, as ``module:Class`` (imported on first use)."""
+
+
+def connection_kind(term: str) -> type[Connection]:
+    """The ``Connection`` class for ``term``, its module imported now."""
+    where = CONNECTIONS.get(term)
+    if where is None:
+        raise ValueError(f"term must be one of {sorted(CONNECTIONS)}, not {term!r}")
+    module, _, name = where.partition(":")
+    kind = getattr(importlib.import_module(module), name)
+    if not (isinstance(kind, type) and issubclass(kind, Connection) and term in kind.terms):
+        raise TypeError(f"{where} is not a Connection for term {term!r}")
+    return kind
 
 
 @dataclass(frozen=True)
 class Credentials:
-    """Secrets a connection needs; never shown in reprs."""
+    """Secrets a connection needs; never shown in reprs, masked in otto's messages."""
 
     password: str | None = None
+
+    def __post_init__(self) -> None:
+        redact.register(self.password)
 
     def __repr__(self) -> str:
         return "Credentials(password=***)" if self.password is not None else "Credentials()"
@@ -109,10 +129,8 @@ class RemoteHost(Host):
         become_password: str | None = None,
         power: PowerSpec | None = None,
     ) -> None:
-        kind = CONNECTIONS.get(term)
-        if kind is None:
-            raise ValueError(f"term must be one of {sorted(CONNECTIONS)}, not {term!r}")
-        if hop is not None and not isinstance(hop.connection, SshConnection):
+        kind = connection_kind(term)
+        if hop is not None and hop.term != "ssh":
             raise ValueError(f"hop {hop.name!r} must be an SSH host to tunnel through")
         if user is None and term not in ("console", "serial"):
             raise ValueError(f"user is required for a {term} host")
@@ -120,8 +138,9 @@ class RemoteHost(Host):
             raise ValueError("a console or serial host cannot be reached through a hop")
         if transfer not in ("sftp", "scp"):
             raise ValueError(f"transfer must be 'sftp' or 'scp', not {transfer!r}")
+        redact.register(become_password)
         super().__init__(name or address, become_password=become_password, power=power)
-        self.term = term
+        self.term: str = term
         self.address = address
         self.user = user
         self.credentials = Credentials(password)
@@ -172,6 +191,8 @@ class RemoteHost(Host):
     async def tunnel(self) -> asyncssh.SSHClientConnection:
         """This (SSH) host's live connection, to carry traffic to a host behind it."""
         self._bind()
+        from otto.hosts.ssh import SshConnection  # an SSH host: its module is loaded already
+
         connection = self.connection
         if not isinstance(connection, SshConnection):
             raise ConnectError(self.name, "is not an SSH host; nothing can tunnel through it")

@@ -64,7 +64,7 @@ class TelnetConnection(Connection):
             conn = await hop.tunnel()
         except ConnectError as exc:
             raise ConnectError(
-                self.host.name, f"cannot reach hop {hop.name}: {exc.reason}"
+                self.host.name, f"cannot reach hop {hop.name}: {exc.reason}", step=exc.step
             ) from exc
         listener = await conn.forward_local_port("127.0.0.1", 0, self.host.address, self.host.port)
         return "127.0.0.1", listener.get_port(), listener.close

@@ -19,6 +19,14 @@ from typing import Any
 from otto.errors import AuthenticationError, ConnectError, HostKeyError
 from otto.transports.base import Receiver, ShellTransport
 from otto.transports.sshlib import asyncssh
+from otto.transports.steps import (
+    AUTHENTICATION,
+    SHELL_START,
+    SSH_HANDSHAKE,
+    TCP_CONNECT,
+    connect_budget,
+    os_reason,
+)
 
 __all__ = ["SshLink", "SshShell", "exec_ssh"]
 
@@ -52,11 +60,33 @@ class _Conn:
 
 
 class _Client(asyncssh.SSHClient):
-    def __init__(self, on_lost: Callable[[Exception | None], None]) -> None:
+    """Notes how far the connection got: the step that fails is named in the error."""
+
+    def __init__(self, on_lost: Callable[[Exception | None], None], attempt: _Attempt) -> None:
         self._on_lost = on_lost
+        self._attempt = attempt
+
+    def connection_made(self, conn: asyncssh.SSHClientConnection) -> None:
+        self._attempt.conn = conn
+        self._attempt.step = SSH_HANDSHAKE
+
+    def begin_auth(self, username: str) -> None:
+        self._attempt.step = AUTHENTICATION
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._on_lost(exc)
+
+
+class _Attempt:
+    """One connection attempt: the step it is on and, once TCP is up, its connection."""
+
+    def __init__(self) -> None:
+        self.step = TCP_CONNECT
+        self.conn: asyncssh.SSHClientConnection | None = None
+
+    def greeted(self) -> bool:
+        """Whether the server sent its SSH version line."""
+        return self.conn is not None and bool(self.conn.get_extra_info("server_version"))
 
 
 class SshLink:
@@ -113,7 +143,6 @@ class SshLink:
             "port": self.port,
             "username": self.user,
             "known_hosts": self._known_hosts,
-            "connect_timeout": self.connect_timeout,
             "keepalive_interval": self._keepalive,
             "keepalive_count_max": 3,
         }
@@ -127,46 +156,119 @@ class SshLink:
             options["password"] = None
         return options
 
+    @property
+    def _where(self) -> str:
+        return f"{self.address}:{self.port}"
+
+    def _keyscan(self, known_hosts: str) -> str:
+        """The command that adds this host's key to ``known_hosts``."""
+        port = f" -p {self.port}" if self.port != 22 else ""
+        scan = f"ssh-keyscan -H{port} {shlex.quote(self.address)} >> {shlex.quote(known_hosts)}"
+        return f"{scan} (on hop {self._hop_name})" if self._hop is not None else scan
+
+    def _check_known_hosts(self) -> None:
+        """A known_hosts file that does not exist: say how to go on, before connecting."""
+        known = self._known_hosts
+        if not isinstance(known, (str, os.PathLike)):
+            return
+        path = os.fspath(known)
+        if os.path.exists(path):
+            return
+        raise HostKeyError(
+            self.name,
+            f"known_hosts file {path} does not exist, so the host key of {self._where} cannot "
+            f"be checked; add the key with `{self._keyscan(path)}`, or set "
+            '"known_hosts": null for this host in the lab to skip the check',
+            step=SSH_HANDSHAKE,
+        )
+
+    def _credentials(self) -> str:
+        if self._password is not None and self._key is not None:
+            return f"the key {os.fspath(self._key)} and the password"
+        if self._password is not None:
+            return "the password"
+        if self._key is not None:
+            return f"the key {os.fspath(self._key)}"
+        return "the agent's and the default keys"
+
     async def _connect(self, slot: _Conn) -> asyncssh.SSHClientConnection:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + connect_budget(self.connect_timeout)
+        self._check_known_hosts()
         options = self._options()
         if self._hop is not None:
             try:
-                options["tunnel"] = await self._hop()
+                async with asyncio.timeout_at(deadline):
+                    options["tunnel"] = await self._hop()
             except ConnectError as exc:
                 raise ConnectError(
-                    self.name, f"cannot reach hop {self._hop_name}: {exc.reason}"
+                    self.name, f"cannot reach hop {self._hop_name}: {exc.reason}", step=exc.step
                 ) from exc
+            except TimeoutError:
+                raise ConnectError(
+                    self.name,
+                    f"cannot reach hop {self._hop_name} within {self.connect_timeout:g}s",
+                    step=TCP_CONNECT,
+                ) from None
 
         def lost(exc: Exception | None) -> None:
             slot.alive = False
             if exc is not None:
                 log.info("%s: connection lost: %s", self.name, exc)
 
+        attempt = _Attempt()
         try:
-            async with asyncio.timeout(self.connect_timeout):
+            async with asyncio.timeout_at(deadline):
                 conn = await asyncssh.connect(
-                    self.address, client_factory=lambda: _Client(lost), **options
+                    self.address, client_factory=lambda: _Client(lost, attempt), **options
                 )
+        except TimeoutError:
+            raise self._timed_out(attempt) from None
         except asyncssh.PermissionDenied as exc:
             raise AuthenticationError(
-                self.name, f"{self.user}@{self.address}:{self.port} refused the credentials"
+                self.name,
+                f"authentication failed: {self._where} refused {self._credentials()} "
+                f"for user {self.user}",
+                step=AUTHENTICATION,
             ) from exc
         except asyncssh.HostKeyNotVerifiable as exc:
+            known = self._known_hosts
+            path = os.fspath(known) if isinstance(known, (str, os.PathLike)) else "known_hosts"
             raise HostKeyError(
                 self.name,
-                f"host key of {self.address}:{self.port} not verified against known_hosts "
-                f"({exc.reason}); add it, or pass known_hosts=None to skip the check",
-            ) from exc
-        except TimeoutError as exc:
-            raise ConnectError(
-                self.name,
-                f"no SSH connection to {self.address}:{self.port} within {self.connect_timeout:g}s",
+                f"the host key of {self._where} is not trusted by {path} ({exc.reason}); "
+                f"if this is the host you expect, add its key with `{self._keyscan(path)}`, "
+                'or set "known_hosts": null for this host in the lab to skip the check',
+                step=SSH_HANDSHAKE,
             ) from exc
         except (OSError, asyncssh.Error) as exc:
-            raise ConnectError(
-                self.name, f"cannot connect to {self.address}:{self.port}: {_reason(exc)}"
-            ) from exc
+            raise self._failed(attempt, exc) from exc
         return conn
+
+    def _timed_out(self, attempt: _Attempt) -> ConnectError:
+        seconds = f"{self.connect_timeout:g}s"
+        via = f" through hop {self._hop_name}" if self._hop is not None else ""
+        if attempt.step == TCP_CONNECT:
+            reason = f"no TCP connection to {self._where}{via} within {seconds}"
+        elif attempt.step == SSH_HANDSHAKE:
+            reason = f"no SSH handshake from {self._where} within {seconds}"
+            if not attempt.greeted():
+                reason += " (the port accepted the TCP connection but sent no SSH greeting)"
+        else:
+            who = f"{self.user} at {self._where}"
+            reason = f"authentication as {who} did not finish within {seconds}"
+        return ConnectError(self.name, reason, step=attempt.step)
+
+    def _failed(self, attempt: _Attempt, exc: BaseException) -> ConnectError:
+        why = _reason(exc)
+        via = f" through hop {self._hop_name}" if self._hop is not None else ""
+        if attempt.step == TCP_CONNECT:
+            reason = f"TCP connect to {self._where}{via} failed: {why}"
+        elif attempt.step == SSH_HANDSHAKE:
+            reason = f"SSH handshake with {self._where} failed: {why}"
+        else:
+            reason = f"authentication as {self.user} at {self._where} failed: {why}"
+        return ConnectError(self.name, reason, step=attempt.step)
 
     async def connection(self) -> asyncssh.SSHClientConnection:
         """A live connection of the pool (for tunnels and SFTP); opens one if needed."""
@@ -225,9 +327,12 @@ class SshLink:
                 waiter.set_result(None)
 
     async def open_channel(
-        self, factory: Callable[[], _Channel], **kwargs: Any
+        self, factory: Callable[[], _Channel], *, step: str = "", **kwargs: Any
     ) -> tuple[asyncssh.SSHClientChannel[bytes], asyncssh.SSHClientSession[bytes]]:
-        """Open a session channel on a connection with room; release the slot when it closes."""
+        """Open a session channel on a connection with room; release the slot when it closes.
+
+        ``step`` names what the channel is for in a ``ConnectError`` (``SHELL_START``).
+        """
         while True:
             slot = await self._acquire()
             conn = slot.conn
@@ -238,19 +343,27 @@ class SshLink:
                 # The server allows fewer channels than we assumed: remember, try elsewhere.
                 self._release(slot)
                 if slot.channels == 0:
-                    raise ConnectError(self.name, f"cannot open a channel: {exc.reason}") from exc
+                    raise ConnectError(
+                        self.name, f"{self._what(step)}: {exc.reason}", step=step
+                    ) from exc
                 slot.limit = slot.channels
                 continue
             except (OSError, asyncssh.Error) as exc:
                 slot.alive = False
                 self._release(slot)
-                raise ConnectError(self.name, f"cannot open a channel: {_reason(exc)}") from exc
+                raise ConnectError(
+                    self.name, f"{self._what(step)}: {_reason(exc)}", step=step
+                ) from exc
             except BaseException:
                 self._release(slot)
                 raise
             assert isinstance(session, _Channel)
             session.on_close = lambda slot=slot: self._release(slot)
             return chan, session
+
+    def _what(self, step: str) -> str:
+        opening = f"cannot open an SSH channel on {self._where}"
+        return f"{step} failed: {opening}" if step else opening
 
     async def quick(self, command: str) -> bool:
         """Run a helper command (interrupts, kills) in its own channel, bounded in time.
@@ -356,6 +469,8 @@ class SshLink:
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, asyncssh.Error):
         return exc.reason
+    if isinstance(exc, OSError):
+        return os_reason(exc)
     return str(exc) or type(exc).__name__
 
 
@@ -442,7 +557,9 @@ class SshShell(ShellTransport):
         kwargs: dict[str, Any] = {}
         if self.pty:
             kwargs = {"term_type": "xterm-256color", "term_size": (200, 50)}
-        self._chan, _ = await self._link.open_channel(lambda: _ShellSession(self), **kwargs)
+        self._chan, _ = await self._link.open_channel(
+            lambda: _ShellSession(self), step=SHELL_START, **kwargs
+        )
 
     def _data(self, data: bytes) -> None:
         if self._receiver is not None and not self._reported:

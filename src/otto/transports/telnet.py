@@ -20,6 +20,7 @@ as long), since a Telnet server such as busybox telnetd answers no in-band probe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import socket
@@ -39,6 +40,7 @@ from otto.transports.login import (
     inner_shell_command,
     set_keepalive,
 )
+from otto.transports.steps import LOGIN, TCP_CONNECT, connect_budget, os_reason
 
 __all__ = ["LOGIN_PROMPT", "PASSWORD_PROMPT", "TelnetShell"]
 
@@ -135,27 +137,41 @@ class TelnetShell(ShellTransport):
 
     async def open(self, receiver: Receiver) -> None:
         self._receiver = receiver
+        step = TCP_CONNECT
         try:
-            async with asyncio.timeout(self.connect_timeout):
-                if self._logins is None:
+            async with asyncio.timeout(connect_budget(self.connect_timeout)):
+                async with self._logins or contextlib.nullcontext():
                     await self._connect()
+                    step = LOGIN
                     await self._log_in()
-                else:
-                    async with self._logins:
-                        await self._connect()
-                        await self._log_in()
         except TimeoutError:
             await self.close()
-            if self._dialog.failed:
-                raise self._dialog.refused(self._dialog.failed) from None
-            raise ConnectError(
-                self.name,
-                f"no Telnet login to {self.address}:{self.port} within "
-                f"{self.connect_timeout:g}s; received: {tail(self._dialog.buffer.text())!r}",
-            ) from None
+            raise self._timed_out(step) from None
+        except ConnectError as exc:
+            await self.close()
+            exc.step = exc.step or step
+            raise
         except BaseException:
             await self.close()
             raise
+
+    def _timed_out(self, step: str) -> ConnectError:
+        where, seconds = f"{self.address}:{self.port}", f"{self.connect_timeout:g}s"
+        if step == TCP_CONNECT:
+            via = " through the hop" if self._tunnel is not None else ""
+            return ConnectError(
+                self.name, f"no TCP connection to {where}{via} within {seconds}", step=step
+            )
+        if self._dialog.failed:
+            refused = self._dialog.refused(self._dialog.failed)
+            refused.step = step
+            return refused
+        received = tail(self._dialog.buffer.text())
+        return ConnectError(
+            self.name,
+            f"no Telnet login at {where} within {seconds}; received: {received!r}",
+            step=step,
+        )
 
     async def _connect(self) -> None:
         host, port = self.address, self.port
@@ -175,7 +191,9 @@ class TelnetShell(ShellTransport):
             )
         except OSError as exc:
             raise ConnectError(
-                self.name, f"cannot connect to {self.address}:{self.port}: {exc}"
+                self.name,
+                f"TCP connect to {self.address}:{self.port} failed: {os_reason(exc)}",
+                step=TCP_CONNECT,
             ) from exc
         self._reader, self._writer = reader, writer
         transport = writer.transport
