@@ -195,11 +195,12 @@ async def test_a_password_the_server_prints_back_is_masked(echoing_login_port: i
 # --- through the otto command --------------------------------------------------------------
 
 
-def otto_run(lab_file: Path, host: str, *, home: Path | None = None) -> str:
+def otto_run(lab_file: Path, host: str, *, home: Path | None = None, **extra_env: str) -> str:
     """``otto --lab FILE host HOST run true``: its exit must fail; returns stdout + stderr."""
     env = {k: v for k, v in os.environ.items() if k != "OTTO_LAB"}
     if home is not None:
         env["HOME"] = str(home)
+    env.update(extra_env)
     proc = subprocess.run(
         [sys.executable, "-m", "otto", "--lab", str(lab_file), "host", host, "run", "true"],
         capture_output=True,
@@ -267,3 +268,21 @@ def test_cli_names_a_refused_password_without_it(tmp_path: Path, lab: Lab) -> No
     out = otto_run(lab_file, "ssh2")
     assert f"authentication failed: {spec.address}:{spec.port} refused the password" in out
     assert SECRET not in out
+
+
+def test_cli_never_shows_an_environment_value_in_hop_and_via_errors(tmp_path: Path) -> None:
+    hop_value, via_value = "Hop-Sekr3t-value", "Via-Sekr3t-value"
+    lab = write_lab(
+        tmp_path / "lab.json",
+        {
+            "name": "db",
+            "address": "192.0.2.5",
+            "user": "nobody",
+            "hop": "${GW_NAME}",
+            "power": {"via": "${PDU_HOST}", "on": "true"},
+        },
+    )
+    out = otto_run(lab, "db", GW_NAME=hop_value, PDU_HOST=via_value)
+    assert "no host in the lab is named by the value of ${GW_NAME} (not shown)" in out
+    assert "no host in the lab is named by the value of ${PDU_HOST} (not shown)" in out
+    assert hop_value not in out and via_value not in out

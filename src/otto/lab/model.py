@@ -196,6 +196,19 @@ def _validate(name: str, raw: RawHost, problems: list[str]) -> HostSpec | None:
     )
 
 
+def _no_host(raw: RawHost, fld: str, value: str) -> str:
+    """The "no host named ..." problem for ``value``.
+
+    A value taken from the environment may be a secret: the variables it came
+    from are named instead.
+    """
+    names = [n for n in raw.variables.get(fld, []) if os.environ.get(n, "") in value]
+    if names and all(os.environ.get(n) for n in names):
+        refs = ", ".join(f"${{{n}}}" for n in dict.fromkeys(names))
+        return f"no host in the lab is named by the value of {refs} (not shown)"
+    return f"no host named {value!r} in the lab"
+
+
 def _check_power(
     specs: Mapping[str, HostSpec], raws: Mapping[str, RawHost], problems: list[str]
 ) -> None:
@@ -205,7 +218,7 @@ def _check_power(
             continue
         where = where_of(raws[spec.name].fields["power"][1], spec.name, "power")
         if via not in raws:
-            problems.append(f"{where}: 'via': no host named {via!r} in the lab")
+            problems.append(f"{where}: 'via': {_no_host(raws[spec.name], 'power', via)}")
         elif via == spec.name:
             problems.append(f"{where}: 'via': a host cannot be its own power controller")
 
@@ -220,7 +233,7 @@ def _check_hops(
         file = raws[spec.name].fields["hop"][1]
         where = where_of(file, spec.name, "hop")
         if spec.hop not in raws:
-            problems.append(f"{where}: no host named {spec.hop!r} in the lab")
+            problems.append(f"{where}: {_no_host(raws[spec.name], 'hop', spec.hop)}")
             continue
         hop = specs.get(spec.hop)
         if hop is None:  # the hop's own entry is invalid: reported for it
