@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from otto.testing.transcript import DEFAULT_CRASH_PATTERNS, Transcript
+from otto.testing.transcript import DEFAULT_CRASH_PATTERNS, REDACTED, Transcript
 
 CRASH = re.compile("|".join(re.escape(p) for p in DEFAULT_CRASH_PATTERNS).encode())
 
@@ -42,7 +42,40 @@ def test_secrets_are_redacted_even_when_split_across_chunks(tmp_path: Path) -> N
     t.close()
     text = (tmp_path / "t.log").read_text()
     assert "hunter22" not in text
-    assert text.count("********") == 2
+    assert text.count(REDACTED.decode()) == 2
+
+
+def test_a_secret_cut_by_the_longest_line_flush_is_masked(tmp_path: Path) -> None:
+    # No newline for 64 KiB: the stream is written as a line; the secret lies across the cut.
+    secret = "s3cr3t-become-pw"
+    t = Transcript(tmp_path / "t.log", secrets=[secret])
+    head = b"x" * (64 * 1024 - 5)
+    t.tap("a/default", "received", head + secret.encode()[:5])
+    t.tap("a/default", "received", secret.encode()[5:] + b" and more\n")
+    t.close()
+    text = (tmp_path / "t.log").read_text()
+    assert (
+        secret[:5] not in text
+        and secret[5:] not in text
+        and REDACTED.decode() + " and more" in text
+    )
+    assert text.count("x") >= len(head)
+
+
+def test_registered_secrets_are_masked_and_the_transcripts_own_are_forgotten(
+    tmp_path: Path,
+) -> None:
+    from otto import redact
+
+    redact.register("lab-wide-secret")
+    try:
+        t = Transcript(tmp_path / "t.log", secrets=["only-this-one"])
+        t.tap("a/default", "received", b"lab-wide-secret only-this-one\n")
+        t.close()
+        assert "secret" not in (tmp_path / "t.log").read_text()
+        assert "only-this-one" not in redact.secrets()
+    finally:
+        redact.forget("lab-wide-secret")
 
 
 def test_limit_keeps_the_start_and_says_how_much_was_dropped(tmp_path: Path) -> None:

@@ -8,9 +8,11 @@ file. SIGTERM is turned into the same interruption. If pytest ends without
 writing them (it crashed, or the plugin was not loaded), they are written here
 from the run folder's ``records*.jsonl``.
 
-Exit status: pytest's (0 passed, 1 a test failed or the pass-rate threshold
-was not met, 4 usage error, 5 no tests), except 130 after Ctrl-C (143 after
-SIGTERM), as every otto command reports an interruption.
+Exit status: the run's verdict (:func:`otto.testing.verdict.judge`: 0 passed,
+1 a test failed, a module could not be collected, a worker crashed or the
+pass-rate threshold was not met, 4 usage error, 5 no tests), and 130 after
+Ctrl-C (143 after SIGTERM), as every otto command reports an interruption.
+pytest's own 2 after collection errors is a failure, never read as Ctrl-C.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -154,24 +156,40 @@ def run_tests(
         monitor=monitor,
         junit=junit,
     )
+    watch = _Interruption()
     with _sigterm_interrupts() as terminated:
         try:
-            code = int(pytest.main(argv))
+            code = int(pytest.main(argv, plugins=[watch]))
         except KeyboardInterrupt:  # outside pytest's own handling (start-up, exit)
-            code = _INTERRUPTED
-        _write_missing(output, junit, threshold, interrupted=code == _INTERRUPTED)
-    if code == _INTERRUPTED:
+            code, watch.seen = _INTERRUPTED, True
+        interrupted = watch.seen or bool(terminated)
+        if code == _INTERRUPTED and not interrupted:
+            code = 1  # pytest stopped itself (collection errors): a failure, not Ctrl-C
+        _write_missing(output, junit, threshold, interrupted=interrupted)
+    if interrupted:
         return 128 + signal.SIGTERM if terminated else EXIT_INTERRUPTED
     return code
+
+
+class _Interruption:
+    """A pytest plugin that sees whether the user stopped the run (not pytest itself)."""
+
+    def __init__(self) -> None:
+        self.seen = False
+
+    def pytest_keyboard_interrupt(self, excinfo: Any) -> None:
+        from otto.testing.verdict import user_interrupt
+
+        self.seen = self.seen or user_interrupt(excinfo.value)
 
 
 TEST_EPILOG = (
     "Any other argument goes to pytest as it is: paths, -k EXPR, -x, -n 4 (pytest-xdist), "
     "--reruns N. The run folder holds report.html, junit.xml, a folder per test with its "
     "transcript.log, otto.log and, with --monitor, monitor.db.\n\n"
-    "Exit status: pytest's (0 all passed, 1 a test failed or a pass rate is below "
-    "--threshold, 4 usage error, 5 no tests collected); 130 after Ctrl-C, with the "
-    "partial report and JUnit file written."
+    "Exit status: 0 all passed; 1 a test failed, a module could not be collected, a "
+    "worker crashed or a pass rate is below --threshold; 4 usage error; 5 no tests "
+    "collected; 130 after Ctrl-C, with the partial report and JUnit file written."
 )
 
 

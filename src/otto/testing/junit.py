@@ -27,6 +27,7 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
+from otto.testing.evidence import write_text
 from otto.testing.records import Attempt, TestRecord
 
 __all__ = ["MAX_TEXT", "junit_name", "write_junit"]
@@ -203,7 +204,5 @@ def write_junit(
     for record in ordered:
         _testcase(suite, record, record.nodeid in iterated, run_dir, junit_dir)
     ET.indent(root)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".part")
-    ET.ElementTree(root).write(partial, encoding="utf-8", xml_declaration=True)
-    partial.replace(path)
+    text = ET.tostring(root, encoding="unicode")
+    write_text(path, "<?xml version='1.0' encoding='utf-8'?>\n" + text + "\n")

@@ -41,7 +41,7 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
 
@@ -49,16 +49,19 @@ from otto import loop as otto_loop
 from otto.errors import LabError, OttoError
 from otto.lab import DEFAULT_HOST_NAME, Lab, lab_paths_from_env, load_lab
 from otto.result import CommandStatus, Status
+from otto.testing.evidence import LineFile, LogHandler, register_lab
 from otto.testing.hostlock import hold_hosts
 from otto.testing.records import (
     Attempt,
     CommandFailure,
     Crash,
+    Kind,
     Outcome,
     TestRecord,
     read_records,
 )
 from otto.testing.transcript import DEFAULT_CRASH_PATTERNS, DEFAULT_LIMIT, Transcript
+from otto.testing.verdict import Verdict, judge, pass_rates, user_interrupt
 
 if TYPE_CHECKING:
     from otto.hosts.base import Host
@@ -447,12 +450,22 @@ class OttoPlugin:
         self._old_level: int | None = None
         self._collector: Collector | None = None
         self._failed: set[str] = set()
-        self._records: TextIO | None = None
+        self._records: LineFile | None = None
+        # What the controller (or the one process) records of its own: collection
+        # errors, tests whose worker crashed, tests never run.
+        self._own: list[TestRecord] = []
+        self._collected: set[str] = set()
+        self._seen: set[str] = set()
+        self._crashed = False
+        self._interrupted = False
+        self.verdict: Verdict | None = None
+        """The run's verdict, once the session has finished."""
         if self.lab_paths:
             try:
                 self._lab = load_lab(self.lab_paths)
             except LabError as exc:
                 raise pytest.UsageError(str(exc)) from None
+            register_lab(self._lab)
         if self.enabled and not config.option.help:
             # An otto run uses hosts and writes its report: load those modules
             # (asyncssh, telnetlib3) now, as a conftest's imports would be.
@@ -487,7 +500,7 @@ class OttoPlugin:
         self.active = True
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / _RUN_MARK).touch()
-        handler = logging.FileHandler(self.run_dir / "otto.log", encoding="utf-8")
+        handler = LogHandler(self.run_dir / "otto.log")
         handler.setFormatter(
             logging.Formatter(
                 "%(asctime)s %(process)d %(threadName)s %(name)s %(levelname)s %(message)s"
@@ -510,6 +523,7 @@ class OttoPlugin:
     def lab(self) -> Lab:
         if self._lab is None:
             self._lab = load_lab(self.lab_paths)
+            register_lab(self._lab)
         return self._lab
 
     def session_lab(self, request: pytest.FixtureRequest) -> Lab:
@@ -788,9 +802,51 @@ class OttoPlugin:
             )
         return report
 
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        # Workers' collection errors reach the controller (once each): it records them.
+        if not report.failed or self.worker:
+            return
+        now = time.time()
+        self._own.append(
+            self._own_record(
+                report.nodeid or ".",
+                "collection",
+                f"collection error in {report.nodeid or 'the session'}:\n{report.longrepr}",
+                now,
+            )
+        )
+
+    def _own_record(self, nodeid: str, kind: Kind, longrepr: str, now: float) -> TestRecord:
+        return TestRecord(
+            nodeid=nodeid,
+            name=nodeid.rsplit("::", 1)[-1],
+            outcome="error",
+            start=now,
+            stop=now,
+            longrepr=longrepr,
+            kind=kind,
+        )
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: Sequence[str]) -> None:
+        self._collected.update(ids)
+
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        if user_interrupt(excinfo.value):
+            self._interrupted = True
+
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.failed and self._collector is not None:
             self._failed.add(report.nodeid)
+        if self.controller:
+            self._seen.add(report.nodeid)
+            if str(report.when) == "???":  # pytest-xdist: the worker died running it
+                self._crashed = True
+                worker = getattr(getattr(report, "node", None), "gateway", None)
+                longrepr = str(report.longrepr)
+                record = self._own_record(report.nodeid, "crashed", longrepr, time.time())
+                record.worker = str(getattr(worker, "id", ""))
+                self._own.append(record)
         run = self._current
         if self.controller or run is None or run.nodeid != report.nodeid:
             return
@@ -872,9 +928,12 @@ class OttoPlugin:
             earlier=run.earlier,
             worker=self.worker,
         )
+        self._write_record(record)
+
+    def _write_record(self, record: TestRecord) -> None:
         if self._records is None:
-            self._records = self._records_path().open("a", encoding="utf-8", buffering=1)
-        self._records.write(record.to_json() + "\n")
+            self._records = LineFile(self._records_path())
+        self._records.write_line(record.to_json())
 
     # --- the run-wide monitor -----------------------------------------------------------
 
@@ -918,17 +977,57 @@ class OttoPlugin:
         if self._records is not None:
             self._records.close()
             self._records = None
-        if self.worker or not self.run_dir.is_dir():
+        if self.worker:
+            return
+        if self._own and not self.active and (self.enabled or self.run_dir.is_dir()):
+            self._activate()
+        if not self.run_dir.is_dir():
             return
         self.active = True
         records = list(read_records(sorted(self.run_dir.glob("records*.jsonl"))))
-        self._write_outputs(records, exitstatus == pytest.ExitCode.INTERRUPTED)
-        if self.threshold is not None and exitstatus in (
-            pytest.ExitCode.OK,
-            pytest.ExitCode.TESTS_FAILED,
-        ):
-            below = self._below_threshold(records)
-            session.exitstatus = pytest.ExitCode.TESTS_FAILED if below else pytest.ExitCode.OK
+        self._record_the_missing(records)
+        records += self._own
+        verdict = judge(
+            records,
+            threshold=self.threshold,
+            interrupted=self._interrupted,
+            pytest_status=int(exitstatus),
+        )
+        self.verdict = verdict
+        self._write_outputs(records, verdict)
+        session.exitstatus = verdict.exit_status
+
+    def _record_the_missing(self, records: list[TestRecord]) -> None:
+        """Write the controller's own records: a crashed test's transcript is linked, and
+        after a crash, each test collected but never reported is recorded as never run."""
+        ran: dict[str, int] = {}
+        for record in records:
+            ran[record.nodeid] = ran.get(record.nodeid, 0) + 1
+        now = time.time()
+        if self._crashed and not self._interrupted:
+            for nodeid in sorted(self._collected - self._seen):
+                self._own.append(
+                    self._own_record(
+                        nodeid,
+                        "not-run",
+                        "never run: a pytest-xdist worker crashed and no other ran this test",
+                        now,
+                    )
+                )
+        for record in self._own:
+            if record.kind == "crashed":
+                record.iteration = ran.get(record.nodeid, 0) + 1
+                folder = _folder_name(record.nodeid)
+                if self.repeating:
+                    folder = f"{folder}/{record.iteration}"
+                if (self.run_dir / folder).is_dir():
+                    record.folder = folder
+                    if (self.run_dir / folder / "transcript.log").is_file():
+                        record.transcript = f"{folder}/transcript.log"
+            self._write_record(record)
+        if self._records is not None:
+            self._records.close()
+            self._records = None
 
     def _close_hosts(self) -> None:
         built: list[Host] = list(self._extra.values())
@@ -943,7 +1042,7 @@ class OttoPlugin:
             except Exception as exc:
                 log.warning("closing host %s: %s", extra.name, exc)
 
-    def _write_outputs(self, records: list[TestRecord], interrupted: bool) -> None:
+    def _write_outputs(self, records: list[TestRecord], verdict: Verdict) -> None:
         try:
             from otto.testing.junit import write_junit
 
@@ -959,27 +1058,12 @@ class OttoPlugin:
                 records,
                 monitor_db=db if db.exists() else None,
                 threshold=self.threshold,
-                interrupted=interrupted,
+                interrupted=verdict.headline == "interrupted",
                 junit=self.junit_path,
+                verdict=verdict,
             )
         except Exception:
             log.exception("writing the report in %s failed", self.run_dir)
-
-    def _rates(self, records: list[TestRecord]) -> dict[str, tuple[float | None, int, int]]:
-        from otto.testing.report import stability
-
-        return {
-            nodeid: (s.rate, s.passed, s.runs - s.skipped)
-            for nodeid, s in stability(records).items()
-        }
-
-    def _below_threshold(self, records: list[TestRecord]) -> list[str]:
-        assert self.threshold is not None
-        return [
-            nodeid
-            for nodeid, (rate, _, _) in self._rates(records).items()
-            if rate is not None and rate < self.threshold
-        ]
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.worker or not self.run_dir.is_dir():
@@ -988,7 +1072,7 @@ class OttoPlugin:
         records = list(read_records(sorted(self.run_dir.glob("records*.jsonl"))))
         tr.write_sep("-", "otto")
         if self.repeating or self.threshold is not None:
-            for nodeid, (rate, passed, counted) in self._rates(records).items():
+            for nodeid, (rate, passed, counted) in pass_rates(records).items():
                 shown = "  n/a " if rate is None else f"{rate:5.1f}%"
                 below = self.threshold is not None and rate is not None and rate < self.threshold
                 tr.write_line(
@@ -996,6 +1080,11 @@ class OttoPlugin:
                     + (f"  BELOW THRESHOLD {self.threshold:g}%" if below else ""),
                     red=below,
                 )
+        verdict = self.verdict
+        if verdict is not None:
+            tr.write_line(f"verdict: {verdict.headline}", red=not verdict.passed, bold=True)
+            for reason in verdict.reasons:
+                tr.write_line(f"  {reason}", red=not verdict.passed)
         tr.write_line(f"run folder: {self.run_dir}")
         for path in (self.run_dir / "report.html", self.junit_path):
             if path.exists():

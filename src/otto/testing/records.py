@@ -17,6 +17,7 @@ __all__ = [
     "Attempt",
     "CommandFailure",
     "Crash",
+    "Kind",
     "Outcome",
     "TestRecord",
     "read_records",
@@ -24,6 +25,10 @@ __all__ = [
 ]
 
 Outcome = Literal["passed", "failed", "error", "skipped"]
+Kind = Literal["test", "collection", "crashed", "not-run"]
+"""What a record is of: a test run, a module that could not be collected, a test
+whose pytest-xdist worker died under it, or a test the run never got to (its
+worker died and no other took it)."""
 
 
 @dataclass
@@ -82,6 +87,8 @@ class TestRecord:
     """Earlier tries when the test was rerun, oldest first."""
     worker: str = ""
     """The pytest-xdist worker that ran it (empty without xdist)."""
+    kind: Kind = "test"
+    """``collection``, ``crashed`` and ``not-run`` records are errors a pass rate never hides."""
 
     @property
     def duration(self) -> float:

@@ -29,7 +29,9 @@ from pathlib import Path
 from urllib.parse import quote
 
 from otto.errors import StoreError
+from otto.testing.evidence import write_text
 from otto.testing.records import CommandFailure, TestRecord
+from otto.testing.verdict import Verdict, judge
 
 __all__ = ["TestStats", "stability", "write_report"]
 
@@ -399,21 +401,18 @@ def _summary(
     threshold: float | None,
     interrupted: bool,
     links: str,
+    *,
+    verdict: Verdict | None = None,
 ) -> tuple[str, bool]:
     counts = Counter(r.outcome for r in records)
     flaky = sum(s.flaky for s in stats.values())
     counted = len(records) - counts["skipped"]
-    below = [
-        s
-        for s in stats.values()
-        if threshold is not None and s.rate is not None and s.rate < threshold
-    ]
-    if threshold is not None:
-        ok = not below and counted > 0
-    else:
-        ok = counts["failed"] == 0 and counts["error"] == 0
-    verdict = "passed" if ok and not interrupted else "failed"
-    shown = "interrupted" if interrupted else verdict
+    if verdict is None:
+        verdict = judge(records, threshold=threshold, interrupted=interrupted)
+    below = verdict.below
+    ok = verdict.passed
+    shown = verdict.headline
+    badge = {"passed": "passed", "no tests": "skipped"}.get(shown, "failed")
     start = min((r.start for r in records), default=0.0)
     stop = max((r.stop for r in records), default=0.0)
     hosts = sorted({h for r in records for h in r.hosts})
@@ -448,13 +447,17 @@ def _summary(
                 ),
             )
         )
-    if interrupted:
+    if verdict.headline == "interrupted":
         facts.append(("note", "<b>interrupted (Ctrl-C): these are the results so far</b>"))
+    elif verdict.reasons and not verdict.passed:
+        facts.append(
+            ("why", "<br>".join(f'<span class="reason">{_e(r)}</span>' for r in verdict.reasons))
+        )
     if links:
         facts.append(("files", links))
     page = (
         '<section class="card" id="summary">'
-        f'<div>Verdict <span class="verdict badge {verdict}" id="verdict">{shown}</span></div>'
+        f'<div>Verdict <span class="verdict badge {badge}" id="verdict">{_e(shown)}</span></div>'
         '<div class="stats">'
         + "".join(
             f'<div class="stat"><div class="value">{_e(v)}</div>'
@@ -532,6 +535,7 @@ def write_report(
     threshold: float | None = None,
     interrupted: bool = False,
     junit: Path | None = None,
+    verdict: Verdict | None = None,
 ) -> Path:
     """Write ``report.html`` into ``run_dir`` (replacing it at once) and return its path.
 
@@ -543,6 +547,8 @@ def write_report(
         threshold: the minimum pass rate per test, in percent (``--threshold``).
         interrupted: the run was stopped early (the page says so).
         junit: the JUnit file, linked from the summary.
+        verdict: the run's verdict (:func:`otto.testing.verdict.judge`); without it, it is
+            judged from the records, ``threshold`` and ``interrupted``.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -569,7 +575,8 @@ def write_report(
                          f"{_e(junit.name)}</a>")  # fmt: skip
         except ValueError:
             files.append(f"JUnit: <code>{_e(junit)}</code>")
-    summary, _ = _summary(ordered, stats, threshold, interrupted, " · ".join(files))
+    links = " · ".join(files)
+    summary, _ = _summary(ordered, stats, threshold, interrupted, links, verdict=verdict)
     charts: list[dict[str, object]] = []
     events: list[dict[str, object]] = []
     charts_html = ""
@@ -631,8 +638,4 @@ def write_report(
 </body>
 </html>
 """
-    path = run_dir / "report.html"
-    partial = run_dir / "report.html.part"
-    partial.write_text(page, encoding="utf-8")
-    partial.replace(path)
-    return path
+    return write_text(run_dir / "report.html", page)

@@ -9,7 +9,9 @@ host/session and the direction (``>`` sent, ``<`` received)::
     2024-06-01T12:00:00.123456Z web1/default > uname -r
     2024-06-01T12:00:00.131002Z web1/default < 6.1.0
 
-Known secrets are replaced by ``********`` before anything is written. The
+Secrets (those registered with :mod:`otto.redact`, and ``secrets``) are masked
+before anything is written, through :mod:`otto.testing.evidence`, one redactor
+per stream: a secret cut in two by the longest-line limit is masked all the same. The
 file stops growing at ``limit`` bytes; a note says where and, at the end, how
 much more there was. Received lines of console hosts are searched for crash
 patterns (a kernel panic, an oops): the first match per host is kept with the
@@ -21,17 +23,19 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
+from otto import redact
+from otto.testing.evidence import BytesRedactor, register_secrets
 from otto.testing.records import Crash
 
 __all__ = ["DEFAULT_CRASH_PATTERNS", "DEFAULT_LIMIT", "REDACTED", "Transcript"]
 
 DEFAULT_LIMIT = 50 * 1024 * 1024
 DEFAULT_CRASH_PATTERNS = ("Kernel panic", "Oops", "BUG:", "Call Trace")
-REDACTED = b"********"
+REDACTED = redact.MASK.encode()
 
 _LONGEST_LINE = 64 * 1024
 """A stream that sends no newline for this long is written anyway (as a line)."""
@@ -78,7 +82,8 @@ class Transcript:
     Args:
         path: the file (created now, replaced if there).
         limit: bytes the file may hold before the rest is only counted.
-        secrets: strings never written (replaced by ``********``).
+        secrets: strings never written (registered with :mod:`otto.redact` while the
+            transcript is open).
         crash_pattern: searched in what ``crash_hosts`` send back.
         crash_hosts: names of the hosts whose received lines are searched.
         title: the first line of the file.
@@ -96,9 +101,8 @@ class Transcript:
     ) -> None:
         self.path = path
         self.limit = limit
-        self._secrets: Sequence[bytes] = sorted(
-            {s.encode() for s in secrets if s}, key=len, reverse=True
-        )
+        self._secrets = register_secrets(secrets)
+        self._redactors: dict[tuple[str, str], BytesRedactor] = {}
         self._crash_pattern = crash_pattern
         self._crash_hosts = frozenset(crash_hosts)
         self._watches: dict[str, _CrashWatch] = {}
@@ -176,22 +180,34 @@ class Transcript:
                 )
             self._closed = True
             self._file.close()
+            redact.forget(*self._secrets)
 
     # --- inside the lock ----------------------------------------------------------------
 
     def _flush_pending(self) -> None:
         pending, self._pending = self._pending, {}
-        for (where, direction), data in pending.items():
-            self._lines(where, direction, data + b"\n")
+        for key in [*pending, *(k for k in self._redactors if k not in pending)]:
+            where, direction = key
+            data = pending.get(key, b"")
+            redactor = self._redactors.pop(key, None)
+            if redactor is not None:
+                data = redactor.feed(data) + redactor.flush()
+            if data:
+                self._lines(where, direction, data + b"\n", redacted=True)
 
-    def _lines(self, where: str, direction: str, lines: bytes) -> None:
+    def _lines(self, where: str, direction: str, lines: bytes, *, redacted: bool = False) -> None:
         """Write whole lines (``lines`` ends with a newline) of one stream."""
         if self._dropped:
             self._dropped += len(lines)
             return
-        for secret in self._secrets:
-            if secret in lines:
-                lines = lines.replace(secret, REDACTED)
+        if not redacted:
+            key = (where, direction)
+            redactor = self._redactors.get(key)
+            if redactor is None:
+                redactor = self._redactors[key] = BytesRedactor()
+            lines = redactor.feed(lines)
+            if not lines:
+                return
         if self._crash_pattern is not None and direction == "received":
             host = where.partition("/")[0]
             if host in self._crash_hosts:
