@@ -202,8 +202,8 @@ def _no_host(raw: RawHost, fld: str, value: str) -> str:
     A value taken from the environment may be a secret: the variables it came
     from are named instead.
     """
-    names = [n for n in raw.variables.get(fld, []) if os.environ.get(n, "") in value]
-    if names and all(os.environ.get(n) for n in names):
+    names = [n for n in raw.variables.get(fld, []) if os.environ.get(n) and os.environ[n] in value]
+    if names:
         refs = ", ".join(f"${{{n}}}" for n in dict.fromkeys(names))
         return f"no host in the lab is named by the value of {refs} (not shown)"
     return f"no host named {value!r} in the lab"
