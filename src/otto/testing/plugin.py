@@ -949,7 +949,8 @@ class OttoPlugin:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionstart(self, session: pytest.Session) -> None:
-        if not self.monitor_run or self.worker:
+        # --collect-only (what `otto -n test` runs) contacts no host, whatever the ini asks.
+        if not self.monitor_run or self.worker or self.config.option.collectonly:
             return
         from otto.monitor.collector import Collector
 
