@@ -58,11 +58,13 @@ class SessionLock:
     (a console) share one of these.
     """
 
-    __slots__ = ("_locked", "_waiters")
+    __slots__ = ("_held", "_locked", "_patience", "_waiters")
 
     def __init__(self) -> None:
         self._locked = False
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._held: Callable[[], Exception] | None = None
+        self._patience = 0.0
 
     def locked(self) -> bool:
         return self._locked
@@ -74,20 +76,46 @@ class SessionLock:
         self._locked = True
         return True
 
+    def hold(self, error: Callable[[], Exception], patience: float) -> None:
+        """Keep the lock (taken by the caller) until ``release``, beyond one call.
+
+        A session that runs as another user on a console holds its stream for
+        its whole life. Others wait at most ``patience`` seconds for it, then
+        raise ``error()``.
+        """
+        if not self._locked:
+            raise RuntimeError("SessionLock.hold() needs the lock taken first")
+        self._held = error
+        self._patience = patience
+        loop = asyncio.get_running_loop()
+        for waiter in self._waiters:
+            loop.call_later(patience, self._give_up, waiter, error)
+
+    def _give_up(self, waiter: asyncio.Future[None], error: Callable[[], Exception]) -> None:
+        if not waiter.done() and self._held is error:  # that hold still lasts
+            waiter.set_exception(error())
+
     async def acquire(self) -> None:
         if self.try_acquire():
             return
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
         self._waiters.append(waiter)
+        held = self._held
+        timer = None
+        if held is not None:
+            timer = loop.call_later(self._patience, self._give_up, waiter, held)
         try:
             await waiter
         except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
                 # Handed the lock just as the caller was cancelled: pass it on.
                 self._locked = False
                 self._wake()
             raise
         finally:
+            if timer is not None:
+                timer.cancel()
             if waiter in self._waiters:
                 self._waiters.remove(waiter)
 
@@ -95,6 +123,7 @@ class SessionLock:
         if not self._locked:
             raise RuntimeError("SessionLock released while not held")
         self._locked = False
+        self._held = None
         self._wake()
 
     def _wake(self) -> None:

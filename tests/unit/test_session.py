@@ -307,6 +307,32 @@ async def test_session_lock_handed_to_a_cancelled_waiter_passes_on() -> None:
     assert got == ["second"] and not lock.locked()
 
 
+async def test_session_lock_held_for_a_session_makes_others_give_up_with_its_error() -> None:
+    lock = SessionLock()
+    await lock.acquire()  # a short call of another session
+    got: list[str] = []
+
+    async def take(name: str) -> None:
+        async with lock:
+            got.append(name)
+
+    early = asyncio.ensure_future(take("early"))  # waits before the hold begins
+    await asyncio.sleep(0)
+    lock.hold(lambda: ConnectError("h", "held by the root session"), 0.01)
+    with pytest.raises(ConnectError, match="held by the root session"):
+        await take("late")
+    with pytest.raises(ConnectError, match="held by the root session"):
+        await early
+    lock.release()  # the hold ends with the release: the next waiter waits as usual
+    await lock.acquire()
+    waiter = asyncio.ensure_future(take("after"))
+    await asyncio.sleep(0.05)  # longer than the old hold's patience: it no longer counts
+    assert not waiter.done()
+    lock.release()
+    await waiter
+    assert got == ["after"] and not lock.locked()
+
+
 async def test_taps_see_every_byte_both_ways() -> None:
     seen: list[tuple[str, str, bytes]] = []
     shells: list[MemoryShell] = []

@@ -191,6 +191,7 @@ class Host(abc.ABC):
         self, name: str, pty: bool, become: Become | None = None, raw: bool = False
     ) -> Session:
         pty = self._session_pty(pty) or become is not None or raw
+        shared = self._session_lock()
 
         def transport() -> ShellTransport:
             if raw:
@@ -204,6 +205,7 @@ class Host(abc.ABC):
                 password=self._become_password,
                 host=self.name,
                 timeout=self.connect_timeout,
+                turn=shared,  # one shared shell: this session holds it while open
             )
 
         return Session(
@@ -214,7 +216,7 @@ class Host(abc.ABC):
             pty=pty,
             on_close=self._forget,
             max_output=self.max_output,
-            lock=self._session_lock(),
+            lock=shared if become is None else None,
             shell=not raw,
             taps=self._taps,
             observers=self._observers,

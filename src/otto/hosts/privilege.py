@@ -13,24 +13,35 @@ terminal reaches the foreground command whoever runs it (the kernel sends the
 signal), on every kind of host. And su reads passwords only from a terminal.
 
 The password is written straight to the inner transport: it never reaches the
-session, a log, an error or a repr.
+session, a log, an error or a repr (and it is registered with ``otto.redact``).
+
+On a console (an inner shell that outlives otto and that every session shares)
+sudo or su runs as a child of the shared shell, not in its place: the session
+holds the console (the host's session lock) from opening to closing, the
+others wait for it, and closing leaves the other user's shell, so the console
+is back at the login user's shell.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import secrets
 import shlex
 from dataclasses import dataclass
 from typing import Literal
 
+from otto import redact
 from otto.errors import AuthenticationError, ConnectError, tail
 from otto.expect import ExpectBuffer, ExpectMatch
+from otto.session import SessionLock
 from otto.transports.base import Receiver, ShellTransport
 from otto.transports.local import LocalShell, kill_descendants
 
 __all__ = ["BECOME_METHODS", "Become", "BecomeShell", "Secret"]
+
+log = logging.getLogger("otto.hosts.privilege")
 
 BecomeMethod = Literal["sudo", "su"]
 BECOME_METHODS: tuple[BecomeMethod, ...] = ("sudo", "su")
@@ -47,6 +58,12 @@ _NOT_ALLOWED = re.compile(
     r"a password is required|not found|no such file)"
 )
 
+_LEAVE_KEYS = (b"", b"\x03", b"\x1c\x03")
+"""What precedes each attempt to leave the other user's shell on a console:
+nothing, then Ctrl-C, then Ctrl-\\ and Ctrl-C (a program may hold it)."""
+_LEAVE_WAIT = 2.0
+"""Seconds each attempt to leave waits for the login user's shell to answer."""
+
 _PROBE_WAITS = (0.3, 0.6, 1.2, 2.5, 5.0, 10.0, 20.0)
 """Seconds to wait for su's shell to answer before asking again (the start-up timeout ends it)."""
 
@@ -54,11 +71,13 @@ _PROBE_WAITS = (0.3, 0.6, 1.2, 2.5, 5.0, 10.0, 20.0)
 # then become a shell that reads its commands as a script from the terminal (an
 # interactive one prints prompts and job messages), or, where the terminal
 # belongs to the first user and cannot be opened again, an interactive one
-# (the session's set-up quiets it, as on any terminal).
+# (the session's set-up quiets it, as on any terminal). Only the other user acts
+# on it: su's probe, typed again, may reach the first user's shell after a refusal.
+# OTTO_BECOME names that shell, so leaving it can never end another.
 _INNER = (
-    "echo $(({a}+1)); "
+    '[ "$(id -un)" = {user} ] && {{ OTTO_BECOME={token}; export OTTO_BECOME; echo $(({a}+1)); '
     "if command -v bash >/dev/null 2>&1; then s='bash --noprofile --norc'; else s=sh; fi; "
-    "if [ -r /dev/stdin ]; then exec $s /dev/stdin; else exec $s; fi"
+    "if [ -r /dev/stdin ]; then exec $s /dev/stdin; else exec $s; fi; }}"
 )
 
 
@@ -69,6 +88,7 @@ class Secret:
 
     def __init__(self, value: str) -> None:
         self._value = value
+        redact.register(value)
 
     def reveal(self) -> str:
         return self._value
@@ -103,6 +123,10 @@ class BecomeShell(ShellTransport, Receiver):
             target user's). Never shown.
         host: the host's name, for errors.
         timeout: seconds the whole start may take (the host's connect_timeout).
+        turn: the lock of a shell every session shares (a console's): held
+            from ``open`` to ``close``, so no other session types into the
+            other user's shell; sudo or su then runs as a child of the shared
+            shell, which ``close`` returns to.
     """
 
     pty = True
@@ -115,6 +139,7 @@ class BecomeShell(ShellTransport, Receiver):
         password: Secret | None,
         host: str,
         timeout: float,
+        turn: SessionLock | None = None,
     ) -> None:
         if not inner.pty:
             raise ValueError("privilege needs a shell on a terminal")
@@ -123,6 +148,12 @@ class BecomeShell(ShellTransport, Receiver):
         self._password = password
         self._host = host
         self._timeout = timeout
+        self._turn = turn
+        self._holding = False
+        self._nested = False
+        self._token = secrets.token_hex(6)
+        self._typed: list[str] = []
+        self.persists = inner.persists
         self._receiver: Receiver | None = None
         self._buffer = ExpectBuffer(max_chars=64 * 1024)
         self._received = bytearray()
@@ -147,12 +178,15 @@ class BecomeShell(ShellTransport, Receiver):
             self._receiver.data_received(data)
 
     def connection_lost(self, exit_status: int | None, reason: str) -> None:
+        self._lost = (exit_status, reason)
         if self._handshake:
-            self._lost = (exit_status, reason)
             if self._changed is not None:
                 self._changed.set()
         else:
             self.report_lost(exit_status, reason)
+        # The stream is gone: nothing more can be typed into the other user's
+        # shell through it (a console reached again ends otto's leftover shells).
+        self._release_turn()
 
     # --- starting -------------------------------------------------------------------
 
@@ -164,29 +198,68 @@ class BecomeShell(ShellTransport, Receiver):
         deadline = loop.time() + self._timeout * 0.95
         try:
             async with asyncio.timeout_at(deadline):
+                if self._turn is not None:
+                    await self._turn.acquire()
+                    self._holding = True
+                    self._turn.hold(self._held_error, self._timeout)
+                    self._nested = True
                 await self._inner.open(self)
                 if self._become.method == "sudo":
                     await self._sudo()
                 else:
                     await self._su()
         except TimeoutError:
-            await self._inner.close()
+            await self._abort()
             raise ConnectError(
                 self._host,
                 f"no shell as {self._become.user} through {self._become.method} within "
                 f"{self._timeout:g}s; received: {tail(self._seen())!r}",
             ) from None
         except BaseException:
-            await self._inner.close()
+            await self._abort()
             raise
         self._buffer.clear()
         self._handshake = False
 
+    async def _abort(self) -> None:
+        try:
+            if self._nested and self._lost is None:
+                await self._leave()
+        finally:
+            await self._inner.close()
+            self._release_turn()
+
+    def _held_error(self) -> ConnectError:
+        return ConnectError(
+            self._host,
+            f"a session as {self._become.user} (through {self._become.method}) holds the "
+            f"console; other sessions wait until it is closed (waited {self._timeout:g}s)",
+        )
+
+    def _release_turn(self) -> None:
+        if self._holding and self._turn is not None:
+            self._holding = False
+            self._turn.release()
+
+    def _type(self, line: str) -> None:
+        """Write one line of otto's own; its echo is kept out of messages."""
+        self._typed.append(line[:24])
+        self._inner.write(line.encode() + b"\n")
+
     def _seen(self) -> str:
+        """What the shell printed, for messages: masked, without otto's own lines."""
         text = self._received.decode(errors="replace").replace("\r\n", "\n")
+        lines = [
+            line
+            for line in text.split("\n")
+            if not any(typed in line for typed in self._typed)
+            and "otto-become" not in line
+            and "OTTO_BECOME" not in line
+        ]
+        text = "\n".join(lines)
         if self._password is not None and self._password.reveal():
-            text = text.replace(self._password.reveal(), "***")
-        return text
+            text = text.replace(self._password.reveal(), redact.MASK)
+        return redact.redact(text)
 
     async def _wait_for(self, patterns: tuple[re.Pattern[str], ...]) -> ExpectMatch:
         """The first of ``patterns`` seen (the earliest in the output wins)."""
@@ -210,6 +283,19 @@ class BecomeShell(ShellTransport, Receiver):
             return AuthenticationError(self._host, message)
         return ConnectError(self._host, message)
 
+    def _refused(self, whose: str, said: str) -> AuthenticationError:
+        """One line: the host, the method, both users, and what sudo or su said."""
+        said = " ".join(line.strip() for line in said.split("\n") if line.strip())
+        said = redact.redact(said)
+        if self._password is not None and self._password.reveal():
+            said = said.replace(self._password.reveal(), redact.MASK)
+        told = f"; {self._become.method} said: {tail(said, 120)!r}" if said else ""
+        return AuthenticationError(
+            self._host,
+            f"{self._become.method} to {self._become.user} refused the password of "
+            f"{whose} (become_password){told}",
+        )
+
     def _send_password(self) -> None:
         if self._password is None:
             raise AuthenticationError(
@@ -221,55 +307,98 @@ class BecomeShell(ShellTransport, Receiver):
 
     def _probe(self) -> tuple[str, re.Pattern[str]]:
         a = secrets.randbelow(10**6) + 10**6
-        return _INNER.format(a=a), re.compile(rf"(?<![0-9+]){a + 1}(?![0-9])")
+        inner = _INNER.format(a=a, token=self._token, user=shlex.quote(self._become.user))
+        return inner, re.compile(rf"(?<![0-9+]){a + 1}(?![0-9])")
+
+    @property
+    def _exec(self) -> str:
+        # In the shared shell of a console, run it as a child: closing comes back.
+        return "" if self._nested else "exec "
 
     async def _sudo(self) -> None:
-        token = secrets.token_hex(6)
-        # The prompt is written in two quoted halves, so its echo never matches it.
-        prompt_arg = f"'[otto-become '{token}'] '"
-        prompt = re.compile(re.escape(f"[otto-become {token}] "))
+        token = self._token
+        # The prompt is written in two quoted halves, so its echo never matches it;
+        # sudo puts the name of the user whose password it asks for in place of %p.
+        prompt_arg = f"'[otto-become '{token}' %p] '"
+        prompt = re.compile(re.escape(f"[otto-become {token} ") + r"([^\]\s]*)\] ")
         inner, answer = self._probe()
-        self._inner.write(
-            (
-                f"exec sudo -S -k -p {prompt_arg} -u {shlex.quote(self._become.user)} "
-                f"-- /bin/sh -c {shlex.quote(inner)}\n"
-            ).encode()
+        self._type(
+            f"{self._exec}sudo -S -k -p {prompt_arg} -u {shlex.quote(self._become.user)} "
+            f"-- /bin/sh -c {shlex.quote(inner)}"
         )
-        if (await self._wait_for((answer, prompt))).index == 0:
+        found = await self._wait_for((answer, prompt))
+        if found.index == 0:
             return  # no password asked (NOPASSWD)
+        assert found.match is not None
+        whose = found.match.group(1) or "the login user"
         self._send_password()
-        if (await self._wait_for((answer, prompt))).index == 1:
-            raise AuthenticationError(
-                self._host,
-                f"sudo to {self._become.user} refused the password; "
-                f"received: {tail(self._seen().strip())!r}",
-            )
+        again = await self._wait_for((answer, prompt))
+        if again.index == 1:
+            said = again.text[: again.match.start()] if again.match is not None else ""
+            # sudo asks again after a wrong password: end that try (and sudo) at once.
+            self._inner.write(b"\x03")
+            raise self._refused(whose, said)
 
     async def _su(self) -> None:
         # Is the login user root (su asks no password) or must we wait for the prompt?
         a = secrets.randbelow(10**6) + 10**6
         uid = re.compile(rf"otto-uid-(\d+)-{a + 1}(?![0-9])")
-        self._inner.write(f"echo otto-uid-$(id -u)-$(({a}+1))\n".encode())
+        self._type(f"echo otto-uid-$(id -u)-$(({a}+1))")
         root = (await self._wait_for((uid,))).match.group(1) == "0"
         inner, answer = self._probe()
         # No -c: su would start a new session, out of the terminal's reach.
-        self._inner.write(f"exec su - {shlex.quote(self._become.user)}\n".encode())
+        self._type(f"{self._exec}su - {shlex.quote(self._become.user)}")
         if not root:
             await self._wait_for((_SU_PROMPT,))
             self._send_password()
         # su may discard what was typed while it asked (and a login shell takes a
         # moment to read its terminal): send the probe again until it is answered.
         for wait in _PROBE_WAITS:
-            self._inner.write(inner.encode() + b"\n")
+            self._type(inner)
             try:
                 async with asyncio.timeout(wait):
                     found = await self._wait_for((answer, _REFUSED))
             except TimeoutError:
                 continue
             if found.index != 0:
-                raise self._failure("the password was refused")
+                line_start = found.text.rfind("\n", 0, found.match.start()) + 1
+                line_end = found.text.find("\n", found.match.end())
+                said = found.text[line_start : None if line_end < 0 else line_end]
+                raise self._refused(self._become.user, said)
             return
         raise self._failure("no shell answered")
+
+    # --- leaving the other user's shell (a console) -----------------------------------
+
+    async def _leave(self) -> bool:
+        """End the other user's shell, back to the shared shell; False if it would not go.
+
+        Each try ends the shell only where ``OTTO_BECOME`` names it, then asks for
+        a sum whose answer says which shell gave it.
+        """
+        assert self._changed is not None
+        self._handshake = True
+        for keys in _LEAVE_KEYS:
+            a = secrets.randbelow(10**6) + 10**6
+            answer = re.compile(rf"(?<![0-9+]){a + 1}(-{self._token})?(?![0-9])")
+            self._buffer.clear()
+            if keys:
+                self._inner.write(keys)
+            self._inner.write(
+                f'\n[ "$OTTO_BECOME" = {self._token} ] && exit\n'
+                f"echo $(({a}+1))${{OTTO_BECOME:+-$OTTO_BECOME}}\n".encode()
+            )
+            try:
+                async with asyncio.timeout(_LEAVE_WAIT):
+                    found = await self._wait_for((answer,))
+            except (TimeoutError, ConnectError):
+                if self._lost is not None:
+                    return False
+                continue
+            assert found.match is not None
+            if found.match.group(1) is None:
+                return True
+        return False
 
     # --- verbs ------------------------------------------------------------------------
 
@@ -294,8 +423,21 @@ class BecomeShell(ShellTransport, Receiver):
         self._inner.resize(rows, cols)
 
     async def close(self) -> None:
+        if self._closing:
+            return
         self._closing = True
-        await self._inner.close()
+        try:
+            nested = self._nested and self._lost is None and not self._handshake
+            if nested and not await self._leave():
+                log.error(
+                    "%s: the shell as %s would not end; the console may still run it "
+                    "(otto ends it when it next reaches the console)",
+                    self._host,
+                    self._become.user,
+                )
+        finally:
+            await self._inner.close()
+            self._release_turn()
 
     def abandon(self) -> None:
         self._inner.abandon()
