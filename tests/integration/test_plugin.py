@@ -146,6 +146,28 @@ def test_a_hung_test_is_ended_by_pytest_timeout_and_its_transcript_kept(
     assert "started-hanging" in (run_dir / record.transcript).read_text()
 
 
+def test_an_async_test_ended_by_pytest_timeout_leaves_no_command_running(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        """
+        async def test_hangs(host):
+            await host.run("sleep 600.4321; echo late-marker")
+
+        async def test_next(host):
+            result = await host.run("pgrep -fx 'sleep 600.4321' || echo no-sleep-left")
+            assert result.output.strip() == "no-sleep-left"
+        """
+    )
+    result = pytester.runpytest_subprocess("--otto", "--timeout", "3", "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1, passed=1)
+    run_dir = the_run(pytester)
+    found = {r.name: r for r in read_records([run_dir / "records.jsonl"])}
+    assert "Timeout" in found["test_hangs"].longrepr
+    assert found["test_next"].outcome == "passed"
+    assert "late-marker" not in (run_dir / found["test_next"].transcript).read_text()
+
+
 def test_a_100_mb_output_is_capped_in_the_transcript(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         """

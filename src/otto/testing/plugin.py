@@ -30,6 +30,7 @@ other plugin or conftest has taken it.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import hashlib
 import inspect
@@ -80,6 +81,8 @@ _TAIL_CHARS = 2000
 _UP_TIMEOUT = 30.0
 _MONITOR_INTERVAL = 5.0
 _TEST_MONITOR_INTERVAL = 1.0
+_CANCEL_TIMEOUT = 30.0
+"""Seconds a test ended from outside (a timeout) is given to cancel its commands."""
 
 # (short name, argparse keywords); each is also --otto-<name>.
 _OPTIONS: list[tuple[str, dict[str, Any]]] = []
@@ -391,6 +394,40 @@ def _mark_pool(lab: Lab, mark: pytest.Mark) -> tuple[list[str], int | None]:
             f"have {what}: {', '.join(names)}"
         )
     return names, count
+
+
+def _run_to_the_end(fn: Callable[..., Any], kwargs: dict[str, Any]) -> None:
+    """Run the test coroutine on otto's loop; however the test ends, its commands end with it.
+
+    An exception raised in this thread while the coroutine runs (pytest-timeout's
+    failure, Ctrl-C) would leave the coroutine running on otto's loop, its remote
+    command into the next test. The coroutine is cancelled instead (its sessions
+    interrupt their commands and get their shells back) and waited for.
+    """
+    ended = threading.Event()
+    abandoned = threading.Event()
+    tasks: list[asyncio.Task[Any]] = []
+
+    async def test() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        tasks.append(task)
+        try:
+            if not abandoned.is_set():
+                await fn(**kwargs)
+        finally:
+            ended.set()
+
+    try:
+        otto_loop.run(test())
+    except BaseException:
+        abandoned.set()
+        if tasks and not ended.is_set():
+            task = tasks[0]
+            task.get_loop().call_soon_threadsafe(task.cancel)
+            if not ended.wait(_CANCEL_TIMEOUT):
+                log.warning("the test's coroutine was still ending after %gs", _CANCEL_TIMEOUT)
+        raise
 
 
 class OttoPlugin:
@@ -753,7 +790,7 @@ class OttoPlugin:
         ):
             return None
         names = pyfuncitem._fixtureinfo.argnames
-        otto_loop.run(fn(**{name: pyfuncitem.funcargs[name] for name in names}))
+        _run_to_the_end(fn, {name: pyfuncitem.funcargs[name] for name in names})
         return True
 
     def _start_run(self, nodeid: str, name: str) -> _TestRun:
