@@ -7,14 +7,18 @@ runs, so ``otto --help`` starts fast.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from typer import _click as click  # Typer's own Click, which its classes derive from
+from typer._click.exceptions import ClickException
 from typer.core import TyperGroup
 
+from otto.cli import helpstyle
+from otto.cli.argv import globals_first
 from otto.cli.exits import EXIT_USAGE, fail
 from otto.cli.labcmds import lab_app
 from otto.cli.reservecmds import release_command, reservations_command, reserve_command
@@ -145,30 +149,78 @@ def main_callback(  # noqa: PLR0917 (typer passes each option as a parameter)
             "overrides); with reserve and release, take or end their reservations.",
         ),
     ] = False,
+    verbose: Annotated[
+        int,
+        typer.Option(
+            "--verbose",
+            "-v",
+            count=True,
+            help="Show otto's log on stderr: -v what it does (info), -vv every step (debug). "
+            "Default: $OTTO_LOG (debug, info or warning), else nothing.",
+        ),
+    ] = 0,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show otto's debug log on stderr (as -vv).")
+    ] = False,
+    json_output: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print for scripts: --list-hosts as one JSON list; host run, put and get "
+            "as one JSON object per line (per command, or per host for put/get).",
+        ),
+    ] = False,
+    connect_timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--connect-timeout",
+            metavar="SECONDS",
+            help="Seconds each host may take to connect and start its shell, instead of "
+            "the lab's connect_timeout.",
+            show_default=False,
+        ),
+    ] = None,
     version: Annotated[
         bool,
         typer.Option("--version", help="Show otto's version and exit.", callback=_version),
     ] = False,
 ) -> None:
-    """Run, drive and watch commands on local, SSH and Telnet hosts."""
+    """Run, drive and watch commands on local, SSH and Telnet hosts.
+
+    Global options may also follow the command (otto host web1 run true --force).
+    """
+    from otto.cli.logsetup import configure, level_from
     from otto.errors import LabError
     from otto.lab import lab_paths_from_env, load_lab
 
+    try:
+        configure(level_from(verbose, debug, os.environ.get("OTTO_LOG")))
+    except ValueError as exc:
+        fail(str(exc))
     if ctx.invoked_subcommand == "lab":
         return  # otto lab check reports a bad lab's problems itself
     try:
         # Validated in full before any command runs.
         loaded = load_lab(lab or lab_paths_from_env())
+        if connect_timeout is not None:
+            _connect_timeout(loaded, connect_timeout)
     except LabError as exc:
         fail(str(exc))
     if list_hosts:
         from otto.cli.hostcmds import print_hosts
 
-        print_hosts(loaded)
+        print_hosts(loaded, as_json=json_output)
         raise typer.Exit()
     if ctx.invoked_subcommand is None:
         typer.echo(ctx.get_help())
         raise typer.Exit()
+
+
+def _connect_timeout(lab: Lab, seconds: float) -> None:
+    """``--connect-timeout``: the lab field ``connect_timeout`` of every host that connects."""
+    remote = [spec.name for spec in lab.specs if spec.term not in ("local", "none")]
+    if remote:
+        lab.override(remote, {"connect_timeout": (seconds, "--connect-timeout")})
 
 
 # --- otto host NAME ... ------------------------------------------------------------
@@ -227,6 +279,10 @@ def host_callback(
 
 def _dry_run(ctx: typer.Context) -> bool:
     return bool(ctx.find_root().params.get("dry_run"))
+
+
+def _json(ctx: typer.Context) -> bool:
+    return bool(ctx.find_root().params.get("json_output"))
 
 
 def _forced(ctx: typer.Context) -> bool:
@@ -296,7 +352,7 @@ def host_run(
         from otto.cli.dryrun import plan_commands
 
         raise typer.Exit(plan_commands(_lab(), names, commands, limit, force=_forced(ctx)))
-    raise typer.Exit(run_commands(_lab(), names, commands, limit))
+    raise typer.Exit(run_commands(_lab(), names, commands, limit, as_json=_json(ctx)))
 
 
 @host_app.command("put")
@@ -322,7 +378,9 @@ def host_put(
         raise typer.Exit(
             plan_transfer(_lab(), names, "put", [str(s) for s in sources], dest, force=_forced(ctx))
         )
-    raise typer.Exit(transfer(_lab(), names, "put", [str(s) for s in sources], dest))
+    raise typer.Exit(
+        transfer(_lab(), names, "put", [str(s) for s in sources], dest, as_json=_json(ctx))
+    )
 
 
 @host_app.command("get")
@@ -351,7 +409,7 @@ def host_get(
         raise typer.Exit(
             plan_transfer(_lab(), names, "get", sources, str(dest), force=_forced(ctx))
         )
-    raise typer.Exit(transfer(_lab(), names, "get", sources, str(dest)))
+    raise typer.Exit(transfer(_lab(), names, "get", sources, str(dest), as_json=_json(ctx)))
 
 
 @host_app.command("power")
@@ -694,4 +752,17 @@ app.command(
 
 def main() -> None:
     """The ``otto`` console script."""
-    app(prog_name="otto")
+    helpstyle.install()
+    args = sys.argv[1:]
+    if not os.environ.get("_OTTO_COMPLETE"):
+        args = globals_first(typer.main.get_command(app), args)
+    try:
+        code = app(args=args, prog_name="otto", standalone_mode=False)
+    except ClickException as exc:
+        # Click's own words, without Typer's box: one plain block on any stream.
+        exc.show(file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.stderr.write("otto: aborted\n")
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import re
 import sys
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,8 +29,28 @@ __all__ = ["apply_overrides", "print_hosts", "resolve_names", "run_commands", "t
 ProgressFn = Callable[[str, int, int], None]
 
 
-def print_hosts(lab: Lab) -> None:
-    """One line per host: name, term, where it is, its hop and its tags."""
+def print_hosts(lab: Lab, *, as_json: bool = False) -> None:
+    """One line per host: name, term, where it is, its hop and its tags.
+
+    With ``as_json``, one JSON list of ``{"name", "term", "address", "user",
+    "port", "hop", "tags"}`` (no secret: passwords are never listed).
+    """
+    if as_json:
+        hosts = [
+            {
+                "name": s.name,
+                "term": s.term,
+                "address": s.address,
+                "user": s.user,
+                "port": s.port,
+                "hop": s.hop,
+                "tags": list(s.tags),
+            }
+            for s in lab.specs
+        ]
+        sys.stdout.write(json.dumps(hosts, indent=2) + "\n")
+        sys.stdout.flush()
+        return
     header = ("NAME", "TERM", "ADDRESS", "HOP", "TAGS")
     rows = [
         (s.name, s.term, s.destination, s.hop or "-", ",".join(s.tags) or "-") for s in lab.specs
@@ -99,104 +122,169 @@ def _pattern(names: Sequence[str]) -> str:
     return "^(?:" + "|".join(re.escape(n) for n in names) + ")$"
 
 
-@contextmanager
-def _fanout_progress(total: int) -> Iterator[Callable[[], None]]:
-    """A transient 'hosts done' bar on a terminal; yields the function that advances it."""
-    if total < 2 or not (sys.stdout.isatty() and sys.stderr.isatty()):
-        yield lambda: None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+@dataclass
+class _Progress:
+    """What each host is doing, for the summary after Ctrl-C."""
 
-    progress = Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-        transient=True,
-        redirect_stdout=True,
-    )
-    with progress:
-        task = progress.add_task("hosts", total=total)
-        yield lambda: progress.advance(task)
+    running: dict[str, str] = field(default_factory=dict)
+    codes: dict[str, int] = field(default_factory=dict)
+
+    def summary(self, names: Sequence[str]) -> str:
+        lines = []
+        for name in names:
+            if name in self.running:
+                lines.append(f"otto: {name}: interrupted while running: {self.running[name]}")
+            elif name in self.codes:
+                code = self.codes[name]
+                how = "succeeded" if code == 0 else f"failed (exit status {code})"
+                lines.append(f"otto: {name}: {how}")
+            else:
+                lines.append(f"otto: {name}: not started")
+        return "".join(line + "\n" for line in lines)
 
 
-async def _run_on(
-    host: Host, commands: Sequence[str], timeout: float | None
-) -> tuple[list[CommandStatus], OttoError | None]:
-    statuses: list[CommandStatus] = []
-    for command in commands:
-        try:
-            result = await host.run(command, timeout=timeout)
-        except OttoError as exc:
-            return statuses, exc
-        statuses.extend(result.statuses)
-        if not result.is_ok:
-            break
-    return statuses, None
-
-
-def _code(statuses: Sequence[CommandStatus], error: OttoError | None) -> int:
-    for status in statuses:
-        if not status.is_ok:
-            return exit_code(status)
-    return EXIT_ERROR if error is not None else 0
-
-
-async def _run_single(lab: Lab, name: str, commands: Sequence[str], timeout: float | None) -> int:
-    printer = HostPrinter([name])
-    host = lab.host(name)
-    for command in commands:
-        printer.command(name, command)
-        statuses, error = await _run_on(host, [command], timeout)
-        for status in statuses:
-            printer.result(name, status, timeout)
-        if error is not None:
-            printer.problem(name, str(error))
-        code = _code(statuses, error)
-        if code:
-            return code
-    return 0
-
-
-async def _run_many(
-    lab: Lab, names: Sequence[str], commands: Sequence[str], timeout: float | None
+async def _stream_host(
+    host: Host,
+    commands: Sequence[str],
+    timeout: float | None,
+    *,
+    out: HostPrinter,
+    err: HostPrinter,
+    progress: _Progress,
 ) -> int:
-    from otto.fanout import do_for_all_hosts
+    """Run ``commands`` on ``host``, its lines shown as they come; its exit status."""
+    from otto.cli.stream import LiveStream, wrap
 
-    printer = HostPrinter(names)
-    with _fanout_progress(len(names)) as advance:
+    live = LiveStream(host.name, out, err)
+    remove = host.add_tap(live.tap)
+    try:
+        for number, command in enumerate(commands, 1):
+            out.command(host.name, command)
+            progress.running[host.name] = command
+            live.begin()
+            try:
+                result = await host.run(wrap(command, number), timeout=timeout)
+            except OttoError as exc:
+                live.flush()
+                out.problem(host.name, str(exc))
+                return EXIT_ERROR
+            except asyncio.CancelledError:
+                live.flush()  # what it printed so far, before the summary
+                raise
+            status = result.statuses[0]
+            await live.finish(status)
+            out.verdict(host.name, status, timeout)
+            if not status.is_ok:
+                return exit_code(status)
+        return 0
+    finally:
+        remove()
+        progress.running.pop(host.name, None)
 
-        async def one(host: Host) -> int:
-            statuses, error = await _run_on(host, commands, timeout)
-            # A host's block is printed whole, as soon as that host is done.
-            for status in statuses:
-                printer.command(host.name, status.command)
-                printer.result(host.name, status, timeout)
-            if error is not None:
-                printer.problem(host.name, str(error))
-            advance()
-            return _code(statuses, error)
 
-        outcomes = await do_for_all_hosts(one, pattern=_pattern(names))
-    codes = []
-    for name, outcome in outcomes.items():
-        if isinstance(outcome, BaseException):
-            printer.problem(name, f"{type(outcome).__name__}: {outcome}")
-            codes.append(EXIT_ERROR)
-        else:
-            codes.append(outcome)
-    return next((c for c in codes if c), 0)
+def _json_line(record: Mapping[str, object]) -> None:
+    sys.stdout.write(json.dumps(record) + "\n")
+    sys.stdout.flush()
+
+
+def status_record(
+    host: str, command: str, status: CommandStatus | None, error: str = ""
+) -> dict[str, object]:
+    """One command's result as ``--json`` prints it."""
+    if status is None:
+        return {
+            "host": host,
+            "command": command,
+            "status": "error",
+            "exit_code": None,
+            "output": "",
+            "timed_out": False,
+            "duration": 0.0,
+            "error": error,
+        }
+    return {
+        "host": host,
+        "command": command,
+        "status": status.status.name.lower(),
+        "exit_code": status.retcode if status.retcode >= 0 else None,
+        "output": status.output,
+        "timed_out": status.timed_out,
+        "duration": round(status.duration, 6),
+        "error": status.error,
+    }
+
+
+async def _json_host(
+    host: Host, commands: Sequence[str], timeout: float | None, progress: _Progress
+) -> int:
+    """Run ``commands`` on ``host``, one JSON line per result; its exit status."""
+    try:
+        for command in commands:
+            progress.running[host.name] = command
+            try:
+                result = await host.run(command, timeout=timeout)
+            except OttoError as exc:
+                _json_line(status_record(host.name, command, None, str(exc)))
+                return EXIT_ERROR
+            status = result.statuses[0]
+            _json_line(status_record(host.name, command, status))
+            if not status.is_ok:
+                return exit_code(status)
+        return 0
+    finally:
+        progress.running.pop(host.name, None)
 
 
 def run_commands(
-    lab: Lab, names: Sequence[str], commands: Sequence[str], timeout: float | None
+    lab: Lab,
+    names: Sequence[str],
+    commands: Sequence[str],
+    timeout: float | None,
+    *,
+    as_json: bool = False,
 ) -> int:
-    """Run ``commands`` in order on each host; the exit status of the first failure."""
-    if len(names) == 1:
-        return _run_async(lab, _run_single(lab, names[0], commands, timeout))
-    return _run_async(lab, _run_many(lab, names, commands, timeout))
+    """Run ``commands`` in order on each host, all hosts at once; the exit status of the
+    first failure (in host order).
+
+    Each host's lines are printed as they come, prefixed by its name (stderr
+    lines on stderr); with ``as_json``, one JSON object per command result.
+    After Ctrl-C, a summary says what each host was doing.
+    """
+    out = HostPrinter(names)
+    err = HostPrinter(names, stream=sys.stderr)
+    progress = _Progress()
+
+    async def one(name: str) -> int:
+        host = lab.host(name)
+        if as_json:
+            code = await _json_host(host, commands, timeout, progress)
+        else:
+            code = await _stream_host(host, commands, timeout, out=out, err=err, progress=progress)
+        progress.codes[name] = code
+        return code
+
+    async def main() -> int:
+        try:
+            outcomes = await asyncio.gather(*(one(n) for n in names), return_exceptions=True)
+        except asyncio.CancelledError:
+            sys.stdout.flush()
+            sys.stderr.write(progress.summary(names))
+            raise
+        codes = []
+        for name, outcome in zip(names, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                if as_json:
+                    _json_line(
+                        status_record(name, "", None, f"{type(outcome).__name__}: {outcome}")
+                    )
+                else:
+                    out.problem(name, f"{type(outcome).__name__}: {outcome}")
+                codes.append(EXIT_ERROR)
+            else:
+                codes.append(outcome)
+        return next((c for c in codes if c), 0)
+
+    return _run_async(lab, main())
 
 
 def _run_async(lab: Lab, coro: Coroutine[Any, Any, int]) -> int:
@@ -256,10 +344,49 @@ def _progress_for(progress: Progress | None, host: str) -> ProgressFn | None:
     return report
 
 
-def transfer(lab: Lab, names: Sequence[str], verb: str, sources: Sequence[str], dest: str) -> int:
+def transfer_record(
+    host: str, verb: str, outcome: TransferResult | BaseException
+) -> dict[str, object]:
+    """One host's transfer as ``--json`` prints it."""
+    if isinstance(outcome, BaseException):
+        text = (
+            str(outcome)
+            if isinstance(outcome, OttoError)
+            else f"{type(outcome).__name__}: {outcome}"
+        )
+        return {
+            "host": host,
+            "verb": verb,
+            "status": "error",
+            "files": [],
+            "bytes": 0,
+            "duration": 0.0,
+            "error": text,
+        }
+    return {
+        "host": host,
+        "verb": verb,
+        "status": outcome.status.name.lower(),
+        "files": list(outcome.files),
+        "bytes": outcome.bytes,
+        "duration": round(outcome.duration, 6),
+        "error": outcome.error,
+    }
+
+
+def transfer(
+    lab: Lab,
+    names: Sequence[str],
+    verb: str,
+    sources: Sequence[str],
+    dest: str,
+    *,
+    as_json: bool = False,
+) -> int:
     """``put`` local ``sources`` into ``dest`` on each host, or ``get`` them from each.
 
-    Getting from several hosts puts each host's files in ``dest/HOST/``.
+    Getting from several hosts puts each host's files in ``dest/HOST/``. With
+    ``as_json``, one JSON object per host (and no progress bars).
     """
     printer = HostPrinter(names)
 
@@ -274,6 +401,15 @@ def transfer(lab: Lab, names: Sequence[str], verb: str, sources: Sequence[str], 
     async def main() -> int:
         from otto.fanout import do_for_all_hosts
 
+        if as_json:
+            outcomes = await do_for_all_hosts(one, None, pattern=_pattern(names))
+            for name, outcome in outcomes.items():
+                _json_line(transfer_record(name, verb, outcome))
+            return (
+                0
+                if all(isinstance(o, TransferResult) and o.is_ok for o in outcomes.values())
+                else 1
+            )
         with _transfer_progress() as progress:
             outcomes = await do_for_all_hosts(one, progress, pattern=_pattern(names))
         failed = False

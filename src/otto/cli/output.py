@@ -95,6 +95,16 @@ class HostPrinter:
             self._lines(host, "|", text)
         self.stream.flush()
 
+    def line(self, host: str, text: str) -> None:
+        """One line of a command's output, as it comes (an empty one too)."""
+        self._lines(host, "|", text)
+        self.stream.flush()
+
+    def error_output(self, host: str, text: str) -> None:
+        """One line a command wrote to its stderr."""
+        self._lines(host, "!", text)
+        self.stream.flush()
+
     def problem(self, host: str, message: str) -> None:
         """Why a command or a host did not succeed."""
         self._lines(host, "!", message, _RED)
@@ -103,6 +113,10 @@ class HostPrinter:
     def result(self, host: str, status: CommandStatus, timeout: float | None = None) -> None:
         """A command's output and, unless it succeeded, what went wrong."""
         self.output(host, status.output)
+        self.verdict(host, status, timeout)
+
+    def verdict(self, host: str, status: CommandStatus, timeout: float | None = None) -> None:
+        """What went wrong with a command; nothing when it succeeded."""
         if status.status is Status.Success:
             return
         if status.status is Status.Failed:
