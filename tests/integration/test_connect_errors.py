@@ -109,6 +109,22 @@ async def test_nothing_listening_is_a_failed_tcp_connect(closed_port: int, term:
     assert f"TCP connect to 127.0.0.1:{closed_port} failed: Connection refused" in str(error)
 
 
+@pytest.mark.parametrize("name", ["inner", "inner-telnet"])
+async def test_a_refused_connect_through_a_hop_is_a_failed_tcp_connect(
+    lab: Lab, closed_port: int, name: str
+) -> None:
+    host = remote_host(lab, name, port=closed_port, connect_timeout=5)
+    hop = host.hop
+    assert hop is not None
+    try:
+        error = await connect_error(host)
+    finally:
+        await hop.close()
+    assert error.step == TCP_CONNECT
+    where = f"{lab.host(name).address}:{closed_port}"
+    assert f"TCP connect to {where} through " in str(error)
+
+
 # --- SSH handshake -------------------------------------------------------------------------
 
 

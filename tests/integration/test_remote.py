@@ -16,6 +16,7 @@ from otto import (
     RemoteHost,
     Status,
 )
+from otto.transports.steps import TCP_CONNECT
 from tests.integration.hosts import remote_host, start_and_wait_for
 from tests.lab import Lab
 
@@ -83,6 +84,7 @@ async def test_unreachable_address_fails_within_connect_timeout(lab: Lab) -> Non
         await host.run("true")
     assert time.monotonic() - started < 3
     assert inner.address in str(info.value)
+    assert info.value.step == TCP_CONNECT
     await host.close()
 
 

@@ -58,6 +58,8 @@ class SshConnection(Connection):
                 hop_name="" if hop is None else hop.name,
                 max_channels=host.max_channels,
             )
+        # Read at each use: a timeout set after the host was built (--connect-timeout) counts.
+        self._link.connect_timeout = host.connect_timeout
         return self._link
 
     async def tunnel(self) -> asyncssh.SSHClientConnection:

@@ -134,6 +134,7 @@ class TelnetShell(ShellTransport):
         self._watch = ExitWatch("")
         self._reported = False
         self._closing = False
+        self._heard = False
 
     async def open(self, receiver: Receiver) -> None:
         self._receiver = receiver
@@ -149,6 +150,14 @@ class TelnetShell(ShellTransport):
             raise self._timed_out(step) from None
         except ConnectError as exc:
             await self.close()
+            if step == LOGIN and self._tunnel is not None and not self._heard:
+                # The hop's forward accepts at once and closes when its own connect fails.
+                raise ConnectError(
+                    self.name,
+                    f"TCP connect to {self.address}:{self.port} through the hop failed: the "
+                    "connection closed before the Telnet server said anything",
+                    step=TCP_CONNECT,
+                ) from exc
             exc.step = exc.step or step
             raise
         except BaseException:
@@ -206,6 +215,7 @@ class TelnetShell(ShellTransport):
     async def _read(self) -> bytes:
         assert self._reader is not None
         data: bytes = await self._reader.read(_READ)
+        self._heard = self._heard or bool(data)
         return data
 
     def _send_raw(self, data: bytes) -> None:
