@@ -7,9 +7,13 @@ becomes a lab user with no password asked.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -98,8 +102,16 @@ async def test_a_wrong_password_fails_fast_and_is_never_shown(
         with pytest.raises(AuthenticationError) as info:
             await host.open_session("bad", as_user=target, become=become)  # type: ignore[arg-type]
         took = time.monotonic() - started
-        assert host.name in str(info.value)
-        assert secret not in str(info.value)
+        message = str(info.value)
+        assert host.name in message
+        assert secret not in message
+        # One line naming the host and both users, without otto's own command text.
+        assert "\n" not in message, message
+        assert message.startswith(f"{host.name}: {become} to {target} refused the password of ")
+        whose = user if become == "sudo" else target
+        assert f"password of {whose} (become_password)" in message, message
+        for own in ("otto-become", "OTTO_BECOME", "$((", "exec ", "/bin/sh -c", "otto-uid"):
+            assert own not in message, message
         assert took < 10, f"took {took:.1f}s"
         assert secret not in repr(host)
         assert "bad" not in host.sessions
@@ -183,3 +195,45 @@ async def test_reopening_with_other_become_settings_is_a_value_error() -> None:
             await host.open_session("x", pty=True)
     finally:
         await host.close()
+
+
+_BECOME_TASK = """
+import otto.lab
+from otto.instructions import instruction
+
+
+@instruction()
+async def become_root() -> None:
+    session = await otto.lab.get_host("target").open_session("root", as_user="root")
+    await session.run("true")
+"""
+
+
+def test_a_wrong_sudo_password_is_one_line_from_the_otto_command(lab: Lab, tmp_path: Path) -> None:
+    secret = "Wrong-Secret-0815"
+    spec = lab.host("ssh1")
+    host = {
+        "name": "target", "address": spec.address, "port": spec.port, "term": "ssh",
+        "user": SUDO_USER, "password": LAB_PASSWORD, "known_hosts": str(lab.known_hosts),
+        "become_password": secret,
+    }  # fmt: skip
+    (tmp_path / "lab.json").write_text(json.dumps({"hosts": [host]}))
+    (tmp_path / "become_tasks.py").write_text(_BECOME_TASK)
+    (tmp_path / "otto.toml").write_text('instructions = ["become_tasks"]\n')
+    env = {k: v for k, v in os.environ.items() if k not in {"OTTO_LAB", "NO_COLOR"}}
+    proc = subprocess.run(
+        [sys.executable, "-m", "otto", "--lab", str(tmp_path / "lab.json"), "run", "become-root"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "target" in lines[0] and "sudo to root" in lines[0] and SUDO_USER in lines[0], lines
+    for own in (secret, LAB_PASSWORD, "otto-become", "$((", "/bin/sh -c", "Traceback"):
+        assert own not in proc.stdout + proc.stderr

@@ -36,9 +36,10 @@ def _exit_status(value: object) -> int:
 
 
 def _run(instruction: Instruction, options: dict[str, object], *, force: bool = False) -> int:
+    from otto.cli.exits import fail
     from otto.cli.guard import exit_reserved, guard_lab
     from otto.cli.interrupt import run_interruptible
-    from otto.errors import ReservedError
+    from otto.errors import OttoError, ReservedError
     from otto.lab import current_lab
 
     async def main() -> object:
@@ -52,6 +53,8 @@ def _run(instruction: Instruction, options: dict[str, object], *, force: bool = 
         value = run_interruptible(main(), lab)
     except ReservedError as exc:
         exit_reserved(exc)
+    except OttoError as exc:  # what failed, on which host: one line, no traceback
+        fail(str(exc), code=1)
     if value is not None and not isinstance(value, bool | int):
         typer.echo(repr(value))
     return _exit_status(value)
@@ -117,6 +120,15 @@ class InstructionGroup(TyperGroup):
                     fail(str(exc), cause=exc.__cause__)
             ctx.meta["otto.instructions"] = cache
         return dict(cache)
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not ctx.resilient_parsing and not set(args) & set(ctx.help_option_names):
+            from otto.cli.exits import fail
+            from otto.instructions import HOW_TO_REGISTER
+
+            if not self._instructions(ctx):
+                fail(HOW_TO_REGISTER)
+        return super().parse_args(ctx, args)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(self._instructions(ctx))
