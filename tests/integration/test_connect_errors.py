@@ -157,6 +157,18 @@ async def test_a_missing_known_hosts_file_says_the_two_ways_on(
     assert '"known_hosts": null' in message
 
 
+async def test_a_key_file_that_cannot_be_used_is_named_before_connecting(
+    tmp_path: Path, closed_port: int
+) -> None:
+    missing, garbage = tmp_path / "id_missing", tmp_path / "id_garbage"
+    garbage.write_text("not a key\n")
+    error = await connect_error(local_host(closed_port, key=missing))
+    assert str(error).endswith(f"cannot read {missing}: No such file or directory")
+    error = await connect_error(local_host(closed_port, key=garbage))
+    assert f"cannot load the key {garbage}: " in str(error)
+    assert "Connection refused" not in str(error)
+
+
 async def test_an_unknown_host_key_names_the_lab_field(lab: Lab) -> None:
     error = await connect_error(remote_host(lab, "ssh2", known_hosts=lab.bad_known_hosts))
     assert isinstance(error, HostKeyError)

@@ -241,7 +241,16 @@ class SshLink:
                 'or set "known_hosts": null for this host in the lab to skip the check',
                 step=SSH_HANDSHAKE,
             ) from exc
-        except (OSError, asyncssh.Error) as exc:
+        except (asyncssh.KeyImportError, asyncssh.KeyEncryptionError) as exc:
+            key = f"the key {os.fspath(self._key)}" if self._key is not None else "a key"
+            raise ConnectError(self.name, f"cannot load {key}: {exc}") from exc
+        except OSError as exc:
+            if exc.filename is not None:  # a key or known_hosts file, read before connecting
+                raise ConnectError(
+                    self.name, f"cannot read {exc.filename}: {os_reason(exc)}"
+                ) from exc
+            raise self._failed(attempt, exc) from exc
+        except asyncssh.Error as exc:
             raise self._failed(attempt, exc) from exc
         return conn
 
