@@ -188,14 +188,22 @@ def test_run_instruction_refuses_a_held_host_when_it_uses_it(otto: Otto) -> None
     assert otto("run", "touch-web1").returncode == 0
 
 
-def test_otto_test_checks_the_lab_before_pytest_starts(otto: Otto, tmp_path: Path) -> None:
-    tests = tmp_path / "work" / "test_nothing.py"
-    tests.write_text("def test_ok():\n    pass\n")
+def test_otto_test_checks_the_hosts_its_tests_use_before_they_run(
+    otto: Otto, tmp_path: Path
+) -> None:
+    tests = tmp_path / "work" / "test_db.py"
+    tests.write_text(
+        "import pytest\n\n@pytest.mark.hosts('db1')\ndef test_db(host):\n    pass\n\n"
+        "@pytest.mark.hosts('web1')\ndef test_web(host):\n    pass\n"
+    )
     assert otto("reserve", "db1", user="bob@ci").returncode == 0
     refused = otto("test", "--output", "run1", str(tests))
-    assert refused.returncode == 3
+    assert refused.returncode == 3, refused.stdout + refused.stderr
     assert "db1: reserved by bob@ci" in refused.stderr
     assert not (tmp_path / "work" / "run1").exists()
+    # Only the selected tests' hosts are checked: web1 is free.
+    ran = otto("test", "--output", "run2", "-k", "web", str(tests))
+    assert ran.returncode == 0, ran.stdout + ran.stderr
 
 
 def test_bad_input(otto: Otto) -> None:

@@ -314,3 +314,28 @@ def test_monitor_for_the_run_and_for_a_test(pytester: pytest.Pytester) -> None:
     ]
     (rec,) = records(run_dir)
     assert (run_dir / rec.folder / "monitor.db").exists()
+
+
+def test_host_on_a_lab_of_several_hosts_without_a_mark_is_an_error(
+    pytester: pytest.Pytester,
+) -> None:
+    lab = lab_file(pytester, LAB)
+    pytester.makepyfile(
+        """
+        def test_where(host):
+            pass
+
+        def test_everywhere(hosts):
+            assert sorted(hosts) == ["db", "web1", "web2"]
+        """
+    )
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--lab", str(lab))
+    result.assert_outcomes(errors=1, passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_where uses the `host` fixture, but lab * has 3 hosts (web1, web2, db)*",
+            "*@pytest.mark.hosts('web1')*",
+        ]
+    )
+    (where,) = [r for r in records(the_run(pytester)) if r.name == "test_where"]
+    assert where.outcome == "error" and where.hosts == []

@@ -137,8 +137,14 @@ def run_tests(
     threshold: float | None = None,
     monitor: bool = False,
     junit: Path | None = None,
+    force: bool = False,
 ) -> int:
-    """Run pytest on ``pytest_args`` as an otto run; return the command's exit status."""
+    """Run pytest on ``pytest_args`` as an otto run; return the command's exit status.
+
+    Once the tests are collected, the lab hosts they may use are checked against the
+    reservations (exit status 3 if someone else holds one, unless ``force``); under
+    pytest-xdist, whose controller collects nothing, every host of the lab is.
+    """
     try:
         import pytest
     except ModuleNotFoundError:
@@ -159,7 +165,7 @@ def run_tests(
     watch = _Interruption()
     with _sigterm_interrupts() as terminated:
         try:
-            code = int(pytest.main(argv, plugins=[watch]))
+            code = int(pytest.main(argv, plugins=[watch, _Reservations(force=force)]))
         except KeyboardInterrupt:  # outside pytest's own handling (start-up, exit)
             code, watch.seen = _INTERRUPTED, True
         interrupted = watch.seen or bool(terminated)
@@ -169,6 +175,37 @@ def run_tests(
     if interrupted:
         return 128 + signal.SIGTERM if terminated else EXIT_INTERRUPTED
     return code
+
+
+class _Reservations:
+    """A pytest plugin that checks the reservations of the hosts the run will use."""
+
+    def __init__(self, *, force: bool) -> None:
+        self.force = force
+
+    def _guard(self, names: Sequence[str]) -> None:
+        import pytest
+
+        from otto.cli.guard import guard
+        from otto.lab import current_lab
+
+        if not names:
+            return
+        try:
+            guard(current_lab(), names, force=self.force)
+        except typer.Exit as exc:  # guard said why on stderr
+            pytest.exit("otto: a host the tests use is reserved", returncode=exc.exit_code)
+
+    def pytest_sessionstart(self, session: Any) -> None:
+        if session.config.pluginmanager.hasplugin("dsession"):
+            from otto.lab import current_lab
+
+            self._guard(current_lab().names)
+
+    def otto_check_hosts(self, names: Sequence[str]) -> None:
+        """What otto's plugin calls once the tests are collected, before it makes the run
+        folder: the hosts they may use."""
+        self._guard(names)
 
 
 class _Interruption:
@@ -280,12 +317,6 @@ def test_command(  # noqa: PLR0917 (typer passes each option as a parameter)
         raise typer.Exit(
             plan_tests(ctx.args, labs, force=force, iterations=iterations, duration=duration)
         )
-    from otto.cli.guard import guard
-    from otto.lab import current_lab
-
-    # Before pytest starts: every host of the lab the run uses (exit status 3 if held).
-    run_lab = current_lab()
-    guard(run_lab, run_lab.names, force=bool(ctx.find_root().params.get("force")))
     raise typer.Exit(
         run_tests(
             ctx.args,
@@ -296,5 +327,6 @@ def test_command(  # noqa: PLR0917 (typer passes each option as a parameter)
             threshold=threshold,
             monitor=monitor,
             junit=junit,
+            force=bool(ctx.find_root().params.get("force")),
         )
     )

@@ -430,6 +430,19 @@ def _run_to_the_end(fn: Callable[..., Any], kwargs: dict[str, Any]) -> None:
         raise
 
 
+def _which_host(nodeid: str, lab: Lab) -> str:
+    """The error of a test that asks for ``host`` on a lab of several hosts, without a mark."""
+    lab_name = "lab " + ", ".join(lab.files) if lab.files else "the lab"
+    first = lab.names[0]
+    return (
+        f"{nodeid} uses the `host` fixture, but {lab_name} has {len(lab)} hosts "
+        f"({', '.join(lab.names)}): say which with a mark, e.g.\n"
+        f"    @pytest.mark.hosts({first!r})        # on {first}\n"
+        f"    @pytest.mark.hosts('.*')          # once on each host\n"
+        f"    @pytest.mark.hosts(count=1)       # on any one free host"
+    )
+
+
 class OttoPlugin:
     """The hooks of one pytest run (registered once, in ``pytest_configure``)."""
 
@@ -497,6 +510,8 @@ class OttoPlugin:
         self._interrupted = False
         self.verdict: Verdict | None = None
         """The run's verdict, once the session has finished."""
+        self.planned_hosts: list[str] = []
+        """The lab hosts the collected tests may use (after collection)."""
         if self.lab_paths:
             try:
                 self._lab = load_lab(self.lab_paths)
@@ -680,7 +695,9 @@ class OttoPlugin:
         if mark is None:
             if not one:
                 return lab.names
-            return lab.names if len(lab) == 1 else [DEFAULT_HOST_NAME]
+            if len(lab) > 1:
+                pytest.fail(_which_host(node.nodeid, lab), pytrace=False)
+            return lab.names or [DEFAULT_HOST_NAME]
         if isinstance(param, str):
             return [param]
         pool, count = _mark_pool(lab, mark)
@@ -706,10 +723,7 @@ class OttoPlugin:
     def test_monitor(self, request: pytest.FixtureRequest) -> Collector:
         from otto.monitor.collector import Collector
 
-        if request.node.get_closest_marker("hosts") is not None or "host" in request.fixturenames:
-            names = list(self.hosts_for(request, one="host" in request.fixturenames))
-        else:
-            names = list(self.hosts_for(request, one=True))
+        names = list(self.hosts_for(request, one="host" in request.fixturenames))
         folder = self.artifacts_for(request)
         return Collector(
             [self._host(n) for n in names],
@@ -735,19 +749,60 @@ class OttoPlugin:
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        planned: list[str] = []
+        for item in items:
+            planned += [n for n in self.hosts_of(item) if n not in planned]
+        self.planned_hosts = planned
+        # `otto test` checks the reservations of these hosts (it may stop the run) before
+        # the run folder is made.
+        for other in self.config.pluginmanager.get_plugins():
+            check = getattr(other, "otto_check_hosts", None)
+            if callable(check):
+                check(planned)
         if self.enabled or any(self._uses_otto(item) for item in items):
             self._activate()
 
+    def hosts_of(self, item: pytest.Item) -> list[str]:
+        """The lab hosts a collected test may use: those its ``hosts`` mark allows (all of
+        them for ``count=``), the lab's only host for ``host``, every host for ``hosts`` or
+        ``lab`` without a mark; none when it uses no otto fixture."""
+        used = self._otto_fixtures(item)
+        if not used:
+            return []
+        lab = self.lab()
+        if "lab" in used:
+            return lab.names
+        mark = item.get_closest_marker("hosts")
+        if mark is None:
+            if "hosts" in used or ("monitor" in used and "host" not in used):
+                return lab.names
+            return lab.names if len(lab) == 1 else []
+        callspec = getattr(item, "callspec", None)
+        param = callspec.params.get("host") if callspec is not None else None
+        if isinstance(param, str) and "hosts" not in used:
+            return [param]
+        try:
+            pool, _ = _mark_pool(lab, mark)
+        except pytest.UsageError:  # the test's setup says so, as an error of its own
+            return []
+        return pool
+
+    @classmethod
+    def _uses_otto(cls, item: pytest.Item) -> bool:
+        return bool(cls._otto_fixtures(item))
+
     @staticmethod
-    def _uses_otto(item: pytest.Item) -> bool:
+    def _otto_fixtures(item: pytest.Item) -> set[str]:
+        """The otto fixtures a test uses (not a project's fixture of the same name)."""
         info = getattr(item, "_fixtureinfo", None)
         if info is None:
-            return False
+            return set()
+        used: set[str] = set()
         for name in OTTO_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             defs = info.name2fixturedefs.get(name)
             if defs and getattr(defs[-1].func, "__module__", "") == __name__:
-                return True
-        return False
+                used.add(name)
+        return used
 
     # --- running ------------------------------------------------------------------------
 
