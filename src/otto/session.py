@@ -28,6 +28,7 @@ from otto.expect import ExpectBuffer, ExpectMatch
 from otto.loop import cancel_and_wait
 from otto.result import CommandStatus, RunResult, Status
 from otto.transports.base import ShellTransport
+from otto.transports.steps import SHELL_START
 
 __all__ = ["DEFAULT_MAX_OUTPUT", "Observer", "OpeningSession", "Session", "SessionLock", "Tap"]
 
@@ -372,6 +373,7 @@ class Session:
                 self.where,
                 f"the shell did not become ready within {self._ready_timeout:g}s; "
                 f"received: {tail(framing.clean_output(received))!r}",
+                step=SHELL_START,
             ) from None
         except BaseException:
             await self._drop_transport()
@@ -380,7 +382,9 @@ class Session:
             text = framing.clean_output(scanner.output)
             await self._drop_transport()
             raise ConnectError(
-                self.where, f"the shell ended while starting ({outcome.reason}): {tail(text)!r}"
+                self.where,
+                f"the shell ended while starting ({outcome.reason}): {tail(text)!r}",
+                step=SHELL_START,
             )
         self._shell_pid = outcome.status
         self._bash = framing.BASH_FLAG in scanner.output

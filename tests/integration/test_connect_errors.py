@@ -22,7 +22,8 @@ import pytest
 import pytest_asyncio
 
 from otto import AuthenticationError, ConnectError, HostKeyError, RemoteHost
-from otto.transports.steps import AUTHENTICATION, LOGIN, SSH_HANDSHAKE, TCP_CONNECT
+from otto.transports.sshlib import asyncssh
+from otto.transports.steps import AUTHENTICATION, LOGIN, SHELL_START, SSH_HANDSHAKE, TCP_CONNECT
 from tests.integration.hosts import remote_host
 from tests.lab import Lab
 
@@ -80,6 +81,42 @@ async def echoing_login_port() -> AsyncIterator[int]:
     server = await asyncio.start_server(login, "127.0.0.1", 0)
     async with server:
         yield server.sockets[0].getsockname()[1]
+
+
+class _SilentShell(asyncssh.SSHServerSession[str]):
+    """A shell that starts and never reads or prints a thing."""
+
+    def shell_requested(self) -> bool:
+        return True
+
+
+class _NoAuthServer(asyncssh.SSHServer):
+    """Lets anyone in; ``shell`` decides what a session channel gets."""
+
+    def __init__(self, shell: bool) -> None:
+        self._shell = shell
+
+    def begin_auth(self, username: str) -> bool:
+        return False
+
+    def session_requested(self) -> asyncssh.SSHServerSession[str] | bool:
+        # A session that never runs anything, or a refused channel.
+        return _SilentShell() if self._shell else False
+
+
+@pytest_asyncio.fixture(params=[False, True], ids=["channel-refused", "shell-silent"])
+async def shell_less_ssh(request: pytest.FixtureRequest) -> AsyncIterator[tuple[int, bool]]:
+    """An SSH server (asyncssh) that logs anyone in and then never gives a working shell."""
+    shell = bool(request.param)
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    server = await asyncssh.create_server(
+        lambda: _NoAuthServer(shell), "127.0.0.1", 0, server_host_keys=[key]
+    )
+    try:
+        yield server.sockets[0].getsockname()[1], shell
+    finally:
+        server.close()
+        await server.wait_closed()
 
 
 def local_host(port: int, **options: object) -> RemoteHost:
@@ -218,6 +255,21 @@ async def test_a_password_the_server_prints_back_is_masked(echoing_login_port: i
     assert "no user knows the password ***" in str(error)
     for shown in (str(error), repr(error), error.reason):
         assert SECRET not in shown
+
+
+# --- shell start ---------------------------------------------------------------------------
+
+
+async def test_no_working_shell_after_login_is_a_failed_shell_start(
+    shell_less_ssh: tuple[int, bool],
+) -> None:
+    port, shell = shell_less_ssh
+    error = await connect_error(local_host(port, connect_timeout=3))
+    assert error.step == SHELL_START
+    if shell:
+        assert "the shell did not become ready within 3s" in str(error)
+    else:
+        assert f"shell start failed: cannot open an SSH channel on 127.0.0.1:{port}" in str(error)
 
 
 # --- through the otto command --------------------------------------------------------------
