@@ -104,6 +104,47 @@ class _NoAuthServer(asyncssh.SSHServer):
         return _SilentShell() if self._shell else False
 
 
+class _StallingAuth(asyncssh.SSHServer):
+    """Asks for a password and never decides on it."""
+
+    def begin_auth(self, username: str) -> bool:
+        return True
+
+    def password_auth_supported(self) -> bool:
+        return True
+
+    async def validate_password(self, username: str, password: str) -> bool:
+        await asyncio.Event().wait()
+        return False
+
+
+@pytest_asyncio.fixture
+async def stalling_auth_port() -> AsyncIterator[int]:
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    server = await asyncssh.create_server(_StallingAuth, "127.0.0.1", 0, server_host_keys=[key])
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@pytest_asyncio.fixture
+async def greeting_only_port() -> AsyncIterator[int]:
+    """A server that says it speaks SSH, then says nothing more."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def greet(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"SSH-2.0-Stalls\r\n")
+        held.append(writer)
+
+    server = await asyncio.start_server(greet, "127.0.0.1", 0)
+    async with server:
+        yield server.sockets[0].getsockname()[1]
+        for writer in held:
+            writer.close()
+
+
 @pytest_asyncio.fixture(params=[False, True], ids=["channel-refused", "shell-silent"])
 async def shell_less_ssh(request: pytest.FixtureRequest) -> AsyncIterator[tuple[int, bool]]:
     """An SSH server (asyncssh) that logs anyone in and then never gives a working shell."""
@@ -173,6 +214,15 @@ async def test_a_port_that_never_speaks_ssh_is_a_handshake_timeout(mute_port: in
     assert "shell" not in str(error)
 
 
+async def test_a_server_that_greets_and_stalls_is_a_handshake_timeout(
+    greeting_only_port: int,
+) -> None:
+    error = await connect_error(local_host(greeting_only_port, connect_timeout=1.5))
+    assert error.step == SSH_HANDSHAKE
+    assert f"no SSH handshake from 127.0.0.1:{greeting_only_port} within 1.5s" in str(error)
+    assert "greeting" not in str(error)
+
+
 async def test_a_server_that_speaks_something_else_fails_the_handshake(http_port: int) -> None:
     error = await connect_error(local_host(http_port))
     assert error.step == SSH_HANDSHAKE
@@ -231,6 +281,15 @@ async def test_a_refused_ssh_password_is_named_authentication(lab: Lab) -> None:
     assert str(error) == (
         f"ssh2: authentication failed: {spec.address}:{spec.port} refused the password "
         f"for user {spec.user}"
+    )
+
+
+async def test_an_authentication_that_never_ends_is_bounded(stalling_auth_port: int) -> None:
+    host = local_host(stalling_auth_port, password="pw-never-checked", connect_timeout=2)
+    error = await connect_error(host)
+    assert error.step == AUTHENTICATION
+    assert str(error).endswith(
+        f"authentication as nobody at 127.0.0.1:{stalling_auth_port} did not finish within 2s"
     )
 
 
