@@ -334,14 +334,33 @@ async def test_no_working_shell_after_login_is_a_failed_shell_start(
 # --- through the otto command --------------------------------------------------------------
 
 
-def otto_run(lab_file: Path, host: str, *, home: Path | None = None, **extra_env: str) -> str:
-    """``otto --lab FILE host HOST run true``: its exit must fail; returns stdout + stderr."""
+def otto_run(
+    lab_file: Path,
+    host: str,
+    *,
+    home: Path | None = None,
+    options: tuple[str, ...] = (),
+    **extra_env: str,
+) -> str:
+    """``otto [OPTIONS] --lab FILE host HOST run true``: its exit must fail; returns
+    stdout + stderr."""
     env = {k: v for k, v in os.environ.items() if k != "OTTO_LAB"}
     if home is not None:
         env["HOME"] = str(home)
     env.update(extra_env)
     proc = subprocess.run(
-        [sys.executable, "-m", "otto", "--lab", str(lab_file), "host", host, "run", "true"],
+        [
+            sys.executable,
+            "-m",
+            "otto",
+            *options,
+            "--lab",
+            str(lab_file),
+            "host",
+            host,
+            "run",
+            "true",
+        ],
         capture_output=True,
         text=True,
         env=env,
@@ -374,6 +393,28 @@ def test_cli_names_the_missing_handshake(tmp_path: Path, mute_port: int) -> None
     out = otto_run(lab, "mute")
     assert f"no SSH handshake from 127.0.0.1:{mute_port} within 1s" in out
     assert "did not become ready" not in out
+
+
+@pytest.mark.parametrize("term", ["ssh", "telnet"])
+def test_cli_connect_timeout_is_the_one_the_error_names(
+    tmp_path: Path, mute_port: int, term: str
+) -> None:
+    lab = write_lab(
+        tmp_path / "lab.json",
+        {
+            "name": "mute",
+            "term": term,
+            "address": "127.0.0.1",
+            "port": mute_port,
+            "user": "nobody",
+            "password": "pw-never-asked",
+            "connect_timeout": 30,
+            **({"known_hosts": None} if term == "ssh" else {}),
+        },
+    )
+    out = otto_run(lab, "mute", options=("--connect-timeout", "1.2"))
+    step = "no SSH handshake from" if term == "ssh" else "no Telnet login at"
+    assert f"{step} 127.0.0.1:{mute_port} within 1.2s" in out
 
 
 def test_cli_says_how_to_go_on_without_a_known_hosts_file(tmp_path: Path, closed_port: int) -> None:
