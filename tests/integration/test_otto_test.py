@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import select
 import shutil
 import signal
@@ -102,6 +103,26 @@ def test_example_suite_on_local(tmp_path: Path) -> None:
     assert len(cases) == EXAMPLE_TESTS
     assert all(results == [] for results in cases.values())
     assert "test_on_each_host[local]" in cases
+
+
+def test_a_clean_run_prints_no_warning_and_names_its_folder_as_pytest_does(
+    tmp_path: Path,
+) -> None:
+    # A project of its own (outside this repository's pytest settings), as a user has.
+    suite = tmp_path / "suite"
+    shutil.copytree(EXAMPLES, suite, ignore=shutil.ignore_patterns("__pycache__"))
+    proc = otto_test("suite", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "warning" not in (proc.stdout + proc.stderr).lower(), proc.stdout + proc.stderr
+    plain = subprocess.run(
+        [sys.executable, "-m", "pytest", "--otto", "-p", "no:cacheprovider", "suite"],
+        capture_output=True, text=True, env=clean_env(), cwd=tmp_path, timeout=DEADLINE,
+        check=False,
+    )  # fmt: skip
+    assert plain.returncode == 0, plain.stdout + plain.stderr
+    names = sorted(p.name for p in (tmp_path / "otto-runs").iterdir())
+    assert len(names) == 2
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d{6}Z(-\d+)?", name) for name in names), names
 
 
 def test_pytest_args_pass_through_and_junit_goes_where_asked(tmp_path: Path) -> None:

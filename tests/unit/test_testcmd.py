@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from otto.cli.testcmd import _write_missing, default_output, pytest_argv
+import pytest
+
+from otto.cli.testcmd import _QUIET, _write_missing, default_output, pytest_argv
 from otto.testing.records import write_record
 from tests.sample_records import T0, sample_records
 
@@ -21,16 +23,27 @@ def test_pytest_argv_marks_the_run_and_forwards_options_then_user_args() -> None
         monitor=True,
         junit=Path("/ci/junit.xml"),
     )
-    assert argv == [
-        "--otto", "--otto-output", "/runs/1", "--lab", "a.json", "--lab", "b.json",
+    assert argv[:3] == ["--otto", "--otto-output", "/runs/1"]
+    assert argv[3 : 3 + len(_QUIET)] == _QUIET
+    assert argv[3 + len(_QUIET):] == [
+        "--lab", "a.json", "--lab", "b.json",
         "--otto-iterations", "3", "--otto-duration", "1.5", "--otto-threshold", "99.5",
         "--otto-monitor", "--otto-junit", "/ci/junit.xml", "-k", "ping", "-n", "4", "tests/",
     ]  # fmt: skip
-    assert pytest_argv([], output=Path("r")) == ["--otto", "--otto-output", "r"]
+    assert pytest_argv([], output=Path("r")) == ["--otto", "--otto-output", "r", *_QUIET]
 
 
 def test_default_output_is_a_utc_timestamp() -> None:
     assert default_output(T0) == Path("otto-runs/2023-11-14T221320Z")
+
+
+def test_runs_started_in_the_same_second_get_folders_of_their_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    first = default_output(T0)
+    first.mkdir(parents=True)
+    assert default_output(T0) == Path("otto-runs/2023-11-14T221320Z-2")
 
 
 def test_missing_report_and_junit_are_written_from_records(tmp_path: Path) -> None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import signal
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,10 +34,26 @@ __all__ = ["TEST_EPILOG", "default_output", "pytest_argv", "run_tests", "test_co
 _INTERRUPTED = 2  # pytest.ExitCode.INTERRUPTED, without importing pytest for --help
 
 
+_QUIET = [
+    # otto is imported before pytest loads its plugin (this command is otto): pytest
+    # cannot rewrite otto's asserts, which are not the user's tests anyway.
+    "-W",
+    "ignore:Module already imported so cannot be rewritten; otto:pytest.PytestAssertRewriteWarning",
+    # otto runs the async tests that use its fixtures on its own loop; pytest-asyncio's
+    # default loop scope for async fixtures is the user's to set, not a warning per run.
+    "-W",
+    'ignore:The configuration option "asyncio_default_fixture_loop_scope" is unset'
+    ":pytest.PytestDeprecationWarning",
+]
+"""Warnings about how otto runs pytest, not about the user's tests."""
+
+
 def default_output(now: float | None = None) -> Path:
-    """``otto-runs/<UTC timestamp>/`` in the current folder (a new name each second)."""
-    stamp = time.strftime("%Y-%m-%dT%H%M%SZ", time.gmtime(time.time() if now is None else now))
-    return Path("otto-runs") / stamp
+    """``otto-runs/<UTC timestamp>/`` in the current folder: the name pytest's own runs get
+    (``-2``, ``-3``... for runs started in the same second)."""
+    from otto.testing.evidence import new_run_dir
+
+    return new_run_dir(Path(), now)
 
 
 def pytest_argv(
@@ -57,7 +72,7 @@ def pytest_argv(
     ``--otto`` marks the run as recorded; the plugin's long names (``--otto-output``...)
     are used, which no other plugin can have taken.
     """
-    argv = ["--otto", "--otto-output", str(output)]
+    argv = ["--otto", "--otto-output", str(output), *_QUIET]
     for lab in labs:
         argv += ["--lab", lab]
     if iterations is not None:

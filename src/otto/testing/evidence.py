@@ -20,6 +20,7 @@ import html
 import json
 import logging
 import shlex
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -31,14 +32,19 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ENCODING_ERRORS",
+    "RUNS_FOLDER",
     "BytesRedactor",
     "LineFile",
     "LogHandler",
     "lab_secrets",
+    "new_run_dir",
     "register_lab",
     "register_secrets",
     "write_text",
 ]
+
+RUNS_FOLDER = "otto-runs"
+"""Where run folders go by default, in the folder pytest or ``otto test`` started in."""
 
 ENCODING_ERRORS = "backslashreplace"
 """What a character UTF-8 cannot hold becomes (``\\udcff``): never an error."""
@@ -99,6 +105,19 @@ def lab_secrets(lab: Lab) -> list[str]:
 def register_lab(lab: Lab) -> list[str]:
     """Register the lab's secrets (:func:`lab_secrets`) for every writer of the run folder."""
     return register_secrets(lab_secrets(lab))
+
+
+def new_run_dir(base: Path, now: float | None = None) -> Path:
+    """A run folder's path that does not exist yet: ``base/otto-runs/<UTC time>``
+    (``2024-06-01T120000Z``), with ``-2``, ``-3``... for runs started in the same second.
+    The one format of both ``pytest`` and ``otto test``."""
+    stamp = time.strftime("%Y-%m-%dT%H%M%SZ", time.gmtime(time.time() if now is None else now))
+    path = Path(base, RUNS_FOLDER, stamp)
+    n = 1
+    while path.exists():
+        n += 1
+        path = Path(base, RUNS_FOLDER, f"{stamp}-{n}")
+    return path
 
 
 def write_text(path: Path, text: str) -> Path:

@@ -40,7 +40,6 @@ import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -50,7 +49,7 @@ from otto import loop as otto_loop
 from otto.errors import LabError, OttoError
 from otto.lab import DEFAULT_HOST_NAME, Lab, lab_paths_from_env, load_lab
 from otto.result import CommandStatus, Status
-from otto.testing.evidence import LineFile, LogHandler, register_lab
+from otto.testing.evidence import RUNS_FOLDER, LineFile, LogHandler, new_run_dir, register_lab
 from otto.testing.hostlock import hold_hosts
 from otto.testing.records import (
     Attempt,
@@ -74,7 +73,7 @@ log = logging.getLogger("otto.testing")
 
 OTTO_FIXTURES = frozenset({"lab", "hosts", "host", "artifacts", "monitor"})
 _PLUGIN_NAME = "otto-run"
-_RUNS_FOLDER = "otto-runs"
+_RUNS_FOLDER = RUNS_FOLDER
 _RUN_MARK = ".otto-run"
 _TAIL_LINES = 20
 _TAIL_CHARS = 2000
@@ -537,14 +536,7 @@ class OttoPlugin:
         return bool(self.iterations and self.iterations > 1) or self.duration is not None
 
     def _new_run_dir(self) -> Path:
-        base = Path(self.config.invocation_params.dir, _RUNS_FOLDER)
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        path = base / stamp
-        n = 1
-        while path.exists():
-            n += 1
-            path = base / f"{stamp}-{n}"
-        return path
+        return new_run_dir(self.config.invocation_params.dir)
 
     def _activate(self) -> None:
         if self.active:
