@@ -267,6 +267,22 @@ async def test_an_unknown_host_key_names_the_lab_field(lab: Lab) -> None:
     assert f"ssh-keyscan -H {lab.host('ssh2').address}" in message
 
 
+async def test_an_unknown_host_key_behind_a_hop_says_to_scan_on_the_hop(lab: Lab) -> None:
+    host = remote_host(lab, "inner", known_hosts=lab.bad_known_hosts)
+    hop = host.hop
+    assert hop is not None
+    try:
+        error = await connect_error(host)
+    finally:
+        await hop.close()
+    assert isinstance(error, HostKeyError)
+    address = lab.host("inner").address
+    assert (
+        f"add its key with `ssh-keyscan -H {address}` on hop ssh1, "
+        f"its output appended to {lab.bad_known_hosts}"
+    ) in str(error)
+
+
 # --- authentication and login --------------------------------------------------------------
 
 

@@ -161,10 +161,13 @@ class SshLink:
         return f"{self.address}:{self.port}"
 
     def _keyscan(self, known_hosts: str) -> str:
-        """The command that adds this host's key to ``known_hosts``."""
+        """How to add this host's key to ``known_hosts``, as a command to copy."""
         port = f" -p {self.port}" if self.port != 22 else ""
-        scan = f"ssh-keyscan -H{port} {shlex.quote(self.address)} >> {shlex.quote(known_hosts)}"
-        return f"{scan} (on hop {self._hop_name})" if self._hop is not None else scan
+        scan = f"ssh-keyscan -H{port} {shlex.quote(self.address)}"
+        if self._hop is not None:
+            # Only the hop reaches the host: the scan runs there, its output goes here.
+            return f"`{scan}` on hop {self._hop_name}, its output appended to {known_hosts}"
+        return f"`{scan} >> {shlex.quote(known_hosts)}`"
 
     def _check_known_hosts(self) -> None:
         """A known_hosts file that does not exist: say how to go on, before connecting."""
@@ -177,7 +180,7 @@ class SshLink:
         raise HostKeyError(
             self.name,
             f"known_hosts file {path} does not exist, so the host key of {self._where} cannot "
-            f"be checked; add the key with `{self._keyscan(path)}`, or set "
+            f"be checked; add the key with {self._keyscan(path)}, or set "
             '"known_hosts": null for this host in the lab to skip the check',
             step=SSH_HANDSHAKE,
         )
@@ -237,7 +240,7 @@ class SshLink:
             raise HostKeyError(
                 self.name,
                 f"the host key of {self._where} is not trusted by {path} ({exc.reason}); "
-                f"if this is the host you expect, add its key with `{self._keyscan(path)}`, "
+                f"if this is the host you expect, add its key with {self._keyscan(path)}, "
                 'or set "known_hosts": null for this host in the lab to skip the check',
                 step=SSH_HANDSHAKE,
             ) from exc
