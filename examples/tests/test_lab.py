@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from otto import Host
-from otto.lab import Lab
+from otto import Host, Lab
 
 
 def test_the_lab_has_hosts(lab: Lab) -> None:

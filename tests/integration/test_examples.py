@@ -85,7 +85,8 @@ class Example:
 
     @property
     def id(self) -> str:
-        return f"{self.path.relative_to(ROOT)}:{self.line}"
+        shown = self.path.relative_to(ROOT) if self.path.is_relative_to(ROOT) else self.path
+        return f"{shown}:{self.line}"
 
 
 def parse(path: Path) -> list[Example]:
@@ -183,6 +184,9 @@ PENDING_NOISE = [
     r"\S+pytest_asyncio/plugin\.py:\d+: PytestDeprecationWarning: The configuration option "
     r'"asyncio_default_fixture_loop_scope" is unset\.\n(?:.*\n)*?'
     r"  warnings\.warn\(PytestDeprecationWarning\(_DEFAULT_FIXTURE_LOOP_SCOPE_UNSET\)\)\n\n?",
+    # pytest-benchmark, where installed (it is no dependency of otto's), on `-n`.
+    r"\S+pytest_benchmark/logger\.py:\d+: PytestBenchmarkWarning: Benchmarks are automatically "
+    r"disabled because xdist plugin is active\..*\n  warner\(PytestBenchmarkWarning\(text\)\)\n",
 ]
 """stderr that is a known defect of otto's own, being fixed elsewhere."""
 
@@ -407,6 +411,48 @@ def test_every_block_is_decided() -> None:
             problems.append(f"{example.id}: unknown block language {example.lang!r}")
     assert problems == []
     assert len([e for e in ALL if e.kind == "skip"]) <= MAX_SKIPS
+
+
+def test_markers_decide_how_a_block_runs(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text(
+        "## One\n\n```python\nx = 1\n```\n\n<!-- example: with-previous -->\n"
+        "```python\nprint(x)\n```\n\n<!-- example: skip, needs a board -->\n"
+        "```sh\nflash\n```\n\n```\noutput, not code\n```\n\n"
+        "<!-- example: pytest -->\n```python\ndef test_x(): pass\n```\n"
+    )
+    found = parse(page)
+    assert [(e.lang, e.kind, e.reason) for e in found] == [
+        ("python", "python", ""),
+        ("sh", "skip", "needs a board"),
+        ("python", "pytest", ""),
+    ]
+    assert found[0].code == "x = 1\n\nprint(x)\n"
+    assert found[0].section == "One"
+    page.write_text("## Two\n\n<!-- example: with-previous -->\n```python\nprint(x)\n```\n")
+    with pytest.raises(AssertionError, match="with-previous needs a python block above"):
+        parse(page)
+
+
+def test_the_power_switch_succeeds_when_a_process_ends_before_its_kill(
+    power_lab: Lab, tmp_path: Path
+) -> None:
+    """The README's `pdu off` once failed when a process of the node ended by itself
+    between `ip netns pids` and its kill. Here `ip` is a stand-in that lists a pid
+    no process can have (above the kernel's largest pid_max) and does nothing else."""
+    script = power_script(power_lab, "board")
+    fake_ip = tmp_path / "ip"
+    fake_ip.write_text('#!/bin/sh\n[ "$2" = pids ] && echo 4194305\nexit 0\n')
+    fake_ip.chmod(0o755)
+    done = subprocess.run(
+        [str(script), "off"],
+        env={"PATH": f"{tmp_path}{os.pathsep}{os.defpath}"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert (done.returncode, done.stderr) == (0, "")
 
 
 def test_every_stand_in_is_used() -> None:

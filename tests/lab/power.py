@@ -30,7 +30,8 @@ off() {{
     ip netns exec "$ns" nft -f - <<'EOF' 2>/dev/null || true
 {ruleset}EOF
     for pid in $(ip netns pids "$ns"); do
-        [ "$pid" = "$$" ] || kill -KILL "$pid" 2>/dev/null
+        # A process may end between `ip netns pids` and its kill: not a failure.
+        [ "$pid" = "$$" ] || kill -KILL "$pid" 2>/dev/null || :
     done
 }}
 on() {{
