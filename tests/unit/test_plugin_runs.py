@@ -339,3 +339,38 @@ def test_host_on_a_lab_of_several_hosts_without_a_mark_is_an_error(
     )
     (where,) = [r for r in records(the_run(pytester)) if r.name == "test_where"]
     assert where.outcome == "error" and where.hosts == []
+
+
+ALTERNATING = """
+import itertools
+_n = itertools.count()
+
+def test_every_other():
+    assert next(_n) % 2 == 0, "odd run"
+"""
+
+
+def test_iteration_failures_are_named_in_pytests_summaries(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_flaky=ALTERNATING)
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--otto-iterations", "4")
+    result.assert_outcomes(failed=2, passed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_every_other [[]iteration 2[]] _*",
+            "*_ test_every_other [[]iteration 4[]] _*",
+            "FAILED test_flaky.py::test_every_other [[]iteration 2[]] - AssertionError*",
+            "FAILED test_flaky.py::test_every_other [[]iteration 4[]] - AssertionError*",
+        ]
+    )
+
+
+def test_a_duration_run_sums_up_its_failures_per_test(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_flaky=ALTERNATING)
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--otto-duration", "0.2")
+    failed = result.parseoutcomes()["failed"]
+    assert failed >= 1
+    lines = [line for line in result.stdout.lines if line.startswith("FAILED ")]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"FAILED test_flaky.py::test_every_other [{failed} failed run")
+    assert "iteration" in lines[0]
+    assert result.stdout.str().count("_ test_every_other [iteration") == 1

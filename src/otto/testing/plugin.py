@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import copy
 import hashlib
 import inspect
 import logging
@@ -427,6 +428,36 @@ def _run_to_the_end(fn: Callable[..., Any], kwargs: dict[str, Any]) -> None:
             if not ended.wait(_CANCEL_TIMEOUT):
                 log.warning("the test's coroutine was still ending after %gs", _CANCEL_TIMEOUT)
         raise
+
+
+_ITERATION = re.compile(r" \[iteration (\d+)\]$")
+
+
+def _by_iteration(reports: list[Any], key: str, *, per_test: bool) -> list[Any]:
+    """Copies of ``reports`` for pytest's summaries, their node ids naming the iteration;
+    with ``per_test``, one per test, naming how many runs failed and in which iterations."""
+    groups: dict[str, list[tuple[Any, str]]] = {}
+    for report in reports:
+        location = getattr(report, "location", None)
+        found = _ITERATION.search(location[2]) if location else None
+        groups.setdefault(report.nodeid, []).append((report, found.group(1) if found else "?"))
+    shown: list[Any] = []
+    for nodeid, group in groups.items():
+        if per_test:
+            first = copy.copy(group[0][0])
+            numbers = [n for _, n in group]
+            listed = ", ".join(numbers[:10]) + (", ..." if len(numbers) > 10 else "")
+            first.nodeid = (
+                f"{nodeid} [{len(group)} {key} run{'s' if len(group) != 1 else ''}: "
+                f"iteration{'s' if len(group) != 1 else ''} {listed}]"
+            )
+            shown.append(first)
+            continue
+        for report, number in group:
+            named = copy.copy(report)
+            named.nodeid = f"{nodeid} [iteration {number}]"
+            shown.append(named)
+    return shown
 
 
 def _which_host(nodeid: str, lab: Lab) -> str:
@@ -869,6 +900,10 @@ class OttoPlugin:
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         report = yield
+        if self.repeating:
+            # Named in pytest's own sections (failure headlines, the short summary).
+            path, line, domain = report.location
+            report.location = (path, line, f"{domain} [iteration {self._iteration}]")
         run = self._current
         if run is None or run.nodeid != item.nodeid or report.when == "setup":
             return report
@@ -1149,6 +1184,21 @@ class OttoPlugin:
             )
         except Exception:
             log.exception("writing the report in %s failed", self.run_dir)
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True, specname="pytest_terminal_summary")
+    def pytest_terminal_summary_of_repeats(self, terminalreporter: Any) -> Generator[None, None, None]:
+        """pytest's sections of a repeating run: each failure names its iteration; with
+        ``--duration``, one entry per test (how many of its runs failed, in which
+        iterations, the first one's report) instead of one per failed run."""
+        stats: dict[str, list[Any]] = terminalreporter.stats
+        kept = {key: stats[key] for key in ("failed", "error") if stats.get(key)}
+        if self.repeating and not self.worker:
+            for key, reports in kept.items():
+                stats[key] = _by_iteration(reports, key, per_test=self.duration is not None)
+        try:
+            return (yield)
+        finally:
+            stats.update(kept)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.worker or not self.run_dir.is_dir():
