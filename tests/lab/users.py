@@ -1,5 +1,7 @@
-"""The lab's login accounts: a fast one, one whose shell start-up is slow, and
-one whose login profile prints text that looks like a refused login.
+"""The lab's login accounts: a fast one, one whose shell start-up is slow, one
+whose login profile prints text that looks like a refused login, one whose
+profile prints lines that end like prompts, and one whose ~/.bashrc sets
+``set -e`` and ``set -x``.
 
 The accounts are system-wide and shared by every lab on the machine (they are
 created once and kept), so their password is fixed.
@@ -19,6 +21,10 @@ LAB_USER = "ottotest"
 SLOW_USER = "ottoslow"
 DENIED_PROFILE_USER = "ottodenied"
 """Logs in fine, but its profile prints text that looks like a refused login."""
+MOTD_USER = "ottomotd"
+"""Logs in fine, but its profile prints lines that end like login and password prompts."""
+ERREXIT_USER = "ottoerrexit"
+"""Its ~/.bashrc turns on ``set -e`` and ``set -x`` for every shell, interactive or not."""
 LAB_PASSWORD = "otto-Lab-pw1"
 SLOW_STARTUP_SECONDS = 1
 
@@ -54,6 +60,20 @@ _DENIED_PROFILE = """# ~/.profile written by otto's test lab.
 echo "Access denied: this is only the profile talking"
 echo "Permission denied (but the login worked)"
 """
+
+
+# A message of the day whose lines end as prompts do (each line ends, though).
+_MOTD_PROFILE = (
+    _PROFILE
+    + """echo "Last login:"
+echo "Your password expires in 3 days. To change your password:"
+echo "User name:"
+echo "Username:"
+"""
+)
+
+# Before the interactive-only part: every shell bash starts for this user gets these.
+_ERREXIT_BASHRC = "set -e\nset -x\n" + _BASHRC
 
 
 def _write_owned(path: Path, text: str, uid: int, gid: int) -> None:
@@ -97,11 +117,13 @@ def ensure_users(lock_dir: Path) -> None:
             _ensure_account(LAB_USER, _BASHRC)
             _ensure_account(SLOW_USER, _SLOW_BASHRC)
             _ensure_account(DENIED_PROFILE_USER, _BASHRC, _DENIED_PROFILE)
+            _ensure_account(MOTD_USER, _BASHRC, _MOTD_PROFILE)
+            _ensure_account(ERREXIT_USER, _ERREXIT_BASHRC)
             subprocess.run(
                 ["chpasswd"],
                 input="".join(
                     f"{user}:{LAB_PASSWORD}\n"
-                    for user in (LAB_USER, SLOW_USER, DENIED_PROFILE_USER)
+                    for user in (LAB_USER, SLOW_USER, DENIED_PROFILE_USER, MOTD_USER, ERREXIT_USER)
                 ),
                 text=True,
                 check=True,

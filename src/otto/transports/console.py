@@ -432,7 +432,7 @@ class ConsoleLink:
         if dialog.failed:
             return dialog.refused(dialog.failed)
         received = dialog.buffer.text()
-        said = f"received: {tail(received)!r}" if received else "it printed nothing"
+        said = f"received: {tail(dialog.shown(received))!r}" if received else "it printed nothing"
         return ConnectError(
             self.name,
             f"no shell answered on the console {self.where} within {self.connect_timeout:g}s "

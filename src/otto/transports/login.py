@@ -4,7 +4,12 @@ data phase, and the inner shell whose exit status the login shell reports.
 A login is matched with ``ExpectBuffer.search_any`` (the earliest match wins),
 and a shell is proven by the answer to a sum, which its echo can never show.
 The password is written straight to the link: no library below otto traces it,
-and it is never part of a message or a log.
+and it is never part of a message or a log (it is registered with
+``otto.redact``, and every message built from what the link printed is masked).
+
+A prompt counts only where it ends what the link has printed so far (see
+``anchored``): a message of the day that says "Last login:" or "change your
+password:" on a line of its own is not a prompt.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import socket
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
+from otto import redact
 from otto.errors import AuthenticationError, ConnectError, tail
 from otto.expect import ExpectBuffer, ExpectMatch
 
@@ -27,14 +33,15 @@ __all__ = [
     "ExitWatch",
     "LoginDialog",
     "TelnetStripper",
+    "anchored",
     "inner_shell_command",
     "leave_inner",
     "set_keepalive",
     "telnet_answer",
 ]
 
-LOGIN_PROMPT = r"(?i)(login|username)\s*:\s*$"
-PASSWORD_PROMPT = r"(?i)password\s*:\s*$"
+LOGIN_PROMPT = r"(?i)(?<!last )(?:login|user ?name)[ \t]*:[ \t]*$"
+PASSWORD_PROMPT = r"(?i)password[ \t]*:[ \t]*$"
 FAILED = re.compile(r"(?i)login incorrect|authentication fail|access denied|permission denied")
 KEEPALIVE_PROBES = 3
 PROBE_WAITS = (0.05, 0.1, 0.2, 0.3, 0.5)
@@ -47,6 +54,23 @@ _IAC, _SB, _SE = 255, 250, 240
 _WILL, _WONT, _DO, _DONT = 251, 252, 253, 254
 # States of the Telnet data-phase reader.
 _DATA, _CMD, _OPTION, _SUB, _SUB_IAC = range(5)
+
+
+_ESC = r"(?:\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-Z\\-_])"
+_LEADING_FLAGS = re.compile(r"\A\(\?[aiLmsux]+\)")
+
+
+def anchored(prompt: str) -> re.Pattern[str]:
+    """``prompt`` as a login looks for it: where it ends what was printed so far.
+
+    Escape sequences (colours) after it belong to it; a match that ends a line
+    (a newline follows it) is not a prompt but text that merely looks like one.
+    """
+    compiled = re.compile(prompt, re.MULTILINE)
+    # Global flags such as (?i) must lead the whole pattern, not a group.
+    body = _LEADING_FLAGS.sub("", compiled.pattern)
+    body = re.sub(r"(?<!\\)\$\Z", "", body)  # the end is \Z, after any escapes
+    return re.compile(rf"(?:{body})(?<![\r\n]){_ESC}*\Z", compiled.flags)
 
 
 class _SocketOptions(Protocol):
@@ -236,8 +260,8 @@ class LoginDialog:
         self.name = name
         self.user = user
         self._password = password
-        self.login_re = re.compile(login_prompt, re.MULTILINE)
-        self.password_re = re.compile(password_prompt, re.MULTILINE)
+        self.login_re = anchored(login_prompt)
+        self.password_re = anchored(password_prompt)
         self._send = send
         self._read = read
         self.peer = peer
@@ -247,6 +271,13 @@ class LoginDialog:
 
     def __repr__(self) -> str:
         return f"<LoginDialog {self.name!r} user={self.user!r}>"
+
+    def shown(self, text: str) -> str:
+        """``text`` the link printed, fit for a message: every secret masked."""
+        password = self._password()
+        if password:
+            text = text.replace(password, redact.MASK)
+        return redact.redact(text)
 
     async def expect(self, patterns: Sequence[re.Pattern[str]]) -> ExpectMatch:
         """Read until one of ``patterns`` matches; ``ConnectError`` if the link closes."""
@@ -260,7 +291,7 @@ class LoginDialog:
                 raise ConnectError(
                     self.name,
                     f"{self.peer} closed the connection during login; it said: "
-                    f"{tail(buffer.text())!r}",
+                    f"{tail(self.shown(buffer.text()))!r}",
                 )
             buffer.feed(data)
 
@@ -269,7 +300,8 @@ class LoginDialog:
 
     def refused(self, said: str) -> AuthenticationError:
         return AuthenticationError(
-            self.name, f"login refused for {self.user}; {self.peer} said: {tail(said.strip())!r}"
+            self.name,
+            f"login refused for {self.user}; {self.peer} said: {tail(self.shown(said).strip())!r}",
         )
 
     async def log_in(self) -> None:
@@ -286,7 +318,7 @@ class LoginDialog:
             raise ConnectError(
                 self.name,
                 f"{self.peer} asks for a login and no user was given; it said: "
-                f"{tail(said.strip())!r}",
+                f"{tail(self.shown(said).strip())!r}",
             )
         self.send_line(self.user)
         found = await self.expect((self.password_re, FAILED))
@@ -296,7 +328,9 @@ class LoginDialog:
 
     async def answer_password(self) -> None:
         """The password prompt is showing: type the password and wait for a shell."""
-        self._send(((self._password() or "") + "\r").encode())
+        password = self._password() or ""
+        redact.register(password)  # its echo must never reach a message
+        self._send((password + "\r").encode())
         await self.prove_shell()
 
     async def prove_shell(self) -> None:
