@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 import doctest
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import otto
@@ -66,3 +68,24 @@ def test_every_export_is_lazy_and_listed_once() -> None:
     where = otto._WHERE  # type: ignore[attr-defined]
     assert sorted(where) == otto.__all__
     assert len(set(otto.__all__)) == len(otto.__all__)
+
+
+_RUFF = [sys.executable, "-m", "ruff", "check", "--no-cache", "--isolated"]
+_RUFF += ["--select", "F821,F704", "--output-format", "concise"]
+
+
+def test_no_example_has_an_undefined_name_or_a_top_level_await() -> None:
+    """pyflakes' rules through ruff: a name never defined or imported (F821), an
+    ``await`` outside a function (F704)."""
+    found = {}
+    for where, source in _example_sources().items():
+        done = subprocess.run(
+            [*_RUFF, "--stdin-filename", "example.py", "-"],
+            input=source,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            found[where] = done.stdout
+    assert found == {}
