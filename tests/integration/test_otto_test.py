@@ -125,6 +125,39 @@ def test_a_clean_run_prints_no_warning_and_names_its_folder_as_pytest_does(
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d{6}Z(-\d+)?", name) for name in names), names
 
 
+WAIT_FOR_ROUNDS = """
+import os, sqlite3, time
+
+def test_waits_for_two_rounds():
+    db = os.path.join(os.environ["RUN"], "monitor.db")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with sqlite3.connect(db) as c:
+            if c.execute("select count(*) from rounds").fetchone()[0] >= 2:
+                return
+        time.sleep(0.05)
+    raise AssertionError("the monitor sampled fewer than 2 rounds in 60 s")
+"""
+
+
+@pytest.mark.parametrize(("args", "interval"), [([], 1.0), (["--monitor-interval", "0.5"], 0.5)])
+def test_the_monitor_samples_short_runs_at_least_once_a_second(
+    tmp_path: Path, args: list[str], interval: float
+) -> None:
+    (tmp_path / "test_short.py").write_text(WAIT_FOR_ROUNDS)
+    run = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "otto", "test", "--output", str(run), "--monitor", *args,
+         "test_short.py"],
+        capture_output=True, text=True, env={**clean_env(), "RUN": str(run)}, cwd=tmp_path,
+        timeout=DEADLINE, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (stored,) = MetricStore(run / "monitor.db").runs()
+    assert stored.interval == interval
+    assert stored.rounds >= 2
+
+
 def test_pytest_args_pass_through_and_junit_goes_where_asked(tmp_path: Path) -> None:
     junit = tmp_path / "ci" / "results.xml"
     proc = otto_test(

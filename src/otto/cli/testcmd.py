@@ -66,6 +66,7 @@ def pytest_argv(
     threshold: float | None = None,
     monitor: bool = False,
     junit: Path | None = None,
+    monitor_interval: float | None = None,
 ) -> list[str]:
     """pytest's command line for an otto run: otto's options first, then the user's.
 
@@ -83,6 +84,8 @@ def pytest_argv(
         argv += ["--otto-threshold", f"{threshold:g}"]
     if monitor:
         argv.append("--otto-monitor")
+    if monitor_interval is not None:
+        argv += ["--otto-monitor-interval", f"{monitor_interval:g}"]
     if junit is not None:
         argv += ["--otto-junit", str(junit)]
     return [*argv, *pytest_args]
@@ -153,6 +156,7 @@ def run_tests(
     monitor: bool = False,
     junit: Path | None = None,
     force: bool = False,
+    monitor_interval: float | None = None,
 ) -> int:
     """Run pytest on ``pytest_args`` as an otto run; return the command's exit status.
 
@@ -176,6 +180,7 @@ def run_tests(
         threshold=threshold,
         monitor=monitor,
         junit=junit,
+        monitor_interval=monitor_interval,
     )
     watch = _Interruption()
     with _sigterm_interrupts() as terminated:
@@ -294,6 +299,16 @@ def test_command(  # noqa: PLR0917 (typer passes each option as a parameter)
             help="Sample the lab's hosts for the whole run (monitor.db; charts in the report).",
         ),
     ] = False,
+    monitor_interval: Annotated[
+        float | None,
+        typer.Option(
+            "--monitor-interval",
+            min=0.01,
+            metavar="SECONDS",
+            help="Seconds between --monitor's samples. Default: 1.",
+            show_default=False,
+        ),
+    ] = None,
     output: Annotated[
         Path | None,
         typer.Option(
@@ -343,5 +358,6 @@ def test_command(  # noqa: PLR0917 (typer passes each option as a parameter)
             monitor=monitor,
             junit=junit,
             force=bool(ctx.find_root().params.get("force")),
+            monitor_interval=monitor_interval,
         )
     )

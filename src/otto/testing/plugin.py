@@ -79,7 +79,8 @@ _RUN_MARK = ".otto-run"
 _TAIL_LINES = 20
 _TAIL_CHARS = 2000
 _UP_TIMEOUT = 30.0
-_MONITOR_INTERVAL = 5.0
+_MONITOR_INTERVAL = 1.0
+"""Seconds between the run-wide monitor's rounds: a run of a few seconds has its charts."""
 _TEST_MONITOR_INTERVAL = 1.0
 _CANCEL_TIMEOUT = 30.0
 """Seconds a test ended from outside (a timeout) is given to cancel its commands."""
@@ -152,6 +153,15 @@ _OPTIONS = [
             default=False,
             help="sample the lab's hosts for the whole run into monitor.db, "
             "an event at each test's start and end",
+        ),
+    ),
+    (
+        "monitor-interval",
+        dict(
+            type=_positive_float,
+            default=_MONITOR_INTERVAL,
+            metavar="S",
+            help=f"seconds between the --monitor's rounds (default {_MONITOR_INTERVAL:g})",
         ),
     ),
     (
@@ -484,6 +494,7 @@ class OttoPlugin:
         self.duration: float | None = opt.otto_duration
         self.threshold: float | None = opt.otto_threshold
         self.monitor_run: bool = opt.otto_monitor
+        self.monitor_interval: float = opt.otto_monitor_interval
         self.transcript_limit: int = opt.otto_transcript_limit
         patterns = opt.otto_crash_pattern or list(DEFAULT_CRASH_PATTERNS)
         try:
@@ -1076,7 +1087,7 @@ class OttoPlugin:
         self._activate()
         lab = self.lab()
         self._collector = Collector(
-            lab.hosts(), interval=_MONITOR_INTERVAL, db=self.run_dir / "monitor.db"
+            lab.hosts(), interval=self.monitor_interval, db=self.run_dir / "monitor.db"
         )
         otto_loop.run(self._collector.start())
 
@@ -1186,7 +1197,9 @@ class OttoPlugin:
             log.exception("writing the report in %s failed", self.run_dir)
 
     @pytest.hookimpl(wrapper=True, tryfirst=True, specname="pytest_terminal_summary")
-    def pytest_terminal_summary_of_repeats(self, terminalreporter: Any) -> Generator[None, None, None]:
+    def pytest_terminal_summary_of_repeats(
+        self, terminalreporter: Any
+    ) -> Generator[None, None, None]:
         """pytest's sections of a repeating run: each failure names its iteration; with
         ``--duration``, one entry per test (how many of its runs failed, in which
         iterations, the first one's report) instead of one per failed run."""
