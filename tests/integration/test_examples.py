@@ -13,13 +13,15 @@ marker, an HTML comment on the line just above the fence:
 - ``<!-- example: skip, REASON -->``: not run; the reason says why (rare).
 - Blocks with no language (output, layouts) are not code.
 
-Every run asserts exit status 0 and nothing on stderr. Hosts are the lab's:
+Every run asserts exit status 0 and nothing on stderr (but the lines
+``EXPECTED_STDERR`` names for its section). Hosts are the lab's:
 the literals in ``STAND_INS`` (the addresses and user names the examples show)
 are replaced by the lab's real ones, and nothing else of the text changes.
 Credentials come from the environment (``BOARD_PW``, ...) and from the
 process's ``HOME``, whose ``~/.ssh`` holds the lab's key and known_hosts. An
-example runs in a work directory of its own holding ``lab.json`` (the lab of
-``LAB_FILES``: lab hosts under the names the examples use), ``myproject/``
+example runs in a work directory of its own holding ``lab.json`` (from
+``_lab_files``: lab hosts under the names the examples use; the same lab as
+``~/.ssh/config``, ``inventory.ini`` and ``secrets.yaml``), ``myproject/``
 (examples/myproject: the instruction ``otto run deploy`` runs) and the
 user's own files the examples name (``USER_FILES``). ``examples/`` is linked
 there, so ``otto test examples/tests`` runs the project's example suite.
@@ -304,14 +306,18 @@ def _literal(literal: str) -> re.Pattern[str]:
     return re.compile(r"(?<![\w.])" + re.escape(literal))
 
 
+def _constant(value: str) -> Callable[[re.Match[str]], str]:
+    return lambda _: value
+
+
 def substitute(code: str, labs: Labs) -> tuple[str, set[str]]:
     """``code`` with the lab's hosts in place of the examples' ones, and the parts used."""
     needs: set[str] = set()
     for literal, stand in STAND_INS.items():
         if _literal(literal).search(code):
             needs.add(stand.needs)
-            value = stand.value(labs)
-            code = _literal(literal).sub(lambda _, value=value: value, code)
+            # A function as the replacement: the value is taken as it is, not as a template.
+            code = _literal(literal).sub(_constant(stand.value(labs)), code)
     return code, needs
 
 

@@ -65,7 +65,7 @@ def test_power_spec_is_exported() -> None:
 
 
 def test_every_export_is_lazy_and_listed_once() -> None:
-    where = otto._WHERE  # type: ignore[attr-defined]
+    where = otto._WHERE
     assert sorted(where) == otto.__all__
     assert len(set(otto.__all__)) == len(otto.__all__)
 
