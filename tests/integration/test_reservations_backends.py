@@ -231,6 +231,68 @@ async def test_a_holder_killed_with_sigkill_frees_the_host(
     assert taken.since >= lease.until  # free only once the dead holder's lease had ended
 
 
+async def test_a_killed_holder_of_a_long_reservation_frees_it_within_a_heartbeat(
+    store_url: str, lab_env: tuple[Lab, dict[str, str]], names: Callable[[str], str]
+) -> None:
+    """An hour asked for, a 2 s heartbeat: SIGKILL frees the host one heartbeat later."""
+    _, env = lab_env
+    host, hour, heartbeat = names("web1"), 3600.0, 2.0
+    holder = await start_holder({**env, "OTTO_HEARTBEAT": str(heartbeat)}, host, hour, store_url)
+    try:
+        (lease,) = await leases(store_url, host)
+        # The store holds one heartbeat, not the hour: the lease a dead holder leaves.
+        assert abs((lease.until - lease.since).total_seconds() - heartbeat) < 0.01, lease
+        holder.send_signal(signal.SIGKILL)
+        await holder.wait()
+    finally:
+        if holder.returncode is None:
+            holder.kill()
+            await holder.wait()
+    (last,) = await leases(store_url, host)  # perhaps renewed once before the kill
+    assert last.until - datetime.now(UTC) <= timedelta(seconds=heartbeat)
+    await past(last.until)
+    assert await free(store_url, host), f"{host} still held after its heartbeat ended"
+
+
+async def test_a_living_holder_keeps_renewing_its_heartbeat(
+    store_url: str, lab_env: tuple[Lab, dict[str, str]], names: Callable[[str], str]
+) -> None:
+    _, env = lab_env
+    host, heartbeat = names("web1"), 1.5
+    holder = await start_holder({**env, "OTTO_HEARTBEAT": str(heartbeat)}, host, 3600, store_url)
+    try:
+        (first,) = await leases(store_url, host)
+        assert abs((first.until - first.since).total_seconds() - heartbeat) < 0.01, first
+        await past(first.until)
+        (later,) = await leases(store_url, host)  # renewed every third of the heartbeat
+        assert later.until > first.until
+        assert later.since == first.since
+        assert not await free(store_url, host)
+    finally:
+        holder.kill()
+        await holder.wait()
+
+
+async def test_reserving_again_never_shortens_a_reservation(
+    store_url: str, names: Callable[[str], str]
+) -> None:
+    host = names("web1")
+    store = open_store(store_url)
+    try:
+        long = await store.reserve([host], holder="bob", claim="hand:bob", duration=7200)
+        short = await store.reserve([host], holder="bob", claim="hand:bob", duration=600)
+        assert short.leases[0].until == long.leases[0].until
+        assert short.leases[0].since == long.leases[0].since
+        longer = await store.reserve([host], holder="bob", claim="hand:bob", duration=9000)
+        assert longer.leases[0].until > long.leases[0].until
+        # Another claim's reservation, once the old one is gone, is its own.
+        await store.release([host], claim="hand:bob")
+        fresh = await store.reserve([host], holder="amy", claim="hand:amy", duration=60)
+        assert fresh.leases[0].until < long.leases[0].until
+    finally:
+        await store.close()
+
+
 async def test_leases_use_the_store_clock_not_the_client(
     store_url: str, lab_env: tuple[Lab, dict[str, str]], names: Callable[[str], str]
 ) -> None:
@@ -361,3 +423,27 @@ async def test_cli_reserves_in_postgres(
     started = time.monotonic()
     assert otto_cli("host", web1, "run", "true", user="alice@laptop").returncode == 0
     assert time.monotonic() - started < 60
+
+
+async def test_store_passwords_are_never_shown(
+    pg: postgres.PostgresServer, lab_env: tuple[Lab, dict[str, str]]
+) -> None:
+    """A password with '@' in it, or given as ?password=, is masked in every message."""
+    lab, env = lab_env
+    at = f"{pg.address}:{pg.port}/postgres"
+    wrong = "wr0ng@pa:ss-word"
+    cases = {
+        # Right password as ?password=: it works, and the listing names the store masked.
+        f"postgresql://{postgres.USER}@{at}?password={postgres.PASSWORD}": postgres.PASSWORD,
+        # A wrong password holding '@': refused by the server, masked whole in the error.
+        f"postgresql://{postgres.USER}:{wrong}@{at}": wrong,
+        f"postgresql://{postgres.USER}@{at}?sslmode=disable&password={wrong}": wrong,
+    }
+    for url, password in cases.items():
+        result = await asyncio.to_thread(
+            run_otto, {**env, "OTTO_RESERVATIONS": url}, "reservations", lab.names[0]
+        )
+        shown = result.stdout + result.stderr
+        assert "***" in shown, shown
+        for part in {password, *password.split("@"), *password.split(":")}:
+            assert part not in shown, (url, shown)

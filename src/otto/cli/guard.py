@@ -74,7 +74,9 @@ def _note(message: str) -> None:
 
 def refuse(leases: Sequence[Lease]) -> NoReturn:
     """Say who holds which host until when (stderr) and exit with status 3."""
-    lines = [f"{lease.host}: reserved by {lease.describe()}" for lease in leases]
+    from otto.reservations.base import printable
+
+    lines = [f"{printable(lease.host)}: reserved by {lease.describe()}" for lease in leases]
     fail("\n".join(lines) + " (--force acts anyway)", EXIT_RESERVED)
 
 
@@ -91,6 +93,7 @@ def guard(lab: Lab, names: Sequence[str], *, force: bool, dry_run: bool = False)
             be reached (one line naming it, password masked, and why).
     """
     from otto.reservations import format_time, holder_identity
+    from otto.reservations.base import printable
 
     store = _store(lab)
     try:
@@ -107,7 +110,8 @@ def guard(lab: Lab, names: Sequence[str], *, force: bool, dry_run: bool = False)
         elif lease.holder == me:
             lines.append(f"{name}: reserved by you until {format_time(lease.until)}")
         else:
-            line = f"{name}: reserved by {lease.holder} until {format_time(lease.until)}"
+            holder = printable(lease.holder)
+            line = f"{name}: reserved by {holder} until {format_time(lease.until)}"
             lines.append(f"{line}, overridden by --force" if force else line)
             others.append(lease)
     if others and not force:

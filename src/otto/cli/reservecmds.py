@@ -8,6 +8,7 @@ belongs to one claim, ``hand:HOLDER``.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -183,6 +184,7 @@ def reserve_command(
 
     from otto.lab import current_lab
     from otto.reservations import RUN_ENV, Lease, format_time, hand_claim, holder_identity
+    from otto.reservations.base import check_labels, printable
 
     lab = current_lab()
     try:
@@ -197,6 +199,11 @@ def reserve_command(
         fail("name the hosts to reserve (NAMES or --tags)")
     force = _forced(ctx)
     me = holder_identity()
+    run = os.environ.get(RUN_ENV, "").strip() or "otto reserve"
+    try:
+        check_labels(holder=me, note=note, run=run)
+    except ValueError as exc:
+        fail(str(exc))
     claim = hand_claim(me)
     store = _with_store("reserve", lab)
     if _dry_run(ctx):
@@ -216,7 +223,7 @@ def reserve_command(
                 claim=claim,
                 duration=seconds,
                 note=note,
-                run=os.environ.get(RUN_ENV, "").strip() or "otto reserve",
+                run=run,
                 force=force,
             )
             return list(grant.leases), taken
@@ -230,7 +237,9 @@ def reserve_command(
     for lease in taken:
         _note(f"{lease.host}: --force takes it from {lease.describe()}")
     for lease in leases:
-        sys.stdout.write(f"{lease.host}: reserved by you until {format_time(lease.until)}\n")
+        sys.stdout.write(
+            f"{printable(lease.host)}: reserved by you until {format_time(lease.until)}\n"
+        )
 
 
 def release_command(
@@ -249,6 +258,7 @@ def release_command(
 
     from otto.lab import current_lab
     from otto.reservations import holder_identity
+    from otto.reservations.base import printable
 
     lab = current_lab()
     chosen = _selected(lab, names or [], [], strict=False) if names else None
@@ -292,7 +302,7 @@ def release_command(
         _note(f"{lease.host}: --force ends the reservation of {lease.describe()}")
     done = {lease.host for lease in ended}
     for lease in ended:
-        sys.stdout.write(f"{lease.host}: released\n")
+        sys.stdout.write(f"{printable(lease.host)}: released\n")
     for name in chosen or []:
         if name not in done:
             sys.stdout.write(f"{name}: was not reserved\n")
@@ -309,12 +319,21 @@ def reservations_command(
             show_default=False,
         ),
     ] = None,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print a JSON list: one object per reservation (host, holder, since, "
+            "until, note, run, mine).",
+        ),
+    ] = False,
 ) -> None:
     """List the reservations in force: host, holder, since, until, note."""
     from otto.cli.guard import leases_of
     from otto.cli.output import use_colour
     from otto.lab import current_lab
     from otto.reservations import format_time, holder_identity
+    from otto.reservations.base import printable
 
     lab = current_lab()
     chosen = _selected(lab, hosts, [], strict=False) if hosts else None
@@ -323,18 +342,35 @@ def reservations_command(
         leases = leases_of(store, chosen)
     except ReservationStoreError as exc:
         fail(str(exc), code=EXIT_STORE)
+    me = holder_identity()
+    if as_json:
+        # json.dumps escapes every control character: the values are kept as stored.
+        listed = [
+            {
+                "host": lease.host,
+                "holder": lease.holder,
+                "since": lease.since.isoformat(),
+                "until": lease.until.isoformat(),
+                "note": lease.note,
+                "run": lease.run,
+                "mine": lease.holder == me,
+            }
+            for lease in leases
+        ]
+        sys.stdout.write(json.dumps(listed, indent=2) + "\n")
+        return
     if not leases:
         sys.stdout.write(f"no reservations in {store.where}\n")
         return
-    me = holder_identity()
     header = ("HOST", "HOLDER", "SINCE", "UNTIL", "NOTE")
+    # Every cell escaped: a holder or note can come from anyone who writes to the store.
     rows = [
         (
-            lease.host,
-            lease.holder + (" (you)" if lease.holder == me else ""),
+            printable(lease.host),
+            printable(lease.holder) + (" (you)" if lease.holder == me else ""),
             format_time(lease.since),
             _until(lease),
-            lease.note or "-",
+            printable(lease.note) or "-",
         )
         for lease in leases
     ]

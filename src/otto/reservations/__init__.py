@@ -6,10 +6,13 @@
         for host in hosts:
             await host.run("flash-firmware")
 
-``otto.reserve`` takes every host or none, in one transaction of the store, and
-renews the lease every third of ``duration`` while the block runs; leaving the
-block releases it. A holder that dies stops renewing, and its hosts are free
-once the lease expires: no stale locks. If the store cannot be reached until
+``otto.reserve`` takes every host or none, in one transaction of the store. The
+lease in the store is a short heartbeat (``heartbeat``, 60 s by default, or
+``duration`` when that is shorter), renewed every third of it while the block
+runs; leaving the block releases it. A holder that dies stops renewing, and
+its hosts are free within one heartbeat, whatever ``duration`` it asked for:
+no stale locks. (``otto reserve --for 2h`` by hand has no process to renew
+it: its lease is its fixed end.) If the store cannot be reached until
 the lease's end, the lease is lost: from then on the hosts refuse every verb
 (``LeaseLost``, naming the host and the store) rather than act on a host that
 someone else may now hold.
@@ -53,7 +56,9 @@ if TYPE_CHECKING:
     from otto.lab import Lab
 
 __all__ = [
+    "DEFAULT_HEARTBEAT",
     "ENV_VAR",
+    "HEARTBEAT_ENV",
     "HOLDER_ENV",
     "RUN_ENV",
     "Grant",
@@ -62,6 +67,7 @@ __all__ = [
     "ReservationStore",
     "format_time",
     "hand_claim",
+    "heartbeat_seconds",
     "holder_identity",
     "mask_url",
     "open_store",
@@ -79,6 +85,10 @@ ENV_VAR = "OTTO_RESERVATIONS"
 
 #: Lease length of ``otto.reserve`` when none is given (seconds).
 DEFAULT_DURATION = 60.0
+#: The longest a lease of ``otto.reserve`` lasts between renewals (seconds).
+DEFAULT_HEARTBEAT = 60.0
+#: The environment variable giving the heartbeat in seconds (default ``DEFAULT_HEARTBEAT``).
+HEARTBEAT_ENV = "OTTO_HEARTBEAT"
 
 
 def store_url(lab: Lab | None = None) -> str:
@@ -114,6 +124,29 @@ def open_store(url: str | None = None, *, lab: Lab | None = None) -> Reservation
         f"reservation store {mask_url(url)}: unknown kind of URL "
         "(expected sqlite:///PATH or postgresql://...)"
     )
+
+
+def heartbeat_seconds(given: float | timedelta | None = None) -> float:
+    """The heartbeat: ``given``, else ``$OTTO_HEARTBEAT``, else ``DEFAULT_HEARTBEAT``.
+
+    Raises:
+        ValueError: it is not a positive number of seconds.
+    """
+    if given is None:
+        text = os.environ.get(HEARTBEAT_ENV, "").strip()
+        if not text:
+            return DEFAULT_HEARTBEAT
+        try:
+            seconds = float(text)
+        except ValueError:
+            raise ValueError(f"${HEARTBEAT_ENV}: {text!r} is not a number of seconds") from None
+        where = f"${HEARTBEAT_ENV}"
+    else:
+        seconds = given.total_seconds() if isinstance(given, timedelta) else float(given)
+        where = "heartbeat"
+    if not seconds > 0 or seconds == float("inf"):
+        raise ValueError(f"{where} must be a positive number of seconds, not {seconds:g}")
+    return seconds
 
 
 def resolve_hosts(lab: Lab, names_or_tags: str | Sequence[str]) -> list[str]:
@@ -237,16 +270,21 @@ async def reserve(
     note: str = "",
     lab: Lab | None = None,
     store: str | ReservationStore | None = None,
+    heartbeat: float | timedelta | None = None,
 ) -> AsyncIterator[list[Host]]:
     """Hold hosts for the block: every one of them or none, renewed while held.
 
     Args:
         names_or_tags: host names, or tags naming every host that has them.
-        duration: the lease, renewed every third of it; a holder that dies
-            frees its hosts this long after its last renewal.
+        duration: the longest a lease lasts between renewals; the store's
+            lease is the shorter of this and ``heartbeat``.
         note: shown beside the lease in ``otto reservations``.
         lab: the lab the names are in (default: the current lab).
         store: a store URL or an open store (default: see ``store_url``).
+        heartbeat: the lease written to the store (default ``$OTTO_HEARTBEAT``,
+            else 60 s), renewed every third of it: a holder that dies (even
+            with SIGKILL) frees its hosts at most this long after its last
+            renewal.
 
     Yields:
         The lab's host objects, in the order named.
@@ -260,8 +298,10 @@ async def reserve(
     from otto.lab import current_lab
 
     seconds = duration.total_seconds() if isinstance(duration, timedelta) else float(duration)
-    if seconds <= 0:
+    if not seconds > 0:
         raise ValueError(f"duration must be positive, not {seconds:g}s")
+    # The lease a dead holder leaves behind: one heartbeat, never the whole duration.
+    lease = min(seconds, heartbeat_seconds(heartbeat))
     the_lab = lab if lab is not None else current_lab()
     names = resolve_hosts(the_lab, names_or_tags)
     owned = not isinstance(store, ReservationStore)
@@ -274,14 +314,14 @@ async def reserve(
             names,
             holder=holder_identity(),
             claim=claim,
-            duration=seconds,
+            duration=lease,
             note=note,
             run=run_identity(),
         )
         holding.granted(grant, sent)
         hosts = [the_lab.host(name) for name in names]
         previous = [host.set_guard(holding) for host in hosts]
-        renewing = asyncio.create_task(_renew(holding, seconds), name=f"renew {','.join(names)}")
+        renewing = asyncio.create_task(_renew(holding, lease), name=f"renew {','.join(names)}")
         try:
             yield hosts
         finally:

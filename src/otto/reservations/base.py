@@ -28,10 +28,13 @@ __all__ = [
     "Grant",
     "Lease",
     "ReservationStore",
+    "check_labels",
+    "check_text",
     "format_time",
     "hand_claim",
     "holder_identity",
     "mask_url",
+    "printable",
     "reserved_message",
     "run_identity",
 ]
@@ -41,7 +44,10 @@ HOLDER_ENV = "OTTO_USER"
 #: The environment variable naming the run that holds a lease (default ``machine:pid``).
 RUN_ENV = "OTTO_RUN"
 
-_PASSWORD_RE = re.compile(r"(://[^:/@]*:)([^@]*)(@)")
+# Control characters (C0, DEL, C1), line and paragraph separators, and the
+# bidirectional overrides: what can move a terminal's cursor, retitle its
+# window, clear its screen, forge a line or reorder what a person reads.
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
 def holder_identity() -> str:
@@ -68,13 +74,57 @@ def hand_claim(holder: str) -> str:
 
 
 def mask_url(url: str) -> str:
-    """``url`` with its password replaced by ``***``, for messages and listings."""
-    return _PASSWORD_RE.sub(r"\1***\3", url)
+    """``url`` with its password masked (``user:pw@`` and ``?password=``), for messages."""
+    from otto import redact
+
+    return redact.redact(url)
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character escaped (``\\x1b``, ``\\n``), safe to print.
+
+    A holder or note written by another program (or an older otto) could
+    otherwise clear the reader's screen or forge a row of a listing.
+    """
+    return _CONTROL_RE.sub(_escape, text)
+
+
+def _escape(m: re.Match[str]) -> str:
+    char = m.group()
+    code = ord(char)
+    named = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(char)
+    if named is not None:
+        return named
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def check_text(what: str, text: str) -> None:
+    """Refuse a holder, note or run name that holds a control character.
+
+    Raises:
+        ValueError: naming ``what``, with the text escaped.
+    """
+    if _CONTROL_RE.search(text):
+        raise ValueError(
+            f"{what} '{printable(text)}' holds a control character "
+            "(escapes, newlines and tabs are not allowed)"
+        )
 
 
 def format_time(when: datetime) -> str:
     """``2026-12-01 17:00:00Z``: a lease time as people read it (UTC)."""
     return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def check_labels(*, holder: str, note: str, run: str) -> None:
+    """``check_text`` on what a reservation writes beside the host.
+
+    Raises:
+        ValueError: one of them holds a control character.
+    """
+    check_text("holder ($OTTO_USER)", holder)
+    check_text("note", note)
+    check_text("run ($OTTO_RUN)", run)
 
 
 @dataclass(frozen=True)
@@ -93,8 +143,8 @@ class Lease:
 
     def describe(self) -> str:
         """``bob@ci until 2026-12-01 17:00:00Z (note)``, for messages."""
-        text = f"{self.holder} until {format_time(self.until)}"
-        return f"{text} ({self.note})" if self.note else text
+        text = f"{printable(self.holder)} until {format_time(self.until)}"
+        return f"{text} ({printable(self.note)})" if self.note else text
 
 
 @dataclass(frozen=True)
@@ -143,12 +193,15 @@ class ReservationStore(abc.ABC):
     ) -> Grant:
         """Take every one of ``hosts`` for ``duration`` seconds, or none, in one transaction.
 
-        A host already held by ``claim`` is extended (its ``since`` kept). With
-        ``force``, hosts held by other claims are taken from them.
+        A host already held by ``claim`` is extended (its ``since`` kept, its
+        end never moved earlier). With ``force``, hosts held by other claims
+        are taken from them.
 
         Raises:
             ReservedError: some hosts are held by other claims (``leases`` lists
                 them); nothing was taken.
+            ValueError: ``holder``, ``note`` or ``run`` holds a control character
+                (see ``check_text``).
         """
 
     @abc.abstractmethod
@@ -212,4 +265,4 @@ def utc(seconds: float) -> datetime:
 
 def reserved_message(leases: Sequence[Lease]) -> str:
     """``web1: reserved by bob@ci until ...; web2: ...``: who holds what, for an error."""
-    return "; ".join(f"{lease.host}: reserved by {lease.describe()}" for lease in leases)
+    return "; ".join(f"{printable(lease.host)}: reserved by {lease.describe()}" for lease in leases)

@@ -18,9 +18,18 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import parse_qsl, unquote, urlsplit
 
+from otto import redact
 from otto.errors import ReservationStoreError, ReservedError
-from otto.reservations.base import Grant, Lease, ReservationStore, mask_url, reserved_message
+from otto.reservations.base import (
+    Grant,
+    Lease,
+    ReservationStore,
+    check_labels,
+    mask_url,
+    reserved_message,
+)
 
 if TYPE_CHECKING:
     import asyncpg
@@ -53,7 +62,8 @@ ON CONFLICT (host) DO UPDATE SET
     holder = EXCLUDED.holder, claim = EXCLUDED.claim, run = EXCLUDED.run, note = EXCLUDED.note,
     since = CASE WHEN l.claim = EXCLUDED.claim AND l.until > now() THEN l.since
                  ELSE EXCLUDED.since END,
-    until = EXCLUDED.until
+    until = CASE WHEN l.claim = EXCLUDED.claim AND l.until > now()
+                 THEN GREATEST(l.until, EXCLUDED.until) ELSE EXCLUDED.until END
 WHERE $7 OR l.until <= now() OR l.claim = EXCLUDED.claim
 RETURNING {_COLUMNS}, now()
 """
@@ -69,6 +79,19 @@ RETURNING {_COLUMNS}, now()
 # Sorted by the client: the check before every action is this query, kept lean.
 _LEASES_OF = f"SELECT {_COLUMNS} FROM {TABLE} WHERE host = ANY($1::text[]) AND until > now()"
 _ALL_LEASES = f"SELECT {_COLUMNS} FROM {TABLE} WHERE until > now() ORDER BY host"
+
+
+def _passwords(url: str) -> list[str]:
+    """The passwords a libpq URL holds: in its user info and as ``?password=``."""
+    try:
+        parts = urlsplit(url)
+        given = [parts.password or ""]
+    except ValueError:
+        given = []
+    query = url.partition("?")[2]
+    given += [v for k, v in parse_qsl(query, keep_blank_values=True) if k.lower() == "password"]
+    # As written (percent-escaped) and as sent.
+    return [x for v in given if v for x in dict.fromkeys([v, unquote(v)])]
 
 
 def _lease(row: Any) -> Lease:
@@ -87,13 +110,28 @@ class PostgresStore(ReservationStore):
     """Leases in a PostgreSQL table, ``otto_leases`` (created on first use).
 
     Args:
-        url: ``postgresql://USER:PASSWORD@HOST:PORT/DB`` (as libpq takes it).
+        url: ``postgresql://USER:PASSWORD@HOST:PORT/DB`` (as libpq takes it:
+            an ``@`` in the password is written ``%40``).
         timeout: seconds a connection or a call may take before the store
             counts as unreachable (``ReservationStoreError``).
+
+    Raises:
+        ReservationStoreError: the URL has an ``@`` left unescaped in its user
+            or password (the driver would cut the URL there).
     """
 
     def __init__(self, url: str, *, timeout: float = TIMEOUT) -> None:
         self.url = url
+        # Registered, so that a message of the library below that quotes the
+        # password (in any form) is masked wherever otto writes it.
+        redact.register(*_passwords(url))
+        netloc = url.partition("://")[2].partition("/")[0].partition("?")[0]
+        if netloc.count("@") > 1:
+            # asyncpg would split it at the first '@' and quote the rest back.
+            raise ReservationStoreError(
+                f"reservation store {self.where}: an '@' in the user or password must "
+                "be written %40"
+            )
         self.timeout = timeout
         self._conn: asyncpg.Connection | None = None
         self._lock = asyncio.Lock()
@@ -202,6 +240,7 @@ class PostgresStore(ReservationStore):
         run: str = "",
         force: bool = False,
     ) -> Grant:
+        check_labels(holder=holder, note=note, run=run)
         wanted = list(dict.fromkeys(hosts))
 
         async def work(conn: asyncpg.Connection) -> Grant:

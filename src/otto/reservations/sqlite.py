@@ -25,7 +25,14 @@ from typing import TypeVar
 from urllib.parse import quote
 
 from otto.errors import ReservationStoreError, ReservedError
-from otto.reservations.base import Grant, Lease, ReservationStore, reserved_message, utc
+from otto.reservations.base import (
+    Grant,
+    Lease,
+    ReservationStore,
+    check_labels,
+    reserved_message,
+    utc,
+)
 
 __all__ = ["APPLICATION_ID", "BUSY_TIMEOUT", "SQLiteStore", "default_path", "path_of_url"]
 
@@ -108,7 +115,25 @@ class SQLiteStore(ReservationStore):
     # --- opening --------------------------------------------------------------------
 
     def _fail(self, what: str, exc: BaseException) -> ReservationStoreError:
-        return ReservationStoreError(f"reservation store {self.path}: {what}: {_reason(exc)}")
+        return ReservationStoreError(
+            f"reservation store {self.path}: {what}: {_reason(exc)}{self._cause(exc)}"
+        )
+
+    def _cause(self, exc: BaseException) -> str:
+        """What lies behind a SQLite error about the disk, and that nothing is lost."""
+        code = getattr(exc, "sqlite_errorcode", None)
+        if code is None:
+            return ""
+        code &= 0xFF  # the primary code of an extended one
+        kept = "the reservations in it are kept"
+        folder = self.path.parent
+        if code == sqlite3.SQLITE_FULL or (code == sqlite3.SQLITE_IOERR and _full(folder)):
+            return f" (the disk holding {folder} is full: free some space; {kept})"
+        if code == sqlite3.SQLITE_READONLY or _read_only_fs(folder):
+            return f" (the file or its file system is read-only; {kept})"
+        if code == sqlite3.SQLITE_IOERR:
+            return f" (the disk holding {folder} failed a read or write; {kept})"
+        return ""
 
     def _connect(self, *, create: bool) -> sqlite3.Connection | None:
         """The open connection; None when the file does not exist and ``create`` is false."""
@@ -164,10 +189,13 @@ class SQLiteStore(ReservationStore):
         try:
             state = self._state(conn)
         except sqlite3.DatabaseError as exc:
-            raise ReservationStoreError(
-                f"reservation store {self.path}: not a readable SQLite database "
-                f"({_reason(exc)}); the file is left as it is: move it away to start afresh"
-            ) from None
+            if _corrupt(exc):
+                raise ReservationStoreError(
+                    f"reservation store {self.path}: not a readable SQLite database "
+                    f"({_reason(exc)}); the file is left as it is: move it away to start afresh"
+                ) from None
+            # A full or failing disk is no reason to throw the reservations away.
+            raise self._fail("cannot read it", exc) from None
         if state == "otto":
             return
         # Processes creating the file at once: switching to WAL answers "locked"
@@ -209,9 +237,14 @@ class SQLiteStore(ReservationStore):
         try:
             (app_id,) = conn.execute("PRAGMA application_id").fetchone()
             (tables,) = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        finally:
-            if not outer:
-                conn.execute("COMMIT")
+        except BaseException:
+            # SQLite may have ended the transaction itself (an I/O error): the
+            # error to report is this one, not a failed COMMIT after it.
+            if not outer and conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        if not outer:
+            conn.execute("COMMIT")
         if app_id == APPLICATION_ID:
             return "otto"
         if app_id == 0 and not tables:
@@ -271,6 +304,7 @@ class SQLiteStore(ReservationStore):
         run: str = "",
         force: bool = False,
     ) -> Grant:
+        check_labels(holder=holder, note=note, run=run)
         wanted = json.dumps(list(dict.fromkeys(hosts)))
 
         def work(conn: sqlite3.Connection) -> Grant:
@@ -290,8 +324,11 @@ class SQLiteStore(ReservationStore):
                 "ON CONFLICT(host) DO UPDATE SET holder = excluded.holder, "
                 "claim = excluded.claim, run = excluded.run, note = excluded.note, "
                 "since = CASE WHEN leases.claim = excluded.claim AND leases.until > ? "
-                "THEN leases.since ELSE excluded.since END, until = excluded.until",
-                (holder, now, now + duration, note, run, claim, wanted, now),
+                "THEN leases.since ELSE excluded.since END, "
+                # Reserving again extends a claim's lease, never shortens it.
+                "until = CASE WHEN leases.claim = excluded.claim AND leases.until > ? "
+                "THEN max(leases.until, excluded.until) ELSE excluded.until END",
+                (holder, now, now + duration, note, run, claim, wanted, now, now),
             )
             return Grant(tuple(self._rows(conn, wanted, now)), utc(now))
 
@@ -382,6 +419,23 @@ class SQLiteStore(ReservationStore):
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+
+
+def _corrupt(exc: BaseException) -> bool:
+    """Whether SQLite says the file itself is damaged or not a database."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is None:
+        # Without a code (older Pythons), only SQLite's own words tell.
+        text = str(exc)
+        return "not a database" in text or "malformed" in text
+    return code & 0xFF in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT)
+
+
+def _full(folder: Path) -> bool:
+    try:
+        return os.statvfs(folder).f_bavail == 0
+    except OSError:
+        return False
 
 
 def _read_only_fs(folder: Path) -> bool:
