@@ -202,7 +202,10 @@ def setup_bytes(token: str, *, pty: bool, seq: int = 0) -> bytes:
 
     Ends with marker ``seq`` carrying the shell's PID.
     """
-    lines = []
+    # First of all: a start-up file's `set -e` would end this shell at the first
+    # command that fails (a set-up line here included), and its `set -x` would
+    # mix a trace of every command into the output.
+    lines = ["set +e +x 2>/dev/null"]
     if pty:
         # No echo, no prompts, no line editing, no job control: the terminal then
         # carries exactly what commands print, and Ctrl-C reaches the whole group.

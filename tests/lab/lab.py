@@ -35,7 +35,7 @@ from .hosts import (
 from .keys import fresh_public_key, write_known_hosts, write_private_key
 from .netns import NETNS_DIR, LabError, ip, ip_sync, list_netns, wait_listening
 from .privilege import NOPASSWD_USER, SUDO_USER, ensure_sudo_users, release_sudoers
-from .users import LAB_PASSWORD, LAB_USER, SLOW_USER, ensure_users
+from .users import ERREXIT_USER, LAB_PASSWORD, LAB_USER, SLOW_USER, ensure_users
 
 Mode = Literal["auto", "netns", "loopback"]
 CutHow = Literal["link", "drop"]
@@ -371,7 +371,7 @@ class Lab:
                             host_key=host_key,
                             pid_file=host_dir / "sshd.pid",
                             authorized_keys=authorized_keys,
-                            users=(LAB_USER, SLOW_USER, SUDO_USER, NOPASSWD_USER),
+                            users=(LAB_USER, SLOW_USER, SUDO_USER, NOPASSWD_USER, ERREXIT_USER),
                         )
                     )
                     argv = [str(SSHD), "-D", "-f", str(config), "-E", str(log)]
