@@ -187,6 +187,16 @@ async def test_nothing_listening_is_a_failed_tcp_connect(closed_port: int, term:
     assert f"TCP connect to 127.0.0.1:{closed_port} failed: Connection refused" in str(error)
 
 
+@pytest.mark.parametrize("term", ["ssh", "telnet"])
+async def test_a_name_that_does_not_resolve_is_a_failed_tcp_connect(term: str) -> None:
+    host = RemoteHost("no-such-host.invalid", user="nobody", term=term, known_hosts=None)  # type: ignore[arg-type]
+    error = await connect_error(host)
+    assert error.step == TCP_CONNECT
+    port = 22 if term == "ssh" else 23
+    assert f"TCP connect to no-such-host.invalid:{port} failed: " in str(error)
+    assert "Unknown error" not in str(error) and "Errno" not in str(error)
+
+
 @pytest.mark.parametrize("name", ["inner", "inner-telnet"])
 async def test_a_refused_connect_through_a_hop_is_a_failed_tcp_connect(
     lab: Lab, closed_port: int, name: str

@@ -8,6 +8,7 @@ before the session does (``connect_budget``) and says which step did not finish.
 from __future__ import annotations
 
 import os
+import socket
 
 __all__ = [
     "AUTHENTICATION",
@@ -38,6 +39,8 @@ def connect_budget(timeout: float) -> float:
 
 def os_reason(exc: OSError) -> str:
     """What went wrong, in the words of the OS ("Connection refused"), without Python's detail."""
-    if exc.errno is not None:
+    if isinstance(exc, socket.gaierror) and exc.strerror:
+        return exc.strerror  # the resolver's words: "Name or service not known"
+    if exc.errno is not None and exc.errno > 0:
         return os.strerror(exc.errno)
     return str(exc) or type(exc).__name__
