@@ -70,6 +70,16 @@ _ARGS_HEADER = re.compile(r"^\s*(Args|Arguments|Parameters):\s*$")
 _ARG_LINE = re.compile(r"^\s*(\*{0,2}\w+)\s*(?:\([^)]*\))?\s*:\s*(.*)$")
 
 
+HOW_TO_REGISTER = (
+    "no instructions are registered: write an async function decorated with "
+    "@otto.instruction() in a module (tasks.py, say), then name that module in "
+    'otto.toml beside it (instructions = ["tasks"]), in pyproject.toml under '
+    '[tool.otto] (instructions = ["tasks"]), or in the lab\'s '
+    '"settings": {"instructions": ["tasks"]}'
+)
+"""What ``otto run`` says when no module names an instruction."""
+
+
 class InstructionError(OttoError):
     """An instruction cannot be registered, found or loaded, or a settings file is invalid."""
 

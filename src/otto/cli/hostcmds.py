@@ -132,12 +132,12 @@ class _Progress:
     def summary(self, names: Sequence[str]) -> str:
         lines = []
         for name in names:
-            if name in self.running:
-                lines.append(f"otto: {name}: interrupted while running: {self.running[name]}")
-            elif name in self.codes:
+            if name in self.codes:
                 code = self.codes[name]
                 how = "succeeded" if code == 0 else f"failed (exit status {code})"
                 lines.append(f"otto: {name}: {how}")
+            elif name in self.running:
+                lines.append(f"otto: {name}: interrupted while running: {self.running[name]}")
             else:
                 lines.append(f"otto: {name}: not started")
         return "".join(line + "\n" for line in lines)
@@ -179,7 +179,6 @@ async def _stream_host(
         return 0
     finally:
         remove()
-        progress.running.pop(host.name, None)
 
 
 def _json_line(record: Mapping[str, object]) -> None:
@@ -218,21 +217,18 @@ async def _json_host(
     host: Host, commands: Sequence[str], timeout: float | None, progress: _Progress
 ) -> int:
     """Run ``commands`` on ``host``, one JSON line per result; its exit status."""
-    try:
-        for command in commands:
-            progress.running[host.name] = command
-            try:
-                result = await host.run(command, timeout=timeout)
-            except OttoError as exc:
-                _json_line(status_record(host.name, command, None, str(exc)))
-                return EXIT_ERROR
-            status = result.statuses[0]
-            _json_line(status_record(host.name, command, status))
-            if not status.is_ok:
-                return exit_code(status)
-        return 0
-    finally:
-        progress.running.pop(host.name, None)
+    for command in commands:
+        progress.running[host.name] = command
+        try:
+            result = await host.run(command, timeout=timeout)
+        except OttoError as exc:
+            _json_line(status_record(host.name, command, None, str(exc)))
+            return EXIT_ERROR
+        status = result.statuses[0]
+        _json_line(status_record(host.name, command, status))
+        if not status.is_ok:
+            return exit_code(status)
+    return 0
 
 
 def run_commands(

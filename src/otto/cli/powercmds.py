@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shlex
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
@@ -50,6 +51,13 @@ def reboot_hosts(lab: Lab, names: Sequence[str], *, hard: bool, wait: bool, time
     """Reboot each host (and wait until it is back, with ``wait``); the exit status."""
 
     async def act(host: Host) -> None:
+        if lab.spec(host.name).term == "none" and not (hard and not wait):
+            # No shell to run `reboot` in or to see it come back: only its power.
+            raise OttoError(
+                f"{host.name}: has no shell (term 'none'), so it can only be power-cycled "
+                "without waiting: otto host "
+                f"{shlex.quote(host.name)} reboot --hard --no-wait"
+            )
         await host.reboot(hard=hard, timeout=timeout, wait=wait)
 
     what = "back up after the reboot" if wait else "reboot started"

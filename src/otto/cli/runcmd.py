@@ -121,6 +121,15 @@ class InstructionGroup(TyperGroup):
             ctx.meta["otto.instructions"] = cache
         return dict(cache)
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not ctx.resilient_parsing and not set(args) & set(ctx.help_option_names):
+            from otto.cli.exits import fail
+            from otto.instructions import HOW_TO_REGISTER
+
+            if not self._instructions(ctx):
+                fail(HOW_TO_REGISTER)
+        return super().parse_args(ctx, args)
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(self._instructions(ctx))
 

@@ -44,7 +44,8 @@ END_WAIT = 5.0
 
 def wrap(command: str, number: int) -> str:
     """Shell text that runs ``command`` with its stderr lines marked (see the module)."""
-    quoted = shlex.quote(command)
+    # The leading space keeps a command that starts with '-' from being eval's option.
+    quoted = shlex.quote(" " + command)
     done = f"otto-done-{number}"
     fifo = f'"${{TMPDIR:-/tmp}}/.otto-stderr.$$.{number}"'
     reader = (

@@ -334,6 +334,7 @@ async def reboot(
                 # Wait only until the command is surely under way or over.
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.shield(started), _budget(host, deadline))
+                _raise_if_failed(host, started)
             return
         if watching:
             await _wait_reboot_down(host, watch, started, deadline, timeout)
@@ -347,6 +348,17 @@ async def reboot(
             await cancel_and_wait(started)
 
 
+def _raise_if_failed(host: Host, started: asyncio.Future[CommandStatus]) -> None:
+    """Raise ``ConnectError`` when the reboot command has ended with a failure status."""
+    if started.done() and not started.cancelled() and started.exception() is None:
+        result = started.result()
+        if result.status is Status.Failed:
+            raise ConnectError(
+                host.name,
+                f"`{result.command}` failed with status {result.retcode}: {tail(result.output)!r}",
+            )
+
+
 async def _wait_reboot_down(
     host: Host,
     watch: _Watch,
@@ -355,15 +367,8 @@ async def _wait_reboot_down(
     timeout: float,
 ) -> None:
     while not await watch.gone(_budget(host, deadline)):
-        if started is not None and started.done() and not started.cancelled():
-            error = started.exception()
-            result = None if error is not None else started.result()
-            if result is not None and result.status is Status.Failed:
-                raise ConnectError(
-                    host.name,
-                    f"`{result.command}` failed with status {result.retcode}: "
-                    f"{tail(result.output)!r}",
-                )
+        if started is not None:
+            _raise_if_failed(host, started)
         if time.monotonic() >= deadline:
             raise ConnectError(
                 host.name, f"did not go down within {timeout:g}s; last look: {watch.last}"
