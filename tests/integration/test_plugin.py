@@ -71,13 +71,15 @@ def test_suite_on_ssh_and_telnet_hosts(pytester: pytest.Pytester, lab_json: Path
     for record in records:
         assert record.transcript, record
         text = (run_dir / record.transcript).read_text()
-        assert f"{record.hosts[0]}/default > " in text
+        assert f"{record.hosts[0]}/default $ echo " in text
+        raw = (run_dir / record.folder / "transcript.raw.log").read_text()
+        assert f"{record.hosts[0]}/default > " in raw
         for secret in secrets:
-            assert secret not in text
+            assert secret not in text and secret not in raw
     telnet = [r for r in records if r.name.startswith("test_telnet")]
     assert telnet and all(r.outcome == "passed" for r in telnet)
     for r in telnet:
-        assert "said-********" in (run_dir / r.transcript).read_text()
+        assert "said-***\n" in (run_dir / r.transcript).read_text()
     failing = next(r for r in records if r.name == "test_failing")
     assert failing.failures[0].retcode == 5
     assert failing.failures[0].output_tail.startswith("on ")

@@ -120,8 +120,11 @@ def test_run_folder_records_transcripts_and_failing_commands(pytester: pytest.Py
     assert recs["test_ok"].hosts == ["local"]
     assert (run_dir / recs["test_ok"].folder / "note.txt").read_text() == "kept"
     transcript = (run_dir / recs["test_ok"].transcript).read_text()
-    assert "local/default > " in transcript
-    assert "local/default < hello" in transcript
+    assert "local/default $ echo hello\nhello\n# exit 0 (" in transcript
+    raw = (run_dir / recs["test_ok"].folder / "transcript.raw.log").read_text()
+    assert "local/default > " in raw and "local/default < hello" in raw
+    oneshot = (run_dir / recs["test_command_status"].transcript).read_text()
+    assert "local/oneshot $ echo gone >&2; exit 3\ngone\n# exit 3 (" in oneshot
     failed = recs["test_status"]
     assert failed.outcome == "failed"
     assert [(f.host, f.retcode, f.status) for f in failed.failures] == [("local", 7, "Failed")]

@@ -5,7 +5,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
+from otto.testing.sessionlog import SessionLog
 from otto.testing.transcript import DEFAULT_CRASH_PATTERNS, REDACTED, Transcript
+
+pytest_plugins = ["pytester"]
 
 CRASH = re.compile("|".join(re.escape(p) for p in DEFAULT_CRASH_PATTERNS).encode())
 
@@ -129,3 +134,54 @@ def test_notes_and_closing_twice(tmp_path: Path) -> None:
     assert text.splitlines()[-1] == "# attempt 2"
     assert "a/default < partial" in text
     assert "late" not in text
+
+
+def test_transcript_log_reads_as_a_session(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        async def test_session(host):
+            await host.run("cd /tmp")
+            await host.run("echo 'it''s' \\"$(pwd)\\"")
+            await host.run("for i in 1 2; do\\n  echo line $i\\ndone")
+            await host.run("echo oops >&2; false")
+        """
+    )
+    result = pytester.runpytest_inprocess("--otto", "--output", "run", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    (folder,) = [p for p in (pytester.path / "run").iterdir() if p.is_dir()]
+    text = (folder / "transcript.log").read_text()
+    body = [line.split(" ", 1)[1] if line[:4].isdigit() else line for line in text.splitlines()]
+    body = [re.sub(r"\(\d+\.\d{3} s\)$", "(T)", line) for line in body]
+    assert body[2:] == [
+        "local/default $ cd /tmp",
+        "# exit 0 (T)",
+        "",
+        "local/default $ echo 'it''s' \"$(pwd)\"",
+        "its /tmp",
+        "# exit 0 (T)",
+        "",
+        "local/default $ for i in 1 2; do",
+        ">   echo line $i",
+        "> done",
+        "line 1",
+        "line 2",
+        "# exit 0 (T)",
+        "",
+        "local/default $ echo oops >&2; false",
+        "oops",
+        "# exit 1 (T)",
+        "",
+    ]
+    assert "__o" not in text and "\x1e" not in text
+    raw = (folder / "transcript.raw.log").read_text()
+    assert "__o" in raw or "printf" in raw
+
+
+def test_output_no_command_claimed_is_kept_at_the_end(tmp_path: Path) -> None:
+    log = SessionLog(tmp_path / "transcript.log", title="t")
+    log.tap("board/console", "received", b"U-Boot 2024.01\r\n__oc='x'\r\n=> ")
+    log.tap("board/console", "sent", b"version\n")
+    log.close()
+    text = (tmp_path / "transcript.log").read_text()
+    assert "board/console: received, and no command of it ended after" in text
+    assert "U-Boot 2024.01\n=> " in text and "__oc" not in text

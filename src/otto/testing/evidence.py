@@ -23,7 +23,7 @@ import shlex
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Literal, TextIO
 
 from otto import redact
 
@@ -132,16 +132,22 @@ def write_text(path: Path, text: str) -> Path:
 
 
 class LineFile:
-    """A file of the run folder appended line by line (the records): each line redacted,
-    written at once (line-buffered), so another process reading it sees whole lines."""
+    """A file of the run folder written piece by piece (the records, a test's
+    ``transcript.log``): each piece redacted, written at once (line-buffered), so a
+    reader, or a run killed mid-way, finds whole lines."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, mode: Literal["a", "w"] = "a") -> None:
         self.path = Path(path)
         self._file: TextIO = self.path.open(
-            "a", encoding="utf-8", errors=ENCODING_ERRORS, buffering=1
+            mode, encoding="utf-8", errors=ENCODING_ERRORS, buffering=1
         )
 
+    def write(self, text: str) -> None:
+        """Write ``text`` (whole lines), redacted."""
+        self._file.write(redact.redact(text))
+
     def write_line(self, line: str) -> None:
+        """Write ``line``, redacted, and a newline."""
         self._file.write(redact.redact(line.rstrip("\n")) + "\n")
 
     def close(self) -> None:

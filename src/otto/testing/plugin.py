@@ -61,6 +61,7 @@ from otto.testing.records import (
     TestRecord,
     read_records,
 )
+from otto.testing.sessionlog import RAW_NAME, SessionLog
 from otto.testing.transcript import DEFAULT_CRASH_PATTERNS, DEFAULT_LIMIT, Transcript
 from otto.testing.verdict import Verdict, judge, pass_rates, user_interrupt
 
@@ -315,6 +316,9 @@ class _TestRun:
     start: float
     attempt_start: float
     transcript: Transcript | None = None
+    """Every byte sent and received (``transcript.raw.log``)."""
+    session_log: SessionLog | None = None
+    """The commands, their output and exit status (``transcript.log``)."""
     hosts: list[str] = field(default_factory=list)
     reports: list[pytest.TestReport] = field(default_factory=list)
     failures: list[CommandStatus] = field(default_factory=list)
@@ -648,10 +652,18 @@ class OttoPlugin:
         if transcript is None:
             transcript = self._open_transcript(run)
         transcript.tap(where, direction, data)
+        if run.session_log is not None:
+            run.session_log.tap(where, direction, data)
 
     def _on_result(self, status: CommandStatus) -> None:
         run = self._current
-        if run is not None and not self._muted and status.status is not Status.Success:
+        if run is None or self._muted:
+            return
+        if run.transcript is None:
+            self._open_transcript(run)
+        if run.session_log is not None:
+            run.session_log.command(status)
+        if status.status is not Status.Success:
             run.failures.append(status)
 
     def _secrets(self) -> list[str]:
@@ -665,13 +677,17 @@ class OttoPlugin:
                 folder = self.run_dir / run.folder
                 folder.mkdir(parents=True, exist_ok=True)
                 consoles = [s.name for s in lab.specs if s.term in ("console", "serial")]
+                title = run.nodeid + (f" (iteration {run.iteration})" if self.repeating else "")
+                run.session_log = SessionLog(
+                    folder / "transcript.log", limit=self.transcript_limit, title=title
+                )
                 run.transcript = Transcript(
-                    folder / "transcript.log",
+                    folder / RAW_NAME,
                     limit=self.transcript_limit,
                     secrets=self._secrets(),
                     crash_pattern=self.crash_pattern,
                     crash_hosts=consoles,
-                    title=run.nodeid + (f" (iteration {run.iteration})" if self.repeating else ""),
+                    title=title,
                 )
             return run.transcript
 
@@ -892,6 +908,8 @@ class OttoPlugin:
             run.attempt_start = now
             if run.transcript is not None:
                 run.transcript.note(f"attempt {run.attempt}")
+            if run.session_log is not None:
+                run.session_log.note(f"attempt {run.attempt}")
         else:
             folder = _folder_name(nodeid)
             if self.repeating:
@@ -1019,6 +1037,8 @@ class OttoPlugin:
             outcome, longrepr = _outcome(run.reports)
         crash: Crash | None = None
         transcript = ""
+        if run.session_log is not None:
+            run.session_log.close()
         if run.transcript is not None:
             run.transcript.close()
             crashes = run.transcript.crashes
