@@ -219,3 +219,16 @@ def test_lab_secrets_never_reach_the_run_folder(pytester: pytest.Pytester) -> No
         for form in forms:
             assert form not in text, (path, form)
     assert "***" in texts[run / "records.jsonl"]
+
+
+def test_a_collection_error_under_xdist_is_recorded_once(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_broken="import no_such_module_here\n", test_fine="def test_fine():\n    pass\n"
+    )
+    result = pytester.runpytest_subprocess(
+        "-n", "2", "--otto", "--output", "run", "--threshold", "0", "-p", "no:cacheprovider"
+    )
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, result.stdout.str()
+    errors = [r for r in records(pytester.path / "run") if r.kind == "collection"]
+    assert [r.nodeid for r in errors] == ["test_broken.py"]
+    assert verdict_of(pytester.path / "run") == "failed"
