@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import jsonschema  # a dev dependency: the schema tests never skip
 import pytest
 from typer.testing import CliRunner
 
@@ -201,7 +202,6 @@ def test_every_lab_field_has_a_rule() -> None:
 def test_schema_is_valid_and_accepts_the_example_labs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    jsonschema = pytest.importorskip("jsonschema")
     import yaml
 
     schema = lab_schema()
@@ -275,7 +275,6 @@ def test_schema_is_valid_and_accepts_the_example_labs(
     ],
 )
 def test_schema_refuses_what_otto_refuses(entry: dict[str, object]) -> None:
-    jsonschema = pytest.importorskip("jsonschema")
     validator = jsonschema.Draft202012Validator(lab_schema())
     assert list(validator.iter_errors({"hosts": [entry]})) != []
 
@@ -290,7 +289,6 @@ VALUES: list[object] = [
 @pytest.mark.parametrize("fld", [f for f in HOST_FIELDS if f != "name"])
 def test_schema_and_loader_agree_on_every_value(fld: str) -> None:
     """The loader's check of a value and the schema's are the same rule, value by value."""
-    jsonschema = pytest.importorskip("jsonschema")
     node = lab_schema()["properties"]["hosts"]["items"]["properties"][fld]  # type: ignore[index]
     validator = jsonschema.Draft202012Validator(node)
     for value in VALUES:

@@ -40,11 +40,14 @@ def check_lab(sources: list[str]) -> tuple[list[str], list[str], int]:
     logger.addHandler(handler)
     propagate, logger.propagate = logger.propagate, False
     try:
-        specs, _, problems = check_sources(sources)
+        specs, _, problems = check_sources(sources, check_files=True)
     finally:
         logger.removeHandler(handler)
         logger.propagate = propagate
-    return problems, handler.messages, len(specs)
+    warnings = handler.messages
+    if not specs and not problems:
+        warnings.append(f"no hosts in {', '.join(sources)}: the lab is empty")
+    return problems, warnings, len(specs)
 
 
 @lab_app.command("check")
@@ -60,6 +63,14 @@ def check_command(
             show_default=False,
         ),
     ] = None,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print one JSON object: ok, sources, hosts, problems, warnings "
+            "(exit status as without it).",
+        ),
+    ] = False,
 ) -> None:
     """Check a lab and report every problem, each with its file, host and field."""
     from otto.lab import lab_paths_from_env
@@ -69,6 +80,18 @@ def check_command(
     if not sources:
         fail("no lab to check: name files, or give --lab or $OTTO_LAB")
     problems, warnings, hosts = check_lab(sources)
+    if as_json:
+        report = {
+            "ok": not problems,
+            "sources": sources,
+            "hosts": hosts,
+            "problems": problems,
+            "warnings": warnings,
+        }
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        if problems:
+            raise typer.Exit(EXIT_USAGE)
+        return
     for warning in warnings:
         sys.stderr.write(f"warning: {warning}\n")
     for problem in problems:

@@ -36,6 +36,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from otto.errors import LabError
 from otto.lab.raw import NAME_RE, RawHost
 
 __all__ = ["EXTRA_HINT", "inventory_view", "read_inventory"]
@@ -213,11 +214,30 @@ def _yaml_child_line(text: str, parent: str, child: str) -> int | None:
     return None
 
 
+def _check_yaml_files(path: Path) -> None:
+    """Bound the YAML files Ansible would read: aliases of aliases or deep nesting never end well.
+
+    Raises:
+        LabError: naming the file and line.
+    """
+    from otto.lab.yaml_source import check_bounded
+
+    files = [path] if path.is_file() else sorted(path.rglob("*"))
+    for file in files:
+        if file.is_file() and file.suffix.lower() in (".yml", ".yaml", ".json", ""):
+            check_bounded(file)
+
+
 def read_inventory(path: Path, hosts: dict[str, RawHost], problems: list[str]) -> None:
     """Merge the hosts of the Ansible inventory at ``path`` into ``hosts`` (see the module docs)."""
     file = str(path)
     if not path.exists():
         problems.append(f"{file}: lab file not found")
+        return
+    try:
+        _check_yaml_files(path)
+    except LabError as exc:
+        problems.append(str(exc))
         return
     try:
         view = inventory_view(path)

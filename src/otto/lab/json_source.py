@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import cast
 
 from otto.errors import LabError
-from otto.lab.raw import HOST_FIELDS, NAME_RE, RawHost, where_of
-from otto.lab.schema import SETTINGS, check_setting
+from otto.lab.raw import HOST_FIELDS, MAX_DEPTH, NAME_RE, RawHost, deeper_than, where_of
+from otto.lab.schema import SETTINGS, check_setting, suggest, unknown_key
 
 __all__ = ["merge_data", "read_file", "read_text"]
 
@@ -81,6 +81,32 @@ def _expand(value: object, where: str) -> object:
     return value
 
 
+_DEEP = f"lists and objects nested more than {MAX_DEPTH} deep (a lab needs five levels)"
+_JSON_TOKEN_RE = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}\n]')
+
+
+def _too_deep_line(text: str) -> int | None:
+    """The line where JSON ``text`` nests deeper than ``MAX_DEPTH``, or None.
+
+    Checked before parsing: Python's parser and every walk over its result
+    recurse, and a file nested thousands deep would end in ``RecursionError``.
+    """
+    depth, line = 0, 1
+    for m in _JSON_TOKEN_RE.finditer(text):
+        token = m.group()
+        if token == "\n":
+            line += 1
+        elif token in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return line
+        elif token in "]}":
+            depth -= 1
+        else:
+            line += token.count("\n")  # an (invalid) newline inside a string
+    return None
+
+
 def read_text(path: Path) -> str:
     """The text of a lab file; ``LabError`` naming it when it cannot be read."""
     try:
@@ -108,10 +134,16 @@ def read_file(
     """
     file = str(path)
     try:
-        data = cast(object, json.loads(read_text(path)))
+        text = read_text(path)
     except LabError as exc:
         problems.append(str(exc))
         return
+    deep = _too_deep_line(text)
+    if deep is not None:
+        problems.append(f"{file}:{deep}: {_DEEP}")
+        return
+    try:
+        data = cast(object, json.loads(text))
     except json.JSONDecodeError as exc:
         problems.append(f"{file}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}")
         return
@@ -137,11 +169,15 @@ def merge_data(
     if not isinstance(data, dict):
         problems.append(f"{file}: a lab file holds a {kind} object with a 'hosts' list")
         return
-    unknown = sorted(set(data) - {"hosts", "settings"})
-    if unknown:
-        problems.append(
-            f"{file}: unknown top-level key {unknown[0]!r} (expected 'hosts', 'settings')"
-        )
+    if deeper_than(data):
+        problems.append(f"{file}: {_DEEP}")
+        return
+    for key in data:
+        if key not in ("hosts", "settings"):
+            hint = suggest(key, ("hosts", "settings")) if isinstance(key, str) else ""
+            problems.append(
+                f"{file}: unknown top-level key {key!r}{hint or ' (expected hosts, settings)'}"
+            )
 
     given = data.get("settings", {})
     if not isinstance(given, dict):
@@ -149,8 +185,7 @@ def merge_data(
         given = {}
     for key, value in given.items():
         if key not in SETTINGS:
-            expected = ", ".join(repr(k) for k in SETTINGS)
-            problems.append(f"{file}: settings: unknown key {key!r} (expected {expected})")
+            problems.append(f"{file}: settings: {unknown_key(key, list(SETTINGS))}")
             continue
         where = f"{file}: settings: {key!r}"
         try:
@@ -198,9 +233,10 @@ def merge_data(
         raw.files.append(file)
         for key, value in entry.items():
             if key not in HOST_FIELDS:
+                hint = suggest(key, HOST_FIELDS) if isinstance(key, str) else ""
                 problems.append(
-                    f"{where_of(file, name, key)}: unknown field "
-                    f"(expected one of {', '.join(HOST_FIELDS)})"
+                    f"{where_of(file, name, str(key))}: unknown field"
+                    f"{hint or ' (expected one of ' + ', '.join(HOST_FIELDS) + ')'}"
                 )
                 continue
             if key == "name":

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias, cast
 
 from otto.errors import LabError
 from otto.lab.raw import HOST_FIELDS, RawHost, where_of
-from otto.lab.schema import FIELDS, TERMS, check_value, not_used_message
+from otto.lab.schema import FIELDS, TERMS, not_used_message, value_problems
 from otto.lab.sources import read_source
 from otto.transports.snmp import SnmpSettings
 
@@ -130,8 +130,19 @@ def _validate(name: str, raw: RawHost, problems: list[str]) -> HostSpec | None:
     for fld, value in values.items():
         if term not in FIELDS[fld].terms:
             bad(fld, not_used_message(fld, term))
-        elif (message := check_value(fld, value)) is not None:
-            bad(fld, message, value, show=not isinstance(value, dict | list))
+            continue
+        messages = value_problems(fld, value)
+        for message in messages:
+            bad(fld, message, value, show=len(messages) == 1 and not isinstance(value, dict | list))
+    shell = {"user", "password", "key", "port", "hop", "known_hosts", "become_password"}
+    if "snmp" in values and "term" not in raw.fields and not shell & set(values):
+        # Address and snmp only: a device read over SNMP, taken for an SSH host.
+        bad(
+            "term",
+            "a host with 'snmp' and no shell settings has no shell to log in to: "
+            'set "term": "none" (or give \'user\' to reach it over SSH too)',
+        )
+        return None
     for fld, rule in FIELDS.items():
         if term in rule.required_for and fld not in values:
             bad(fld, f"required for term {term!r}")
@@ -259,12 +270,15 @@ def check_sources(
     paths: Sequence[StrPath],
     *,
     settings: dict[str, tuple[object, str]] | None = None,
+    check_files: bool = False,
 ) -> tuple[dict[str, HostSpec], list[tuple[str, str]], list[str]]:
     """Read, merge and validate lab sources, collecting every problem.
 
     Returns the valid host entries, the instruction modules ``(module, file)``
     and the problems (each naming the file, and the host and field when it
-    is about one). ``Lab.load`` and ``otto lab check`` both use it.
+    is about one). ``Lab.load`` and ``otto lab check`` both use it; with
+    ``check_files`` (``otto lab check``), a ``known_hosts`` file that does not
+    exist is a problem too (a key file always is).
     """
     raws: dict[str, RawHost] = {}
     instructions: list[tuple[str, str]] = []
@@ -278,6 +292,15 @@ def check_sources(
             specs[name] = spec
     _check_hops(specs, raws, problems)
     _check_power(specs, raws, problems)
+    if check_files:
+        for name, spec in specs.items():
+            known = spec.known_hosts
+            if isinstance(known, Path) and not known.is_file():
+                where = where_of(raws[name].fields["known_hosts"][1], name, "known_hosts")
+                problems.append(
+                    f"{where}: file {str(known)!r} does not exist (fill it with "
+                    'ssh-keyscan, or set "known_hosts": null to turn host key checking off)'
+                )
     return specs, instructions, problems
 
 

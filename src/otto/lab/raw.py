@@ -5,7 +5,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-__all__ = ["HOST_FIELDS", "NAME_RE", "RawHost", "where_of"]
+__all__ = ["HOST_FIELDS", "MAX_DEPTH", "NAME_RE", "RawHost", "deeper_than", "where_of"]
+
+#: How deeply a lab file may nest lists and objects (a lab needs five levels).
+MAX_DEPTH = 64
 
 HOST_FIELDS = (
     "name",
@@ -47,3 +50,20 @@ def where_of(file: str, host: str | None, fld: str | None = None) -> str:
     if fld is not None:
         parts.append(f"field {fld!r}")
     return ": ".join(parts)
+
+
+def deeper_than(value: object, limit: int = MAX_DEPTH) -> bool:
+    """Whether lists and dicts in ``value`` nest deeper than ``limit`` (walked, not recursed)."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: list[object] = list(item.values())
+        elif isinstance(item, list):
+            children = list(item)
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False

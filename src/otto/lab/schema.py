@@ -10,8 +10,9 @@ host of the merged lab) is checked by the loader only.
 
 from __future__ import annotations
 
+import difflib
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -27,6 +28,9 @@ __all__ = [
     "check_value",
     "lab_schema",
     "not_used_message",
+    "suggest",
+    "unknown_key",
+    "value_problems",
 ]
 
 TERMS = ("ssh", "telnet", "local", "console", "serial", "none")
@@ -254,58 +258,79 @@ def _is_type(value: object, name: str) -> bool:
     return isinstance(value, _TYPES[name])
 
 
-def _problem(value: object, node: Node) -> str | None:
-    """Why ``value`` does not match ``node`` (a schema node of ``FIELDS``), or None."""
+def suggest(key: str, names: Iterable[str]) -> str:
+    """``; did you mean 'address'?`` for a mistyped ``key``, or empty when nothing is close."""
+    close = difflib.get_close_matches(key, list(names), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def unknown_key(key: object, names: Sequence[str]) -> str:
+    """The problem of a key that is not one of ``names``: the nearest, or the list of them."""
+    hint = suggest(key, names) if isinstance(key, str) else ""
+    if hint:
+        return f"unknown key {key!r}{hint}"
+    return f"unknown key {key!r} (expected {', '.join(repr(k) for k in names)})"
+
+
+def _problems(value: object, node: Node) -> list[str]:
+    """Why ``value`` does not match ``node`` (a schema node of ``FIELDS``): every reason."""
     error = cast(str, node.get("_error", "is not valid"))
     if "anyOf" in node and "type" not in node:
         options = cast(list[Node], node["anyOf"])
-        return None if any(_problem(value, {**o}) is None for o in options) else error
+        return [] if any(not _problems(value, {**o}) for o in options) else [error]
     if "enum" in node and value not in node["enum"]:
-        return error
+        return [error]
     if "type" in node:
         types = node["type"] if isinstance(node["type"], list) else [node["type"]]
         if not any(_is_type(value, t) for t in types):
-            return error
+            return [error]
     if isinstance(value, str):
         if len(value) < node.get("minLength", 0):
-            return error
+            return [error]
         if "pattern" in node and not re.search(node["pattern"], value):
-            return error
+            return [error]
     if isinstance(value, int | float) and not isinstance(value, bool):
         if "minimum" in node and value < node["minimum"]:
-            return error
+            return [error]
         if "maximum" in node and value > node["maximum"]:
-            return error
+            return [error]
         if "exclusiveMinimum" in node and value <= node["exclusiveMinimum"]:
-            return error
-    if isinstance(value, list) and any(_problem(v, node.get("items", {})) for v in value):
-        return error
+            return [error]
+    if isinstance(value, list) and any(_problems(v, node.get("items", {})) for v in value):
+        return [error]
     if isinstance(value, dict):
         props = cast(dict[str, Node], node.get("properties", {}))
+        found: list[str] = []
         for key, item in value.items():
             if key not in props:
                 if node.get("additionalProperties", True) is False:
-                    expected = ", ".join(repr(k) for k in props)
-                    return f"unknown key {key!r} (expected {expected})"
+                    found.append(unknown_key(key, list(props)))
                 continue
-            sub = _problem(item, props[key])
-            if sub is not None:
-                return f"{key!r} {sub}"
+            found += [f"{key!r} {sub}" for sub in _problems(item, props[key])]
+        if found:
+            return found
         if "anyOf" in node:
             options = cast(list[Node], node["anyOf"])
             if not any(all(k in value for k in o.get("required", ())) for o in options):
-                return cast(str, node.get("_anyOf", error))
-    return None
+                return [cast(str, node.get("_anyOf", error))]
+    return []
 
 
 def check_value(fld: str, value: object) -> str | None:
     """Why ``value`` is not valid for the host field ``fld``, or None when it is."""
-    return _problem(value, FIELDS[fld].value)
+    found = value_problems(fld, value)
+    return found[0] if found else None
+
+
+def value_problems(fld: str, value: object) -> list[str]:
+    """Every reason ``value`` is not valid for the host field ``fld`` (each unknown key...)."""
+    return _problems(value, FIELDS[fld].value)
 
 
 def check_setting(key: str, value: object) -> str | None:
     """Why ``value`` is not valid for the lab setting ``key``, or None when it is."""
-    return _problem(value, SETTINGS[key].value)
+    found = _problems(value, SETTINGS[key].value)
+    return "; ".join(found) if found else None
 
 
 # --- the JSON Schema ----------------------------------------------------------------------

@@ -88,6 +88,10 @@ _JUMP_RE = re.compile(
 )
 
 
+#: How deeply ``Include`` files may nest (OpenSSH's own limit).
+MAX_INCLUDE_DEPTH = 16
+
+
 @dataclass
 class _Alias:
     name: str
@@ -102,9 +106,22 @@ class _Scan(SSHClientConfig):
     problems: list[str]
     ignore: list[str]
 
+    _depth = 0
+
     def parse(self, path: Path) -> None:
-        self._check_keywords(path)
-        super().parse(path)
+        # Called again by asyncssh for each Include, with _path and _line_no
+        # still those of the Include line.
+        if self._depth >= MAX_INCLUDE_DEPTH:
+            raise ConfigParseError(
+                f"{self._path} line {self._line_no}: Include nested more than "
+                f"{MAX_INCLUDE_DEPTH} deep (ssh stops there too): an Include loop?"
+            )
+        self._depth += 1
+        try:
+            self._check_keywords(path)
+            super().parse(path)
+        finally:
+            self._depth -= 1
 
     def _check_keywords(self, path: Path) -> None:
         with open(path, encoding="utf-8") as file:
