@@ -354,6 +354,15 @@ def test_global_options_after_the_command(two_local: Path, tmp_path: Path) -> No
     assert late.stdout == early.stdout and late.stderr == early.stderr
 
 
+def test_an_option_only_otto_takes_says_where_it_goes() -> None:
+    proc = otto("host", "local", "run", "true", "--list-hosts")
+    assert proc.returncode == 2
+    assert proc.stderr.endswith(
+        "Error: No such option here: --list-hosts is otto's own; write it before the "
+        "command (otto --list-hosts ...)\n"
+    )
+
+
 def test_words_after_double_dash_are_not_moved() -> None:
     proc = otto("host", "local", "run", "--", "echo -n", "--force")
     # '--force' is a command here, not otto's option.
@@ -476,7 +485,7 @@ def test_help_shows_metavars_not_types(command: list[str]) -> None:
 def test_help_names_real_metavars() -> None:
     proc = otto("host", "x", "run", "--help")
     assert "Usage: otto host NAME run [OPTIONS] CMD..." in proc.stdout
-    assert re.search(r"--timeout\s+-t\s+FLOAT", proc.stdout)
+    assert re.search(r"--timeout\s+-t\s+SECONDS \[x>=0\]", proc.stdout)
     top = otto("--help").stdout
     assert re.search(r"--connect-timeout\s+SECONDS", top)
     assert re.search(r"--force\s+Act on hosts", top)  # a flag: no type beside it

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from typer import _click as click  # Typer's own Click, which its classes derive from
-from typer._click.exceptions import ClickException
+from typer._click.exceptions import ClickException, NoSuchOption
 from typer.core import TyperGroup
 
 from otto.cli import helpstyle
@@ -155,6 +155,7 @@ def main_callback(  # noqa: PLR0917 (typer passes each option as a parameter)
             "--verbose",
             "-v",
             count=True,
+            show_default=False,
             help="Show otto's log on stderr: -v what it does (info), -vv every step (debug). "
             "Default: $OTTO_LOG (debug, info or warning), else nothing.",
         ),
@@ -241,13 +242,21 @@ def host_callback(
     user: Annotated[
         str | None,
         typer.Option(
-            "--user", "-u", help="Log in as this user instead of the lab's.", show_default=False
+            "--user",
+            "-u",
+            metavar="USER",
+            help="Log in as this user instead of the lab's.",
+            show_default=False,
         ),
     ] = None,
     port: Annotated[
         int | None,
         typer.Option(
-            "--port", "-p", help="Connect to this port instead of the lab's.", show_default=False
+            "--port",
+            "-p",
+            metavar="PORT",
+            help="Connect to this port instead of the lab's.",
+            show_default=False,
         ),
     ] = None,
     hop: Annotated[
@@ -339,6 +348,7 @@ def host_run(
             "--timeout",
             "-t",
             min=0,
+            metavar="SECONDS",
             help="Seconds each command may run before it is interrupted (0: no limit).",
         ),
     ] = 30.0,
@@ -449,7 +459,13 @@ def host_reboot(
     ] = True,
     timeout: Annotated[
         float,
-        typer.Option("--timeout", "-t", min=0, help="Seconds to wait for it to go and come back."),
+        typer.Option(
+            "--timeout",
+            "-t",
+            min=0,
+            metavar="SECONDS",
+            help="Seconds to wait for it to go and come back.",
+        ),
     ] = 300.0,
 ) -> None:
     """Reboot the host, wait until it went down and is up again."""
@@ -510,13 +526,17 @@ def monitor(  # noqa: PLR0917 (typer passes each option as a parameter)
         ),
     ] = None,
     interval: Annotated[
-        float, typer.Option("--interval", "-i", min=0.1, help="Seconds between rounds.")
+        float,
+        typer.Option(
+            "--interval", "-i", min=0.1, metavar="SECONDS", help="Seconds between rounds."
+        ),
     ] = 5.0,
     df_every: Annotated[
         int | None,
         typer.Option(
             "--df-every",
             min=1,
+            metavar="N",
             help="Run df (disk usage) on every N-th round only; the other rounds start "
             "no process on a Linux host. Default: 12.",
             show_default=False,
@@ -526,6 +546,7 @@ def monitor(  # noqa: PLR0917 (typer passes each option as a parameter)
         Path | None,
         typer.Option(
             "--db",
+            metavar="FILE",
             help="Also store the metrics in this SQLite file, as a new run after the "
             "runs it already holds (a file from an older otto is upgraded in place).",
             show_default=False,
@@ -536,6 +557,7 @@ def monitor(  # noqa: PLR0917 (typer passes each option as a parameter)
         typer.Option(
             "--file",
             "-f",
+            metavar="FILE",
             exists=True,
             dir_okay=False,
             help="Replay a saved run (a JSON export, or a --db file) instead of collecting: "
@@ -545,7 +567,14 @@ def monitor(  # noqa: PLR0917 (typer passes each option as a parameter)
     ] = None,
     port: Annotated[
         int,
-        typer.Option("--port", "-p", min=0, max=65535, help="Dashboard port on --bind (0: any)."),
+        typer.Option(
+            "--port",
+            "-p",
+            min=0,
+            max=65535,
+            metavar="PORT",
+            help="Dashboard port on --bind (0: any).",
+        ),
     ] = 8000,
     bind: Annotated[
         str,
@@ -561,6 +590,7 @@ def monitor(  # noqa: PLR0917 (typer passes each option as a parameter)
         str | None,
         typer.Option(
             "--token",
+            metavar="TOKEN",
             envvar="OTTO_MONITOR_TOKEN",
             show_envvar=True,
             help="The access token (16 characters or more); prefer the environment "
@@ -593,13 +623,19 @@ def monitor(  # noqa: PLR0917 (typer passes each option as a parameter)
         str | None,
         typer.Option(
             "--label",
+            metavar="LABEL",
             help="Name the run stored in --db, to pick it later with --run LABEL.",
             show_default=False,
         ),
     ] = None,
     note: Annotated[
         str | None,
-        typer.Option("--note", help="Free text kept with the run in --db.", show_default=False),
+        typer.Option(
+            "--note",
+            metavar="TEXT",
+            help="Free text kept with the run in --db.",
+            show_default=False,
+        ),
     ] = None,
     run: Annotated[
         str | None,
@@ -750,15 +786,26 @@ app.command(
 )(test_command)
 
 
+def _own_options(root: click.Command) -> set[str]:
+    return {opt for param in root.params for opt in getattr(param, "opts", ())}
+
+
 def main() -> None:
     """The ``otto`` console script."""
     helpstyle.install()
     args = sys.argv[1:]
+    root = typer.main.get_command(app)
     if not os.environ.get("_OTTO_COMPLETE"):
-        args = globals_first(typer.main.get_command(app), args)
+        args = globals_first(root, args)
     try:
         code = app(args=args, prog_name="otto", standalone_mode=False)
     except ClickException as exc:
+        option = getattr(exc, "option_name", None)
+        if isinstance(exc, NoSuchOption) and option in _own_options(root):
+            exc.message = (
+                f"No such option here: {option} is otto's own; write it before the command "
+                f"(otto {option} ...)"
+            )
         # Click's own words, without Typer's box: one plain block on any stream.
         exc.show(file=sys.stderr)
         sys.exit(exc.exit_code)

@@ -319,7 +319,7 @@ def _transfer_progress() -> Iterator[Progress | None]:
         DownloadColumn(),
         TransferSpeedColumn(),
         TimeRemainingColumn(),
-        console=Console(stderr=True),
+        console=Console(stderr=True, color_system="auto" if use_colour(sys.stderr) else None),
     )
     with progress:
         yield progress

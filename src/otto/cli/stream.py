@@ -84,7 +84,7 @@ class LiveStream:
         self.host = host
         self._out = out
         self._err = err
-        self._buffer = b""
+        self._buffer = bytearray()
         self._partial = b""
         self._live = False
         self._ended = asyncio.Event()
@@ -93,13 +93,15 @@ class LiveStream:
         """Feed what the host's shell sent back."""
         if direction != "received" or not data:
             return
-        self._buffer += data
         if b"\n" in data:
-            lines = self._buffer.split(b"\n")
-            self._buffer = lines.pop()
+            head, _, tail = data.rpartition(b"\n")
+            lines = (bytes(self._buffer) + head).split(b"\n")
+            self._buffer = bytearray(tail)
             for line in lines:
                 self._line(line)
-        if b"\x1e" in self._buffer:
+        else:
+            self._buffer += data  # a long line in pieces: no copy of what came before
+        if b"\x1f" in data and b"\x1e" in self._buffer:
             # A shell that ends prints its last marker and nothing after it.
             for marker in _MARKER.finditer(self._buffer):
                 if _SHELL_EXIT.search(marker.group(1)):
@@ -125,7 +127,7 @@ class LiveStream:
         """Show the line the command left unfinished, if any (on an end or an interrupt)."""
         if self._live and self._buffer:
             # Output not yet ended by a newline: up to a marker, if one came.
-            line, self._buffer = self._buffer, b""
+            line, self._buffer = bytes(self._buffer), bytearray()
             self._line(line, whole=False)
         if self._partial:
             text, self._partial = self._partial, b""
