@@ -29,18 +29,14 @@ other plugin or conftest has taken it.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
-import copy
-import hashlib
 import inspect
 import logging
 import re
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -52,6 +48,11 @@ from otto.lab import DEFAULT_HOST_NAME, Lab, lab_paths_from_env, load_lab
 from otto.result import CommandStatus, Status
 from otto.testing.evidence import RUNS_FOLDER, LineFile, LogHandler, new_run_dir, register_lab
 from otto.testing.hostlock import hold_hosts
+from otto.testing.marks import mark_pool, which_host
+from otto.testing.options import (
+    pytest_addoption,
+    pytest_load_initial_conftests,
+)
 from otto.testing.records import (
     Attempt,
     CommandFailure,
@@ -61,15 +62,37 @@ from otto.testing.records import (
     TestRecord,
     read_records,
 )
+from otto.testing.runs import (
+    TestRun,
+    by_iteration,
+    describe,
+    folder_name,
+    is_rerun,
+    outcome_of,
+    tail,
+)
 from otto.testing.sessionlog import RAW_NAME, SessionLog
-from otto.testing.transcript import DEFAULT_CRASH_PATTERNS, DEFAULT_LIMIT, Transcript
+from otto.testing.transcript import DEFAULT_CRASH_PATTERNS, Transcript
 from otto.testing.verdict import Verdict, judge, pass_rates, user_interrupt
 
 if TYPE_CHECKING:
     from otto.hosts.base import Host
     from otto.monitor.collector import Collector
 
-__all__ = ["OTTO_FIXTURES", "OttoPlugin", "artifacts", "host", "hosts", "lab", "monitor"]
+__all__ = [
+    "OTTO_FIXTURES",
+    "OttoPlugin",
+    "artifacts",
+    "host",
+    "hosts",
+    "lab",
+    "monitor",
+    "pytest_addoption",
+    "pytest_configure",
+    "pytest_load_initial_conftests",
+]
+
+_mark_pool = mark_pool  # otto -n test (cli/dryrun) picks hosts as the plugin does
 
 log = logging.getLogger("otto.testing")
 
@@ -77,174 +100,10 @@ OTTO_FIXTURES = frozenset({"lab", "hosts", "host", "artifacts", "monitor"})
 _PLUGIN_NAME = "otto-run"
 _RUNS_FOLDER = RUNS_FOLDER
 _RUN_MARK = ".otto-run"
-_TAIL_LINES = 20
-_TAIL_CHARS = 2000
 _UP_TIMEOUT = 30.0
-_MONITOR_INTERVAL = 1.0
-"""Seconds between the run-wide monitor's rounds: a run of a few seconds has its charts."""
-_TEST_MONITOR_INTERVAL = 1.0
+_TESTMONITOR_INTERVAL = 1.0
 _CANCEL_TIMEOUT = 30.0
 """Seconds a test ended from outside (a timeout) is given to cancel its commands."""
-
-# (short name, argparse keywords); each is also --otto-<name>.
-_OPTIONS: list[tuple[str, dict[str, Any]]] = []
-
-
-def _percent(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 <= value <= 100.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 100, got {text}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
-    return value
-
-
-_OPTIONS = [
-    (
-        "iterations",
-        dict(
-            type=_positive_int,
-            metavar="N",
-            help="run each test N times (stability mode; each run is a record of its own)",
-        ),
-    ),
-    (
-        "duration",
-        dict(
-            type=_positive_float,
-            metavar="S",
-            help="repeat each test until S seconds have passed since it first started "
-            "(with --iterations: whichever ends first)",
-        ),
-    ),
-    (
-        "threshold",
-        dict(
-            type=_percent,
-            metavar="PCT",
-            help="minimum pass rate of each test, 0-100; the run fails below it "
-            "(and passes at or above it, even with some failed runs)",
-        ),
-    ),
-    (
-        "monitor",
-        dict(
-            action="store_true",
-            default=False,
-            help="sample the lab's hosts for the whole run into monitor.db, "
-            "an event at each test's start and end",
-        ),
-    ),
-    (
-        "monitor-interval",
-        dict(
-            type=_positive_float,
-            default=_MONITOR_INTERVAL,
-            metavar="S",
-            help=f"seconds between the --monitor's rounds (default {_MONITOR_INTERVAL:g})",
-        ),
-    ),
-    (
-        "output",
-        dict(metavar="DIR", help="the run folder (default: otto-runs/<UTC time>/)"),
-    ),
-    (
-        "junit",
-        dict(metavar="FILE", help="the JUnit XML file (default: junit.xml in the run folder)"),
-    ),
-    (
-        "transcript-limit",
-        dict(
-            type=_positive_int,
-            default=DEFAULT_LIMIT,
-            metavar="BYTES",
-            help=f"bytes one transcript keeps (default {DEFAULT_LIMIT}); the rest is counted",
-        ),
-    ),
-    (
-        "crash-pattern",
-        dict(
-            action="append",
-            default=[],
-            metavar="REGEX",
-            help="a console line that means the device crashed (repeatable; default: "
-            + ", ".join(DEFAULT_CRASH_PATTERNS)
-            + ")",
-        ),
-    ),
-]
-
-
-def _dest(name: str) -> str:
-    return "otto_" + name.replace("-", "_")
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("otto", "otto: lab hosts, transcripts, stability runs")
-    group.addoption(
-        "--lab",
-        action="append",
-        dest="otto_lab",
-        default=[],
-        metavar="FILE",
-        help="otto lab file (repeatable, merged in order; default $OTTO_LAB; "
-        "without one the lab is the one host 'local')",
-    )
-    group.addoption(
-        "--otto",
-        action="store_true",
-        dest="otto_run",
-        default=False,
-        help="record this run (run folder, transcripts, report) even without a lab",
-    )
-    for name, kwargs in _OPTIONS:
-        group.addoption(f"--otto-{name}", dest=_dest(name), **kwargs)
-
-
-def _taken_options(parser: pytest.Parser) -> set[str]:
-    names: set[str] = set()
-    for group in [parser._anonymous, *parser._groups]:
-        for option in group.options:
-            names.update(option.names())
-    return names
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_load_initial_conftests(
-    early_config: pytest.Config, parser: pytest.Parser, args: list[str]
-) -> Generator[None, None, None]:
-    # Every plugin and the initial conftests have added their options by now:
-    # only then is it known which short names are free.
-    result = yield
-    taken = _taken_options(parser)
-    group = parser.getgroup("otto")
-    for name, kwargs in _OPTIONS:
-        if f"--{name}" not in taken:
-            short = {k: v for k, v in kwargs.items() if k != "default"}
-            short["help"] = f"same as --otto-{name}"
-            group.addoption(f"--{name}", dest=_dest(name), **short)
-    return result
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -304,112 +163,6 @@ def monitor(request: pytest.FixtureRequest) -> Iterator[Collector]:
         otto_loop.run(collector.stop())
 
 
-# --- the state of one test run -------------------------------------------------------------
-
-
-@dataclass
-class _TestRun:
-    nodeid: str
-    name: str
-    iteration: int
-    folder: str
-    start: float
-    attempt_start: float
-    transcript: Transcript | None = None
-    """Every byte sent and received (``transcript.raw.log``)."""
-    session_log: SessionLog | None = None
-    """The commands, their output and exit status (``transcript.log``)."""
-    hosts: list[str] = field(default_factory=list)
-    reports: list[pytest.TestReport] = field(default_factory=list)
-    failures: list[CommandStatus] = field(default_factory=list)
-    earlier: list[Attempt] = field(default_factory=list)
-    rerun: bool = False
-    attempt: int = 1
-    crash_reported: bool = False
-    picked: dict[bool, list[str]] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-def _outcome(reports: Sequence[pytest.TestReport]) -> tuple[Outcome, str]:
-    for report in reports:
-        if report.failed:
-            return ("failed" if report.when == "call" else "error"), str(report.longrepr)
-    for report in reports:
-        if report.skipped:
-            longrepr = report.longrepr
-            reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
-            if hasattr(report, "wasxfail"):
-                reason = f"xfail: {report.wasxfail or reason}"
-            return "skipped", reason
-    return "passed", ""
-
-
-def _is_rerun(report: pytest.TestReport) -> bool:
-    """pytest-rerunfailures marks a failed try that will be run again."""
-    return str(report.outcome) == "rerun"
-
-
-def _tail(text: str) -> str:
-    lines = text.splitlines()[-_TAIL_LINES:]
-    return "\n".join(lines)[-_TAIL_CHARS:]
-
-
-def _describe(status: CommandStatus) -> str:
-    where = f"{status.host}/{status.session}" if status.session else status.host
-    how = f"exit status {status.retcode}" if status.status is Status.Failed else "error"
-    text = f"{where}: {status.command!r} -> {status.status.name} ({how})"
-    if status.error:
-        text += f"\n  {status.error}"
-    tail = _tail(status.output)
-    if tail:
-        text += "\n  output (tail):\n" + "\n".join("    " + line for line in tail.splitlines())
-    return text
-
-
-def _folder_name(nodeid: str) -> str:
-    plain = nodeid.replace("::", "__").replace("/", "__")
-    safe = re.sub(r"[^A-Za-z0-9._=\[\]-]+", "_", plain)
-    if safe != plain or len(safe) > 120:
-        digest = hashlib.sha1(nodeid.encode()).hexdigest()[:8]
-        safe = f"{safe[:120]}-{digest}"
-    return safe
-
-
-def _mark_pool(lab: Lab, mark: pytest.Mark) -> tuple[list[str], int | None]:
-    """The names a ``hosts`` mark allows, and its count; errors name what matched nothing."""
-    pattern = mark.args[0] if mark.args else mark.kwargs.get("pattern")
-    tags = mark.kwargs.get("tags", ())
-    if isinstance(tags, str):
-        tags = (tags,)
-    count = mark.kwargs.get("count")
-    names = lab.names
-    if pattern is not None:
-        regex = re.compile(pattern)
-        names = [n for n in names if regex.fullmatch(n)]
-    if tags:
-        names = [n for n in names if set(tags) <= set(lab.spec(n).tags)]
-    what = ", ".join(
-        part
-        for part in (
-            f"name {pattern!r}" if pattern is not None else "",
-            f"tags {list(tags)!r}" if tags else "",
-        )
-        if part
-    )
-    lab_name = "lab " + ", ".join(lab.files) if lab.files else "the default lab"
-    if not names:
-        raise pytest.UsageError(
-            f"@pytest.mark.hosts: no host in {lab_name} has {what or 'a name'} "
-            f"(hosts: {', '.join(lab.names) or 'none'})"
-        )
-    if count is not None and (not isinstance(count, int) or count < 1 or count > len(names)):
-        raise pytest.UsageError(
-            f"@pytest.mark.hosts: count={count!r}, but {len(names)} host(s) of {lab_name} "
-            f"have {what}: {', '.join(names)}"
-        )
-    return names, count
-
-
 def _run_to_the_end(fn: Callable[..., Any], kwargs: dict[str, Any]) -> None:
     """Run the test coroutine on otto's loop; however the test ends, its commands end with it.
 
@@ -442,49 +195,6 @@ def _run_to_the_end(fn: Callable[..., Any], kwargs: dict[str, Any]) -> None:
             if not ended.wait(_CANCEL_TIMEOUT):
                 log.warning("the test's coroutine was still ending after %gs", _CANCEL_TIMEOUT)
         raise
-
-
-_ITERATION = re.compile(r" \[iteration (\d+)\]$")
-
-
-def _by_iteration(reports: list[Any], key: str, *, per_test: bool) -> list[Any]:
-    """Copies of ``reports`` for pytest's summaries, their node ids naming the iteration;
-    with ``per_test``, one per test, naming how many runs failed and in which iterations."""
-    groups: dict[str, list[tuple[Any, str]]] = {}
-    for report in reports:
-        location = getattr(report, "location", None)
-        found = _ITERATION.search(location[2]) if location else None
-        groups.setdefault(report.nodeid, []).append((report, found.group(1) if found else "?"))
-    shown: list[Any] = []
-    for nodeid, group in groups.items():
-        if per_test:
-            first = copy.copy(group[0][0])
-            numbers = [n for _, n in group]
-            listed = ", ".join(numbers[:10]) + (", ..." if len(numbers) > 10 else "")
-            first.nodeid = (
-                f"{nodeid} [{len(group)} {key} run{'s' if len(group) != 1 else ''}: "
-                f"iteration{'s' if len(group) != 1 else ''} {listed}]"
-            )
-            shown.append(first)
-            continue
-        for report, number in group:
-            named = copy.copy(report)
-            named.nodeid = f"{nodeid} [iteration {number}]"
-            shown.append(named)
-    return shown
-
-
-def _which_host(nodeid: str, lab: Lab) -> str:
-    """The error of a test that asks for ``host`` on a lab of several hosts, without a mark."""
-    lab_name = "lab " + ", ".join(lab.files) if lab.files else "the lab"
-    first = lab.names[0]
-    return (
-        f"{nodeid} uses the `host` fixture, but {lab_name} has {len(lab)} hosts "
-        f"({', '.join(lab.names)}): say which with a mark, e.g.\n"
-        f"    @pytest.mark.hosts({first!r})        # on {first}\n"
-        f"    @pytest.mark.hosts('.*')          # once on each host\n"
-        f"    @pytest.mark.hosts(count=1)       # on any one free host"
-    )
 
 
 class OttoPlugin:
@@ -535,8 +245,8 @@ class OttoPlugin:
         self._watched: set[str] = set()
         self._up: set[str] = set()
         self._down: dict[str, str] = {}
-        self._runs: dict[str, _TestRun] = {}
-        self._current: _TestRun | None = None
+        self._runs: dict[str, TestRun] = {}
+        self._current: TestRun | None = None
         self._muted = False
         self._inner = False
         self._iteration = 1
@@ -670,7 +380,7 @@ class OttoPlugin:
         lab = self.lab()
         return [s for spec in lab.specs for s in (spec.password, spec.become_password) if s]
 
-    def _open_transcript(self, run: _TestRun) -> Transcript:
+    def _open_transcript(self, run: TestRun) -> Transcript:
         with run.lock:
             if run.transcript is None:
                 lab = self.lab()
@@ -714,7 +424,7 @@ class OttoPlugin:
         if name in self._down:
             pytest.fail(f"host {name} is down: {self._down[name]}", pytrace=False)
 
-    def _run_for(self, request: pytest.FixtureRequest) -> _TestRun:
+    def _run_for(self, request: pytest.FixtureRequest) -> TestRun:
         self._activate()
         run = self._current
         if run is None or run.nodeid != request.node.nodeid:
@@ -746,11 +456,11 @@ class OttoPlugin:
             if not one:
                 return lab.names
             if len(lab) > 1:
-                pytest.fail(_which_host(node.nodeid, lab), pytrace=False)
+                pytest.fail(which_host(node.nodeid, lab), pytrace=False)
             return lab.names or [DEFAULT_HOST_NAME]
         if isinstance(param, str):
             return [param]
-        pool, count = _mark_pool(lab, mark)
+        pool, count = mark_pool(lab, mark)
         if count is None:
             return pool if not one else pool[:1]
         other = self._current.picked.get(not one) if self._current else None
@@ -777,7 +487,7 @@ class OttoPlugin:
         folder = self.artifacts_for(request)
         return Collector(
             [self._host(n) for n in names],
-            interval=_TEST_MONITOR_INTERVAL,
+            interval=_TESTMONITOR_INTERVAL,
             db=folder / "monitor.db",
         )
 
@@ -793,7 +503,7 @@ class OttoPlugin:
         mark = metafunc.definition.get_closest_marker("hosts")
         if mark is None or "host" not in metafunc.fixturenames:
             return
-        pool, count = _mark_pool(self.lab(), mark)
+        pool, count = mark_pool(self.lab(), mark)
         if count is None:
             metafunc.parametrize("host", pool, indirect=True, ids=pool)
 
@@ -832,7 +542,7 @@ class OttoPlugin:
         if isinstance(param, str) and "hosts" not in used:
             return [param]
         try:
-            pool, _ = _mark_pool(lab, mark)
+            pool, _ = mark_pool(lab, mark)
         except pytest.UsageError:  # the test's setup says so, as an error of its own
             return []
         return pool
@@ -898,7 +608,7 @@ class OttoPlugin:
         _run_to_the_end(fn, {name: pyfuncitem.funcargs[name] for name in names})
         return True
 
-    def _start_run(self, nodeid: str, name: str) -> _TestRun:
+    def _start_run(self, nodeid: str, name: str) -> TestRun:
         iteration = self._iteration
         key = f"{nodeid}#{iteration}"
         run = self._runs.get(key)
@@ -911,10 +621,10 @@ class OttoPlugin:
             if run.session_log is not None:
                 run.session_log.note(f"attempt {run.attempt}")
         else:
-            folder = _folder_name(nodeid)
+            folder = folder_name(nodeid)
             if self.repeating:
                 folder = f"{folder}/{iteration}"
-            run = _TestRun(nodeid, name, iteration, folder, now, now)
+            run = TestRun(nodeid, name, iteration, folder, now, now)
             self._runs[key] = run
         self._current = run
         return run
@@ -946,7 +656,7 @@ class OttoPlugin:
                 report.longrepr = f"otto: {crash.host} crashed during the test\n{excerpt}"
         if report.failed and report.when == "call" and run.failures:
             report.sections.append(
-                ("otto: failing commands", "\n".join(_describe(s) for s in run.failures))
+                ("otto: failing commands", "\n".join(describe(s) for s in run.failures))
             )
         return report
 
@@ -999,7 +709,7 @@ class OttoPlugin:
         if self.controller or run is None or run.nodeid != report.nodeid:
             return
         run.reports.append(report)
-        if _is_rerun(report):
+        if is_rerun(report):
             run.rerun = True
 
     def pytest_runtest_logfinish(self, nodeid: str, location: tuple[str, int | None, str]) -> None:
@@ -1015,7 +725,7 @@ class OttoPlugin:
         if run is None or run.nodeid != nodeid:
             return
         if run.rerun:
-            rerun = next(r for r in run.reports if _is_rerun(r))
+            rerun = next(r for r in run.reports if is_rerun(r))
             kind: Outcome = "failed" if rerun.when == "call" else "error"
             run.earlier.append(Attempt(kind, str(rerun.longrepr), run.attempt_start, time.time()))
             run.reports.clear()
@@ -1027,14 +737,14 @@ class OttoPlugin:
             return
         self._finish(run)
 
-    def _finish(self, run: _TestRun, interrupted: bool = False) -> None:
+    def _finish(self, run: TestRun, interrupted: bool = False) -> None:
         self._current = None
         self._runs.pop(f"{run.nodeid}#{run.iteration}", None)
         if interrupted:
             outcome: Outcome = "error"
             longrepr = "interrupted: the run was stopped during this test"
         else:
-            outcome, longrepr = _outcome(run.reports)
+            outcome, longrepr = outcome_of(run.reports)
         crash: Crash | None = None
         transcript = ""
         if run.session_log is not None:
@@ -1054,7 +764,7 @@ class OttoPlugin:
                     command=s.command,
                     retcode=s.retcode,
                     status=s.status.name,
-                    output_tail=_tail(s.output),
+                    output_tail=tail(s.output),
                     error=s.error,
                 )
                 for s in run.failures
@@ -1168,7 +878,7 @@ class OttoPlugin:
         for record in self._own:
             if record.kind == "crashed":
                 record.iteration = ran.get(record.nodeid, 0) + 1
-                folder = _folder_name(record.nodeid)
+                folder = folder_name(record.nodeid)
                 if self.repeating:
                     folder = f"{folder}/{record.iteration}"
                 if (self.run_dir / folder).is_dir():
@@ -1227,7 +937,7 @@ class OttoPlugin:
         kept = {key: stats[key] for key in ("failed", "error") if stats.get(key)}
         if self.repeating and not self.worker:
             for key, reports in kept.items():
-                stats[key] = _by_iteration(reports, key, per_test=self.duration is not None)
+                stats[key] = by_iteration(reports, key, per_test=self.duration is not None)
         try:
             return (yield)
         finally:
