@@ -11,7 +11,8 @@ Each new piece of text is searched once per pattern, together with a window
 of the text before it so that a match may straddle two reads; a match longer
 than ``window`` characters that straddles reads can be missed, which is the
 price of never rescanning. While nothing matches the buffer keeps at most
-``max_chars`` characters, dropping the oldest (counted in ``dropped``).
+``max_chars`` characters, dropping the oldest (counted in ``dropped``, and in
+the next match's ``dropped``).
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ class ExpectMatch:
     """Everything received since the previous match, up to and including this one."""
     match: re.Match[str]
     """The regex match (``group()`` is the matched text, ``group(1)`` its first group)."""
+    dropped: int = 0
+    """Characters received before ``text`` (since the previous match) that the buffer
+    dropped because it keeps at most ``max_chars``: ``text`` lost its start."""
 
     @property
     def matched(self) -> str:
@@ -59,6 +63,7 @@ class ExpectBuffer:
         self._patterns: tuple[re.Pattern[str], ...] = ()
         self._scanned = 0
         self.dropped = 0
+        self._dropped_since = 0
         self._fed = False
 
     def __len__(self) -> int:
@@ -99,6 +104,7 @@ class ExpectBuffer:
             cut = excess
         self._size -= cut
         self.dropped += cut
+        self._dropped_since += cut
         self._scanned = max(0, self._scanned - cut)
 
     def text(self) -> str:
@@ -119,6 +125,7 @@ class ExpectBuffer:
         if not self._fed:
             return
         self._fed = False
+        self._dropped_since = 0
         self._chunks = []
         self._size = 0
         self._held_cr = False
@@ -164,7 +171,8 @@ class ExpectBuffer:
         self._chunks = [text[end:]] if end < len(text) else []
         self._size = len(text) - end
         self._scanned = 0
-        return ExpectMatch(best_index, text[:end], best)
+        dropped, self._dropped_since = self._dropped_since, 0
+        return ExpectMatch(best_index, text[:end], best, dropped)
 
     def _tail(self, n: int) -> str:
         """The last ``n`` characters of pending text, joining as few chunks as possible."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 from collections.abc import AsyncIterator
@@ -21,6 +22,7 @@ from otto import (
     OttoError,
     RemoteHost,
 )
+from otto.expect import DEFAULT_MAX_CHARS
 from tests.integration.hosts import HOST_KINDS, make_host, skip_on_one_stream
 from tests.lab.uboot import UBoot, uboot_missing
 
@@ -259,3 +261,19 @@ async def test_uboot_reset_is_a_reboot_that_wait_until_up_sees_come_back(uboot: 
             uboot.address, term="console", console_protocol="raw", name="board"
         ) as again:
             await again.wait_until_up(1.5, prompt=r"this prompt never shows")
+
+
+async def test_an_answer_longer_than_the_buffer_is_marked_and_warned(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    size = DEFAULT_MAX_CHARS + 1024 * 1024
+    async with LocalHost() as host, host.open_app(REPL, PROMPT, pty=False) as app:
+        with caplog.at_level(logging.WARNING, logger="otto.apps"):
+            answer = await app.cmd(f"print('x' * {size} + 'END')", timeout=120)
+        first, _, rest = answer.partition("\n")
+        assert re.fullmatch(r"\[otto: \d+ characters of output dropped here\]", first)
+        assert rest.endswith("xEND") and set(rest[:-3]) == {"x"}
+        assert int(first.split()[1]) + len(rest) >= size  # what was dropped, and what was kept
+        warned = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+        assert warned and "local" in warned[0]
+        assert await app.cmd("'next'") == "'next'"

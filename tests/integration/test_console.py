@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -277,6 +278,79 @@ async def test_a_program_left_by_send_is_ended_when_the_host_closes(consoles: Co
     assert await eventually(lambda: not any(_comm(p) == "cat" for p in console.shell_pids()))
     async with console_host(console) as host:
         assert (await host.run("echo next")).only.output == "next"
+
+
+def _runs(console: Console, name: str) -> bool:
+    return any(_comm(pid).startswith(name) for pid in console.shell_pids())
+
+
+async def test_a_program_one_session_started_is_left_alone_by_another(
+    consoles: ConsoleLab,
+) -> None:
+    console = await consoles.add("held", login=False, protocol="raw")
+    async with console_host(console) as host:
+        a = await host.open_session("a")
+        b = await host.open_session("b")
+        assert (await b.run("echo b-ready")).only.output == "b-ready"
+        await a.send("python3 -q\n")
+        await a.expect(">>> ", timeout=10)
+        # b's command is not typed into a's program: a clear error, at once.
+        with pytest.raises(ConnectError) as info:
+            await b.run("echo typed", timeout=5)
+        message = str(info.value)
+        assert "con-held/a" in message and "python3" in message and "con-held/b" in message
+        with pytest.raises(ConnectError, match="python3"):
+            await host.oneshot("echo typed", timeout=5)
+        # a's program was left alone: it still answers, and nothing of b's reached it.
+        await a.send("print(6 * 7)\n")
+        assert "42" in await a.expect(re.compile(r"42\r?\n>>> "), timeout=10)
+        await a.send("exit()\n")
+        assert (await a.run("echo a-back")).only.output == "a-back"
+        assert (await b.run("echo b-back")).only.output == "b-back"
+    assert not _runs(console, "python")
+
+
+async def test_a_repl_left_by_send_is_ended_and_the_console_stays_usable(
+    consoles: ConsoleLab,
+) -> None:
+    console = await consoles.add("repl", login=False, protocol="raw")
+    async with console_host(console) as host:
+        await host.send("python3 -q\n")
+        await host.expect(">>> ", timeout=10)
+        with pytest.raises(ConnectError, match="python3"):
+            await host.open_session("other")  # refused: python holds the console
+    # Closing ended it (Ctrl-C does not; Ctrl-D at its prompt does).
+    assert not _runs(console, "python")
+    async with console_host(console, connect_timeout=5.0) as host:
+        assert (await host.run("echo free")).only.output == "free"
+
+
+async def test_a_repl_found_holding_the_console_is_left_its_own_way(consoles: ConsoleLab) -> None:
+    console = await consoles.add("found", login=False, protocol="raw")
+    reader, writer = await asyncio.open_connection("127.0.0.1", console.port)
+    writer.write(b"python3 -q\r")
+    await writer.drain()
+    await asyncio.wait_for(reader.readuntil(b">>> "), 10)
+    writer.close()
+    async with console_host(console) as host:
+        assert (await host.run("echo free")).only.output == "free"
+    assert not _runs(console, "python")
+
+
+async def test_a_repl_that_will_not_end_is_named_in_a_bounded_error(consoles: ConsoleLab) -> None:
+    console = await consoles.add("stuck", login=False, protocol="raw")
+    reader, writer = await asyncio.open_connection("127.0.0.1", console.port)
+    # Ctrl-C ignored, and a new python for every one that ends.
+    writer.write(b"trap '' INT QUIT; while :; do python3 -q; done\r")
+    await writer.drain()
+    await asyncio.wait_for(reader.readuntil(b">>> "), 10)
+    writer.close()
+    host = console_host(console, connect_timeout=4.0)
+    with pytest.raises(ConnectError) as info:
+        await host.run("true")
+    message = str(info.value)
+    assert "con-stuck" in message and "python holds it" in message
+    await host.close()
 
 
 @pytest.mark.parametrize("name", ["login", "serial"])

@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from otto.expect import ExpectBuffer
 from otto.hosts.apps import anchored_prompt, answer_of, echo_lines
 
 
@@ -78,3 +79,16 @@ def test_echo_lines_counts_the_blank_lines_an_empty_line_brought(body: str, line
 )
 def test_answer_drops_the_echo_and_one_line_end(body: str, echoes: int, answer: str) -> None:
     assert answer_of(body, echoes) == answer
+
+
+def test_a_match_says_how_much_of_its_start_the_buffer_dropped() -> None:
+    buffer = ExpectBuffer(max_chars=16, window=4)
+    prompt = anchored_prompt("=> ")
+    buffer.feed(b"0123456789")
+    buffer.feed(b"abcdefghij=> ")
+    found = buffer.search_any((prompt,))
+    assert found is not None
+    assert (found.dropped, found.text) == (7, "789abcdefghij=> ")
+    buffer.feed(b"next=> ")
+    again = buffer.search_any((prompt,))
+    assert again is not None and (again.dropped, again.text) == (0, "next=> ")

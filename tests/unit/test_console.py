@@ -12,10 +12,17 @@ from pathlib import Path
 import pytest
 
 from otto import RemoteHost
-from otto.errors import AuthenticationError, ConnectError, LabError
+from otto.errors import AuthenticationError, ConnectError, ConnectionLost, LabError
 from otto.hosts.console import split_console_address
 from otto.lab import Lab
-from otto.transports.console import ConsoleLog
+from otto.transports.console import (
+    ConsoleLink,
+    ConsoleLog,
+    ConsoleStream,
+    ConsoleStreamView,
+    StreamSink,
+    TcpConsoleStream,
+)
 
 SECRET = "s3cret-Console-pw"
 STAMP = re.compile(rb"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}\] ")
@@ -192,3 +199,45 @@ async def test_a_login_prompt_with_no_user_says_so(
         await host.connect()
     assert "board login:" in str(info.value)
     await host.close()
+
+
+class _Heard:
+    """A session's side of a view: what it received, and whether it heard the end."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.lost: list[str] = []
+
+    def data_received(self, data: bytes) -> None:
+        self.data += data
+
+    def connection_lost(self, exit_status: int | None, reason: str) -> None:
+        self.lost.append(reason)
+
+
+async def test_closing_the_link_tells_raw_views_and_a_later_write_raises(
+    serve: Callable[[Script], Awaitable[int]],
+) -> None:
+    async def quiet(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()
+
+    port = await serve(quiet)
+
+    async def opener(sink: StreamSink) -> ConsoleStream:
+        return await TcpConsoleStream.open(
+            sink, "127.0.0.1", port, telnet=False, keepalive_interval=15.0
+        )
+
+    link = ConsoleLink(
+        "b", opener=opener, where=f"127.0.0.1:{port}", user=None,
+        password=lambda: None, connect_timeout=5.0,
+    )  # fmt: skip
+    heard = _Heard()
+    view = ConsoleStreamView(link)
+    await view.open(heard)
+    view.write(b"\x03")
+    await link.close()  # what host.disconnect() does
+    assert heard.lost and "closed" in heard.lost[0]
+    with pytest.raises(ConnectionLost, match=r"b: the console .* is closed"):
+        view.write(b"version\r")
+    await view.close()

@@ -21,14 +21,25 @@ How an answer is cut out of what the program prints:
   on, on the same line, would be cut there: no reader can tell it apart.)
 - The echo of the line: a terminal may echo it, the program may echo it
   itself (U-Boot does, character by character), or nothing echoes it (a pipe).
-  Once the first prompt is seen, otto presses Enter once and counts the lines
-  that come back before the next prompt: that many leading lines of every
-  answer are the echo and are removed, whatever they look like.
+  Once the first prompt is seen, otto sends a line holding one space and
+  counts the lines that come back before the next prompt: that many leading
+  lines of every answer are the echo and are removed, whatever they look like.
+- otto never sends an empty line of its own: U-Boot runs its last command
+  again on one (``md``, ``mmc write``, ``nand erase``).
+- What arrived since the last prompt (a message the program printed by
+  itself, a key pressed by someone else on a console) is dropped before each
+  command is sent: it is not the answer.
 - ``\\r\\n`` (and ``\\r\\r\\n``) is folded to ``\\n`` and one trailing newline is
   stripped, as in command output; everything else is kept as printed.
 - A program reached over a serial line or a socket shows no prompt until a key
   is pressed: if nothing at all arrives for a second after ``start`` (at once
-  for ``start=None``), otto presses Enter, and again each second of silence.
+  for ``start=None``, unless its prompt is there already), otto presses
+  Ctrl-C, and again each second of silence (harmless at a prompt; U-Boot stops
+  what it runs). Where Ctrl-C would be a signal to the program just started (a
+  terminal), a line holding one space is sent instead.
+- An answer longer than the buffer (16 Mi characters) loses its start: the
+  answer then begins with a line saying how much was dropped, and a warning
+  is logged.
 - When ``start`` is a command, the shell prints a marker once it ends, so a
   program that exits is noticed at once (a clear ``ConnectionLost``), and the
   session is a shell again.
@@ -45,7 +56,7 @@ from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 from otto.errors import ConnectError, ConnectionLost, ExpectTimeout, tail
-from otto.expect import ExpectMatch
+from otto.expect import DEFAULT_MAX_CHARS, ExpectMatch
 
 if TYPE_CHECKING:
     from otto.hosts.base import Host
@@ -62,6 +73,10 @@ CLOSE_WAIT = 5.0
 """Seconds to wait, on leaving, for the program to end after ``exit`` was sent."""
 
 _ESC = r"(?:\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-Z\\-_])"
+_CTRL_C = "\x03"
+_SPACE_LINE = " \n"
+"""What otto types to count the echo: a line with nothing to run, never an empty one."""
+_EVERYTHING = re.compile(r"(?s).+\Z")
 _LEADING_FLAGS = re.compile(r"\A\(\?[aiLmsux]+\)")
 _ESCAPES = re.compile(_ESC)
 _CRLF = re.compile(r"\r+\n")
@@ -79,13 +94,13 @@ def anchored_prompt(prompt: str | re.Pattern[str]) -> re.Pattern[str]:
 
 
 def echo_lines(body: str) -> int:
-    """How many lines the echo of an empty line took: the leading blank lines of ``body``.
+    """How many lines the echo of a blank line took: the leading blank lines of ``body``.
 
-    Blank means nothing but escape sequences and carriage returns.
+    Blank means nothing but escape sequences and white space.
     """
     count = 0
     for line in _CRLF.sub("\n", body).split("\n")[:-1]:
-        if _ESCAPES.sub("", line).strip("\r"):
+        if _ESCAPES.sub("", line).strip():
             break
         count += 1
     return count
@@ -219,8 +234,8 @@ class App:
                     f"{{ {self.start}\n}}; printf '\\n__otto_app_%s_end%d\\n' "
                     f'{self._token} "$?"\n'
                 )
-            else:
-                await session.send("\n")
+            elif not await self._prompt_pending():
+                await session.send(self._nudge_key())
             deadline = time.monotonic() + self.timeout
             while True:
                 left = deadline - time.monotonic()
@@ -239,8 +254,9 @@ class App:
                             self.where, self.prompt.pattern, self.timeout, exc.received
                         ) from None
                     if received == 0:
-                        log.debug("%s: nothing yet; pressing Enter", self.where)
-                        await session.send("\n")
+                        key = self._nudge_key()
+                        log.debug("%s: nothing yet; pressing %r", self.where, key)
+                        await session.send(key)
         finally:
             remove()
         if found.index == 1:
@@ -249,11 +265,39 @@ class App:
                 f"`{self.start}` ended (status {found.match.group(1)}) before its prompt "
                 f"{self.prompt.pattern!r}; received: {tail(self._before(found))!r}",
             )
-        # Count the echo on an empty line: the program's own, the terminal's, or none.
-        await session.send("\n")
-        probe = await self._next_prompt(self.timeout, "Enter")
+        # Count the echo of a line with nothing to run (never an empty one: U-Boot
+        # would run its last command again): the program's own, the terminal's, or none.
+        await self._discard_stale()
+        await session.send(_SPACE_LINE)
+        probe = await self._next_prompt(self.timeout, _SPACE_LINE)
         self.echoes = echo_lines(self._before(probe))
         log.debug("%s: started; %d line(s) of echo", self.where, self.echoes)
+
+    def _nudge_key(self) -> str:
+        """What otto presses to see a prompt: Ctrl-C, never Enter.
+
+        Where Ctrl-C would be a signal to the program otto just started (on a
+        terminal), a line holding one space.
+        """
+        if self.start is not None and self.session.pty:
+            return _SPACE_LINE
+        return _CTRL_C
+
+    async def _prompt_pending(self) -> bool:
+        """Whether the prompt is waiting already in what the session received."""
+        try:
+            await self.session.expect(self._patterns, 0)
+        except ExpectTimeout:
+            return False
+        return True
+
+    async def _discard_stale(self) -> None:
+        """Drop what arrived since the last prompt: it is no answer to the next line."""
+        try:
+            stale = await self.session.expect(_EVERYTHING, 0)
+        except ExpectTimeout:
+            return
+        log.debug("%s: dropping %r, printed since the last prompt", self.where, stale[-200:])
 
     # --- using ---------------------------------------------------------------
 
@@ -284,6 +328,7 @@ class App:
                 # An earlier cmd timed out: its prompt comes first.
                 await self._next_prompt(max(0.0, deadline - time.monotonic()), text, limit)
                 self._owed -= 1
+            await self._discard_stale()
             self._owed += 1  # before sending: a cancelled send may still have written
             line = text + "\n"
             while True:
@@ -292,12 +337,26 @@ class App:
                 )
                 line = ""
                 body = self._before(found)
-                if self.echoes and text and not _ESCAPES.sub("", body).strip("\n\r"):
-                    # A late prompt from pressing Enter at start: ours is still to come.
+                if self.echoes and text and not _ESCAPES.sub("", body).strip():
+                    # A late prompt from the keys pressed at start: ours is still to come.
                     continue
                 break
             self._owed -= 1
+            if found.dropped:
+                return self._cut_answer(text, body, found.dropped)
             return answer_of(body, self.echoes)
+
+    def _cut_answer(self, text: str, body: str, dropped: int) -> str:
+        """An answer whose start the buffer dropped: marked, and a warning says so."""
+        log.warning(
+            "%s: the answer to %r was longer than %d characters; its first %d were dropped",
+            self.where,
+            text[:80],
+            DEFAULT_MAX_CHARS,
+            dropped,
+        )
+        # The echo went with the start: nothing more is cut.
+        return f"[otto: {dropped} characters of output dropped here]\n" + answer_of(body, 0)
 
     async def send(self, text: str) -> None:
         """Write ``text`` to the program as it is (no newline added), e.g. ``"\\x03"``."""

@@ -11,7 +11,17 @@ first (a login prompt may be waiting); then a probe line (a sum whose answer
 its echo cannot show) is sent until a shell answers, a login prompt shows
 (otto logs in with the host's user and password), or ``connect_timeout``
 passes. A console held by a program (``cat``, a pager) answers nothing: after
-the first unanswered probe otto presses Ctrl-C before each next one.
+the first unanswered probe otto presses Ctrl-C before each next one, and where
+the console shows a known REPL's prompt (Python's ``>>> ``), that REPL's own
+way out (Ctrl-D). otto never presses Enter on its own: on a bootloader (U-Boot)
+an empty line runs the last command again.
+
+A program started with ``send`` (or an app) holds the console: that state is
+the link's, not one session's. Other sessions get a clear ``ConnectError``
+instead of typing into it; when the session that started it closes, or the
+host does, the link ends it (Ctrl-C, then the REPL's way out, then Ctrl-\\)
+until its shell answers again. A console opened raw (a bootloader driven with
+``send``/``expect`` or an app) gets no shell probes typed into it.
 
 As over Telnet, commands run in an inner, non-interactive shell started from
 the console's shell, which prints the inner shell's exit status when it ends.
@@ -37,9 +47,10 @@ import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
-from otto.errors import ConnectError, tail
+from otto import redact
+from otto.errors import ConnectError, ConnectionLost, tail
 from otto.expect import ExpectMatch
 from otto.transports.base import Receiver, ShellTransport, WriteFlow
 from otto.transports.login import (
@@ -79,6 +90,40 @@ _OTTO_SHELLS_ENDED = 3
 """How many leftover otto shells (from a link that dropped) are ended before giving up."""
 _SHELL_PROMPT = re.compile(r"[$#>%]\s*(\x1b\[[0-9;?]*[A-Za-z])*$", re.MULTILINE)
 _CTRL_C = b"\x03"
+_CTRL_BACKSLASH_C = b"\x1c\x03"
+_LEAVES = 2
+"""How many times a known REPL's way out is tried before giving up on it."""
+_FREE_WAITS = (0.5, 1.0, 1.5)
+"""Seconds the shell has to answer after each step of ending a program that holds it."""
+# A marker line of otto's framing (see otto.framing): "printf '\036%s:%d%s\037' TOKEN:SEQ".
+_FRAMING = re.compile(rb"printf '\\036%s:%d%s\\037' ([0-9a-z]+):([0-9]+) ")
+
+
+class _Program(NamedTuple):
+    """A program recognised by its prompt at the end of what the console printed."""
+
+    name: str
+    prompt: re.Pattern[str]
+    leave: bytes | None
+    """What ends it at its prompt; None for a bootloader (there is nothing to leave)."""
+
+
+_PROGRAMS = (
+    _Program("python", re.compile(r"(?:^|\n)(?:>>>|\.\.\.) \Z"), b"\x04"),
+    _Program("sqlite3", re.compile(r"(?:^|\n)(?:sqlite|   \.\.\.)> \Z"), b"\x04"),
+    _Program("irb", re.compile(r"(?:^|\n)irb\([^)]*\):\d+:\d+[>*\"'] \Z"), b"\x04"),
+    _Program("mysql", re.compile(r"(?:^|\n)(?:mysql|mariadb|MariaDB \[[^]]*\])> \Z"), b"\x04"),
+    _Program("U-Boot", re.compile(r"(?:^|\n)(?:<INTERRUPT>\n)?(?:=>|U-Boot>) \Z"), None),
+)
+
+
+def held_by(printed: str) -> _Program | None:
+    """The known program whose prompt ends ``printed`` (a REPL, a bootloader), or None."""
+    text = printed.replace("\r\n", "\n").replace("\r", "\n")[-300:]
+    for program in _PROGRAMS:
+        if program.prompt.search(text):
+            return program
+    return None
 
 
 class StreamSink(Protocol):
@@ -325,6 +370,18 @@ class ConsoleLink:
         self._arrived = asyncio.Event()
         self._dialog: LoginDialog | None = None
         self._inner_token = ""
+        self._raw_views: list[ConsoleStreamView] = []
+        # The view whose program holds the inner shell's terminal (send, an app),
+        # what it typed, and the markers its framing asks for (one back: the shell reads).
+        self._holder: ConsoleShell | None = None
+        self._held_what = ""
+        self._wedged = ""
+        self._freeing: list[bytes] = []
+        self._seen_tail = b""
+        self._free_seq = 0
+        self._free_marker = b""
+        self._freed = asyncio.Event()
+        self._free_seen = bytearray()
 
     def __repr__(self) -> str:
         return f"<ConsoleLink {self.name!r} {self.where} {self._state}>"
@@ -344,11 +401,15 @@ class ConsoleLink:
         if self._state == "inner":
             watch = self._watch
             out = watch.feed(data)
+            if out and (self._freeing or self._free_marker):
+                self._look_for_free(out)
             active = self._active
             if out and active is not None:
                 active.deliver(out)
             if watch.ended:
                 self._state = "shell"
+                self._line_free()
+                self._freed.set()
                 self._views_lost(watch.status, f"shell exited with {watch.status}")
             return
         if self._reading:
@@ -362,11 +423,105 @@ class ConsoleLink:
         self._lost_reason = reason
         self._stream = None
         self._arrived.set()
-        for tap in self._taps:
+        self._line_free()
+        self._wedged = ""
+        self._freed.set()
+        for tap in list(self._taps):
             tap(b"")
         self._views_lost(None, reason)
         if self._log is not None:
             self._log.close()
+
+    # --- who holds the line -------------------------------------------------------
+
+    def _line_free(self) -> None:
+        self._holder = None
+        self._held_what = ""
+        self._freeing = []
+        self._seen_tail = b""
+
+    def _look_for_free(self, out: bytes) -> None:
+        """Watch the inner shell's output for a marker that says it reads commands again."""
+        seen = self._seen_tail + out
+        if self._free_marker:
+            self._free_seen += out
+            del self._free_seen[: max(0, len(self._free_seen) - 4096)]
+            if self._free_marker in seen:
+                self._freed.set()
+        if any(prefix in seen for prefix in self._freeing):
+            log.debug("%s: the console's shell reads commands again", self.name)
+            self._line_free()
+            return
+        self._seen_tail = seen[-64:]
+
+    def _held_message(self, view: ConsoleShell) -> str:
+        holder = self._holder
+        who = f"session {holder.who}" if holder is not None and holder.who else "another session"
+        what = f"`{self._held_what}`" if self._held_what else "a program"
+        return (
+            f"the console {self.where} is held by {what}, which {who} started (send or an "
+            f"app) and which still runs: nothing of {view.who or 'this session'} was typed "
+            "into it; end that program (or close that session) first"
+        )
+
+    def _typed(self, data: bytes, view: ConsoleShell) -> None:
+        """Note what ``view`` writes: otto's framing, or text for a program of its own."""
+        markers = _FRAMING.findall(data)
+        if markers:
+            if self._holder is view:
+                # The shell reads commands again once one of these comes back.
+                self._freeing += [b"\x1e%s:%s:" % (token, seq) for token, seq in markers]
+            return
+        if self._holder is None:
+            self._holder = view
+            line = data.decode(errors="replace").strip().split("\n", 1)[0].strip("\r")
+            self._held_what = redact.redact(line[:60])
+            self._freeing = []
+
+    async def _free_line(self, what: str) -> bool:
+        """End what holds the inner shell's terminal; True once the shell reads commands.
+
+        Ctrl-C; then, where the console shows a known REPL's prompt, its way out
+        (Ctrl-D), else Ctrl-\\ and Ctrl-C. After each step a line only the shell
+        answers is typed (a marker its echo cannot show).
+        """
+        stream = self._stream
+        if stream is None or self._state != "inner":
+            return True
+        self._active = None
+        self._free_seen.clear()
+        leaves = 0
+        try:
+            for step, wait in enumerate(_FREE_WAITS):
+                if self._stream is None or self._state != "inner":
+                    return True
+                program = held_by(self._free_seen.decode(errors="replace"))
+                if step == 0:
+                    key = _CTRL_C
+                elif program is not None and program.leave is not None and leaves < _LEAVES:
+                    leaves += 1
+                    key = program.leave
+                else:
+                    key = _CTRL_BACKSLASH_C
+                self._free_seq += 1
+                seq = self._free_seq
+                token = self._inner_token.encode()
+                self._free_marker = b"\x1eotto-free:%s:%d\x1f" % (token, seq)
+                self._freed.clear()
+                self._free_seen.clear()
+                # Its echo shows "\\036", never the byte: only the shell prints the marker.
+                self._write_now(key + b"printf '\\036otto-free:%s:%d\\037'\r" % (token, seq))
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait):
+                        await self._freed.wait()
+                if self._freed.is_set():
+                    self._line_free()
+                    return True
+            shown = tail(redact.redact(self._free_seen.decode(errors="replace")), 120)
+            self._wedged = f"{what} (it printed {shown!r})"
+            return False
+        finally:
+            self._free_marker = b""
 
     def _views_lost(self, status: int | None, reason: str) -> None:
         for view in list(self._views):
@@ -394,6 +549,13 @@ class ConsoleLink:
         async with self._connecting:
             if self._state in ("shell", "inner"):
                 return
+            if self._raw_views:
+                raise ConnectError(
+                    self.name,
+                    f"the console {self.where} is open raw ({len(self._raw_views)} session(s) "
+                    "drive it with send/expect or an app, a bootloader maybe): otto types no "
+                    "shell probes into it; close those sessions first",
+                )
             self._dialog = LoginDialog(
                 self.name,
                 user=self.user,
@@ -433,10 +595,25 @@ class ConsoleLink:
             return dialog.refused(dialog.failed)
         received = dialog.buffer.text()
         said = f"received: {tail(dialog.shown(received))!r}" if received else "it printed nothing"
+        program = held_by(received)
+        if program is not None and program.leave is None:
+            why = f"; it shows {program.name}'s prompt, not a shell (no shell probes were typed)"
+        elif program is not None:
+            why = f"; {program.name} holds it and did not end on Ctrl-C or its way out"
+        else:
+            why = " (Ctrl-C sent too)"
         return ConnectError(
             self.name,
-            f"no shell answered on the console {self.where} within {self.connect_timeout:g}s "
-            f"(Ctrl-C sent too); {said}",
+            f"no shell answered on the console {self.where} within {self.connect_timeout:g}s"
+            f"{why}; {said}",
+        )
+
+    def _not_a_shell(self, program: _Program) -> ConnectError:
+        return ConnectError(
+            self.name,
+            f"the console {self.where} shows {program.name}'s prompt, not a shell: otto types "
+            "no shell probes into it (wait for it with wait_until_up(prompt=...), drive it "
+            "with open_app(None, prompt))",
         )
 
     async def open_raw(self) -> None:
@@ -477,22 +654,37 @@ class ConsoleLink:
         prompts = (dialog.login_re, dialog.password_re)
         patterns = (answer, *prompts)
         # A prompt may be waiting already: typing a probe into it would be a login
-        # attempt. If nothing shows, Enter asks for a fresh prompt (a getty prints
-        # its login prompt again, a shell its prompt).
+        # attempt. If nothing shows, Ctrl-C asks for a fresh prompt (a shell prints
+        # its prompt again, login ends and getty starts another, U-Boot stops what
+        # runs). Never Enter: U-Boot would run its last command again.
         found = await self._look(dialog, prompts, _FIRST_LOOK)
         if found is None and not dialog.buffer.text().strip():
-            dialog.send_line("")
+            self._write_now(_CTRL_C)
             found = await self._look(dialog, (*prompts, _SHELL_PROMPT), _PROMPT_WAIT)
+        if found is None or found.index == 2:
+            program = held_by(dialog.buffer.text() if found is None else found.text)
+            if program is not None and program.leave is None:
+                # A bootloader: a probe line would be a command to it.
+                raise self._not_a_shell(program)
         if found is not None and found.index == 0:
             await dialog.answer_login(found.text)
             return
         if found is not None and found.index == 1:
             dialog.send_line("")  # a password prompt left over: let that try fail
-        rounds = ended = 0
+        rounds = ended = leaves = 0
         while True:
             if rounds:
-                # Nothing answered: a program may hold the console.
-                self._write_now(_CTRL_C)
+                # Nothing answered: a program may hold the console. Ctrl-C; where it
+                # shows a known REPL's prompt, that REPL's way out (Ctrl-D) instead.
+                program = held_by(dialog.buffer.text())
+                if program is not None and program.leave is None:
+                    raise self._not_a_shell(program)  # a bootloader: no more probes
+                if program is not None and program.leave is not None and leaves < _LEAVES:
+                    leaves += 1
+                    log.debug("%s: %s holds the console; leaving it", self.name, program.name)
+                    self._write_now(program.leave)
+                else:
+                    self._write_now(_CTRL_C)
             dialog.send_line(f"echo $(({a}+1))${{__or+-otto}}")
             wait = _PROBE_WAITS[min(rounds, len(_PROBE_WAITS) - 1)]
             rounds += 1
@@ -540,6 +732,15 @@ class ConsoleLink:
                 raise ConnectError(
                     self.name, f"the console {self.where} closed: {self._lost_reason}"
                 )
+            if self._holder is not None:
+                raise ConnectError(self.name, self._held_message(view))
+            if self._wedged and not await self._free_line(self._wedged):
+                raise ConnectError(
+                    self.name,
+                    f"the console {self.where} is held by {self._wedged}, which did not end "
+                    "on Ctrl-C, Ctrl-D or Ctrl-\\",
+                )
+            self._wedged = ""
             self._views.append(view)
             self._active = view
 
@@ -549,9 +750,49 @@ class ConsoleLink:
         if self._active is view:
             self._active = None
 
-    def write(self, data: bytes, view: ConsoleShell) -> None:
+    async def release(self, view: ConsoleShell) -> None:
+        """Detach ``view``; a program it left holding the console is ended first."""
+        if self._holder is view:
+            async with self._connecting:
+                if self._holder is view:
+                    what = f"`{self._held_what}`" if self._held_what else "a program"
+                    log.debug("%s: ending %s, left on the console by %s", self.name, what, view)
+                    if not await self._free_line(what):
+                        log.warning(
+                            "%s: %s still holds the console %s after Ctrl-C, Ctrl-D and "
+                            "Ctrl-\\; the next session tries again",
+                            self.name,
+                            what,
+                            self.where,
+                        )
+                    self._line_free()
+        self.detach(view)
+
+    def write(self, data: bytes, view: ConsoleShell, *, key: bool = False) -> None:
+        """Write for ``view``: otto's framing, text for a program (``send``), or a ``key``.
+
+        Raises:
+            ConnectionLost: the console is closed.
+            ConnectError: a program another session started holds the console.
+        """
+        if self._stream is None:
+            raise ConnectionLost(self.name, self._closed_reason())
+        holder = self._holder
+        if holder is not None and holder is not view:
+            raise ConnectError(self.name, self._held_message(view))
+        if self._free_marker:
+            raise ConnectError(
+                self.name, f"the console {self.where} is busy ending a program left on it"
+            )
+        if not key:
+            self._typed(data, view)
         self._active = view
         self._write_now(data)
+
+    def _closed_reason(self) -> str:
+        return f"the console {self.where} is closed" + (
+            f" ({self._lost_reason})" if self._lost_reason else ""
+        )
 
     async def drain(self) -> None:
         if self._stream is not None:
@@ -566,6 +807,19 @@ class ConsoleLink:
         """Write to the console as it is (a person's keys)."""
         self._write_now(data)
 
+    def write_stream(self, data: bytes) -> None:
+        """Write to the console as it is, for a raw view; ``ConnectionLost`` once closed."""
+        if self._stream is None:
+            raise ConnectionLost(self.name, self._closed_reason())
+        self._write_now(data)
+
+    def add_raw_view(self, view: ConsoleStreamView) -> None:
+        self._raw_views.append(view)
+
+    def remove_raw_view(self, view: ConsoleStreamView) -> None:
+        if view in self._raw_views:
+            self._raw_views.remove(view)
+
     # --- closing ------------------------------------------------------------------
 
     def _drop_stream(self) -> None:
@@ -577,10 +831,23 @@ class ConsoleLink:
             self._log.close()
 
     async def close(self) -> None:
-        """End the inner shell (the console is left at its own shell) and close the stream."""
+        """End the inner shell (the console is left at its own shell) and close the stream.
+
+        Every session on the console, raw ones too, is told it is closed.
+        """
         stream = self._stream
         if stream is not None and self._state == "inner":
-            # Ctrl-C first: a program started with send() may still hold the console.
+            if self._holder is not None or self._wedged:
+                # A program started with send() holds the console: end it first.
+                what = f"`{self._held_what}`" if self._held_what else "a program"
+                if not await self._free_line(self._wedged or what):
+                    log.warning(
+                        "%s: %s still holds the console %s as otto leaves it",
+                        self.name,
+                        self._wedged or what,
+                        self.where,
+                    )
+            # Ctrl-C first: a program may still hold the console.
             stream.write(leave_inner(self._inner_token))
             try:
                 async with asyncio.timeout(1.0):
@@ -590,7 +857,12 @@ class ConsoleLink:
         self._views_lost(None, "the console was closed")
         self._views.clear()
         self._active = None
+        self._line_free()
+        self._wedged = ""
+        self._lost_reason = "closed by otto"
         self._drop_stream()
+        for tap in list(self._taps):
+            tap(b"")  # raw sessions and a person's terminal: the stream ended
 
     def abandon(self) -> None:
         # At interpreter exit the loop may be closed already; the OS closes the rest.
@@ -607,12 +879,21 @@ class ConsoleShell(ShellTransport):
     def __init__(self, link: ConsoleLink) -> None:
         self._link = link
         self.description = f"console {link.where}"
+        self._wrapped = False
 
     def __repr__(self) -> str:
         return f"<ConsoleShell {self._link.name!r} {self._link.where}>"
 
+    @property
+    def who(self) -> str:
+        """The session this view serves (``host/session``), for messages."""
+        return str(getattr(self._receiver, "where", ""))
+
     async def open(self, receiver: Receiver) -> None:
         self._receiver = receiver
+        # A transport on top (privilege: sudo, su) holds the console its own way
+        # and types lines of its own: those are no program left on the console.
+        self._wrapped = isinstance(receiver, ShellTransport)
         await self._link.attach(self)
 
     def deliver(self, data: bytes) -> None:
@@ -621,24 +902,26 @@ class ConsoleShell(ShellTransport):
 
     def write(self, data: bytes) -> None:
         if not self._closing:
-            self._link.write(data, self)
+            self._link.write(data, self, key=self._wrapped)
 
     async def drain(self) -> None:
         if not self._closing:
             await self._link.drain()
 
     async def interrupt(self, shell_pid: int | None) -> None:
-        self.write(_CTRL_C)
+        if not self._closing:
+            self._link.write(_CTRL_C, self, key=True)
 
     async def kill_children(self, shell_pid: int | None) -> None:
         # Only the terminal reaches the processes: Ctrl-\\ (SIGQUIT) is harder to ignore.
-        self.write(b"\x1c\x03")
+        if not self._closing:
+            self._link.write(_CTRL_BACKSLASH_C, self, key=True)
 
     async def close(self) -> None:
         if self._closing:
             return
         self._closing = True
-        self._link.detach(self)
+        await self._link.release(self)
 
 
 class ConsoleStreamView(ShellTransport):
@@ -662,16 +945,18 @@ class ConsoleStreamView(ShellTransport):
         self._receiver = receiver
         await self._link.open_raw()
         self._remove = self._link.add_tap(self._tapped)
+        self._link.add_raw_view(self)
 
     def _tapped(self, data: bytes) -> None:
         if not data:
+            self._link.remove_raw_view(self)
             self.report_lost(None, f"the console {self._link.where} closed")
         elif not self._closing and self._receiver is not None:
             self._receiver.data_received(data)
 
     def write(self, data: bytes) -> None:
         if not self._closing:
-            self._link.write_raw(data)
+            self._link.write_stream(data)
 
     async def drain(self) -> None:
         if not self._closing:
@@ -687,6 +972,8 @@ class ConsoleStreamView(ShellTransport):
         if self._closing:
             return
         self._closing = True
+        self._link.remove_raw_view(self)
         if self._remove is not None:
-            self._remove()
+            with contextlib.suppress(ValueError):  # the link let it go already
+                self._remove()
             self._remove = None
