@@ -16,11 +16,14 @@ from otto.cli.reservecmds import parse_duration
 from otto.errors import LabError, LeaseLost, ReservationStoreError, ReservedError
 from otto.lab import Lab
 from otto.reservations import (
+    DEFAULT_HEARTBEAT,
     ENV_VAR,
+    HEARTBEAT_ENV,
     Grant,
     Holding,
     Lease,
     hand_claim,
+    heartbeat_seconds,
     holder_identity,
     mask_url,
     open_store,
@@ -28,6 +31,7 @@ from otto.reservations import (
     run_identity,
     store_url,
 )
+from otto.reservations.base import check_labels, printable
 from otto.reservations.sqlite import SQLiteStore, default_path, path_of_url
 
 
@@ -325,3 +329,47 @@ async def test_any_file_name(tmp_path: Path) -> None:
         await store.reserve(["a"], holder="x", claim="c", duration=60)
     assert (folder / "r.db").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == [folder.name]
+
+
+# --- the heartbeat, and what is printed -------------------------------------------------------
+
+
+def test_heartbeat_from_argument_env_or_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(HEARTBEAT_ENV, raising=False)
+    assert heartbeat_seconds() == DEFAULT_HEARTBEAT == 60.0
+    assert heartbeat_seconds(timedelta(seconds=5)) == 5.0
+    monkeypatch.setenv(HEARTBEAT_ENV, "2.5")
+    assert heartbeat_seconds() == 2.5
+    assert heartbeat_seconds(7) == 7.0
+    for bad in ("soon", "0", "-1", "nan", "inf"):
+        monkeypatch.setenv(HEARTBEAT_ENV, bad)
+        with pytest.raises(ValueError, match=r"\$OTTO_HEARTBEAT"):
+            heartbeat_seconds()
+
+
+@pytest.mark.parametrize(("duration", "heartbeat", "lease"), [(3600, 4, 4), (2, 60, 2)])
+async def test_the_store_holds_one_heartbeat_never_the_whole_duration(
+    lab: Lab, store: SQLiteStore, duration: float, heartbeat: float, lease: float
+) -> None:
+    async with otto.reserve(["web1"], duration=duration, heartbeat=heartbeat, lab=lab, store=store):
+        (held,) = await store.leases()
+        assert abs((held.until - held.since).total_seconds() - lease) < 0.01
+    await lab.close()
+
+
+def test_printable_escapes_every_control_character() -> None:
+    assert printable("bob@ci (flash)") == "bob@ci (flash)"
+    assert printable("\x1b]0;t\x07\x1b[2J") == "\\x1b]0;t\\x07\\x1b[2J"
+    assert printable("a\nb\rc\td\x7f\x9b") == "a\\nb\\rc\\td\\x7f\\x9b"
+    assert printable("x\u202ey\u2028") == "x\\u202ey\\u2028"
+    check_labels(holder="bob@ci", note="flash 4.2 — ünïcode ok", run="ci:42")
+    with pytest.raises(ValueError, match=r"holder \(\$OTTO_USER\) 'bob\\x1b\[2J'"):
+        check_labels(holder="bob\x1b[2J", note="", run="")
+
+
+async def test_the_store_refuses_control_characters(store: SQLiteStore) -> None:
+    with pytest.raises(ValueError, match="note"):
+        await store.reserve(["a"], holder="x", claim="c", duration=60, note="a\nb")
+    assert await store.leases() == []
+    lease = Lease("web1", "\x1b[2J", datetime.now(UTC), datetime.now(UTC), note="n\nx")
+    assert "\x1b" not in lease.describe() and "\n" not in lease.describe()

@@ -220,7 +220,7 @@ def _check_yaml_files(path: Path) -> None:
     Raises:
         LabError: naming the file and line.
     """
-    from otto.lab.yaml_source import check_bounded
+    from otto.lab.bounds import check_bounded
 
     files = [path] if path.is_file() else sorted(path.rglob("*"))
     for file in files:

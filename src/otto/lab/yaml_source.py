@@ -15,17 +15,11 @@ from typing import Any, cast
 import yaml
 
 from otto.errors import LabError
+from otto.lab.bounds import check_graph
 from otto.lab.json_source import merge_data, read_text
-from otto.lab.raw import MAX_DEPTH, RawHost
+from otto.lab.raw import RawHost
 
-__all__ = [
-    "MAX_ALIASES",
-    "MAX_VALUES",
-    "check_bounded",
-    "load_yaml",
-    "looks_like_inventory",
-    "read_file",
-]
+__all__ = ["load_yaml", "looks_like_inventory", "read_file"]
 
 _Base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -64,74 +58,13 @@ class _StrictLoader(_Base):  # type: ignore[misc]
 _StrictLoader.add_constructor("tag:yaml.org,2002:map", _StrictLoader.construct_yaml_map)
 
 
-#: The most aliases (``*name``) a lab file may use.
-MAX_ALIASES = 1000
-#: The most values a lab file may hold once its aliases are expanded.
-MAX_VALUES = 100_000
-
-
-def _children(node: yaml.Node) -> list[yaml.Node]:
-    if isinstance(node, yaml.SequenceNode):
-        return list(node.value)
-    if isinstance(node, yaml.MappingNode):
-        return [item for pair in node.value for item in pair]
-    return []
-
-
-def _check_graph(root: yaml.Node, path: Path) -> None:
-    """Refuse a document whose aliases blow up, refer to themselves, or that nests too deep.
-
-    The composed document is a graph (an alias is the anchored node itself),
-    walked once without recursion before anything is built: a few hundred
-    bytes of aliases of aliases ("billion laughs") would otherwise expand to
-    billions of values, and each later step over the lab would take forever.
-
-    Raises:
-        LabError: naming the file and the line of the node at fault.
-    """
-    size: dict[int, int] = {}
-    open_: set[int] = set()
-    aliases = 0
-    stack: list[tuple[yaml.Node, int, bool]] = [(root, 1, False)]
-    while stack:
-        node, depth, done = stack.pop()
-        key = id(node)
-        where = f"{path}:{node.start_mark.line + 1}"
-        if done:
-            open_.discard(key)
-            total = 1 + sum(size[id(child)] for child in _children(node))
-            if total > MAX_VALUES:
-                raise LabError(
-                    f"{where}: aliases expand this to more than {MAX_VALUES} values "
-                    "(aliases of aliases); refused"
-                )
-            size[key] = total
-            continue
-        if key in size or key in open_:
-            aliases += 1
-            if key in open_:
-                raise LabError(f"{where}: an alias refers to the node that holds it; refused")
-            if aliases > MAX_ALIASES:
-                raise LabError(f"{where}: more than {MAX_ALIASES} aliases; refused")
-            continue
-        if depth > MAX_DEPTH:
-            raise LabError(
-                f"{where}: lists and objects nested more than {MAX_DEPTH} deep "
-                "(a lab needs five levels)"
-            )
-        open_.add(key)
-        stack.append((node, depth, True))
-        stack.extend((child, depth + 1, False) for child in reversed(_children(node)))
-
-
 def load_yaml(path: Path) -> tuple[object, dict[int, int]]:
     """The YAML document in ``path``, and the line where each mapping starts (by ``id``).
 
     Raises:
         LabError: the file cannot be read, has a tab in its indentation, a
-            repeated key, aliases that expand past ``MAX_VALUES`` or refer to
-            themselves, nests deeper than ``MAX_DEPTH``, or is not valid YAML
-            (naming the file and line).
+            repeated key, aliases past the bounds of ``bounds.check_graph``,
+            or is not valid YAML (naming the file and line).
     """
     text = read_text(path)
     for number, line in enumerate(text.splitlines(), start=1):
@@ -144,7 +77,7 @@ def load_yaml(path: Path) -> tuple[object, dict[int, int]]:
         node = loader.get_single_node()
         if node is None:
             return None, loader.lines
-        _check_graph(node, path)
+        check_graph(node, path)
         return loader.construct_document(node), loader.lines
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -155,30 +88,6 @@ def load_yaml(path: Path) -> tuple[object, dict[int, int]]:
         raise LabError(f"{path}: invalid YAML: {exc}") from None
     finally:
         loader.dispose()
-
-
-def check_bounded(path: Path) -> None:
-    """Refuse a YAML file read by another parser (Ansible's) whose aliases or nesting blow up.
-
-    Only the bounds of ``_check_graph`` are checked: a file that is not valid
-    YAML is left to the parser that reads it, to report in its own words.
-
-    Raises:
-        LabError: the file's aliases expand too far, or it nests too deep.
-    """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return
-    loader = _Base(text)
-    try:
-        node = loader.get_single_node()
-    except yaml.YAMLError:
-        return
-    finally:
-        loader.dispose()
-    if node is not None:
-        _check_graph(node, path)
 
 
 def looks_like_inventory(data: object) -> bool:
