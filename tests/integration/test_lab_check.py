@@ -128,8 +128,8 @@ def test_an_ssh_config_include_loop_is_one_line(tmp_path: Path) -> None:
     result = otto("lab", "check", f"ssh:{config}", cwd=tmp_path)
     assert result.returncode == 2, result
     (problem, summary) = result.stderr.splitlines()
-    # The 16th nested Include is refused, as OpenSSH refuses it.
-    assert problem.startswith(f"{other}:2: Include nested more than 16 deep"), problem
+    # The 17th nested Include is refused, as OpenSSH refuses it.
+    assert problem.startswith(f"{config}:1: Include nested more than 16 deep"), problem
     assert summary.startswith("otto: error: 1 problem in ")
 
 
@@ -143,10 +143,10 @@ def test_a_chain_of_sixteen_includes_is_fine_and_seventeen_is_not(tmp_path: Path
         files[-1].write_text("Host deep\n  HostName 10.0.0.9\n  User u\n")
         return files[0]
 
-    ok = otto("lab", "check", f"ssh:{chain(15)}", cwd=tmp_path)
+    ok = otto("lab", "check", f"ssh:{chain(16)}", cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.startswith("ok: 1 host in ")
-    too_deep = otto("lab", "check", f"ssh:{chain(16)}", cwd=tmp_path)
+    too_deep = otto("lab", "check", f"ssh:{chain(17)}", cwd=tmp_path)
     assert too_deep.returncode == 2
     assert "Include nested more than 16 deep" in too_deep.stderr
 

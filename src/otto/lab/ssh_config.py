@@ -111,7 +111,7 @@ class _Scan(SSHClientConfig):
     def parse(self, path: Path) -> None:
         # Called again by asyncssh for each Include, with _path and _line_no
         # still those of the Include line.
-        if self._depth >= MAX_INCLUDE_DEPTH:
+        if self._depth > MAX_INCLUDE_DEPTH:  # the top file is 0, as in OpenSSH's readconf.c
             raise ConfigParseError(
                 f"{self._path} line {self._line_no}: Include nested more than "
                 f"{MAX_INCLUDE_DEPTH} deep (ssh stops there too): an Include loop?"
