@@ -55,6 +55,7 @@ __all__ = [
     "is_plain",
     "marker_prefix",
     "new_token",
+    "restore_bytes",
     "setup_bytes",
     "strip_own_echo",
     "strip_own_trace",
@@ -244,23 +245,41 @@ def exit_marker(data: bytes, token: str) -> tuple[int, int] | None:
     return None
 
 
-def strip_own_echo(output: bytes, sent: bytes) -> bytes:
-    """Remove the shell's echo of the text otto sent (``set -v``) from ``output``.
+def strip_own_echo(output: bytes, sent: bytes) -> tuple[bytes, bool]:
+    """Remove the echo of the text otto sent from ``output``; True if there was one.
 
-    In verbose mode the shell prints each line it reads: the lines that carry
-    the command come before its output, the marker line after it.
+    The terminal echoes it (``stty echo``) as it arrives, before the command
+    runs, with ``\\r\\n`` line ends where ``onlcr`` is on (``stty sane``); a
+    slow line may echo the marker line after the command began to print. In
+    verbose mode (``set -v``) the shell prints each line it reads: the lines
+    that carry the command before its output, the marker line after it.
     """
-    head, _, marker_line = sent[:-1].rpartition(b"\n")
-    if not head:
-        # A plain command: one line, echoed before it runs.
-        return output[len(sent) :] if output.startswith(sent) else output
-    head += b"\n"
-    if output.startswith(head):
-        output = output[len(head) :]
-    marker_line += b"\n"
-    if output.endswith(marker_line):
-        output = output[: -len(marker_line)]
-    return output
+    for newline in (b"\n", b"\r\n"):
+        echo = sent if newline == b"\n" else sent.replace(b"\n", newline)
+        if output.startswith(echo):
+            return output[len(echo) :], True
+        head, _, marker_line = echo[: -len(newline)].rpartition(newline)
+        if not head:
+            continue  # a plain command: one line, echoed whole or not at all
+        head += newline
+        if output.startswith(head):
+            output = output[len(head) :]
+            marker_line += newline
+            at = output.find(marker_line)  # it holds this shell's token: only ours
+            if at >= 0:
+                output = output[:at] + output[at + len(marker_line) :]
+            return output, True
+    return output, False
+
+
+def restore_bytes(token: str, seq: int) -> bytes:
+    """A line that turns the terminal's echo off again (and ``\\n`` as written), then
+    prints marker ``seq``: after a command turned echo on (``stty echo``, ``stty sane``)."""
+    return (
+        "stty -echo 2>/dev/null; stty tab0 2>/dev/null; stty -onlcr 2>/dev/null; "
+        + _printf_marker(token, seq, "0")
+        + "\n"
+    ).encode()
 
 
 def clean_output(raw: bytes | bytearray) -> str:

@@ -220,6 +220,7 @@ class Session:
         self._dirty = False
         self._sent = False
         self._bash = False
+        self._echo_seen = False
         self._closed = False
         self._recovery: asyncio.Task[None] | None = None
         self._listeners: list[Callable[[bytes], None]] = []
@@ -563,8 +564,12 @@ class Session:
             if outcome.rest:
                 self._buffer.feed(outcome.rest)
             raw = scanner.output
+            echoed = False
             if raw[:3] == b"__o":
-                raw = framing.strip_own_echo(raw, sent)  # set -v
+                raw, echoed = framing.strip_own_echo(raw, sent)  # stty echo, set -v
+                if echoed and self.pty and not self._echo_seen:
+                    await self._restore_terminal(left)
+            self._echo_seen = echoed
             output = framing.clean_output(raw)
             if scanner.replaced:
                 output = "\n".join(line for line in output.split("\n") if self._token not in line)
@@ -632,6 +637,30 @@ class Session:
             self._buffer.clear()
             if outcome.rest:
                 self._buffer.feed(outcome.rest)
+
+    async def _restore_terminal(self, timeout: float | None) -> None:
+        """A command turned the terminal's echo on: turn it off again for the next ones.
+
+        Only once in a row: if the next command shows its echo too, it is the
+        shell's own (``set -v``), which this cannot change.
+        """
+        transport = self._transport
+        assert transport is not None
+        self._seq += 1
+        waiter = self._expect_marker_waiter(self._seq)
+        self._write(transport, framing.restore_bytes(self._token, self._seq))
+        left = self._ready_timeout if timeout is None else max(0.1, timeout)
+        try:
+            done, _ = await asyncio.wait({waiter}, timeout=left)
+        finally:
+            self._waiter = None
+        if not done:
+            self._scanner = None
+            self._dirty = True  # the next call sees the shell through first
+            return
+        outcome = waiter.result()
+        if not isinstance(outcome, _Lost) and outcome.rest:
+            self._buffer.feed(outcome.rest)
 
     async def _settle(self, timeout: float | None) -> bool:
         """After ``send``: wait until the shell reads commands again, interrupting nothing.

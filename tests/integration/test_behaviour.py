@@ -333,6 +333,29 @@ async def test_pty_session(host: Host) -> None:
 # --- property: any bytes a command prints come back exactly ----------------------------------
 
 
+@pytest.mark.parametrize("turn_on", ["stty echo", "stty sane"])
+async def test_a_terminal_whose_echo_is_turned_on_keeps_output_exact(
+    host: Host, turn_on: str
+) -> None:
+    session = await host.open_session("echoing", pty=True)
+    try:
+        assert (await session.run(turn_on)).only.output == ""
+        # Plain and framed commands, each shown exactly: never otto's own text.
+        for command, expected in [
+            ("echo hi", "hi"),
+            ("printf 'a\\nb'", "a\nb"),
+            ("echo 'x y' | cat", "x y"),
+            ("true", ""),
+            (f"{turn_on}; echo again", "again"),
+            ("printf 'c\\td\\n'; echo e", "c\td\ne"),
+        ]:
+            assert (await session.run(command)).only.output == expected, command
+        modes = (await session.run("stty -a")).only.output
+        assert re.search(r"(^|\s)-echo(\s|$)", modes), modes  # off again for otto
+    finally:
+        await session.close()
+
+
 async def test_random_bytes_round_trip(host: Host) -> None:
     rng = secrets.SystemRandom()
     for size in [1, 2, 3, 10, 100, 1000, 5000]:

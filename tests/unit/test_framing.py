@@ -155,8 +155,22 @@ def test_own_echo_is_stripped_under_verbose() -> None:
             echoed = sent + b"out\n"
         else:
             echoed = b"\n".join(lines[:-2]) + b"\nout\n" + lines[-2] + b"\n"
-        assert framing.strip_own_echo(echoed, sent) == b"out\n"
-        assert framing.strip_own_echo(b"out\n", sent) == b"out\n"
+        assert framing.strip_own_echo(echoed, sent) == (b"out\n", True)
+        assert framing.strip_own_echo(b"out\n", sent) == (b"out\n", False)
+
+
+def test_the_terminals_echo_is_stripped_with_either_line_end() -> None:
+    # `stty echo` echoes the text as sent; `stty sane` turns onlcr on: \r\n.
+    token = framing.new_token()
+    for command in ["true", "printf 'a\\nb'", "x" * 2000]:
+        sent = framing.command_bytes(command, token, 3, pty=True)
+        for newline in (b"\n", b"\r\n"):
+            echo = sent.replace(b"\n", newline)
+            assert framing.strip_own_echo(echo + b"out\r\n", sent) == (b"out\r\n", True)
+            head, _, marker = echo[: -len(newline)].rpartition(newline)
+            if head:  # a slow line: the marker line's echo comes after output began
+                late = head + newline + b"ou" + marker + newline + b"t\n"
+                assert framing.strip_own_echo(late, sent) == (b"out\n", True)
 
 
 def test_clean_output_rules() -> None:
