@@ -8,6 +8,7 @@ one console at once, a console held by a program.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -16,6 +17,7 @@ import shutil
 import sys
 import tempfile
 import termios
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -24,6 +26,7 @@ import pytest
 
 from otto import RemoteHost, Status
 from otto.errors import AuthenticationError, ConnectError
+from otto.transports.console import ConsoleLink, ConsoleStream, StreamSink
 from tests.integration.hosts import eventually, start_and_wait_for
 from tests.lab.console import Console, ConsoleLab
 from tests.lab.users import LAB_PASSWORD, LAB_USER
@@ -426,3 +429,47 @@ def test_cli_login_joins_the_terminal_to_the_console(consoles: ConsoleLab, tmp_p
         assert termios.tcgetattr(term.slave) == term.settings_before
     finally:
         term.close()
+
+
+async def test_closing_a_serial_line_that_does_not_drain_is_bounded(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from otto.transports.serial import SerialStream
+
+    # A serial line whose far end reads nothing: what otto writes fills it and stays.
+    master, slave = os.openpty()
+    device = os.ttyname(slave)
+    closed = threading.Event()
+    rescued: list[int] = []
+
+    def rescue() -> None:
+        # Only if closing blocks the loop: drain the line so the test can end.
+        if closed.wait(30):
+            return
+        os.set_blocking(master, False)
+        while not closed.is_set():
+            with contextlib.suppress(BlockingIOError):
+                rescued.append(len(os.read(master, 65536)))
+
+    watchdog = threading.Thread(target=rescue, daemon=True)
+    watchdog.start()
+
+    async def opener(sink: StreamSink) -> ConsoleStream:
+        return await SerialStream.open(sink, device, 115200)
+
+    link = ConsoleLink(
+        "stuck-line", opener=opener, where=device, user=None,
+        password=lambda: None, connect_timeout=5.0,
+    )  # fmt: skip
+    try:
+        await link.open_raw()
+        link.write_raw(b"x" * 1_000_000)
+        with caplog.at_level(logging.WARNING, logger="otto.transports.serial"):
+            await asyncio.wait_for(link.close(), 8)
+    finally:
+        closed.set()
+        watchdog.join()
+        os.close(master)
+        os.close(slave)
+    assert not rescued  # the close returned by itself, the line still full
+    assert any("dropped" in r.getMessage() and device in r.getMessage() for r in caplog.records)

@@ -2,7 +2,9 @@
 
 pyserial opens the device and sets its line (baud rate, 8N1, raw); the event
 loop then watches its descriptor: reads as data arrives, writes without
-blocking (what the line cannot take yet waits for it to drain).
+blocking (what the line cannot take yet waits for it to drain). Closing never
+waits for a line that does not drain: what it cannot take at once is dropped,
+with a warning.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import logging
 import os
 import termios
 
@@ -18,6 +21,8 @@ import serial
 from otto.transports.console import ConsoleStream, StreamSink
 
 __all__ = ["SerialStream"]
+
+log = logging.getLogger("otto.transports.serial")
 
 _READ = 65536
 
@@ -131,9 +136,16 @@ class SerialStream(ConsoleStream):
 
     def close(self) -> None:
         if self._out and not self._closed:
-            # What is queued (the inner shell's `exit`) is short: let it out.
-            os.set_blocking(self._fd, True)
+            # What the line takes now goes (the inner shell's `exit` is short); a
+            # device that does not drain (flow control held, nobody reading) must
+            # not hold the event loop: the rest is dropped.
             with contextlib.suppress(OSError):
-                os.write(self._fd, self._out)
-            self._out.clear()
+                del self._out[: os.write(self._fd, self._out)]
+            if self._out:
+                log.warning(
+                    "%s: closing; %d byte(s) the serial line did not take were dropped",
+                    self.where,
+                    len(self._out),
+                )
+                self._out.clear()
         self._shut()
