@@ -21,6 +21,7 @@ from otto.cli import helpstyle
 from otto.cli.argv import globals_first
 from otto.cli.exits import EXIT_USAGE, fail
 from otto.cli.labcmds import lab_app
+from otto.cli.output import use_colour
 from otto.cli.reservecmds import release_command, reservations_command, reserve_command
 from otto.cli.runcmd import InstructionGroup
 from otto.cli.testcmd import TEST_EPILOG, test_command
@@ -793,6 +794,8 @@ def _own_options(root: click.Command) -> set[str]:
 def main() -> None:
     """The ``otto`` console script."""
     helpstyle.install()
+    # An unexpected error's traceback: Rich's framed one in colour, else Python's own.
+    app.pretty_exceptions_enable = use_colour(sys.stderr)
     args = sys.argv[1:]
     root = typer.main.get_command(app)
     if not os.environ.get("_OTTO_COMPLETE"):

@@ -107,6 +107,11 @@ class LiveStream:
                 if _SHELL_EXIT.search(marker.group(1)):
                     self._ended.set()
 
+    @property
+    def complete(self) -> bool:
+        """Whether the command's end was seen: its end line, or the shell's exit."""
+        return self._ended.is_set()
+
     def begin(self) -> None:
         """A command is about to be sent: what follows its start line is its output."""
         self._ended.clear()
