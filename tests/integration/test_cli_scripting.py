@@ -347,11 +347,16 @@ def test_global_options_after_the_command(two_local: Path, tmp_path: Path) -> No
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["output"] == "hi"
     # reserve takes them too.
-    env = clean_env(OTTO_RESERVATIONS=str(tmp_path / "res.db"))
+    env = clean_env(OTTO_RESERVATIONS=f"sqlite:///{tmp_path / 'res.db'}")
     late = otto("reserve", "alpha", "-n", "--lab", str(two_local), env=env)
     early = otto("-n", "--lab", str(two_local), "reserve", "alpha", env=env)
-    assert late.returncode == early.returncode
+    assert late.returncode == early.returncode == 0, late.stderr
+    assert "alpha: would reserve" in late.stdout
     assert late.stdout == early.stdout and late.stderr == early.stderr
+    # An option a command has itself stays its own (reservations --json).
+    listed = otto("reservations", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout) == []
 
 
 def test_an_option_only_otto_takes_says_where_it_goes() -> None:
