@@ -320,6 +320,13 @@ def test_quiet_by_default_and_logging_on_request() -> None:
     assert "DEBUG" not in info.stderr
 
 
+def test_debug_log_of_a_lab_run_shows_no_password(ssh_lab_file: Path, lab: TestLab) -> None:
+    proc = otto("--lab", str(ssh_lab_file), "--debug", "host", "ssh1,telnet1,inner2", "run", "true")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "otto: DEBUG" in proc.stderr
+    assert lab.password not in proc.stderr
+
+
 def test_bad_otto_log_is_one_line() -> None:
     proc = otto("host", "local", "run", "true", env=clean_env(OTTO_LOG="loud"))
     assert proc.returncode == 2
