@@ -154,6 +154,36 @@ async def test_a_failing_power_command_shows_its_output(power_lab: Lab) -> None:
         await host.close()
 
 
+async def test_a_hung_power_command_is_bounded_by_the_reboots_timeout(power_lab: Lab) -> None:
+    script = power_script(power_lab, "pw1")
+    hung = f"sleep 600 && {script} cycle"
+    host = switched(power_lab, "pw1", power=PowerSpec(cycle=hung))
+    try:
+        # The guard is the test's own: without the fix the command had 120 s.
+        with pytest.raises(ConnectError) as info:
+            await asyncio.wait_for(host.reboot(hard=True, timeout=2), 60)
+        message = str(info.value)
+        assert "pw1" in message and f"`{hung}`" in message and "did not finish" in message
+        assert (await host.run("echo still up")).only.output == "still up"
+    finally:
+        await host.close()
+
+
+async def test_wait_until_up_says_the_wait_it_was_given(power_lab: Lab) -> None:
+    host = switched(power_lab, "pw1")
+    try:
+        await host.power("off")
+        with pytest.raises(ConnectError) as info:
+            await host.wait_until_up(timeout=0.01)
+        message = str(info.value)
+        assert "not up within 0.01s" in message
+        assert "0.05" not in message  # a floor of otto's own, never the wait
+    finally:
+        await host.power("on")
+        await host.wait_until_up(timeout=20)
+        await host.close()
+
+
 # --- the CLI --------------------------------------------------------------------------
 
 

@@ -67,7 +67,7 @@ __all__ = ["App", "OpeningApp", "anchored_prompt", "answer_of", "echo_lines"]
 log = logging.getLogger("otto.apps")
 
 NUDGE_AFTER = 1.0
-"""Seconds of silence after ``start`` before otto presses Enter to see a prompt."""
+"""Seconds of silence after ``start`` before otto presses a key (Ctrl-C) to see a prompt."""
 
 CLOSE_WAIT = 5.0
 """Seconds to wait, on leaving, for the program to end after ``exit`` was sent."""

@@ -533,8 +533,9 @@ class Host(abc.ABC):
         """Return once a fresh shell answers; ``ConnectError`` after ``timeout``.
 
         With ``prompt``, up is that prompt on the host's stream instead (a
-        bootloader or device CLI on a console, which has no shell): Enter is
-        pressed each second until it shows.
+        bootloader or device CLI on a console, which has no shell): Ctrl-C is
+        pressed each second until it shows (never Enter: U-Boot runs its last
+        command again on an empty line).
         """
         from otto.hosts import power
 

@@ -57,6 +57,8 @@ POWER_COMMAND_TIMEOUT = 120.0
 """Seconds a power command may run on its controller."""
 _POLL = 0.5
 """Seconds between two looks at a host that is not yet up (or down)."""
+_MIN_TRY = 0.25
+"""Seconds a last look needs to be worth taking (a shorter one could not see a host up)."""
 
 
 @dataclass(frozen=True)
@@ -80,15 +82,22 @@ class PowerSpec:
         return f"PowerSpec({', '.join(given)})"
 
 
-async def _run_power(host: Host, spec: PowerSpec, action: str, command: str) -> None:
+async def _run_power(
+    host: Host, spec: PowerSpec, action: str, command: str, deadline: float | None
+) -> None:
+    """Run one power command, bounded by ``POWER_COMMAND_TIMEOUT`` and by ``deadline``
+    (a ``time.monotonic()`` value: the caller's own timeout) when given."""
     via = spec.via
     via_name = via.name if via is not None else "local"
+    limit = POWER_COMMAND_TIMEOUT
+    if deadline is not None:
+        limit = max(0.0, min(limit, deadline - time.monotonic()))
     if via is None:
-        raw, retcode, timed_out = await exec_local(command, timeout=POWER_COMMAND_TIMEOUT)
+        raw, retcode, timed_out = await exec_local(command, timeout=limit)
         output = clean_output(raw)
     else:
         try:
-            status = await via.oneshot(command, timeout=POWER_COMMAND_TIMEOUT)
+            status = await via.oneshot(command, timeout=limit)
         except OttoError as exc:
             raise ConnectError(
                 host.name, f"power {action}: controller {via_name} cannot be reached: {exc}"
@@ -100,7 +109,11 @@ async def _run_power(host: Host, spec: PowerSpec, action: str, command: str) -> 
             )
         output, retcode, timed_out = status.output, status.retcode, status.timed_out
     if timed_out or retcode != 0:
-        why = "timed out" if timed_out else f"exited with status {retcode}"
+        why = f"exited with status {retcode}"
+        if timed_out and limit < POWER_COMMAND_TIMEOUT:
+            why = f"did not finish within {limit:g}s (what was left of the call's timeout)"
+        elif timed_out:
+            why = f"timed out after {limit:g}s"
         raise ConnectError(
             host.name,
             f"power {action}: `{command}` on {via_name} {why}; output: {tail(output)!r}",
@@ -108,8 +121,11 @@ async def _run_power(host: Host, spec: PowerSpec, action: str, command: str) -> 
     log.info("%s: power %s done (via %s)", host.name, action, via_name)
 
 
-async def power(host: Host, action: PowerAction) -> None:
+async def power(host: Host, action: PowerAction, *, deadline: float | None = None) -> None:
     """Run the host's power command for ``action`` on its controller.
+
+    ``deadline`` (a ``time.monotonic()`` value) bounds the commands besides
+    their own ``POWER_COMMAND_TIMEOUT``: a reboot's timeout.
 
     Raises:
         ValueError: ``action`` is not on, off or cycle, or the host has no
@@ -125,14 +141,14 @@ async def power(host: Host, action: PowerAction) -> None:
     if action == "cycle" and spec.cycle is None:
         if spec.off is None or spec.on is None:
             raise ValueError(f"{host.name}: power cycle needs 'cycle', or 'off' and 'on'")
-        await _run_power(host, spec, "off", spec.off)
+        await _run_power(host, spec, "off", spec.off, deadline)
         await forget_shells(host, "the host was powered off")
-        await _run_power(host, spec, "on", spec.on)
+        await _run_power(host, spec, "on", spec.on, deadline)
         return
     command = {"on": spec.on, "off": spec.off, "cycle": spec.cycle}[action]
     if command is None:
         raise ValueError(f"{host.name}: no power {action!r} command (lab field 'power')")
-    await _run_power(host, spec, action, command)
+    await _run_power(host, spec, action, command, deadline)
     if action != "on":
         await forget_shells(host, f"the host was powered {'off' if action == 'off' else 'cycled'}")
 
@@ -211,7 +227,8 @@ async def _probe_up(host: Host, timeout: float) -> str | None:
         async with asyncio.timeout(timeout):
             result = await session.run("true", timeout=timeout)
     except (OttoError, TimeoutError) as exc:
-        return str(exc) or f"no answer within {timeout:g}s"
+        # The caller says how long it waited in all (a last try may be short).
+        return str(exc) or "no shell answered"
     finally:
         await _close_quietly(session)
     if result.status.is_ok:
@@ -220,7 +237,11 @@ async def _probe_up(host: Host, timeout: float) -> str | None:
 
 
 async def _probe_prompt(host: Host, prompt: re.Pattern[str], timeout: float) -> str | None:
-    """None if ``prompt`` shows on the host's raw stream within ``timeout``; else why not."""
+    """None if ``prompt`` shows on the host's raw stream within ``timeout``; else why not.
+
+    Ctrl-C asks for it each second, never Enter: on U-Boot an empty line runs
+    the last command again, and Ctrl-C at its prompt does nothing.
+    """
     session = host.private_session("power-probe", raw=True)
     received = ""
     try:
@@ -228,14 +249,14 @@ async def _probe_prompt(host: Host, prompt: re.Pattern[str], timeout: float) -> 
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            await session.send("\r")
+            await session.send("\x03")
             try:
                 await session.expect(prompt, max(0.05, min(1.0, deadline - loop.time())))
                 return None
             except ExpectTimeout as exc:
                 received = exc.received or received
                 if loop.time() >= deadline:
-                    return f"no {prompt.pattern!r} within {timeout:g}s; received {tail(received)!r}"
+                    return f"no {prompt.pattern!r} shown; received {tail(received)!r}"
     except OttoError as exc:
         return str(exc)
     finally:
@@ -262,13 +283,17 @@ async def wait_until_up(
 async def _wait_up(
     host: Host, deadline: float, timeout: float, what: str, prompt: re.Pattern[str] | None = None
 ) -> None:
+    why = ""
     while True:
+        left = deadline - time.monotonic()
+        if why and left < _MIN_TRY:
+            raise ConnectError(host.name, f"not {what} within {timeout:g}s; last try: {tail(why)}")
         budget = _budget(host, deadline)
         if prompt is None:
-            why = await _probe_up(host, budget)
+            why = await _probe_up(host, budget) or ""
         else:
-            why = await _probe_prompt(host, prompt, budget)
-        if why is None:
+            why = await _probe_prompt(host, prompt, budget) or ""
+        if not why:
             return
         # A link left from before may be dead without knowing it: start the next try afresh.
         await host.disconnect()
@@ -311,7 +336,9 @@ async def reboot(
 
     ``command`` is started and not waited for (it usually ends with the
     connection); if it fails before the host goes down, that is the error.
-    With ``wait=False`` it returns once the restart is under way.
+    With ``wait=False`` it returns once the restart is under way. ``timeout``
+    bounds every step, the power command too (its own bound is
+    ``POWER_COMMAND_TIMEOUT``); the error names the command when it hung.
 
     Raises:
         ConnectError: the restart could not be started, or the host was not
@@ -325,7 +352,7 @@ async def reboot(
         if not watching and not hard:
             raise ConnectError(host.name, f"cannot reboot: {watch.last}")
         if hard:
-            await power(host, "cycle")
+            await power(host, "cycle", deadline=deadline)
         else:
             log.info("%s: rebooting with `%s`", host.name, command)
             started = asyncio.create_task(host.oneshot(command, timeout=timeout))

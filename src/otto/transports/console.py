@@ -83,7 +83,7 @@ _FIRST_LOOK = 0.1
 """Seconds to wait for what the console prints on its own when otto connects
 (what it printed before is delivered at once)."""
 _PROMPT_WAIT = 0.3
-"""Seconds to wait for a prompt after pressing Enter on a silent console."""
+"""Seconds to wait for a prompt after pressing Ctrl-C on a silent console."""
 _PROBE_WAITS = (0.3, 0.5, 1.0)
 """Seconds to wait for an answer to each probe line (then the last, again and again)."""
 _OTTO_SHELLS_ENDED = 3
