@@ -41,6 +41,12 @@ def test_pytest_stopping_after_collection_errors_is_not_an_interruption() -> Non
     assert (interrupted.headline, interrupted.exit_status) == ("interrupted", 2)
 
 
+def test_a_run_pytest_stopped_early_is_no_pass_even_under_a_threshold() -> None:
+    verdict = judge([record("t.py::a", "passed")], threshold=0.0, pytest_status=2)
+    assert (verdict.headline, verdict.exit_status) == ("failed", 1)
+    assert verdict.reasons == ["pytest stopped the run before its end"]
+
+
 def test_usage_and_internal_errors_are_kept() -> None:
     assert judge([], pytest_status=4).exit_status == 4
     assert judge([record("t.py::a", "passed")], threshold=0.0, pytest_status=3).exit_status == 3

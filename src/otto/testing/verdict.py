@@ -7,8 +7,8 @@ by pytest's own exit status. It is never better than the truth:
 
 - a user's interruption (Ctrl-C) is ``interrupted``, exit 2 (pytest's), which
   ``otto test`` shows as 130; pytest's 2 for collection errors is not one;
-- collection errors, crashed and never-run tests fail the run, ``--threshold``
-  or not;
+- collection errors, crashed and never-run tests, and a run pytest stopped
+  before its end (``pytest.exit``), fail the run, ``--threshold`` or not;
 - with ``--threshold``, the run passes when each test that ran passed at least
   that share of its runs, and at least one run counted (a run of skips
   measured nothing);
@@ -112,6 +112,9 @@ def judge(
         return Verdict("interrupted", EXIT_INTERRUPTED, ["interrupted (Ctrl-C)", *reasons])
     if pytest_status is not None and pytest_status not in _JUDGED:
         return Verdict("failed", pytest_status, [f"pytest exited {pytest_status}", *reasons])
+    if pytest_status == EXIT_INTERRUPTED and not reasons:
+        # pytest.exit(), or pytest-xdist stopping at --maxfail: not every test had its run.
+        reasons.append("pytest stopped the run before its end")
     tests = [r for r in records if r.kind == "test"]
     below: list[str] = []
     if threshold is not None:
@@ -138,7 +141,7 @@ def judge(
             reasons.append("pytest reported a failure")
     if reasons:
         return Verdict("failed", EXIT_FAILED, reasons, below)
-    if not tests and pytest_status in (None, EXIT_NO_TESTS, EXIT_INTERRUPTED):
+    if not tests and pytest_status in (None, EXIT_NO_TESTS):
         return Verdict("no tests", EXIT_NO_TESTS, ["no test ran"])
     return Verdict("passed", EXIT_OK, [], below)
 
