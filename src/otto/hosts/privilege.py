@@ -75,7 +75,8 @@ _PROBE_WAITS = (0.3, 0.6, 1.2, 2.5, 5.0, 10.0, 20.0)
 # on it: su's probe, typed again, may reach the first user's shell after a refusal.
 # OTTO_BECOME names that shell, so leaving it can never end another.
 _INNER = (
-    '[ "$(id -un)" = {user} ] && {{ OTTO_BECOME={token}; export OTTO_BECOME; echo $(({a}+1)); '
+    '[ "$(id -un 2>/dev/null || echo {user})" = {user} ] && {{ '
+    "OTTO_BECOME={token}; export OTTO_BECOME; echo $(({a}+1)); "
     "if command -v bash >/dev/null 2>&1; then s='bash --noprofile --norc'; else s=sh; fi; "
     "if [ -r /dev/stdin ]; then exec $s /dev/stdin; else exec $s; fi; }}"
 )
