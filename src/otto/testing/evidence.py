@@ -19,13 +19,16 @@ from __future__ import annotations
 import html
 import json
 import logging
+import os
+import re
 import shlex
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TextIO
 
 from otto import redact
+from otto.redact import MIN_LENGTH
 
 if TYPE_CHECKING:
     from otto.lab import Lab
@@ -90,8 +93,16 @@ def register_secrets(secrets: Iterable[str | None]) -> list[str]:
     return values
 
 
-def lab_secrets(lab: Lab) -> list[str]:
-    """Every secret a lab holds: passwords, ``become_password``, SNMP communities and keys."""
+_SECRET_NAME = re.compile(r"PASS|SECRET|TOKEN|KEY|COMMUNITY|CREDENTIAL", re.IGNORECASE)
+"""Environment variables whose names say they hold a secret."""
+
+
+def lab_secrets(lab: Lab, environ: Mapping[str, str] | None = None) -> list[str]:
+    """Every secret a lab holds: passwords, ``become_password``, SNMP communities and keys,
+    and the values of secret-named environment variables (``$PDU_PASSWORD``) that its
+    power commands hold."""
+    env = os.environ if environ is None else environ
+    from_env = [v for k, v in env.items() if _SECRET_NAME.search(k) and len(v) >= MIN_LENGTH]
     found: list[str] = []
     for spec in lab.specs:
         found += [s for s in (spec.password, spec.become_password) if s]
@@ -99,6 +110,8 @@ def lab_secrets(lab: Lab) -> list[str]:
         if snmp is not None:
             keys = (snmp.community, snmp.auth_key, snmp.priv_key)
             found += [s for s in keys if isinstance(s, str) and s]
+        for _, command in spec.power or ():
+            found += [value for value in from_env if value in command]
     return found
 
 
