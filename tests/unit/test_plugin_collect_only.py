@@ -35,11 +35,7 @@ def test_otto_dry_run_connects_to_no_host_when_the_ini_asks_for_the_monitor(
         lab = tmp_path / "lab.json"
         lab.write_text(
             json.dumps(
-                {
-                    "hosts": [
-                        {"name": "board", "address": "127.0.0.1", "port": port, "user": "u"}
-                    ]
-                }
+                {"hosts": [{"name": "board", "address": "127.0.0.1", "port": port, "user": "u"}]}
             )
         )
         (tmp_path / "pytest.ini").write_text("[pytest]\naddopts = --otto-monitor\n")
