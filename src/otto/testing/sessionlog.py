@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Literal
 
 from otto.result import CommandStatus, Status
-from otto.testing.evidence import ENCODING_ERRORS
+from otto.testing.evidence import ENCODING_ERRORS, LineFile
 from otto.testing.transcript import DEFAULT_LIMIT
 
 __all__ = ["RAW_NAME", "SessionLog"]
@@ -72,8 +72,6 @@ class SessionLog:
     """
 
     def __init__(self, path: Path, *, limit: int = DEFAULT_LIMIT, title: str = "") -> None:
-        from otto.testing.evidence import LineFile
-
         self.path = path
         self.limit = limit
         self._lock = threading.Lock()
