@@ -456,6 +456,14 @@ def test_connect_timeout_overrides_the_labs(tmp_path: Path) -> None:
     assert "0.5s" in problem and "600" not in problem
 
 
+def test_connect_timeout_says_it_does_not_reach_otto_test() -> None:
+    proc = otto("test", "--connect-timeout", "5", "-k", "nothing")
+    assert proc.returncode == 2
+    assert proc.stderr == (
+        "otto: error: --connect-timeout does not reach otto test: set connect_timeout in the lab\n"
+    )
+
+
 def test_connect_timeout_is_checked_as_the_lab_field(tmp_path: Path) -> None:
     proc = otto("--connect-timeout", "0", "host", "local", "run", "true")
     assert proc.returncode == 0, proc.stderr  # only hosts that connect take it

@@ -201,6 +201,9 @@ def main_callback(  # noqa: PLR0917 (typer passes each option as a parameter)
         fail(str(exc))
     if ctx.invoked_subcommand == "lab":
         return  # otto lab check reports a bad lab's problems itself
+    if connect_timeout is not None and ctx.invoked_subcommand == "test":
+        # pytest loads the lab afresh, in its own plugin: this lab object is not the one used.
+        fail("--connect-timeout does not reach otto test: set connect_timeout in the lab")
     try:
         # Validated in full before any command runs.
         loaded = load_lab(lab or lab_paths_from_env())

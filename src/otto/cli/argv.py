@@ -36,6 +36,7 @@ GLOBAL_OPTIONS: dict[str, bool] = {
 """The global options that may follow a command, each with whether it takes a value."""
 
 _PASSED_ON_SAFE = frozenset({"--lab", "--connect-timeout", "--force", "--dry-run"})
+# (--connect-timeout moves too, so that otto, not pytest, says what to do instead.)
 """What moves out of a command that passes unknown options on (pytest has none of these)."""
 
 _VERBOSE = re.compile(r"-v+")
