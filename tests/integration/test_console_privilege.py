@@ -106,15 +106,22 @@ async def test_a_console_held_by_a_session_as_root_names_it_to_the_others(
         await host.close()
 
 
-async def test_a_wrong_sudo_password_on_a_console_leaves_the_login_users_shell(
-    lab: Lab, consoles: ConsoleLab
+@pytest.mark.parametrize("become", ["sudo", "su"])
+async def test_a_wrong_password_on_a_console_leaves_the_shared_shell_as_it_was(
+    lab: Lab, consoles: ConsoleLab, become: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    console = await consoles.add("priv-wrong")
-    host = console_host(console, SUDO_USER, become_password="Not-The-Password-9")
+    login, target = (SUDO_USER, "root") if become == "sudo" else (LAB_USER, SUDO_USER)
+    console = await consoles.add(f"priv-wrong-{become}")
+    host = console_host(console, login, become_password="Not-The-Password-9")
     try:
+        await host.run("cd /tmp; export KEPT=login-shell")
         with pytest.raises(AuthenticationError) as info:
-            await host.open_session("root", as_user="root")
+            await host.open_session("other", as_user=target, become=become)  # type: ignore[arg-type]
         assert "Not-The-Password-9" not in str(info.value)
-        assert (await host.run("id -un")).only.output == SUDO_USER
+        assert "\n" not in str(info.value)
+        # The same shell as before, its state whole: nothing ended it.
+        out = (await host.run("id -un; pwd; echo $KEPT")).only.output
+        assert out == f"{login}\n/tmp\nlogin-shell"
+        assert "would not end" not in caplog.text
     finally:
         await host.close()

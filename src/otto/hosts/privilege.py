@@ -62,7 +62,7 @@ _LEAVE_KEYS = (b"", b"\x03", b"\x1c\x03")
 """What precedes each attempt to leave the other user's shell on a console:
 nothing, then Ctrl-C, then Ctrl-\\ and Ctrl-C (a program may hold it)."""
 _LEAVE_WAIT = 2.0
-"""Seconds each attempt to leave waits for the login user's shell to answer."""
+"""Seconds each attempt to leave waits for the shared shell to read again."""
 
 _PROBE_WAITS = (0.3, 0.6, 1.2, 2.5, 5.0, 10.0, 20.0)
 """Seconds to wait for su's shell to answer before asking again (the start-up timeout ends it)."""
@@ -154,6 +154,10 @@ class BecomeShell(ShellTransport, Receiver):
         self._nested = False
         self._token = secrets.token_hex(6)
         self._typed: list[str] = []
+        back = secrets.randbelow(10**6) + 10**6
+        self._back = re.compile(rf"otto-back-{back + 1}(?![0-9])")
+        # Typed after sudo or su on their line: the shared shell prints it when they end.
+        self._then = f"; echo otto-back-$(({back}+1))"
         self.persists = inner.persists
         self._receiver: Receiver | None = None
         self._buffer = ExpectBuffer(max_chars=64 * 1024)
@@ -297,8 +301,16 @@ class BecomeShell(ShellTransport, Receiver):
             f"{whose} (become_password){told}",
         )
 
+    def _end_prompt(self) -> None:
+        """End sudo or su at its password prompt: end of input (Ctrl-D), as a person would.
+
+        Never Ctrl-C there: on a console the signal would reach the shared shell too.
+        """
+        self._inner.write(b"\x04")
+
     def _send_password(self) -> None:
         if self._password is None:
+            self._end_prompt()
             raise AuthenticationError(
                 self._host,
                 f"{self._become.method} to {self._become.user} asks for a password and "
@@ -325,7 +337,7 @@ class BecomeShell(ShellTransport, Receiver):
         inner, answer = self._probe()
         self._type(
             f"{self._exec}sudo -S -k -p {prompt_arg} -u {shlex.quote(self._become.user)} "
-            f"-- /bin/sh -c {shlex.quote(inner)}"
+            f"-- /bin/sh -c {shlex.quote(inner)}{self._then if self._nested else ''}"
         )
         found = await self._wait_for((answer, prompt))
         if found.index == 0:
@@ -337,7 +349,7 @@ class BecomeShell(ShellTransport, Receiver):
         if again.index == 1:
             said = again.text[: again.match.start()] if again.match is not None else ""
             # sudo asks again after a wrong password: end that try (and sudo) at once.
-            self._inner.write(b"\x03")
+            self._end_prompt()
             raise self._refused(whose, said)
 
     async def _su(self) -> None:
@@ -348,7 +360,8 @@ class BecomeShell(ShellTransport, Receiver):
         root = (await self._wait_for((uid,))).match.group(1) == "0"
         inner, answer = self._probe()
         # No -c: su would start a new session, out of the terminal's reach.
-        self._type(f"{self._exec}su - {shlex.quote(self._become.user)}")
+        then = self._then if self._nested else ""
+        self._type(f"{self._exec}su - {shlex.quote(self._become.user)}{then}")
         if not root:
             await self._wait_for((_SU_PROMPT,))
             self._send_password()
@@ -374,31 +387,27 @@ class BecomeShell(ShellTransport, Receiver):
     async def _leave(self) -> bool:
         """End the other user's shell, back to the shared shell; False if it would not go.
 
-        Each try ends the shell only where ``OTTO_BECOME`` names it, then asks for
-        a sum whose answer says which shell gave it.
+        Each try ends the shell only where ``OTTO_BECOME`` names it. The shared
+        shell says it reads again with the sum typed after sudo or su on their
+        line: nothing typed meanwhile can be lost in a pty sudo is closing.
         """
+        if self._back.search(self._received.decode(errors="replace")):
+            return True  # sudo or su ended during the start already
         assert self._changed is not None
         self._handshake = True
+        self._buffer.clear()
         for keys in _LEAVE_KEYS:
-            a = secrets.randbelow(10**6) + 10**6
-            answer = re.compile(rf"(?<![0-9+]){a + 1}(-{self._token})?(?![0-9])")
-            self._buffer.clear()
             if keys:
                 self._inner.write(keys)
-            self._inner.write(
-                f'\n[ "$OTTO_BECOME" = {self._token} ] && exit\n'
-                f"echo $(({a}+1))${{OTTO_BECOME:+-$OTTO_BECOME}}\n".encode()
-            )
+            self._inner.write(f'\n[ "$OTTO_BECOME" = {self._token} ] && exit\n'.encode())
             try:
                 async with asyncio.timeout(_LEAVE_WAIT):
-                    found = await self._wait_for((answer,))
+                    await self._wait_for((self._back,))
             except (TimeoutError, ConnectError):
                 if self._lost is not None:
                     return False
                 continue
-            assert found.match is not None
-            if found.match.group(1) is None:
-                return True
+            return True
         return False
 
     # --- verbs ------------------------------------------------------------------------
