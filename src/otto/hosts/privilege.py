@@ -228,7 +228,7 @@ class BecomeShell(ShellTransport, Receiver):
 
     async def _abort(self) -> None:
         try:
-            if self._nested and self._lost is None:
+            if self._nested and self._typed and self._lost is None:  # sudo or su was typed
                 await self._leave()
         finally:
             await self._inner.close()
