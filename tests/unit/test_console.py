@@ -22,6 +22,7 @@ from otto.transports.console import (
     ConsoleStreamView,
     StreamSink,
     TcpConsoleStream,
+    held_by,
 )
 
 SECRET = "s3cret-Console-pw"
@@ -241,3 +242,26 @@ async def test_closing_the_link_tells_raw_views_and_a_later_write_raises(
     with pytest.raises(ConnectionLost, match=r"b: the console .* is closed"):
         view.write(b"version\r")
     await view.close()
+
+
+@pytest.mark.parametrize(
+    ("printed", "program"),
+    [
+        ("KeyboardInterrupt\r\n>>> ", "python"),
+        ("x\r\n\x1b[?2004h>>> ", "python"),  # bracketed paste around the prompt
+        ('  File "<stdin>"\r\n... ', "python"),
+        ("<INTERRUPT>\r\n=> ", "U-Boot"),
+        ("=> ", "U-Boot"),
+        ("sqlite> ", "sqlite3"),
+        ("console$ ", None),
+        ("a => b\r\n", None),  # prompt-like text that more output follows
+        (">>> x", None),
+    ],
+)
+def test_a_program_is_known_by_the_prompt_that_ends_what_it_printed(
+    printed: str, program: str | None
+) -> None:
+    found = held_by(printed)
+    assert (found.name if found is not None else None) == program
+    if program == "U-Boot":
+        assert found is not None and found.leave is None  # nothing to leave: no key is sent

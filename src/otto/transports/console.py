@@ -73,6 +73,7 @@ __all__ = [
     "ConsoleStreamView",
     "StreamSink",
     "TcpConsoleStream",
+    "held_by",
 ]
 
 log = logging.getLogger("otto.transports.console")
@@ -108,6 +109,7 @@ class _Program(NamedTuple):
     """What ends it at its prompt; None for a bootloader (there is nothing to leave)."""
 
 
+_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
 _PROGRAMS = (
     _Program("python", re.compile(r"(?:^|\n)(?:>>>|\.\.\.) \Z"), b"\x04"),
     _Program("sqlite3", re.compile(r"(?:^|\n)(?:sqlite|   \.\.\.)> \Z"), b"\x04"),
@@ -119,7 +121,7 @@ _PROGRAMS = (
 
 def held_by(printed: str) -> _Program | None:
     """The known program whose prompt ends ``printed`` (a REPL, a bootloader), or None."""
-    text = printed.replace("\r\n", "\n").replace("\r", "\n")[-300:]
+    text = _ESCAPES.sub("", printed[-600:]).replace("\r\n", "\n").replace("\r", "\n")
     for program in _PROGRAMS:
         if program.prompt.search(text):
             return program
@@ -470,7 +472,8 @@ class ConsoleLink:
         if markers:
             if self._holder is view:
                 # The shell reads commands again once one of these comes back.
-                self._freeing += [b"\x1e%s:%s:" % (token, seq) for token, seq in markers]
+                asked = [b"\x1e%s:%s:" % (token, seq) for token, seq in markers]
+                self._freeing = (self._freeing + asked)[-16:]
             return
         if self._holder is None:
             self._holder = view
