@@ -227,7 +227,7 @@ def test_ctrl_c_shows_what_each_host_printed_then_the_summary(
 # --- --json -------------------------------------------------------------------------------
 
 
-def test_run_json_is_one_object_per_command_result(two_local: Path) -> None:
+def test_run_json_is_one_list_of_an_object_per_command_result(two_local: Path) -> None:
     proc = otto(
         "--lab",
         str(two_local),
@@ -240,7 +240,7 @@ def test_run_json_is_one_object_per_command_result(two_local: Path) -> None:
     )
     assert proc.returncode == 4
     assert proc.stderr == ""
-    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    records = json.loads(proc.stdout)
     assert len(records) == 4
     for name in ("alpha", "beta"):
         mine = [r for r in records if r["host"] == name]
@@ -262,7 +262,7 @@ def test_run_json_reports_a_host_that_cannot_be_reached(tmp_path: Path) -> None:
     )
     proc = otto("--lab", str(lab), "--json", "host", "gone", "run", "true")
     assert proc.returncode == 255
-    (record,) = [json.loads(line) for line in proc.stdout.splitlines()]
+    (record,) = json.loads(proc.stdout)
     assert record["host"] == "gone" and record["command"] == "true"
     assert record["status"] == "error" and record["exit_code"] is None
     assert "gone" in record["error"]
@@ -284,13 +284,13 @@ def test_put_and_get_json(tmp_path: Path, two_local: Path) -> None:
     lab = ["--lab", str(two_local)]
     proc = otto(*lab, "host", "alpha", "put", str(tmp_path / "f.txt"), str(dest), "--json")
     assert proc.returncode == 0, proc.stderr
-    (record,) = [json.loads(line) for line in proc.stdout.splitlines()]
+    (record,) = json.loads(proc.stdout)
     assert record["host"] == "alpha" and record["verb"] == "put"
     assert (record["status"], record["bytes"], record["error"]) == ("success", 5, "")
     assert record["files"] == [str(dest / "f.txt")]
     proc = otto(*lab, "--json", "host", "alpha,beta", "get", str(tmp_path / "nope"), str(dest))
     assert proc.returncode == 1
-    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    records = json.loads(proc.stdout)
     assert [r["host"] for r in records] == ["alpha", "beta"]
     assert all(r["status"] != "success" and r["error"] for r in records)
 
@@ -352,7 +352,7 @@ def test_global_options_after_the_command(two_local: Path, tmp_path: Path) -> No
     # --lab and --json after the command, the lab's value taken along.
     proc = otto("host", "alpha", "run", "echo hi", "--lab", str(two_local), "--json")
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["output"] == "hi"
+    assert json.loads(proc.stdout)[0]["output"] == "hi"
     # reserve takes them too.
     env = clean_env(OTTO_RESERVATIONS=f"sqlite:///{tmp_path / 'res.db'}")
     late = otto("reserve", "alpha", "-n", "--lab", str(two_local), env=env)

@@ -181,9 +181,22 @@ async def _stream_host(
         remove()
 
 
-def _json_line(record: Mapping[str, object]) -> None:
-    sys.stdout.write(json.dumps(record) + "\n")
-    sys.stdout.flush()
+class _JsonDocument:
+    """The records of one ``--json`` command, printed as one JSON list when it ends.
+
+    One document on stdout (SPEC §15), so ``json.load`` reads it whole; it is
+    printed even when the command is interrupted, with what finished so far.
+    """
+
+    def __init__(self) -> None:
+        self.records: list[Mapping[str, object]] = []
+
+    def add(self, record: Mapping[str, object]) -> None:
+        self.records.append(record)
+
+    def emit(self) -> None:
+        sys.stdout.write(json.dumps(self.records, indent=2) + "\n")
+        sys.stdout.flush()
 
 
 def status_record(
@@ -214,18 +227,22 @@ def status_record(
 
 
 async def _json_host(
-    host: Host, commands: Sequence[str], timeout: float | None, progress: _Progress
+    host: Host,
+    commands: Sequence[str],
+    timeout: float | None,
+    progress: _Progress,
+    document: _JsonDocument,
 ) -> int:
-    """Run ``commands`` on ``host``, one JSON line per result; its exit status."""
+    """Run ``commands`` on ``host``, one JSON record per result; its exit status."""
     for command in commands:
         progress.running[host.name] = command
         try:
             result = await host.run(command, timeout=timeout)
         except OttoError as exc:
-            _json_line(status_record(host.name, command, None, str(exc)))
+            document.add(status_record(host.name, command, None, str(exc)))
             return EXIT_ERROR
         status = result.statuses[0]
-        _json_line(status_record(host.name, command, status))
+        document.add(status_record(host.name, command, status))
         if not status.is_ok:
             return exit_code(status)
     return 0
@@ -243,17 +260,19 @@ def run_commands(
     first failure (in host order).
 
     Each host's lines are printed as they come, prefixed by its name (stderr
-    lines on stderr); with ``as_json``, one JSON object per command result.
-    After Ctrl-C, a summary says what each host was doing.
+    lines on stderr); with ``as_json``, one JSON list with an object per command
+    result, in the order they ended. After Ctrl-C, a summary says what each
+    host was doing.
     """
     out = HostPrinter(names)
     err = HostPrinter(names, stream=sys.stderr)
     progress = _Progress()
+    document = _JsonDocument()
 
     async def one(name: str) -> int:
         host = lab.host(name)
         if as_json:
-            code = await _json_host(host, commands, timeout, progress)
+            code = await _json_host(host, commands, timeout, progress, document)
         else:
             code = await _stream_host(host, commands, timeout, out=out, err=err, progress=progress)
         progress.codes[name] = code
@@ -263,6 +282,8 @@ def run_commands(
         try:
             outcomes = await asyncio.gather(*(one(n) for n in names), return_exceptions=True)
         except asyncio.CancelledError:
+            if as_json:
+                document.emit()
             sys.stdout.flush()
             sys.stderr.write(progress.summary(names))
             raise
@@ -270,7 +291,7 @@ def run_commands(
         for name, outcome in zip(names, outcomes, strict=True):
             if isinstance(outcome, BaseException):
                 if as_json:
-                    _json_line(
+                    document.add(
                         status_record(name, "", None, f"{type(outcome).__name__}: {outcome}")
                     )
                 else:
@@ -278,6 +299,8 @@ def run_commands(
                 codes.append(EXIT_ERROR)
             else:
                 codes.append(outcome)
+        if as_json:
+            document.emit()
         return next((c for c in codes if c), 0)
 
     return _run_async(lab, main())
@@ -382,7 +405,7 @@ def transfer(
     """``put`` local ``sources`` into ``dest`` on each host, or ``get`` them from each.
 
     Getting from several hosts puts each host's files in ``dest/HOST/``. With
-    ``as_json``, one JSON object per host (and no progress bars).
+    ``as_json``, one JSON list with an object per host (and no progress bars).
     """
     printer = HostPrinter(names)
 
@@ -399,8 +422,10 @@ def transfer(
 
         if as_json:
             outcomes = await do_for_all_hosts(one, None, pattern=_pattern(names))
+            document = _JsonDocument()
             for name, outcome in outcomes.items():
-                _json_line(transfer_record(name, verb, outcome))
+                document.add(transfer_record(name, verb, outcome))
+            document.emit()
             return (
                 0
                 if all(isinstance(o, TransferResult) and o.is_ok for o in outcomes.values())
