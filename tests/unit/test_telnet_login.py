@@ -173,3 +173,37 @@ async def test_output_is_exact_across_telnet_commands_and_the_exit_marker(
     status, reason = await asyncio.wait_for(received.lost, 5)
     assert status == 3, reason
     assert bytes(received.data[before:]).endswith(b"a\xffbcde\r\n")
+
+
+@pytest.mark.parametrize(
+    ("printed", "login", "password"),
+    [
+        ("host login: ", True, False),
+        ("User name: ", True, False),
+        ("Username:", True, False),
+        ("login: \x1b[0m", True, False),
+        ("Password: ", False, True),
+        # Lines that merely end like prompts, with more printed after them.
+        ("Last login: Sat Dec  5 10:00:00\n", False, False),
+        ("Last login:", False, False),
+        ("To change your password:\nWelcome\n", False, False),
+        ("change your password:\n", False, False),
+        ("User name:\n$ ", False, False),
+    ],
+)
+def test_login_prompts_count_only_where_they_end_what_was_printed(
+    printed: str, login: bool, password: bool
+) -> None:
+    from otto.transports.login import LOGIN_PROMPT, PASSWORD_PROMPT, anchored
+
+    assert bool(anchored(LOGIN_PROMPT).search(printed)) is login
+    assert bool(anchored(PASSWORD_PROMPT).search(printed)) is password
+
+
+def test_a_lab_prompt_regex_is_anchored_the_same_way() -> None:
+    from otto.transports.login import anchored
+
+    prompt = anchored(r"(?i)enter pin\s*:\s*$")
+    assert prompt.search("Enter PIN: ")
+    assert not prompt.search("enter pin:\nok")
+    assert not prompt.search("enter pin:\n")
