@@ -63,14 +63,19 @@ def cli_login_user(console: Console, user: str, tmp_path: Path) -> str:
         term.close()
 
 
-@pytest.mark.parametrize("become", ["sudo", "su"])
+@pytest.mark.parametrize(
+    ("login", "become", "target"),
+    [
+        (NOPASSWD_USER, "sudo", "root"),  # no password asked
+        (SUDO_USER, "sudo", NOPASSWD_USER),  # the login user's password
+        (LAB_USER, "su", SUDO_USER),  # the target user's password
+    ],
+)
 async def test_a_session_as_another_user_on_a_console_changes_no_other_session(
-    lab: Lab, consoles: ConsoleLab, tmp_path: Path, become: str
+    lab: Lab, consoles: ConsoleLab, tmp_path: Path, login: str, become: str, target: str
 ) -> None:
-    # sudo: ottonopw may become root without a password; su: ottotest types
-    # ottosudo's password. The lab fixture keeps the sudoers drop-in in place.
-    login, target = (NOPASSWD_USER, "root") if become == "sudo" else (LAB_USER, SUDO_USER)
-    console = await consoles.add(f"priv-{become}")
+    # The lab fixture keeps the sudoers drop-in in place.
+    console = await consoles.add(f"priv-{login}-{become}")
     host = console_host(console, login, become_password=LAB_PASSWORD)
     try:
         await host.run("cd /tmp; export KEPT=login-shell")
