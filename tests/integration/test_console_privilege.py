@@ -95,6 +95,18 @@ async def test_a_session_as_another_user_on_a_console_changes_no_other_session(
     assert await asyncio.to_thread(cli_login_user, console, login, tmp_path) == login
 
 
+async def test_after_a_session_as_root_otto_host_login_finds_the_login_users_shell(
+    lab: Lab, consoles: ConsoleLab, tmp_path: Path
+) -> None:
+    console = await consoles.add("priv-login")
+    async with console_host(console, NOPASSWD_USER) as host:
+        root = await host.open_session("root", as_user="root")
+        assert (await root.run("id -un")).only.output == "root"
+    assert await asyncio.to_thread(cli_login_user, console, NOPASSWD_USER, tmp_path) == (
+        NOPASSWD_USER
+    )
+
+
 async def test_a_console_held_by_a_session_as_root_names_it_to_the_others(
     lab: Lab, consoles: ConsoleLab
 ) -> None:
