@@ -107,6 +107,25 @@ async def test_after_a_session_as_root_otto_host_login_finds_the_login_users_she
     )
 
 
+async def test_a_disconnect_under_a_session_as_root_leaves_no_root_shell_behind(
+    lab: Lab, consoles: ConsoleLab, tmp_path: Path
+) -> None:
+    # wait_until_up and reboot disconnect after a failed probe; the root session's
+    # shell must not outlive the link on the console.
+    console = await consoles.add("priv-disconnect")
+    async with console_host(console, NOPASSWD_USER) as host:
+        root = await host.open_session("root", as_user="root")
+        assert (await root.run("id -un")).only.output == "root"
+        await host.disconnect()
+        assert await asyncio.to_thread(cli_login_user, console, NOPASSWD_USER, tmp_path) == (
+            NOPASSWD_USER
+        )
+        # The session starts a fresh shell as root on next use; the others wait again.
+        assert (await root.run("id -un")).only.output == "root"
+        await root.close()
+        assert (await host.run("id -un")).only.output == NOPASSWD_USER
+
+
 async def test_a_console_held_by_a_session_as_root_names_it_to_the_others(
     lab: Lab, consoles: ConsoleLab
 ) -> None:

@@ -29,6 +29,7 @@ import logging
 import re
 import secrets
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -37,6 +38,7 @@ from otto.errors import AuthenticationError, ConnectError, tail
 from otto.expect import ExpectBuffer, ExpectMatch
 from otto.session import SessionLock
 from otto.transports.base import Receiver, ShellTransport
+from otto.transports.console import ConsoleShell
 from otto.transports.local import LocalShell, kill_descendants
 
 __all__ = ["BECOME_METHODS", "Become", "BecomeShell", "Secret"]
@@ -152,6 +154,7 @@ class BecomeShell(ShellTransport, Receiver):
         self._turn = turn
         self._holding = False
         self._nested = False
+        self._unhook: Callable[[], None] | None = None
         self._token = secrets.token_hex(6)
         self._typed: list[str] = []
         back = secrets.randbelow(10**6) + 10**6
@@ -164,6 +167,7 @@ class BecomeShell(ShellTransport, Receiver):
         self._received = bytearray()
         self._changed: asyncio.Event | None = None
         self._handshake = True
+        self._opened = False
         self._lost: tuple[int | None, str] | None = None
         self.description = f"{inner.description} as {become.user} ({become.method})"
 
@@ -184,10 +188,9 @@ class BecomeShell(ShellTransport, Receiver):
 
     def connection_lost(self, exit_status: int | None, reason: str) -> None:
         self._lost = (exit_status, reason)
-        if self._handshake:
-            if self._changed is not None:
-                self._changed.set()
-        else:
+        if self._changed is not None:
+            self._changed.set()  # a start or a leave waiting for the shell
+        if self._opened:
             self.report_lost(exit_status, reason)
         # The stream is gone: nothing more can be typed into the other user's
         # shell through it (a console reached again ends otto's leftover shells).
@@ -208,6 +211,9 @@ class BecomeShell(ShellTransport, Receiver):
                     self._holding = True
                     self._turn.hold(self._held_error, self._timeout)
                     self._nested = True
+                    if isinstance(self._inner, ConsoleShell):
+                        # The link may close first (disconnect): leave before it does.
+                        self._unhook = self._inner.before_link_closes(self._leave_for_link)
                 await self._inner.open(self)
                 if self._become.method == "sudo":
                     await self._sudo()
@@ -225,8 +231,10 @@ class BecomeShell(ShellTransport, Receiver):
             raise
         self._buffer.clear()
         self._handshake = False
+        self._opened = True
 
     async def _abort(self) -> None:
+        self._drop_hook()
         try:
             if self._nested and self._typed and self._lost is None:  # sudo or su was typed
                 await self._leave()
@@ -239,6 +247,27 @@ class BecomeShell(ShellTransport, Receiver):
             self._host,
             f"a session as {self._become.user} (through {self._become.method}) holds the "
             f"console; other sessions wait until it is closed (waited {self._timeout:g}s)",
+        )
+
+    def _drop_hook(self) -> None:
+        unhook, self._unhook = self._unhook, None
+        if unhook is not None:
+            unhook()
+
+    async def _leave_for_link(self) -> None:
+        """The console's link is closing under this session: leave the other user's shell."""
+        self._unhook = None
+        if self._closing or self._handshake or self._lost is not None:
+            return  # closing or starting: they leave it themselves
+        if not await self._leave():
+            self._would_not_end()
+
+    def _would_not_end(self) -> None:
+        log.error(
+            "%s: the shell as %s would not end; the console may still run it "
+            "(otto ends it when it next reaches the console)",
+            self._host,
+            self._become.user,
         )
 
     def _release_turn(self) -> None:
@@ -436,15 +465,11 @@ class BecomeShell(ShellTransport, Receiver):
         if self._closing:
             return
         self._closing = True
+        self._drop_hook()
         try:
             nested = self._nested and self._lost is None and not self._handshake
             if nested and not await self._leave():
-                log.error(
-                    "%s: the shell as %s would not end; the console may still run it "
-                    "(otto ends it when it next reaches the console)",
-                    self._host,
-                    self._become.user,
-                )
+                self._would_not_end()
         finally:
             await self._inner.close()
             self._release_turn()

@@ -366,6 +366,7 @@ class ConsoleLink:
         self._active: ConsoleShell | None = None
         self._watch = ExitWatch("")
         self._taps: list[Callable[[bytes], None]] = []
+        self._closers: list[Callable[[], Awaitable[None]]] = []
         # What arrives while otto waits for a prompt or a shell (login, probes).
         self._reading = False
         self._pending = bytearray()
@@ -806,6 +807,21 @@ class ConsoleLink:
         self._taps.append(tap)
         return lambda: self._taps.remove(tap)
 
+    def add_closer(self, closer: Callable[[], Awaitable[None]]) -> Callable[[], None]:
+        """Have ``closer`` awaited before the link closes, while the stream still works.
+
+        A session as another user leaves that user's shell through it, so no
+        close of the link (``disconnect`` too) leaves that shell on the console.
+        Returns a function that removes it.
+        """
+        self._closers.append(closer)
+
+        def remove() -> None:
+            if closer in self._closers:
+                self._closers.remove(closer)
+
+        return remove
+
     def write_raw(self, data: bytes) -> None:
         """Write to the console as it is (a person's keys)."""
         self._write_now(data)
@@ -838,6 +854,9 @@ class ConsoleLink:
 
         Every session on the console, raw ones too, is told it is closed.
         """
+        closers, self._closers = self._closers, []
+        for closer in closers:
+            await closer()  # each bounds its own wait
         stream = self._stream
         if stream is not None and self._state == "inner":
             if self._holder is not None or self._wedged:
@@ -919,6 +938,10 @@ class ConsoleShell(ShellTransport):
         # Only the terminal reaches the processes: Ctrl-\\ (SIGQUIT) is harder to ignore.
         if not self._closing:
             self._link.write(_CTRL_BACKSLASH_C, self, key=True)
+
+    def before_link_closes(self, closer: Callable[[], Awaitable[None]]) -> Callable[[], None]:
+        """Have ``closer`` awaited before the console's link closes (``ConsoleLink.add_closer``)."""
+        return self._link.add_closer(closer)
 
     async def close(self) -> None:
         if self._closing:
