@@ -19,6 +19,7 @@ import pytest_asyncio
 from playwright.async_api import Browser, async_playwright
 
 from otto.monitor.access import UNAUTHORIZED_BODY, new_token
+from otto.monitor.addresses import reachable_addresses
 from otto.monitor.web import DashboardServer, MemorySource
 from tests.integration.test_dashboard import (
     CHROMIUM,
@@ -72,7 +73,7 @@ async def test_https_and_the_token_on_a_real_server(
     token = server.token
     assert token is not None
     base = f"https://127.0.0.1:{server.port}"
-    assert server.url == f"https://0.0.0.0:{server.port}/"
+    assert server.url == f"https://{reachable_addresses('0.0.0.0')[0]}:{server.port}/"
     assert server.link == f"{server.url}?token={token}"
     async with client(tls) as http:
         refused = [
@@ -195,14 +196,19 @@ async def test_otto_monitor_bind_prints_a_link_with_a_new_token() -> None:
     output = b""
     try:
         async with asyncio.timeout(WAIT):
+            # The machine's own addresses, loopback last: never 0.0.0.0.
             while (
-                found := re.search(rb"dashboard: http://0\.0\.0\.0:(\d+)/\?token=(\S+)", output)
+                found := re.search(rb"also at: http://127\.0\.0\.1:(\d+)/\?token=(\S+)", output)
             ) is None:
                 line = await proc.stdout.readline()
                 assert line, f"otto monitor ended: {output!r}"
                 output += line
         port, token = int(found.group(1)), found.group(2).decode()
         assert len(token) >= 16
+        printed = re.findall(rb"(?:dashboard|also at): http://([0-9.]+):(\d+)/\?token=", output)
+        addresses = reachable_addresses("0.0.0.0")
+        assert [(a.decode(), int(p)) for a, p in printed] == [(a, port) for a in addresses]
+        assert b"0.0.0.0" not in output
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=WAIT) as http:
             assert (await http.get("/metrics")).status_code == 401
             metrics = await http.get("/metrics", headers={"Authorization": f"Bearer {token}"})
@@ -214,8 +220,8 @@ async def test_otto_monitor_bind_prints_a_link_with_a_new_token() -> None:
             rest, _ = await proc.communicate()
     output += rest
     assert proc.returncode == 0, output
-    # The token is in the printed link, and nowhere else.
-    assert output.count(token.encode()) == 1, output
+    # The token is in the printed links, and nowhere else.
+    assert output.count(token.encode()) == len(addresses), output
 
 
 async def test_otto_monitor_token_from_the_environment_guards_loopback_too() -> None:

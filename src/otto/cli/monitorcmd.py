@@ -78,6 +78,14 @@ def _say(message: str) -> None:
     sys.stdout.flush()
 
 
+def _say_links(server: DashboardServer) -> None:
+    """The dashboard's links: one a line, the first with how to stop."""
+    first, *others = server.links
+    _say(f"dashboard: {first}  (Ctrl-C to stop)")
+    for other in others:
+        _say(f"   also at: {other}")
+
+
 def _dashboard(source: DashboardSource, port: int, serving: Serving | None) -> DashboardServer:
     """The dashboard server on ``serving``'s address, with its token and TLS files."""
     from otto.cli.exits import fail
@@ -116,7 +124,7 @@ async def _replay(file: Path, stop: asyncio.Event, options: MonitorOptions) -> i
         fail(f"cannot replay {file}: {exc}", code=1)
     async with _dashboard(replay, options.port, options.serving) as server:
         _say(f"otto monitor: replaying run {replay.run.name} of {file}")
-        _say(f"dashboard: {server.link}  (Ctrl-C to stop)")
+        _say_links(server)
         await _until_stopped(stop, server)
     return 0
 
@@ -149,7 +157,7 @@ async def _collect(
             stored = f", storing run {run.name} in {options.db}" if run is not None else ""
             every = f"every {options.interval:g}s"
             _say(f"otto monitor: watching {', '.join(names)} {every}{stored}")
-            _say(f"dashboard: {server.link}  (Ctrl-C to stop)")
+            _say_links(server)
             async with asyncio.TaskGroup() as tasks:
                 costs = tasks.create_task(_report_costs(collector))
                 follows = [tasks.create_task(_announce(w)) for w in collector.log_watches]
@@ -294,11 +302,14 @@ def export_to_json(source: Path, out: Path, run: str | None) -> int:
 def import_from_json(export: Path, db: Path) -> int:
     """Add the runs of a JSON export to the database ``db``, each as a new run."""
     from otto.cli.exits import fail
-    from otto.monitor.store import MetricStore, StoreError
+    from otto.monitor.store import MetricStore, StoreError, checked_export_runs, load_export
 
     try:
+        # Checked whole before the database is opened (or made): a bad export changes nothing.
+        doc = load_export(export)
+        checked_export_runs(doc)
         with MetricStore(db) as store:
-            added = store.import_json(export)
+            added = store.import_json(doc)
     except OSError as exc:
         fail(f"cannot import {export} into {db}: {exc.strerror or exc}", code=1)
     except (ValueError, StoreError) as exc:

@@ -24,6 +24,7 @@ from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = [
+    "GRANTED",
     "MIN_TOKEN_LENGTH",
     "TOKEN_ENV",
     "UNAUTHORIZED_BODY",
@@ -40,6 +41,10 @@ TOKEN_ENV = "OTTO_MONITOR_TOKEN"
 
 MIN_TOKEN_LENGTH = 16
 """Characters a token given by the user must have at least."""
+
+GRANTED = "otto.access_granted"
+"""Key ``AccessGuard`` sets (True) in a request's ``scope["state"]`` when it carries the
+token: the server's connection handling keeps such connections over others."""
 
 UNAUTHORIZED_BODY = (
     b"401 Unauthorized: this otto monitor needs its access token: open the URL it printed "
@@ -174,6 +179,9 @@ class AccessGuard:
         if not (by_query or by_header or by_cookie):
             await _refuse(scope, send)
             return
+        state = scope.get("state")
+        if isinstance(state, dict):
+            state[GRANTED] = True
         if not by_query or by_cookie:
             await self.app(scope, receive, send)
             return
@@ -232,6 +240,9 @@ async def _refuse(scope: Scope, send: Send) -> None:
                 (b"content-length", str(len(UNAUTHORIZED_BODY)).encode()),
                 (b"www-authenticate", b'Bearer realm="otto monitor"'),
                 (b"cache-control", b"no-store"),
+                # Nothing more is served on a connection without the token: it is
+                # closed rather than kept alive for more tries.
+                (b"connection", b"close"),
             ],
         }
     )

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import IO, Any, cast
 
 from otto.errors import StoreError
+from otto.monitor.export_check import checked_run
 from otto.transfer import write_whole
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "MetricStore",
     "Run",
     "StoreError",
+    "checked_export_runs",
     "export_run_list",
     "export_runs",
     "load_export",
@@ -797,18 +799,11 @@ class MetricStore:
         Raises:
             ValueError: it is not an otto monitor export.
         """
-        doc = load_export(data)
+        entries = checked_export_runs(load_export(data))
         added: list[int] = []
         with self._transaction():
-            for i, entry in enumerate(export_runs(doc), 1):
-                try:
-                    added.append(self._import_run(entry))
-                except (KeyError, TypeError, ValueError, IndexError) as exc:
-                    # Rolled back whole: no run of a malformed export is half added.
-                    raise ValueError(
-                        f"run {i} of the export is malformed ({type(exc).__name__}: {exc}); "
-                        "nothing was imported"
-                    ) from None
+            for entry in entries:
+                added.append(self._import_run(entry))
         return added
 
     def _import_run(self, entry: Mapping[str, Any]) -> int:
@@ -993,6 +988,11 @@ def _pick_run(runs: Sequence[Run], which: int | str | None, where: str) -> Run:
     raise StoreError(f"{where} has no run {which!r}; its runs{more}: {listed}")
 
 
+def _no_constant(name: str) -> float:
+    # Python's json reads NaN and Infinity, which JSON has not: no other reader takes them.
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def load_export(data: str | PathLike[str] | Mapping[str, object]) -> dict[str, Any]:
     """Read an export from a path (or take the dict) and check that it is one.
 
@@ -1006,9 +1006,11 @@ def load_export(data: str | PathLike[str] | Mapping[str, object]) -> dict[str, A
         where = str(data)
         with open(data, encoding="utf-8") as f:
             try:
-                doc = json.load(f)
-            except json.JSONDecodeError as exc:
+                doc = json.load(f, parse_constant=_no_constant)
+            except ValueError as exc:  # not JSON, NaN or Infinity, not UTF-8
                 raise ValueError(f"{where} is not JSON: {exc}") from None
+            except RecursionError:
+                raise ValueError(f"{where}: JSON nested too deep") from None
     if not isinstance(doc, dict) or doc.get("format") != EXPORT_FORMAT:
         raise ValueError(f"{where} is not an otto monitor export (no format {EXPORT_FORMAT!r})")
     version = doc.get("version")
@@ -1020,6 +1022,24 @@ def load_export(data: str | PathLike[str] | Mapping[str, object]) -> dict[str, A
     if version == EXPORT_VERSION and not isinstance(doc.get("runs"), list):
         raise ValueError(f"{where}: a version-{EXPORT_VERSION} export without a 'runs' list")
     return doc
+
+
+def checked_export_runs(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """``export_runs(doc)``, each run checked by ``export_check.checked_run``.
+
+    Raises:
+        ValueError: a value of a run is not what its place needs; the message
+            names the run and the place, and says that nothing was imported.
+    """
+    checked = []
+    for i, entry in enumerate(export_runs(doc), 1):
+        try:
+            checked.append(checked_run(entry))
+        except ValueError as exc:
+            raise ValueError(
+                f"run {i} of the export is malformed: {exc}; nothing was imported"
+            ) from None
+    return checked
 
 
 def export_runs(doc: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -48,6 +48,14 @@ from starlette.types import Message, Receive, Scope, Send
 
 from otto.errors import StoreError
 from otto.monitor.access import AccessGuard, check_token, link, load_tls, new_token
+from otto.monitor.addresses import reachable_addresses
+from otto.monitor.connections import (
+    HEADER_TIMEOUT,
+    IDLE_TIMEOUT,
+    ConnectionLimits,
+    bounded_protocol,
+    connection_limit,
+)
 from otto.monitor.prometheus import render_metrics
 from otto.monitor.source import DashboardSource, build_snapshot, split_finite
 from otto.monitor.subscription import DEFAULT_BACKLOG, Subscribers
@@ -656,6 +664,13 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _url_host(host: str) -> str:
+    """``host`` as a URL writes it: an IPv6 address in brackets."""
+    if ":" in host and not host.startswith("["):
+        return f"[{host}]"
+    return host
+
+
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.create_server((host.strip("[]"), port), family=family, backlog=128)
@@ -681,6 +696,10 @@ class DashboardServer:
             or open ``.link``).
         tls_cert: a PEM certificate file: serve HTTPS (with ``tls_key``).
         tls_key: the PEM private key of ``tls_cert``.
+        max_connections: connections open at once (``otto.monitor.connections``);
+            None: ``MAX_CONNECTIONS``, or half the file descriptor limit if lower.
+        header_timeout: seconds a connection has to send a request's headers.
+        idle_timeout: seconds a connection may stay idle between requests.
 
     Raises:
         ValueError: a token too short, only one of ``tls_cert``/``tls_key``, or
@@ -698,6 +717,9 @@ class DashboardServer:
         token: str | None = None,
         tls_cert: str | Path | None = None,
         tls_key: str | Path | None = None,
+        max_connections: int | None = None,
+        header_timeout: float = HEADER_TIMEOUT,
+        idle_timeout: float = IDLE_TIMEOUT,
     ) -> None:
         self.host = host
         self._requested_port = port
@@ -713,13 +735,21 @@ class DashboardServer:
             self._tls = (str(tls_cert), str(tls_key))
         self.app = create_app(
             source,
-            allowed_hosts=_LOOPBACK_NAMES if loopback else None,
+            # The bound address itself too: the printed URL names it (127.0.0.2, say).
+            allowed_hosts=(*_LOOPBACK_NAMES, _url_host(host).lower()) if loopback else None,
             token=self.token,
             secure=self._tls is not None,
             max_clients=max_clients,
             send_timeout=send_timeout,
         )
+        self.limits = ConnectionLimits(
+            max_connections=connection_limit() if max_connections is None else max_connections,
+            header_timeout=header_timeout,
+            idle_timeout=idle_timeout,
+            guarded=self.token is not None,
+        )
         self._socket: socket.socket | None = None
+        self._addresses: list[str] | None = None
         self._port = port
         self._server: _Uvicorn | None = None
         self._task: asyncio.Task[None] | None = None
@@ -731,16 +761,30 @@ class DashboardServer:
 
     @property
     def url(self) -> str:
-        """The page's address, e.g. ``http://127.0.0.1:8000/`` (never with the token)."""
-        host = self.host
-        if ":" in host and not host.startswith("["):
-            host = f"[{host}]"
-        return f"{'https' if self._tls else 'http'}://{host}:{self.port}/"
+        """The page's address, e.g. ``http://127.0.0.1:8000/`` (never with the token).
+
+        On a wildcard address (``0.0.0.0``, ``::``) it is the first of ``urls``.
+        """
+        return self.urls[0]
+
+    @property
+    def urls(self) -> list[str]:
+        """Every address the page is reached at: the machine's own addresses for a
+        wildcard bind (non-loopback ones first), else the one bound."""
+        if self._addresses is None:
+            self._addresses = reachable_addresses(self.host)
+        scheme = "https" if self._tls else "http"
+        return [f"{scheme}://{_url_host(a)}:{self.port}/" for a in self._addresses]
 
     @property
     def link(self) -> str:
         """The address to open: ``url``, with ``?token=...`` when a token guards it."""
         return link(self.url, self.token)
+
+    @property
+    def links(self) -> list[str]:
+        """``urls``, each with ``?token=...`` when a token guards them."""
+        return [link(url, self.token) for url in self.urls]
 
     @property
     def running(self) -> bool:
@@ -759,6 +803,8 @@ class DashboardServer:
             lifespan="off",
             timeout_graceful_shutdown=5,
             access_log=False,  # request lines may hold the access token
+            http=bounded_protocol(self.limits),
+            timeout_keep_alive=math.ceil(self.limits.idle_timeout),
             ssl_certfile=self._tls[0] if self._tls else None,
             ssl_keyfile=self._tls[1] if self._tls else None,
         )
