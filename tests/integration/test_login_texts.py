@@ -89,10 +89,11 @@ async def test_a_password_the_console_echoes_is_masked_in_errors_and_logs(
     # A login that echoes what is typed (the terminal's echo is on), then either
     # refuses it, or takes it and never answers again.
     login = f"while :; do printf 'login: '; read u; [ \"$u\" = {LAB_USER} ] && break; done"
+    password = "printf 'Password: '; read p"
     if after == "refused":
-        program = f"{login}; printf 'Password: '; read p; echo 'Login incorrect'; {login}; exec cat >/dev/null"
+        program = f"{login}; {password}; echo 'Login incorrect'; {login}; exec cat >/dev/null"
     else:
-        program = f"{login}; printf 'Password: '; read p; exec cat >/dev/null"
+        program = f"{login}; {password}; exec cat >/dev/null"
     await type_into(console, f"trap '' INT; {program}", b"\nlogin: ")
     host = console_host(console, user=LAB_USER, password=SECRET, connect_timeout=4.0)
     try:
