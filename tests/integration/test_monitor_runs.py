@@ -389,3 +389,41 @@ async def test_the_page_picks_a_past_run_and_shows_log_events(
     with MetricStore(db) as store:
         assert [e.label for e in store.events(run=3)] == ["on the live run"]
         assert [e.label for e in store.events(run=1)] == ["kernel oops"]
+
+
+@pytestmark_browser
+@pytest.mark.parametrize("stored", [False, True], ids=["no-db", "one-run-db"])
+async def test_the_run_menu_of_otto_monitor_shows_the_live_run(
+    browser: Browser, monitors: list[Monitor], tmp_path: Path, stored: bool
+) -> None:
+    # The menu was hidden live: without --db it listed nothing, and one run was "only
+    # the one run shown". Live, it says which run is being collected.
+    db = ["--db", str(tmp_path / "one.db")] if stored else []
+    monitor = Monitor("--interval", "0.3", *db)
+    monitors.append(monitor)
+    context = await browser.new_context(viewport={"width": 1400, "height": 1000})
+    try:
+        page = await context.new_page()
+        await page.goto(f"http://127.0.0.1:{monitor.port}/")
+        await wait_ready(page)
+        await expect(page.locator("#mode")).to_have_attribute("data-mode", "live")
+        await expect(page.locator("#run-pick")).to_be_visible()
+        options = page.locator("#run option")
+        await expect(options).to_have_count(1)
+        (text,) = await options.all_inner_texts()
+        assert text.startswith("#1 ·" if stored else "this run (not stored) ·"), text
+        assert text.endswith("· live"), text
+        await expect(page.locator("#run")).to_have_value("")
+        assert monitor.stop() == 0, monitor.output
+        if stored:
+            # A replay of the one run: nothing to pick, no menu.
+            replay = Monitor("--file", str(tmp_path / "one.db"))
+            monitors.append(replay)
+            await page.goto(f"http://127.0.0.1:{replay.port}/")
+            await wait_ready(page)
+            await expect(page.locator("#mode")).to_have_attribute("data-mode", "replay")
+            await expect(page.locator("#run option")).to_have_count(1)
+            await expect(page.locator("#run-pick")).to_be_hidden()
+            assert replay.stop() == 0, replay.output
+    finally:
+        await context.close()

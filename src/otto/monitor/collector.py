@@ -229,6 +229,7 @@ class Collector:
         self._label = label
         self._note = note
         self._run: Run | None = None
+        self._started: float | None = None
         tag = secrets.token_hex(4)
         self._separator = f"__otto_monitor_{secrets.token_hex(8)}__"
         self._tracks: dict[str, _Track] = {}
@@ -315,6 +316,8 @@ class Collector:
         """
         if self.running:
             raise RuntimeError("the collector is already running")
+        if self._started is None:
+            self._started = self._clock.time()
         if self._db_path is not None and self._store is None:
             self._writer = concurrent.futures.ThreadPoolExecutor(1, "otto-monitor-store")
             try:
@@ -559,12 +562,32 @@ class Collector:
         return self._run
 
     def runs(self) -> list[dict[str, object]]:
-        """Every run in ``db``, this one included, oldest first; [] without ``db``.
+        """Every run in ``db``, this one included, oldest first.
+
+        Without ``db``, the one run this collector keeps in memory, with an
+        ``id`` of None (it is stored nowhere); [] before it started.
 
         Blocking (it reads the file on a connection of its own): the dashboard
         calls it from a thread.
         """
-        if self._db_path is None or self._run is None:
+        if self._db_path is None:
+            if self._started is None:
+                return []
+            times = [t for t, _ in list(self._rounds)]
+            return [
+                {
+                    "id": None,
+                    "label": self._label,
+                    "note": self._note,
+                    "started": self._started,
+                    "ended": None if self.running else max(times, default=None),
+                    "interval": self._interval,
+                    "hosts": list(self._tracks),
+                    "rounds": len(times),
+                    "last": max(times, default=None),
+                }
+            ]
+        if self._run is None:
             return []
         return [run.as_dict() for run in list_runs(self._db_path)]
 

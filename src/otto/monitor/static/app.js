@@ -1025,7 +1025,9 @@
   // ------------------------------------------------------------------ runs
 
   function runName(run) {
-    return run.label ? `#${run.id} ${run.label}` : `#${run.id}`;
+    // A collector without --db keeps its run in memory only: it has no number.
+    const name = run.id == null ? "this run (not stored)" : `#${run.id}`;
+    return run.label ? `${name} ${run.label}` : name;
   }
 
   function runText(run) {
@@ -1070,7 +1072,8 @@
     const shown = state.run ? state.run.id : state.current;
     const match = state.runs.find((r) => (state.pick ? String(r.id) === state.pick || r.label === state.pick : r.id === shown));
     select.value = match ? (match.id === state.current ? "" : String(match.id)) : "";
-    $("run-pick").hidden = state.runs.length < 2 && !state.pick;
+    // Live, the menu says which run is being collected, even when it is the only one.
+    $("run-pick").hidden = !state.runs.length || (state.runs.length < 2 && !state.pick && !state.live);
     setEventForm();
     if (focused) select.focus();
   }
