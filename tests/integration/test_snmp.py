@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -23,7 +25,7 @@ from otto.monitor.prometheus import render_metrics
 from otto.monitor.snmp import SnmpProbe
 from otto.periodic import FakeClock
 from otto.transports.snmp import SnmpSettings
-from tests.integration.test_cli import StartMonitor, next_round, start_monitor
+from tests.integration.test_cli import StartMonitor, clean_env, next_round, start_monitor
 from tests.lab import Lab
 from tests.lab.snmp import Counters, SnmpAgent, SnmpLab, snmpd_missing
 
@@ -399,3 +401,66 @@ async def test_two_v3_devices_with_one_user_name_and_different_keys_are_both_rea
     finally:
         for probe in probes:
             await probe.close()
+
+
+async def test_otto_monitor_of_snmp_devices_prints_nothing_on_stderr(
+    snmp: SnmpLab, tmp_path: Path
+) -> None:
+    # pysnmp, pyasn1 and uvicorn are imported and used: none of them may speak.
+    agent = await snmp.agent("ssh2", v3=("otto", "auth-pass-1", "priv-pass-1"))
+    path = lab_file(
+        tmp_path,
+        [
+            {
+                "name": "pdu1",
+                "term": "none",
+                "address": agent.address,
+                "snmp": {"community": "public", "port": agent.port},
+            },
+            {
+                "name": "pdu2",
+                "term": "none",
+                "address": agent.address,
+                "snmp": {
+                    "version": "3",
+                    "user": "otto",
+                    "auth_key": "auth-pass-1",
+                    "priv_key": "priv-pass-1",
+                    "port": agent.port,
+                },
+            },
+        ],
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "otto",
+        "--lab",
+        str(path),
+        "monitor",
+        "--port",
+        "0",
+        "--interval",
+        "0.5",
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=clean_env(),
+    )
+    assert proc.stdout is not None
+    output = b""
+    try:
+        async with asyncio.timeout(30):
+            # The cost lines come after the first round has been answered.
+            while b"cost pdu1:" not in output or b"cost pdu2:" not in output:
+                line = await proc.stdout.readline()
+                assert line, output
+                output += line
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGINT)
+        async with asyncio.timeout(30):
+            rest, errors = await proc.communicate()
+    output += rest
+    assert proc.returncode == 0, output + errors
+    assert errors == b""
