@@ -52,7 +52,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 from otto.errors import ConnectError, ConnectionLost, ExpectTimeout, tail
@@ -173,6 +173,10 @@ class App:
         self._owed = 0
         self._ended: str | None = None
         self._closed = False
+        # Bytes received since the last prompt (which ends what was received, so
+        # the buffer is empty right after it): anything there is stale.
+        self._heard = 0
+        self._unlisten: Callable[[], None] | None = None
 
     def __repr__(self) -> str:
         where = self._session.where if self._session else self.host.name
@@ -202,6 +206,7 @@ class App:
             session = await self.host.open_session(name, pty=self._pty, raw=raw)
             self._owned = True
         self._session = session
+        self._unlisten = session.add_listener(self._hear)
         try:
             await self._begin()
         except BaseException:
@@ -291,8 +296,14 @@ class App:
             return False
         return True
 
+    def _hear(self, data: bytes) -> None:
+        self._heard += len(data)
+
     async def _discard_stale(self) -> None:
         """Drop what arrived since the last prompt: it is no answer to the next line."""
+        if not self._heard:
+            return  # the common case, without a look at the session
+        self._heard = 0
         try:
             stale = await self.session.expect(_EVERYTHING, 0)
         except ExpectTimeout:
@@ -390,6 +401,7 @@ class App:
             raise ConnectionLost(
                 self.where, f"{self._ended} before answering {text!r}", self._before(found)
             )
+        self._heard = 0
         return found
 
     @staticmethod
@@ -412,6 +424,9 @@ class App:
         session = self._session
         if session is None:
             return
+        if self._unlisten is not None:
+            self._unlisten()
+            self._unlisten = None
         try:
             if graceful and self._ended is None and not session.closed:
                 await self._say_goodbye(session)
