@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from otto.testing.transcript import DEFAULT_CRASH_PATTERNS, DEFAULT_LIMIT
+from otto.testing.panics import SIGNATURES
+from otto.testing.transcript import DEFAULT_LIMIT
 
 __all__ = ["MONITOR_INTERVAL", "pytest_addoption", "pytest_load_initial_conftests"]
 
@@ -119,7 +120,7 @@ _OPTIONS = [
             default=[],
             metavar="REGEX",
             help="a console line that means the device crashed (repeatable; default: "
-            + ", ".join(DEFAULT_CRASH_PATTERNS)
+            + ", ".join(repr(p) for p in SIGNATURES)
             + ")",
         ),
     ),

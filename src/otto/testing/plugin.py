@@ -53,6 +53,7 @@ from otto.testing.options import (
     pytest_addoption,
     pytest_load_initial_conftests,
 )
+from otto.testing.panics import SIGNATURES, PanicWatch, signature_pattern
 from otto.testing.records import (
     Attempt,
     CommandFailure,
@@ -72,7 +73,7 @@ from otto.testing.runs import (
     tail,
 )
 from otto.testing.sessionlog import RAW_NAME, SessionLog
-from otto.testing.transcript import DEFAULT_CRASH_PATTERNS, Transcript
+from otto.testing.transcript import Transcript
 from otto.testing.verdict import Verdict, judge, pass_rates, user_interrupt
 
 if TYPE_CHECKING:
@@ -210,9 +211,9 @@ class OttoPlugin:
         self.monitor_run: bool = opt.otto_monitor
         self.monitor_interval: float = opt.otto_monitor_interval
         self.transcript_limit: int = opt.otto_transcript_limit
-        patterns = opt.otto_crash_pattern or list(DEFAULT_CRASH_PATTERNS)
+        patterns = opt.otto_crash_pattern or list(SIGNATURES)
         try:
-            self.crash_pattern = re.compile("|".join(f"(?:{p})" for p in patterns).encode())
+            self.crash_pattern = signature_pattern(patterns)
         except re.error as exc:
             raise pytest.UsageError(f"--crash-pattern: {exc}") from None
         workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
@@ -256,6 +257,10 @@ class OttoPlugin:
         self._collector: Collector | None = None
         self._failed: set[str] = set()
         self._records: LineFile | None = None
+        # The consoles of the test running now, watched for a kernel panic.
+        self._panics: dict[str, PanicWatch] = {}
+        self._panics_of: TestRun | None = None
+        self._panics_lock = threading.Lock()
         # What the controller (or the one process) records of its own: collection
         # errors, tests whose worker crashed, tests never run.
         self._own: list[TestRecord] = []
@@ -353,6 +358,43 @@ class OttoPlugin:
         self._watched.add(built.name)
         built.add_tap(self._on_bytes)
         built.add_observer(self._on_result)
+        # A console host: every byte its console prints (between commands, and the
+        # kernel's messages no command's output holds) is watched for a panic.
+        link = getattr(getattr(built, "connection", None), "link", None)
+        add_console_tap = getattr(link, "add_tap", None)
+        if callable(add_console_tap):
+            name = built.name
+            add_console_tap(lambda data: self._on_console(name, data))
+
+    def _on_console(self, host: str, data: bytes) -> None:
+        run = self._current
+        if run is None or not data:
+            return
+        with self._panics_lock:
+            if self._panics_of is not run:
+                self._panics_of, self._panics = run, {}
+            watch = self._panics.get(host)
+            if watch is None:
+                watch = self._panics[host] = PanicWatch(host, self.crash_pattern)
+        watch.feed(data)
+
+    def _crash_of(self, run: TestRun) -> Crash | None:
+        """The first crash seen on a console the run used: the console's own stream first,
+        then what its sessions received."""
+        with self._panics_lock:
+            watches = list(self._panics.values()) if self._panics_of is run else []
+        for watch in watches:
+            crash = watch.crash
+            if crash is not None:
+                return crash
+        if run.transcript is not None and run.transcript.crashes:
+            return run.transcript.crashes[0]
+        return None
+
+    def _forget_panics(self, run: TestRun) -> None:
+        with self._panics_lock:
+            if self._panics_of is run:
+                self._panics_of, self._panics = None, {}
 
     def _on_bytes(self, where: str, direction: Literal["sent", "received"], data: bytes) -> None:
         run = self._current
@@ -646,7 +688,7 @@ class OttoPlugin:
         run = self._current
         if run is None or run.nodeid != item.nodeid or report.when == "setup":
             return report
-        crash = run.transcript.crashes[0] if run.transcript and run.transcript.crashes else None
+        crash = self._crash_of(run)
         if crash is not None and not run.crash_reported:
             run.crash_reported = True
             excerpt = f"{crash.host} printed {crash.pattern!r}:\n{crash.excerpt}"
@@ -733,6 +775,7 @@ class OttoPlugin:
             run.rerun = False
             run.crash_reported = False
             run.picked.clear()
+            self._forget_panics(run)
             self._current = None
             return
         self._finish(run)
@@ -745,14 +788,14 @@ class OttoPlugin:
             longrepr = "interrupted: the run was stopped during this test"
         else:
             outcome, longrepr = outcome_of(run.reports)
-        crash: Crash | None = None
         transcript = ""
         if run.session_log is not None:
             run.session_log.close()
         if run.transcript is not None:
             run.transcript.close()
-            crashes = run.transcript.crashes
-            crash = crashes[0] if crashes else None
+        crash = self._crash_of(run)
+        self._forget_panics(run)
+        if run.transcript is not None:
             for name in sorted(run.transcript.hosts):
                 if name not in run.hosts:
                     run.hosts.append(name)

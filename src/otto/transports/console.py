@@ -53,6 +53,7 @@ from otto import redact
 from otto.errors import ConnectError, ConnectionLost, tail
 from otto.expect import ExpectMatch
 from otto.transports.base import Receiver, ShellTransport, WriteFlow
+from otto.transports.kmsg import KernelLines
 from otto.transports.login import (
     LOGIN_PROMPT,
     PASSWORD_PROMPT,
@@ -365,6 +366,7 @@ class ConsoleLink:
         self._views: list[ConsoleShell] = []
         self._active: ConsoleShell | None = None
         self._watch = ExitWatch("")
+        self._kernel = KernelLines()
         self._taps: list[Callable[[bytes], None]] = []
         self._closers: list[Callable[[], Awaitable[None]]] = []
         # What arrives while otto waits for a prompt or a shell (login, probes).
@@ -403,7 +405,8 @@ class ConsoleLink:
             tap(data)
         if self._state == "inner":
             watch = self._watch
-            out = watch.feed(data)
+            # The kernel's messages are the console's, not the command's output.
+            out = watch.feed(self._kernel.feed(data))
             if out and (self._freeing or self._free_marker):
                 self._look_for_free(out)
             active = self._active
@@ -730,6 +733,7 @@ class ConsoleLink:
                 token = secrets.token_hex(8)
                 self._inner_token = token
                 self._watch = ExitWatch(token)
+                self._kernel = KernelLines()
                 self._state = "inner"
                 self._write_now(inner_shell_command(token, restore_terminal=True).encode() + b"\r")
             elif self._state != "inner":
