@@ -20,7 +20,13 @@ LAYERS: list[set[str]] = [
 ]
 
 # Host.start_repeat hands its periodic tasks to RepeatRunner, imported when first used.
-ALLOWED_UPWARD = {("otto.hosts.base", "otto.periodic")}
+ALLOWED_UPWARD = {
+    ("otto.hosts.base", "otto.periodic"),
+    # host.deploy records what it loaded in the reservation store, opened when used.
+    ("otto.hosts.deploy.store", "otto.reservations.base"),
+    ("otto.hosts.deploy.store", "otto.reservations.sqlite"),
+    ("otto.hosts.deploy.store", "otto.reservations.postgres"),
+}
 
 CLI_ONLY = {"typer", "rich", "click"}
 

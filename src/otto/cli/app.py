@@ -19,6 +19,7 @@ from typer.core import TyperGroup
 
 from otto.cli import helpstyle
 from otto.cli.argv import globals_first
+from otto.cli.deploycmd import host_deploy
 from otto.cli.exits import EXIT_USAGE, fail
 from otto.cli.labcmds import lab_app
 from otto.cli.output import use_colour
@@ -84,6 +85,7 @@ run_app = typer.Typer(
 app.add_typer(host_app, name="host")
 app.add_typer(run_app, name="run")
 app.add_typer(lab_app, name="lab")
+host_app.command("deploy")(host_deploy)
 
 
 def _lab() -> Lab:

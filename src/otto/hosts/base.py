@@ -35,7 +35,10 @@ from otto.transfer import PathArg, Progress
 from otto.transports.base import ShellTransport
 
 if TYPE_CHECKING:
+    import os
+
     from otto.hosts.apps import OpeningApp
+    from otto.hosts.deploy import DeployRecords, DeployResult, Via
     from otto.hosts.power import PowerAction, PowerSpec
     from otto.periodic import RepeatRunner
     from otto.transports.snmp import SnmpSettings
@@ -517,6 +520,44 @@ class Host(abc.ABC):
         if self._repeats is None:
             raise KeyError(f"no repeat named {name!r} on {self.name}")
         return self._repeats.results(name)
+
+    # --- images (see otto.hosts.deploy) ---------------------------------------------------
+
+    async def deploy(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        via: Via = "tftp",
+        address: int | str | None = None,
+        force: bool = False,
+        records: DeployRecords | None = None,
+        prompt: str | None = None,
+        server: str | None = None,
+        board_ip: str | None = None,
+        timeout: float = 300.0,
+    ) -> DeployResult:
+        """Load the image at ``path`` through the host's bootloader (or its shell), checked.
+
+        The bootloader's ``crc32`` of what landed must match the file's; an image
+        recorded at the same place (same SHA-256, in the lab's reservation store)
+        is skipped unless ``force``. See ``otto.hosts.deploy`` for the transports
+        (``via``: tftp, ymodem, xmodem, shell) and every argument.
+        """
+        from otto.hosts.deploy import deploy
+
+        self._bind()
+        return await deploy(
+            self,
+            path,
+            via=via,
+            address=address,
+            force=force,
+            records=records,
+            prompt=prompt,
+            server=server,
+            board_ip=board_ip,
+            timeout=timeout,
+        )
 
     # --- power and reboot (see otto.hosts.power) -----------------------------------------
 

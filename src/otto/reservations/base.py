@@ -21,6 +21,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from otto.hosts.deploy.records import Deployment
 
 __all__ = [
     "HOLDER_ENV",
@@ -238,6 +242,20 @@ class ReservationStore(abc.ABC):
     async def conflicts(self, hosts: Sequence[str], holder: str) -> list[Lease]:
         """The unexpired leases on ``hosts`` that someone other than ``holder`` holds."""
         return [lease for lease in await self.leases(hosts) if lease.holder != holder]
+
+    # --- deployments (what ``host.deploy`` loaded where; see otto.hosts.deploy) -------
+
+    @abc.abstractmethod
+    async def deployment(self, host: str, target: str) -> Deployment | None:
+        """The last image recorded on ``host`` at ``target`` (an address or a path), if any."""
+
+    @abc.abstractmethod
+    async def record_deployment(self, deployment: Deployment) -> None:
+        """Record ``deployment`` (its time from the store's clock), replacing the old one."""
+
+    @abc.abstractmethod
+    async def forget_deployment(self, host: str, target: str) -> None:
+        """Drop the record of ``host`` at ``target``: what is there is no longer known."""
 
     @abc.abstractmethod
     async def close(self) -> None:

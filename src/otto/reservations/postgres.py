@@ -34,7 +34,9 @@ from otto.reservations.base import (
 if TYPE_CHECKING:
     import asyncpg
 
-__all__ = ["TABLE", "TIMEOUT", "PostgresStore"]
+    from otto.hosts.deploy.records import Deployment
+
+__all__ = ["DEPLOY_TABLE", "TABLE", "TIMEOUT", "PostgresStore"]
 
 T = TypeVar("T")
 
@@ -79,6 +81,28 @@ RETURNING {_COLUMNS}, now()
 # Sorted by the client: the check before every action is this query, kept lean.
 _LEASES_OF = f"SELECT {_COLUMNS} FROM {TABLE} WHERE host = ANY($1::text[]) AND until > now()"
 _ALL_LEASES = f"SELECT {_COLUMNS} FROM {TABLE} WHERE until > now() ORDER BY host"
+
+#: The table holding what ``host.deploy`` loaded where (made on first use).
+DEPLOY_TABLE = "otto_deployments"
+_DEPLOY_COLUMNS = "host, target, sha256, image, size, via, by_whom, at"
+_DEPLOY_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS {DEPLOY_TABLE} (
+    host    text NOT NULL,
+    target  text NOT NULL,
+    sha256  text NOT NULL,
+    image   text NOT NULL,
+    size    bigint NOT NULL,
+    via     text NOT NULL,
+    by_whom text NOT NULL,
+    at      timestamptz NOT NULL,
+    PRIMARY KEY (host, target)
+)
+"""
+_RECORD_DEPLOYMENT = f"""
+INSERT INTO {DEPLOY_TABLE} ({_DEPLOY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, now())
+ON CONFLICT (host, target) DO UPDATE SET sha256 = EXCLUDED.sha256, image = EXCLUDED.image,
+    size = EXCLUDED.size, via = EXCLUDED.via, by_whom = EXCLUDED.by_whom, at = EXCLUDED.at
+"""
 
 
 def _passwords(url: str) -> list[str]:
@@ -139,6 +163,7 @@ class PostgresStore(ReservationStore):
         self._due: float | None = None
         self._expired = False
         self._watchdog: asyncio.TimerHandle | None = None
+        self._deploy_table = False
 
     def _unreachable(self, exc: BaseException) -> ReservationStoreError:
         # The library's message may quote the URL: only ever show it masked.
@@ -311,6 +336,55 @@ class PostgresStore(ReservationStore):
             return [_lease(r) for r in rows]
 
         return await self._call(work)
+
+    # --- deployments ---------------------------------------------------------------------
+
+    async def _deploy_table_ready(self, conn: asyncpg.Connection) -> None:
+        if self._deploy_table:
+            return
+        exists = await conn.fetchval(f"SELECT to_regclass('{DEPLOY_TABLE}') IS NOT NULL")
+        if not exists:
+            async with conn.transaction():
+                # CREATE TABLE IF NOT EXISTS races with itself: take turns.
+                await conn.execute(f"SELECT pg_advisory_xact_lock(hashtext('{DEPLOY_TABLE}'))")
+                await conn.execute(_DEPLOY_SCHEMA)
+        self._deploy_table = True
+
+    async def deployment(self, host: str, target: str) -> Deployment | None:
+        from otto.hosts.deploy.records import Deployment
+
+        async def work(conn: asyncpg.Connection) -> Deployment | None:
+            await self._deploy_table_ready(conn)
+            row = await conn.fetchrow(
+                f"SELECT {_DEPLOY_COLUMNS} FROM {DEPLOY_TABLE} WHERE host = $1 AND target = $2",
+                host,
+                target,
+            )
+            if row is None:
+                return None
+            return Deployment(row[0], row[1], row[2], row[3], int(row[4]), row[5], row[6], row[7])
+
+        return await self._call(work)
+
+    async def record_deployment(self, deployment: Deployment) -> None:
+        d = deployment
+
+        async def work(conn: asyncpg.Connection) -> None:
+            await self._deploy_table_ready(conn)
+            await conn.execute(
+                _RECORD_DEPLOYMENT, d.host, d.target, d.sha256, d.image, d.size, d.via, d.by
+            )
+
+        await self._call(work)
+
+    async def forget_deployment(self, host: str, target: str) -> None:
+        async def work(conn: asyncpg.Connection) -> None:
+            await self._deploy_table_ready(conn)
+            await conn.execute(
+                f"DELETE FROM {DEPLOY_TABLE} WHERE host = $1 AND target = $2", host, target
+            )
+
+        await self._call(work)
 
     async def close(self) -> None:
         self._closed = True

@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import quote
 
 from otto.errors import ReservationStoreError, ReservedError
@@ -33,6 +33,9 @@ from otto.reservations.base import (
     reserved_message,
     utc,
 )
+
+if TYPE_CHECKING:
+    from otto.hosts.deploy.records import Deployment
 
 __all__ = ["APPLICATION_ID", "BUSY_TIMEOUT", "SQLiteStore", "default_path", "path_of_url"]
 
@@ -58,6 +61,21 @@ CREATE TABLE IF NOT EXISTS leases (
 ) WITHOUT ROWID
 """
 _IN_HOSTS = "host IN (SELECT value FROM json_each(?))"
+# What host.deploy loaded where; made on the first record (stores made before it lack it).
+_DEPLOY_SCHEMA = """
+CREATE TABLE IF NOT EXISTS deployments (
+    host   TEXT NOT NULL,
+    target TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    image  TEXT NOT NULL,
+    size   INTEGER NOT NULL,
+    via    TEXT NOT NULL,
+    by     TEXT NOT NULL,
+    at     REAL NOT NULL,
+    PRIMARY KEY (host, target)
+) WITHOUT ROWID
+"""
+_DEPLOY_COLUMNS = "host, target, sha256, image, size, via, by, at"
 
 Row = tuple[str, str, float, float, str, str, str]
 
@@ -408,6 +426,55 @@ class SQLiteStore(ReservationStore):
             except sqlite3.Error as exc:
                 raise self._fail("cannot read it", exc) from None
         return [_lease(r) for r in rows]
+
+    # --- deployments ---------------------------------------------------------------------
+
+    async def deployment(self, host: str, target: str) -> Deployment | None:
+        from otto.hosts.deploy.records import Deployment
+
+        async with self._lock:
+            with self._thread_lock:
+                conn = self._connect(create=False)
+                if conn is None:
+                    return None
+                try:
+                    row = conn.execute(
+                        f"SELECT {_DEPLOY_COLUMNS} FROM deployments WHERE host = ? AND target = ?",
+                        (host, target),
+                    ).fetchone()
+                except sqlite3.OperationalError as exc:
+                    if "no such table" in str(exc):
+                        return None  # nothing was ever deployed through this store
+                    raise self._fail("cannot read it", exc) from None
+                except sqlite3.Error as exc:
+                    raise self._fail("cannot read it", exc) from None
+        if row is None:
+            return None
+        name, where, sha256, image, size, via, by, at = row
+        return Deployment(name, where, sha256, image, int(size), via, by, utc(at))
+
+    async def record_deployment(self, deployment: Deployment) -> None:
+        d = deployment
+
+        def work(conn: sqlite3.Connection) -> None:
+            conn.execute(_DEPLOY_SCHEMA)
+            conn.execute(
+                f"INSERT OR REPLACE INTO deployments ({_DEPLOY_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (d.host, d.target, d.sha256, d.image, d.size, d.via, d.by, self._now(conn)),
+            )
+
+        await self._write(work)
+
+    async def forget_deployment(self, host: str, target: str) -> None:
+        if self._conn is None and not self.path.exists():
+            return
+
+        def work(conn: sqlite3.Connection) -> None:
+            conn.execute(_DEPLOY_SCHEMA)
+            conn.execute("DELETE FROM deployments WHERE host = ? AND target = ?", (host, target))
+
+        await self._write(work)
 
     async def close(self) -> None:
         self.close_now()
