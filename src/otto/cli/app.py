@@ -487,6 +487,40 @@ def host_reboot(
     raise typer.Exit(reboot_hosts(_lab(), names, hard=hard, wait=wait, timeout=timeout))
 
 
+@host_app.command(
+    "goto",
+    epilog="Exit status: 0 when every host got there; 255 otherwise, with the step that "
+    "failed and what the console printed last.",
+)
+def host_goto(
+    ctx: typer.Context,
+    state: Annotated[
+        str,
+        typer.Argument(
+            metavar="off|bootloader|shell",
+            help="Where to bring the host: powered off, at its bootloader's prompt (lab "
+            "field 'boot'), or at a shell.",
+            show_default=False,
+        ),
+    ],
+    timeout: Annotated[
+        float,
+        typer.Option(
+            "--timeout", "-t", min=0, metavar="SECONDS", help="Seconds it may take in all."
+        ),
+    ] = 300.0,
+) -> None:
+    """Bring the host to a state from the one it is in now, the shortest way."""
+    from otto.cli.gotocmd import goto_hosts
+    from otto.hosts.lifecycle.states import STATES
+
+    if state not in STATES:
+        fail(f"goto takes {', '.join(STATES)}, not {state!r}")
+    names = _names(ctx)
+    _no_dry_run(ctx, "host goto")
+    raise typer.Exit(goto_hosts(_lab(), names, state, timeout))
+
+
 @host_app.command("login")
 def host_login(ctx: typer.Context) -> None:
     """Open an interactive shell on the host in this terminal; Ctrl-] leaves."""

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
     from otto.hosts.apps import OpeningApp
     from otto.hosts.deploy import DeployRecords, DeployResult, Via
+    from otto.hosts.lifecycle import BootSpec
     from otto.hosts.power import PowerAction, PowerSpec
     from otto.periodic import RepeatRunner
     from otto.transports.snmp import SnmpSettings
@@ -92,6 +93,9 @@ class Host(abc.ABC):
 
     power_spec: PowerSpec | None = None
     """How to switch the host on and off (``power``, ``reboot(hard=True)``)."""
+
+    boot_spec: BootSpec | None = None
+    """What its console shows on the way up (the lab field ``boot``), for ``goto``."""
 
     snmp: SnmpSettings | None = None
     """How to read the host over SNMP (the lab field ``snmp``): ``otto monitor``
@@ -606,6 +610,18 @@ class Host(abc.ABC):
 
         self._bind()
         await power.reboot(self, hard=hard, timeout=timeout, wait=wait, command=command)
+
+    async def goto(self, state: str, *, timeout: float = 300.0) -> str:
+        """Bring the host to ``state`` (``"off"``, ``"bootloader"`` or ``"shell"``) from the
+        state it is in now, the shortest way; returns ``state``.
+
+        See ``otto.hosts.lifecycle``. ``ConnectError`` names the step that failed
+        (``step``) and holds what the console printed last.
+        """
+        from otto.hosts.lifecycle import goto
+
+        self._bind()
+        return await goto(self, state, timeout=timeout)
 
     # --- closing ------------------------------------------------------------------------
 

@@ -82,6 +82,8 @@ class HostSpec:
     console_log: Path | None = None
     snmp: SnmpSettings | None = None
     """How to read the host over SNMP (its secrets stay out of the repr)."""
+    boot: tuple[tuple[str, str | float], ...] | None = None
+    """``(key, value)`` pairs of the lab field ``boot`` (see ``otto.hosts.lifecycle``)."""
     files: tuple[str, ...] = ()
     """The lab files that define this host, in merge order."""
 
@@ -177,6 +179,13 @@ def _validate(name: str, raw: RawHost, problems: list[str]) -> HostSpec | None:
                 bad("snmp", str(exc))
     elif term == "none":
         bad("snmp", "required for term 'none' (a device with no shell is read over SNMP)")
+    boot_given = cast("dict[str, object]", values.get("boot") or {})
+    for item in ("bootloader_prompt", "autoboot"):
+        regex = boot_given.get(item)
+        try:
+            re.compile(regex if isinstance(regex, str) else "")
+        except re.error as exc:
+            bad("boot", f"{item!r} is not a valid regex: {exc}")
     if len(problems) > found:
         return None
 
@@ -185,6 +194,7 @@ def _validate(name: str, raw: RawHost, problems: list[str]) -> HostSpec | None:
         known_hosts = path("known_hosts")
     timeout = values.get("connect_timeout")
     power = values.get("power")
+    boot = cast("dict[str, str | float] | None", values.get("boot"))
     return HostSpec(
         name=name,
         term=term,
@@ -203,6 +213,7 @@ def _validate(name: str, raw: RawHost, problems: list[str]) -> HostSpec | None:
         baud=cast("int | None", values.get("baud")),
         console_log=path("console_log"),
         snmp=snmp,
+        boot=tuple(sorted(boot.items())) if boot else None,
         files=tuple(dict.fromkeys(raw.files)),
     )
 
@@ -316,8 +327,8 @@ def _raw_of(spec: HostSpec) -> RawHost:
             continue
         if isinstance(value, Path):
             value = str(value)
-        elif fld == "power":
-            value = dict(cast("tuple[tuple[str, str], ...]", value))
+        elif fld in ("power", "boot"):
+            value = dict(cast("tuple[tuple[str, object], ...]", value))
         elif isinstance(value, SnmpSettings):
             value = value.as_dict()
         elif isinstance(value, tuple):
@@ -468,6 +479,10 @@ class Lab:
             built = self._build(spec)
             if spec.snmp is not None:
                 built.snmp = spec.snmp
+            if spec.boot is not None:
+                from otto.hosts.lifecycle import BootSpec
+
+                built.boot_spec = BootSpec.from_lab(dict(spec.boot))
             self._hosts[name] = built
         return built
 

@@ -28,6 +28,7 @@ HOST_FIELDS = (
     "baud",
     "console_log",
     "snmp",
+    "boot",
 )
 NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 """What a host name may be: letters, digits, ``_ . -``."""

@@ -204,6 +204,30 @@ FIELDS: dict[str, FieldRule] = {
         },
         secret=True,
     ),
+    "boot": FieldRule(
+        "How the board's console shows its way up, for 'otto host NAME goto': "
+        "'bootloader_prompt' (a regex, such as '=> '), 'autoboot' (a regex for the "
+        "countdown text), 'interrupt' (what stops it; default Ctrl-C, ^C notation), "
+        "'boot_command' (default 'boot'), 'shell_timeout' (s from boot to a login prompt).",
+        {
+            "type": "object",
+            "properties": {
+                "bootloader_prompt": _string("must be a regex"),
+                "autoboot": _string("must be a regex"),
+                "interrupt": _string(),
+                "boot_command": _string(),
+                "shell_timeout": {
+                    "type": "number",
+                    "exclusiveMinimum": 0,
+                    "_error": "must be a positive number of seconds",
+                },
+            },
+            "additionalProperties": False,
+            "_error": 'must be an object such as {"bootloader_prompt": "=> ", "autoboot": '
+            '"Hit any key"}',
+        },
+        terms=_REMOTE,
+    ),
 }
 
 

@@ -9,7 +9,10 @@ import pytest
 
 from otto.lab import Lab
 
-__all__ = ["mark_pool", "which_host"]
+__all__ = ["mark_pool", "mark_state", "which_host"]
+
+STATES = ("off", "bootloader", "shell")
+"""What ``@pytest.mark.state`` takes (``otto.hosts.lifecycle.STATES``, without importing hosts)."""
 
 
 def mark_pool(lab: Lab, mark: pytest.Mark) -> tuple[list[str], int | None]:
@@ -58,3 +61,16 @@ def which_host(nodeid: str, lab: Lab) -> str:
         f"    @pytest.mark.hosts('.*')          # once on each host\n"
         f"    @pytest.mark.hosts(count=1)       # on any one free host"
     )
+
+
+def mark_state(node: pytest.Item) -> str | None:
+    """The state a ``state`` mark asks the test's hosts to be in first, or None."""
+    mark = node.get_closest_marker("state")
+    if mark is None:
+        return None
+    state = mark.args[0] if mark.args else mark.kwargs.get("state")
+    if state not in STATES:
+        raise pytest.UsageError(
+            f"{node.nodeid}: @pytest.mark.state takes one of {', '.join(STATES)}, not {state!r}"
+        )
+    return str(state)

@@ -48,7 +48,7 @@ from otto.lab import DEFAULT_HOST_NAME, Lab, lab_paths_from_env, load_lab
 from otto.result import CommandStatus, Status
 from otto.testing.evidence import RUNS_FOLDER, LineFile, LogHandler, new_run_dir, register_lab
 from otto.testing.hostlock import hold_hosts
-from otto.testing.marks import mark_pool, which_host
+from otto.testing.marks import mark_pool, mark_state, which_host
 from otto.testing.options import (
     pytest_addoption,
     pytest_load_initial_conftests,
@@ -113,6 +113,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "hosts(pattern=None, *, tags=(), count=None): the lab hosts a test runs on "
         "(otto): once per host whose name fully matches the regex `pattern` and "
         "that has every tag; with `count`, once, on that many free hosts of them",
+    )
+    config.addinivalue_line(
+        "markers",
+        "state(name): bring each of the test's lab hosts to 'off', 'bootloader' or "
+        "'shell' before it (otto: host.goto); the test errors in setup when one cannot be",
     )
     config.pluginmanager.register(OttoPlugin(config), _PLUGIN_NAME)
 
@@ -466,6 +471,14 @@ class OttoPlugin:
         if name in self._down:
             pytest.fail(f"host {name} is down: {self._down[name]}", pytrace=False)
 
+    def _goto(self, built: Host, state: str) -> None:
+        """Bring the host to ``state`` (the ``state`` mark); fail the test's setup if it
+        cannot be, with the step that failed."""
+        try:
+            otto_loop.run(built.goto(state))
+        except OttoError as exc:
+            pytest.fail(f"@pytest.mark.state({state!r}): {exc}", pytrace=False)
+
     def _run_for(self, request: pytest.FixtureRequest) -> TestRun:
         self._activate()
         run = self._current
@@ -484,7 +497,11 @@ class OttoPlugin:
                 if name not in run.hosts:
                     run.hosts.append(name)
         picked = {name: self._host(name) for name in names}
-        if one or request.node.get_closest_marker("hosts") is not None:
+        state = mark_state(request.node)
+        if state is not None:
+            for built in picked.values():
+                self._goto(built, state)
+        elif one or request.node.get_closest_marker("hosts") is not None:
             for built in picked.values():
                 self._ready(built)
         return picked

@@ -1,0 +1,283 @@
+"""``goto``: bring a host to ``off``, ``bootloader`` or ``shell`` from the state it is in now.
+
+The state now is observed, cheapest look first: a shell otto already has is
+asked to run ``true`` (one round trip: ``goto("shell")`` on a host at its
+shell costs no more); a console is watched, then Ctrl-C is pressed (see
+``otto.hosts.lifecycle.bootloader``); a silent host is off or unknown. Then
+the cheapest way there (``otto.hosts.lifecycle.states``) is taken, one step
+at a time, each with its own bound; a step that fails raises ``ConnectError``
+naming the step (``step``), what went wrong, and what the console printed last.
+
+The power-on of a board that is to be caught at its bootloader happens with
+the console already watched, so its countdown cannot pass unseen: a power
+cycle is the ``off`` command, then the watch, then ``on``. (A lab that gives
+only a ``cycle`` command has the console reopened once the command returns.)
+
+After ``goto("bootloader")`` the console stays watched: a second call finds the
+prompt at the end of what it printed and types nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from otto import redact
+from otto.errors import ConnectError, OttoError, tail
+from otto.hosts.lifecycle.bootloader import (
+    ConsolePatterns,
+    StepFailed,
+    boot,
+    catch_countdown,
+    look,
+    wait_for_system,
+)
+from otto.hosts.lifecycle.spec import DEFAULT_SHELL_TIMEOUT, BootSpec
+from otto.hosts.lifecycle.states import NEEDS, STATES, Step, way
+from otto.hosts.lifecycle.watch import ConsoleWatch
+from otto.transports.login import LOGIN_PROMPT
+
+if TYPE_CHECKING:
+    from otto.hosts.base import Host
+    from otto.hosts.power import PowerAction
+
+__all__ = ["GOTO_TIMEOUT", "capabilities", "goto"]
+
+log = logging.getLogger("otto.lifecycle")
+
+GOTO_TIMEOUT = 300.0
+"""Seconds ``goto`` may take in all, unless the caller says."""
+
+T = TypeVar("T")
+
+_controllers: weakref.WeakKeyDictionary[Host, _Lifecycle] = weakref.WeakKeyDictionary()
+
+
+def capabilities(host: Host) -> set[str]:
+    """What ``host`` can do on the way between states (the ``needs`` of ``STEPS``)."""
+    able: set[str] = set()
+    power = host.power_spec
+    if power is not None:
+        if power.on:
+            able.add("power on")
+        if power.off:
+            able.add("power off")
+        if power.cycle or (power.on and power.off):
+            able.add("power cycle")
+    if host.one_stream:
+        able.add("console")
+        spec = host.boot_spec
+        if spec is not None and spec.bootloader_prompt:
+            able.add("bootloader")
+            if spec.autoboot:
+                able.add("countdown")
+    elif host.has_shell:
+        able.add("shell")
+    return able
+
+
+async def goto(host: Host, state: str, *, timeout: float = GOTO_TIMEOUT) -> str:
+    """Bring ``host`` to ``state`` (``off``, ``bootloader`` or ``shell``); returns it.
+
+    Raises:
+        ValueError: ``state`` is not one of them.
+        ConnectError: no way there (the message says what the host lacks), or a step
+            failed (``step`` names it; the message holds what the console printed last).
+    """
+    if state not in STATES:
+        raise ValueError(f"goto takes one of {', '.join(STATES)}, not {state!r}")
+    controller = _controllers.get(host)
+    if controller is None:
+        controller = _controllers[host] = _Lifecycle(host)
+    return await controller.goto(state, timeout)
+
+
+class _Lifecycle:
+    """One host's way between states, and its console watch between calls."""
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self.watch = ConsoleWatch(host)
+        self.lock = asyncio.Lock()
+        self._target = ""
+        self._countdown_seen = False
+
+    @property
+    def spec(self) -> BootSpec:
+        return self.host.boot_spec or BootSpec()
+
+    @property
+    def patterns(self) -> ConsolePatterns:
+        login = getattr(self.host, "login_prompt", LOGIN_PROMPT)
+        return ConsolePatterns.of(self.host.boot_spec, login if isinstance(login, str) else "")
+
+    async def goto(self, target: str, timeout: float) -> str:
+        async with self.lock:
+            self._target = target
+            deadline = time.monotonic() + timeout
+            able = capabilities(self.host)
+            try:
+                if target == "bootloader" and "bootloader" not in able:
+                    raise ConnectError(
+                        self.host.name, f"goto bootloader: it needs {NEEDS['bootloader']}"
+                    )
+                found = await self._observe(target, deadline)
+                steps = way(found, target, able)
+                if steps is None:
+                    raise self._no_way(found, target, able)
+                log.info(
+                    "%s: %s -> %s: %s",
+                    self.host.name,
+                    found,
+                    target,
+                    ", ".join(s.name for s in steps) or "there already",
+                )
+                for step in steps:
+                    await self._take(step, deadline)
+            except BaseException:
+                await self.watch.close()
+                raise
+            if target != "bootloader":
+                await self.watch.close()
+            return target
+
+    # --- where the host is now ------------------------------------------------------
+
+    async def _observe(self, target: str, deadline: float) -> str:
+        host = self.host
+        if target == "off":
+            return "off" if await self._power_state() == "off" else "unknown"
+        if not host.one_stream:
+            if await self._shell_answers(deadline):
+                return "shell"
+            return "off" if await self._power_state() == "off" else "unknown"
+        if self._console_shell() and await self._shell_answers(deadline):
+            return "shell"
+        kept = await self._step("look at the console", self.watch.open(), deadline)
+        found = await self._step(
+            "look at the console", look(self.watch, self.patterns, kept=kept), deadline
+        )
+        self._countdown_seen = found == "powered"
+        if found is not None:
+            return found
+        return "off" if await self._power_state() == "off" else "unknown"
+
+    def _console_shell(self) -> bool:
+        """Whether otto has a shell on the host's console now (then it is asked, not watched)."""
+        link = getattr(getattr(self.host, "connection", None), "link", None)
+        return getattr(link, "state", "") in ("shell", "inner")
+
+    async def _shell_answers(self, deadline: float) -> bool:
+        bound = max(0.05, min(self.host.connect_timeout, deadline - time.monotonic()))
+        try:
+            async with asyncio.timeout(bound):
+                result = await self.host.run("true", timeout=bound)
+        except (OttoError, TimeoutError) as exc:
+            log.debug("%s: no shell answered: %s", self.host.name, exc)
+            return False
+        return result.is_ok
+
+    async def _power_state(self) -> str | None:
+        """``on`` or ``off`` from the host's power status, or None when it has none."""
+        return None
+
+    # --- the steps ------------------------------------------------------------------
+
+    async def _take(self, step: Step, deadline: float) -> None:
+        host, spec, patterns = self.host, self.spec, self.patterns
+        if step.name == "power off":
+            await self.watch.close()
+            await self._step(step.name, self._power("off", deadline), deadline)
+        elif step.name == "power on":
+            await self._step(step.name, self._power_watched("on", deadline), deadline)
+        elif step.name == "power cycle":
+            power = host.power_spec
+            if power is not None and power.on and power.off:
+                await self.watch.close()
+                await self._step("power cycle (off)", self._power("off", deadline), deadline)
+                await self._step("power cycle (on)", self._power_watched("on", deadline), deadline)
+            else:
+                await self._step(step.name, self._power_watched("cycle", deadline), deadline)
+        elif step.name == "interrupt the autoboot":
+            seen, self._countdown_seen = self._countdown_seen, False
+            await self._step(
+                step.name,
+                catch_countdown(self.watch, spec, patterns, deadline, seen=seen),
+                deadline,
+            )
+        elif step.name == "boot command":
+            await self._step(step.name, boot(self.watch, spec), deadline)
+        elif step.name == "wait for the shell" and step.needs == "console":
+            bound = min(spec.shell_timeout, deadline - time.monotonic())
+            await self._step(step.name, wait_for_system(self.watch, patterns, bound), deadline)
+        elif step.name == "wait for the shell":
+            bound = min(self._shell_timeout(), deadline - time.monotonic())
+            await self._step(step.name, host.wait_until_up(bound), deadline)
+        elif step.name == "log in":
+            await self.watch.close()
+            bound = min(max(2 * host.connect_timeout, 5.0), deadline - time.monotonic())
+            await self._step(step.name, host.wait_until_up(bound), deadline)
+        else:  # a step of STEPS that this file does not know: a mistake of otto's
+            raise RuntimeError(f"no way to take the step {step.name!r}")
+
+    def _shell_timeout(self) -> float:
+        spec = self.host.boot_spec
+        return spec.shell_timeout if spec is not None else DEFAULT_SHELL_TIMEOUT
+
+    async def _power(self, action: PowerAction, deadline: float) -> None:
+        from otto.hosts import power
+
+        await power.power(self.host, action, deadline=deadline)
+
+    async def _power_watched(self, action: PowerAction, deadline: float) -> None:
+        """Switch the power with the console watched from before, when there is one."""
+        if self.host.one_stream:
+            await self.watch.open()
+            await self.watch.forget()  # what the board printed before is not this boot's
+        await self._power(action, deadline)
+        if self.host.one_stream and not self.watch.unbroken:
+            await self.watch.open()  # the power command closed the console (cycle)
+
+    async def _step(self, name: str, work: Coroutine[Any, Any, T], deadline: float) -> T:
+        """Await ``work`` within what is left of ``deadline``; its failure becomes a
+        ``ConnectError`` naming the step ``name``."""
+        left = deadline - time.monotonic()
+        if left <= 0:
+            work.close()
+            raise self._failed(name, "the goto's time ran out before it")
+        try:
+            async with asyncio.timeout(left):
+                return await work
+        except TimeoutError:
+            raise self._failed(name, "the goto's time ran out") from None
+        except StepFailed as exc:
+            raise self._failed(name, str(exc)) from None
+        except (OttoError, ValueError) as exc:
+            raise self._failed(name, str(exc)) from exc
+
+    def _failed(self, name: str, why: str) -> ConnectError:
+        message = f"goto {self._target}: {name} failed: {why}"
+        if self.host.one_stream:
+            shown = self.watch.last()
+            message += (
+                f"; the console printed last: {shown!r}"
+                if shown
+                else ("; the console printed nothing")
+            )
+        return ConnectError(self.host.name, redact.redact(message), step=name)
+
+    def _no_way(self, found: str, target: str, able: set[str]) -> ConnectError:
+        kind = {"shell"} if not self.host.one_stream else {"console", "bootloader", "countdown"}
+        given = {n for n in NEEDS if n.startswith("power")} | kind
+        ideal = way(found, target, given) or []
+        missing = sorted({s.needs for s in ideal} - able)
+        lacks = "; ".join(NEEDS[m] for m in missing) or "a way otto knows"
+        return ConnectError(
+            self.host.name,
+            f"goto {target}: no way from {found} to {target}: it needs {tail(lacks)}",
+            step="plan",
+        )

@@ -1,0 +1,197 @@
+"""A QEMU board with a power switch: U-Boot on a TCP console, power through QEMU's monitor.
+
+``async with PoweredBoard(tmp) as board:`` starts qemu-system-arm with
+Debian's qemu_arm U-Boot, its serial console on a loopback port (the board's
+``address``) and its human monitor on a Unix socket. ``board.power_spec()``
+gives the commands a lab's ``power`` field would hold: each runs this file as
+a script that speaks to the monitor, the way a PDU's tool speaks to a PDU::
+
+    python3 qemu_power.py SOCKET on       # reset and run, when stopped
+    python3 qemu_power.py SOCKET off      # stop the CPU: the console goes silent
+    python3 qemu_power.py SOCKET cycle    # reset and run
+    python3 qemu_power.py SOCKET status   # prints "VM status: running" or "...: paused"
+
+Each monitor command is written once its ``(qemu)`` prompt shows, and the
+script ends once the prompt after the last command shows: the reset has
+happened when the command returns. The board starts off (``-S``), unless
+``running=True``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shlex
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["PoweredBoard", "monitor"]
+
+_PROMPT = b"(qemu) "
+_ACTIONS = {
+    "off": ("stop",),
+    "cycle": ("system_reset", "cont"),
+    "status": ("info status",),
+}
+
+
+def monitor(path: str, commands: tuple[str, ...], timeout: float = 10.0) -> str:
+    """Run ``commands`` on the QEMU monitor at ``path``; what the last one printed."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(timeout)
+        sock.connect(path)
+        answer = b""
+
+        def until_prompt() -> bytes:
+            seen = b""
+            while not seen.endswith(_PROMPT):
+                chunk = sock.recv(4096)
+                if not chunk:
+                    raise OSError("the QEMU monitor closed")
+                seen += chunk
+            return seen
+
+        until_prompt()
+        for command in commands:
+            sock.sendall(command.encode() + b"\n")
+            answer = until_prompt()
+    text = answer.decode(errors="replace").replace("\r", "")
+    # The monitor echoes the command line (with terminal escapes) before its answer.
+    lines = [line for line in text.split("\n")[1:] if line and not line.startswith("(qemu)")]
+    return "\n".join(lines)
+
+
+def _console_taken(path: str, bound: float = 2.0) -> None:
+    """Return once QEMU forwards the console to a client (or after ``bound`` seconds).
+
+    QEMU drops what the board prints while no client is connected, and takes a
+    client that reconnected a little after it; a console server forwards from
+    the moment one is connected. Powering on only then makes the fake a console
+    server's equal: what the board prints from power-on reaches the client.
+    """
+    deadline = time.monotonic() + bound
+    while "console: filename=disconnected" in monitor(path, ("info chardev",)):
+        if time.monotonic() >= deadline:
+            return  # nobody watches: the board is powered on anyway, as a PDU would
+        time.sleep(0.02)  # QEMU's own state, read through its monitor: there is no event
+
+
+def _main(argv: list[str]) -> int:
+    if len(argv) != 2 or argv[1] not in (*_ACTIONS, "on"):
+        sys.stderr.write("usage: qemu_power.py SOCKET on|off|cycle|status\n")
+        return 2
+    path, action = argv
+    if action in ("on", "cycle"):
+        _console_taken(path)
+    if action == "on":
+        # A PDU's "on" does nothing to a board that is on.
+        if "running" in monitor(path, ("info status",)):
+            return 0
+        action = "cycle"
+    output = monitor(path, _ACTIONS[action])
+    if output:
+        print(output)
+    return 0
+
+
+class PoweredBoard:
+    """qemu-system-arm running U-Boot; ``address`` is its console, ``monitor_path`` its switch."""
+
+    def __init__(self, folder: Path, *, running: bool = False) -> None:
+        self.folder = folder
+        self.running = running
+        self.port = 0
+        self.monitor_path = str(folder / "qemu-monitor.sock")
+        self._proc: asyncio.subprocess.Process | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def command(self, action: str) -> str:
+        """The shell command that does ``action`` to this board."""
+        return shlex.join([sys.executable, __file__, self.monitor_path, action])
+
+    def power_fields(self) -> dict[str, str]:
+        """The board's lab field ``power``: on, off and cycle commands."""
+        return {a: self.command(a) for a in ("on", "off", "cycle")}
+
+    async def __aenter__(self) -> PoweredBoard:
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Start QEMU; return once its monitor answers (the console port accepts already)."""
+        from tests.lab.uboot import UBOOT_BIN
+
+        with socket.socket() as listener, socket.socket(socket.AF_UNIX) as switch:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(1)
+            self.port = listener.getsockname()[1]
+            # Both sockets listen before QEMU runs: nothing to poll for.
+            switch.bind(self.monitor_path)
+            switch.listen(4)
+            fd, mon = listener.fileno(), switch.fileno()
+            self._proc = await asyncio.create_subprocess_exec(
+                "qemu-system-arm",
+                "-M",
+                "virt",
+                "-m",
+                "64",
+                "-nographic",
+                "-bios",
+                str(UBOOT_BIN),
+                "-nic",
+                "none",
+                *(() if self.running else ("-S",)),
+                "-chardev",
+                f"socket,id=monitor,fd={mon},server=on,wait=off",
+                "-mon",
+                "chardev=monitor,mode=readline",
+                "-chardev",
+                f"socket,id=console,fd={fd},server=on,wait=off",
+                "-serial",
+                "chardev:console",
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                pass_fds=(fd, mon),
+                start_new_session=True,
+            )
+        # The monitor answers once QEMU runs.
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, monitor, self.monitor_path, ("info status",), 20.0)
+
+    def status(self) -> str:
+        """``running`` or ``paused``, as the monitor says."""
+        said = monitor(self.monitor_path, ("info status",))
+        return said.partition("VM status:")[2].split()[0]
+
+    async def stop(self) -> None:
+        """Stop QEMU (terminate, then kill) and reap it."""
+        proc, self._proc = self._proc, None
+        if proc is None or proc.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
+        try:
+            async with asyncio.timeout(5):
+                await proc.wait()
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))
