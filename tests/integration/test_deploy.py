@@ -8,7 +8,6 @@ SQLite file, a PostgreSQL server) are exercised.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
@@ -18,6 +17,7 @@ import uuid
 import zlib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 import pytest_asyncio
@@ -137,8 +137,11 @@ async def test_a_corrupted_transfer_is_an_error_naming_both_checksums(
     data[12_345] ^= 0xFF
     bad = zlib.crc32(bytes(data))
 
-    def corrupted(self: tftp.TftpServer, name: str, **peer: object) -> io.BytesIO | None:
-        return io.BytesIO(bytes(data)) if name.lstrip("/") == self.name else None
+    damaged = tmp_path / "damaged.img"
+    damaged.write_bytes(bytes(data))
+
+    def corrupted(self: tftp.TftpServer, name: str, **peer: object) -> IO[bytes] | None:
+        return open(damaged, "rb") if name.lstrip("/") == self.name else None
 
     monkeypatch.setattr(tftp.TftpServer, "_open", corrupted)
     host = board_host(board)

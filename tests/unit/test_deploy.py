@@ -1,0 +1,172 @@
+"""The pieces of ``otto.hosts.deploy`` that need no board: parsing, framing, the TFTP server."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import socket
+import zlib
+from pathlib import Path
+
+import pytest
+import tftpy  # type: ignore[import-untyped]
+from xmodem import XMODEM1k  # type: ignore[import-untyped]
+
+from otto import LocalHost, Status
+from otto.cli.deploycmd import describe
+from otto.hosts.deploy import DeployResult, parse_address
+from otto.hosts.deploy.bootloader import parse_crc32
+from otto.hosts.deploy.image import read_image
+from otto.hosts.deploy.tftp import TftpServer, served_name, split_server
+from otto.hosts.deploy.ymodem import ymodem_header
+from otto.reservations.sqlite import SQLiteStore
+
+
+def test_crc32_is_read_from_uboots_answer() -> None:
+    assert parse_crc32("crc32 for 40200000 ... 402f423f ==> add7b3cc") == 0xADD7B3CC
+    assert parse_crc32("Usage:\ncrc32 address count [addr]") is None
+
+
+def test_addresses_are_hex_as_uboot_reads_them() -> None:
+    assert parse_address("0x40200000") == 0x40200000
+    assert parse_address("40200000") == 0x40200000
+    assert parse_address(4096) == 4096
+    assert parse_address(None) is None
+    with pytest.raises(ValueError, match="no address"):
+        parse_address("0xkernel")
+
+
+def test_ymodem_header_holds_name_and_size_with_the_crc_xmodem_computes() -> None:
+    header = ymodem_header("zImage", 1234)
+    assert len(header) == 133 and header[:3] == b"\x01\x00\xff"
+    body = header[3:131]
+    assert body.startswith(b"zImage\x001234\x00") and body.rstrip(b"\0") == b"zImage\x001234"
+    reference = XMODEM1k(None, None).calc_crc(body)
+    assert int.from_bytes(header[131:], "big") == reference
+    end = ymodem_header("", 0)
+    assert end[3:131] == bytes(128)
+
+
+async def test_an_image_is_digested_in_one_pass(tmp_path: Path) -> None:
+    path = tmp_path / "a.img"
+    data = bytes(range(256)) * 5000
+    path.write_bytes(data)
+    image = await read_image(path)
+    assert (image.size, image.crc32) == (len(data), zlib.crc32(data))
+    assert image.sha256 == hashlib.sha256(data).hexdigest()
+    with pytest.raises(IsADirectoryError):
+        await read_image(tmp_path)
+
+
+async def test_the_served_name_is_one_word_uboot_cannot_split(tmp_path: Path) -> None:
+    path = tmp_path / "my kernel; reset.img"
+    path.write_bytes(b"x")
+    name = served_name(await read_image(path))
+    assert name.startswith("otto-") and all(c.isalnum() or c in "._-" for c in name)
+    assert split_server("192.0.2.1") == ("192.0.2.1", 69)
+    assert split_server("192.0.2.1:6969") == ("192.0.2.1", 6969)
+
+
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def test_the_tftp_server_serves_its_one_file_and_frees_the_port(tmp_path: Path) -> None:
+    path = tmp_path / "image.bin"
+    path.write_bytes(bytes(range(256)) * 4000 + b"tail")
+    image = await read_image(path)
+    name = served_name(image)
+    port = _free_udp_port()
+    async with TftpServer(image, name, "127.0.0.1", port):
+        out = tmp_path / "fetched.bin"
+        client = tftpy.TftpClient("127.0.0.1", port)
+        await asyncio.to_thread(client.download, name, str(out), timeout=2)
+        assert out.read_bytes() == path.read_bytes()
+        with pytest.raises(tftpy.TftpException):
+            await asyncio.to_thread(
+                client.download, "../etc/passwd", str(tmp_path / "x"), timeout=2
+            )
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as again:
+        again.bind(("127.0.0.1", port))  # nothing of the server is left on it
+
+
+async def test_a_port_in_use_is_said_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "image.bin"
+    path.write_bytes(b"x")
+    image = await read_image(path)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        with pytest.raises(Exception, match=rf"cannot serve TFTP on 127.0.0.1:{port}"):
+            async with TftpServer(image, "x", "127.0.0.1", port):
+                pass
+
+
+def test_the_cli_line_says_what_happened() -> None:
+    done = DeployResult(
+        Status.Success,
+        files=["0x40200000"],
+        bytes=10,
+        duration=0.5,
+        via="tftp",
+        target="0x40200000",
+        sha256="ab" * 32,
+        crc32=0xADD7B3CC,
+    )
+    assert describe("b1", "zImage", done) == (
+        "b1: zImage deployed at 0x40200000 over tftp (10 bytes in 0.50s, crc32 add7b3cc checked)"
+    )
+    skipped = DeployResult(Status.Success, skipped=True, target="0x40200000", sha256="ab" * 32)
+    assert "already" in describe("b1", "zImage", skipped)
+    failed = DeployResult(Status.Error, error="b1: the bootloader's crc32 is 1, the file's 2")
+    assert describe("b1", "zImage", failed) == failed.error
+
+
+async def test_an_unknown_way_is_refused_before_anything(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="via must be one of tftp, ymodem, xmodem, shell"):
+        await LocalHost().deploy(tmp_path, via="carrier-pigeon")  # type: ignore[arg-type]
+
+
+async def test_via_shell_copies_checks_skips_and_forces(tmp_path: Path) -> None:
+    path = tmp_path / "app.img"
+    path.write_bytes(b"image bytes\n" * 1000)
+    dest = tmp_path / "target"
+    dest.mkdir()
+    store = SQLiteStore(tmp_path / "records.db")
+    async with LocalHost() as host:
+        first = await host.deploy(path, via="shell", address=str(dest), records=store)
+        assert (first.status, first.skipped, first.bytes) == (Status.Success, False, 12000)
+        assert (dest / "app.img").read_bytes() == path.read_bytes()
+        assert first.target == str(dest / "app.img")
+        again = await host.deploy(path, via="shell", address=str(dest), records=store)
+        assert (again.skipped, again.bytes) == (True, 0)
+        # Changed on the host behind otto's back: the record alone does not skip it.
+        (dest / "app.img").write_bytes(b"other")
+        fixed = await host.deploy(path, via="shell", address=str(dest), records=store)
+        assert (fixed.skipped, fixed.bytes) == (False, 12000)
+        assert (dest / "app.img").read_bytes() == path.read_bytes()
+        forced = await host.deploy(path, via="shell", address=str(dest), records=store, force=True)
+        assert (forced.skipped, forced.bytes) == (False, 12000)
+    await store.close()
+
+
+async def test_a_server_that_ended_on_an_error_leaves_the_port_free(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "image.bin"
+    path.write_bytes(b"x" * 3000)
+    image = await read_image(path)
+    # tftpy ends its loop on an error when a served file has no name (a BytesIO).
+    monkeypatch.setattr(TftpServer, "_open", lambda self, name, **peer: io.BytesIO(b"y" * 3000))
+    port = _free_udp_port()
+    server = TftpServer(image, "x", "127.0.0.1", port)
+    async with server:
+        client = tftpy.TftpClient("127.0.0.1", port)
+        await asyncio.to_thread(client.download, "x", str(tmp_path / "out"), timeout=2)
+    assert server._failed  # the case this guards: tftpy did end on an error
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as again:
+        again.bind(("127.0.0.1", port))
