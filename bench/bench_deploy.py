@@ -2,8 +2,8 @@
 
     python3 bench/bench_deploy.py [--quick] [--mib N]
 
-Needs root (network namespaces), qemu-system-arm, u-boot-qemu, tftp-hpa and
-tftpd-hpa. Three figures, each the best of alternating rounds:
+Needs root (network namespaces), qemu-system-arm, u-boot-qemu and tftp-hpa;
+tftpd-hpa for the second part. The figures, each the best of alternating rounds:
 
 1. the load: ``host.deploy(image, via="tftp", force=True)`` into a real U-Boot
    (QEMU qemu_arm, user networking in a namespace), whole (console, checks,
@@ -159,9 +159,8 @@ async def servers(work: Path, path: Path) -> None:
 
 
 async def main() -> None:
-    for tool in ("tftp", "in.tftpd"):
-        if shutil.which(tool) is None:
-            sys.exit(f"{tool} is missing (Debian packages tftp-hpa, tftpd-hpa)")
+    if shutil.which("tftp") is None:
+        sys.exit("tftp is missing (Debian package tftp-hpa)")
     missing = uboot_missing()
     if missing:
         sys.exit(missing)
@@ -171,7 +170,11 @@ async def main() -> None:
         path.write_bytes(os.urandom(MIB << 20))
         print(f"image: {MIB} MiB, best of {ROUNDS} rounds")
         await load(work, path)
-        await servers(work, path)
+        if shutil.which("in.tftpd") is None:
+            # Not installed by scripts/install-system-deps: its package starts a daemon on :69.
+            print("(in.tftpd missing: Debian package tftpd-hpa; otto's server not compared)")
+        else:
+            await servers(work, path)
 
 
 if __name__ == "__main__":
