@@ -25,6 +25,8 @@ from otto.monitor import Collector, LogWatch
 from tests.integration.hosts import eventually, make_host, remote_host
 from tests.integration.test_cli import (  # the fixture is used by name
     StartMonitor,
+    get_json,
+    next_round,
     otto,
     start_monitor,  # noqa: F401 (a fixture, used by name)
 )
@@ -471,6 +473,33 @@ def test_otto_monitor_watch(request: pytest.FixtureRequest, logdir: Path) -> Non
     with MetricStore(db) as store:
         stored = store.events()
     assert [(e.host, e.line) for e in stored] == [("local", "ERROR: 42 disk full")]
+
+
+HOSTILE = "a" * 33 + "b"  # minutes of backtracking for ^(a+)+$ in Python's re
+
+
+def test_a_line_that_makes_the_regex_backtrack_does_not_freeze_otto_monitor(
+    request: pytest.FixtureRequest, logdir: Path
+) -> None:
+    # The regex ran on the event loop: rounds, the dashboard and Ctrl-C all stopped.
+    launch: StartMonitor = request.getfixturevalue("start_monitor")
+    log = logdir / "hostile.log"
+    append(log, "start")
+    monitor = launch("--interval", "0.5", "--watch", f"local:{log}:^(a+)+$")
+    monitor.read_until(rb"following local:\S+hostile\.log")
+    with ThreadPoolExecutor(1) as reader:
+        ready = threading.Event()
+        events = reader.submit(stream_events, monitor.port, 2, ready)
+        assert ready.wait(WAIT)
+        append(log, HOSTILE, "aaaa")
+        # While the line is matched, the rounds go on and the dashboard answers.
+        assert next_round(monitor.port)["type"] == "round"
+        assert "local" in get_json(monitor.port, "/api/snapshot")["hosts"]  # type: ignore[operator]
+        found = events.result(WAIT)
+    by_line = {event["line"]: str(event["label"]) for event in found}
+    assert by_line[HOSTILE].startswith("a line of hostile.log ~ ^(a+)+$ skipped: matching it")
+    assert by_line["aaaa"] == "hostile.log ~ ^(a+)+$"  # the next line is matched as ever
+    assert monitor.stop() == 0, monitor.output
 
 
 @pytest.mark.parametrize(

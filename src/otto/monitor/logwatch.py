@@ -16,7 +16,13 @@ and starts and stops it with the collector; ``otto monitor --watch`` too):
   with ``-``.
 - **Matching.** Lines are matched in otto (``re.search``, Python's dialect),
   never on the target. A line is what ends in ``\\n``; a trailing ``\\r`` is
-  dropped, invalid UTF-8 is replaced.
+  dropped, invalid UTF-8 is replaced. The matching runs in a worker process
+  of the watch's own (``otto.monitor.matcher``), ``match_limit`` seconds at
+  most per line: a line that takes longer (a regex that backtracks without
+  end on what the device wrote) is skipped, with an event that says so, and
+  the monitor goes on. Lines waiting to be matched are bounded too
+  (``MAX_WAITING`` characters): past that they are counted in one event, not
+  matched.
 - **Rotation.** ``tail -F`` follows the name: a file renamed away and created
   again, deleted and created again, or truncated is read from its start
   (GNU coreutils). BusyBox's ``tail -F`` follows renamed and recreated files
@@ -55,10 +61,12 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import contextlib
 import logging
 import re
 import secrets
 import shlex
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -66,6 +74,7 @@ from typing import Protocol, runtime_checkable
 
 from otto.errors import OttoError
 from otto.loop import cancel_and_wait
+from otto.monitor.matcher import MATCH_LIMIT, BoundedMatcher, Matched
 from otto.periodic import Clock, SystemClock
 from otto.session import Session
 
@@ -74,6 +83,7 @@ __all__ = [
     "DEFAULT_RATE",
     "DEFAULT_SUMMARY_INTERVAL",
     "LINE_CAP",
+    "MAX_WAITING",
     "Fed",
     "LineSplitter",
     "LogWatch",
@@ -104,6 +114,13 @@ DEFAULT_SUMMARY_INTERVAL = 10.0
 
 DEFAULT_RETRY = (0.5, 5.0)
 """First and longest wait, in seconds, before following the file again after a drop."""
+
+MAX_WAITING = 16 << 20
+"""Characters of lines read and not yet matched a watch keeps; more are counted, not matched."""
+
+_MATCH_BATCH = 50_000  # lines sent to the worker at once
+
+_DRAIN_LIMIT = 5.0  # seconds stop() lets the lines already read be matched
 
 _NOTE_CAP = 1024
 
@@ -458,6 +475,7 @@ class LogWatch:
         rate, burst, summary_interval: the rate limit (see the module's docstring).
         line_cap: bytes of a line kept and matched.
         retry: first and longest wait before following the file again after a drop.
+        match_limit: seconds one line may take to match before it is skipped.
 
     Raises:
         ValueError: a bad pattern, path, rate limit or cap, or a one-stream host.
@@ -477,6 +495,7 @@ class LogWatch:
         summary_interval: float = DEFAULT_SUMMARY_INTERVAL,
         line_cap: int = LINE_CAP,
         retry: tuple[float, float] = DEFAULT_RETRY,
+        match_limit: float = MATCH_LIMIT,
     ) -> None:
         if not path:
             raise ValueError(f"{host.name}: a log watch needs a file path")
@@ -508,6 +527,15 @@ class LogWatch:
         self._summary_interval = float(summary_interval)
         self._line_cap = line_cap
         self._retry = retry
+        self._matcher = BoundedMatcher(self._regex, limit=match_limit)
+        self._waiting: deque[tuple[list[str], dict[int, int]]] = deque()
+        self._waiting_lines = 0
+        self._waiting_size = 0
+        self._behind = 0
+        self._behind_line = ""
+        self._wake: asyncio.Event | None = None
+        self._idle: asyncio.Event | None = None
+        self._matching: asyncio.Task[None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._summary: asyncio.Task[None] | None = None
         self._pending = 0
@@ -524,6 +552,8 @@ class LogWatch:
         """Lines that matched, whether they became events or were suppressed."""
         self.suppressed = 0
         """Matches over the rate limit (each counted in a summary event)."""
+        self.skipped = 0
+        """Lines not matched: too slow to match, or read while too many waited."""
         self.restarts = 0
         """Times the watch started following the file again after a drop."""
         self.last_note = ""
@@ -568,6 +598,14 @@ class LogWatch:
             finally:
                 self._follow_waiters = [w for w in self._follow_waiters if w[1] is not waiter]
 
+    async def wait_matched(self) -> None:
+        """Return once every line read so far has been matched (and its event added).
+
+        The lines are matched in a worker process, a moment after they are read.
+        """
+        if self._idle is not None and self._matching is not None:
+            await self._idle.wait()
+
     def _set_following(self, following: bool) -> None:
         self._following = following
         if not following:
@@ -592,7 +630,13 @@ class LogWatch:
             raise RuntimeError(f"{self!r} is already running")
         # Started again after a stop: new lines from now on, not the gap's.
         self._sure = False
-        self._task = asyncio.get_running_loop().create_task(
+        loop = asyncio.get_running_loop()
+        self._wake, self._idle = asyncio.Event(), asyncio.Event()
+        self._idle.set()
+        self._matching = loop.create_task(
+            self._match_lines(), name=f"otto logwatch matching {self.host_name}:{self.path}"
+        )
+        self._task = loop.create_task(
             self._run(), name=f"otto logwatch {self.host_name}:{self.path}"
         )
 
@@ -603,6 +647,21 @@ class LogWatch:
             await cancel_and_wait(task)
             if not task.cancelled() and task.exception() is not None:
                 logger.error("%r had crashed", self, exc_info=task.exception())
+        matching, self._matching = self._matching, None
+        if matching is not None:
+            # The lines read before the stop are matched (for a while at most).
+            if self._idle is not None and not matching.done():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(_DRAIN_LIMIT):
+                        await self._idle.wait()
+            await cancel_and_wait(matching)
+            if not matching.cancelled() and matching.exception() is not None:
+                logger.error("%r: matching had crashed", self, exc_info=matching.exception())
+            self._behind += self._waiting_lines
+            self._waiting.clear()
+            self._waiting_lines = self._waiting_size = 0
+            self._report_behind()
+        await self._matcher.close()
         summary, self._summary = self._summary, None
         if summary is not None:
             await cancel_and_wait(summary)
@@ -692,7 +751,7 @@ class LogWatch:
         assert splitter is not None
         fed = splitter.feed(data)
         if fed.lines:
-            self._lines(fed.lines, fed.cut)
+            self._queue(fed.lines, fed.cut)
         for note in fed.notes:
             if note == "end":
                 ended.set_result(f"tail ended ({self.last_note or 'it said nothing'})")
@@ -708,10 +767,80 @@ class LogWatch:
             )
             splitter.content_bytes = 0
 
-    def _lines(self, lines: list[str], cut: dict[int, int]) -> None:
+    def _queue(self, lines: list[str], cut: dict[int, int]) -> None:
+        """Hand lines just read to the matching task (never matched here: see the matcher)."""
         self.lines += len(lines)
-        search = self._regex.search
-        hits = [i for i, text in enumerate(lines) if search(text) is not None]
+        size = sum(map(len, lines)) + len(lines)
+        if self._waiting_size + size > MAX_WAITING:
+            self._behind += len(lines)
+            self._behind_line = shown(lines[-1], cut.get(len(lines) - 1, 0))
+            return
+        self._waiting.append((lines, cut))
+        self._waiting_lines += len(lines)
+        self._waiting_size += size
+        if self._wake is not None and self._idle is not None:
+            self._idle.clear()
+            self._wake.set()
+
+    def _next_batch(self) -> tuple[list[str], dict[int, int], int]:
+        """The lines waiting (up to ``_MATCH_BATCH``, whole reads) as one batch, and its size."""
+        lines: list[str] = []
+        cut: dict[int, int] = {}
+        size = 0
+        while self._waiting and (
+            not lines or len(lines) + len(self._waiting[0][0]) <= _MATCH_BATCH
+        ):
+            more, more_cut = self._waiting.popleft()
+            cut.update((len(lines) + i, n) for i, n in more_cut.items())
+            lines += more
+            size += sum(map(len, more)) + len(more)
+        return lines, cut, size
+
+    async def _match_lines(self) -> None:
+        assert self._wake is not None and self._idle is not None
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._waiting:
+                lines, cut, size = self._next_batch()
+                try:
+                    found = await self._matcher.search(lines)
+                except asyncio.CancelledError:
+                    self._behind += len(lines)  # stopped while these were matched
+                    raise
+                except OSError as exc:
+                    logger.warning("%r: %s", self, exc)
+                    self._behind += len(lines)
+                    self._behind_line = shown(lines[-1], cut.get(len(lines) - 1, 0))
+                    found = Matched()
+                finally:
+                    self._waiting_lines -= len(lines)
+                    self._waiting_size -= size
+                self._lines(lines, cut, found)
+            self._report_behind()
+            if not self._waiting:
+                self._idle.set()
+
+    def _report_behind(self) -> None:
+        if not self._behind:
+            return
+        count, self._behind = self._behind, 0
+        self.skipped += count
+        noun = "line" if count == 1 else "lines"
+        self._emit(
+            f"{count} {noun} of {self.label} not matched: the watch fell behind",
+            self._behind_line,
+        )
+        self._behind_line = ""
+
+    def _lines(self, lines: list[str], cut: dict[int, int], found: Matched) -> None:
+        for i in found.skipped:
+            self.skipped += 1
+            self._emit(
+                f"a line of {self.label} skipped: matching it took over {self._matcher.limit:g}s",
+                shown(lines[i], cut.get(i, 0)),
+            )
+        hits = found.hits
         if not hits:
             return
         self.matched += len(hits)

@@ -15,6 +15,7 @@ import pytest
 
 from otto.monitor import Collector
 from otto.monitor.logwatch import (
+    MAX_WAITING,
     LineSplitter,
     LogWatch,
     Position,
@@ -338,6 +339,8 @@ async def test_matching_lines_become_events(
         await logwatch.wait_following()
     assert "tail -F -c +11 -- /var/log/app.log" in host.tail_command()
     host.shells[-1].print(b"ERROR 1\nfine\nERROR 2 \xff\n")
+    async with asyncio.timeout(WAIT):
+        await events.wait(2)
     assert events == [
         ("app.log ~ ERROR (\\d+)", "ERROR 1"),
         ("app.log ~ ERROR (\\d+)", "ERROR 2 \ufffd"),
@@ -352,6 +355,8 @@ async def test_a_storm_is_summarized(
     async with asyncio.timeout(WAIT):
         await logwatch.wait_following()
     host.shells[-1].print(b"".join(b"ERROR %d\n" % i for i in range(1000)))
+    async with asyncio.timeout(WAIT):
+        await logwatch.wait_matched()
     assert [line for _, line in events] == ["ERROR 0", "ERROR 1", "ERROR 2"]
     assert logwatch.suppressed == 997
     # The summary comes summary_interval after the first suppressed match.
@@ -362,6 +367,8 @@ async def test_a_storm_is_summarized(
     assert clock.monotonic() == 10.0
     # By then the bucket has refilled (burst 3 at 1/s): three pass, the rest wait.
     host.shells[-1].print(b"".join(b"ERROR %d\n" % i for i in range(5)))
+    async with asyncio.timeout(WAIT):
+        await logwatch.wait_matched()
     assert len(events) == 7
     await logwatch.stop()
     assert events[-1] == ("2 more matches of app.log ~ ERROR (\\d+) suppressed", "ERROR 4")
@@ -375,6 +382,8 @@ async def test_a_drop_resumes_at_the_start_of_the_cut_line(
     async with asyncio.timeout(WAIT):
         await logwatch.wait_following()
     host.shells[-1].print(b"ERROR 1\nERROR 2 half")
+    async with asyncio.timeout(WAIT):
+        await events.wait(1)
     host.stat_answer = b"64:7 100\n"
     host.shells[-1].lose()
     async with asyncio.timeout(WAIT):
@@ -509,3 +518,66 @@ async def test_one_warning_per_outage(
     assert [r.levelno for r in tries] == [logging.WARNING] + [logging.DEBUG] * 3
     assert "the memory shell was told to fail" in tries[-1].getMessage()
     assert logwatch.restarts == 4
+
+
+async def test_a_line_that_backtracks_for_minutes_is_skipped_and_the_loop_runs_on(
+    clock: FakeClock, events: Events
+) -> None:
+    # re.search ran on the event loop holding the GIL: print() below never returned.
+    host = MemoryHost()
+    logwatch = LogWatch(
+        host, "/var/log/app.log", r"^(a+)+$", emit=events.add, clock=clock, match_limit=0.5
+    )
+    logwatch.start()
+    try:
+        async with asyncio.timeout(WAIT):
+            await logwatch.wait_following()
+        host.shells[-1].print(b"a" * 33 + b"b\naaa\n")
+        ticks = 0
+        while len(events) < 2:  # the loop turns while the worker matches
+            ticks += 1
+            async with asyncio.timeout(WAIT):
+                await asyncio.sleep(0)
+        assert ticks > 1
+        async with asyncio.timeout(WAIT):
+            await logwatch.wait_matched()
+        assert events == [
+            (
+                "a line of app.log ~ ^(a+)+$ skipped: matching it took over 0.5s",
+                "a" * 33 + "b",
+            ),
+            ("app.log ~ ^(a+)+$", "aaa"),
+        ]
+        assert (logwatch.lines, logwatch.matched, logwatch.skipped) == (2, 1, 1)
+    finally:
+        await logwatch.stop()
+
+
+async def test_lines_past_what_a_watch_keeps_waiting_are_counted_in_one_event(
+    clock: FakeClock, events: Events
+) -> None:
+    host = MemoryHost()
+    logwatch = LogWatch(
+        host, "/var/log/app.log", r"^(a+)+$", emit=events.add, clock=clock, match_limit=0.5
+    )
+    logwatch.start()
+    try:
+        async with asyncio.timeout(WAIT):
+            await logwatch.wait_following()
+        # The hostile line waits to be matched: the next read would pass what may
+        # wait, and is counted; a later, smaller one fits again.
+        host.shells[-1].print(b"a" * 33 + b"b\n")
+        host.shells[-1].print(b"x\n" * (MAX_WAITING // 2))
+        host.shells[-1].print(b"aaa\n" * 3)
+        async with asyncio.timeout(WAIT):
+            await logwatch.wait_matched()
+        assert [label for label, _ in events] == [
+            "a line of app.log ~ ^(a+)+$ skipped: matching it took over 0.5s",
+            *["app.log ~ ^(a+)+$"] * 3,
+            f"{MAX_WAITING // 2} lines of app.log ~ ^(a+)+$ not matched: the watch fell behind",
+        ]
+        assert events[-1][1] == "x"
+        assert (logwatch.skipped, logwatch.matched) == (1 + MAX_WAITING // 2, 3)
+        assert logwatch.lines == 1 + MAX_WAITING // 2 + 3
+    finally:
+        await logwatch.stop()
