@@ -24,7 +24,8 @@ import pytest_asyncio
 
 from otto import ConnectError, PowerSpec, RemoteHost, redact
 from otto.hosts.lifecycle import BootSpec
-from tests.lab.qemu_power import PoweredBoard, monitor
+from tests.lab.linuxvm import VM_PASSWORD, VM_USER, linuxvm_missing
+from tests.lab.qemu_power import PoweredBoard, PoweredLinux, monitor
 from tests.lab.uboot import uboot_missing
 
 pytestmark = pytest.mark.integration
@@ -241,3 +242,43 @@ def test_the_state_mark_brings_the_host_there_first(board: PoweredBoard, tmp_pat
     assert done.returncode == 1, output
     assert re.search(r"1 passed, 1 error", output), output
     assert "wait for the shell failed" in output
+
+
+# --- a Linux target: from power-off to a shell ----------------------------------------------
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def linux(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[PoweredLinux]:
+    missing = linuxvm_missing()
+    if missing:
+        pytest.skip(missing)
+    async with PoweredLinux(tmp_path_factory.mktemp("linux")) as running:
+        yield running
+
+
+async def test_linux_from_power_off_to_a_shell(linux: PoweredLinux, tmp_path: Path) -> None:
+    power = linux.power_fields()
+    host = RemoteHost(
+        linux.address,
+        term="console",
+        console_protocol="raw",
+        name="vm",
+        user=VM_USER,
+        password=VM_PASSWORD,
+        connect_timeout=10.0,
+        console_log=str(tmp_path / "console.log"),
+        power=PowerSpec(on=power["on"], off=power["off"], cycle=power["cycle"]),
+    )
+    async with host:
+        assert await host.goto("off") == "off"
+        assert linux.status() == "paused"
+        assert await host.goto("shell", timeout=240) == "shell"
+        assert (await host.run("cat /proc/uptime")).is_ok
+        # At its shell: one look, through the shell otto has.
+        sent: list[bytes] = []
+        host.add_tap(lambda where, way, data: sent.append(data) if way == "sent" else None)
+        assert await host.goto("shell") == "shell"
+        assert len(sent) == 1
+        assert await host.goto("off") == "off"
+        assert linux.status() == "paused"
+    assert "login:" in (tmp_path / "console.log").read_text()

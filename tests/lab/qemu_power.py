@@ -1,10 +1,12 @@
-"""A QEMU board with a power switch: U-Boot on a TCP console, power through QEMU's monitor.
+"""QEMU boards with a power switch: the console on a TCP port, power through QEMU's monitor.
 
 ``async with PoweredBoard(tmp) as board:`` starts qemu-system-arm with
-Debian's qemu_arm U-Boot, its serial console on a loopback port (the board's
-``address``) and its human monitor on a Unix socket. ``board.power_spec()``
-gives the commands a lab's ``power`` field would hold: each runs this file as
-a script that speaks to the monitor, the way a PDU's tool speaks to a PDU::
+Debian's qemu_arm U-Boot (``PoweredLinux``: the Linux target of
+tests/lab/linuxvm.py, its kernel loaded by QEMU), its serial console on a
+loopback port (the board's ``address``) and its human monitor on a Unix
+socket. ``board.power_fields()`` gives the commands a lab's ``power`` field
+would hold: each runs this file as a script that speaks to the monitor, the
+way a PDU's tool speaks to a PDU::
 
     python3 qemu_power.py SOCKET on       # reset and run, when stopped
     python3 qemu_power.py SOCKET off      # stop the CPU: the console goes silent
@@ -28,7 +30,7 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["PoweredBoard", "monitor"]
+__all__ = ["PoweredBoard", "PoweredLinux", "monitor"]
 
 _PROMPT = b"(qemu) "
 _ACTIONS = {
@@ -130,10 +132,26 @@ class PoweredBoard:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    async def start(self) -> None:
-        """Start QEMU; return once its monitor answers (the console port accepts already)."""
+    async def qemu_args(self) -> list[str]:
+        """QEMU's machine, firmware and boot arguments (the console and monitor are added)."""
         from tests.lab.uboot import UBOOT_BIN
 
+        return [
+            "qemu-system-arm",
+            "-M",
+            "virt",
+            "-m",
+            "64",
+            "-nographic",
+            "-bios",
+            str(UBOOT_BIN),
+            "-nic",
+            "none",
+        ]
+
+    async def start(self) -> None:
+        """Start QEMU; return once its monitor answers (the console port accepts already)."""
+        args = await self.qemu_args()
         with socket.socket() as listener, socket.socket(socket.AF_UNIX) as switch:
             listener.bind(("127.0.0.1", 0))
             listener.listen(1)
@@ -143,16 +161,7 @@ class PoweredBoard:
             switch.listen(4)
             fd, mon = listener.fileno(), switch.fileno()
             self._proc = await asyncio.create_subprocess_exec(
-                "qemu-system-arm",
-                "-M",
-                "virt",
-                "-m",
-                "64",
-                "-nographic",
-                "-bios",
-                str(UBOOT_BIN),
-                "-nic",
-                "none",
+                *args,
                 *(() if self.running else ("-S",)),
                 "-chardev",
                 f"socket,id=monitor,fd={mon},server=on,wait=off",
@@ -191,6 +200,38 @@ class PoweredBoard:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await proc.wait()
+
+
+class PoweredLinux(PoweredBoard):
+    """The Linux target of tests/lab/linuxvm.py (its kernel and initramfs, no bootloader:
+    QEMU loads the kernel), with the same power switch; it starts off."""
+
+    async def qemu_args(self) -> list[str]:
+        from tests.lab.linuxvm import KERNEL_ARGS, QEMU, initramfs_image, kernel_image
+
+        kernel = await asyncio.to_thread(kernel_image)
+        initrd = await asyncio.to_thread(initramfs_image)
+        return [
+            QEMU,
+            "-machine",
+            "q35,accel=tcg",
+            "-m",
+            "256M",
+            "-smp",
+            "1",
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+            "-nic",
+            "none",
+            "-kernel",
+            str(kernel),
+            "-initrd",
+            str(initrd),
+            "-append",
+            KERNEL_ARGS,
+        ]
 
 
 if __name__ == "__main__":

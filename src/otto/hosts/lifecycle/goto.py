@@ -88,12 +88,30 @@ async def goto(host: Host, state: str, *, timeout: float = GOTO_TIMEOUT) -> str:
         ConnectError: no way there (the message says what the host lacks), or a step
             failed (``step`` names it; the message holds what the console printed last).
     """
-    if state not in STATES:
-        raise ValueError(f"goto takes one of {', '.join(STATES)}, not {state!r}")
     controller = _controllers.get(host)
+    if state == "shell" and (controller is None or not controller.watch.unbroken):
+        # At its shell already, most likely: one round trip says so.
+        if _has_shell(host):
+            bound = max(0.05, min(host.connect_timeout, timeout))
+            try:
+                if (await host.run("true", timeout=bound)).is_ok:
+                    return state
+            except (OttoError, TimeoutError) as exc:
+                log.debug("%s: no shell answered: %s", host.name, exc)
+    elif state not in STATES:
+        raise ValueError(f"goto takes one of {', '.join(STATES)}, not {state!r}")
     if controller is None:
         controller = _controllers[host] = _Lifecycle(host)
     return await controller.goto(state, timeout)
+
+
+def _has_shell(host: Host) -> bool:
+    """Whether a shell is worth asking first: any host but a console, and a console
+    where otto has a shell now (a console otherwise is watched, never probed)."""
+    if not host.one_stream:
+        return True
+    link = getattr(getattr(host, "connection", None), "link", None)
+    return getattr(link, "state", "") in ("shell", "inner")
 
 
 class _Lifecycle:
@@ -155,7 +173,7 @@ class _Lifecycle:
             if await self._shell_answers(deadline):
                 return "shell"
             return "off" if await self._power_state() == "off" else "unknown"
-        if self._console_shell() and await self._shell_answers(deadline):
+        if _has_shell(self.host) and await self._shell_answers(deadline):
             return "shell"
         kept = await self._step("look at the console", self.watch.open(), deadline)
         found = await self._step(
@@ -166,16 +184,11 @@ class _Lifecycle:
             return found
         return "off" if await self._power_state() == "off" else "unknown"
 
-    def _console_shell(self) -> bool:
-        """Whether otto has a shell on the host's console now (then it is asked, not watched)."""
-        link = getattr(getattr(self.host, "connection", None), "link", None)
-        return getattr(link, "state", "") in ("shell", "inner")
-
     async def _shell_answers(self, deadline: float) -> bool:
+        """Whether the host's shell runs ``true`` (its own bound: the connect timeout)."""
         bound = max(0.05, min(self.host.connect_timeout, deadline - time.monotonic()))
         try:
-            async with asyncio.timeout(bound):
-                result = await self.host.run("true", timeout=bound)
+            result = await self.host.run("true", timeout=bound)
         except (OttoError, TimeoutError) as exc:
             log.debug("%s: no shell answered: %s", self.host.name, exc)
             return False
