@@ -132,7 +132,12 @@ async def test_panics(host):
     with contextlib.suppress(OttoError, TimeoutError):
         # The kernel prints the lab's password just before it panics: masked in the excerpt.
         await host.run("echo '<2>token PASSWORD' > /dev/kmsg; echo c > /proc/sysrq-trigger",
-                       timeout=10)
+                       timeout=60)
+
+
+async def test_after(host):
+    # The guest restarted by itself (panic=1): the same host logs in again.
+    assert (await host.run("echo back")).only.output == "back"
 """
 
 
@@ -149,7 +154,7 @@ async def test_a_kernel_panic_fails_the_test_with_its_excerpt_in_the_report(
         "console_protocol": vm.protocol,
         "user": VM_USER,
         "password": VM_PASSWORD,
-        "connect_timeout": 10,
+        "connect_timeout": 30,  # the guest boots again after its panic
     }
     lab_file.write_text(json.dumps({"hosts": [host]}))
     (tmp_path / "test_board.py").write_text(PANIC_TESTS.replace("PASSWORD", VM_PASSWORD))
@@ -164,7 +169,7 @@ async def test_a_kernel_panic_fails_the_test_with_its_excerpt_in_the_report(
     )  # fmt: skip
     out = done.stdout + done.stderr
     assert done.returncode == 1, out
-    assert "1 failed, 1 passed" in out, out
+    assert "1 failed, 2 passed" in out, out
     # The terminal: the failure names the crash and shows its lines.
     assert "otto: vm crashed during the test" in out
     assert "Kernel panic - not syncing: sysrq triggered crash" in out
@@ -179,6 +184,7 @@ async def test_a_kernel_panic_fails_the_test_with_its_excerpt_in_the_report(
     assert failure is not None and failure.get("type") == "otto.crash"
     assert "Kernel panic - not syncing: sysrq triggered crash" in (failure.text or "")
     assert cases["test_before"].find("failure") is None
+    assert cases["test_after"].find("failure") is None
     for text in (report, (run / "junit.xml").read_text()):
         assert VM_PASSWORD not in text
     # panic=1: the guest restarted by itself; a new login reaches the new boot.

@@ -69,3 +69,30 @@ def test_flush_gives_back_what_was_held() -> None:
     assert lines.feed(b"end [   3.1") == b"end "
     assert lines.flush() == b"[   3.1"
     assert lines.flush() == b""
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        b"[    7.347917] reboot: Restarting system\r\n",
+        b"[    6.385379] Rebooting in 1 seconds..\r\n",
+        b"[   99.000000] reboot: Power down\r\n",
+        b"[   99.000000] reboot: System halted\r\n",
+    ],
+)
+def test_a_restarting_kernel_is_told_once(record: bytes) -> None:
+    lines = KernelLines()
+    assert lines.feed(b"Sent SIGKILL to all processes\n" + record[:9]) == (
+        b"Sent SIGKILL to all processes\n"
+    )
+    assert lines.take_restart() == ""
+    assert lines.feed(record[9:] + b"\r\nottovm login: ") == b"\r\nottovm login: "
+    assert lines.take_restart() == record.strip().decode()
+    assert lines.take_restart() == ""
+
+
+def test_text_about_a_reboot_is_no_restart() -> None:
+    lines = KernelLines()
+    lines.feed(b"[    1.000000] reboot: Restarting system\n")  # a command printed it
+    lines.feed(b"[    1.000000] usb 1-1: reboot: Restarting system soon\r\n")
+    assert lines.take_restart() == ""

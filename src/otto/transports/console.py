@@ -417,6 +417,13 @@ class ConsoleLink:
                 self._line_free()
                 self._freed.set()
                 self._views_lost(watch.status, f"shell exited with {watch.status}")
+            elif restarted := self._kernel.take_restart():
+                # The kernel restarts (a reboot, a panic): the shell is gone, a login next.
+                self._state = "link"
+                self._line_free()
+                self._wedged = ""
+                self._freed.set()
+                self._views_lost(None, f"the kernel restarted: {restarted!r}")
             return
         if self._reading:
             if len(self._pending) > _READ_LIMIT:

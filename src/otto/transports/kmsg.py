@@ -14,6 +14,10 @@ in ``\\r\\n`` is the kernel's, and :class:`KernelLines` takes it out of the
 stream that goes to the command's output and its markers. The console's log
 and the host's taps still get every byte.
 
+A message that says the kernel is restarting or stopping (``reboot: Restarting
+system``, ``Rebooting in 1 seconds..`` after a panic) is kept in ``restarted``:
+whatever shell ran on the console is gone with it.
+
 Bytes that may still become a kernel message (``[    4.78`` at the end of a
 chunk) are held until the next chunk says; a record longer than
 ``MAX_RECORD`` bytes is no kernel message.
@@ -31,6 +35,9 @@ MAX_RECORD = 4096
 _HEAD = re.compile(rb"\[ {0,12}\d{1,10}\.\d{6}\] ")
 _HEAD_PREFIX = re.compile(rb"\[ {0,12}(?:\d{1,10}(?:\.\d{0,6}\]?)?)?\Z")
 _RECORD = re.compile(rb"\[ {0,12}\d{1,10}\.\d{6}\] [^\r\n]*\r\n")
+_RESTART = re.compile(
+    rb"\] (?:reboot: (?:Restarting system|Power down|System halted)|Rebooting in \d+ seconds)"
+)
 
 
 class KernelLines:
@@ -41,6 +48,8 @@ class KernelLines:
         self._held = b""
         self.removed = 0
         """Kernel messages taken out so far."""
+        self.restarted = ""
+        """The message that said the kernel restarts or stops, until ``take_restart``."""
 
     def feed(self, data: bytes) -> bytes:
         buf = self._held + data if self._held else data
@@ -58,6 +67,8 @@ class KernelLines:
             record = _RECORD.match(buf, start)
             if record is not None:
                 self.removed += 1
+                if _RESTART.search(record.group()):
+                    self.restarted = record.group().strip().decode("utf-8", "replace")
                 at = record.end()
                 continue
             if self._may_become_record(buf, start):
@@ -66,6 +77,11 @@ class KernelLines:
             out += b"["
             at = start + 1
         return bytes(out)
+
+    def take_restart(self) -> str:
+        """The restart message seen since the last call, or ``""``."""
+        restarted, self.restarted = self.restarted, ""
+        return restarted
 
     def flush(self) -> bytes:
         """The bytes held back (the stream ended, or changed hands)."""
