@@ -464,3 +464,43 @@ async def test_otto_monitor_of_snmp_devices_prints_nothing_on_stderr(
     output += rest
     assert proc.returncode == 0, output + errors
     assert errors == b""
+
+
+async def test_otto_monitor_reads_two_v3_devices_with_one_user_name_every_round(
+    snmp: SnmpLab, start_monitor: StartMonitor, tmp_path: Path
+) -> None:
+    first = await snmp.agent("ssh1", v3=("otto", "auth-pass-one", "priv-pass-one"))
+    second = await snmp.agent("ssh2", v3=("otto", "auth-pass-two", "priv-pass-two"))
+    path = lab_file(
+        tmp_path,
+        [
+            {
+                "name": name,
+                "term": "none",
+                "address": agent.address,
+                "snmp": {
+                    "version": "3",
+                    "user": "otto",
+                    "auth_key": f"auth-pass-{word}",
+                    "priv_key": f"priv-pass-{word}",
+                    "port": agent.port,
+                },
+            }
+            for name, word, agent in (("pdu1", "one", first), ("pdu2", "two", second))
+        ],
+    )
+    monitor = start_monitor("--interval", "1", env=clean_env(OTTO_LAB=str(path)))
+    # The first rounds may end before an agent's engine discovery: then every round
+    # answers both (before, each round's keys replaced the other's, one of them failed).
+    both = 0
+    for _ in range(20):
+        hosts = next_round(monitor.port)["hosts"]
+        assert isinstance(hosts, dict)
+        if hosts["pdu1"]["up"] and hosts["pdu2"]["up"]:
+            both += 1
+            if both == 3:
+                break
+        else:
+            assert both == 0, hosts  # once both answer, they go on answering
+    assert both == 3
+    assert monitor.stop() == 0, monitor.output.decode(errors="replace")
