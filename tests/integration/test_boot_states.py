@@ -61,6 +61,10 @@ def board_host(board: PoweredBoard, log: Path, **boot: object) -> RemoteHost:
     return host
 
 
+FIRST_TICK = re.compile(r"autoboot:\s+2 \x08+ 0")
+"""The countdown stopped in its first tick: from 2 straight to 0, no 1 printed."""
+
+
 def boots(log: Path) -> list[str]:
     """The console log cut into boots: each from U-Boot's banner on."""
     return log.read_text(errors="replace").split("U-Boot 20")[1:]
@@ -82,6 +86,7 @@ async def test_every_power_on_is_caught_at_the_countdown(
     for one in seen:
         assert COUNTDOWN in one
         assert AUTOBOOT_RAN not in one  # stopped within the countdown, every time
+        assert FIRST_TICK.search(one), one
         assert PROMPT in one
 
 
@@ -96,12 +101,16 @@ async def test_a_countdown_already_running_is_stopped(board: PoweredBoard, tmp_p
                 None, monitor, board.monitor_path, ("system_reset",)
             )
             await seen.expect(COUNTDOWN, timeout=20)
+        sent: list[bytes] = []
+        host.add_tap(lambda where, way, data: sent.append(data) if way == "sent" else None)
         assert await host.goto("bootloader") == "bootloader"
+        assert sent == [b"\x03"]  # one key, once the countdown showed, stopped it
         async with host.open_app(None, PROMPT, timeout=10) as app:
             assert await app.cmd("echo caught") == "caught"
     last = boots(log)[-1]
     assert COUNTDOWN in last
     assert AUTOBOOT_RAN not in last
+    assert FIRST_TICK.search(last), last
 
 
 async def test_at_the_bootloader_already_nothing_is_typed(
