@@ -40,7 +40,7 @@ QUICK = "--quick" in sys.argv
 MIB = int(sys.argv[sys.argv.index("--mib") + 1]) if "--mib" in sys.argv else (2 if QUICK else 8)
 ROUNDS = 2 if QUICK else 5
 ADDRESS = 0x40200000
-PROMPT = r"=> "
+PROMPT = r"(?m)^=> "  # at a line's start: crc32 prints "==> " before its sum
 
 
 async def tftp_client(server: str, port: int, name: str, out: Path, netns: str = "") -> float:

@@ -8,6 +8,7 @@ SQLite file, a PostgreSQL server) are exercised.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -17,13 +18,14 @@ import uuid
 import zlib
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import IO
+from typing import Any
 
 import pytest
 import pytest_asyncio
 
 from otto import RemoteHost, Status
 from otto.hosts.deploy import Deployment, DeployResult, Via, tftp
+from otto.hosts.deploy.image import Image
 from otto.reservations import open_store
 from otto.reservations.sqlite import SQLiteStore
 from tests.lab import postgres
@@ -33,7 +35,7 @@ from tests.lab.uboot_net import BOARD_IP, UBootNet
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-PROMPT = r"=> "
+PROMPT = r"(?m)^=> "  # at a line's start: crc32 prints "==> " before its sum
 ADDRESS = 0x40200000
 
 
@@ -140,10 +142,13 @@ async def test_a_corrupted_transfer_is_an_error_naming_both_checksums(
     damaged = tmp_path / "damaged.img"
     damaged.write_bytes(bytes(data))
 
-    def corrupted(self: tftp.TftpServer, name: str, **peer: object) -> IO[bytes] | None:
-        return open(damaged, "rb") if name.lstrip("/") == self.name else None
+    class Damaging(tftp.TftpServer):
+        """Serves the damaged copy under the image's name: one flipped byte on the way."""
 
-    monkeypatch.setattr(tftp.TftpServer, "_open", corrupted)
+        def __init__(self, image: Image, *args: Any, **kwargs: Any) -> None:
+            super().__init__(dataclasses.replace(image, path=damaged), *args, **kwargs)
+
+    monkeypatch.setattr(tftp, "TftpServer", Damaging)
     host = board_host(board)
     async with host:
         result = await deploy_tftp(host, board, path, store, force=True)

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import io
+import os
 import socket
+import struct
 import zlib
 from pathlib import Path
 
 import pytest
-import tftpy  # type: ignore[import-untyped]
 from xmodem import XMODEM1k  # type: ignore[import-untyped]
 
 from otto import LocalHost, Status
 from otto.cli.deploycmd import describe
-from otto.hosts.deploy import DeployResult, parse_address
+from otto.hosts.apps import anchored_prompt
+from otto.hosts.deploy import BOOTLOADER_PROMPT, DeployError, DeployResult, parse_address
 from otto.hosts.deploy.bootloader import parse_crc32
 from otto.hosts.deploy.image import read_image
 from otto.hosts.deploy.tftp import TftpServer, served_name, split_server
@@ -68,30 +69,103 @@ async def test_the_served_name_is_one_word_uboot_cannot_split(tmp_path: Path) ->
     assert split_server("192.0.2.1:6969") == ("192.0.2.1", 6969)
 
 
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+def _get(
+    port: int,
+    name: str,
+    options: dict[str, str] | None = None,
+    *,
+    lose: int | None = None,
+    mode: str = "octet",
+) -> bytes:
+    """A TFTP client (RFC 1350/2347/7440): fetch ``name``; ``lose`` drops that block once."""
+    wanted = dict(options or {})
+    window = int(wanted.get("windowsize", "1"))
+    blksize = int(wanted.get("blksize", "512"))
+    request = struct.pack("!H", 1) + name.encode() + b"\0" + mode.encode() + b"\0"
+    for key, value in wanted.items():
+        request += key.encode() + b"\0" + value.encode() + b"\0"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(5)
+        sock.sendto(request, ("127.0.0.1", port))
+        received = bytearray()
+        expected, since_ack = 1, 0
+        while True:
+            packet, peer = sock.recvfrom(70000)
+            opcode, number = struct.unpack("!HH", packet[:4]) if len(packet) >= 4 else (0, 0)
+            if opcode == 5:
+                raise OSError(number, packet[4:-1].decode())
+            if opcode == 6:
+                agreed = dict(zip(*[iter(packet[2:].split(b"\0")[:-1])] * 2, strict=True))
+                assert set(agreed) == {k.encode() for k in wanted}
+                sock.sendto(struct.pack("!HH", 4, 0), peer)
+                continue
+            assert opcode == 3
+            if lose is not None and number == lose:
+                lose = None
+                sock.sendto(struct.pack("!HH", 4, (expected - 1) & 0xFFFF), peer)
+                continue
+            if number != expected & 0xFFFF:
+                continue  # after a loss: the rest of the window, sent again
+            received += packet[4:]
+            expected += 1
+            since_ack += 1
+            last = len(packet) - 4 < blksize
+            if last or since_ack == window or (expected - 1) % window == 0:
+                sock.sendto(struct.pack("!HH", 4, (expected - 1) & 0xFFFF), peer)
+                since_ack = 0
+            if last:
+                return bytes(received)
 
 
-async def test_the_tftp_server_serves_its_one_file_and_frees_the_port(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"blksize": "1468", "windowsize": "16", "tsize": "0"},
+        {"blksize": "8", "windowsize": "4"},  # past 65535 blocks: the numbers wrap
+    ],
+)
+async def test_the_tftp_server_sends_its_one_file_and_frees_the_port(
+    tmp_path: Path, options: dict[str, str]
+) -> None:
     path = tmp_path / "image.bin"
-    path.write_bytes(bytes(range(256)) * 4000 + b"tail")
+    path.write_bytes(os.urandom(600_000 if options.get("blksize") == "8" else 300_001))
     image = await read_image(path)
     name = served_name(image)
-    port = _free_udp_port()
-    async with TftpServer(image, name, "127.0.0.1", port):
-        out = tmp_path / "fetched.bin"
-        client = tftpy.TftpClient("127.0.0.1", port)
-        await asyncio.to_thread(client.download, name, str(out), timeout=2)
-        assert out.read_bytes() == path.read_bytes()
-        with pytest.raises(tftpy.TftpException):
-            await asyncio.to_thread(
-                client.download, "../etc/passwd", str(tmp_path / "x"), timeout=2
-            )
+    async with TftpServer(image, name, "127.0.0.1", 0) as server:
+        port = server.port
+        assert await asyncio.to_thread(_get, port, name, options) == path.read_bytes()
+        with pytest.raises(OSError, match="file not found"):
+            await asyncio.to_thread(_get, port, "../../etc/passwd")
+        with pytest.raises(OSError, match="only octet"):
+            await asyncio.to_thread(_get, port, name, mode="netascii")
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as again:
         again.bind(("127.0.0.1", port))  # nothing of the server is left on it
+
+
+async def test_a_block_lost_in_a_window_is_sent_again(tmp_path: Path) -> None:
+    path = tmp_path / "image.bin"
+    path.write_bytes(os.urandom(100_000))
+    image = await read_image(path)
+    async with TftpServer(image, "x", "127.0.0.1", 0) as server:
+        got = await asyncio.to_thread(
+            _get, server.port, "x", {"blksize": "1000", "windowsize": "8"}, lose=13
+        )
+    assert got == path.read_bytes()
+
+
+async def test_a_receiver_that_goes_silent_ends_its_transfer(tmp_path: Path) -> None:
+    path = tmp_path / "image.bin"
+    path.write_bytes(b"x" * 5000)
+    image = await read_image(path)
+    async with TftpServer(image, "x", "127.0.0.1", 0, timeout=0.01) as server:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.sendto(b"\0\x01x\0octet\0", ("127.0.0.1", server.port))
+            sock.settimeout(5)
+            await asyncio.to_thread(sock.recvfrom, 1000)  # the first block, never acknowledged
+            with pytest.raises(DeployError, match=r"stopped acknowledging \(block 1\)"):
+                async with asyncio.timeout(10):
+                    await server.transfers[0].done
 
 
 async def test_a_port_in_use_is_said_at_once(tmp_path: Path) -> None:
@@ -154,19 +228,9 @@ async def test_via_shell_copies_checks_skips_and_forces(tmp_path: Path) -> None:
     await store.close()
 
 
-async def test_a_server_that_ended_on_an_error_leaves_the_port_free(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    path = tmp_path / "image.bin"
-    path.write_bytes(b"x" * 3000)
-    image = await read_image(path)
-    # tftpy ends its loop on an error when a served file has no name (a BytesIO).
-    monkeypatch.setattr(TftpServer, "_open", lambda self, name, **peer: io.BytesIO(b"y" * 3000))
-    port = _free_udp_port()
-    server = TftpServer(image, "x", "127.0.0.1", port)
-    async with server:
-        client = tftpy.TftpClient("127.0.0.1", port)
-        await asyncio.to_thread(client.download, "x", str(tmp_path / "out"), timeout=2)
-    assert server._failed  # the case this guards: tftpy did end on an error
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as again:
-        again.bind(("127.0.0.1", port))
+def test_the_bootloader_prompt_is_never_found_inside_crc32s_line() -> None:
+    prompt = anchored_prompt(BOOTLOADER_PROMPT)
+    # U-Boot prints this, then computes the sum: a prompt here would cut the answer.
+    assert prompt.search("crc32 0x40200000 0x800000\ncrc32 for 40200000 ... 409fffff ==> ") is None
+    assert prompt.search("crc32 for 40200000 ... 409fffff ==> 73cdc98f\n=> ") is not None
+    assert prompt.search("=> ") is not None

@@ -57,8 +57,9 @@ log = logging.getLogger("otto.deploy")
 Via = Literal["tftp", "ymodem", "xmodem", "shell"]
 VIAS: tuple[str, ...] = get_args(Via)
 
-BOOTLOADER_PROMPT = r"=> "
-"""U-Boot's prompt, unless the host's boot settings say otherwise."""
+BOOTLOADER_PROMPT = r"(?m)^=> "
+"""U-Boot's prompt at the start of a line: ``crc32`` prints ``... ==> `` before it
+computes the sum, and a prompt matched there would cut its answer short."""
 
 
 @dataclass(frozen=True, slots=True)
