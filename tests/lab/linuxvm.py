@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import hashlib
 import os
 import re
 import shutil
@@ -178,7 +179,8 @@ def initramfs_image(folder: Path | None = None) -> Path:
     """The cached initramfs (rebuilt when busybox or this lab's files change)."""
     folder = folder or cache_dir()
     here = Path(__file__).with_name("initramfs.py")
-    key = f"{BUSYBOX.stat().st_mtime_ns}-{here.stat().st_mtime_ns}-{VM_USER}-{VM_PASSWORD}"
+    parts = f"{BUSYBOX.stat().st_mtime_ns}-{here.stat().st_mtime_ns}-{VM_USER}-{VM_PASSWORD}"
+    key = hashlib.sha256(parts.encode()).hexdigest()
     target = folder / "initramfs.cpio.gz"
     stamp = folder / "initramfs.key"
     with _locked(folder):
@@ -204,6 +206,7 @@ class LinuxVM:
         self.boot_seconds = 0.0
         """Seconds from QEMU's start to the first login prompt."""
         self.kernel_package = ""
+        self._seen = b""
         self._proc: asyncio.subprocess.Process | None = None
 
     @property
@@ -284,8 +287,10 @@ class LinuxVM:
             async with asyncio.timeout(self.boot_timeout):
                 await self._wait_for_login()
         except TimeoutError:
+            shown = self._seen[-300:].decode("utf-8", "replace")
             raise TimeoutError(
-                f"the Linux VM showed no login prompt within {self.boot_timeout:g}s"
+                f"the Linux VM showed no login prompt within {self.boot_timeout:g}s; "
+                f"its console printed last: {shown!r}"
             ) from None
         self.boot_seconds = time.monotonic() - started
 
@@ -293,7 +298,7 @@ class LinuxVM:
         """Read the console until getty's ``login:`` shows, then hang up (otto connects next)."""
         reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
         try:
-            seen = b""
+            self._seen = seen = b""
             while not LOGIN_PROMPT.search(seen):
                 chunk = await reader.read(4096)
                 if not chunk:
@@ -304,7 +309,7 @@ class LinuxVM:
                     raise OSError(
                         f"the Linux VM's console closed before a login prompt: {error.decode()!r}"
                     )
-                seen = (seen + chunk)[-4096:]
+                self._seen = seen = (seen + chunk)[-4096:]
         finally:
             writer.close()
             with contextlib.suppress(OSError):
