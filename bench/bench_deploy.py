@@ -9,7 +9,7 @@ tftpd-hpa for the second part. The figures, each the best of alternating rounds:
    (QEMU qemu_arm, user networking in a namespace), whole (console, checks,
    ``crc32`` on the board) and its ``tftpboot`` alone, beside the ``tftp``
    client fetching the same file from the same server over the same veth;
-2. otto's server (tftpy, in a thread) beside tftpd-hpa (``in.tftpd``), both
+2. otto's server (on the event loop) beside tftpd-hpa (``in.tftpd``), both
    fetched by the ``tftp`` client on loopback: what the server costs.
 
 The target: the load runs at >= 80 % of the client's rate (ratio >= 0.80).
@@ -61,6 +61,11 @@ async def tftp_client(server: str, port: int, name: str, out: Path, netns: str =
 
 def rate(size: int, seconds: float) -> str:
     return f"{size / seconds / (1 << 20):7.2f} MiB/s ({seconds * 1000:7.1f} ms)"
+
+
+def spread(times: list[float]) -> str:
+    """Every round, in ms: the machine's load shows here (QEMU's board wants a CPU of its own)."""
+    return "rounds: " + " ".join(f"{t * 1000:.0f}" for t in times)
 
 
 async def load(work: Path, path: Path) -> None:
@@ -116,9 +121,9 @@ async def load(work: Path, path: Path) -> None:
     await store.close()
     size = image.size
     floor = min(fetch)
-    print(f"tftp-hpa client, otto's server, same veth : {rate(size, floor)}")
-    print(f"otto deploy via tftp (whole, checked)     : {rate(size, min(whole))}")
-    print(f"  of which U-Boot's tftpboot             : {rate(size, min(boot))}")
+    print(f"tftp-hpa client, otto's server, same veth : {rate(size, floor)}  {spread(fetch)}")
+    print(f"otto deploy via tftp (whole, checked)     : {rate(size, min(whole))}  {spread(whole)}")
+    print(f"  of which U-Boot's tftpboot             : {rate(size, min(boot))}  {spread(boot)}")
     print(f"ratio deploy / client                     : {floor / min(whole):.2f}  (target >= 0.80)")
     print(f"ratio tftpboot / client                   : {floor / min(boot):.2f}")
 

@@ -2,10 +2,10 @@
 
 The server runs on the event loop for the duration of the load only: it
 serves that one file under a generated name (nothing else, and no uploads),
-sends it in windows of blocks (RFC 7440, which U-Boot speaks since 2020.10:
-tftpy, which the first version used, sends one block per round trip, and that
-round trip through a board's network stack is what a load costs), and is
-stopped once U-Boot's prompt is back, whatever happened.
+sends it in windows of blocks (RFC 7440, which U-Boot speaks since 2020.10;
+a lock-step server waits one round trip through the board's network stack
+per block, and that is most of what a load costs), and is stopped once
+U-Boot's prompt is back, whatever happened.
 """
 
 from __future__ import annotations
@@ -110,6 +110,7 @@ class _Transfer(asyncio.DatagramProtocol):
         self._fd = os.open(server.image.path, os.O_RDONLY)
         self._transport: asyncio.DatagramTransport | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._due = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.DatagramTransport, transport)
@@ -136,11 +137,25 @@ class _Transfer(asyncio.DatagramProtocol):
         self._arm()
 
     def _arm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = asyncio.get_running_loop().call_later(self.timeout, self._expired)
+        """Give what was just sent ``timeout`` seconds to be acknowledged.
 
-    def _expired(self) -> None:
+        One timer follows the transfer (it moves its own deadline when it
+        fires early): a timer made and cancelled per block would cost more
+        than the block.
+        """
+        loop = asyncio.get_running_loop()
+        self._due = loop.time() + self.timeout
+        if self._timer is None:
+            self._timer = loop.call_at(self._due, self._watch)
+
+    def _watch(self) -> None:
+        self._timer = None
+        if self.done.done():
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._due:
+            self._timer = loop.call_at(self._due, self._watch)
+            return
         self.tries += 1
         if self.tries > RETRIES:
             self._end(f"{self.peer[0]} stopped acknowledging (block {self.acked + 1})")
