@@ -9,6 +9,7 @@ console printed is counted.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import AsyncIterator
@@ -140,3 +141,33 @@ async def test_reopening_after_a_timed_out_command_interrupts_it(uboot: UBoot) -
             # Ctrl-C, not Enter: the sleep is cut short, and not run a second time.
             assert time.monotonic() - started < 7
             assert await app.cmd("echo quick") == "quick"
+
+
+async def test_a_late_answer_to_an_earlier_key_is_not_taken_for_the_echo(uboot: UBoot) -> None:
+    board = board_host(uboot)
+    async with board, board.open_session("boot", raw=True) as console:
+        # Ctrl-C, its answer still on its way when the app starts on this session.
+        await console.send("\x03")
+        async with board.open_app(None, PROMPT, name="boot", timeout=20) as app:
+            assert app.echoes == 1
+            assert await app.cmd("echo hi") == "hi"
+
+
+async def test_a_prompt_already_received_is_used_as_it_is(uboot: UBoot) -> None:
+    board = board_host(uboot)
+    async with board, board.open_session("boot", raw=True) as console:
+        arrived = asyncio.Event()
+        seen = bytearray()
+
+        def hear(data: bytes) -> None:
+            seen.extend(data)
+            if seen.endswith(b"\n=> "):
+                arrived.set()
+
+        remove = console.add_listener(hear)
+        await console.send("\x03")
+        await asyncio.wait_for(arrived.wait(), 20)  # in the session's buffer, not read
+        remove()
+        async with board.open_app(None, PROMPT, name="boot", timeout=20) as app:
+            assert app.echoes == 1
+            assert await app.cmd("echo hi") == "hi"

@@ -233,16 +233,19 @@ class App:
 
         remove = session.add_listener(count)
         try:
+            found = None
             if self.start is not None:
                 # One compound command: the program must not read the marker line.
                 await session.send(
                     f"{{ {self.start}\n}}; printf '\\n__otto_app_%s_end%d\\n' "
                     f'{self._token} "$?"\n'
                 )
-            elif not await self._prompt_pending():
-                await session.send(self._nudge_key())
+            else:
+                found = await self._prompt_pending()
+                if found is None:
+                    await session.send(self._nudge_key())
             deadline = time.monotonic() + self.timeout
-            while True:
+            while found is None:
                 left = deadline - time.monotonic()
                 try:
                     found = await session.expect(self._patterns, min(NUDGE_AFTER, max(left, 0)))
@@ -274,8 +277,17 @@ class App:
         # would run its last command again): the program's own, the terminal's, or none.
         await self._discard_stale()
         await session.send(_SPACE_LINE)
-        probe = await self._next_prompt(self.timeout, _SPACE_LINE)
-        self.echoes = echo_lines(self._before(probe))
+        body = self._before(await self._next_prompt(self.timeout, _SPACE_LINE))
+        for _ in range(2):
+            if not _ESCAPES.sub("", body).strip():
+                break
+            # Text before this prompt: a late answer to a key pressed before
+            # ours (Ctrl-C's "<INTERRUPT>"); the answer to our line comes next.
+            try:
+                body = self._before(await self._next_prompt(NUDGE_AFTER, _SPACE_LINE))
+            except ExpectTimeout:
+                break  # the program prints something for a blank line: count on it
+        self.echoes = echo_lines(body)
         log.debug("%s: started; %d line(s) of echo", self.where, self.echoes)
 
     def _nudge_key(self) -> str:
@@ -288,13 +300,12 @@ class App:
             return _SPACE_LINE
         return _CTRL_C
 
-    async def _prompt_pending(self) -> bool:
-        """Whether the prompt is waiting already in what the session received."""
+    async def _prompt_pending(self) -> ExpectMatch | None:
+        """The prompt, when it is waiting already in what the session received."""
         try:
-            await self.session.expect(self._patterns, 0)
+            return await self.session.expect(self._patterns, 0)
         except ExpectTimeout:
-            return False
-        return True
+            return None
 
     def _hear(self, data: bytes) -> None:
         self._heard += len(data)
