@@ -309,6 +309,9 @@ async def test_a_program_one_session_started_is_left_alone_by_another(
         assert "42" in await a.expect(re.compile(r"42\r?\n>>> "), timeout=10)
         await a.send("exit()\n")
         assert (await a.run("echo a-back")).only.output == "a-back"
+        # b's turn: what it sends and expects is its own again.
+        await b.send("echo b-$((20 + 22))\n")
+        await b.expect("b-42", timeout=10)
         assert (await b.run("echo b-back")).only.output == "b-back"
     assert not _runs(console, "python")
 

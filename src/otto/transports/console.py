@@ -367,6 +367,7 @@ class ConsoleLink:
         self._active: ConsoleShell | None = None
         self._watch = ExitWatch("")
         self._kernel = KernelLines()
+        self._restarting = False
         self._taps: list[Callable[[bytes], None]] = []
         self._closers: list[Callable[[], Awaitable[None]]] = []
         # What arrives while otto waits for a prompt or a shell (login, probes).
@@ -423,6 +424,10 @@ class ConsoleLink:
                 self._line_free()
                 self._wedged = ""
                 self._freed.set()
+                # What it prints while it boots is kept for the next login.
+                self._restarting = True
+                self._pending.clear()
+                self._reading = True
                 self._views_lost(None, f"the kernel restarted: {restarted!r}")
             return
         if self._reading:
@@ -580,7 +585,9 @@ class ConsoleLink:
                 read=self._read,
                 peer=f"the console at {self.where}",
             )
-            self._pending.clear()
+            booting, self._restarting = self._restarting and self._stream is not None, False
+            if not booting:
+                self._pending.clear()
             self._reading = True
             # A little under connect_timeout: the session that waits for this has
             # the same bound, and this error says what the console printed.
@@ -589,7 +596,7 @@ class ConsoleLink:
                 async with asyncio.timeout(budget):
                     if self._stream is None:
                         await self._open_stream()
-                    await self._reach_shell(self._dialog)
+                    await self._reach_shell(self._dialog, booting=booting)
             except TimeoutError:
                 raise self._no_shell() from None
             except BaseException:
@@ -660,8 +667,13 @@ class ConsoleLink:
                 ) from exc
         log.debug("%s: console %s open", self.name, self.where)
 
-    async def _reach_shell(self, dialog: LoginDialog) -> None:
-        """Log in if a prompt shows; else wait until a shell answers (Ctrl-C between tries)."""
+    async def _reach_shell(self, dialog: LoginDialog, *, booting: bool = False) -> None:
+        """Log in if a prompt shows; else wait until a shell answers (Ctrl-C between tries).
+
+        ``booting``: the kernel said it restarts; nothing is typed until a prompt shows
+        (or half the connect timeout passed): keys typed while it boots would reach the
+        login as a user name.
+        """
         a = secrets.randbelow(10**6) + 10**6
         # A leftover otto shell (a link that dropped) says so; it is ended first.
         answer = re.compile(rf"(?<![0-9+]){a + 1}(-otto)?(?![0-9])")
@@ -672,6 +684,8 @@ class ConsoleLink:
         # its prompt again, login ends and getty starts another, U-Boot stops what
         # runs). Never Enter: U-Boot would run its last command again.
         found = await self._look(dialog, prompts, _FIRST_LOOK)
+        if found is None and booting:
+            found = await self._look(dialog, (*prompts, _SHELL_PROMPT), self.connect_timeout / 2)
         if found is None and not dialog.buffer.text().strip():
             self._write_now(_CTRL_C)
             found = await self._look(dialog, (*prompts, _SHELL_PROMPT), _PROMPT_WAIT)
@@ -794,7 +808,11 @@ class ConsoleLink:
             raise ConnectionLost(self.name, self._closed_reason())
         holder = self._holder
         if holder is not None and holder is not view:
-            raise ConnectError(self.name, self._held_message(view))
+            refused = self._held_message(view)
+            # The session forgets what it began (a marker it waits for): its next
+            # call starts a fresh view, which waits its turn.
+            view.report_lost(None, refused)
+            raise ConnectError(self.name, refused)
         if self._free_marker:
             raise ConnectError(
                 self.name, f"the console {self.where} is busy ending a program left on it"
