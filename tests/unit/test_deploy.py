@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import re
 import socket
 import struct
 import zlib
@@ -234,3 +235,17 @@ def test_the_bootloader_prompt_is_never_found_inside_crc32s_line() -> None:
     assert prompt.search("crc32 0x40200000 0x800000\ncrc32 for 40200000 ... 409fffff ==> ") is None
     assert prompt.search("crc32 for 40200000 ... 409fffff ==> 73cdc98f\n=> ") is not None
     assert prompt.search("=> ") is not None
+
+
+def test_the_labs_bootloader_prompt_is_held_to_a_lines_start() -> None:
+    from otto.hosts.deploy import bootloader_prompt
+    from otto.hosts.lifecycle import BootSpec
+
+    host = LocalHost()
+    assert bootloader_prompt(host, None) == BOOTLOADER_PROMPT
+    assert bootloader_prompt(host, "mine> ") == "mine> "
+    host.boot_spec = BootSpec(bootloader_prompt=r"(?i)board=> ")
+    prompt = bootloader_prompt(host, None)
+    assert isinstance(prompt, re.Pattern)
+    assert anchored_prompt(prompt).search("x\nBOARD=> ") is not None
+    assert anchored_prompt(prompt).search("crc32 ... board=> ") is None

@@ -26,6 +26,7 @@ board whose memory was lost (a power cycle) is loaded again.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, get_args
@@ -48,6 +49,7 @@ __all__ = [
     "DeployResult",
     "Deployment",
     "Via",
+    "bootloader_prompt",
     "deploy",
     "parse_address",
 ]
@@ -56,6 +58,8 @@ log = logging.getLogger("otto.deploy")
 
 Via = Literal["tftp", "ymodem", "xmodem", "shell"]
 VIAS: tuple[str, ...] = get_args(Via)
+
+_LEADING_FLAGS = re.compile(r"\A\(\?[aiLmsux]+\)")
 
 BOOTLOADER_PROMPT = r"(?m)^=> "
 """U-Boot's prompt at the start of a line: ``crc32`` prints ``... ==> `` before it
@@ -74,6 +78,19 @@ class DeployResult(TransferResult):
     sha256: str = ""
     crc32: int = 0
     """The file's CRC-32, which the bootloader's matched."""
+
+
+def bootloader_prompt(host: Host, given: str | None) -> str | re.Pattern[str]:
+    """The prompt to wait for: ``given``, else the lab's ``boot.bootloader_prompt`` held to
+    a line's start, else ``BOOTLOADER_PROMPT``."""
+    if given is not None:
+        return given
+    spec = host.boot_spec
+    if spec is None or not spec.bootloader_prompt:
+        return BOOTLOADER_PROMPT
+    compiled = re.compile(spec.bootloader_prompt)
+    body = _LEADING_FLAGS.sub("", compiled.pattern)  # inline flags must lead the whole
+    return re.compile(rf"^(?:{body})", compiled.flags | re.MULTILINE)
 
 
 def parse_address(address: int | str | None) -> int | None:
@@ -115,7 +132,9 @@ async def deploy(
         records: where deployments are recorded (default: the reservation
             store ``$OTTO_RESERVATIONS`` names, else the default SQLite file;
             the CLI passes the lab's own).
-        prompt: the bootloader's prompt (default ``=> ``).
+        prompt: the bootloader's prompt (default: the lab's
+            ``boot.bootloader_prompt`` at a line's start, else U-Boot's ``=> ``).
+            The host must be at it (``await host.goto("bootloader")``).
         server: for TFTP, ``ADDR[:PORT]`` otto serves on and the board fetches
             from (default: the board's ``serverip``, else this machine's
             address on the route to the board's ``ipaddr``).
@@ -148,7 +167,7 @@ async def deploy(
             return await _deploy_shell(
                 host, image, folder=folder, force=force, store=store, started=started
             )
-        async with host.open_app(None, prompt or BOOTLOADER_PROMPT) as app:
+        async with host.open_app(None, bootloader_prompt(host, prompt)) as app:
             return await _deploy_bootloader(
                 app,
                 host,
