@@ -211,6 +211,9 @@ async def test_the_cli_deploys_skips_and_forces(board: UBootNet, tmp_path: Path)
     assert forced.returncode == 0 and "deployed at 0x40200000" in forced.stdout
     wrong = otto("--via", "carrier-pigeon")
     assert wrong.returncode != 0 and "--via takes" in wrong.stderr
+    path.unlink()
+    gone = otto()
+    assert gone.returncode != 0 and f"{path}: no such image file" in gone.stderr
 
 
 # --- the record, on both backends -------------------------------------------------------
