@@ -5,7 +5,9 @@ file at that address with U-Boot on the host's console and returns a
 ``DeployResult`` (a ``TransferResult``). The transports, one file each:
 
 - ``tftp``: otto serves the file from this machine for the length of the load
-  and U-Boot's ``tftpboot`` fetches it (``otto.hosts.deploy.tftp``);
+  and U-Boot's ``tftpboot`` fetches it (``otto.hosts.deploy.tftp``); otto sets
+  ``serverip`` and ``tftpwindowsize`` (and ``ipaddr`` given ``board_ip``) in
+  U-Boot's environment for it, and does not save the environment;
 - ``ymodem`` / ``xmodem``: over the console itself, U-Boot's ``loady`` /
   ``loadx`` (``otto.hosts.deploy.ymodem``);
 - ``shell``: a host at a shell gets the file with ``put`` into the folder
