@@ -384,13 +384,17 @@ class OttoPlugin:
         watch.feed(data)
 
     def _crash_of(self, run: TestRun) -> Crash | None:
-        """The first crash seen on a console the run used: the console's own stream first,
-        then what its sessions received."""
+        """The first crash seen on a console the run used (a host it picked, or one its
+        sessions talked to): the console's own stream first, then what its sessions
+        received."""
         with self._panics_lock:
             watches = list(self._panics.values()) if self._panics_of is run else []
         for watch in watches:
             crash = watch.crash
-            if crash is not None:
+            used = watch.host in run.hosts or (
+                run.transcript is not None and watch.host in run.transcript.hosts
+            )
+            if crash is not None and used:
                 return crash
         if run.transcript is not None and run.transcript.crashes:
             return run.transcript.crashes[0]
@@ -477,7 +481,10 @@ class OttoPlugin:
         try:
             otto_loop.run(built.goto(state))
         except OttoError as exc:
-            pytest.fail(f"@pytest.mark.state({state!r}): {exc}", pytrace=False)
+            failed = str(exc)
+        else:
+            return
+        pytest.fail(f"@pytest.mark.state({state!r}): {failed}", pytrace=False)
 
     def _run_for(self, request: pytest.FixtureRequest) -> TestRun:
         self._activate()
