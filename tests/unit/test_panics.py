@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 
@@ -10,6 +11,9 @@ import pytest
 from otto import redact
 from otto.testing.evidence import register_secrets
 from otto.testing.panics import AFTER_LINES, BEFORE_LINES, SIGNATURES, PanicWatch, signature_pattern
+from otto.testing.records import read_records
+
+pytest_plugins = ["pytester"]
 
 PATTERN = signature_pattern()
 SECRET = "s3cret-Console-pw"
@@ -129,3 +133,52 @@ def test_the_run_may_give_its_own_patterns() -> None:
     assert crash is not None and crash.pattern == "watchdog reset 3"
     with pytest.raises(re.error):
         signature_pattern(["(unclosed"])
+
+
+def test_otto_test_fails_a_test_whose_console_panics_and_no_other(
+    pytester: pytest.Pytester,
+) -> None:
+    lab = pytester.path / "lab.json"
+    consoles = [
+        {"name": name, "term": "console", "address": "127.0.0.1:9", "console_protocol": "raw"}
+        for name in ("board", "other")
+    ]
+    lab.write_text(json.dumps({"hosts": consoles}))
+    # What each console printed reaches the plugin as it does from a live console: through
+    # the console link's taps (the whole stream, kernel messages included).
+    pytester.makepyfile(
+        r"""
+        PANIC = (
+            b"fine\r\n[    6.6] sysrq: Trigger a crash\r\n"
+            b"[    6.7] Kernel panic - not syncing: sysrq triggered crash\r\n"
+            b"[    6.8] Call Trace:\r\n[    6.9] Rebooting in 1 seconds..\r\nlogin: "
+        )
+
+        def test_uses_both(hosts):
+            hosts["board"].connection.link.stream_data(PANIC)
+
+        def test_uses_no_host(lab):
+            lab.host("other").connection.link.stream_data(PANIC)
+
+        def test_quiet(hosts):
+            hosts["board"].connection.link.stream_data(b"all fine\r\n")
+        """
+    )
+    result = pytester.runpytest_inprocess("--lab", str(lab), "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2, failed=1)
+    out = result.stdout.str()
+    assert "otto: board crashed during the test" in out
+    assert "Kernel panic - not syncing: sysrq triggered crash" in out
+    (run,) = (pytester.path / "otto-runs").iterdir()
+    found = {r.name: r for r in read_records([run / "records.jsonl"])}
+    crash = found["test_uses_both"].crash
+    assert crash is not None and crash.host == "board"
+    assert crash.excerpt.splitlines() == [
+        "fine",
+        "[    6.6] sysrq: Trigger a crash",
+        "[    6.7] Kernel panic - not syncing: sysrq triggered crash",
+        "[    6.8] Call Trace:",
+        "[    6.9] Rebooting in 1 seconds..",
+    ]
+    assert found["test_uses_no_host"].crash is None
+    assert found["test_quiet"].crash is None and found["test_quiet"].outcome == "passed"
