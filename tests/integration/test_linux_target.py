@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -94,6 +95,11 @@ async def test_kernel_messages_amid_a_command_stay_out_of_its_output(
         )
         assert (result.only.status, result.only.output) == (Status.Success, expected)
         assert (await host.run("echo after")).only.output == "after"
+        # The kernel's log printed by a command is the command's output: kept.
+        printed = (await host.run("dmesg | grep -c otto-kmsg; dmesg | grep 'otto-kmsg 7$'")).only
+        count, line = printed.output.split("\n")
+        assert count == str(KMSG_LINES)
+        assert re.fullmatch(r"\[ *\d+\.\d{6}\] otto-kmsg 7", line)
     text = log_path.read_text()
     for i in range(1, KMSG_LINES + 1):
         assert f"] otto-kmsg {i}\n" in text
