@@ -35,6 +35,7 @@ __all__ = ["PoweredBoard", "PoweredLinux", "monitor"]
 _PROMPT = b"(qemu) "
 _ACTIONS = {
     "off": ("stop",),
+    "on": (),
     "cycle": ("system_reset", "cont"),
     "status": ("info status",),
 }
@@ -66,33 +67,44 @@ def monitor(path: str, commands: tuple[str, ...], timeout: float = 10.0) -> str:
     return "\n".join(lines)
 
 
-def _console_taken(path: str, bound: float = 2.0) -> None:
-    """Return once QEMU forwards the console to a client (or after ``bound`` seconds).
+def _console_peer(path: str) -> str:
+    """Who QEMU forwards the console to: ``127.0.0.1:PORT``, or "" for nobody."""
+    for line in monitor(path, ("info chardev",)).splitlines():
+        if line.startswith("console:"):
+            return line.partition(" <-> ")[2].strip()
+    return ""
 
-    QEMU drops what the board prints while no client is connected, and takes a
-    client that reconnected a little after it; a console server forwards from
-    the moment one is connected. Powering on only then makes the fake a console
-    server's equal: what the board prints from power-on reaches the client.
+
+def _power_on(path: str, bound: float = 2.0) -> None:
+    """Start a stopped board from its reset, once QEMU forwards its console to a client
+    that is not the one it had when the board went off (or after ``bound`` seconds).
+
+    What makes the fake a real board with a console server: a key typed into a
+    board that is off is lost (QEMU would keep it in the stopped UART, and stop
+    reading the console socket meanwhile: a reset empties the UART), and what
+    the board prints from power-on reaches the client connected by then (QEMU
+    takes a client that reconnected only once it has seen the old one go).
     """
+    monitor(path, ("system_reset",))  # stopped still: the UART forgets what was typed
+    gone = Path(path + ".off-peer").read_text() if Path(path + ".off-peer").exists() else ""
     deadline = time.monotonic() + bound
-    while "console: filename=disconnected" in monitor(path, ("info chardev",)):
-        if time.monotonic() >= deadline:
-            return  # nobody watches: the board is powered on anyway, as a PDU would
+    while _console_peer(path) in ("", gone) and time.monotonic() < deadline:
         time.sleep(0.02)  # QEMU's own state, read through its monitor: there is no event
+    monitor(path, ("system_reset", "cont"))
 
 
 def _main(argv: list[str]) -> int:
-    if len(argv) != 2 or argv[1] not in (*_ACTIONS, "on"):
+    if len(argv) != 2 or argv[1] not in _ACTIONS:
         sys.stderr.write("usage: qemu_power.py SOCKET on|off|cycle|status\n")
         return 2
     path, action = argv
-    if action in ("on", "cycle"):
-        _console_taken(path)
-    if action == "on":
-        # A PDU's "on" does nothing to a board that is on.
-        if "running" in monitor(path, ("info status",)):
-            return 0
-        action = "cycle"
+    running = "running" in monitor(path, ("info status",))
+    if action == "off":
+        Path(path + ".off-peer").write_text(_console_peer(path))
+    elif action == "on" or (action == "cycle" and not running):
+        if not running:  # a PDU's "on" does nothing to a board that is on
+            _power_on(path)
+        return 0
     output = monitor(path, _ACTIONS[action])
     if output:
         print(output)

@@ -178,3 +178,10 @@ def test_the_lab_field_boot_reports_each_problem(tmp_path: Path) -> None:
 def test_a_countdown_reads_as_it_showed() -> None:
     shown = visible("Hit any key to stop autoboot:  2 \b\b\b 1 \b\b\b 0 \r\n\x1b[1m=> \x1b[0m")
     assert shown == "Hit any key to stop autoboot:  0 \n=> "
+
+
+def test_every_step_has_an_action_and_every_action_a_step() -> None:
+    from otto.hosts.lifecycle.goto import _Lifecycle
+
+    actions = _Lifecycle(LocalHost()).actions
+    assert {(s.name, s.needs) for s in STEPS} == set(actions)

@@ -48,8 +48,9 @@ INTERRUPT_TRIES = 10
 
 _CTRL_C = "\x03"
 _ESC = r"(?:\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-Z\\-_])"
-SHELL_PROMPT = re.compile(rf"(?m)^[^\n]{{0,80}}?[$#>%] ?{_ESC}*\Z")
-"""A shell's prompt: a short last line ending in ``$ # > %`` (and a space)."""
+SHELL_PROMPT = re.compile(rf"(?m)^[^\n]{{0,80}}?[$#>%] {_ESC}*\Z")
+"""A shell's prompt: a short last line ending in ``$ # > %`` and a space (U-Boot's
+``<INTERRUPT>`` is no prompt)."""
 
 
 class StepFailed(Exception):

@@ -23,7 +23,7 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from otto import redact
@@ -122,6 +122,7 @@ class _Lifecycle:
         self.watch = ConsoleWatch(host)
         self.lock = asyncio.Lock()
         self._target = ""
+        self._timeout = 0.0
         self._countdown_seen = False
 
     @property
@@ -135,7 +136,7 @@ class _Lifecycle:
 
     async def goto(self, target: str, timeout: float) -> str:
         async with self.lock:
-            self._target = target
+            self._target, self._timeout = target, timeout
             deadline = time.monotonic() + timeout
             able = capabilities(self.host)
             try:
@@ -201,41 +202,62 @@ class _Lifecycle:
     # --- the steps ------------------------------------------------------------------
 
     async def _take(self, step: Step, deadline: float) -> None:
-        host, spec, patterns = self.host, self.spec, self.patterns
-        if step.name == "power off":
+        action = self.actions.get((step.name, step.needs))
+        if action is None:  # a step of STEPS with no action here: a mistake of otto's
+            raise RuntimeError(f"no action for the step {step.name!r} ({step.needs})")
+        await action(step.name, deadline)
+
+    @property
+    def actions(self) -> dict[tuple[str, str], Callable[[str, float], Awaitable[None]]]:
+        """What each step of ``STEPS`` does, by its name and what it needs."""
+        return {
+            ("power off", "power off"): self._power_off,
+            ("power on", "power on"): self._power_on,
+            ("power cycle", "power cycle"): self._power_cycle,
+            ("interrupt the autoboot", "countdown"): self._interrupt,
+            ("boot command", "bootloader"): self._boot,
+            ("wait for the shell", "console"): self._wait_on_console,
+            ("wait for the shell", "shell"): self._wait_for_shell,
+            ("log in", "console"): self._log_in,
+        }
+
+    async def _power_off(self, name: str, deadline: float) -> None:
+        await self.watch.close()  # the power command closes the console
+        await self._step(name, self._power("off", deadline), deadline)
+
+    async def _power_on(self, name: str, deadline: float) -> None:
+        await self._step(name, self._power_watched("on", deadline), deadline)
+
+    async def _power_cycle(self, name: str, deadline: float) -> None:
+        power = self.host.power_spec
+        if power is not None and power.on and power.off:
+            # Off, then on with the console watched: the countdown cannot pass unseen.
             await self.watch.close()
-            await self._step(step.name, self._power("off", deadline), deadline)
-        elif step.name == "power on":
-            await self._step(step.name, self._power_watched("on", deadline), deadline)
-        elif step.name == "power cycle":
-            power = host.power_spec
-            if power is not None and power.on and power.off:
-                await self.watch.close()
-                await self._step("power cycle (off)", self._power("off", deadline), deadline)
-                await self._step("power cycle (on)", self._power_watched("on", deadline), deadline)
-            else:
-                await self._step(step.name, self._power_watched("cycle", deadline), deadline)
-        elif step.name == "interrupt the autoboot":
-            seen, self._countdown_seen = self._countdown_seen, False
-            await self._step(
-                step.name,
-                catch_countdown(self.watch, spec, patterns, deadline, seen=seen),
-                deadline,
-            )
-        elif step.name == "boot command":
-            await self._step(step.name, boot(self.watch, spec), deadline)
-        elif step.name == "wait for the shell" and step.needs == "console":
-            bound = min(spec.shell_timeout, deadline - time.monotonic())
-            await self._step(step.name, wait_for_system(self.watch, patterns, bound), deadline)
-        elif step.name == "wait for the shell":
-            bound = min(self._shell_timeout(), deadline - time.monotonic())
-            await self._step(step.name, host.wait_until_up(bound), deadline)
-        elif step.name == "log in":
-            await self.watch.close()
-            bound = min(max(2 * host.connect_timeout, 5.0), deadline - time.monotonic())
-            await self._step(step.name, host.wait_until_up(bound), deadline)
-        else:  # a step of STEPS that this file does not know: a mistake of otto's
-            raise RuntimeError(f"no way to take the step {step.name!r}")
+            await self._step(f"{name} (off)", self._power("off", deadline), deadline)
+            await self._step(f"{name} (on)", self._power_watched("on", deadline), deadline)
+        else:
+            await self._step(name, self._power_watched("cycle", deadline), deadline)
+
+    async def _interrupt(self, name: str, deadline: float) -> None:
+        seen, self._countdown_seen = self._countdown_seen, False
+        work = catch_countdown(self.watch, self.spec, self.patterns, deadline, seen=seen)
+        await self._step(name, work, deadline)
+
+    async def _boot(self, name: str, deadline: float) -> None:
+        await self._step(name, boot(self.watch, self.spec), deadline)
+
+    async def _wait_on_console(self, name: str, deadline: float) -> None:
+        bound = min(self.spec.shell_timeout, deadline - time.monotonic())
+        await self._step(name, wait_for_system(self.watch, self.patterns, bound), deadline)
+
+    async def _wait_for_shell(self, name: str, deadline: float) -> None:
+        bound = min(self._shell_timeout(), deadline - time.monotonic())
+        await self._step(name, self.host.wait_until_up(bound), deadline)
+
+    async def _log_in(self, name: str, deadline: float) -> None:
+        await self.watch.close()  # a raw view keeps otto's shell probes off the console
+        bound = min(max(2 * self.host.connect_timeout, 5.0), deadline - time.monotonic())
+        await self._step(name, self.host.wait_until_up(bound), deadline)
 
     def _shell_timeout(self) -> float:
         spec = self.host.boot_spec
@@ -261,12 +283,12 @@ class _Lifecycle:
         left = deadline - time.monotonic()
         if left <= 0:
             work.close()
-            raise self._failed(name, "the goto's time ran out before it")
+            raise self._failed(name, f"the goto's {self._timeout:g}s ran out before it")
         try:
             async with asyncio.timeout(left):
                 return await work
         except TimeoutError:
-            raise self._failed(name, "the goto's time ran out") from None
+            raise self._failed(name, f"the goto's {self._timeout:g}s ran out") from None
         except StepFailed as exc:
             raise self._failed(name, str(exc)) from None
         except (OttoError, ValueError) as exc:
