@@ -3,7 +3,8 @@
 The state now is observed, cheapest look first: a shell otto already has is
 asked to run ``true`` (one round trip: ``goto("shell")`` on a host at its
 shell costs no more); a console is watched, then Ctrl-C is pressed (see
-``otto.hosts.lifecycle.bootloader``); a silent host is off or unknown. Then
+``otto.hosts.lifecycle.bootloader``); a host that shows nothing is in an
+unknown state (its power is not read back), which a power cycle settles. Then
 the cheapest way there (``otto.hosts.lifecycle.states``) is taken, one step
 at a time, each with its own bound; a step that fails raises ``ConnectError``
 naming the step (``step``), what went wrong, and what the console printed last.
@@ -14,7 +15,8 @@ cycle is the ``off`` command, then the watch, then ``on``. (A lab that gives
 only a ``cycle`` command has the console reopened once the command returns.)
 
 After ``goto("bootloader")`` the console stays watched: a second call finds the
-prompt at the end of what it printed and types nothing.
+prompt at the end of what it printed and types nothing. (A board switched off
+meanwhile by someone else prints nothing either: that call would not see it.)
 """
 
 from __future__ import annotations
@@ -169,11 +171,9 @@ class _Lifecycle:
     async def _observe(self, target: str, deadline: float) -> str:
         host = self.host
         if target == "off":
-            return "off" if await self._power_state() == "off" else "unknown"
+            return "unknown"  # the power is not read back: off is its command, always
         if not host.one_stream:
-            if await self._shell_answers(deadline):
-                return "shell"
-            return "off" if await self._power_state() == "off" else "unknown"
+            return "shell" if await self._shell_answers(deadline) else "unknown"
         if _has_shell(self.host) and await self._shell_answers(deadline):
             return "shell"
         kept = await self._step("look at the console", self.watch.open(), deadline)
@@ -181,9 +181,8 @@ class _Lifecycle:
             "look at the console", look(self.watch, self.patterns, kept=kept), deadline
         )
         self._countdown_seen = found == "powered"
-        if found is not None:
-            return found
-        return "off" if await self._power_state() == "off" else "unknown"
+        # A silent console: off, or hung; the power is not read back, so a cycle tells.
+        return found if found is not None else "unknown"
 
     async def _shell_answers(self, deadline: float) -> bool:
         """Whether the host's shell runs ``true`` (its own bound: the connect timeout)."""
@@ -194,10 +193,6 @@ class _Lifecycle:
             log.debug("%s: no shell answered: %s", self.host.name, exc)
             return False
         return result.is_ok
-
-    async def _power_state(self) -> str | None:
-        """``on`` or ``off`` from the host's power status, or None when it has none."""
-        return None
 
     # --- the steps ------------------------------------------------------------------
 
