@@ -21,6 +21,7 @@ import pytest_asyncio
 
 from otto import RemoteHost
 from otto.errors import ConnectError
+from otto.hosts.device import DeviceHost
 from otto.hosts.power import PowerSpec
 from tests.integration.hosts import remote_host
 from tests.lab import Lab
@@ -167,6 +168,13 @@ async def test_a_hung_power_command_is_bounded_by_the_reboots_timeout(power_lab:
         assert (await host.run("echo still up")).only.output == "still up"
     finally:
         await host.close()
+
+
+async def test_a_device_power_cycle_is_bounded_by_the_reboots_timeout() -> None:
+    device = DeviceHost("192.0.2.1", name="pdu-fed", power=PowerSpec(cycle="sleep 600"))
+    with pytest.raises(ConnectError) as info:
+        await asyncio.wait_for(device.reboot(hard=True, wait=False, timeout=1), 60)
+    assert "pdu-fed" in str(info.value) and "`sleep 600`" in str(info.value)
 
 
 async def test_wait_until_up_says_the_wait_it_was_given(power_lab: Lab) -> None:

@@ -10,12 +10,14 @@ shell that is not there.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from otto.errors import ConnectError
 from otto.hosts.base import Host, OnResult
 from otto.hosts.power import PowerSpec
+from otto.hosts.power import power as switch_power
 from otto.result import CommandStatus, TransferResult
 from otto.transfer import PathArg, Progress
 from otto.transports.base import ShellTransport
@@ -111,9 +113,13 @@ class DeviceHost(Host):
         wait: bool = True,
         command: str = "reboot",
     ) -> None:
-        """Power-cycle the device (``hard=True, wait=False``); anything else needs a shell."""
+        """Power-cycle the device (``hard=True, wait=False``); anything else needs a shell.
+
+        ``timeout`` bounds the power command (its own bound is 120 s).
+        """
         if hard and not wait:
-            await self.power("cycle")
+            self._bind()
+            await switch_power(self, "cycle", deadline=time.monotonic() + timeout)
             return
         raise self._no_shell(
             "cannot reboot it through a shell or wait for one "
