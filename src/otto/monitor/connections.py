@@ -16,8 +16,9 @@ dashboard's uvicorn speaks HTTP through ``bounded_protocol(limits)``, which:
 - (with ``AccessGuard``) closes a connection after the 401 answer to a request
   without the token, instead of keeping it alive.
 
-Every bound has a default; ``connection_limit`` keeps the limit below half the
-process's file descriptor limit.
+Every bound has a default; ``connection_limit`` keeps the limit below a quarter
+of the process's file descriptor limit, and ``ACCEPT_BURST`` keeps asyncio from
+accepting more at once than the rest leaves room for.
 """
 
 from __future__ import annotations
@@ -34,8 +35,10 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from otto.monitor.access import GRANTED
 
 __all__ = [
+    "ACCEPT_BURST",
     "HEADER_TIMEOUT",
     "IDLE_TIMEOUT",
+    "LISTEN_BACKLOG",
     "MAX_CONNECTIONS",
     "ConnectionLimits",
     "bounded_protocol",
@@ -52,15 +55,30 @@ MAX_CONNECTIONS = 128
 """Connections the dashboard keeps open at most (see ``connection_limit``)."""
 
 
-def connection_limit(wanted: int = MAX_CONNECTIONS) -> int:
-    """``wanted``, or half the process's soft file descriptor limit if that is lower.
+ACCEPT_BURST = 16
+"""Connections accepted in one turn of the event loop at most (asyncio's accept loop).
 
-    The other half is for the collector: its hosts' connections, the database.
+Each accepted connection is a file descriptor before the limit above can close
+an older one; and asyncio, once ``accept`` fails for want of descriptors, keeps
+retrying in a storm of errors. A small burst, below the room the limit leaves,
+keeps it from getting there. (The kernel's queue of waiting connections stays
+long: see ``LISTEN_BACKLOG``.)
+"""
+LISTEN_BACKLOG = 128
+"""Connections the kernel holds for the dashboard until it accepts them."""
+
+
+def connection_limit(wanted: int = MAX_CONNECTIONS) -> int:
+    """``wanted``, or a quarter of the process's soft file descriptor limit if lower.
+
+    The rest is for the collector (its hosts' connections, the database) and
+    for the connections accepted in a few turns of the loop before the limit
+    closes older ones (``ACCEPT_BURST`` each).
     """
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY or soft <= 0:
         return wanted
-    return max(1, min(wanted, soft // 2))
+    return max(1, min(wanted, soft // 4))
 
 
 @dataclass(frozen=True, slots=True)

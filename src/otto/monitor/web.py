@@ -50,8 +50,10 @@ from otto.errors import StoreError
 from otto.monitor.access import AccessGuard, check_token, link, load_tls, new_token
 from otto.monitor.addresses import reachable_addresses
 from otto.monitor.connections import (
+    ACCEPT_BURST,
     HEADER_TIMEOUT,
     IDLE_TIMEOUT,
+    LISTEN_BACKLOG,
     ConnectionLimits,
     bounded_protocol,
     connection_limit,
@@ -673,7 +675,7 @@ def _url_host(host: str) -> str:
 
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.create_server((host.strip("[]"), port), family=family, backlog=128)
+    sock = socket.create_server((host.strip("[]"), port), family=family, backlog=LISTEN_BACKLOG)
     sock.setblocking(False)
     return sock
 
@@ -804,6 +806,7 @@ class DashboardServer:
             timeout_graceful_shutdown=5,
             access_log=False,  # request lines may hold the access token
             http=bounded_protocol(self.limits),
+            backlog=ACCEPT_BURST,  # asyncio accepts this many per turn (see connections)
             timeout_keep_alive=math.ceil(self.limits.idle_timeout),
             ssl_certfile=self._tls[0] if self._tls else None,
             ssl_keyfile=self._tls[1] if self._tls else None,
@@ -826,6 +829,9 @@ class DashboardServer:
             self._close_socket()
             task.result()
             raise RuntimeError("the dashboard server stopped while starting")
+        # asyncio listened with the accept burst as its backlog: the kernel's queue
+        # is made long again (listen on a listening socket only resizes it).
+        self._socket.listen(LISTEN_BACKLOG)
 
     async def wait(self) -> None:
         """Wait until the server stops."""
