@@ -171,3 +171,44 @@ async def test_a_prompt_already_received_is_used_as_it_is(uboot: UBoot) -> None:
         async with board.open_app(None, PROMPT, name="boot", timeout=20) as app:
             assert app.echoes == 1
             assert await app.cmd("echo hi") == "hi"
+
+
+def test_joining_uboot_with_otto_host_login_types_nothing(uboot: UBoot, tmp_path: Path) -> None:
+    """``otto host NAME login`` on a bootloader sends no key the person did not type."""
+    import json
+    import os
+    import sys
+
+    from tests.integration.test_login import Terminal
+
+    log_path = tmp_path / "console.log"
+    board = board_host(uboot, connect_timeout=3.0)
+
+    async def arm() -> None:
+        async with board:
+            await _type(board, "echo tick")
+
+    asyncio.run(arm())
+    lab_file = tmp_path / "lab.json"
+    lab_file.write_text(
+        json.dumps(
+            {"hosts": [{"name": "board", "term": "console", "console_protocol": "raw",
+                        "address": uboot.address, "console_log": str(log_path)}]}
+        )
+    )  # fmt: skip
+    env = {**os.environ, "TERM": "xterm", "NO_COLOR": "1"}
+    env.pop("OTTO_LAB", None)
+    argv = [sys.executable, "-m", "otto", "--lab", str(lab_file), "host", "board", "login"]
+    term = Terminal(argv, env, 30, 120)
+    try:
+        term.wait_for(rb"console of board .*Ctrl-\] leaves")
+        # What the person types reaches U-Boot, and only that: U-Boot's
+        # answer to it comes after anything an Enter from otto would repeat.
+        term.type(b"echo tock\r")
+        term.wait_for(rb"\ntock\r?\n")
+        term.type(b"\x1d")
+        assert term.wait_exit() == 0
+    finally:
+        term.close()
+    assert _ticks(term.seen.decode(errors="replace")) == 0
+    assert _ticks(log_path.read_text()) == 0

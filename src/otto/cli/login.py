@@ -176,13 +176,17 @@ async def _console(name: str, link: ConsoleLink, fd_in: int, fd_out: int) -> str
         if escape:
             finish("left with Ctrl-]")
 
-    _write_all(fd_out, f"otto: console of {name} ({link.where}); Ctrl-] leaves\r\n".encode())
+    # Nothing is typed on the user's behalf: an empty line would repeat a
+    # bootloader's last command (U-Boot runs `md`, `mmc write` again).
+    _write_all(
+        fd_out,
+        f"otto: console of {name} ({link.where}); Ctrl-] leaves, Enter for a prompt\r\n".encode(),
+    )
     saved = termios.tcgetattr(fd_in)
     remove_tap = link.add_tap(on_output)
     try:
         tty.setraw(fd_in, termios.TCSANOW)
         loop.add_reader(fd_in, on_input)
-        link.write_raw(b"\r")  # a fresh prompt to start from
         return await done
     finally:
         loop.remove_reader(fd_in)
