@@ -79,14 +79,16 @@ def _power_on(path: str, bound: float = 2.0) -> None:
     """Start a stopped board from its reset, once QEMU forwards its console to a client
     that is not the one it had when the board went off (or after ``bound`` seconds).
 
-    What makes the fake a real board with a console server: a key typed into a
-    board that is off is lost (QEMU would keep it in the stopped UART, and stop
-    reading the console socket meanwhile: a reset empties the UART), and what
-    the board prints from power-on reaches the client connected by then (QEMU
-    takes a client that reconnected only once it has seen the old one go).
+    QEMU takes a client that reconnected only once it has seen the old one go;
+    a console server forwards from the moment one is connected. Waiting for the
+    new client makes the fake a console server's equal: what the board prints
+    from power-on reaches the client connected by then.
+
+    Unlike a board that is off, the stopped one keeps a key typed into it in its
+    UART (QEMU 7.2's reset does not empty it) and U-Boot reads it at power-on.
     """
-    monitor(path, ("system_reset",))  # stopped still: the UART forgets what was typed
-    gone = Path(path + ".off-peer").read_text() if Path(path + ".off-peer").exists() else ""
+    peer = Path(path + ".off-peer")
+    gone = peer.read_text() if peer.exists() else ""
     deadline = time.monotonic() + bound
     while _console_peer(path) in ("", gone) and time.monotonic() < deadline:
         time.sleep(0.02)  # QEMU's own state, read through its monitor: there is no event

@@ -126,6 +126,8 @@ class _Lifecycle:
         self._target = ""
         self._timeout = 0.0
         self._countdown_seen = False
+        self._left_off = False
+        """otto switched the board off, and has watched its console since."""
 
     @property
     def spec(self) -> BootSpec:
@@ -162,14 +164,24 @@ class _Lifecycle:
             except BaseException:
                 await self.watch.close()
                 raise
-            if target != "bootloader":
+            if target == "shell" or not self.host.one_stream:
                 await self.watch.close()
+            elif target == "off" and not self._left_off:
+                # Watched from now on: a board that prints nothing is still off, and
+                # the next goto need not type into it to find out.
+                await self._step("watch the console", self.watch.open(), deadline)
+                self._left_off = True
             return target
 
     # --- where the host is now ------------------------------------------------------
 
     async def _observe(self, target: str, deadline: float) -> str:
         host = self.host
+        left_off, self._left_off = self._left_off, False
+        if left_off and self.watch.unbroken and self.watch.heard == 0:
+            log.debug("%s: off since otto switched it off (its console printed nothing)", host.name)
+            self._left_off = target == "off"
+            return "off"
         if target == "off":
             return "unknown"  # the power is not read back: off is its command, always
         if not host.one_stream:
