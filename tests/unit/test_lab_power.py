@@ -49,7 +49,7 @@ def test_power_via_defaults_to_this_machine(tmp_path: Path) -> None:
     [
         ("reboot-it", "must be an object"),
         ({"on": "x", "toggle": "y"}, "unknown key 'toggle'"),
-        ({"on": ""}, "'on' must be a non-empty string"),
+        ({"on": ""}, "'on' must be a command"),
         ({"via": "pdu"}, "needs at least one of"),
         ({"on": "x", "via": "nowhere"}, "no host named 'nowhere'"),
         ({"on": "x", "via": "b"}, "its own power controller"),

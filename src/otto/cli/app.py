@@ -434,18 +434,19 @@ def host_power(
     action: Annotated[
         str,
         typer.Argument(
-            metavar="on|off|cycle",
-            help="Run the host's power command (lab field 'power') on its controller.",
+            metavar="on|off|cycle|status",
+            help="Run the host's power command (lab field 'power') on its controller; "
+            "status prints NAME: on|off.",
             show_default=False,
         ),
     ],
 ) -> None:
-    """Switch the host on or off, or power-cycle it."""
+    """Switch the host on or off, power-cycle it, or read its power state."""
     from otto.cli.powercmds import power_hosts
     from otto.hosts.power import POWER_ACTIONS
 
     if action not in POWER_ACTIONS:
-        fail(f"power takes on, off or cycle, not {action!r}")
+        fail(f"power takes on, off or cycle, or status, not {action!r}")
     names = _names(ctx)
     if _dry_run(ctx):
         from otto.cli.dryrun import plan_power

@@ -3,7 +3,8 @@
 - ``host NAMES run/put/get``: per host, how it would be reached (term,
   ``user@address:port``, the hops, outermost first), the reservation check,
   and each command or transfer;
-- ``host NAMES power/reboot``: the power commands and on which controller;
+- ``host NAMES power/reboot``: the power steps (commands and their controller, SNMP
+  SETs, HTTP requests; a status is not read);
 - ``run INSTRUCTION``: the instruction runs, on ``DryRunHost`` objects that
   print what they would do (see ``otto.hosts.dryrun``), then the hosts it
   used are checked for reservations;

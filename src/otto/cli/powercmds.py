@@ -1,4 +1,8 @@
-"""``otto host NAME power on|off|cycle`` and ``otto host NAME reboot``."""
+"""``otto host NAME power on|off|cycle|status`` and ``otto host NAME reboot``.
+
+``power status`` prints ``NAME: on`` or ``NAME: off`` (exit 0), read back from the
+host's power control; the others print ``NAME: power ACTION done``.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
+from otto import redact
 from otto.cli.interrupt import run_interruptible
 from otto.cli.output import EXIT_ERROR
 from otto.errors import OttoError
@@ -21,16 +26,16 @@ __all__ = ["power_hosts", "reboot_hosts"]
 
 
 async def _each(
-    lab: Lab, names: Sequence[str], what: str, act: Callable[[Host], Awaitable[None]]
+    lab: Lab, names: Sequence[str], what: str, act: Callable[[Host], Awaitable[str | None]]
 ) -> int:
     async def one(name: str) -> int:
         try:
-            await act(lab.host(name))
+            said = await act(lab.host(name))
         except (OttoError, ValueError) as exc:
-            text = str(exc)
+            text = redact.redact(str(exc))
             sys.stderr.write(f"otto: {text if text.startswith(name) else f'{name}: {text}'}\n")
             return EXIT_ERROR
-        sys.stdout.write(f"{name}: {what}\n")
+        sys.stdout.write(f"{name}: {said or what}\n")
         sys.stdout.flush()
         return 0
 
@@ -39,10 +44,12 @@ async def _each(
 
 
 def power_hosts(lab: Lab, names: Sequence[str], action: PowerAction) -> int:
-    """Run each host's power command for ``action``; the exit status (0 or 255)."""
+    """Run each host's power command for ``action`` (``status``: print its state); the
+    exit status (0 or 255)."""
 
-    async def act(host: Host) -> None:
-        await host.power(action)
+    async def act(host: Host) -> str | None:
+        state = await host.power(action)
+        return state if action == "status" else None
 
     return run_interruptible(_each(lab, names, f"power {action} done", act), lab)
 

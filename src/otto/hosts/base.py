@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from otto.hosts.apps import OpeningApp
     from otto.hosts.deploy import DeployRecords, DeployResult, Via
     from otto.hosts.lifecycle import BootSpec
-    from otto.hosts.power import PowerAction, PowerSpec
+    from otto.hosts.power import PowerAction, PowerSpec, PowerState
     from otto.periodic import RepeatRunner
     from otto.transports.snmp import SnmpSettings
 
@@ -565,12 +565,13 @@ class Host(abc.ABC):
 
     # --- power and reboot (see otto.hosts.power) -----------------------------------------
 
-    async def power(self, action: PowerAction) -> None:
-        """Switch the host ``"on"``, ``"off"`` or ``"cycle"`` it, through its ``power_spec``."""
+    async def power(self, action: PowerAction) -> PowerState:
+        """Switch the host ``"on"``, ``"off"`` or ``"cycle"`` it, through its ``power_spec``;
+        or read its state back (``"status"``). Returns ``"on"`` or ``"off"``."""
         from otto.hosts import power
 
         self._bind()
-        await power.power(self, action)
+        return await power.power(self, action)
 
     async def wait_until_up(
         self, timeout: float = 300.0, *, prompt: str | re.Pattern[str] | None = None

@@ -33,7 +33,7 @@ from typing import NoReturn, overload
 from otto.errors import OttoError
 from otto.expect import ExpectMatch
 from otto.hosts.base import DEFAULT_SESSION, Host
-from otto.hosts.power import POWER_ACTIONS, PowerAction, PowerSpec
+from otto.hosts.power import POWER_ACTIONS, PowerAction, PowerSpec, PowerState
 from otto.hosts.privilege import Become
 from otto.result import CommandStatus, RunResult, Status, TransferResult
 from otto.session import Observer, Pattern, Patterns, Session
@@ -254,8 +254,11 @@ class DryRunHost(Host):
 
     # --- power, reboot, waits ---------------------------------------------------------
 
-    async def power(self, action: PowerAction) -> None:
-        """Say which power command would run, and where; ``ValueError`` as a real host."""
+    async def power(self, action: PowerAction) -> PowerState:
+        """Say what power step would run, and where; ``ValueError`` as a real host.
+
+        Nothing is contacted: a ``status`` is not read, and ``"off"`` is returned.
+        """
         if action not in POWER_ACTIONS:
             raise ValueError(
                 f"power action must be one of {', '.join(POWER_ACTIONS)}, not {action!r}"
@@ -263,19 +266,19 @@ class DryRunHost(Host):
         spec = self.power_spec
         if spec is None:
             raise ValueError(f"{self.name}: no power commands (lab field 'power')")
-        commands = {"on": spec.on, "off": spec.off, "cycle": spec.cycle}
-        if action == "cycle" and spec.cycle is None:
-            if spec.off is None or spec.on is None:
+        driver = spec.resolve()
+        if action == "cycle" and not driver.native("cycle"):
+            if not (driver.native("off") and driver.native("on")):
                 raise ValueError(f"{self.name}: power cycle needs 'cycle', or 'off' and 'on'")
-            steps = [spec.off, spec.on]
+            steps: list[PowerAction] = ["off", "on"]
+        elif not driver.native(action):
+            raise ValueError(f"{self.name}: no power {action!r} command (lab field 'power')")
         else:
-            command = commands[action]
-            if command is None:
-                raise ValueError(f"{self.name}: no power {action!r} command (lab field 'power')")
-            steps = [command]
-        where = spec.via.name if spec.via is not None else "this machine"
+            steps = [action]
+        what = "read power status" if action == "status" else f"switch power {action}"
         for step in steps:  # on the controller: the host itself is not contacted
-            self._line(f"would switch power {action}: run on {where}: {step}", contact=False)
+            self._line(f"would {what}: {driver.describe(step)}", contact=False)
+        return "on" if action in ("on", "cycle") else "off"
 
     async def wait_until_up(
         self, timeout: float = 300.0, *, prompt: str | re.Pattern[str] | None = None

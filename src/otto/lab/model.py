@@ -14,7 +14,7 @@ import functools
 import logging
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, cast
@@ -75,7 +75,7 @@ class HostSpec:
     known_hosts: Path | _KnownHostsDefault | None = KNOWN_HOSTS_DEFAULT
     connect_timeout: float | None = None
     become_password: str | None = field(default=None, repr=False)
-    power: tuple[tuple[str, str], ...] | None = None
+    power: tuple[tuple[str, object], ...] | None = None
     """``(key, value)`` pairs: ``on``, ``off``, ``cycle`` commands, the controller ``via``."""
     console_protocol: Literal["telnet", "raw"] | None = None
     baud: int | None = None
@@ -179,6 +179,8 @@ def _validate(name: str, raw: RawHost, problems: list[str]) -> HostSpec | None:
                 bad("snmp", str(exc))
     elif term == "none":
         bad("snmp", "required for term 'none' (a device with no shell is read over SNMP)")
+    if isinstance(values.get("power"), dict):
+        _check_power_value(raw, cast(dict[str, object], values["power"]), bad)
     boot_given = cast("dict[str, object]", values.get("boot") or {})
     for item in ("bootloader_prompt", "autoboot"):
         regex = boot_given.get(item)
@@ -208,7 +210,7 @@ def _validate(name: str, raw: RawHost, problems: list[str]) -> HostSpec | None:
         known_hosts=known_hosts,
         connect_timeout=float(cast(float, timeout)) if timeout is not None else None,
         become_password=cast("str | None", values.get("become_password")),
-        power=tuple(sorted(cast(dict[str, str], power).items())) if power else None,
+        power=tuple(sorted(cast(dict[str, object], power).items())) if power else None,
         console_protocol=cast('Literal["telnet", "raw"] | None', values.get("console_protocol")),
         baud=cast("int | None", values.get("baud")),
         console_log=path("console_log"),
@@ -216,6 +218,23 @@ def _validate(name: str, raw: RawHost, problems: list[str]) -> HostSpec | None:
         boot=tuple(sorted(boot.items())) if boot else None,
         files=tuple(dict.fromkeys(raw.files)),
     )
+
+
+def _check_power_value(
+    raw: RawHost, given: dict[str, object], bad: Callable[[str, str], None]
+) -> None:
+    """The driver-specific problems of a ``power`` value; its environment values are
+    registered as secrets (a command may hold a password: ``pdu --pw ${PW} on``)."""
+    from otto import redact
+    from otto.hosts.power.config import driver_from
+
+    redact.register(*(os.environ.get(n) for n in raw.variables.get("power", [])))
+    if value_problems("power", given):
+        return  # already reported
+    try:
+        driver_from(given)
+    except ValueError as exc:
+        bad("power", str(exc))
 
 
 def _no_host(raw: RawHost, fld: str, value: str) -> str:
@@ -235,7 +254,7 @@ def _check_power(
     specs: Mapping[str, HostSpec], raws: Mapping[str, RawHost], problems: list[str]
 ) -> None:
     for spec in specs.values():
-        via = dict(spec.power or ()).get("via")
+        via = cast("str | None", dict(spec.power or ()).get("via"))
         if via is None or (via == DEFAULT_HOST_NAME and via not in raws):
             continue
         where = where_of(raws[spec.name].fields["power"][1], spec.name, "power")
@@ -457,7 +476,11 @@ class Lab:
             spec = specs.get(todo.pop())
             if spec is not None and spec.name not in reached:
                 reached[spec.name] = spec
-                todo.extend(h for h in (spec.hop, dict(spec.power or ()).get("via")) if h)
+                todo.extend(
+                    h
+                    for h in (spec.hop, cast("str | None", dict(spec.power or ()).get("via")))
+                    if h
+                )
         _check_hops(reached, raws, problems)
         _check_power(reached, raws, problems)
         if problems:
@@ -532,16 +555,24 @@ class Lab:
         if spec.power is None:
             return None
         from otto.hosts.power import PowerSpec
+        from otto.hosts.power.config import driver_from
 
         given = dict(spec.power)
-        via_name = given.get("via")
+        driver = driver_from(given)
+        if driver is not None:
+            return PowerSpec(driver=driver)
+        commands = cast(dict[str, str], given)
+        via_name = commands.get("via")
         via = None
         if via_name is not None and (via_name != DEFAULT_HOST_NAME or via_name in self._specs):
             via = self.host(via_name)
         return PowerSpec(
-            on=given.get("on"),
-            off=given.get("off"),
-            cycle=given.get("cycle"),
+            on=commands.get("on"),
+            off=commands.get("off"),
+            cycle=commands.get("cycle"),
+            status=commands.get("status"),
+            on_pattern=commands.get("on_pattern"),
+            off_pattern=commands.get("off_pattern"),
             via=via,
         )
 

@@ -59,7 +59,31 @@ def _string(error: str = "must be a non-empty string") -> Node:
     return {"type": "string", "minLength": 1, "_error": error}
 
 
-_POWER_ITEMS = ("on", "off", "cycle", "via")
+_POWER_REQUEST_KEYS = (
+    "method",
+    "url",
+    "body",
+    "headers",
+    "expect",
+    "verify",
+    "on_pattern",
+    "off_pattern",
+)
+_POWER_REQUEST: Node = {
+    "type": "object",
+    "properties": {
+        "method": _string(),
+        "url": _string(),
+        "body": {"type": "string"},
+        "headers": {"type": "object"},
+        "expect": {"type": ["integer", "array"]},
+        "verify": {"type": "boolean"},
+        "on_pattern": _string(),
+        "off_pattern": _string(),
+    },
+    "additionalProperties": False,
+    "required": ["url"],
+}
 
 FIELDS: dict[str, FieldRule] = {
     "name": FieldRule(
@@ -139,15 +163,71 @@ FIELDS: dict[str, FieldRule] = {
         secret=True,
     ),
     "power": FieldRule(
-        "Power commands: 'on', 'off', 'cycle', run on the host named by 'via'.",
+        "Power control: commands 'on', 'off', 'cycle', 'status' (with 'on_pattern' / "
+        "'off_pattern' regexes for its output) run on the host named by 'via'; or "
+        "'driver': 'snmp' ('address', 'outlet', 'community' or 'v3', 'oids': 'apc' or "
+        "'raritan', 'port', 'timeout', 'retries'); or 'driver': 'http' ('on', 'off', "
+        "'cycle', 'status' as requests: 'method', 'url', 'body', 'headers', 'expect', "
+        "'verify', and for 'status' 'on_pattern' / 'off_pattern').",
         {
             "type": "object",
-            "properties": {k: _string() for k in _POWER_ITEMS},
+            "properties": {
+                **{
+                    k: {
+                        "anyOf": [_string(), _POWER_REQUEST],
+                        "_error": "must be a command, or (driver 'http') a request object "
+                        "of " + ", ".join(repr(k) for k in _POWER_REQUEST_KEYS),
+                    }
+                    for k in ("on", "off", "cycle", "status")
+                },
+                "via": _string(),
+                "on_pattern": _string("must be a regex"),
+                "off_pattern": _string("must be a regex"),
+                "driver": {
+                    "enum": ["command", "snmp", "http"],
+                    "_error": "must be 'command', 'snmp' or 'http'",
+                },
+                "address": _string(),
+                "outlet": {"type": "integer", "minimum": 1, "_error": "must be an outlet number"},
+                "oids": {"enum": ["apc", "raritan"], "_error": "must be 'apc' or 'raritan'"},
+                "community": _string(),
+                "v3": {
+                    "type": "object",
+                    "properties": {
+                        "user": _string(),
+                        "auth_key": _string(),
+                        "priv_key": _string(),
+                        "auth_protocol": {
+                            "enum": list(SNMP_AUTH_PROTOCOLS),
+                            "_error": "must be one of " + ", ".join(SNMP_AUTH_PROTOCOLS),
+                        },
+                        "priv_protocol": {
+                            "enum": list(SNMP_PRIV_PROTOCOLS),
+                            "_error": "must be one of " + ", ".join(SNMP_PRIV_PROTOCOLS),
+                        },
+                    },
+                    "additionalProperties": False,
+                    "_error": "must be an object of 'user', 'auth_key', 'priv_key', ...",
+                },
+                "port": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": 65535,
+                    "_error": "must be a port number 1-65535",
+                },
+                "timeout": {
+                    "type": "number",
+                    "exclusiveMinimum": 0,
+                    "_error": "must be a positive number of seconds",
+                },
+                "retries": {"type": "integer", "minimum": 0, "_error": "must be 0 or more"},
+            },
             "additionalProperties": False,
-            "anyOf": [{"required": [k]} for k in ("on", "off", "cycle")],
-            "_error": "must be an object of 'on', 'off', 'cycle', 'via'",
-            "_anyOf": "needs at least one of 'on', 'off', 'cycle'",
+            "anyOf": [{"required": [k]} for k in ("on", "off", "cycle", "status", "driver")],
+            "_error": "must be an object of 'on', 'off', 'cycle', 'status', 'via', or a 'driver'",
+            "_anyOf": "needs at least one of 'on', 'off', 'cycle', 'status', or a 'driver'",
         },
+        secret=True,
     ),
     "console_protocol": FieldRule(
         "The console server's protocol.",

@@ -111,7 +111,7 @@ def lab_secrets(lab: Lab, environ: Mapping[str, str] | None = None) -> list[str]
             keys = (snmp.community, snmp.auth_key, snmp.priv_key)
             found += [s for s in keys if isinstance(s, str) and s]
         for _, command in spec.power or ():
-            found += [value for value in from_env if value in command]
+            found += [value for value in from_env if value in str(command)]
     return found
 
 

@@ -1,10 +1,4 @@
-"""Power and reboot: switch a host off and on through a controller, wait for it.
-
-A host's ``power_spec`` holds shell commands for ``on``, ``off`` and
-``cycle``, run on a controller host (``via``; this machine when absent): a
-PDU's command-line tool, ``ipmitool``, a relay board's script.
-
-What "up" and "down" mean here:
+"""Reboot and the waits for up and down: what "up" and "down" mean here.
 
 - up: a shell answers. A fresh short-lived session starts and runs ``true``.
 - down: the shell otto watched is gone. ``wait_until_down`` and ``reboot``
@@ -24,143 +18,26 @@ import contextlib
 import logging
 import re
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from otto.errors import ConnectError, ExpectTimeout, OttoError, tail
-from otto.framing import clean_output
+from otto.hosts.power.switch import forget_shells, power
 from otto.loop import cancel_and_wait
 from otto.result import Status
-from otto.transports.local import exec_local
 
 if TYPE_CHECKING:
     from otto.hosts.base import Host
     from otto.result import CommandStatus
     from otto.session import Session
 
-__all__ = [
-    "POWER_ACTIONS",
-    "PowerAction",
-    "PowerSpec",
-    "power",
-    "reboot",
-    "wait_until_down",
-    "wait_until_up",
-]
+__all__ = ["reboot", "wait_until_down", "wait_until_up"]
 
 log = logging.getLogger("otto.power")
 
-PowerAction = Literal["on", "off", "cycle"]
-POWER_ACTIONS: tuple[PowerAction, ...] = ("on", "off", "cycle")
-
-POWER_COMMAND_TIMEOUT = 120.0
-"""Seconds a power command may run on its controller."""
 _POLL = 0.5
 """Seconds between two looks at a host that is not yet up (or down)."""
 _MIN_TRY = 0.25
 """Seconds a last look needs to be worth taking (a shorter one could not see a host up)."""
-
-
-@dataclass(frozen=True)
-class PowerSpec:
-    """Shell commands that switch a host, run on the controller ``via``.
-
-    ``cycle`` falls back to ``off`` then ``on`` when it is not given; ``via``
-    None is this machine.
-    """
-
-    on: str | None = None
-    off: str | None = None
-    cycle: str | None = None
-    via: Host | None = None
-
-    def __repr__(self) -> str:
-        given = [f"{k}={v!r}" for k, v in (("on", self.on), ("off", self.off)) if v]
-        if self.cycle:
-            given.append(f"cycle={self.cycle!r}")
-        given.append(f"via={self.via.name if self.via is not None else 'local'!r}")
-        return f"PowerSpec({', '.join(given)})"
-
-
-async def _run_power(
-    host: Host, spec: PowerSpec, action: str, command: str, deadline: float | None
-) -> None:
-    """Run one power command, bounded by ``POWER_COMMAND_TIMEOUT`` and by ``deadline``
-    (a ``time.monotonic()`` value: the caller's own timeout) when given."""
-    via = spec.via
-    via_name = via.name if via is not None else "local"
-    limit = POWER_COMMAND_TIMEOUT
-    if deadline is not None:
-        limit = max(0.0, min(limit, deadline - time.monotonic()))
-    if via is None:
-        raw, retcode, timed_out = await exec_local(command, timeout=limit)
-        output = clean_output(raw)
-    else:
-        try:
-            status = await via.oneshot(command, timeout=limit)
-        except OttoError as exc:
-            raise ConnectError(
-                host.name, f"power {action}: controller {via_name} cannot be reached: {exc}"
-            ) from exc
-        if status.status is Status.Error and status.retcode is None and not status.timed_out:
-            raise ConnectError(
-                host.name,
-                f"power {action}: controller {via_name} cannot be reached: {status.error}",
-            )
-        output, retcode, timed_out = status.output, status.retcode, status.timed_out
-    if timed_out or retcode != 0:
-        why = f"exited with status {retcode}"
-        if timed_out and limit < POWER_COMMAND_TIMEOUT:
-            why = f"did not finish within {limit:g}s (what was left of the call's timeout)"
-        elif timed_out:
-            why = f"timed out after {limit:g}s"
-        raise ConnectError(
-            host.name,
-            f"power {action}: `{command}` on {via_name} {why}; output: {tail(output)!r}",
-        )
-    log.info("%s: power %s done (via %s)", host.name, action, via_name)
-
-
-async def power(host: Host, action: PowerAction, *, deadline: float | None = None) -> None:
-    """Run the host's power command for ``action`` on its controller.
-
-    ``deadline`` (a ``time.monotonic()`` value) bounds the commands besides
-    their own ``POWER_COMMAND_TIMEOUT``: a reboot's timeout.
-
-    Raises:
-        ValueError: ``action`` is not on, off or cycle, or the host has no
-            command for it.
-        ConnectError: the controller cannot be reached, or the command failed
-            (its output is in the message).
-    """
-    if action not in POWER_ACTIONS:
-        raise ValueError(f"power action must be one of {', '.join(POWER_ACTIONS)}, not {action!r}")
-    spec = host.power_spec
-    if spec is None:
-        raise ValueError(f"{host.name}: no power commands (lab field 'power')")
-    if action == "cycle" and spec.cycle is None:
-        if spec.off is None or spec.on is None:
-            raise ValueError(f"{host.name}: power cycle needs 'cycle', or 'off' and 'on'")
-        await _run_power(host, spec, "off", spec.off, deadline)
-        await forget_shells(host, "the host was powered off")
-        await _run_power(host, spec, "on", spec.on, deadline)
-        return
-    command = {"on": spec.on, "off": spec.off, "cycle": spec.cycle}[action]
-    if command is None:
-        raise ValueError(f"{host.name}: no power {action!r} command (lab field 'power')")
-    await _run_power(host, spec, action, command, deadline)
-    if action != "on":
-        await forget_shells(host, f"the host was powered {'off' if action == 'off' else 'cycled'}")
-
-
-async def forget_shells(host: Host, reason: str) -> None:
-    """Tell every session of ``host`` its shell is gone, and close its connections.
-
-    Each session starts a fresh shell on next use, with a warning that its state is lost.
-    """
-    for session in host.sessions.values():
-        session.reset(reason)
-    await host.disconnect()
 
 
 class _Watch:
