@@ -163,6 +163,16 @@ class ConsoleLab:
         await self._serve([console], config=self.dir / f"ser2net-{name}.yaml")
         return console
 
+    async def unplug(self, console: Console) -> None:
+        """End ``console``'s socat and shell: its device disappears (a USB adapter unplugged)."""
+        assert console.proc is not None
+        pids = [console.proc.pid, *descendants(console.proc.pid)]
+        signal_all(pids, signal.SIGKILL)
+        await console.proc.wait()
+        left = await wait_gone(pids, 5.0)
+        if left:
+            raise RuntimeError(f"console lab: processes {left} survived SIGKILL")
+
     async def _start_device(self, console: Console) -> None:
         program = str(self.dir / "getty.sh") if console.login else "busybox sh"
         console.proc = await asyncio.create_subprocess_exec(

@@ -5,6 +5,11 @@ The host's sessions, its ``oneshot`` calls and its transfers all run in the
 console's one shell (see ``otto.transports.console``), serialized by one lock:
 a ``cd`` in one session is seen by the others, and a long command in one makes
 the others wait.
+
+A serial line is named by a path (a ``/dev/serial/by-id`` link is followed at
+every open) or by USB attributes; a device that disappears (a USB adapter
+re-enumerated by a board's reset) is reopened at the next verb, and the gap is
+noted in ``console_log`` (see ``otto.transports.serial_identity``).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from otto.transports.console import (
     StreamSink,
     TcpConsoleStream,
 )
+from otto.transports.serial_identity import SerialLine, UsbIdentity
 
 if TYPE_CHECKING:
     from otto.hosts.remote import RemoteHost
@@ -55,8 +61,11 @@ class ConsoleConnection(Connection):
 
     def __init__(self, host: RemoteHost) -> None:
         super().__init__(host)
+        self.serial_line: SerialLine | None = None
         if host.term == "serial":
-            where = host.address
+            usb = UsbIdentity.from_mapping(host.usb) if host.usb else None
+            self.serial_line = SerialLine(host.name, host.address, usb)
+            where = self.serial_line.where
         else:
             address, port = split_console_address(host.address, host.port)
             if not port:
@@ -92,10 +101,19 @@ class ConsoleConnection(Connection):
 
     async def _open_stream(self, sink: StreamSink) -> ConsoleStream:
         host = self.host
-        if host.term == "serial":
+        if self.serial_line is not None:
             from otto.transports.serial import SerialStream  # pyserial only where used
 
-            return await SerialStream.open(sink, host.address, host.baud)
+            async def opener(watch: StreamSink, device: str) -> ConsoleStream:
+                return await SerialStream.open(watch, device, host.baud)
+
+            # A link (by-id, by-path) or the usb attributes are resolved at every open.
+            return await self.serial_line.open(
+                sink,
+                opener,
+                connect_timeout=host.connect_timeout,
+                console_log=None if host.console_log is None else str(host.console_log),
+            )
         address, port = split_console_address(host.address, host.port)
         return await TcpConsoleStream.open(
             sink,
@@ -130,6 +148,8 @@ class ConsoleConnection(Connection):
 
     async def close(self) -> None:
         await self.link.close()
+        if self.serial_line is not None:
+            self.serial_line.forget()
 
     def abandon(self) -> None:
         self.link.abandon()

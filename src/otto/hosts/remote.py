@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -98,6 +98,9 @@ class RemoteHost(Host):
         console_protocol: for ``term="console"``: ``"telnet"`` (ser2net, most
             terminal servers) or ``"raw"`` (plain TCP, QEMU ``-serial tcp:``).
         baud: for ``term="serial"``: the line's speed.
+        usb: for ``term="serial"``: find the device by its USB attributes
+            (``serial``, ``vendor``, ``product`` hex, ``port``) at every open,
+            instead of ``address`` (see ``otto.transports.serial_identity``).
         console_log: for consoles: a file every byte the console prints is
             appended to, a timestamp per line, while the host is open.
         become_password: answers sudo's or su's password prompt in sessions
@@ -128,6 +131,7 @@ class RemoteHost(Host):
         console_log: PathArg | None = None,
         become_password: str | None = None,
         power: PowerSpec | None = None,
+        usb: Mapping[str, str] | None = None,
     ) -> None:
         kind = connection_kind(term)
         if hop is not None and hop.term != "ssh":
@@ -157,6 +161,7 @@ class RemoteHost(Host):
         self.console_protocol = console_protocol
         self.baud = baud
         self.console_log = console_log
+        self.usb = dict(usb) if usb else None
         self.connection: Connection = kind(self)
 
     def __repr__(self) -> str:
