@@ -7,15 +7,23 @@ devices (none of which may be on USB), and a small double for USB adapters.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import jsonschema  # a dev dependency (as in test_lab_sources)
 import pytest
+from typer.testing import CliRunner
 
+from otto import RemoteHost
+from otto.cli.app import app
 from otto.errors import ConnectError, ConnectionLost
+from otto.hosts.console import ConsoleConnection
+from otto.lab import Lab
+from otto.lab.schema import lab_schema
 from otto.transports.console import ConsoleStream, StreamSink
 from otto.transports.serial_identity import (
     SerialLine,
@@ -279,3 +287,53 @@ async def test_a_first_open_of_a_missing_path_is_the_opener_error(tmp_path: Path
     with pytest.raises(FileNotFoundError):
         await line.open(_Sink(), adapters.open, connect_timeout=30.0)
     assert not line.waiting
+
+
+# --- the lab field ----------------------------------------------------------------------------
+
+
+def test_a_lab_serial_host_by_usb_attributes(tmp_path: Path) -> None:
+    path = tmp_path / "lab.json"
+    usb = {"vendor": "0x403", "product": "6001", "serial": "A1B2", "port": "1-1.2"}
+    lab_file = {"hosts": [{"name": "board", "term": "serial", "usb": usb, "baud": 9600}]}
+    path.write_text(json.dumps(lab_file))
+    jsonschema.validate(lab_file, lab_schema())
+    lab = Lab.load(path)
+    (spec,) = lab.specs
+    assert spec.usb == (
+        ("serial", "A1B2"),
+        ("vendor", "0403"),
+        ("product", "6001"),
+        ("port", "1-1.2"),
+    )
+    assert spec.destination == "usb serial=A1B2 vendor=0403 product=6001 port=1-1.2"
+    host = lab.host("board")
+    assert isinstance(host, RemoteHost) and host.name == "board"
+    assert host.usb == {"serial": "A1B2", "vendor": "0403", "product": "6001", "port": "1-1.2"}
+    connection = host.connection
+    assert isinstance(connection, ConsoleConnection) and connection.serial_line is not None
+    assert connection.serial_line.usb == UsbIdentity("A1B2", "0403", "6001", "1-1.2")
+    result = CliRunner().invoke(app, ["lab", "check", str(path)])
+    assert (result.exit_code, result.output) == (0, f"ok: 1 host in {path}\n")
+
+
+def test_lab_check_reports_each_problem_of_a_usb_field(tmp_path: Path) -> None:
+    path = tmp_path / "lab.json"
+    hosts = [
+        {"name": "a", "term": "serial", "usb": {"vendor": "FTDI", "serail": "A1"}},
+        {"name": "b", "term": "serial", "address": "/dev/ttyUSB0", "usb": {"serial": "A1"}},
+        {"name": "c", "term": "serial", "usb": {}},
+        {"name": "d", "term": "ssh", "address": "h", "user": "u", "usb": {"serial": "A1"}},
+        {"name": "e", "term": "serial", "usb": "A1"},
+    ]
+    path.write_text(json.dumps({"hosts": hosts}))
+    result = CliRunner().invoke(app, ["lab", "check", str(path)])
+    assert result.exit_code == 2
+    out = result.output
+    assert f"{path}: host 'a': field 'usb': 'vendor' must be a USB id in hex, such as '0403'" in out
+    assert f"{path}: host 'a': field 'usb': unknown key 'serail'; did you mean 'serial'?" in out
+    assert f"{path}: host 'b': field 'usb': give 'address' (the device) or 'usb'" in out
+    assert f"{path}: host 'c': field 'usb': needs at least one of 'serial'" in out
+    assert f"{path}: host 'd': field 'usb': not used by term 'ssh' (only for term 'serial')" in out
+    assert f"{path}: host 'e': field 'usb': must be an object such as" in out
+    assert "address" not in out.replace("give 'address'", "")

@@ -84,6 +84,9 @@ class HostSpec:
     """How to read the host over SNMP (its secrets stay out of the repr)."""
     boot: tuple[tuple[str, str | float], ...] | None = None
     """``(key, value)`` pairs of the lab field ``boot`` (see ``otto.hosts.lifecycle``)."""
+    usb: tuple[tuple[str, str], ...] | None = None
+    """``(key, value)`` pairs of the lab field ``usb``: a serial line found by its USB
+    attributes (see ``otto.transports.serial_identity``)."""
     files: tuple[str, ...] = ()
     """The lab files that define this host, in merge order."""
 
@@ -92,7 +95,10 @@ class HostSpec:
         """``user@address:port`` (or ``local``), for listings."""
         if self.term == "local":
             return "local"
-        dest = f"{self.user}@{self.address}" if self.user else str(self.address)
+        address = self.address
+        if address is None and self.usb is not None:
+            address = _usb_text(self.usb)
+        dest = f"{self.user}@{address}" if self.user else str(address)
         return f"{dest}:{self.port}" if self.port is not None else dest
 
 
@@ -147,7 +153,11 @@ def _validate(name: str, raw: RawHost, problems: list[str]) -> HostSpec | None:
         return None
     for fld, rule in FIELDS.items():
         if term in rule.required_for and fld not in values:
+            if fld == "address" and "usb" in values:
+                continue  # a serial line found by its USB attributes
             bad(fld, f"required for term {term!r}")
+    if "usb" in values and "address" in values:
+        bad("usb", "give 'address' (the device) or 'usb' (its USB attributes), not both")
     if len(problems) > found:
         return None
 
@@ -216,8 +226,24 @@ def _validate(name: str, raw: RawHost, problems: list[str]) -> HostSpec | None:
         console_log=path("console_log"),
         snmp=snmp,
         boot=tuple(sorted(boot.items())) if boot else None,
+        usb=_usb_pairs(values.get("usb")),
         files=tuple(dict.fromkeys(raw.files)),
     )
+
+
+def _usb_text(usb: tuple[tuple[str, str], ...]) -> str:
+    """``usb serial=A1 vendor=0403``: a serial line's USB attributes, for listings."""
+    return " ".join(["usb", *(f"{k}={v}" for k, v in usb)])
+
+
+def _usb_pairs(given: object) -> tuple[tuple[str, str], ...] | None:
+    """The lab field ``usb`` (checked), its ids as four hex digits, in the fields' order."""
+    if not isinstance(given, dict):
+        return None
+    from otto.transports.serial_identity import USB_KEYS, UsbIdentity
+
+    usb = UsbIdentity.from_mapping(given)
+    return tuple((k, getattr(usb, k)) for k in USB_KEYS if getattr(usb, k) is not None)
 
 
 def _check_power_value(
@@ -593,10 +619,13 @@ class Lab:
 
         hop = self.host(spec.hop) if spec.hop is not None else None
         assert hop is None or isinstance(hop, RemoteHost), "hops are SSH hosts"
-        assert spec.address is not None
+        address = spec.address
+        if address is None and spec.usb is not None:
+            address = _usb_text(spec.usb)  # the host's name is spec.name
+        assert address is not None
         make = functools.partial(
             RemoteHost,
-            spec.address,
+            address,
             user=spec.user,
             password=spec.password,
             key=str(spec.key) if spec.key is not None else None,
@@ -615,6 +644,8 @@ class Lab:
             make = functools.partial(make, baud=spec.baud)
         if spec.console_log is not None:
             make = functools.partial(make, console_log=str(spec.console_log))
+        if spec.usb is not None:
+            make = functools.partial(make, usb=dict(spec.usb))
         # Only a lab that mentions known_hosts overrides the host's own default.
         if isinstance(spec.known_hosts, Path):
             return make(known_hosts=str(spec.known_hosts))

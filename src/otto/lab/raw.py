@@ -29,6 +29,7 @@ HOST_FIELDS = (
     "console_log",
     "snmp",
     "boot",
+    "usb",
 )
 NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 """What a host name may be: letters, digits, ``_ . -``."""

@@ -59,6 +59,12 @@ def _string(error: str = "must be a non-empty string") -> Node:
     return {"type": "string", "minLength": 1, "_error": error}
 
 
+_USB_ID: Node = {
+    "type": "string",
+    "pattern": r"^(?:0[xX])?[0-9a-fA-F]{1,4}$",
+    "_error": "must be a USB id in hex, such as '0403'",
+}
+
 _POWER_REQUEST_KEYS = (
     "method",
     "url",
@@ -307,6 +313,26 @@ FIELDS: dict[str, FieldRule] = {
             '"Hit any key"}',
         },
         terms=_REMOTE,
+    ),
+    "usb": FieldRule(
+        "Find the serial line by its USB adapter instead of 'address', at every open: "
+        "'serial', 'vendor' and 'product' (hex ids, such as '0403'), 'port' (where it is "
+        "plugged: '1-1.2', or udev's ID_PATH); those given must all match one device.",
+        {
+            "type": "object",
+            "properties": {
+                "serial": _string(),
+                "vendor": _USB_ID,
+                "product": _USB_ID,
+                "port": _string(),
+            },
+            "additionalProperties": False,
+            "anyOf": [{"required": [k]} for k in ("serial", "vendor", "product", "port")],
+            "_error": 'must be an object such as {"vendor": "0403", "product": "6001", '
+            '"serial": "A1B2C3"}',
+            "_anyOf": "needs at least one of 'serial', 'vendor', 'product', 'port'",
+        },
+        terms=("serial",),
     ),
 }
 
