@@ -337,3 +337,18 @@ def test_lab_check_reports_each_problem_of_a_usb_field(tmp_path: Path) -> None:
     assert f"{path}: host 'd': field 'usb': not used by term 'ssh' (only for term 'serial')" in out
     assert f"{path}: host 'e': field 'usb': must be an object such as" in out
     assert "address" not in out.replace("give 'address'", "")
+
+
+async def test_a_host_whose_usb_adapter_is_not_plugged_is_a_clear_connect_error() -> None:
+    pytest.importorskip("pyudev")
+    host = RemoteHost(
+        "", term="serial", name="board", usb={"serial": "otto-no-such-adapter", "vendor": "f00d"}
+    )
+    with pytest.raises(ConnectError) as info:
+        await host.run("true")
+    await host.close()
+    message = str(info.value)
+    assert message.startswith(
+        "board: no USB serial device matches usb serial=otto-no-such-adapter vendor=f00d; "
+        "USB serial devices found: "
+    ), message

@@ -22,6 +22,7 @@ notes the gap in ``console_log``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import os
 import re
@@ -48,7 +49,8 @@ __all__ = [
 
 USB_KEYS = ("serial", "vendor", "product", "port")
 _HEX = re.compile(r"^(?:0[xX])?[0-9a-fA-F]{1,4}$")
-_POLL = 0.05  # how often a device that disappeared is looked for
+_POLL = 0.05  # how often a device path that disappeared is looked for
+_POLL_USB = 0.2  # udev's ttys are listed less often (a scan of sysfs, in the loop)
 
 
 def _hex(value: str) -> str:
@@ -359,11 +361,13 @@ class SerialLine:
                 + (f" as {device}" if self.usb is not None else "")
                 + "]\n"
             )
-            fd = os.open(console_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            try:
-                os.write(fd, note.encode())
-            finally:
-                os.close(fd)
+            # A console_log that cannot be written is the link's to report, as it opens it.
+            with contextlib.suppress(OSError):
+                fd = os.open(console_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                try:
+                    os.write(fd, note.encode())
+                finally:
+                    os.close(fd)
         return stream
 
     async def _reopen(
@@ -387,7 +391,13 @@ class SerialLine:
                 why = exc.reason
             except OSError as exc:
                 # EACCES: udev has not yet given the new node its group.
-                if exc.errno not in (errno.ENOENT, errno.ENXIO, errno.EIO, errno.ENODEV, errno.EACCES):
+                if exc.errno not in (
+                    errno.ENOENT,
+                    errno.ENXIO,
+                    errno.EIO,
+                    errno.ENODEV,
+                    errno.EACCES,
+                ):
                     raise
                 why = f"it is not there ({exc.strerror or exc})"
             if loop.time() >= deadline:
@@ -396,4 +406,4 @@ class SerialLine:
                     f"the serial device {self.where} disappeared at {_stamp(gone_at)} and did "
                     f"not come back within {connect_timeout:g}s: {why}",
                 )
-            await asyncio.sleep(_POLL)
+            await asyncio.sleep(_POLL if self.usb is None else _POLL_USB)
