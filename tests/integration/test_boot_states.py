@@ -45,8 +45,14 @@ async def board(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Power
         yield running
 
 
-def board_host(board: PoweredBoard, log: Path, **boot: object) -> RemoteHost:
+def board_host(
+    board: PoweredBoard, log: Path, *, status: bool = False, **boot: object
+) -> RemoteHost:
+    """A console host on the board; its power read back with ``status`` only."""
     power = board.power_fields()
+    if not status:
+        for key in ("status", "on_pattern", "off_pattern"):
+            del power[key]
     host = RemoteHost(
         board.address,
         term="console",
@@ -54,7 +60,7 @@ def board_host(board: PoweredBoard, log: Path, **boot: object) -> RemoteHost:
         name="board",
         connect_timeout=5.0,
         console_log=str(log),
-        power=PowerSpec(on=power["on"], off=power["off"], cycle=power["cycle"]),
+        power=PowerSpec(**power),  # type: ignore[arg-type]
     )
     fields = {"bootloader_prompt": PROMPT, "autoboot": COUNTDOWN, **boot}
     host.boot_spec = BootSpec.from_lab(fields)
@@ -94,6 +100,33 @@ async def test_every_power_on_is_caught_at_the_countdown(
         assert FIRST_TICK.search(one), one
         assert "<INTERRUPT>" not in one  # no second key reached the prompt
         assert PROMPT in one
+
+
+async def test_a_board_whose_power_reads_off_is_typed_nothing_into(
+    board: PoweredBoard, tmp_path: Path
+) -> None:
+    log = tmp_path / "console.log"
+    async with board_host(board, log) as first:
+        await first.goto("off")
+    # Another host object (another process): it has not watched the console.
+    host = board_host(board, log, status=True)
+    sent: list[bytes] = []
+    host.add_tap(lambda where, way, data: sent.append(data) if way == "sent" else None)
+    async with host:
+        assert await host.goto("bootloader") == "bootloader"
+        assert sent == [b"\x03"]  # none into the board while off; one at its countdown
+    last = boots(log)[-1]
+    assert FIRST_TICK.search(last), last
+    assert "<INTERRUPT>" not in last
+    # Off already, as its power reads: the off command (failing here) is not run.
+    power = {**board.power_fields(), "off": "echo relay stuck; exit 1"}
+    async with board_host(board, log, status=True) as host:
+        await host.goto("bootloader")
+        host.power_spec = PowerSpec(**power)  # type: ignore[arg-type]
+        with pytest.raises(ConnectError, match="relay stuck"):
+            await host.goto("off")  # on: the command runs
+        monitor(board.monitor_path, ("stop",))  # someone else switches it off
+        assert await host.goto("off") == "off"
 
 
 async def test_a_countdown_already_running_is_stopped(board: PoweredBoard, tmp_path: Path) -> None:

@@ -132,8 +132,10 @@ class PoweredBoard:
         return shlex.join([sys.executable, __file__, self.monitor_path, action])
 
     def power_fields(self) -> dict[str, str]:
-        """The board's lab field ``power``: on, off and cycle commands."""
-        return {a: self.command(a) for a in ("on", "off", "cycle")}
+        """The board's lab field ``power``: on, off, cycle and status commands, and what
+        status prints when on and off."""
+        fields = {a: self.command(a) for a in ("on", "off", "cycle", "status")}
+        return {**fields, "on_pattern": "running", "off_pattern": "paused"}
 
     async def __aenter__(self) -> PoweredBoard:
         try:

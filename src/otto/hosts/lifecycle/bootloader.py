@@ -35,6 +35,7 @@ __all__ = [
     "boot",
     "catch_countdown",
     "look",
+    "press",
     "wait_for_system",
 ]
 
@@ -88,13 +89,12 @@ class ConsolePatterns:
 
 
 async def look(watch: ConsoleWatch, patterns: ConsolePatterns, *, kept: bool) -> str | None:
-    """Where the board is, from what its console shows; None when it shows nothing.
+    """Where the board is, from what its console shows by itself; None when it shows
+    nothing known (then ``press`` asks it).
 
     ``kept``: the watch saw the stream without a break since the last step, so a
-    prompt at the end of what it saw is where the board still is (nothing is
-    typed). Otherwise the console is watched for one tick; if it shows no known
-    text, Ctrl-C is pressed and it is watched for one more tick. Output that
-    matches nothing is a system on its way up (``loading``).
+    prompt at the end of what it saw is where the board still is. Otherwise the
+    console is watched for one tick (a countdown prints each tick). Nothing is typed.
     """
     states = patterns.states()
     if kept:
@@ -102,13 +102,20 @@ async def look(watch: ConsoleWatch, patterns: ConsolePatterns, *, kept: bool) ->
             if state != "powered" and watch.shows(pattern):
                 log.debug("%s: the console still shows the %s prompt", watch.host.name, state)
                 return state
-    heard = watch.heard
     found = await watch.wait([pattern for _, pattern in states], TICK)
-    if found is None:
-        # A prompt prints nothing until a key is pressed; Ctrl-C is harmless at each.
-        states = [(state, pattern) for state, pattern in states if state != "powered"]
-        await watch.send(_CTRL_C)
-        found = await watch.wait([pattern for _, pattern in states], TICK)
+    return None if found is None else states[found.index][0]
+
+
+async def press(watch: ConsoleWatch, patterns: ConsolePatterns) -> str | None:
+    """Press Ctrl-C and watch one tick: the prompt it shows (``bootloader``, ``login``),
+    ``loading`` when output that matches nothing came, None when it stayed silent.
+
+    A prompt prints nothing until a key is pressed; Ctrl-C is harmless at each.
+    """
+    states = [(state, pattern) for state, pattern in patterns.states() if state != "powered"]
+    heard = watch.heard
+    await watch.send(_CTRL_C)
+    found = await watch.wait([pattern for _, pattern in states], TICK)
     if found is not None:
         return states[found.index][0]
     return "loading" if watch.heard > heard else None

@@ -36,6 +36,7 @@ from otto.hosts.lifecycle.bootloader import (
     boot,
     catch_countdown,
     look,
+    press,
     wait_for_system,
 )
 from otto.hosts.lifecycle.spec import DEFAULT_SHELL_TIMEOUT, BootSpec
@@ -64,12 +65,9 @@ def capabilities(host: Host) -> set[str]:
     able: set[str] = set()
     power = host.power_spec
     if power is not None:
-        if power.on:
-            able.add("power on")
-        if power.off:
-            able.add("power off")
-        if power.cycle or (power.on and power.off):
-            able.add("power cycle")
+        for action in ("on", "off", "cycle"):
+            if power.can(action):
+                able.add(f"power {action}")
     if host.one_stream:
         able.add("console")
         spec = host.boot_spec
@@ -91,9 +89,11 @@ async def goto(host: Host, state: str, *, timeout: float = GOTO_TIMEOUT) -> str:
             failed (``step`` names it; the message holds what the console printed last).
     """
     controller = _controllers.get(host)
+    asked = False
     if state == "shell" and (controller is None or not controller.watch.unbroken):
         # At its shell already, most likely: one round trip says so.
         if _has_shell(host):
+            asked = True
             bound = max(0.05, min(host.connect_timeout, timeout))
             try:
                 if (await host.run("true", timeout=bound)).is_ok:
@@ -104,7 +104,7 @@ async def goto(host: Host, state: str, *, timeout: float = GOTO_TIMEOUT) -> str:
         raise ValueError(f"goto takes one of {', '.join(STATES)}, not {state!r}")
     if controller is None:
         controller = _controllers[host] = _Lifecycle(host)
-    return await controller.goto(state, timeout)
+    return await controller.goto(state, timeout, asked=asked)
 
 
 def _has_shell(host: Host) -> bool:
@@ -138,7 +138,9 @@ class _Lifecycle:
         login = getattr(self.host, "login_prompt", LOGIN_PROMPT)
         return ConsolePatterns.of(self.host.boot_spec, login if isinstance(login, str) else "")
 
-    async def goto(self, target: str, timeout: float) -> str:
+    async def goto(self, target: str, timeout: float, *, asked: bool = False) -> str:
+        """Observe the host (its shell ``asked`` already: it did not answer), then take the
+        cheapest way to ``target``."""
         async with self.lock:
             self._target, self._timeout = target, timeout
             deadline = time.monotonic() + timeout
@@ -148,7 +150,7 @@ class _Lifecycle:
                     raise ConnectError(
                         self.host.name, f"goto bootloader: it needs {NEEDS['bootloader']}"
                     )
-                found = await self._observe(target, deadline)
+                found = await self._observe(target, deadline, asked=asked)
                 steps = way(found, target, able)
                 if steps is None:
                     raise self._no_way(found, target, able)
@@ -175,26 +177,49 @@ class _Lifecycle:
 
     # --- where the host is now ------------------------------------------------------
 
-    async def _observe(self, target: str, deadline: float) -> str:
+    async def _observe(self, target: str, deadline: float, *, asked: bool) -> str:
         host = self.host
         left_off, self._left_off = self._left_off, False
         if left_off and self.watch.unbroken and self.watch.heard == 0:
             log.debug("%s: off since otto switched it off (its console printed nothing)", host.name)
             self._left_off = target == "off"
             return "off"
-        if target == "off":
-            return "unknown"  # the power is not read back: off is its command, always
-        if not host.one_stream:
-            return "shell" if await self._shell_answers(deadline) else "unknown"
-        if _has_shell(self.host) and await self._shell_answers(deadline):
+        if target == "off" or not host.one_stream:
+            if target != "off" and not asked and await self._shell_answers(deadline):
+                return "shell"
+            # Off, or on and not at a shell: the power's state, when it is read back.
+            return await self._power_state(deadline) or "unknown"
+        if not asked and _has_shell(self.host) and await self._shell_answers(deadline):
             return "shell"
         kept = await self._step("look at the console", self.watch.open(), deadline)
         found = await self._step(
             "look at the console", look(self.watch, self.patterns, kept=kept), deadline
         )
         self._countdown_seen = found == "powered"
-        # A silent console: off, or hung; the power is not read back, so a cycle tells.
-        return found if found is not None else "unknown"
+        if found is not None:
+            if kept and await self._power_state(deadline) == "off":
+                return "off"  # switched off by someone else: a silent console looks the same
+            return found
+        # Silent: an off board is not typed into, when its power says so.
+        if await self._power_state(deadline) == "off":
+            return "off"
+        found = await self._step("look at the console", press(self.watch, self.patterns), deadline)
+        # Still silent: off, or hung, with no power state to say which; a cycle settles it.
+        return found or "unknown"
+
+    async def _power_state(self, deadline: float) -> str | None:
+        """``"off"`` when the host's power reads back off, ``"unknown"`` when on (not at a
+        shell: hung, or on its way), None when its power has no status."""
+        power = self.host.power_spec
+        if power is None or not power.can("status"):
+            return None
+        from otto.hosts import power as switch
+
+        state = await self._step(
+            "read the power state", switch.power(self.host, "status", deadline=deadline), deadline
+        )
+        log.debug("%s: its power reads %s", self.host.name, state)
+        return "off" if state == "off" else "unknown"
 
     async def _shell_answers(self, deadline: float) -> bool:
         """Whether the host's shell runs ``true`` (its own bound: the connect timeout)."""
@@ -237,7 +262,7 @@ class _Lifecycle:
 
     async def _power_cycle(self, name: str, deadline: float) -> None:
         power = self.host.power_spec
-        if power is not None and power.on and power.off:
+        if power is not None and power.can("on") and power.can("off"):
             # Off, then on with the console watched: the countdown cannot pass unseen.
             await self.watch.close()
             await self._step(f"{name} (off)", self._power("off", deadline), deadline)
