@@ -185,3 +185,14 @@ def test_every_step_has_an_action_and_every_action_a_step() -> None:
 
     actions = _Lifecycle(LocalHost()).actions
     assert {(s.name, s.needs) for s in STEPS} == set(actions)
+
+
+async def test_goto_off_on_a_host_whose_power_reads_off_runs_no_command() -> None:
+    host = LocalHost(power=PowerSpec(off="echo relay stuck; exit 3", status="echo off"))
+    async with host:
+        assert await host.goto("off") == "off"
+    # It reads on: the off command runs (and fails here, named).
+    host = LocalHost(power=PowerSpec(off="echo relay stuck; exit 3", status="echo on"))
+    async with host:
+        with pytest.raises(ConnectError, match="relay stuck"):
+            await host.goto("off")
