@@ -196,3 +196,24 @@ async def test_goto_off_on_a_host_whose_power_reads_off_runs_no_command() -> Non
     async with host:
         with pytest.raises(ConnectError, match="relay stuck"):
             await host.goto("off")
+
+
+class _Node:
+    """What mark_state reads of a test item."""
+
+    nodeid = "test_x.py::test_x"
+
+    def __init__(self, mark: pytest.Mark | None) -> None:
+        self.mark = mark
+
+    def get_closest_marker(self, name: str) -> pytest.Mark | None:
+        return self.mark if name == "state" else None
+
+
+def test_the_state_mark_takes_a_state() -> None:
+    from otto.testing.marks import mark_state
+
+    assert mark_state(_Node(pytest.mark.state("bootloader").mark)) == "bootloader"  # type: ignore[arg-type]
+    assert mark_state(_Node(None)) is None  # type: ignore[arg-type]
+    with pytest.raises(pytest.UsageError, match="not 'sideways'"):
+        mark_state(_Node(pytest.mark.state("sideways").mark))  # type: ignore[arg-type]
