@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -74,3 +75,83 @@ def test_become_password_from_a_variable_is_never_echoed(
     bad = lab_file(tmp_path, {"name": "b", "term": "local", "become_password": 42})
     with pytest.raises(LabError, match="'become_password': must be a string"):
         Lab.load(bad)
+
+
+def test_power_status_and_patterns_reach_the_spec(tmp_path: Path) -> None:
+    power = {"status": "ipmitool power status", "on_pattern": "is on$", "off_pattern": "is off$"}
+    path = lab_file(tmp_path, {"name": "b", "term": "local", "power": power})
+    spec = Lab.load(path).host("b").power_spec
+    assert spec is not None and spec.status == "ipmitool power status"
+    assert (spec.on_pattern, spec.off_pattern) == ("is on$", "is off$")
+    assert spec.can("status") and not spec.can("on") and not spec.can("cycle")
+
+
+def test_snmp_and_http_drivers_from_the_lab(tmp_path: Path) -> None:
+    from otto.hosts.power.http import HttpPower
+    from otto.hosts.power.snmp import SnmpOutlet
+
+    snmp = {
+        "driver": "snmp",
+        "address": "10.0.0.9",
+        "outlet": 3,
+        "oids": "raritan",
+        "v3": {"user": "pdu", "auth_key": "auth-key-77", "priv_key": "priv-key-77"},
+    }
+    http = {
+        "driver": "http",
+        "on": {"url": "https://relay/on", "body": "1", "expect": [200, 204]},
+        "off": {"url": "https://relay/off", "method": "PUT"},
+        "status": {"url": "https://relay/state", "on_pattern": "ON"},
+    }
+    path = lab_file(
+        tmp_path,
+        {"name": "a", "term": "local", "power": snmp},
+        {"name": "b", "term": "local", "power": http},
+    )
+    lab = Lab.load(path)
+    outlet = lab.host("a").power_spec
+    assert outlet is not None and isinstance(outlet.driver, SnmpOutlet)
+    assert outlet.driver.outlet == 3 and outlet.driver.oids == "raritan"
+    assert outlet.driver.settings.security == "v3 user 'pdu' authPriv"
+    assert "auth-key-77" not in repr(outlet) and outlet.can("cycle")
+    relay = lab.host("b").power_spec
+    assert relay is not None and isinstance(relay.driver, HttpPower)
+    assert relay.driver.requests["on"].method == "POST"
+    assert relay.driver.requests["on"].expect == (200, 204)
+    assert relay.driver.requests["off"].method == "PUT"
+    assert relay.driver.requests["status"].method == "GET"
+    assert relay.can("cycle") and relay.driver.requests["on"].verify
+
+
+@pytest.mark.parametrize(
+    ("power", "message"),
+    [
+        ({"driver": "pdu9000"}, "'driver' must be 'command', 'snmp' or 'http'"),
+        ({"driver": "snmp", "address": "p", "community": "c"}, "needs 'address' and 'outlet'"),
+        ({"driver": "snmp", "address": "p", "outlet": 1}, "needs one of 'community'"),
+        ({"driver": "snmp", "address": "p", "outlet": 0, "community": "c"}, "outlet number"),
+        ({"driver": "snmp", "address": "p", "outlet": 1, "community": "c", "on": "x"}, "'on'"),
+        ({"driver": "snmp", "address": "p", "outlet": 1, "v3": {"usr": "u"}}, "unknown key 'usr'"),
+        ({"driver": "http", "on": "curl -X POST x"}, "request object"),
+        ({"driver": "http", "on": {"url": "ftp://x"}}, "http(s):// URL"),
+        ({"driver": "http", "on": {"url": "http://x", "verb": "PUT"}}, "unknown key 'verb'"),
+        ({"driver": "http", "on": {"url": "http://x", "on_pattern": "x"}}, "for 'status' only"),
+        ({"driver": "http", "via": "pdu"}, "'via' not used by driver 'http'"),
+        ({"on": {"url": "http://x"}}, 'needs "driver": "http"'),
+        ({"status": "x", "on_pattern": "(unclosed"}, "not a valid regex"),
+        ({"on": "x", "outlet": 2}, "'outlet' not used by the command form"),
+    ],
+)
+def test_bad_power_drivers_are_named(tmp_path: Path, power: object, message: str) -> None:
+    path = lab_file(tmp_path, {"name": "b", "term": "local", "power": power})
+    with pytest.raises(LabError, match=re.escape(message)) as info:
+        Lab.load(path)
+    assert "host 'b'" in str(info.value) and "'power'" in str(info.value)
+
+
+def test_a_community_in_a_bad_power_value_is_never_shown(tmp_path: Path) -> None:
+    power = {"driver": "snmp", "address": "p", "outlet": "one", "community": "sekrit-comm"}
+    path = lab_file(tmp_path, {"name": "b", "term": "local", "power": power})
+    with pytest.raises(LabError, match="outlet number") as info:
+        Lab.load(path)
+    assert "sekrit-comm" not in str(info.value)

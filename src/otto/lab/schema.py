@@ -88,8 +88,8 @@ _POWER_REQUEST: Node = {
         "off_pattern": _string(),
     },
     "additionalProperties": False,
-    "required": ["url"],
 }
+"""A request of the HTTP power driver (its 'url' is checked by the driver)."""
 
 FIELDS: dict[str, FieldRule] = {
     "name": FieldRule(
@@ -180,7 +180,9 @@ FIELDS: dict[str, FieldRule] = {
             "properties": {
                 **{
                     k: {
-                        "anyOf": [_string(), _POWER_REQUEST],
+                        **_POWER_REQUEST,
+                        "type": ["string", "object"],
+                        "minLength": 1,
                         "_error": "must be a command, or (driver 'http') a request object "
                         "of " + ", ".join(repr(k) for k in _POWER_REQUEST_KEYS),
                     }
