@@ -3,8 +3,9 @@
 The state now is observed, cheapest look first: a shell otto already has is
 asked to run ``true`` (one round trip: ``goto("shell")`` on a host at its
 shell costs no more); a console is watched, then Ctrl-C is pressed (see
-``otto.hosts.lifecycle.bootloader``); a host that shows nothing is in an
-unknown state (its power is not read back), which a power cycle settles. Then
+``otto.hosts.lifecycle.bootloader``), but a board whose power reads back off
+(a power ``status``) is typed nothing into; a host that shows nothing and has
+no status is in an unknown state, which a power cycle settles. Then
 the cheapest way there (``otto.hosts.lifecycle.states``) is taken, one step
 at a time, each with its own bound; a step that fails raises ``ConnectError``
 naming the step (``step``), what went wrong, and what the console printed last.
@@ -15,8 +16,10 @@ cycle is the ``off`` command, then the watch, then ``on``. (A lab that gives
 only a ``cycle`` command has the console reopened once the command returns.)
 
 After ``goto("bootloader")`` the console stays watched: a second call finds the
-prompt at the end of what it printed and types nothing. (A board switched off
-meanwhile by someone else prints nothing either: that call would not see it.)
+prompt at the end of what it printed and types nothing (a board switched off
+meanwhile by someone else prints nothing either: its power status tells, where
+it has one). A board otto switched off stays watched too: while it prints
+nothing, it is off.
 """
 
 from __future__ import annotations
