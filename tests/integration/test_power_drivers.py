@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import ssl
 import subprocess
 import sys
 import threading
@@ -259,6 +260,30 @@ async def test_http_server_gone_is_a_connect_error(relay: Relay) -> None:
     relay.server = ThreadingHTTPServer(("127.0.0.1", 0), relay.server.RequestHandlerClass)
     relay.thread = threading.Thread(target=relay.server.serve_forever, daemon=True)
     relay.thread.start()
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_https_certificates_are_verified_unless_told_not_to(
+    relay: Relay, tmp_path: Path
+) -> None:
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    openssl = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+    openssl += ["-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)]
+    made = await asyncio.to_thread(subprocess.run, openssl, capture_output=True, check=False)
+    if made.returncode != 0:
+        pytest.skip(f"openssl cannot make a certificate: {made.stderr!r}")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    relay.server.socket = context.wrap_socket(relay.server.socket, server_side=True)
+    url = relay.url.replace("http://", "https://") + "/outlet"
+    checked = LocalHost(
+        name="board",
+        power=PowerSpec(driver=HttpPower({"status": HttpRequest(url, method="GET")})),
+    )
+    with pytest.raises(ConnectError, match=r"CERTIFICATE_VERIFY_FAILED|certificate verify"):
+        await checked.power("status")
+    trusting = HttpPower({"status": HttpRequest(url, method="GET", verify=False)})
+    assert await LocalHost(name="board", power=PowerSpec(driver=trusting)).power("status") == "on"
 
 
 # --- the command form ------------------------------------------------------------------
