@@ -96,6 +96,23 @@ async def test_snmp_wrong_community_names_the_agent_and_never_shows_it(pdu: PduA
 
 
 @pytest.mark.asyncio(loop_scope="session")
+async def test_snmp_cycle_is_sent_once_even_with_retries(pdu: PduAgent) -> None:
+    # A SET sent again after a lost answer cycles the outlet again: a cycle is never retried.
+    host = outlet_host(pdu, 1, timeout=0.3, retries=3)
+    pdu.freeze()  # requests queue up unanswered
+    try:
+        with pytest.raises(ConnectError, match="no answer"):
+            await host.power("cycle")
+    finally:
+        pdu.thaw()
+    # The agent answers in order: once the status is read, every queued SET was served.
+    assert await host.power("status") == "on"
+    assert pdu.log() == ["1 cycle"]
+    await host.power("off")  # an idempotent SET may be sent again
+    assert pdu.log()[-1] == "1 off"
+
+
+@pytest.mark.asyncio(loop_scope="session")
 async def test_snmp_power_from_the_lab_through_the_cli(pdu: PduAgent, tmp_path: Path) -> None:
     lab = tmp_path / "lab.json"
     power = {

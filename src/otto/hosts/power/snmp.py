@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
 from otto import redact
@@ -115,18 +115,22 @@ class SnmpOutlet(PowerDriver):
         control = self.table.control.format(n=n)
         return f"{self.where}: SET {control} = {value} ({self.oids} outlet {n})"
 
-    def _probe(self, host: Host) -> SnmpProbe:
+    def _probe(self, host: Host, action: PowerAction) -> SnmpProbe:
         from otto.monitor.snmp import SnmpProbe
         from otto.periodic import SystemClock
 
-        return SnmpProbe(host.name, self.settings, clock=SystemClock())
+        settings = self.settings
+        if action == "cycle":
+            # A SET sent again after a lost answer would cycle the outlet twice.
+            settings = replace(settings, retries=0)
+        return SnmpProbe(host.name, settings, clock=SystemClock())
 
     async def _ask(self, host: Host, action: PowerAction, limit: float) -> object:
         """SET (a switch) or GET (the status) the outlet's object; the value answered."""
         from otto.monitor.snmp import _convert, _SnmpFailure
 
         doing = self.describe(action).removeprefix(f"{self.where}: ")
-        probe = self._probe(host)
+        probe = self._probe(host, action)
         try:
             async with asyncio.timeout(limit):
                 probe._acquire()
