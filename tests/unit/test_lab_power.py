@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -133,7 +135,7 @@ def test_snmp_and_http_drivers_from_the_lab(tmp_path: Path) -> None:
         ({"driver": "snmp", "address": "p", "outlet": 1, "community": "c", "on": "x"}, "'on'"),
         ({"driver": "snmp", "address": "p", "outlet": 1, "v3": {"usr": "u"}}, "unknown key 'usr'"),
         ({"driver": "http", "on": "curl -X POST x"}, "request object"),
-        ({"driver": "http", "on": {"url": "ftp://x"}}, "http(s):// URL"),
+        ({"driver": "http", "on": {"url": "ftp://x"}}, "http(s):// 'url'"),
         ({"driver": "http", "on": {"url": "http://x", "verb": "PUT"}}, "unknown key 'verb'"),
         ({"driver": "http", "on": {"url": "http://x", "on_pattern": "x"}}, "for 'status' only"),
         ({"driver": "http", "via": "pdu"}, "'via' not used by driver 'http'"),
@@ -155,3 +157,23 @@ def test_a_community_in_a_bad_power_value_is_never_shown(tmp_path: Path) -> None
     with pytest.raises(LabError, match="outlet number") as info:
         Lab.load(path)
     assert "sekrit-comm" not in str(info.value)
+
+
+def test_reading_a_lab_with_power_drivers_imports_no_host_code(tmp_path: Path) -> None:
+    # Reading a lab (otto --help, --list-hosts) must not pay for the hosts and transports.
+    snmp = {"driver": "snmp", "address": "p", "outlet": 1, "community": "c0mm"}
+    http = {"driver": "http", "status": {"url": "http://relay/state"}}
+    path = lab_file(
+        tmp_path,
+        {"name": "a", "term": "local", "power": snmp},
+        {"name": "b", "term": "local", "power": http},
+        {"name": "c", "term": "local", "power": {"on": "x", "status": "y"}},
+    )
+    code = (
+        "import sys\n"
+        "from otto.lab import Lab\n"
+        f"Lab.load({str(path)!r})\n"
+        "print(sorted(m for m in sys.modules if m.startswith('otto.hosts')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout == "[]\n"

@@ -252,13 +252,13 @@ def _check_power_value(
     """The driver-specific problems of a ``power`` value; its environment values are
     registered as secrets (a command may hold a password: ``pdu --pw ${PW} on``)."""
     from otto import redact
-    from otto.hosts.power.config import driver_from
+    from otto.lab.power import check_power
 
     redact.register(*(os.environ.get(n) for n in raw.variables.get("power", [])))
     if value_problems("power", given):
         return  # already reported
     try:
-        driver_from(given)
+        check_power(given)
     except ValueError as exc:
         bad("power", str(exc))
 
@@ -581,7 +581,7 @@ class Lab:
         if spec.power is None:
             return None
         from otto.hosts.power import PowerSpec
-        from otto.hosts.power.config import driver_from
+        from otto.lab.power import driver_from
 
         given = dict(spec.power)
         driver = driver_from(given)

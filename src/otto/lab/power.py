@@ -1,4 +1,5 @@
-"""The lab field ``power`` turned into a driver, with every problem named.
+"""The lab field ``power``: checked with every problem named (nothing imported from
+``otto.hosts``: reading a lab stays cheap), and turned into a driver for the host.
 
 Forms (see the lab schema): commands ``{"on": CMD, "off": CMD, "cycle": CMD,
 "status": CMD, "on_pattern": RE, "off_pattern": RE, "via": HOST}``;
@@ -13,11 +14,23 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from otto.hosts.power.base import PowerAction, PowerDriver
+from otto.transports.snmp import SnmpSettings
 
-__all__ = ["COMMAND_KEYS", "DRIVERS", "HTTP_REQUEST_KEYS", "SNMP_KEYS", "driver_from"]
+if TYPE_CHECKING:
+    from otto.hosts.power import PowerAction, PowerDriver
+
+__all__ = [
+    "COMMAND_KEYS",
+    "DRIVERS",
+    "HTTP_REQUEST_KEYS",
+    "SNMP_KEYS",
+    "check_power",
+    "driver_from",
+]
+
+OIDS = ("apc", "raritan")
 
 DRIVERS = ("command", "snmp", "http")
 COMMAND_KEYS = ("on", "off", "cycle", "status", "on_pattern", "off_pattern", "via")
@@ -54,12 +67,8 @@ def _only(given: Mapping[str, object], allowed: tuple[str, ...], what: str) -> N
         )
 
 
-def driver_from(given: Mapping[str, object]) -> PowerDriver | None:
-    """The driver of a lab ``power`` value; None for the command form (``PowerSpec``'s own).
-
-    Raises:
-        ValueError: a key the form does not use, a missing or bad value.
-    """
+def check_power(given: Mapping[str, object]) -> None:
+    """Raise ``ValueError`` naming what is wrong with a lab ``power`` value."""
     driver = given.get("driver", "command")
     if driver not in DRIVERS:
         raise ValueError(f"'driver' must be one of {', '.join(DRIVERS)}, not {driver!r}")
@@ -75,21 +84,49 @@ def driver_from(given: Mapping[str, object]) -> PowerDriver | None:
             raise ValueError("needs at least one of 'on', 'off', 'cycle', 'status'")
         for key in ("on_pattern", "off_pattern"):
             _regex(repr(key), given.get(key))
-        return None
+    elif driver == "snmp":
+        _snmp(given)
+    else:
+        _http(given)
+
+
+def driver_from(given: Mapping[str, object]) -> PowerDriver | None:
+    """The driver of a lab ``power`` value; None for the command form (``PowerSpec``'s own).
+
+    Raises:
+        ValueError: as ``check_power``.
+    """
+    check_power(given)
+    driver = given.get("driver", "command")
     if driver == "snmp":
-        return _snmp(given)
-    return _http(given)
+        from otto.hosts.power.snmp import SnmpOutlet
+
+        return SnmpOutlet(*_snmp(given))
+    if driver == "http":
+        from otto.hosts.power.http import HttpPower, HttpRequest
+
+        return HttpPower(
+            {
+                cast("PowerAction", action): HttpRequest(**kwargs)
+                for action, kwargs in _http(given).items()
+            }
+        )
+    return None
 
 
-def _snmp(given: Mapping[str, object]) -> PowerDriver:
-    from otto.hosts.power.snmp import SnmpOutlet
-    from otto.transports.snmp import SnmpSettings
-
+def _snmp(given: Mapping[str, object]) -> tuple[SnmpSettings, int, str]:
+    """The agent's settings, the outlet and the OID set of an SNMP ``power`` value."""
     _only(given, SNMP_KEYS, "driver 'snmp'")
     if "outlet" not in given or "address" not in given:
         raise ValueError("driver 'snmp' needs 'address' and 'outlet'")
     if ("community" in given) == ("v3" in given):
         raise ValueError("driver 'snmp' needs one of 'community' (v2c) or 'v3' (a user and keys)")
+    outlet = given["outlet"]
+    if isinstance(outlet, bool) or not isinstance(outlet, int) or outlet < 1:
+        raise ValueError(f"'outlet' must be an outlet number from 1, not {outlet!r}")
+    oids = given.get("oids", "apc")
+    if oids not in OIDS:
+        raise ValueError(f"'oids' must be one of {', '.join(OIDS)}, not {oids!r}")
     settings: dict[str, Any] = {"address": given["address"]}
     for key in ("port", "timeout", "retries", "community"):
         if key in given:
@@ -104,14 +141,13 @@ def _snmp(given: Mapping[str, object]) -> PowerDriver:
         made = SnmpSettings(**settings)
     except TypeError as exc:
         raise ValueError(str(exc)) from exc
-    return SnmpOutlet(made, cast(int, given["outlet"]), cast(str, given.get("oids", "apc")))
+    return made, outlet, oids
 
 
-def _http(given: Mapping[str, object]) -> PowerDriver:
-    from otto.hosts.power.http import HttpPower, HttpRequest
-
+def _http(given: Mapping[str, object]) -> dict[str, dict[str, Any]]:
+    """Each action's ``HttpRequest`` arguments of an HTTP ``power`` value."""
     _only(given, HTTP_KEYS, "driver 'http'")
-    requests: dict[PowerAction, HttpRequest] = {}
+    requests: dict[str, dict[str, Any]] = {}
     for action in HTTP_KEYS:
         template = given.get(action)
         if template is None:
@@ -119,27 +155,31 @@ def _http(given: Mapping[str, object]) -> PowerDriver:
         if not isinstance(template, dict):
             raise ValueError(f"{action!r}: must be a request object with 'url', 'method', ...")
         _only(template, HTTP_REQUEST_KEYS, f"{action!r}")
-        if "url" not in template:
-            raise ValueError(f"{action!r}: needs 'url'")
+        url = template.get("url")
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise ValueError(f"{action!r}: needs an http(s):// 'url'")
         for key in ("on_pattern", "off_pattern"):
             if key in template and action != "status":
                 raise ValueError(f"{action!r}: {key!r} is for 'status' only")
             _regex(f"{action!r}: {key!r}", template.get(key))
-        expect = template.get("expect", ())
-        codes = tuple(cast(list[int], expect)) if isinstance(expect, list) else (expect,)
+        expect = template.get("expect", [])
+        codes = tuple(expect) if isinstance(expect, list) else (expect,)
+        for code in codes:
+            if isinstance(code, bool) or not isinstance(code, int) or not 100 <= code <= 599:
+                raise ValueError(f"{action!r}: 'expect' must be HTTP status codes, not {code!r}")
         headers = template.get("headers", {})
         if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
             raise ValueError(f"{action!r}: 'headers' must be an object of strings")
-        requests[cast(PowerAction, action)] = HttpRequest(
-            url=cast(str, template["url"]),
-            method=cast(str, template.get("method", "GET" if action == "status" else "POST")),
-            body=cast("str | None", template.get("body")),
-            headers=cast(dict[str, str], headers),
-            expect=cast(tuple[int, ...], codes if expect != () else ()),
-            verify=bool(template.get("verify", True)),
-            on_pattern=cast("str | None", template.get("on_pattern")),
-            off_pattern=cast("str | None", template.get("off_pattern")),
-        )
+        requests[action] = {
+            "url": url,
+            "method": template.get("method", "GET" if action == "status" else "POST"),
+            "body": template.get("body"),
+            "headers": headers,
+            "expect": codes,
+            "verify": bool(template.get("verify", True)),
+            "on_pattern": template.get("on_pattern"),
+            "off_pattern": template.get("off_pattern"),
+        }
     if not requests:
         raise ValueError("driver 'http' needs at least one of 'on', 'off', 'cycle', 'status'")
-    return HttpPower(requests)
+    return requests
