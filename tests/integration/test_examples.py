@@ -26,6 +26,14 @@ example runs in a work directory of its own holding ``lab.json`` (from
 user's own files the examples name (``USER_FILES``). ``examples/`` is linked
 there, so ``otto test examples/tests`` runs the project's example suite.
 
+A section of ``BOARD_SECTIONS`` ("From power-off to a test") shows one board,
+``board``, from power-off to a test. Its lab.json holds that board alone, a
+QEMU board whose power is switched through QEMU's monitor
+(tests/lab/qemu_power.py): QEMU's U-Boot for a block that uses the bootloader
+(``goto``, ``deploy``: it has no system to boot), the Linux target of
+tests/lab/linuxvm.py for the others (its kernel is loaded by QEMU: it has no
+bootloader). A pytest block there runs on that lab (``$OTTO_LAB``).
+
 ``docs/sessions-and-periodic-tasks.txt`` is a doctest, run by test_seed.py.
 """
 
@@ -49,8 +57,10 @@ import pytest_asyncio
 from tests.lab import Lab
 from tests.lab.console import ConsoleLab
 from tests.lab.hosts import NodeSpec
+from tests.lab.linuxvm import VM_PASSWORD, VM_USER, linuxvm_missing
 from tests.lab.power import power_script
 from tests.lab.privilege import SUDO_USER
+from tests.lab.qemu_power import PoweredBoard, PoweredLinux
 from tests.lab.uboot import UBoot, uboot_missing
 from tests.lab.users import LAB_PASSWORD, LAB_USER
 
@@ -181,21 +191,43 @@ EXPECTED_STDERR: dict[str, list[str]] = {
 must match one); every other example prints nothing on stderr."""
 
 PENDING_NOISE = [
-    # Issue 16, "otto test: a clean run prints no warnings": pytest-asyncio's
-    # warning about its loop scope, until `otto test` sets it. Delete when fixed.
-    r"\S+pytest_asyncio/plugin\.py:\d+: PytestDeprecationWarning: The configuration option "
-    r'"asyncio_default_fixture_loop_scope" is unset\.\n(?:.*\n)*?'
-    r"  warnings\.warn\(PytestDeprecationWarning\(_DEFAULT_FIXTURE_LOOP_SCOPE_UNSET\)\)\n\n?",
-    # pytest-benchmark, where installed (it is no dependency of otto's), on `-n`.
+    # pytest-benchmark, where installed (it is no dependency of otto's), on `-n`:
+    # its own warning that xdist disables it, which otto cannot silence for it.
     r"\S+pytest_benchmark/logger\.py:\d+: PytestBenchmarkWarning: Benchmarks are automatically "
     r"disabled because xdist plugin is active\..*\n  warner\(PytestBenchmarkWarning\(text\)\)\n",
 ]
-"""stderr that is a known defect of otto's own, being fixed elsewhere."""
+"""stderr that otto does not print and cannot keep quiet (each with its reason)."""
 
 USER_FILES = ("build/app.tar", "fw-4.2.bin")
 """Files of the user's own that examples send somewhere."""
 
 POWER_NODES = (NodeSpec("board", None, (("board", "ssh"),)),)
+
+BOARD_SECTIONS = {"From power-off to a test"}
+"""Sections whose lab is one QEMU board with a power switch, named ``board``."""
+
+USES_BOOTLOADER = re.compile(r"\bdeploy\b|\bbootloader\b")
+"""A block of a board section that needs the bootloader: it runs on QEMU's U-Boot."""
+
+BOOT = {"bootloader_prompt": "=> ", "autoboot": "Hit any key to stop autoboot"}
+"""The lab field ``boot`` of QEMU's U-Boot (its countdown text and prompt)."""
+
+
+def _board_entry(board: PoweredBoard, linux: bool) -> dict[str, object]:
+    """The lab's ``board``: a console on the QEMU board, powered through its monitor."""
+    entry: dict[str, object] = {
+        "name": "board",
+        "term": "console",
+        "address": board.address,
+        "console_protocol": "raw",
+        "connect_timeout": 10,
+        "power": board.power_fields(),
+    }
+    if linux:
+        entry.update(user=VM_USER, password="${BOARD_PW}", boot={"shell_timeout": 240})
+    else:
+        entry["boot"] = BOOT
+    return entry
 
 
 def _lab_files(lab: Lab) -> dict[str, list[dict[str, object]]]:
@@ -280,6 +312,16 @@ class Labs:
         power: Lab = self._get("power_lab")
         return power
 
+    @property
+    def powered_uboot(self) -> PoweredBoard:
+        board: PoweredBoard = self._get("powered_uboot")
+        return board
+
+    @property
+    def powered_linux(self) -> PoweredLinux:
+        board: PoweredLinux = self._get("powered_linux")
+        return board
+
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def uboot() -> AsyncIterator[UBoot]:
@@ -287,6 +329,26 @@ async def uboot() -> AsyncIterator[UBoot]:
     if missing:
         pytest.skip(missing)
     async with UBoot() as board:
+        yield board
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def powered_uboot(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[PoweredBoard]:
+    """QEMU's U-Boot, switched off and on through QEMU's monitor; it starts off."""
+    missing = uboot_missing()
+    if missing:
+        pytest.skip(missing)
+    async with PoweredBoard(tmp_path_factory.mktemp("uboot")) as board:
+        yield board
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def powered_linux(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[PoweredLinux]:
+    """The Linux target, switched off and on through QEMU's monitor; it starts off."""
+    missing = linuxvm_missing()
+    if missing:
+        pytest.skip(missing)
+    async with PoweredLinux(tmp_path_factory.mktemp("linux")) as board:
         yield board
 
 
@@ -343,7 +405,14 @@ def prepare(tmp_path: Path, example: Example, needs: set[str], labs: Labs) -> Pl
     for name in USER_FILES:
         (work / name).parent.mkdir(parents=True, exist_ok=True)
         (work / name).write_bytes(b"the user's own file\n")
-    hosts = _lab_files(labs.lab).get(example.path.name) or _lab_files(labs.lab)["README.md"]
+    board_pw = LAB_PASSWORD
+    if example.section in BOARD_SECTIONS:
+        linux = not USES_BOOTLOADER.search(example.code)
+        board = labs.powered_linux if linux else labs.powered_uboot
+        hosts = [_board_entry(board, linux)]
+        board_pw = VM_PASSWORD if linux else board_pw
+    else:
+        hosts = _lab_files(labs.lab).get(example.path.name) or _lab_files(labs.lab)["README.md"]
     settings = {"instructions": ["myproject.instructions"]}
     (work / "lab.json").write_text(json.dumps({"hosts": hosts, "settings": settings}, indent=1))
     _other_sources(labs.lab, work, home)
@@ -360,12 +429,14 @@ def prepare(tmp_path: Path, example: Example, needs: set[str], labs: Labs) -> Pl
         "NO_COLOR": "1",
         "OTTO_USER": "examples@ci",
         "OTTO_RESERVATIONS": f"sqlite:///{work}/reservations.db",
-        "BOARD_PW": LAB_PASSWORD,
+        "BOARD_PW": board_pw,
         "ALICE_PW": LAB_PASSWORD,
         "WEB_PW": LAB_PASSWORD,
         "PLC_PW": LAB_PASSWORD,
         "SNMP_COMMUNITY": "public",
     }
+    if example.section in BOARD_SECTIONS:
+        env["OTTO_LAB"] = str(work / "lab.json")
     return Place(work, env)
 
 
