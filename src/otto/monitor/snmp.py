@@ -29,11 +29,9 @@ that went down by more, a 64-bit one that went down, or an agent whose
 ``sysUpTime`` went back (it restarted) gives no rate that round
 (``parsers.counter_delta``), never a negative or huge one.
 
-Probes on one event loop share a pysnmp engine (one UDP socket) per set of
-credentials: every v2c probe shares one, and v3 probes share one only when
-their user, keys and protocols are all the same. (An engine's USM table holds
-one entry per user name: two devices with one user name and different keys on
-one engine would replace each other's keys every round.)
+The requests go through ``otto.transports.snmp_client.SnmpClient``: probes
+on one event loop share a pysnmp engine (one UDP socket) per set of
+credentials (all v2c probes one, v3 probes only with the same user and keys).
 """
 
 from __future__ import annotations
@@ -41,22 +39,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar
 
 from otto.monitor.parsers import counter_delta, is_whole_disk
 from otto.monitor.probe import HostRound, RoundCost
 from otto.periodic import Clock
 from otto.transports.snmp import SnmpSettings
+from otto.transports.snmp_client import Oid, SnmpClient, SnmpFailure, SnmpValue
 
 __all__ = ["SnmpPlan", "SnmpProbe", "SnmpValue", "plan_from_tables", "read_metrics"]
 
 logger = logging.getLogger("otto.monitor")
-
-Oid = tuple[int, ...]
-SnmpValue = int | str | None
-"""A value as the probe keeps it: a number, a string, or None (no such object)."""
 
 
 def _oid(text: str) -> Oid:
@@ -113,12 +107,7 @@ WALKED_COLUMNS: tuple[Oid, ...] = (
 )
 """The columns the discovery walk reads: what says which rows exist and what they are."""
 
-_MAX_WALK_REQUESTS = 64
-_REPETITIONS = 24
-_FIRST_BATCH = 200  # objects per GET until an agent says tooBig
-_MIN_BATCH = 8
 _REWALK_AFTER = 10  # rounds between walks at least, when rows keep going missing
-_TOO_BIG = 1  # error-status tooBig
 
 
 # --- the plan: which rows exist, and what one round reads ---------------------------------
@@ -430,93 +419,6 @@ def exported_counters(sample: _Sample) -> dict[str, int]:
     return out
 
 
-# --- pysnmp: one engine per event loop and set of credentials, shared ------------------------
-
-
-def _engine_key(settings: SnmpSettings) -> tuple[str | None, ...]:
-    """What probes must have in common to share an engine: all v2c, or the same v3 user."""
-    if settings.version != "3":
-        return ("2c",)
-    return (
-        "3",
-        settings.user,
-        settings.auth_protocol if settings.auth_key is not None else None,
-        settings.auth_key,
-        settings.priv_protocol if settings.priv_key is not None else None,
-        settings.priv_key,
-    )
-
-
-class _Engine:
-    """A pysnmp engine shared by the SNMP probes of one event loop with the same credentials.
-
-    Closed with the last probe that uses it.
-    """
-
-    _shared: ClassVar[dict[tuple[asyncio.AbstractEventLoop, tuple[str | None, ...]], _Engine]] = {}
-
-    def __init__(self) -> None:
-        from pysnmp.hlapi.v3arch.asyncio import SnmpEngine
-
-        self.engine: Any = SnmpEngine()
-        self.users = 0
-        self.received: dict[tuple[str, int], int] = {}
-        self.engine.observer.register_observer(
-            self._count, "rfc3412.receiveMessage:response", cbCtx=None
-        )
-
-    def _count(self, engine: object, point: str, variables: Mapping[str, Any], ctx: object) -> None:
-        address = variables.get("transportAddress")
-        message = variables.get("wholeMsg")
-        if address is not None and message is not None:
-            key = (str(address[0]), int(address[1]))
-            self.received[key] = self.received.get(key, 0) + len(message)
-
-    @classmethod
-    def acquire(cls, settings: SnmpSettings) -> _Engine:
-        key = (asyncio.get_running_loop(), _engine_key(settings))
-        shared = cls._shared.get(key)
-        if shared is None:
-            shared = cls._shared[key] = _Engine()
-        shared.users += 1
-        return shared
-
-    def release(self) -> None:
-        self.users -= 1
-        if self.users > 0:
-            return
-        for key, engine in list(self._shared.items()):
-            if engine is self:
-                del self._shared[key]
-        try:
-            self.engine.close_dispatcher()
-        except Exception:  # closing what never opened a socket
-            logger.debug("closing the SNMP engine failed", exc_info=True)
-
-
-class _SnmpFailure(Exception):
-    """A request that got no usable answer; the message is for the user."""
-
-
-class _TooBig(_SnmpFailure):
-    """The agent's answer would not fit in one of its messages."""
-
-
-def _convert(value: Any) -> SnmpValue:
-    """A pysnmp value as a number, a string or None (noSuchObject, endOfMibView, ...)."""
-    from pyasn1.type import univ  # type: ignore[import-untyped]
-
-    if isinstance(value, univ.Null):
-        return None
-    if isinstance(value, univ.Integer):
-        return int(value)
-    if isinstance(value, univ.OctetString):
-        return bytes(value.asOctets()).decode("utf-8", "replace").rstrip("\x00")
-    if isinstance(value, univ.ObjectIdentifier):
-        return ".".join(str(part) for part in value)
-    return None
-
-
 # --- the probe --------------------------------------------------------------------------------
 
 
@@ -552,15 +454,10 @@ class SnmpProbe:
         self.refresh = refresh
         self.where = f"SNMP {settings.security} at udp:{target}:{settings.port}"
         self._clock = clock
-        self._engine: _Engine | None = None
-        self._target: Any = None
-        self._auth: Any = None
-        self._context: Any = None
+        self._client = SnmpClient(settings, target)
         self._plan: SnmpPlan | None = None
         self._walked_at = 0
         self._previous: _Sample | None = None
-        self._objects: dict[Oid, Any] = {}
-        self._batch = _FIRST_BATCH
 
     def __repr__(self) -> str:
         return f"SnmpProbe({self.name!r}, {self.where!r})"
@@ -575,20 +472,21 @@ class SnmpProbe:
             return HostRound(False, {}, "no time left in the round")
         sent = clock.monotonic()
         began = asyncio.get_running_loop().time()
-        engine = self._acquire()
-        received = engine.received.get(self._peer, 0)
+        client = self._client
+        client.acquire()
+        received = client.received
         doing = "GET"
         try:
             async with asyncio.timeout(budget):
-                await self._open()
+                await client.open()
                 if self._plan is None or index - self._walked_at >= self.refresh:
                     doing = "GETBULK walk"
-                    self._plan = plan_from_tables(await self._walk(WALKED_COLUMNS))
+                    self._plan = plan_from_tables(await client.walk(WALKED_COLUMNS))
                     self._walked_at = index
                     doing = "GET"
                 plan = self._plan
                 oids = plan.oids()
-                values = await self._get(oids)
+                values = await client.get(oids)
         except TimeoutError:
             waited = asyncio.get_running_loop().time() - began
             return HostRound(
@@ -598,7 +496,7 @@ class SnmpProbe:
                 "(the agent is down or unreachable, or refused the credentials: an "
                 "agent ignores a wrong community)",
             )
-        except _SnmpFailure as exc:
+        except SnmpFailure as exc:
             return HostRound(False, {}, f"{self.name}: {self.where}: {doing}: {exc}")
         except Exception as exc:
             logger.debug("%s: SNMP request failed", self.name, exc_info=True)
@@ -617,7 +515,7 @@ class SnmpProbe:
                 walk_at = max(index + 1, self._walked_at + min(self.refresh, _REWALK_AFTER))
                 self._walked_at = min(self._walked_at, walk_at - self.refresh)
         metrics, self._previous = read_metrics(plan, values, (sent + answered) / 2, self._previous)
-        cost = RoundCost(answered - sent, engine.received.get(self._peer, 0) - received, None)
+        cost = RoundCost(answered - sent, client.received - received, None)
         if not metrics:
             problem = f"{self.name}: {self.where}: the agent gave none of the metrics"
             return HostRound(False, {}, problem, cost)
@@ -625,145 +523,6 @@ class SnmpProbe:
             True, metrics, "", cost, {SNMP_COUNTERS: exported_counters(self._previous)}
         )
 
-    # --- requests -------------------------------------------------------------------------
-
-    @property
-    def _peer(self) -> tuple[str, int]:
-        # Answers are counted by the address they came from: the resolved one.
-        if self._target is not None:
-            resolved = self._target.transport_address
-            return (str(resolved[0]), int(resolved[1]))
-        return (self.address, self.settings.port)
-
-    def _acquire(self) -> _Engine:
-        if self._engine is None:
-            self._engine = _Engine.acquire(self.settings)
-        return self._engine
-
-    async def _open(self) -> None:
-        if self._target is None:
-            from pysnmp.hlapi.v3arch.asyncio import ContextData, UdpTransportTarget
-
-            self._auth = self._credentials()
-            self._context = ContextData()
-            self._target = await UdpTransportTarget.create(
-                (self.address, self.settings.port),
-                timeout=self.settings.timeout,
-                retries=self.settings.retries,
-            )
-
-    def _credentials(self) -> Any:
-        import pysnmp.hlapi.v3arch.asyncio as hlapi
-
-        s = self.settings
-        if s.version != "3":
-            return hlapi.CommunityData(s.community, mpModel=1)
-        auth = {
-            "MD5": hlapi.usmHMACMD5AuthProtocol,
-            "SHA": hlapi.usmHMACSHAAuthProtocol,
-            "SHA224": hlapi.usmHMAC128SHA224AuthProtocol,
-            "SHA256": hlapi.usmHMAC192SHA256AuthProtocol,
-            "SHA384": hlapi.usmHMAC256SHA384AuthProtocol,
-            "SHA512": hlapi.usmHMAC384SHA512AuthProtocol,
-        }[s.auth_protocol]
-        priv = {
-            "DES": hlapi.usmDESPrivProtocol,
-            "3DES": hlapi.usm3DESEDEPrivProtocol,
-            "AES": hlapi.usmAesCfb128Protocol,
-            "AES192": hlapi.usmAesCfb192Protocol,
-            "AES256": hlapi.usmAesCfb256Protocol,
-        }[s.priv_protocol]
-        return hlapi.UsmUserData(
-            s.user,
-            authKey=s.auth_key,
-            privKey=s.priv_key,
-            authProtocol=auth if s.auth_key is not None else hlapi.usmNoAuthProtocol,
-            privProtocol=priv if s.priv_key is not None else hlapi.usmNoPrivProtocol,
-        )
-
-    def _object(self, oid: Oid) -> Any:
-        # Built and resolved once: pysnmp resolves an ObjectType only the first time.
-        made = self._objects.get(oid)
-        if made is None:
-            from pysnmp.hlapi.v3arch.asyncio import ObjectIdentity, ObjectType
-
-            made = self._objects[oid] = ObjectType(ObjectIdentity(oid))
-        return made
-
-    async def _call(self, request: Callable[..., Any], *args: Any) -> list[tuple[Oid, Any]]:
-        assert self._engine is not None
-        indication, status, where, varbinds = await request(
-            self._engine.engine, self._auth, self._target, self._context, *args, lookupMib=False
-        )
-        if indication:
-            if type(indication).__name__ == "RequestTimedOut":
-                raise TimeoutError
-            raise _SnmpFailure(f"{indication}")
-        if status:
-            at = ""
-            if where and int(where) <= len(varbinds):
-                at = " at " + ".".join(map(str, varbinds[int(where) - 1][0]))
-            kind = _TooBig if int(status) == _TOO_BIG else _SnmpFailure
-            raise kind(f"the agent answered {status.prettyPrint()}{at}")
-        return [(tuple(vb[0]), vb[1]) for vb in varbinds]
-
-    async def _get(self, oids: Sequence[Oid]) -> dict[Oid, SnmpValue]:
-        from pysnmp.hlapi.v3arch.asyncio import get_cmd
-
-        values: dict[Oid, SnmpValue] = {}
-        start = 0
-        while start < len(oids):
-            batch = oids[start : start + self._batch]
-            try:
-                got = await self._call(get_cmd, *(self._object(o) for o in batch))
-            except _TooBig:
-                if self._batch <= _MIN_BATCH:
-                    raise
-                # The answer would not fit the agent's largest message: ask for less.
-                self._batch = max(_MIN_BATCH, self._batch // 2)
-                continue
-            values.update((oid, _convert(value)) for oid, value in got)
-            start += len(batch)
-        return values
-
-    async def _walk(self, columns: Sequence[Oid]) -> dict[Oid, dict[Oid, SnmpValue]]:
-        """Every row of ``columns``, walked side by side with GETBULK."""
-        from pysnmp.hlapi.v3arch.asyncio import ObjectIdentity, ObjectType, bulk_cmd
-
-        tables: dict[Oid, dict[Oid, SnmpValue]] = {c: {} for c in columns}
-        cursor: dict[Oid, Oid] = {c: c for c in columns}
-        for _ in range(_MAX_WALK_REQUESTS):
-            if not cursor:
-                break
-            asked = list(cursor)
-            got = await self._call(
-                bulk_cmd,
-                0,
-                _REPETITIONS,
-                *(ObjectType(ObjectIdentity(cursor[c])) for c in asked),
-            )
-            done: set[Oid] = set()
-            moved: set[Oid] = set()
-            for position, (oid, raw) in enumerate(got):
-                column = asked[position % len(asked)]
-                if column in done:
-                    continue
-                value = _convert(raw)
-                # Past the column's end, endOfMibView, or an agent going backwards.
-                if oid[: len(column)] != column or oid <= cursor[column] or value is None:
-                    done.add(column)
-                    continue
-                tables[column][oid[len(column) :]] = value
-                cursor[column] = oid
-                moved.add(column)
-            for column in asked:
-                if column in done or column not in moved:
-                    del cursor[column]
-        return tables
-
     async def close(self) -> None:
-        """Let go of the shared engine (closed with its last probe)."""
-        engine, self._engine = self._engine, None
-        self._target = None
-        if engine is not None:
-            engine.release()
+        """Let go of the shared engine (closed with its last client)."""
+        await self._client.close()

@@ -1,7 +1,7 @@
 """Where a device's SNMP agent is and how to talk to it: ``SnmpSettings``.
 
 Plain data, with no SNMP library behind it, so that reading a lab costs
-nothing; ``otto.monitor.snmp`` does the talking (pysnmp). The secrets (a
+nothing; ``otto.transports.snmp_client`` does the talking (pysnmp). The secrets (a
 community, v3 keys) are never shown in reprs.
 """
 

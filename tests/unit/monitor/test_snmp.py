@@ -397,7 +397,7 @@ def test_a_bad_community_value_is_never_shown(tmp_path: Path) -> None:
 
 
 async def test_probes_share_an_engine_only_with_the_same_credentials() -> None:
-    from otto.monitor.snmp import _Engine
+    from otto.transports.snmp_client import _Engine
 
     def v3(auth: str, user: str = "otto") -> SnmpSettings:
         return SnmpSettings(version="3", user=user, auth_key=auth, priv_key="priv-pass")

@@ -10,10 +10,10 @@ Two OID sets (numeric: no MIB is loaded):
   ``measurementsOutletSensorState`` of the outlet's onOff sensor (type 14)
   (1.3.6.1.4.1.13742.6.5.4.3.1.3.1.N.14): 7 (on) or 8 (off).
 
-The requests go through the monitor's SNMP client (``otto.monitor.snmp``:
-one pysnmp engine per event loop and credentials, shared), v2c with a
-community or v3 with a user and keys; those secrets are registered with
-``otto.redact``.
+The requests go through ``otto.transports.snmp_client.SnmpClient`` (one
+pysnmp engine per event loop and credentials, shared with the monitor's
+probes), v2c with a community or v3 with a user and keys; those secrets are
+registered with ``otto.redact``.
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ from typing import TYPE_CHECKING, Literal
 
 from otto import redact
 from otto.errors import ConnectError
-from otto.hosts.power.base import PowerAction, PowerDriver, PowerState, SwitchAction, why_late
+from otto.hosts.power.driver import PowerAction, PowerDriver, PowerState, SwitchAction, why_late
 from otto.transports.snmp import SnmpSettings
+from otto.transports.snmp_client import SnmpClient, SnmpFailure
 
 if TYPE_CHECKING:
     from otto.hosts.base import Host
-    from otto.monitor.snmp import SnmpProbe
 
 __all__ = ["OUTLET_OIDS", "OutletOids", "SnmpOutlet"]
 
@@ -115,40 +115,25 @@ class SnmpOutlet(PowerDriver):
         control = self.table.control.format(n=n)
         return f"{self.where}: SET {control} = {value} ({self.oids} outlet {n})"
 
-    def _probe(self, host: Host, action: PowerAction) -> SnmpProbe:
-        from otto.monitor.snmp import SnmpProbe
-        from otto.periodic import SystemClock
-
+    def _client(self, action: PowerAction) -> SnmpClient:
         settings = self.settings
         if action == "cycle":
             # A SET sent again after a lost answer would cycle the outlet twice.
             settings = replace(settings, retries=0)
-        return SnmpProbe(host.name, settings, clock=SystemClock())
+        return SnmpClient(settings)
 
     async def _ask(self, host: Host, action: PowerAction, limit: float) -> object:
         """SET (a switch) or GET (the status) the outlet's object; the value answered."""
-        from otto.monitor.snmp import _convert, _SnmpFailure
-
         doing = self.describe(action).removeprefix(f"{self.where}: ")
-        probe = self._probe(host, action)
+        client = self._client(action)
         try:
             async with asyncio.timeout(limit):
-                probe._acquire()
-                await probe._open()
+                await client.open()
                 if action == "status":
-                    got = await probe._get([_oid(self.table.state.format(n=self.outlet))])
+                    got = await client.get([_oid(self.table.state.format(n=self.outlet))])
                     return next(iter(got.values()), None)
-                from pysnmp.hlapi.v3arch.asyncio import (
-                    Integer32,
-                    ObjectIdentity,
-                    ObjectType,
-                    set_cmd,
-                )
-
                 oid = _oid(self.table.control.format(n=self.outlet))
-                value = Integer32(self.table.values[action])
-                answer = await probe._call(set_cmd, ObjectType(ObjectIdentity(oid), value))
-                return _convert(answer[0][1]) if answer else None
+                return await client.set(oid, self.table.values[action])
         except TimeoutError as exc:
             raise ConnectError(
                 host.name,
@@ -158,7 +143,7 @@ class SnmpOutlet(PowerDriver):
                     "ignores a wrong community)"
                 ),
             ) from exc
-        except _SnmpFailure as exc:
+        except SnmpFailure as exc:
             raise ConnectError(
                 host.name, redact.redact(f"power {action}: {self.where}: {doing}: {exc}")
             ) from exc
@@ -171,7 +156,7 @@ class SnmpOutlet(PowerDriver):
                 ),
             ) from exc
         finally:
-            await probe.close()
+            await client.close()
 
     async def switch(self, host: Host, action: SwitchAction, limit: float) -> None:
         await self._ask(host, action, limit)
