@@ -9,7 +9,7 @@ A host's ``power_spec`` (``PowerSpec``) says how its power is switched:
   Raritan PDU2 MIBs;
 - ``http`` (``http.py``): request templates for a PDU's or relay's web API.
 
-Each is a ``PowerDriver`` (``base.py``): on, off, cycle and status, each
+Each is a ``PowerDriver`` (``driver.py``): on, off, cycle and status, each
 bounded by the caller's deadline. ``power()`` (``switch.py``) runs one;
 ``reboot``, ``wait_until_up`` and ``wait_until_down`` (``reboot.py``) wait
 for the host to go and come back.

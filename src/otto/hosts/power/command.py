@@ -16,13 +16,15 @@ from typing import TYPE_CHECKING
 from otto import redact
 from otto.errors import ConnectError, OttoError, tail
 from otto.framing import clean_output
-from otto.hosts.power.base import PowerAction, PowerDriver, PowerSpec, PowerState, SwitchAction
-from otto.hosts.power.base import why_late as _why_late
+from otto.hosts.power.driver import PowerAction, PowerDriver, PowerState, SwitchAction
+from otto.hosts.power.driver import why_late as _why_late
 from otto.result import Status
 from otto.transports.local import exec_local
 
 if TYPE_CHECKING:
+    # Only a type here: base.py builds this driver, so a runtime import would be a circle.
     from otto.hosts.base import Host
+    from otto.hosts.power.base import PowerSpec
 
 __all__ = ["DEFAULT_OFF_PATTERN", "DEFAULT_ON_PATTERN", "CommandDriver", "match_state"]
 

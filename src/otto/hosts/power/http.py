@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING
 
 from otto import redact
 from otto.errors import ConnectError, tail
-from otto.hosts.power.base import PowerAction, PowerDriver, PowerState, SwitchAction, why_late
 from otto.hosts.power.command import DEFAULT_OFF_PATTERN, DEFAULT_ON_PATTERN, match_state
+from otto.hosts.power.driver import PowerAction, PowerDriver, PowerState, SwitchAction, why_late
 
 if TYPE_CHECKING:
     from otto.hosts.base import Host
