@@ -457,8 +457,12 @@ async def test_closing_a_serial_line_that_does_not_drain_is_bounded(
     watchdog = threading.Thread(target=rescue, daemon=True)
     watchdog.start()
 
+    fds: list[int] = []
+
     async def opener(sink: StreamSink) -> ConsoleStream:
-        return await SerialStream.open(sink, device, 115200)
+        stream = await SerialStream.open(sink, device, 115200)
+        fds.append(stream._fd)
+        return stream
 
     link = ConsoleLink(
         "stuck-line", opener=opener, where=device, user=None,
@@ -475,4 +479,9 @@ async def test_closing_a_serial_line_that_does_not_drain_is_bounded(
         os.close(master)
         os.close(slave)
     assert not rescued  # the close returned by itself, the line still full
+    # No watch is left on the closed descriptor: the loop would fail to watch
+    # whatever opens that number next (seen: a later subprocess's pipe never read).
+    loop = asyncio.get_running_loop()
+    assert not loop.remove_writer(fds[0])
+    assert not loop.remove_reader(fds[0])
     assert any("dropped" in r.getMessage() and device in r.getMessage() for r in caplog.records)

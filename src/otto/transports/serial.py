@@ -39,6 +39,8 @@ class SerialStream(ConsoleStream):
         self._out = bytearray()
         self._drained: asyncio.Future[None] | None = None
         self._closed = False
+        self._writing = False
+        """Whether the loop watches the descriptor for room to write."""
         self._loop.add_reader(self._fd, self._readable)
 
     @classmethod
@@ -96,6 +98,7 @@ class SerialStream(ConsoleStream):
                 return
             data = data[written:]
             self._loop.add_writer(self._fd, self._writable)
+            self._writing = True
         self._out += data
 
     def _writable(self) -> None:
@@ -109,6 +112,7 @@ class SerialStream(ConsoleStream):
         del self._out[:written]
         if not self._out:
             self._loop.remove_writer(self._fd)
+            self._writing = False
             self._wake()
 
     def _wake(self) -> None:
@@ -127,10 +131,14 @@ class SerialStream(ConsoleStream):
         if self._closed:
             return
         self._closed = True
+        # Both watches go before the descriptor closes: a watch left on a closed
+        # number breaks whatever opens that number next on this loop (its
+        # reader is never registered, and its data never read).
         self._loop.remove_reader(self._fd)
-        if self._out:
+        if self._writing:
             self._loop.remove_writer(self._fd)
-            self._out.clear()
+            self._writing = False
+        self._out.clear()
         self._wake()
         self._port.close()
 
