@@ -34,6 +34,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from tests.lab import procs
 from tests.lab.initramfs import BUSYBOX, HOSTNAME, build_initramfs
 
 __all__ = [
@@ -318,14 +319,4 @@ class LinuxVM:
     async def stop(self) -> None:
         """Stop QEMU (terminate, then kill) and reap it."""
         proc, self._proc = self._proc, None
-        if proc is None or proc.returncode is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            proc.terminate()
-        try:
-            async with asyncio.timeout(5):
-                await proc.wait()
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
+        await procs.end_process(proc)

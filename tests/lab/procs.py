@@ -140,3 +140,18 @@ async def wait_gone(pids: Iterable[int], timeout: float) -> list[int]:
         await asyncio.sleep(0.005)
         alive = [pid for pid in alive if is_alive(pid)]
     return alive
+
+
+async def end_process(proc: asyncio.subprocess.Process | None, grace: float = 5.0) -> None:
+    """Terminate ``proc``, kill it if it outlives ``grace`` seconds, and reap it."""
+    if proc is None or proc.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        proc.terminate()
+    try:
+        async with asyncio.timeout(grace):
+            await proc.wait()
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()

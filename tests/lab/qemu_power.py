@@ -22,13 +22,14 @@ happened when the command returns. The board starts off (``-S``), unless
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import shlex
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from tests.lab import procs
 
 __all__ = ["PoweredBoard", "PoweredLinux", "monitor"]
 
@@ -205,17 +206,7 @@ class PoweredBoard:
     async def stop(self) -> None:
         """Stop QEMU (terminate, then kill) and reap it."""
         proc, self._proc = self._proc, None
-        if proc is None or proc.returncode is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            proc.terminate()
-        try:
-            async with asyncio.timeout(5):
-                await proc.wait()
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
+        await procs.end_process(proc)
 
 
 class PoweredLinux(PoweredBoard):

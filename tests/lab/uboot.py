@@ -14,6 +14,8 @@ import socket
 import subprocess
 from pathlib import Path
 
+from tests.lab import procs
+
 __all__ = ["UBOOT_BIN", "UBoot", "uboot_missing"]
 
 UBOOT_BIN = Path("/usr/lib/u-boot/qemu_arm/u-boot.bin")
@@ -121,14 +123,4 @@ class UBoot:
     async def stop(self) -> None:
         """Stop QEMU (terminate, then kill) and reap it."""
         proc, self._proc = self._proc, None
-        if proc is None or proc.returncode is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            proc.terminate()
-        try:
-            async with asyncio.timeout(5):
-                await proc.wait()
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
+        await procs.end_process(proc)
