@@ -56,3 +56,18 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     if any(not skips.allowed(reason) for _, reason in _skips) and exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(autouse=True)
+def _inner_runs_set_their_loop_scope(request: pytest.FixtureRequest) -> None:
+    """Inner pytest runs (pytester) get pytest-asyncio's loop scope set, as ours is.
+
+    Without it pytest-asyncio warns in every inner run about its own default,
+    which says nothing about the code under test. A test that writes its own
+    ini (pytest.ini, or pyproject.toml with ini options) takes precedence.
+    """
+    if "pytester" in request.fixturenames:
+        pytester: pytest.Pytester = request.getfixturevalue("pytester")
+        (pytester.path / "tox.ini").write_text(
+            "[pytest]\nasyncio_default_fixture_loop_scope = function\n"
+        )

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from otto.testing.records import read_records
-from tests.lab import Lab as TestLab
+from tests.lab import Lab as LabUnderTest
 
 pytest_plugins = ["pytester"]
 
@@ -20,7 +20,7 @@ def the_run(pytester: pytest.Pytester) -> Path:
 
 
 @pytest.fixture
-def lab_json(lab: TestLab, pytester: pytest.Pytester) -> Path:
+def lab_json(lab: LabUnderTest, pytester: pytest.Pytester) -> Path:
     """An otto lab file of the test lab's SSH and Telnet hosts, tagged by their kind."""
     hosts = []
     for record in lab.inventory():

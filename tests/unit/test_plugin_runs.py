@@ -56,7 +56,9 @@ def test_inert_without_otto_options_or_fixtures(pytester: pytest.Pytester) -> No
 
 
 def test_async_tests_of_pytest_asyncio_are_left_to_it(pytester: pytest.Pytester) -> None:
-    pytester.makeini("[pytest]\nasyncio_mode = auto\n")
+    pytester.makeini(
+        "[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n"
+    )
     pytester.makepyfile(
         """
         import threading

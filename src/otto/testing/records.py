@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 __all__ = [
     "Attempt",
@@ -66,6 +66,8 @@ class Attempt:
 @dataclass
 class TestRecord:
     """One run of one test."""
+
+    __test__: ClassVar[bool] = False  # a record, not a pytest test class
 
     nodeid: str
     name: str
