@@ -29,8 +29,6 @@ import sys
 import time
 from pathlib import Path
 
-from tests.lab import procs
-
 __all__ = ["PoweredBoard", "PoweredLinux", "monitor"]
 
 _PROMPT = b"(qemu) "
@@ -205,6 +203,9 @@ class PoweredBoard:
 
     async def stop(self) -> None:
         """Stop QEMU (terminate, then kill) and reap it."""
+        # Imported here: this file also runs as a script (the power commands).
+        from tests.lab import procs
+
         proc, self._proc = self._proc, None
         await procs.end_process(proc)
 
