@@ -13,7 +13,7 @@ LAYERS: list[set[str]] = [
     {"otto.framing", "otto.expect", "otto.transports", "otto.loop", "otto.transfer"},
     {"otto.session"},
     {"otto.hosts", "otto.shellxfer"},
-    {"otto.periodic", "otto.monitor", "otto.lab"},
+    {"otto.periodic", "otto.monitor", "otto.lab", "otto.results"},
     {"otto.fanout", "otto.instructions", "otto.reservations"},
     {"otto.testing"},
     {"otto.cli", "otto.__main__"},
