@@ -3,26 +3,35 @@
 Round ``k`` starts at ``start + k * interval`` on the monotonic clock (as
 ``RepeatRunner`` ticks do). In a round every host's probes (``otto.monitor.probe``)
 read it at once: a host with a shell gets ONE ``run`` on a session of its own
-(``otto.monitor.shell_probe``). A host's probes have what is left of the
-interval as their budget; a host that fails, or has not answered by then, is
-down for the round and the others are unaffected. It rejoins in the next round
-that it answers.
+(``otto.monitor.shell_probe``). A host's probes have the interval as their
+budget; a host that fails, or has not answered by then, is down for the round.
 
-Each round's metrics go to the in-memory series (bounded), to the SQLite store
-(one transaction per round, on a writer thread of its own) and to subscribers
-(the dashboard).
+Each host's poll is its own: a host that has not answered by the end of the
+round keeps its poll running (a straggler: reconnecting, or behind a cut link)
+and is recorded as "no answer" for every round it misses, while the other
+hosts' rounds start on time. A straggler's poll is cancelled once it is older
+than the host's ``connect_timeout`` plus two intervals. A host whose first
+connection is still being made, within its ``connect_timeout``, is
+"connecting": no state is recorded for it yet.
+
+Each round's metrics go to the in-memory history (compact ring buffers of
+``history`` points per metric), to the SQLite store (one transaction per round,
+on a writer thread of its own) and to subscribers (the dashboard).
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import json
 import logging
+import math
 import re
 import secrets
+from array import array
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from os import PathLike
@@ -59,6 +68,7 @@ from otto.transfer import write_whole
 from otto.transports.snmp import SnmpSettings
 
 __all__ = [
+    "LATE_AFTER",
     "Collector",
     "CostTally",
     "DashboardSource",
@@ -73,6 +83,12 @@ __all__ = [
 logger = logging.getLogger("otto.monitor")
 
 _T = TypeVar("_T")
+
+LATE_AFTER = 0.05
+"""Seconds after it was due that a round counts as late (``Collector.rounds_late``)."""
+
+_MISSING = math.nan
+"""A metric absent from a round, in the history's value columns (values are finite)."""
 
 
 @dataclass(frozen=True)
@@ -140,6 +156,96 @@ class MonitorTarget:
 # --- per-host state ----------------------------------------------------------------------
 
 
+class _History:
+    """One host's metrics in memory: a ring of round times and a value column per metric.
+
+    Columns are ``array('d')`` (8 bytes a point), sharing the host's time ring;
+    a metric absent from a round holds NaN there (the values kept are finite).
+    """
+
+    __slots__ = ("capacity", "head", "times", "values")
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.head = 0
+        """Where the next point goes once the ring is full (the oldest point)."""
+        self.times = array("d")
+        self.values: dict[str, array[float]] = {}
+
+    def append(self, t: float, metrics: Mapping[str, float]) -> None:
+        size = len(self.times)
+        values = self.values
+        get = metrics.get
+        if size < self.capacity:
+            self.times.append(t)
+            for name, column in values.items():
+                column.append(get(name, _MISSING))
+            for name, value in metrics.items():
+                if name not in values:
+                    column = array("d", (_MISSING,)) * size
+                    column.append(value)
+                    values[name] = column
+            return
+        at = self.head
+        self.times[at] = t
+        for name, column in values.items():
+            column[at] = get(name, _MISSING)
+        for name, value in metrics.items():
+            if name not in values:
+                column = array("d", (_MISSING,)) * size
+                column[at] = value
+                values[name] = column
+        self.head = (at + 1) % self.capacity
+
+    def points(self, metric: str) -> list[tuple[float, float]]:
+        """``(t, value)`` of ``metric``, oldest first."""
+        column = self.values.get(metric)
+        if column is None:
+            return []
+        at, times = self.head, self.times
+        if at:
+            times, column = times[at:] + times[:at], column[at:] + column[:at]
+        isnan = math.isnan
+        return [(t, v) for t, v in zip(times, column, strict=True) if not isnan(v)]
+
+    def metrics(self) -> list[str]:
+        return list(self.values)
+
+
+class _States:
+    """A host's up/down states in memory, one per recorded round, in a ring."""
+
+    __slots__ = ("capacity", "errors", "head", "times", "ups")
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.head = 0
+        self.times = array("d")
+        self.ups = bytearray()
+        self.errors: list[str] = []
+
+    def append(self, t: float, up: bool, error: str) -> None:
+        if self.errors:
+            # The same text as the previous round's: keep one string, not 720 copies.
+            previous = self.errors[self.head - 1]
+            if previous == error:
+                error = previous
+        if len(self.times) < self.capacity:
+            self.times.append(t)
+            self.ups.append(up)
+            self.errors.append(error)
+            return
+        at = self.head
+        self.times[at], self.ups[at], self.errors[at] = t, up, error
+        self.head = (at + 1) % self.capacity
+
+    def __iter__(self) -> Iterator[tuple[float, bool, str]]:
+        at, n = self.head, len(self.times)
+        for i in range(n):
+            j = (at + i) % n
+            yield self.times[j], bool(self.ups[j]), self.errors[j]
+
+
 class _Track:
     """Everything the collector keeps about one host."""
 
@@ -154,15 +260,29 @@ class _Track:
         self.last_error = ""
         self.latest: dict[str, float] = {}
         self.counters: Mapping[str, Mapping[str, int]] = {}
-        self.series: dict[str, deque[tuple[float, float]]] = {}
-        self.states: deque[tuple[float, bool, str]] = deque(maxlen=history)
-        self.history = history
-        self.lock = asyncio.Lock()
+        self.series = _History(history)
+        self.states = _States(history)
+        self.connect_timeout = float(getattr(target.host, "connect_timeout", 10.0))
+        self.poll: asyncio.Task[HostRound] | None = None
+        """The poll in flight, if any (a straggler's, after its round ended)."""
+        self.poll_began = 0.0
+        self.missed = 0
+        """Rounds recorded as "no answer" while an earlier poll was still running."""
         self.dropped: dict[str, int] = {}
         """Values of each metric left out because they were NaN, infinite or not numbers."""
 
+    def connecting(self, now: float) -> bool:
+        """True while the host's first connection is being made, within its
+        ``connect_timeout`` (no state is recorded for it yet)."""
+        return (
+            not self.polled
+            and self.poll is not None
+            and now - self.poll_began < self.connect_timeout
+            and any(getattr(p, "connecting", False) for p in self.probes)
+        )
+
     def record(self, t: float, outcome: HostRound) -> None:
-        self.states.append((t, outcome.up, outcome.error))
+        self.states.append(t, outcome.up, outcome.error)
         if outcome.up != self.up or (not outcome.up and outcome.error != self.last_error):
             if outcome.up and self.polled:
                 logger.info("%s: answering again", self.name)
@@ -175,11 +295,28 @@ class _Track:
             return
         self.latest = outcome.metrics
         self.counters = outcome.counters
-        for metric, value in outcome.metrics.items():
-            points = self.series.get(metric)
-            if points is None:
-                points = self.series[metric] = deque(maxlen=self.history)
-            points.append((t, value))
+        self.series.append(t, outcome.metrics)
+
+
+class _Round:
+    """One round in flight: the polls it started, and when it is over."""
+
+    __slots__ = ("began", "deadline", "due", "left", "over", "polls", "t")
+
+    def __init__(self, due: float, began: float, t: float, interval: float) -> None:
+        self.due = due
+        self.began = began
+        self.t = t
+        self.deadline = due + interval
+        self.polls: list[tuple[_Track, asyncio.Task[HostRound] | None]] = []
+        """Each host: the poll this round started, or None (busy with an earlier one)."""
+        self.left = 0
+        self.over: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def answered(self, _: object) -> None:
+        self.left -= 1
+        if self.left == 0 and not self.over.done():
+            self.over.set_result(None)
 
 
 # --- the collector -----------------------------------------------------------------------
@@ -259,6 +396,8 @@ class Collector:
         self._last_write: asyncio.Future[Any] | None = None
         self._rounds_run = 0
         self._rounds_skipped = 0
+        self._rounds_late = 0
+        self._lateness: deque[float] = deque(maxlen=history)
         self._last_duration: float | None = None
         self._watches: list[LogWatch] = []
 
@@ -288,6 +427,25 @@ class Collector:
     def rounds_skipped(self) -> int:
         """Rounds not run because the previous one ended too late."""
         return self._rounds_skipped
+
+    @property
+    def rounds_late(self) -> int:
+        """Rounds that started more than ``LATE_AFTER`` seconds after they were due."""
+        return self._rounds_late
+
+    def round_lateness(self) -> list[float]:
+        """Seconds each of the latest ``history`` rounds started after it was due, oldest first."""
+        return list(self._lateness)
+
+    @property
+    def connecting(self) -> list[str]:
+        """Hosts whose first connection is still being made (no state recorded for them yet)."""
+        now = self._clock.monotonic()
+        return [name for name, t in self._tracks.items() if t.connecting(now)]
+
+    def missed_rounds(self) -> dict[str, int]:
+        """``{host: rounds}`` recorded as "no answer" while its previous poll still ran."""
+        return {name: t.missed for name, t in self._tracks.items() if t.missed}
 
     @property
     def dropped_values(self) -> dict[str, dict[str, int]]:
@@ -355,6 +513,11 @@ class Collector:
             logger.error("the collector's schedule had crashed", exc_info=task.exception())
         # Before the store closes: a watch's last summary event is written too.
         await asyncio.gather(*(w.stop() for w in self._watches))
+        polls = [t.poll for t in self._tracks.values() if t.poll is not None]
+        for poll in polls:
+            poll.cancel()
+        if polls:
+            await asyncio.gather(*polls, return_exceptions=True)
         await asyncio.gather(*(self._close_probes(t) for t in self._tracks.values()))
         if self._writes:
             await asyncio.gather(*self._writes, return_exceptions=True)
@@ -393,7 +556,7 @@ class Collector:
         Raises:
             KeyError: the host is not monitored.
         """
-        return list(self._track(host_name).series.get(metric, ()))
+        return self._track(host_name).series.points(metric)
 
     def host_states(self) -> dict[str, HostState]:
         """Each host's state in the latest round."""
@@ -414,9 +577,9 @@ class Collector:
             live=self.running,
             hosts={name: (t.up, t.last_error) for name, t in self._tracks.items()},
             series=(
-                (name, metric, points)
+                (name, metric, track.series.points(metric))
                 for name, track in self._tracks.items()
-                for metric, points in track.series.items()
+                for metric in track.series.metrics()
             ),
             events=(e.as_dict() for e in self._events),
             run=None if self._run is None else self._run.as_dict(),
@@ -523,8 +686,11 @@ class Collector:
         status: dict[str, list[list[object]]] = {}
         metrics: set[str] = set()
         for name, track in self._tracks.items():
-            samples[name] = {m: [[t, v] for t, v in p] for m, p in sorted(track.series.items())}
-            metrics.update(track.series)
+            history = track.series
+            samples[name] = {
+                m: [[t, v] for t, v in history.points(m)] for m in sorted(history.metrics())
+            }
+            metrics.update(history.metrics())
             status[name] = [[t, up, error] for t, up, error in track.states]
         run = self._run
         times = [t for t, _ in self._rounds]
@@ -608,8 +774,13 @@ class Collector:
     # --- rounds ------------------------------------------------------------------------
 
     async def poll_round(self) -> dict[str, HostRound]:
-        """Run one round now, outside the schedule, and record it like any other."""
-        return await self._round(self._clock.monotonic())
+        """Run one round now, outside the schedule, and record it like any other.
+
+        A host still busy with an earlier poll is "no answer" in it.
+        """
+        started = self._launch(self._clock.monotonic())
+        await self._wait(started)
+        return await self._finish(started)
 
     async def _schedule(self) -> None:
         clock = self._clock
@@ -618,36 +789,89 @@ class Collector:
         # still lets the next one run, late; only a whole missed interval skips.
         slack = self._interval / 2
         k = 0
+        await clock.sleep_until(start)
+        current = self._launch(start)
         while True:
-            await clock.sleep_until(start + k * self._interval)
-            await self._round(start + k * self._interval)
-            following = next_tick(start, self._interval, k, clock.monotonic() - slack)
-            if following > k + 1:
-                self._rounds_skipped += following - k - 1
-                logger.warning("monitor rounds overran: skipped %d", following - k - 1)
-            k = following
+            if await self._wait(current):
+                await self._finish(current)
+                following = next_tick(start, self._interval, k, clock.monotonic() - slack)
+                if following > k + 1:
+                    self._rounds_skipped += following - k - 1
+                    logger.warning("monitor rounds overran: skipped %d", following - k - 1)
+                k = following
+                await clock.sleep_until(start + k * self._interval)
+                current = self._launch(start + k * self._interval)
+            else:
+                # The round's end is the next one's start: start it first, so the
+                # hosts that answer are polled on time, then record the round.
+                k += 1
+                ended, current = current, self._launch(start + k * self._interval)
+                await self._finish(ended)
 
-    async def _round(self, due: float) -> dict[str, HostRound]:
+    def _launch(self, due: float) -> _Round:
+        """Start the polls of the round due at ``due`` (a busy host keeps its poll)."""
         clock = self._clock
         began = clock.monotonic()
-        t = clock.time()
-        # The budget ends when the next round is due, even for a round that
-        # started late, so one slow host cannot push every later round back.
-        deadline = due + self._interval
-        tracks = list(self._tracks.values())
-        polls = [asyncio.ensure_future(self._poll(track, deadline)) for track in tracks]
-        outcomes = await self._gather_until(polls, deadline + self._grace())
-        duration = clock.monotonic() - began
+        started = _Round(due, began, clock.time(), self._interval)
+        lateness = max(0.0, began - due)
+        self._lateness.append(lateness)
+        if lateness > LATE_AFTER:
+            self._rounds_late += 1
+        loop = asyncio.get_running_loop()
+        index = self._rounds_run
+        polls = started.polls
+        for track in self._tracks.values():
+            busy = track.poll
+            if busy is not None and not busy.done():
+                if began - track.poll_began > track.connect_timeout + 2 * self._interval:
+                    busy.cancel()  # the probe is left ready for the next round
+                polls.append((track, None))
+                continue
+            task = loop.create_task(self._poll(track, index, started.deadline))
+            track.poll, track.poll_began = task, began
+            task.add_done_callback(functools.partial(_poll_ended, track))
+            task.add_done_callback(started.answered)
+            started.left += 1
+            polls.append((track, task))
+        if not started.left:
+            started.over.set_result(None)
+        return started
+
+    async def _wait(self, started: _Round) -> bool:
+        """Wait until every poll ``started`` began has ended (True) or its deadline (False)."""
+        if started.over.done():
+            return True
+        alarm = asyncio.ensure_future(self._clock.sleep_until(started.deadline))
+        try:
+            await asyncio.wait((started.over, alarm), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            alarm.cancel()
+        return started.over.done()
+
+    async def _finish(self, started: _Round) -> dict[str, HostRound]:
+        """Record the round: answers, "no answer" for the hosts still busy."""
+        now = self._clock.monotonic()
+        duration = now - started.began
+        late = f"no answer within {self._interval:g}s"
         results: dict[str, HostRound] = {}
-        for track, outcome in zip(tracks, outcomes, strict=True):
-            if isinstance(outcome, HostRound):
-                result = outcome
-            elif isinstance(outcome, asyncio.CancelledError):
-                result = HostRound(False, {}, f"no answer within {self._interval:g}s")
+        for track, poll in started.polls:
+            if poll is None or not poll.done():
+                if track.connecting(now):
+                    continue
+                if poll is None:
+                    track.missed += 1
+                result = HostRound(False, {}, late)
+            elif poll.cancelled():
+                result = HostRound(False, {}, late)
             else:
-                result = HostRound(False, {}, f"{type(outcome).__name__}: {outcome}")
-            track.record(t, result)
+                failed = poll.exception()
+                if failed is None:
+                    result = poll.result()
+                else:
+                    result = HostRound(False, {}, f"{type(failed).__name__}: {failed}")
+            track.record(started.t, result)
             results[track.name] = result
+        t = started.t
         self._rounds.append((t, duration))
         self._rounds_run += 1
         self._last_duration = duration
@@ -656,38 +880,11 @@ class Collector:
         self._publish(t, duration, results)
         return results
 
-    def _grace(self) -> float:
-        # How long past the deadline a host may take to hand back an interrupted
-        # command before its poll is cancelled (the session then cleans up on
-        # its next call).
-        return min(self._interval / 2, 1.0)
-
-    async def _gather_until(
-        self, polls: Sequence[asyncio.Future[HostRound]], cutoff: float
-    ) -> list[HostRound | BaseException]:
-        everything = asyncio.gather(*polls, return_exceptions=True)
-        alarm = asyncio.ensure_future(self._clock.sleep_until(cutoff))
-        waited: set[asyncio.Future[Any]] = {everything, alarm}
-        try:
-            await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            alarm.cancel()
-            if not everything.done():
-                for poll in polls:
-                    poll.cancel()
-            # Cancelled polls finish promptly: collect them so no task outlives the round.
-            outcomes = await asyncio.shield(everything)
-        return list(outcomes)
-
-    async def _poll(self, track: _Track, deadline: float) -> HostRound:
-        async with track.lock:
-            index = self._rounds_run
-            if len(track.probes) == 1:
-                outcomes = [await track.probes[0].poll(index, deadline)]
-            else:
-                outcomes = list(
-                    await asyncio.gather(*(p.poll(index, deadline) for p in track.probes))
-                )
+    async def _poll(self, track: _Track, index: int, deadline: float) -> HostRound:
+        if len(track.probes) == 1:
+            outcomes = [await track.probes[0].poll(index, deadline)]
+        else:
+            outcomes = list(await asyncio.gather(*(p.poll(index, deadline) for p in track.probes)))
         return self._merge(track, outcomes)
 
     def _merge(self, track: _Track, outcomes: Sequence[HostRound]) -> HostRound:
@@ -788,3 +985,10 @@ class Collector:
             return self._tracks[host_name]
         except KeyError:
             raise KeyError(f"{host_name!r} is not monitored by this collector") from None
+
+
+def _poll_ended(track: _Track, poll: asyncio.Task[HostRound]) -> None:
+    if track.poll is poll:
+        track.poll = None
+    if not poll.cancelled() and poll.exception() is not None:
+        logger.debug("%s: a poll failed", track.name, exc_info=poll.exception())

@@ -267,6 +267,9 @@ class ShellProbe:
         self._defined = False
         self._sometimes_due = 0
         self._clock = clock
+        self.connecting = False
+        """True while the probe's first session on the host is being opened."""
+        self._connected = False
 
     def command(self, index: int) -> str:
         """The shell text of round ``index``: the call, with the definition on a new session."""
@@ -279,7 +282,12 @@ class ShellProbe:
         clock = self._clock
         try:
             if self.session is None:
-                self.session = await self.host.open_session(self.session_name)
+                self.connecting = not self._connected
+                try:
+                    self.session = await self.host.open_session(self.session_name)
+                finally:
+                    self.connecting = False
+                self._connected = True
                 self._defined = False
             budget = deadline - clock.monotonic()
             if budget <= 0:

@@ -19,7 +19,7 @@ from otto.monitor.shell_probe import join_commands, split_output
 from otto.monitor.store import MetricStore, StoreError
 from otto.periodic import FakeClock
 from otto.result import CommandStatus, Status
-from tests.fakes import FakeHost
+from tests.fakes import FakeHost, FakeSession
 
 WAIT = 5.0
 DATA = Path(__file__).parent / "data"
@@ -202,22 +202,112 @@ async def test_a_failing_host_is_down_for_the_round_and_rejoins(clock: FakeClock
     assert len(collector.series("bad", "mem.percent")) == 2
 
 
-async def test_a_hanging_host_is_cut_off_and_the_others_report_on_time(clock: FakeClock) -> None:
+async def test_a_hanging_host_keeps_its_poll_and_the_others_rounds_start_on_time(
+    clock: FakeClock,
+) -> None:
     fast, stuck = monitored("fast", clock), monitored("stuck", clock)
     stuck.plan = ["hang"]
+    stuck.connect_timeout = 1.0  # type: ignore[attr-defined]
     collector = Collector([fast, stuck], interval=1.0, clock=clock)
     rounds = Rounds(collector.subscribe())
+    seen: list[tuple[object, bool, bool, object]] = []
     async with collector:
-        await asyncio.wait_for(clock.wait_for_sleepers(2), WAIT)  # the hang and the cut-off
-        clock.advance_to(51.5)  # deadline (51) + grace (0.5)
-        hosts = hosts_of(await rounds.next())
-        assert hosts["fast"]["up"] and not hosts["stuck"]["up"]
-        assert hosts["stuck"]["last_error"] == "no answer within 1s"
-        # The next round was due at 51 and runs at once, late but not skipped.
-        hosts = hosts_of(await rounds.next())
-        assert hosts["fast"]["up"] and hosts["stuck"]["up"]
-    assert stuck.calls == [50.0, 51.5]
-    assert collector.rounds_skipped == 0
+        for k in range(1, 7):
+            # Parked: the schedule (or the round's deadline), and the hang until cancelled.
+            await asyncio.wait_for(clock.wait_for_sleepers(2 if k <= 4 else 1), WAIT)
+            clock.advance_to(50.0 + k)
+            update = await rounds.next()
+            hosts = hosts_of(update)
+            seen.append(
+                (
+                    update["t"],
+                    hosts["fast"]["up"],
+                    hosts["stuck"]["up"],
+                    hosts["stuck"]["last_error"],
+                )
+            )
+    wall = 1_800_000_000.0
+    late = "no answer within 1s"
+    # Rounds 0-4: the straggler keeps its poll (cancelled once older than its
+    # connect_timeout plus two intervals, at 54); round 5 polls it afresh.
+    assert seen == [
+        (wall + 0, True, False, late),
+        (wall + 1, True, False, late),
+        (wall + 2, True, False, late),
+        (wall + 3, True, False, late),
+        (wall + 4, True, False, late),
+        (wall + 5, True, True, ""),
+    ]
+    assert stuck.calls == [50.0, 55.0, 56.0]
+    assert fast.calls == [50.0 + k for k in range(7)]
+    assert collector.round_lateness() == [0.0] * 7
+    assert collector.rounds_skipped == 0 and collector.rounds_late == 0
+    assert collector.missed_rounds() == {"stuck": 4}
+
+
+class SlowOpen(FakeHost):
+    """A host whose first session takes ``opening`` fake seconds to open."""
+
+    def __init__(self, clock: FakeClock, opening: float, connect_timeout: float) -> None:
+        super().__init__(clock, Captured(), name="slow")
+        self.opening = opening
+        self.connect_timeout = connect_timeout
+
+    async def open_session(self, name: str) -> FakeSession:
+        if self.opening:
+            opening, self.opening = self.opening, 0.0
+            await self.clock.sleep_until(self.clock.monotonic() + opening)
+        return await super().open_session(name)
+
+
+async def test_a_host_still_making_its_first_connection_is_not_counted_down(
+    clock: FakeClock, tmp_path: Path
+) -> None:
+    fast, slow = monitored("fast", clock), SlowOpen(clock, opening=2.5, connect_timeout=10.0)
+    collector = Collector([fast, slow], interval=1.0, clock=clock, db=tmp_path / "m.db")
+    rounds = Rounds(collector.subscribe())
+    reported: list[dict[str, dict[str, object]]] = []
+    connecting: list[list[str]] = []
+    async with collector:
+        for k in range(1, 6):
+            await asyncio.wait_for(clock.wait_for_sleepers(2 if k <= 3 else 1), WAIT)
+            clock.advance_to(50.0 + k)
+            reported.append(hosts_of(await rounds.next()))
+            connecting.append(collector.connecting)
+    # Rounds 0-2: slow is connecting, so it is in none of them; from round 3 it answers.
+    assert [sorted(r) for r in reported] == [["fast"]] * 3 + [["fast", "slow"]] * 2
+    assert all(r["slow"]["up"] for r in reported[3:])
+    assert connecting[:2] == [["slow"], ["slow"]] and connecting[3:] == [[], []]
+    status = collector.export()["runs"][0]["status"]  # type: ignore[index]
+    assert [up for _, up, _ in status["slow"]] == [True, True]
+    with MetricStore(tmp_path / "m.db") as store:
+        assert [s.up for _, s in store.states("slow")] == [True, True]
+
+
+async def test_a_first_connection_past_connect_timeout_is_down(clock: FakeClock) -> None:
+    fast, slow = monitored("fast", clock), SlowOpen(clock, opening=30.0, connect_timeout=2.0)
+    collector = Collector([fast, slow], interval=1.0, clock=clock)
+    rounds = Rounds(collector.subscribe())
+    reported: list[dict[str, dict[str, object]]] = []
+    async with collector:
+        for k in range(1, 5):
+            await asyncio.wait_for(clock.wait_for_sleepers(2), WAIT)
+            clock.advance_to(50.0 + k)
+            reported.append(hosts_of(await rounds.next()))
+    assert [sorted(r) for r in reported] == [["fast"]] * 2 + [["fast", "slow"]] * 2
+    assert [r["slow"]["last_error"] for r in reported[2:]] == ["no answer within 1s"] * 2
+
+
+def test_the_history_in_memory_is_compact_and_keeps_its_order(clock: FakeClock) -> None:
+    collector = Collector([monitored("h", clock)], interval=1.0, clock=clock, history=3)
+    history = collector._tracks["h"].series
+    for k, metrics in enumerate([{"a": 1.0}, {"a": 2.0, "b": 20.0}, {"b": 30.0}, {"a": 4.0}]):
+        history.append(float(k), metrics)
+    assert history.points("a") == [(1.0, 2.0), (3.0, 4.0)]
+    assert history.points("b") == [(1.0, 20.0), (2.0, 30.0)]
+    assert history.points("c") == []
+    assert history.times.itemsize == 8 and len(history.times) == 3
+    assert all(len(column) == 3 for column in history.values.values())
 
 
 async def test_missing_command_loses_only_its_own_metrics(clock: FakeClock) -> None:
