@@ -10,7 +10,14 @@ The layout follows Jenkins' ``junit-10.xsd`` and Maven Surefire's reports:
   finally passed, ``rerunFailure``/``rerunError`` when it finally did not, each
   with the try's report in ``stackTrace``, as Surefire writes them;
 - ``system-out`` names the hosts and points at the test's transcript (also as a
-  ``[[ATTACHMENT|path]]`` line, which Jenkins' attachments plugin picks up).
+  ``[[ATTACHMENT|path]]`` line, which Jenkins' attachments plugin picks up);
+- a test with failed non-fatal checks has one ``failure`` whose message lists them all;
+- each metric the test recorded is a ``property`` of its test case in ``properties``:
+  ``metric:NAME`` (``metric:NAME@HOST`` with a host) holds the value, and
+  ``metric-unit:NAME`` (``metric-unit:NAME@HOST``) its unit when it has one;
+- each device-side case (``otto.results``) is a test case of its own, named
+  ``<test>::<case>`` with its test's classname, its ``failure``/``error``/``skipped``,
+  and its slice of the suite's output in ``system-out``.
 
 Text that XML cannot hold (control characters, lone surrogates) is shown as
 ``\\xNN`` escapes; very long text is cut to its tail, with a note.
@@ -27,8 +34,9 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
+from otto.testing.checks import describe_checks
 from otto.testing.evidence import write_text
-from otto.testing.records import Attempt, TestRecord
+from otto.testing.records import Attempt, DeviceCase, TestRecord
 
 __all__ = ["MAX_TEXT", "junit_name", "write_junit"]
 
@@ -36,6 +44,7 @@ MAX_TEXT = 64 * 1024
 """Characters kept of one report or output in the XML (its tail)."""
 
 _MAX_MESSAGE = 500
+_MAX_CHECKS_MESSAGE = 4000
 
 # Characters XML 1.0 allows (tab, newline and carriage return among the controls).
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -48,12 +57,21 @@ def _clean(text: str, limit: int = MAX_TEXT) -> str:
     return _NOT_XML.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
-def _message(text: str) -> str:
+def _message(text: str, limit: int = _MAX_MESSAGE) -> str:
     """The first non-empty line of ``text``, short enough for an attribute."""
     line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
-    if len(line) > _MAX_MESSAGE:
-        line = line[: _MAX_MESSAGE - 3] + "..."
+    if len(line) > limit:
+        line = line[: limit - 3] + "..."
     return _clean(line)
+
+
+def _checks_message(record: TestRecord) -> str:
+    """Every failed check of ``record`` on one line: ``N checks failed: file:line: what; ...``."""
+    count = len(record.checks)
+    items = "; ".join(
+        f"{c.location}: {next(iter(c.message.splitlines()), '')}" for c in record.checks
+    )
+    return f"{count} check{'s' if count != 1 else ''} failed: {items}"
 
 
 def _error_line(longrepr: str) -> str:
@@ -95,10 +113,16 @@ def _result_of(record: TestRecord) -> tuple[str, str, str] | None:
             for f in record.failures
         ]
         text = text + "\n\nfailed commands:\n" + "\n".join(lines)
+    if record.checks:
+        listed = describe_checks(record.checks)
+        if listed not in text:  # the test also failed on its own
+            text = f"{text}\n\n{listed}" if text else listed
     if record.outcome == "skipped":
         return "skipped", record.longrepr, text
     if record.crash is not None and not record.longrepr:
         message = f"device crash on {record.crash.host}: {record.crash.pattern}"
+    elif record.checks and record.longrepr.startswith(describe_checks(record.checks)):
+        message = _checks_message(record)
     else:
         message = _error_line(record.longrepr) or record.outcome
     return ("failure" if record.outcome == "failed" else "error"), message, text
@@ -125,6 +149,47 @@ def _link(transcript: str, run_dir: Path, junit_dir: Path) -> str:
         return str(target.resolve())
 
 
+def _properties(case: ET.Element, record: TestRecord) -> None:
+    if not record.metrics:
+        return
+    properties = ET.SubElement(case, "properties")
+    for metric in record.metrics:
+        key = metric.name + (f"@{metric.host}" if metric.host else "")
+        ET.SubElement(properties, "property", name=_clean(f"metric:{key}"), value=f"{metric.value}")
+        if metric.unit:
+            ET.SubElement(
+                properties, "property", name=_clean(f"metric-unit:{key}"), value=_clean(metric.unit)
+            )
+
+
+_CASE_TAGS = {"failed": "failure", "error": "error", "skipped": "skipped"}
+
+
+def _device_case(
+    suite: ET.Element, record: TestRecord, case: DeviceCase, classname: str, name: str
+) -> None:
+    element = ET.SubElement(
+        suite,
+        "testcase",
+        name=_clean(name),
+        classname=_clean(classname),
+        time=f"{max(case.duration or 0.0, 0.0):.3f}",
+    )
+    tag = _CASE_TAGS.get(case.status)
+    if tag is not None:
+        result = ET.SubElement(
+            element, tag, message=_message(case.message or f"{case.status} on the device")
+        )
+        if tag != "skipped":
+            result.set("type", f"otto.results.{case.status}")
+        result.text = _clean(case.message) if case.message else None
+    out = [f"from: {case.source}"] if case.source else []
+    if case.output:
+        out.append(case.output)
+    if out:
+        ET.SubElement(element, "system-out").text = _clean("\n".join(out))
+
+
 def _testcase(
     suite: ET.Element, record: TestRecord, iterated: bool, run_dir: Path, junit_dir: Path
 ) -> None:
@@ -136,10 +201,12 @@ def _testcase(
         classname=_clean(classname),
         time=f"{max(record.duration, 0.0):.3f}",
     )
+    _properties(case, record)
     result = _result_of(record)
     if result is not None:
         tag, message, text = result
-        element = ET.SubElement(case, tag, message=_message(message))
+        limit = _MAX_CHECKS_MESSAGE if record.checks else _MAX_MESSAGE
+        element = ET.SubElement(case, tag, message=_message(message, limit))
         if tag != "skipped":
             element.set("type", "otto.crash" if record.crash and tag == "failure" else tag)
         element.text = _clean(text) if text else None
@@ -156,6 +223,13 @@ def _testcase(
         out.append(f"[[ATTACHMENT|{(run_dir / record.transcript).resolve()}]]")
     if out:
         ET.SubElement(case, "system-out").text = _clean("\n".join(out))
+    if record.cases:
+        _, base = junit_name(record, iterated=False)
+        suffix = f" [iteration {record.iteration}]" if iterated else ""
+        for device_case in record.cases:
+            _device_case(
+                suite, record, device_case, classname, f"{base}::{device_case.name}{suffix}"
+            )
 
 
 def write_junit(
@@ -180,11 +254,13 @@ def write_junit(
     runs = Counter(r.nodeid for r in ordered)
     iterated = {r.nodeid for r in ordered if runs[r.nodeid] > 1 or r.iteration > 1}
     counts = Counter(r.outcome for r in ordered)
+    cases = [c for r in ordered for c in r.cases]
+    counts.update(c.status for c in cases)
     start = min((r.start for r in ordered), default=time.time())
     stop = max((r.stop for r in ordered), default=start)
     totals: dict[str, str] = {
         "name": _clean(suite_name),
-        "tests": str(len(ordered)),
+        "tests": str(len(ordered) + len(cases)),
         "failures": str(counts["failed"]),
         "errors": str(counts["error"]),
         "time": f"{max(stop - start, 0.0):.3f}",

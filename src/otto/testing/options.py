@@ -31,6 +31,16 @@ def _percent(text: str) -> float:
     return value
 
 
+def _tolerance(text: str) -> str:
+    from otto.testing.baseline import parse_tolerance
+
+    try:
+        parse_tolerance([text])
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -122,6 +132,33 @@ _OPTIONS = [
             help="a console line that means the device crashed (repeatable; default: "
             + ", ".join(repr(p) for p in SIGNATURES)
             + ")",
+        ),
+    ),
+    (
+        "metrics-out",
+        dict(
+            metavar="FILE",
+            help="write the metrics tests recorded (record_metric) to FILE as Prometheus "
+            "text exposition",
+        ),
+    ),
+    (
+        "baseline",
+        dict(
+            metavar="RUN_DIR",
+            help="compare the metrics tests record with those of an earlier run folder; "
+            "one that got worse beyond --tolerance fails the run",
+        ),
+    ),
+    (
+        "tolerance",
+        dict(
+            action="append",
+            default=[],
+            type=_tolerance,
+            metavar="[NAME=]PCT",
+            help="how far a metric may get worse than its --baseline, in percent "
+            "(default 10%%); NAME=PCT for one metric (repeatable)",
         ),
     ),
 ]

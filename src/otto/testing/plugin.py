@@ -37,18 +37,24 @@ import re
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
 
 from otto import loop as otto_loop
+from otto import redact
 from otto.errors import LabError, OttoError
 from otto.lab import DEFAULT_HOST_NAME, Lab, lab_paths_from_env, load_lab
 from otto.result import CommandStatus, Status
+from otto.results import Case, set_sink
+from otto.testing.baseline import BaselineError, load_baseline, parse_tolerance
+from otto.testing.checks import Check, describe_checks
 from otto.testing.evidence import RUNS_FOLDER, LineFile, LogHandler, new_run_dir, register_lab
 from otto.testing.hostlock import hold_hosts
 from otto.testing.marks import mark_pool, mark_state, which_host
+from otto.testing.metrics import MetricRecorder, write_prometheus
 from otto.testing.options import (
     pytest_addoption,
     pytest_load_initial_conftests,
@@ -58,7 +64,9 @@ from otto.testing.records import (
     Attempt,
     CommandFailure,
     Crash,
+    DeviceCase,
     Kind,
+    Metric,
     Outcome,
     TestRecord,
     read_records,
@@ -84,13 +92,16 @@ __all__ = [
     "OTTO_FIXTURES",
     "OttoPlugin",
     "artifacts",
+    "check",
     "host",
     "hosts",
     "lab",
     "monitor",
+    "otto_check",
     "pytest_addoption",
     "pytest_configure",
     "pytest_load_initial_conftests",
+    "record_metric",
 ]
 
 _mark_pool = mark_pool  # otto -n test (cli/dryrun) picks hosts as the plugin does
@@ -98,6 +109,8 @@ _mark_pool = mark_pool  # otto -n test (cli/dryrun) picks hosts as the plugin do
 log = logging.getLogger("otto.testing")
 
 OTTO_FIXTURES = frozenset({"lab", "hosts", "host", "artifacts", "monitor"})
+_EVIDENCE_FIXTURES = frozenset({"record_metric"})
+"""Fixtures that make a test otto's (its record holds what they recorded) but use no host."""
 _PLUGIN_NAME = "otto-run"
 _RUNS_FOLDER = RUNS_FOLDER
 _RUN_MARK = ".otto-run"
@@ -169,6 +182,27 @@ def monitor(request: pytest.FixtureRequest) -> Iterator[Collector]:
         otto_loop.run(collector.stop())
 
 
+@pytest.fixture
+def check(request: pytest.FixtureRequest) -> Check:
+    """Non-fatal checks: ``check.equal(a, b)``, ``check.that(cond, msg)``, ``with check:``;
+    the test goes on after a failed one and fails at its end, listing every one."""
+    return _plugin(request.config).check_for(request)
+
+
+@pytest.fixture
+def otto_check(check: Check) -> Check:
+    """otto's ``check``, by a name no other plugin (pytest-check) also gives a fixture."""
+    return check
+
+
+@pytest.fixture
+def record_metric(request: pytest.FixtureRequest) -> MetricRecorder:
+    """``record_metric(name, value, unit=None, host=None, *, better="lower")``: a number
+    kept in the test's record, shown in the report and JUnit, compared with
+    ``--baseline``."""
+    return _plugin(request.config).metric_recorder(request)
+
+
 def _run_to_the_end(fn: Callable[..., Any], kwargs: dict[str, Any]) -> None:
     """Run the test coroutine on otto's loop; however the test ends, its commands end with it.
 
@@ -203,6 +237,27 @@ def _run_to_the_end(fn: Callable[..., Any], kwargs: dict[str, Any]) -> None:
         raise
 
 
+@dataclass
+class _TestEvidence:
+    """What the running test recorded besides its outcome: failed checks, metrics and
+    device-side cases (those already judged by a report are counted)."""
+
+    nodeid: str
+    check: Check | None = None
+    metrics: list[Metric] = field(default_factory=list)
+    cases: list[DeviceCase] = field(default_factory=list)
+    judged: int = 0
+
+
+def _bad_cases(cases: Sequence[DeviceCase]) -> str:
+    bad = [c for c in cases if c.bad]
+    lines = [f"{len(bad)} device-side case{'s' if len(bad) != 1 else ''} failed:"]
+    for case in bad:
+        why = f": {case.message}" if case.message else ""
+        lines.append(f"  {case.name} ({case.status}, from {case.source}){why}")
+    return "\n".join(lines)
+
+
 class OttoPlugin:
     """The hooks of one pytest run (registered once, in ``pytest_configure``)."""
 
@@ -223,6 +278,20 @@ class OttoPlugin:
             raise pytest.UsageError(f"--crash-pattern: {exc}") from None
         workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
         self.worker: str = workerinput["workerid"] if workerinput else ""
+        self.metrics_out: Path | None = (
+            Path(config.invocation_params.dir, opt.otto_metrics_out)
+            if opt.otto_metrics_out
+            else None
+        )
+        self.tolerance = parse_tolerance(opt.otto_tolerance)
+        self.baseline: list[TestRecord] | None = None
+        if opt.otto_baseline and not self.worker and not config.option.help:
+            try:
+                self.baseline = load_baseline(Path(config.invocation_params.dir, opt.otto_baseline))
+            except BaselineError as exc:
+                raise pytest.UsageError(str(exc)) from None
+        self._evidence: _TestEvidence | None = None
+        self._previous_sink: Any = None
         self.enabled = bool(
             opt.otto_lab
             or self.lab_paths
@@ -233,6 +302,8 @@ class OttoPlugin:
             or self.duration
             or self.threshold is not None
             or self.monitor_run
+            or self.metrics_out
+            or opt.otto_baseline
         )
         if workerinput and "otto_run_dir" in workerinput:
             self.run_dir = Path(workerinput["otto_run_dir"])
@@ -540,6 +611,82 @@ class OttoPlugin:
         log.info("%s holds %s", node.nodeid, ", ".join(held))
         return held
 
+    # --- checks, metrics and device-side cases -------------------------------------------
+
+    def _evidence_for(self, nodeid: str) -> _TestEvidence:
+        evidence = self._evidence
+        if evidence is None or evidence.nodeid != nodeid:
+            evidence = self._evidence = _TestEvidence(nodeid)
+        return evidence
+
+    def check_for(self, request: pytest.FixtureRequest) -> Check:
+        node = request.node
+        found = Check(getattr(node, "path", None), self.config.rootpath)
+        self._evidence_for(node.nodeid).check = found
+        return found
+
+    def metric_recorder(self, request: pytest.FixtureRequest) -> MetricRecorder:
+        self._run_for(request)  # the metrics are kept in the test's record
+        return MetricRecorder(self._evidence_for(request.node.nodeid).metrics)
+
+    def _on_cases(self, source: str, cases: Sequence[Case]) -> None:
+        """otto.results' sink while a test runs: its cases join the test's evidence."""
+        evidence = self._evidence
+        if evidence is None:
+            return
+        where = redact.redact(source)
+        evidence.cases += [
+            DeviceCase(
+                name=redact.redact(case.name),
+                status=case.status,
+                output=redact.redact(case.output),
+                message=redact.redact(case.message),
+                duration=case.duration,
+                source=where,
+            )
+            for case in cases
+        ]
+
+    @pytest.hookimpl(tryfirst=True, specname="pytest_runtest_logstart")
+    def pytest_runtest_logstart_evidence(
+        self, nodeid: str, location: tuple[str, int | None, str]
+    ) -> None:
+        if self.controller:
+            return
+        self._evidence = _TestEvidence(nodeid)
+        self._previous_sink = set_sink(self._on_cases)
+
+    @pytest.hookimpl(trylast=True, specname="pytest_runtest_logfinish")
+    def pytest_runtest_logfinish_evidence(
+        self, nodeid: str, location: tuple[str, int | None, str]
+    ) -> None:
+        if self.controller:
+            return
+        set_sink(self._previous_sink)
+        self._previous_sink = None
+        self._evidence = None
+
+    def _judge_evidence(self, item: pytest.Item, report: pytest.TestReport) -> None:
+        """Fail the call report of a test with failed checks, and the call (or teardown)
+        report of one whose device-side cases failed, even when the test swallowed it."""
+        evidence = self._evidence
+        if evidence is None or evidence.nodeid != item.nodeid or report.when == "setup":
+            return
+        found: list[tuple[str, str]] = []
+        if report.when == "call" and evidence.check is not None and evidence.check.failures:
+            found.append(("otto: failed checks", describe_checks(evidence.check.failures)))
+        new = evidence.cases[evidence.judged :]
+        evidence.judged = len(evidence.cases)
+        if any(case.bad for case in new):
+            found.append(("otto: failed device-side cases", _bad_cases(new)))
+        if not found:
+            return
+        if report.passed:
+            report.outcome = "failed"
+            report.longrepr = "\n".join(text for _, text in found)
+        elif report.failed:
+            report.sections += found
+
     def artifacts_for(self, request: pytest.FixtureRequest) -> Path:
         run = self._run_for(request)
         folder = self.run_dir / run.folder
@@ -615,16 +762,16 @@ class OttoPlugin:
 
     @classmethod
     def _uses_otto(cls, item: pytest.Item) -> bool:
-        return bool(cls._otto_fixtures(item))
+        return bool(cls._otto_fixtures(item, OTTO_FIXTURES | _EVIDENCE_FIXTURES))
 
     @staticmethod
-    def _otto_fixtures(item: pytest.Item) -> set[str]:
+    def _otto_fixtures(item: pytest.Item, among: frozenset[str] = OTTO_FIXTURES) -> set[str]:
         """The otto fixtures a test uses (not a project's fixture of the same name)."""
         info = getattr(item, "_fixtureinfo", None)
         if info is None:
             return set()
         used: set[str] = set()
-        for name in OTTO_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        for name in among.intersection(getattr(item, "fixturenames", ())):
             defs = info.name2fixturedefs.get(name)
             if defs and getattr(defs[-1].func, "__module__", "") == __name__:
                 used.add(name)
@@ -705,6 +852,7 @@ class OttoPlugin:
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         report = yield
+        self._judge_evidence(item, report)
         if self.repeating:
             # Named in pytest's own sections (failure headlines, the short summary).
             path, line, domain = report.location
@@ -855,6 +1003,12 @@ class OttoPlugin:
             earlier=run.earlier,
             worker=self.worker,
         )
+        evidence = self._evidence
+        if evidence is not None and evidence.nodeid == run.nodeid:
+            if evidence.check is not None:
+                record.checks = list(evidence.check.failures)
+            record.metrics = list(evidence.metrics)
+            record.cases = list(evidence.cases)
         self._write_record(record)
 
     def _write_record(self, record: TestRecord) -> None:
@@ -920,6 +1074,8 @@ class OttoPlugin:
             threshold=self.threshold,
             interrupted=self._interrupted,
             pytest_status=int(exitstatus),
+            baseline=self.baseline,
+            tolerance=self.tolerance,
         )
         self.verdict = verdict
         self._write_outputs(records, verdict)
@@ -971,6 +1127,11 @@ class OttoPlugin:
                 log.warning("closing host %s: %s", extra.name, exc)
 
     def _write_outputs(self, records: list[TestRecord], verdict: Verdict) -> None:
+        if self.metrics_out is not None:
+            try:
+                write_prometheus(self.metrics_out, records)
+            except OSError as exc:
+                log.error("writing %s failed: %s", self.metrics_out, exc)
         try:
             from otto.testing.junit import write_junit
 

@@ -15,9 +15,13 @@ from typing import Any, ClassVar, Literal
 
 __all__ = [
     "Attempt",
+    "CaseStatus",
     "CommandFailure",
     "Crash",
+    "DeviceCase",
+    "FailedCheck",
     "Kind",
+    "Metric",
     "Outcome",
     "TestRecord",
     "read_records",
@@ -26,6 +30,7 @@ __all__ = [
 
 Outcome = Literal["passed", "failed", "error", "skipped"]
 Kind = Literal["test", "collection", "crashed", "not-run"]
+CaseStatus = Literal["passed", "failed", "skipped", "error"]
 """What a record is of: a test run, a module that could not be collected, a test
 whose pytest-xdist worker died under it, or a test the run never got to (its
 worker died and no other took it)."""
@@ -64,6 +69,46 @@ class Attempt:
 
 
 @dataclass
+class FailedCheck:
+    """A non-fatal check (the ``check`` fixture) that failed: the test went on."""
+
+    message: str
+    location: str
+    """``file:line`` in the test's source."""
+
+
+@dataclass
+class Metric:
+    """A value a test recorded with ``record_metric``."""
+
+    name: str
+    value: float
+    unit: str | None = None
+    host: str | None = None
+    better: Literal["lower", "higher"] = "lower"
+    """Which way is an improvement, for ``--baseline``."""
+
+
+@dataclass
+class DeviceCase:
+    """A result case a device-side suite reported during the test (``otto.results``)."""
+
+    name: str
+    status: CaseStatus
+    output: str = ""
+    """The case's slice of the suite's output."""
+    message: str = ""
+    duration: float | None = None
+    source: str = ""
+    """Where the case came from (the command or file the results were read from)."""
+
+    @property
+    def bad(self) -> bool:
+        """A failed or error case: it fails its test."""
+        return self.status in ("failed", "error")
+
+
+@dataclass
 class TestRecord:
     """One run of one test."""
 
@@ -91,6 +136,12 @@ class TestRecord:
     """The pytest-xdist worker that ran it (empty without xdist)."""
     kind: Kind = "test"
     """``collection``, ``crashed`` and ``not-run`` records are errors a pass rate never hides."""
+    checks: list[FailedCheck] = field(default_factory=list)
+    """The non-fatal checks that failed, in the order they failed."""
+    metrics: list[Metric] = field(default_factory=list)
+    """What the test recorded with ``record_metric``, in order."""
+    cases: list[DeviceCase] = field(default_factory=list)
+    """The device-side cases published during the test, in order."""
 
     @property
     def duration(self) -> float:
@@ -108,6 +159,9 @@ class TestRecord:
                 "failures": [CommandFailure(**f) for f in data.get("failures", [])],
                 "crash": Crash(**crash) if crash else None,
                 "earlier": [Attempt(**a) for a in data.get("earlier", [])],
+                "checks": [FailedCheck(**c) for c in data.get("checks", [])],
+                "metrics": [Metric(**m) for m in data.get("metrics", [])],
+                "cases": [DeviceCase(**c) for c in data.get("cases", [])],
             }
         )
 

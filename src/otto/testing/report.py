@@ -8,9 +8,12 @@ copy) are inlined, and a Content-Security-Policy forbids any request. It holds:
 - the metric charts of ``monitor.db`` (when given), a line per host, each
   test's span shaded and named; a click on a span opens that test;
 - every test: outcome, duration, hosts; for a failure the failing commands
-  (host, command, exit status, output tail), pytest's report, a device crash
-  with its console excerpt, the earlier tries of a rerun test, and links
-  (relative) to the transcript and the test's folder.
+  (host, command, exit status, output tail), its failed non-fatal checks,
+  pytest's report, a device crash with its console excerpt, the earlier tries
+  of a rerun test, and links (relative) to the transcript and the test's folder;
+  the device-side cases published during it, and the metrics it recorded (a
+  chart across iterations when it ran more than once, a table otherwise);
+- with ``--baseline``, each metric's baseline value, value now, change and verdict.
 
 Every name and output is escaped: tests and devices print anything. Long text
 is cut to its tail with a note (the transcript has it all).
@@ -29,8 +32,10 @@ from pathlib import Path
 from urllib.parse import quote
 
 from otto.errors import StoreError
+from otto.testing.baseline import Comparison
+from otto.testing.checks import describe_checks
 from otto.testing.evidence import write_text
-from otto.testing.records import CommandFailure, TestRecord
+from otto.testing.records import CommandFailure, DeviceCase, FailedCheck, TestRecord
 from otto.testing.verdict import Verdict, judge
 
 __all__ = ["TestStats", "stability", "write_report"]
@@ -47,6 +52,9 @@ MAX_PASSED_ROWS = 500
 MAX_POINTS = 2_000
 """Points per chart line; longer runs are thinned evenly."""
 MAX_EVENTS = 500
+MAX_CASE_ROWS = 2_000
+"""Device-side cases listed per test; the rest are counted."""
+_CHART_W, _CHART_H, _CHART_PAD = 360, 90, 6
 
 _CSP = (
     "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
@@ -307,7 +315,21 @@ def _run_block(record: TestRecord, anchor: str, iterated: bool) -> str:
     if record.failures:
         parts.append("<h4>Failing commands</h4>")
         parts += [_failure(f) for f in record.failures]
-    if record.longrepr:
+    if record.checks:
+        parts.append(_checks(record.checks))
+    bad = [c for c in record.cases if c.bad]
+    if bad:
+        parts.append(
+            "<h4>Failed device-side cases</h4><ul>"
+            + "".join(
+                f'<li><span class="badge {c.status}">{_e(c.status)}</span> '
+                f"<code>{_e(c.name)}</code>" + (f": {_e(c.message)}" if c.message else "") + "</li>"
+                for c in bad
+            )
+            + "</ul>"
+        )
+    generated = record.checks and record.longrepr.startswith(describe_checks(record.checks))
+    if record.longrepr and not generated:
         heading = "Reason" if outcome == "skipped" else "pytest's report"
         parts.append(f"<h4>{heading}</h4>{_pre(record.longrepr, MAX_REPORT_CHARS)}")
     for number, attempt in enumerate(record.earlier, 1):
@@ -319,6 +341,154 @@ def _run_block(record: TestRecord, anchor: str, iterated: bool) -> str:
         )
     parts.append("</div>")
     return "".join(parts)
+
+
+def _checks(checks: list[FailedCheck]) -> str:
+    count = len(checks)
+    items = "".join(
+        f"<li><code>{_e(c.location)}</code>{_pre(c.message, MAX_OUTPUT_CHARS)}</li>" for c in checks
+    )
+    return (
+        f'<h4>{count} failed check{"s" if count != 1 else ""}</h4><ol class="checks">{items}</ol>'
+    )
+
+
+def _number(value: float | None, unit: str | None = None) -> str:
+    if value is None:
+        return "–"
+    text = f"{value:.6g}"
+    return f"{text} {unit}" if unit else text
+
+
+def _svg_chart(points: list[tuple[int, float]], label: str) -> str:
+    """A small line chart of ``(iteration, value)`` points (inline SVG: no script)."""
+    xs = [x for x, _ in points]
+    ys = [y for _, y in points]
+    x0, x1 = min(xs), max(xs)
+    y0, y1 = min(ys), max(ys)
+    if y1 == y0:
+        y0, y1 = y0 - 1, y1 + 1
+    w, h, pad = _CHART_W, _CHART_H, _CHART_PAD
+
+    def px(x: int) -> float:
+        return pad + (w - 2 * pad) * ((x - x0) / (x1 - x0) if x1 > x0 else 0.5)
+
+    def py(y: float) -> float:
+        return h - pad - (h - 2 * pad) * (y - y0) / (y1 - y0)
+
+    line = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in points)
+    dots = "".join(
+        f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="2.5" fill="#4e79a7">'
+        f"<title>iteration {x}: {_e(f'{y:.6g}')}</title></circle>"
+        for x, y in points[:MAX_POINTS]
+    )
+    return (
+        f'<svg class="metric-chart" role="img" aria-label="{_e(label)}" width="{w}" '
+        f'height="{h}" viewBox="0 0 {w} {h}" style="border:1px solid #ccc;background:#fff">'
+        f'<polyline fill="none" stroke="#4e79a7" stroke-width="1.5" points="{line}"/>'
+        f"{dots}</svg>"
+    )
+
+
+def _metrics_section(runs: list[TestRecord], iterated: bool) -> str:
+    series: dict[tuple[str, str | None], list[tuple[int, float]]] = {}
+    units: dict[tuple[str, str | None], str | None] = {}
+    better: dict[tuple[str, str | None], str] = {}
+    for record in runs:
+        for metric in record.metrics:
+            key = (metric.name, metric.host)
+            series.setdefault(key, []).append((record.iteration, float(metric.value)))
+            units[key] = metric.unit
+            better[key] = metric.better
+    if not series:
+        return ""
+    rows = []
+    for key, points in series.items():
+        name, host = key
+        values = [v for _, v in points]
+        unit = units[key]
+        chart = _svg_chart(points, f"{name} across iterations") if iterated else ""
+        rows.append(
+            f'<tr class="metric"><td><code>{_e(name)}</code></td><td>{_e(host or "")}</td>'
+            f"<td class=num>{_e(_number(values[-1], unit))}</td>"
+            + (
+                f"<td class=num>{_e(_number(min(values), unit))}</td>"
+                f"<td class=num>{_e(_number(math.fsum(values) / len(values), unit))}</td>"
+                f"<td class=num>{_e(_number(max(values), unit))}</td><td>{chart}</td>"
+                if iterated
+                else ""
+            )
+            + f"<td>{_e(better[key])} is better</td></tr>"
+        )
+    head = (
+        "<th>metric</th><th>host</th><th class=num>last</th><th class=num>min</th>"
+        "<th class=num>mean</th><th class=num>max</th><th>across iterations</th>"
+        if iterated
+        else "<th>metric</th><th>host</th><th class=num>value</th>"
+    )
+    return (
+        f'<h4>Metrics</h4><table class="metrics"><thead><tr>{head}<th></th></tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def _cases_section(runs: list[TestRecord], iterated: bool) -> str:
+    found: list[tuple[TestRecord, DeviceCase]] = [(r, c) for r in runs for c in r.cases]
+    if not found:
+        return ""
+    counts = Counter(c.status for _, c in found)
+    shown = found[:MAX_CASE_ROWS]
+    rows = "".join(
+        f'<tr class="case {c.status}">'
+        + (f"<td class=num>{r.iteration}</td>" if iterated else "")
+        + f'<td><code>{_e(c.name)}</code></td><td><span class="badge {c.status}">'
+        f"{_e(c.status)}</span></td><td>{_e(c.message)}</td>"
+        f"<td class=num>{_e(_duration(c.duration)) if c.duration is not None else ''}</td>"
+        f"<td>{_e(c.source)}</td><td>"
+        + (
+            f"<details><summary>output</summary>{_pre(c.output, MAX_OUTPUT_CHARS)}</details>"
+            if c.output
+            else ""
+        )
+        + "</td></tr>"
+        for r, c in shown
+    )
+    more = (
+        f'<p class="note">{len(found) - len(shown)} more cases not listed (junit.xml has them).</p>'
+        if len(found) > len(shown)
+        else ""
+    )
+    tally = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    return (
+        f'<h4>Device-side cases ({_e(tally)})</h4><table class="cases"><thead><tr>'
+        + ("<th class=num>iteration</th>" if iterated else "")
+        + "<th>case</th><th>status</th><th>message</th><th class=num>duration</th>"
+        f"<th>from</th><th>output</th></tr></thead><tbody>{rows}</tbody></table>{more}"
+    )
+
+
+def _baseline_section(comparisons: list[Comparison]) -> str:
+    if not comparisons:
+        return ""
+    badge = {"regressed": "failed", "improved": "passed", "ok": "passed", "new": "skipped"}
+    rows = "".join(
+        f'<tr class="{"below" if c.verdict == "regressed" else ""}" data-verdict="{c.verdict}">'
+        f"<td><code>{_e(c.nodeid)}</code></td><td><code>{_e(c.name)}</code></td>"
+        f"<td>{_e(c.host or '')}</td><td class=num>{_e(_number(c.baseline, c.unit))}</td>"
+        f"<td class=num>{_e(_number(c.now, c.unit))}</td>"
+        f"<td class=num>{_e(f'{c.change:+.1f}%' if c.change is not None else '–')}</td>"
+        f"<td class=num>{c.tolerance:g}%</td><td>{_e(c.better)}</td>"
+        f'<td><span class="badge {badge.get(c.verdict, "skipped")}">{_e(c.verdict)}</span></td>'
+        "</tr>"
+        for c in comparisons
+    )
+    return (
+        '<h2 id="baseline">Metrics against the baseline</h2><table class="baseline"><thead><tr>'
+        "<th>test</th><th>metric</th><th>host</th><th class=num>baseline</th>"
+        "<th class=num>now</th><th class=num>difference</th><th class=num>tolerance</th>"
+        "<th>better</th><th>verdict</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table>"
+    )
 
 
 def _passed_rows(rows: list[tuple[TestRecord, str]], iterated: bool) -> str:
@@ -383,6 +553,8 @@ def _test_block(
             blocks.append(_run_block(record, anchor, iterated))
     if passed:
         blocks.append(_passed_rows(passed, iterated))
+    blocks.append(_cases_section(runs, iterated))
+    blocks.append(_metrics_section(runs, iterated))
     is_open = " open" if outcome in {"failed", "error", "flaky"} else ""
     page = (
         f'<details class="test {outcome}" id="test-{index}"{is_open} '
@@ -577,6 +749,7 @@ def write_report(
             files.append(f"JUnit: <code>{_e(junit)}</code>")
     links = " · ".join(files)
     summary, _ = _summary(ordered, stats, threshold, interrupted, links, verdict=verdict)
+    baseline_html = _baseline_section(verdict.metrics) if verdict is not None else ""
     charts: list[dict[str, object]] = []
     events: list[dict[str, object]] = []
     charts_html = ""
@@ -625,6 +798,7 @@ def write_report(
 <h1>{_e(title)}</h1>
 <div class="muted">written {_e(_when(time.time()))} in {_e(run_dir.resolve())}</div>
 {summary}
+{baseline_html}
 {_stability_table(stats, anchors, threshold) if iterated else ""}
 {charts_html}
 <h2 id="tests">Tests</h2>

@@ -12,16 +12,19 @@ by pytest's own exit status. It is never better than the truth:
 - with ``--threshold``, the run passes when each test that ran passed at least
   that share of its runs, and at least one run counted (a run of skips
   measured nothing);
-- without it, any failed or error run fails the run, as pytest's own status does.
+- without it, any failed or error run fails the run, as pytest's own status does;
+- with a baseline (``--baseline``), a metric that moved the worse way beyond its
+  tolerance fails the run, whatever the tests' outcomes.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from otto.testing.baseline import Comparison, Tolerance, compare
 from otto.testing.records import TestRecord
 
 __all__ = [
@@ -33,6 +36,7 @@ __all__ = [
     "Verdict",
     "judge",
     "pass_rates",
+    "regression_line",
     "user_interrupt",
 ]
 
@@ -57,6 +61,8 @@ class Verdict:
     """Why it failed, one line each (collection errors, crashes, tests below the threshold)."""
     below: list[str] = field(default_factory=list)
     """Node ids of the tests whose pass rate is below the threshold."""
+    metrics: list[Comparison] = field(default_factory=list)
+    """Each metric against the baseline (empty without one)."""
 
     @property
     def passed(self) -> bool:
@@ -82,12 +88,27 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
+def _number(value: float | None, unit: str | None) -> str:
+    return "-" if value is None else f"{value:g}" + (f" {unit}" if unit else "")
+
+
+def regression_line(c: Comparison) -> str:
+    """One line saying how a metric regressed against its baseline."""
+    change = f"{c.change:+.1f}%" if c.change is not None else "from 0"
+    return (
+        f"{c.label}: {_number(c.baseline, c.unit)} -> {_number(c.now, c.unit)} ({change}, "
+        f"{c.better} is better, tolerance {c.tolerance:g}%)"
+    )
+
+
 def judge(
     records: Iterable[TestRecord],
     *,
     threshold: float | None = None,
     interrupted: bool = False,
     pytest_status: int | None = None,
+    baseline: Sequence[TestRecord] | None = None,
+    tolerance: Tolerance | None = None,
 ) -> Verdict:
     """The verdict of a run.
 
@@ -97,9 +118,15 @@ def judge(
         interrupted: the user stopped the run (Ctrl-C, SIGTERM).
         pytest_status: pytest's exit status, when pytest ran to its end; None
             when only the records are known (a report written afterwards).
+        baseline: the records of an earlier run (``--baseline``): each metric is
+            compared with its value there.
+        tolerance: how far a metric may move the worse way (default 10%).
     """
     records = list(records)
     reasons: list[str] = []
+    metrics: list[Comparison] = []
+    if baseline is not None:
+        metrics = compare(records, baseline, tolerance or Tolerance())
     for kind, what in (
         ("collection", "collection error"),
         ("crashed", "test whose worker crashed"),
@@ -139,11 +166,17 @@ def judge(
             )
         elif pytest_status == EXIT_FAILED and not reasons:
             reasons.append("pytest reported a failure")
+    regressed = [c for c in metrics if c.verdict == "regressed"]
+    if regressed:
+        reasons.append(
+            f"{_plural(len(regressed), 'metric')} regressed beyond tolerance: "
+            + "; ".join(regression_line(c) for c in regressed)
+        )
     if reasons:
-        return Verdict("failed", EXIT_FAILED, reasons, below)
+        return Verdict("failed", EXIT_FAILED, reasons, below, metrics)
     if not tests and pytest_status in (None, EXIT_NO_TESTS):
-        return Verdict("no tests", EXIT_NO_TESTS, ["no test ran"])
-    return Verdict("passed", EXIT_OK, [], below)
+        return Verdict("no tests", EXIT_NO_TESTS, ["no test ran"], metrics=metrics)
+    return Verdict("passed", EXIT_OK, [], below, metrics)
 
 
 def user_interrupt(error: BaseException) -> bool:
