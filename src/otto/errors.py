@@ -5,7 +5,8 @@
     OttoError
     ├── ConnectError            could not reach, log in to, or start a shell on a host
     │   ├── AuthenticationError     the host refused the credentials
-    │   └── HostKeyError            the host key is unknown or does not match known_hosts
+    │   ├── HostKeyError            the host key is unknown or does not match known_hosts
+    │   └── ForwardError            a port forward cannot listen, or its target cannot be reached
     ├── ConnectionLost          the link to a running shell dropped
     ├── SessionClosed           a session was used after close()
     ├── ExpectTimeout           expect() saw no match in time (also a TimeoutError)
@@ -34,6 +35,7 @@ __all__ = [
     "ConnectError",
     "ConnectionLost",
     "ExpectTimeout",
+    "ForwardError",
     "HostKeyError",
     "LabError",
     "LeaseLost",
@@ -86,6 +88,10 @@ class AuthenticationError(ConnectError):
 
 class HostKeyError(ConnectError):
     """The host's key is not in known_hosts or does not match it."""
+
+
+class ForwardError(ConnectError):
+    """A port forward could not listen (a port taken), or its target refused or is unreachable."""
 
 
 class ConnectionLost(OttoError):

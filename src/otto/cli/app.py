@@ -26,6 +26,7 @@ from otto.cli.output import use_colour
 from otto.cli.reservecmds import release_command, reservations_command, reserve_command
 from otto.cli.runcmd import InstructionGroup
 from otto.cli.testcmd import TEST_EPILOG, test_command
+from otto.cli.tunnelcmd import tunnel_app
 
 if TYPE_CHECKING:
     from otto.lab import Lab
@@ -85,6 +86,7 @@ run_app = typer.Typer(
 app.add_typer(host_app, name="host")
 app.add_typer(run_app, name="run")
 app.add_typer(lab_app, name="lab")
+app.add_typer(tunnel_app, name="tunnel")
 host_app.command("deploy")(host_deploy)
 
 

@@ -13,10 +13,12 @@ import asyncio
 import logging
 import re
 from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, overload
 
 from otto import loop as otto_loop
+from otto.errors import ForwardError
 from otto.expect import ExpectMatch
 from otto.framing import clean_output
 from otto.hosts.privilege import Become, BecomeMethod, BecomeShell, Secret
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
 
     from otto.hosts.apps import OpeningApp
     from otto.hosts.deploy import DeployRecords, DeployResult, Via
+    from otto.hosts.forward import Forward, Forwarder
     from otto.hosts.lifecycle import BootSpec
     from otto.hosts.power import PowerAction, PowerSpec, PowerState
     from otto.periodic import RepeatRunner
@@ -623,6 +626,32 @@ class Host(abc.ABC):
 
         self._bind()
         return await goto(self, state, timeout=timeout)
+
+    # --- port forwards through an SSH host and its hops (see otto.hosts.forward) ---------------
+
+    def forward(
+        self, local_port: int, target: str, *, bind: str = "127.0.0.1"
+    ) -> AbstractAsyncContextManager[Forward]:
+        """``async with``: listen here on ``bind:local_port`` (0: a free port); the host
+        connects each connection on to ``target`` (``"10.0.0.5:80"``, ``"[::1]:80"``)."""
+        return self._forwarder().forward(local_port, target, bind=bind)
+
+    def forward_remote(
+        self, remote_port: int, target: str, *, bind: str = "127.0.0.1"
+    ) -> AbstractAsyncContextManager[Forward]:
+        """``async with``: the host listens on ``bind:remote_port``; this machine connects
+        each connection on to ``target``."""
+        return self._forwarder().forward_remote(remote_port, target, bind=bind)
+
+    def socks(
+        self, local_port: int, *, bind: str = "127.0.0.1"
+    ) -> AbstractAsyncContextManager[Forward]:
+        """``async with``: a SOCKS4/5 proxy here whose connections leave from the host."""
+        return self._forwarder().socks(local_port, bind=bind)
+
+    def _forwarder(self) -> Forwarder:
+        """What carries this host's forwards; only SSH hosts have one."""
+        raise ForwardError(self.name, "port forwards need an SSH host; this one is not")
 
     # --- closing ------------------------------------------------------------------------
 

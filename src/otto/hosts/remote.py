@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from otto import redact
-from otto.errors import ConnectError
+from otto.errors import ConnectError, ForwardError
 from otto.hosts.base import Host
 from otto.hosts.connection import Connection
 from otto.hosts.power import PowerSpec
@@ -29,6 +29,7 @@ from otto.transports.base import ShellTransport
 from otto.transports.login import LOGIN_PROMPT, PASSWORD_PROMPT
 
 if TYPE_CHECKING:
+    from otto.hosts.forward import Forwarder
     from otto.transports.sshlib import asyncssh
 
 __all__ = ["CONNECTIONS", "DEFAULT_KNOWN_HOSTS", "Credentials", "RemoteHost", "connection_kind"]
@@ -202,6 +203,13 @@ class RemoteHost(Host):
         if not isinstance(connection, SshConnection):
             raise ConnectError(self.name, "is not an SSH host; nothing can tunnel through it")
         return await connection.tunnel()
+
+    def _forwarder(self) -> Forwarder:
+        from otto.hosts.ssh import SshConnection  # an SSH host: its module is loaded already
+
+        if isinstance(self.connection, SshConnection):
+            return self.connection
+        raise ForwardError(self.name, f"port forwards need an SSH host; this is a {self.term} host")
 
     async def connect(self) -> None:
         """Connect now rather than on first use (raises ``ConnectError`` and subclasses)."""

@@ -8,12 +8,14 @@ import secrets
 import shlex
 import time
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from otto.errors import ConnectError, TransferError
 from otto.hosts.base import process_status
 from otto.hosts.connection import Connection
+from otto.hosts.forward import Forward, local_forward, remote_forward, socks_forward
 from otto.result import CommandStatus, Status, TransferResult
 from otto.transfer import PART, Progress, place_staged, remove_staged, staging_dir
 from otto.transports.base import ShellTransport
@@ -68,6 +70,29 @@ class SshConnection(Connection):
 
     async def connect(self) -> None:
         await self.link.connection()
+
+    # --- port forwards (otto.hosts.forward), on the connection that runs through the hops ---
+
+    def _route(self) -> list[str]:
+        return [hop.name for hop in self.host.hop_chain()] + [self.host.name]
+
+    def forward(
+        self, local_port: int, target: str, *, bind: str = "127.0.0.1"
+    ) -> AbstractAsyncContextManager[Forward]:
+        """Listen here on ``bind:local_port``; the host connects to ``target``."""
+        return local_forward(self.host.tunnel, self._route(), local_port, target, bind=bind)
+
+    def forward_remote(
+        self, remote_port: int, target: str, *, bind: str = "127.0.0.1"
+    ) -> AbstractAsyncContextManager[Forward]:
+        """The host listens on ``bind:remote_port``; this machine connects to ``target``."""
+        return remote_forward(self.host.tunnel, self._route(), remote_port, target, bind=bind)
+
+    def socks(
+        self, local_port: int, *, bind: str = "127.0.0.1"
+    ) -> AbstractAsyncContextManager[Forward]:
+        """A SOCKS4/5 proxy here on ``bind:local_port`` whose connections leave from the host."""
+        return socks_forward(self.host.tunnel, self._route(), local_port, bind=bind)
 
     def shell_transport(self, *, pty: bool) -> ShellTransport:
         return SshShell(self.link, pty=pty)

@@ -17,5 +17,9 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"asyncssh(\.|$)")
     import asyncssh
     import asyncssh.config
+    from asyncssh.forward import SSHLocalPortForwarder
+    from asyncssh.socks import SSHSOCKSForwarder
 
-__all__ = ["asyncssh"]
+# The protocols asyncssh's own local and SOCKS forwards use (otto.hosts.forward
+# keeps its own listener, so it can close every forwarded channel itself).
+__all__ = ["SSHLocalPortForwarder", "SSHSOCKSForwarder", "asyncssh"]
