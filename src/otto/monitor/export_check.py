@@ -118,11 +118,25 @@ def _event(value: object, where: str) -> dict[str, object]:
     return out
 
 
+def _outage(value: object, where: str) -> dict[str, object]:
+    outage = _object(value, where)
+    start = _time(outage.get("start"), f"{where}.start")
+    end = _optional_time(outage.get("end"), f"{where}.end")
+    if end is not None and end < start:
+        raise _Bad(f"{where}.end: {end!r} is before its start {start!r}")
+    return {
+        "host": _text(outage.get("host"), f"{where}.host"),
+        "start": start,
+        "end": end,
+        "error": _text(outage.get("error", ""), f"{where}.error"),
+    }
+
+
 def checked_run(entry: Mapping[str, Any]) -> dict[str, Any]:
     """``entry`` (an ``export_runs`` item) with every value checked and converted.
 
     Times and values become floats, ids ints, meta values strings; a missing
-    optional field stays missing.
+    optional field stays missing (``outages`` among them).
 
     Raises:
         ValueError: the first value that is not what its place needs, named by
@@ -181,4 +195,10 @@ def checked_run(entry: Mapping[str, Any]) -> dict[str, Any]:
         _event(value, f"events[{i}]")
         for i, value in enumerate(_list(entry.get("events", []), "events"))
     ]
+    # Optional: an export without it (an older otto's) has its outages derived from status.
+    if entry.get("outages") is not None:
+        out["outages"] = [
+            _outage(value, f"outages[{i}]")
+            for i, value in enumerate(_list(entry["outages"], "outages"))
+        ]
     return out

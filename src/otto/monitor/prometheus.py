@@ -34,7 +34,10 @@ A metric otto does not know (a user's parser's ``gpu.percent``) is exported as
 ``_by_cpu`` when its name starts with ``net.``, ``disk.`` or ``cpu.``).
 
 A host that is down in the latest round exports only ``otto_host_up 0``, so its
-old values go stale in Prometheus instead of lingering.
+old values go stale in Prometheus instead of lingering. Its outages
+(``otto.monitor.outages``) add up in ``otto_host_down_seconds_total{host}``: the
+seconds it has been down so far, an outage still open counted up to now; alert on
+``increase(otto_host_down_seconds_total[5m]) > 0``.
 """
 
 from __future__ import annotations
@@ -292,7 +295,13 @@ _BYTE_COUNTERS["snmp_octets"] = {
 }
 
 _RESERVED = frozenset(
-    {"otto_host_up", "otto_round_duration_seconds", "otto_rounds_total", _CPU_SECONDS.name}
+    {
+        "otto_host_up",
+        "otto_host_down_seconds_total",
+        "otto_round_duration_seconds",
+        "otto_rounds_total",
+        _CPU_SECONDS.name,
+    }
     | {family.name for pair in _KNOWN.values() for family in pair if family is not None}
     | {c.name for table in _BYTE_COUNTERS.values() for c in table.values()}
 )
@@ -348,10 +357,18 @@ class OttoMetrics:
     Args:
         source: a ``MetricsView`` (``Collector``, ``Replay``), or any dashboard
             source with ``snapshot()``, whose latest points are then used.
+        down_seconds: ``{host: seconds down so far}`` for
+            ``otto_host_down_seconds_total``; by default the source's own
+            ``down_seconds()`` if it has one (``Replay``), else the family is left out.
     """
 
-    def __init__(self, source: MetricsView | _SnapshotSource) -> None:
+    def __init__(
+        self,
+        source: MetricsView | _SnapshotSource,
+        down_seconds: Mapping[str, float] | None = None,
+    ) -> None:
         self._source = source
+        self._down = down_seconds
 
     def describe(self) -> list[Metric]:
         # Nothing to describe up front: the families depend on what hosts report.
@@ -365,6 +382,18 @@ class OttoMetrics:
         for host, state in sorted(states.items()):
             up.add_metric([host], 1.0 if state.up else 0.0)
         yield up
+        down = self._down_seconds()
+        if down is not None:
+            family = CounterMetricFamily(
+                "otto_host_down_seconds_total",
+                "Seconds the host has been down (not answering its rounds) since the "
+                "collector started, an ongoing outage counted up to now",
+                labels=["host"],
+            )
+            for host in sorted(set(down) | set(states)):
+                if host:
+                    family.add_metric([host], down.get(host, 0.0))
+            yield family
         if duration is not None:
             yield GaugeMetricFamily(
                 "otto_round_duration_seconds",
@@ -379,6 +408,15 @@ class OttoMetrics:
         yield from _gauges(values)
         if isinstance(self._source, CounterView):
             yield from _counters(self._source.latest_counters(), states)
+
+    def _down_seconds(self) -> Mapping[str, float] | None:
+        if self._down is not None:
+            return self._down
+        own = getattr(self._source, "down_seconds", None)
+        if callable(own):
+            found: Mapping[str, float] = own()
+            return found
+        return None
 
     def _read(
         self,
@@ -472,9 +510,12 @@ def _counters(
         yield families[name]
 
 
-def render_metrics(source: MetricsView | _SnapshotSource) -> bytes:
-    """The Prometheus text exposition of ``source``'s latest round."""
+def render_metrics(
+    source: MetricsView | _SnapshotSource, *, down_seconds: Mapping[str, float] | None = None
+) -> bytes:
+    """The Prometheus text exposition of ``source``'s latest round (``down_seconds``:
+    see ``OttoMetrics``)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(OttoMetrics(source))
+    registry.register(OttoMetrics(source, down_seconds))
     data: bytes = generate_latest(registry)
     return data

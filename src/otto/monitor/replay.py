@@ -13,6 +13,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
+from otto.monitor.outages import OutageTracker
 from otto.monitor.source import DashboardSource, build_snapshot, is_finite_number
 from otto.monitor.store import (
     Event,
@@ -21,6 +22,7 @@ from otto.monitor.store import (
     Run,
     export_run_list,
     load_export,
+    outages_of_export,
     pick_export_run,
     run_from_export,
 )
@@ -97,6 +99,7 @@ class Replay:
         self._hosts: list[str] = list(entry.get("hosts", []))
         self._rounds: list[list[float]] = entry.get("rounds", [])
         self._events = [Event.from_dict(e) for e in entry.get("events", [])]
+        self._outages = OutageTracker.from_outages(outages_of_export(entry))
         self._subscribers = Subscribers()
         self._subscribers.stop()
 
@@ -183,9 +186,26 @@ class Replay:
         """The run's events, as the dashboard lists them."""
         return [e.as_dict() for e in self._events]
 
+    @property
+    def end_time(self) -> float:
+        """Where the run stops: its end, else its last round (open outages last until it)."""
+        times = [self._run.ended, self._run.last, self._outages.latest]
+        return max((t for t in times if t is not None), default=self._run.started)
+
+    def outage_tracker(self) -> OutageTracker:
+        """The run's outages (stored with it, or derived from its host states)."""
+        return self._outages
+
+    def down_seconds(self) -> dict[str, float]:
+        """``{host: seconds down}`` over the run, an outage open at its end up to ``end_time``."""
+        totals = dict.fromkeys(self._hosts, 0.0)
+        totals.update(self._outages.down_seconds(self.end_time))
+        return totals
+
     def snapshot(self) -> dict[str, object]:
-        """The whole recorded run (see ``DashboardSource.snapshot``)."""
-        return build_snapshot(
+        """The whole recorded run (see ``DashboardSource.snapshot``), with its
+        ``outages`` and the ``now`` they are measured to (the run's end)."""
+        snapshot = build_snapshot(
             interval=self._interval,
             live=False,
             hosts={name: (s.up, s.error) for name, s in self.host_states().items()},
@@ -197,6 +217,9 @@ class Replay:
             events=(e.as_dict() for e in self._events),
             run=self._run.as_dict(),
         )
+        snapshot["outages"] = [o.as_dict() for o in self._outages.outages()]
+        snapshot["now"] = self.end_time
+        return snapshot
 
     def subscribe(self) -> AsyncIterator[dict[str, object]]:
         """Nothing happens in a replay: the stream ends at once."""

@@ -10,10 +10,14 @@ The database runs in WAL mode, so a dashboard or a script in another process
 reads it while collectors write. ``MetricStore`` is blocking and meant for one
 thread at a time; the collector drives it from a writer thread of its own.
 
-A database written by an older otto (schema version 1: one run) is migrated in
-place when it is opened, in one transaction: its data becomes run 1, and a
-migration that fails leaves the file as it was. A database of a newer version is
-refused.
+A database written by an older otto is migrated in place when it is opened, in
+one transaction: version 1 (one run) becomes run 1; version 2 (runs, no outages)
+gets its outages derived from its stored host states. A migration that fails
+leaves the file as it was. A database of a newer version is refused.
+
+Each run's outages (``otto.monitor.outages``) are kept in a table of their own,
+written as the rounds are: a host going down inserts its outage, its first round
+up again ends it.
 
 The JSON export (``export``/``export_json``) and ``import_json`` round-trip
 exactly: floats are written with ``repr`` precision and read back unchanged.
@@ -36,6 +40,7 @@ from typing import IO, Any, cast
 
 from otto.errors import StoreError
 from otto.monitor.export_check import checked_run
+from otto.monitor.outages import Outage, OutageTracker, derive_outages
 from otto.transfer import write_whole
 
 __all__ = [
@@ -46,12 +51,14 @@ __all__ = [
     "Event",
     "HostState",
     "MetricStore",
+    "Outage",
     "Run",
     "StoreError",
     "checked_export_runs",
     "export_run_list",
     "export_runs",
     "load_export",
+    "outages_of_export",
     "pick_export_run",
     "run_from_export",
 ]
@@ -63,8 +70,8 @@ EXPORT_VERSION = 2
 APPLICATION_ID = 0x6F74746F
 """``PRAGMA application_id`` of otto's metric databases ("otto" in ASCII)."""
 
-SCHEMA_VERSION = 2
-"""``PRAGMA user_version`` of the schema below."""
+SCHEMA_VERSION = 3
+"""``PRAGMA user_version`` of the schema below (2: runs without outages; 1: one run)."""
 
 DEFAULT_TIMEOUT = 30.0
 """Seconds a write waits for another process's write transaction to end."""
@@ -140,7 +147,23 @@ CREATE TABLE events (
     line TEXT,
     PRIMARY KEY (run_id, id)
 ) WITHOUT ROWID;
+CREATE TABLE outages (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    host_id INTEGER NOT NULL REFERENCES hosts(id),
+    t_start REAL NOT NULL,
+    t_end REAL,
+    error TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (run_id, host_id, t_start)
+) WITHOUT ROWID;
 """
+
+# From version 2 to 3: the outages table, filled from the host states already stored.
+_OUTAGES_TABLE = _SCHEMA[_SCHEMA.index("CREATE TABLE outages") :].strip().rstrip(";")
+
+_UPSERT_OUTAGE = (
+    "INSERT INTO outages (run_id, host_id, t_start, t_end, error) VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT (run_id, host_id, t_start) DO UPDATE SET t_end = excluded.t_end"
+)
 
 # From version 1 (one run, no run columns) to 2: the v1 tables are renamed, the v2
 # schema created, their rows copied into run 1, and the old tables dropped. hosts
@@ -361,6 +384,8 @@ class MetricStore:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open metric database {self.path}: {exc}") from None
         self._run: int | None = None
+        self._outages = OutageTracker()
+        self._unsaved: list[Outage] = []
         self._hosts: dict[str, int] = {}
         self._metrics: dict[str, int] = {}
         # {host: (host id, {metric: metric id})} of the series this store's run has.
@@ -394,6 +419,10 @@ class MetricStore:
                     raise StoreError(_newer(self.path, version))
                 if version == 1 or (version == 0 and tables == _V1_TABLES):
                     self._migrate_v1()
+                    self._fill_outages()
+                elif version == 2:
+                    self._db.execute(_OUTAGES_TABLE)
+                    self._fill_outages()
                 elif version == 0 and not tables:
                     for statement in _schema_statements():
                         self._db.execute(statement)
@@ -421,6 +450,23 @@ class MetricStore:
         """
         for step in _migration_steps():
             self._db.execute(step)
+
+    def _fill_outages(self) -> None:
+        """Derive every run's outages from its stored host states (in one scan, in
+        key order) into the outages table; inside the caller's transaction."""
+        rows: list[tuple[int, int, float, float | None, str]] = []
+        tracker: OutageTracker | None = None
+        current: tuple[int, int] | None = None
+        for run_id, host_id, t, up, error in self._db.execute(
+            "SELECT run_id, host_id, t, up, error FROM host_rounds"
+        ):
+            if (run_id, host_id) != current:
+                current, tracker = (run_id, host_id), OutageTracker()
+            assert tracker is not None
+            change = tracker.record(t, "", bool(up), error)
+            if change is not None:
+                rows.append((run_id, host_id, change.start, change.end, change.error))
+        self._db.executemany(_UPSERT_OUTAGE, rows)
 
     def _load_names(self) -> None:
         self._hosts = dict(self._db.execute("SELECT name, id FROM hosts"))
@@ -472,6 +518,8 @@ class MetricStore:
                 )
         self._run = run
         self._series = {}
+        self._outages = OutageTracker()
+        self._unsaved = []
         return Run(run, started, label or None, note or None, None, interval, tuple(hosts), 0, None)
 
     def end_run(self, ended: float | None = None) -> None:
@@ -522,13 +570,19 @@ class MetricStore:
         Args:
             t: the round's time, unix seconds.
             samples: ``{host: {metric: value}}``; values that are not finite are left out.
-            states: ``{host: HostState}`` for every host polled.
+            states: ``{host: HostState}`` for every host polled; a host going
+                down (or answering again) opens (or ends) an outage of the run.
+                A host's states are taken in time order: one no later than its
+                previous state is stored but starts or ends no outage.
             duration: how long the round took, seconds.
 
         Returns:
             How many samples were written.
         """
         run = self._own_run(t)
+        # Outage changes of a round whose write failed are written with the next one.
+        changes = self._unsaved + (self._outages.record_round(t, states) if states else [])
+        self._unsaved = changes
         with self._transaction():
             rows: list[tuple[int, float, int, int, float]] = []
             new_pairs: list[tuple[int, int, int]] = []
@@ -567,11 +621,20 @@ class MetricStore:
                         for host, s in states.items()
                     ],
                 )
+            if changes:
+                self._db.executemany(
+                    _UPSERT_OUTAGE,
+                    [
+                        (run, self._id(self._hosts, "hosts", o.host), o.start, o.end, o.error)
+                        for o in changes
+                    ],
+                )
             if duration is not None:
                 self._db.execute(
                     "INSERT OR REPLACE INTO rounds (run_id, t, duration) VALUES (?, ?, ?)",
                     (run, t, duration),
                 )
+        self._unsaved = []
         return len(rows)
 
     def add_event(self, event: Event) -> None:
@@ -673,6 +736,24 @@ class MetricStore:
             )
         ]
 
+    def outages(self, run: int | None = None, host: str | None = None) -> list[Outage]:
+        """The outages of a run (of one host, or of all), by start time; an outage
+        still open when the run was last written has ``end`` None."""
+        query = (
+            "SELECT h.name, o.t_start, o.t_end, o.error FROM outages o"
+            " JOIN hosts h ON h.id = o.host_id WHERE o.run_id = ?"
+        )
+        args: tuple[object, ...] = (self._read_run(run),)
+        if host is not None:
+            query += " AND h.name = ?"
+            args += (host,)
+        return [
+            Outage(name, start, end, error)
+            for name, start, end, error in self._db.execute(
+                query + " ORDER BY o.t_start, h.name", args
+            )
+        ]
+
     def events(self, run: int | None = None) -> list[Event]:
         """Every event of a run, by id."""
         return [
@@ -737,6 +818,7 @@ class MetricStore:
             ]
             meta = dict(self._db.execute("SELECT key, value FROM meta WHERE run_id = ?", (run_id,)))
             events = [e.as_dict() for e in self.events(run_id)]
+            outages = [o.as_dict() for o in self.outages(run_id)]
         samples: dict[str, dict[str, list[list[float]]]] = {}
         for (h, m), points in sorted(
             by_id.items(), key=lambda item: (host_names[item[0][0]], metric_names[item[0][1]])
@@ -757,6 +839,7 @@ class MetricStore:
             "status": {host: status[host] for host in sorted(status)},
             "samples": samples,
             "events": events,
+            "outages": outages,
         }
 
     def export(self, runs: Iterable[int | str] | None = None) -> dict[str, object]:
@@ -811,6 +894,7 @@ class MetricStore:
         status = cast(Mapping[str, Sequence[Sequence[Any]]], entry["status"])
         rounds = cast(Sequence[Sequence[float]], entry["rounds"])
         events = cast(Sequence[Mapping[str, Any]], entry["events"])
+        outages = outages_of_export(entry)
         times = [t for t, _ in rounds] + [
             p[0][0] for m in samples.values() for p in m.values() if p
         ]
@@ -884,6 +968,13 @@ class MetricStore:
                     e.get("line"),
                 )
                 for e in events
+            ],
+        )
+        self._db.executemany(
+            _UPSERT_OUTAGE,
+            [
+                (run, self._id(self._hosts, "hosts", o.host), o.start, o.end, o.error)
+                for o in outages
             ],
         )
         return run
@@ -1040,6 +1131,21 @@ def checked_export_runs(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
                 f"run {i} of the export is malformed: {exc}; nothing was imported"
             ) from None
     return checked
+
+
+def outages_of_export(entry: Mapping[str, Any]) -> list[Outage]:
+    """The outages of an export's run: its ``outages`` list, or, in an export written
+    without one (an older otto, ``Collector.export``), derived from its ``status``."""
+    listed = entry.get("outages")
+    if listed is not None:
+        return sorted((Outage.from_dict(o) for o in listed), key=lambda o: (o.start, o.host))
+    status = cast(Mapping[str, Sequence[Sequence[Any]]], entry.get("status") or {})
+    found = [
+        outage
+        for host, rows in status.items()
+        for outage in derive_outages(host, ((float(t), bool(up), str(e)) for t, up, e in rows))
+    ]
+    return sorted(found, key=lambda o: (o.start, o.host))
 
 
 def export_runs(doc: Mapping[str, Any]) -> list[dict[str, Any]]:

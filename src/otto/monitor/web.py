@@ -4,6 +4,8 @@ Routes of ``create_app``:
 
 - ``/``: the page (``static/index.html``), ``/static/...``: its files (uPlot is vendored).
 - ``/api/snapshot``: the source's snapshot as JSON; ``?run=N|LABEL``: a stored run's.
+  Every snapshot has ``outages`` (``Outage.as_dict``, by start) and ``now``, the time an
+  open outage is measured to; a live collector's also ``costs``, each host's round cost.
 - ``/api/runs``: ``{"runs": [Run.as_dict(), ...], "current": id}``, the runs of the
   source's database (or file) and the one it shows by default; ``runs`` is empty for a
   source without history.
@@ -13,7 +15,12 @@ Routes of ``create_app``:
   round and event of the source as it happens, each a ``data:`` JSON line; a comment
   line every 15 s keeps proxies from closing the stream; ``{"type": "end"}`` when the
   source stops. ``?run=N|LABEL`` streams a stored run instead: its snapshot, then ``end``.
-- ``/metrics``: Prometheus text from ``otto.monitor.prometheus.render_metrics``.
+- ``/metrics``: Prometheus text from ``otto.monitor.prometheus.render_metrics``, with
+  ``otto_host_down_seconds_total``.
+
+A source with outages of its own (``outage_tracker()``: a ``Replay``, a ``MemorySource``)
+shows those; for one without (a ``Collector``) the dashboard derives them from the
+rounds it publishes while the ``DashboardServer`` runs (``otto.monitor.outages``).
 
 With an access token (``create_app(token=...)``; ``DashboardServer`` makes one on
 any address but loopback) every route answers the same 401 to a request without
@@ -24,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import json
 import logging
@@ -58,6 +66,7 @@ from otto.monitor.connections import (
     bounded_protocol,
     connection_limit,
 )
+from otto.monitor.outages import LiveOutages, OutageTracker
 from otto.monitor.prometheus import render_metrics
 from otto.monitor.source import DashboardSource, build_snapshot, split_finite
 from otto.monitor.subscription import DEFAULT_BACKLOG, Subscribers
@@ -131,6 +140,7 @@ class MemorySource:
         # snapshot shares them instead of building a million small lists.
         self._series: dict[tuple[str, str], list[list[float]]] = {}
         self._events: list[dict[str, object]] = []
+        self._outages = OutageTracker()
         self._subscribers = Subscribers(max_backlog)
         self.dropped_values = 0
         """Values left out of ``push_round`` because they were NaN, infinite or not numbers."""
@@ -155,6 +165,7 @@ class MemorySource:
             up = metrics is not None
             error = errors.get(name, "" if up else "down")
             self._hosts[name] = (up, error)
+            self._outages.record(t, name, up, error)
             values, dropped = split_finite(metrics or {})
             if dropped:
                 self.dropped_values += len(dropped)
@@ -170,14 +181,32 @@ class MemorySource:
         )
 
     def snapshot(self) -> dict[str, object]:
-        """Return the stored rounds and events (see ``DashboardSource.snapshot``)."""
-        return build_snapshot(
+        """Return the stored rounds, events and outages (see ``DashboardSource.snapshot``)."""
+        snapshot = build_snapshot(
             interval=self.interval,
             live=self.live,
             hosts=self._hosts,
             series=((host, metric, points) for (host, metric), points in self._series.items()),
             events=self._events,
         )
+        snapshot["outages"] = [o.as_dict() for o in self._outages.outages()]
+        snapshot["now"] = self._now()
+        return snapshot
+
+    def outage_tracker(self) -> OutageTracker:
+        """The outages of the rounds pushed so far."""
+        return self._outages
+
+    def down_seconds(self) -> dict[str, float]:
+        """``{host: seconds down}``, an open outage counted up to now (the clock, or the
+        latest round if that is later)."""
+        totals = dict.fromkeys(self._hosts, 0.0)
+        totals.update(self._outages.down_seconds(self._now()))
+        return totals
+
+    def _now(self) -> float:
+        latest = self._outages.latest
+        return self._clock() if latest is None else max(self._clock(), latest)
 
     def subscribe(self) -> AsyncIterator[dict[str, object]]:
         """Return the updates from now on; it ends when ``stop`` is called."""
@@ -356,13 +385,19 @@ class _EventStreamResponse(Response):
     media_type = "text/event-stream"
 
     def __init__(
-        self, source: DashboardSource, hub: _StreamHub, heartbeat: float, send_timeout: float
+        self,
+        source: DashboardSource,
+        hub: _StreamHub,
+        heartbeat: float,
+        send_timeout: float,
+        snapshot: Callable[[], dict[str, object]],
     ) -> None:
         # Not Response.__init__: it would declare a Content-Length for an empty body.
         self.status_code = 200
         self.background = None
         self.init_headers({"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         self._source = source
+        self._snapshot = snapshot
         self._hub = hub
         self._heartbeat = heartbeat
         self._send_timeout = send_timeout
@@ -407,7 +442,7 @@ class _EventStreamResponse(Response):
                 send, {"type": "http.response.start", "status": 200, "headers": self.raw_headers}
             )
             await self._send_body(send, b'data: {"type":"snapshot","snapshot":')
-            async for piece in _column_chunks(self._source.snapshot()):
+            async for piece in _column_chunks(self._snapshot()):
                 await self._send_body(send, piece.encode())
             await self._send_body(send, b"}\n\n")
         tasks.append(asyncio.create_task(self._beat(send)))
@@ -467,6 +502,78 @@ async def _wait(event: asyncio.Event) -> None:
 
 # ---------------------------------------------------------------------------------------
 # The app
+
+
+class _OutageView:
+    """The outages the dashboard shows of its source: the source's own, or (a source
+    without a tracker, like a ``Collector``) derived from its rounds while serving."""
+
+    def __init__(self, source: DashboardSource) -> None:
+        self._source = source
+        own = getattr(source, "outage_tracker", None)
+        self.live = None if callable(own) else LiveOutages(source)
+        # /metrics' counter never goes down: an outage's end is its first round up, which
+        # can be a little earlier than the scrape that last counted it as open.
+        self._reported: dict[str, float] = {}
+
+    def tracker_of(self, shown: DashboardSource) -> OutageTracker | None:
+        own = getattr(shown, "outage_tracker", None)
+        if callable(own):
+            tracker = own()
+            return tracker if isinstance(tracker, OutageTracker) else None
+        if shown is self._source and self.live is not None:
+            return self.live.outage_tracker()
+        return None
+
+    def snapshot(self, shown: DashboardSource) -> dict[str, object]:
+        """``shown``'s snapshot with its outages, ``now`` and (if it has them) round costs."""
+        snapshot = shown.snapshot()
+        if "outages" not in snapshot:
+            tracker = self.tracker_of(shown)
+            snapshot["outages"] = (
+                [] if tracker is None else [o.as_dict() for o in tracker.outages()]
+            )
+            snapshot["now"] = time.time()
+        costs = _costs_of(shown)
+        if costs is not None:
+            snapshot["costs"] = costs
+        return snapshot
+
+    def down_seconds(self) -> dict[str, float] | None:
+        """``{host: seconds down so far}`` of the source, never less than reported before."""
+        own = getattr(self._source, "down_seconds", None)
+        if callable(own):
+            totals: dict[str, float] = dict(own())
+        elif self.live is not None:
+            states = getattr(self._source, "host_states", None)
+            totals = dict.fromkeys(states() if callable(states) else (), 0.0)
+            totals.update(self.live.outage_tracker().down_seconds(time.time()))
+        else:
+            return None
+        for host, seconds in totals.items():
+            totals[host] = self._reported[host] = max(seconds, self._reported.get(host, 0.0))
+        return totals
+
+
+def _costs_of(source: DashboardSource) -> dict[str, dict[str, object]] | None:
+    """Each host's round costs (``Collector.round_costs``): sums, and the latest round's."""
+    read = getattr(source, "round_costs", None)
+    if not callable(read):
+        return None
+    out: dict[str, dict[str, object]] = {}
+    for host, tally in read().items():
+        last = getattr(tally, "last", None)
+        out[host] = {
+            "rounds": tally.rounds,
+            "seconds": tally.seconds,
+            "received": tally.received,
+            "processes": tally.processes,
+            "counted": tally.counted,
+            "last": None
+            if last is None
+            else {"seconds": last.seconds, "received": last.received, "processes": last.processes},
+        }
+    return out
 
 
 def _events_of(source: DashboardSource) -> object:
@@ -538,6 +645,7 @@ def create_app(
             before the client is cut off.
     """
     hub = _StreamHub(max_clients)
+    outages = _OutageView(source)
 
     async def index(request: Request) -> Response:
         return FileResponse(STATIC_DIR / "index.html", headers=_PAGE_HEADERS)
@@ -546,7 +654,7 @@ def create_app(
         shown = await _run_of(source, request)
         if isinstance(shown, Response):
             return shown
-        body = await _encode_snapshot(shown.snapshot())
+        body = await _encode_snapshot(outages.snapshot(shown))
         return Response(body, media_type="application/json")
 
     async def list_runs(request: Request) -> Response:
@@ -593,10 +701,13 @@ def create_app(
         if isinstance(shown, Response):
             hub.release()
             return shown
-        return _EventStreamResponse(shown, hub, heartbeat, send_timeout)
+        return _EventStreamResponse(
+            shown, hub, heartbeat, send_timeout, functools.partial(outages.snapshot, shown)
+        )
 
     async def metrics(request: Request) -> Response:
-        return Response(render_metrics(source), media_type=_PROMETHEUS_TYPE)
+        body = render_metrics(source, down_seconds=outages.down_seconds())
+        return Response(body, media_type=_PROMETHEUS_TYPE)
 
     middleware = []
     if token is not None:
@@ -618,6 +729,7 @@ def create_app(
         middleware=middleware,
     )
     app.state.otto_streams = hub
+    app.state.otto_outages = outages.live
     return app
 
 
@@ -832,6 +944,9 @@ class DashboardServer:
         # asyncio listened with the accept burst as its backlog: the kernel's queue
         # is made long again (listen on a listening socket only resizes it).
         self._socket.listen(LISTEN_BACKLOG)
+        live: LiveOutages | None = self.app.state.otto_outages
+        if live is not None:
+            live.start()  # from now on: the rounds published while the page is served
 
     async def wait(self) -> None:
         """Wait until the server stops."""
@@ -843,6 +958,9 @@ class DashboardServer:
         task, server = self._task, self._server
         self._task = None
         self.app.state.otto_streams.close()
+        live: LiveOutages | None = self.app.state.otto_outages
+        if live is not None:
+            await live.stop()
         if task is not None and server is not None:
             server.should_exit = True
             try:

@@ -76,7 +76,8 @@ async def test_non_finite_values_are_dropped_and_counted() -> None:
 
 
 async def test_empty_snapshot() -> None:
-    async with http_client(create_app(MemorySource(interval=5.0))) as test_client:
+    source = MemorySource(interval=5.0, clock=lambda: T0)
+    async with http_client(create_app(source)) as test_client:
         snapshot = (await test_client.get("/api/snapshot")).json()
     assert snapshot == {
         "interval": 5.0,
@@ -85,6 +86,8 @@ async def test_empty_snapshot() -> None:
         "metrics": [],
         "series": {},
         "events": [],
+        "outages": [],
+        "now": T0,
     }
 
 
@@ -297,7 +300,7 @@ async def test_stream_starts_with_snapshot_then_pushes_rounds_and_events() -> No
 
 
 async def test_stream_of_an_empty_source() -> None:
-    async with SseCall(create_app(MemorySource(interval=2.0))) as call:
+    async with SseCall(create_app(MemorySource(interval=2.0, clock=lambda: T0))) as call:
         first = await call.next()
     assert first == {
         "type": "snapshot",
@@ -307,6 +310,8 @@ async def test_stream_of_an_empty_source() -> None:
             "hosts": {},
             "metrics": [],
             "events": [],
+            "outages": [],
+            "now": T0,
             "timelines": [],
             "series": {},
         },
