@@ -9,7 +9,8 @@
   print what they would do (see ``otto.hosts.dryrun``), then the hosts it
   used are checked for reservations;
 - ``test``: pytest collects the tests (``--collect-only``), and each test is
-  listed with the lab hosts it would run on.
+  listed with the lab hosts it would run on, or why it would be skipped (it
+  ``needs`` features no lab host has; with ``--strict-lab``, an error).
 
 Exit status: 0 when the plan is valid; otherwise non-zero with the reason
 (2 for an unknown host, a bad lab or a bad argument; 3 when a host is held
@@ -344,6 +345,8 @@ class _Plan:
         self.lab = lab
         self.rows: list[tuple[str, str]] = []
         self.hosts: list[str] = []
+        self.skipped = 0
+        self.strict = False
 
     def _note(self, names: Sequence[str]) -> None:
         self.hosts.extend(n for n in names if n in self.lab and n not in self.hosts)
@@ -351,10 +354,12 @@ class _Plan:
     def _pick(self, item: pytest.Item, one: bool) -> tuple[list[str], str]:
         """The hosts the plugin would give a test (as its ``_pick``), and how to show them."""
         from otto.lab import DEFAULT_HOST_NAME
+        from otto.testing.marks import hosts_mark
+        from otto.testing.needs import needed
         from otto.testing.plugin import _mark_pool
 
         lab = self.lab
-        mark = item.get_closest_marker("hosts")
+        mark = hosts_mark(item, one=one)
         callspec = getattr(item, "callspec", None)
         param = callspec.params.get("host") if callspec is not None else None
         if mark is None:
@@ -365,7 +370,7 @@ class _Plan:
             return [], "local (this machine, outside the lab)"
         if isinstance(param, str):
             return [param], param
-        pool, count = _mark_pool(lab, mark)
+        pool, count = _mark_pool(lab, mark, features=needed(item))
         if count is not None:
             return pool, f"any {count} free of: {', '.join(pool)}"
         names = pool[:1] if one else pool
@@ -401,7 +406,16 @@ class _Plan:
         return "; ".join(shown)
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
+        from otto.testing.needs import unfit
+
+        self.strict = bool(getattr(session.config.option, "otto_strict_lab", False))
         for item in session.items:
+            reason = unfit(item)
+            if reason is not None:
+                self.skipped += 1
+                shown = "error (--strict-lab)" if self.strict else "skipped"
+                self.rows.append((item.nodeid, f"{shown}: {reason}"))
+                continue
             self.rows.append((item.nodeid, self._which(item)))
 
 
@@ -455,11 +469,14 @@ def plan_tests(
     for name in plan.hosts:
         _say(f"[{name}] would connect: {connection(lab, name)}")
         _say_reservation(name, checks)
-    count = len(plan.rows)
+    count = len(plan.rows) - plan.skipped
     repeat = ""
     if iterations is not None and iterations > 1:
         repeat = f", each {iterations} times"
     if duration is not None:
         repeat += f", again and again for {duration:g}s"
+    if plan.skipped:
+        fate = "would be errors (--strict-lab)" if plan.strict else "would be skipped"
+        repeat += f"; {plan.skipped} {fate}: the lab has no host with the features they need"
     _say(f"otto: dry run: {count} test{'s' if count != 1 else ''} would run{repeat}")
     return 0

@@ -21,7 +21,8 @@ Each host becomes an otto host named after its inventory name:
 - ``ansible_connection``: ``ssh`` (also ``smart``, ``paramiko``) is an SSH host,
   ``local`` a local one; any other connection (``winrm``, ``docker``...) is left
   out of the lab with a warning,
-- its groups (except ``all`` and ``ungrouped``) -> ``tags``.
+- its groups (except ``all`` and ``ungrouped``) -> ``tags``,
+- ``otto_features`` (a list, or words separated by commas: ``usb,wifi``) -> ``features``.
 
 Templates (``{{ ... }}``) in variables are not rendered, as
 ``ansible-inventory --list`` does not render them.
@@ -228,6 +229,15 @@ def _check_yaml_files(path: Path) -> None:
             check_bounded(file)
 
 
+def _features(value: object) -> object:
+    """``otto_features`` as a list: INI host vars give ``usb,wifi`` as one string."""
+    if isinstance(value, str):
+        return [word.strip() for word in value.split(",") if word.strip()]
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    return value
+
+
 def read_inventory(path: Path, hosts: dict[str, RawHost], problems: list[str]) -> None:
     """Merge the hosts of the Ansible inventory at ``path`` into ``hosts`` (see the module docs)."""
     file = str(path)
@@ -288,6 +298,8 @@ def read_inventory(path: Path, hosts: dict[str, RawHost], problems: list[str]) -
             checking = found.get("ansible_host_key_checking")
             if checking is False or str(checking).lower() in _FALSE:
                 fields["known_hosts"] = None
+        if found.get("otto_features") is not None:
+            fields["features"] = _features(_plain(found["otto_features"]))
         raw = hosts.setdefault(name, RawHost())
         raw.files.append(file)
         for fld, value in fields.items():

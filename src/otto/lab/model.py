@@ -72,6 +72,8 @@ class HostSpec:
     port: int | None = None
     hop: str | None = None
     tags: tuple[str, ...] = ()
+    features: tuple[str, ...] = ()
+    """What the host offers a test (``usb``, ``wifi``...), for ``@pytest.mark.needs``."""
     known_hosts: Path | _KnownHostsDefault | None = KNOWN_HOSTS_DEFAULT
     connect_timeout: float | None = None
     become_password: str | None = field(default=None, repr=False)
@@ -217,6 +219,7 @@ def _validate(name: str, raw: RawHost, problems: list[str]) -> HostSpec | None:
         port=port,
         hop=cast("str | None", values.get("hop")),
         tags=tuple(cast(list[str], values.get("tags", []))),
+        features=tuple(dict.fromkeys(cast(list[str], values.get("features", [])))),
         known_hosts=known_hosts,
         connect_timeout=float(cast(float, timeout)) if timeout is not None else None,
         become_password=cast("str | None", values.get("become_password")),

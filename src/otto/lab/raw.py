@@ -20,6 +20,7 @@ HOST_FIELDS = (
     "port",
     "hop",
     "tags",
+    "features",
     "known_hosts",
     "connect_timeout",
     "become_password",

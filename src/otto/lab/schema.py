@@ -20,7 +20,9 @@ from otto.lab.raw import HOST_FIELDS, NAME_RE
 from otto.transports.snmp import SNMP_AUTH_PROTOCOLS, SNMP_PRIV_PROTOCOLS
 
 __all__ = [
+    "FEATURE_PATTERN",
     "FIELDS",
+    "MAX_FEATURES",
     "SETTINGS",
     "TERMS",
     "FieldRule",
@@ -36,6 +38,11 @@ __all__ = [
 TERMS = ("ssh", "telnet", "local", "console", "serial", "none")
 _REMOTE = ("ssh", "telnet", "console", "serial")
 _SHELLS = ("ssh", "telnet")
+
+MAX_FEATURES = 64
+"""The most features one host may list."""
+FEATURE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+:-]{0,63}$(?!\n)"
+"""What a feature name may be: a short word (so that a list of them reads unambiguously)."""
 
 Node = dict[str, Any]
 """A JSON Schema node; keys starting with ``_`` are otto's error texts, left out of the schema."""
@@ -145,6 +152,18 @@ FIELDS: dict[str, FieldRule] = {
     "tags": FieldRule(
         "Labels otto does not interpret (select hosts by them).",
         {"type": "array", "items": {"type": "string"}, "_error": "must be a list of strings"},
+    ),
+    "features": FieldRule(
+        "What the host offers a test (usb, wifi, gpu...): @pytest.mark.needs picks hosts "
+        f"by them. At most {MAX_FEATURES}, each a short word (letters, digits, '_', '.', "
+        "'+', '-', ':').",
+        {
+            "type": "array",
+            "maxItems": MAX_FEATURES,
+            "items": {"type": "string", "pattern": FEATURE_PATTERN},
+            "_error": f"must be a list of at most {MAX_FEATURES} feature names "
+            "(letters, digits, '_', '.', '+', '-', ':'; at most 64 characters each)",
+        },
     ),
     "known_hosts": FieldRule(
         "A known_hosts file, or null to turn host key checking off.",
@@ -428,8 +447,11 @@ def _problems(value: object, node: Node) -> list[str]:
             return [error]
         if "exclusiveMinimum" in node and value <= node["exclusiveMinimum"]:
             return [error]
-    if isinstance(value, list) and any(_problems(v, node.get("items", {})) for v in value):
-        return [error]
+    if isinstance(value, list):
+        if len(value) > node.get("maxItems", len(value)):
+            return [error]
+        if any(_problems(v, node.get("items", {})) for v in value):
+            return [error]
     if isinstance(value, dict):
         props = cast(dict[str, Node], node.get("properties", {}))
         found: list[str] = []

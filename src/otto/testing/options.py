@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from otto.testing.panics import SIGNATURES
+from otto.testing.shard import parse_run_dir, parse_shard
 from otto.testing.transcript import DEFAULT_LIMIT
 
 __all__ = ["MONITOR_INTERVAL", "pytest_addoption", "pytest_load_initial_conftests"]
@@ -159,6 +160,32 @@ _OPTIONS = [
             metavar="[NAME=]PCT",
             help="how far a metric may get worse than its --baseline, in percent "
             "(default 10%%); NAME=PCT for one metric (repeatable)",
+        ),
+    ),
+    (
+        "strict-lab",
+        dict(
+            action="store_true",
+            default=False,
+            help="a test that needs features no lab host has is an error, not skipped",
+        ),
+    ),
+    (
+        "shard",
+        dict(
+            type=parse_shard,
+            metavar="I/N",
+            help="run share I (1..N) of the collected tests, the others deselected; "
+            "the N shares hold every test exactly once",
+        ),
+    ),
+    (
+        "shard-durations",
+        dict(
+            type=parse_run_dir,
+            metavar="RUN_DIR",
+            help="balance --shard by the test durations recorded in this earlier run folder "
+            "(default: --baseline's, when given)",
         ),
     ),
 ]

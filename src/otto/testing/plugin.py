@@ -53,8 +53,9 @@ from otto.testing.baseline import BaselineError, load_baseline, parse_tolerance
 from otto.testing.checks import Check, describe_checks
 from otto.testing.evidence import RUNS_FOLDER, LineFile, LogHandler, new_run_dir, register_lab
 from otto.testing.hostlock import hold_hosts
-from otto.testing.marks import mark_pool, mark_state, which_host
+from otto.testing.marks import hosts_mark, mark_pool, mark_scope, mark_state, which_host
 from otto.testing.metrics import MetricRecorder, write_prometheus
+from otto.testing.needs import NEEDS_MARK_HELP, LabFit, needed, unfit
 from otto.testing.options import (
     pytest_addoption,
     pytest_load_initial_conftests,
@@ -81,6 +82,7 @@ from otto.testing.runs import (
     tail,
 )
 from otto.testing.sessionlog import RAW_NAME, SessionLog
+from otto.testing.shard import check_shard_options, take_shard
 from otto.testing.transcript import Transcript
 from otto.testing.verdict import Verdict, judge, pass_rates, user_interrupt
 
@@ -132,7 +134,10 @@ def pytest_configure(config: pytest.Config) -> None:
         "state(name): bring each of the test's lab hosts to 'off', 'bootloader' or "
         "'shell' before it (otto: host.goto); the test errors in setup when one cannot be",
     )
+    config.addinivalue_line("markers", NEEDS_MARK_HELP)
+    check_shard_options(config)
     config.pluginmanager.register(OttoPlugin(config), _PLUGIN_NAME)
+    config.pluginmanager.register(LabFit(config, lambda: _plugin(config).lab(), mark_scope))
 
 
 def _plugin(config: pytest.Config) -> OttoPlugin:
@@ -586,7 +591,7 @@ class OttoPlugin:
 
     def _pick(self, request: pytest.FixtureRequest, lab: Lab, one: bool) -> list[str]:
         node = request.node
-        mark = node.get_closest_marker("hosts")
+        mark = hosts_mark(node, one=one)
         callspec = getattr(node, "callspec", None)
         param = callspec.params.get("host") if callspec is not None else None
         if mark is None:
@@ -597,7 +602,7 @@ class OttoPlugin:
             return lab.names or [DEFAULT_HOST_NAME]
         if isinstance(param, str):
             return [param]
-        pool, count = mark_pool(lab, mark)
+        pool, count = mark_pool(lab, mark, features=needed(node))
         if count is None:
             return pool if not one else pool[:1]
         other = self._current.picked.get(not one) if self._current else None
@@ -713,15 +718,16 @@ class OttoPlugin:
         return None
 
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
-        mark = metafunc.definition.get_closest_marker("hosts")
+        mark = hosts_mark(metafunc.definition, one=True)
         if mark is None or "host" not in metafunc.fixturenames:
             return
-        pool, count = mark_pool(self.lab(), mark)
-        if count is None:
+        pool, count = mark_pool(self.lab(), mark, features=needed(metafunc.definition))
+        if count is None and pool:  # no pool: the test is skipped (otto.testing.needs)
             metafunc.parametrize("host", pool, indirect=True, ids=pool)
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        take_shard(self.config, items)  # --shard I/N: after -k/-m, before hosts are planned
         planned: list[str] = []
         for item in items:
             planned += [n for n in self.hosts_of(item) if n not in planned]
@@ -740,12 +746,12 @@ class OttoPlugin:
         them for ``count=``), the lab's only host for ``host``, every host for ``hosts`` or
         ``lab`` without a mark; none when it uses no otto fixture."""
         used = self._otto_fixtures(item)
-        if not used:
+        if not used or unfit(item) is not None:  # a test the lab cannot run uses no host
             return []
         lab = self.lab()
         if "lab" in used:
             return lab.names
-        mark = item.get_closest_marker("hosts")
+        mark = hosts_mark(item, one=True)
         if mark is None:
             if "hosts" in used or ("monitor" in used and "host" not in used):
                 return lab.names
@@ -755,7 +761,7 @@ class OttoPlugin:
         if isinstance(param, str) and "hosts" not in used:
             return [param]
         try:
-            pool, _ = mark_pool(lab, mark)
+            pool, _ = mark_pool(lab, mark, features=needed(item))
         except pytest.UsageError:  # the test's setup says so, as an error of its own
             return []
         return pool

@@ -1,0 +1,185 @@
+"""``--shard I/N``: a deterministic share of the collected tests, for one of N CI jobs.
+
+Every process that collects the same tests with the same options computes the
+same split (each pytest-xdist worker collects on its own): it depends only on
+the tests' node ids and, with ``--shard-durations RUN_DIR`` (else
+``--baseline RUN_DIR`` when that option is there), on the durations recorded
+in that run folder's ``records*.jsonl``.
+
+- With durations: longest processing time first, each test onto the share with
+  the least time so far (ties: the lower share); a test the folder does not
+  know counts the median of those it does; ties between tests are broken by
+  node id.
+- Without: the tests sorted by node id, cut into N runs of consecutive tests
+  (sizes differ by at most one; a module's tests stay together, so its fixtures
+  are set up in few shares).
+
+The shares over I = 1..N hold every test exactly once. The tests left out are
+deselected (pytest reports them so); the order of those kept is pytest's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import statistics
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pytest
+
+from otto.testing.records import read_records
+
+__all__ = [
+    "Shard",
+    "assign",
+    "parse_run_dir",
+    "parse_shard",
+    "read_durations",
+    "shares",
+    "take_shard",
+]
+
+Shard = tuple[int, int]
+"""``(I, N)``: share I (from 1) of N."""
+
+
+def parse_shard(text: str) -> Shard:
+    """``--shard I/N`` as ``(I, N)``; an ``argparse`` type (its error is a usage error)."""
+    index, slash, count = text.partition("/")
+    if not slash:
+        raise argparse.ArgumentTypeError(f"expected I/N, such as 1/4, not {text!r}")
+    try:
+        i, n = int(index), int(count)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected I/N with whole numbers, such as 1/4, not {text!r}"
+        ) from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"N must be at least 1, got {text!r}")
+    if not 1 <= i <= n:
+        raise argparse.ArgumentTypeError(f"I must be between 1 and N ({n}), got {text!r}")
+    return i, n
+
+
+def parse_run_dir(text: str) -> str:
+    """``--shard-durations RUN_DIR``, checked as it is parsed (its error is a usage error)."""
+    folder = Path(text)
+    if not folder.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is not a run folder")
+    if not any(folder.glob("records*.jsonl")):
+        raise argparse.ArgumentTypeError(
+            f"{text} holds no records*.jsonl (not an otto run folder?)"
+        )
+    return text
+
+
+def read_durations(run_dir: Path, option: str = "--shard-durations") -> dict[str, float]:
+    """Each test's mean duration per run (seconds) in a run folder's ``records*.jsonl``.
+
+    Raises:
+        pytest.UsageError: the folder does not exist or holds no records.
+    """
+    if not run_dir.is_dir():
+        raise pytest.UsageError(f"{option}: {run_dir} is not a run folder")
+    files = sorted(run_dir.glob("records*.jsonl"))
+    if not files:
+        raise pytest.UsageError(
+            f"{option}: {run_dir} holds no records*.jsonl (not an otto run folder?)"
+        )
+    totals: dict[str, list[float]] = {}
+    try:
+        for record in read_records(files):
+            if record.kind == "test":
+                spent = totals.setdefault(record.nodeid, [0.0, 0.0])
+                spent[0] += max(record.duration, 0.0)
+                spent[1] += 1
+    except (OSError, ValueError, TypeError) as exc:
+        raise pytest.UsageError(f"{option}: cannot read the records in {run_dir}: {exc}") from None
+    return {nodeid: total / runs for nodeid, (total, runs) in totals.items()}
+
+
+def assign(
+    nodeids: Sequence[str], count: int, durations: Mapping[str, float] | None = None
+) -> list[int]:
+    """The share (0 to ``count`` - 1) of each of ``nodeids``, in their order.
+
+    The result depends on the node ids as a set (not their order) and on
+    ``durations``: every process computes the same split. Repeated node ids
+    are kept apart in the order given.
+    """
+    order = sorted(range(len(nodeids)), key=lambda k: (nodeids[k], k))
+    bins = [0] * len(nodeids)
+    if count <= 1 or not nodeids:
+        return bins
+    if not durations:
+        total = len(order)
+        for position, k in enumerate(order):
+            bins[k] = position * count // total
+        return bins
+    known = [durations[n] for n in nodeids if n in durations]
+    fill = statistics.median(known) if known else statistics.median(durations.values())
+    weights = [durations.get(n, fill) for n in nodeids]
+    # Stable sort of the nodeid order: equal durations keep nodeid order.
+    order.sort(key=lambda k: -weights[k])
+    heap = [(0.0, b) for b in range(count)]
+    for k in order:
+        load, b = heap[0]
+        bins[k] = b
+        heapq.heapreplace(heap, (load + weights[k], b))
+    return bins
+
+
+def shares(
+    nodeids: Sequence[str], count: int, durations: Mapping[str, float] | None = None
+) -> list[list[str]]:
+    """The node ids of each share, from share 1 to ``count``."""
+    out: list[list[str]] = [[] for _ in range(count)]
+    for nodeid, b in zip(nodeids, assign(nodeids, count, durations), strict=True):
+        out[b].append(nodeid)
+    return out
+
+
+def _durations_folder(config: pytest.Config) -> tuple[Path, str] | None:
+    opt = config.option
+    for dest, option in (
+        ("otto_shard_durations", "--shard-durations"),
+        ("otto_baseline", "--baseline"),
+    ):
+        given = getattr(opt, dest, None)
+        if given:
+            return Path(config.invocation_params.dir, given), option
+    return None
+
+
+def check_shard_options(config: pytest.Config) -> None:
+    """Refuse ``--shard-durations`` without ``--shard`` (when pytest is configured).
+
+    Raises:
+        pytest.UsageError: saying so.
+    """
+    opt = config.option
+    if getattr(opt, "otto_shard_durations", None) and getattr(opt, "otto_shard", None) is None:
+        raise pytest.UsageError("--shard-durations is only used with --shard I/N")
+
+
+def take_shard(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep in ``items`` the share ``--shard I/N`` asks for; the others are deselected.
+
+    Raises:
+        pytest.UsageError: the durations' folder cannot be read.
+    """
+    shard: Shard | None = getattr(config.option, "otto_shard", None)
+    if shard is None:
+        return
+    index, count = shard
+    folder = _durations_folder(config)
+    durations = read_durations(*folder) if folder is not None else None
+    if count == 1:
+        return
+    bins = assign([item.nodeid for item in items], count, durations)
+    kept = [item for item, b in zip(items, bins, strict=True) if b == index - 1]
+    dropped = [item for item, b in zip(items, bins, strict=True) if b != index - 1]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
