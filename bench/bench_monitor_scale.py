@@ -1,0 +1,320 @@
+"""The monitor at 200, 500 and 1,000 SSH hosts on this machine, and a fan-out ``run`` over 1,000.
+
+    python3 bench/bench_monitor_scale.py [--quick] [--sizes 200,500,1000] [--seconds 30]
+
+The targets are lightweight SSH servers in one separate process
+(``bench/fake_targets.py``): asyncssh on a few loopback ports, whose shells answer
+the monitor's round function with a fixed snapshot of this machine's ``/proc``
+printed once by the real function. The controller does all its real work: key
+exchange, channels, framing, the same bytes to parse each round.
+
+1. ``otto monitor``'s collector at 1 s over N hosts, each size in a fresh process:
+   - CPU: the controller process's user+system seconds over the measured rounds,
+     per host-round (target <= 0.2 ms);
+   - RSS: the controller's resident memory, less what it had before the hosts
+     were made, per host, with every host's history full (720 points per metric,
+     pre-filled after the first answer) (target <= 0.3 MB);
+   - lateness: how long after it was due each round started, p50 and p99
+     (target p99 <= 50 ms at 1,000 hosts); and rounds with a host down.
+2. ``run_on_all_hosts("true")`` (what ``otto host 'n.*' run true`` does) over 1,000
+   hosts, cold (connect, shell, run) and warm (the sessions open), beside raw
+   asyncssh with the same concurrency (all at once): ``connect`` + ``conn.run``,
+   then ``conn.run`` on the open connections (targets: cold <= 1.1x, warm <= 1.15x).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+PORTS = 4
+HISTORY = 720
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+# --- the children ----------------------------------------------------------------------
+
+
+async def monitor_child(n: int, ports: list[int], folder: Path, seconds: int) -> dict[str, float]:
+    from otto import RemoteHost
+    from otto.monitor import Collector
+
+    gc.collect()
+    before = rss_mb()
+    hosts = [
+        RemoteHost(
+            "127.0.0.1",
+            port=ports[i % len(ports)],
+            user="bench",
+            known_hosts=folder / "known_hosts",
+            name=f"n{i}",
+            connect_timeout=120.0,
+        )
+        for i in range(n)
+    ]
+    collector = Collector(hosts, interval=1.0, history=HISTORY)
+    stream = collector.subscribe()
+    began = time.monotonic()
+    await collector.start()
+    try:
+        while True:  # every host answers in one round
+            update = await asyncio.wait_for(anext(stream), 180)
+            if update["type"] == "round":
+                states = update["hosts"]
+                assert isinstance(states, dict)
+                if len(states) == n and all(s["up"] for s in states.values()):
+                    break
+        connected = time.monotonic() - began
+        tracks = collector._tracks.values()
+        now = time.time()
+        for track in tracks:  # the history full: 720 points of every metric
+            for j in range(HISTORY):
+                track.series.append(now - HISTORY + j, track.latest)
+                track.states.append(now - HISTORY + j, True, "")
+        gc.collect()
+        for _ in range(3):  # settle after the pre-fill
+            await _next_round(stream)
+        first_round, cpu0, wall0 = collector.rounds_run, cpu_seconds(), time.monotonic()
+        down = 0
+        for _ in range(seconds):
+            states = await _next_round(stream)
+            down += sum(1 for s in states.values() if not s["up"])
+        cpu1, wall1 = cpu_seconds(), time.monotonic()
+        measured = collector.rounds_run - first_round
+        lateness = collector.round_lateness()[-measured:]
+        after = rss_mb()
+    finally:
+        await collector.stop()
+        await asyncio.gather(*(h.close() for h in hosts))
+    return {
+        "hosts": n,
+        "connected_s": connected,
+        "rounds": measured,
+        "wall_s": wall1 - wall0,
+        "cpu_ms_per_host_round": (cpu1 - cpu0) / (measured * n) * 1e3,
+        "rss_mb_per_host": (after - before) / n,
+        "rss_mb": after,
+        "late_p50_ms": percentile(lateness, 0.5) * 1e3,
+        "late_p99_ms": percentile(lateness, 0.99) * 1e3,
+        "late_max_ms": max(lateness, default=float("nan")) * 1e3,
+        "skipped": collector.rounds_skipped,
+        "host_rounds_down": down,
+    }
+
+
+async def _next_round(stream: object) -> dict[str, dict[str, object]]:
+    while True:
+        update = await asyncio.wait_for(anext(stream), 30)  # type: ignore[call-overload]
+        if update["type"] == "round":
+            states = update["hosts"]
+            assert isinstance(states, dict)
+            return states
+
+
+async def fanout_child(n: int, ports: list[int], folder: Path) -> dict[str, float]:
+    import asyncssh
+
+    from otto.fanout import run_on_all_hosts
+    from otto.lab import Lab, use_lab
+    from otto.lab.model import HostSpec
+
+    known = folder / "known_hosts"
+    use_lab(
+        Lab(
+            [
+                HostSpec(
+                    name=f"n{i}",
+                    address="127.0.0.1",
+                    port=ports[i % len(ports)],
+                    user="bench",
+                    known_hosts=known,
+                    connect_timeout=120.0,
+                )
+                for i in range(n)
+            ]
+        )
+    )
+    from otto.lab import current_lab
+
+    async def otto_round() -> float:
+        began = time.perf_counter()
+        results = await run_on_all_hosts("true", pattern=r"^n\d+$")
+        took = time.perf_counter() - began
+        bad = [k for k, r in results.items() if isinstance(r, BaseException) or not r.is_ok]
+        assert not bad, (bad[:3], results[bad[0]])
+        return took
+
+    conns: list[asyncssh.SSHClientConnection] = []
+
+    async def raw_cold() -> float:
+        async def one(i: int) -> None:
+            conn = await asyncssh.connect(
+                "127.0.0.1",
+                port=ports[i % len(ports)],
+                username="bench",
+                known_hosts=str(known),
+                client_keys=None,
+                agent_path=None,
+            )
+            conns.append(conn)
+            done = await conn.run("true")
+            assert done.exit_status == 0
+
+        began = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(n)))
+        return time.perf_counter() - began
+
+    async def raw_warm() -> float:
+        began = time.perf_counter()
+        done = await asyncio.gather(*(c.run("true") for c in conns))
+        took = time.perf_counter() - began
+        assert all(d.exit_status == 0 for d in done)
+        return took
+
+    mine_cold = await otto_round()
+    theirs_cold = await raw_cold()
+    mine_warm, theirs_warm = [], []
+    for _ in range(5):
+        mine_warm.append(await otto_round())
+        theirs_warm.append(await raw_warm())
+    for conn in conns:
+        conn.close()
+    await current_lab().close()
+    return {
+        "hosts": n,
+        "otto_cold_s": mine_cold,
+        "raw_cold_s": theirs_cold,
+        "otto_warm_s": min(mine_warm),
+        "raw_warm_s": min(theirs_warm),
+        "otto_warm_median_s": statistics.median(mine_warm),
+        "raw_warm_median_s": statistics.median(theirs_warm),
+    }
+
+
+# --- the parent ------------------------------------------------------------------------
+
+
+def child(args: list[str], env: dict[str, str]) -> dict[str, float]:
+    ran = subprocess.run(
+        [sys.executable, "-W", "ignore", __file__, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    if ran.returncode != 0:
+        sys.stderr.write(ran.stderr[-3000:])
+        raise SystemExit(f"bench child {args[:2]} failed ({ran.returncode})")
+    result: dict[str, float] = json.loads(ran.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> int:
+    argv = sys.argv[1:]
+    if argv and argv[0] == "--child":
+        kind, n, folder = argv[1], int(argv[2]), Path(argv[3])
+        ports = [int(p) for p in argv[4].split(",")]
+        if kind == "monitor":
+            result = asyncio.run(monitor_child(n, ports, folder, int(argv[5])))
+        else:
+            result = asyncio.run(fanout_child(n, ports, folder))
+        print(json.dumps(result))
+        return 0
+    quick = "--quick" in argv
+    sizes = [200, 500, 1000] if not quick else [200]
+    seconds = 10 if quick else 30
+    if "--sizes" in argv:
+        sizes = [int(s) for s in argv[argv.index("--sizes") + 1].split(",")]
+    if "--seconds" in argv:
+        seconds = int(argv[argv.index("--seconds") + 1])
+    fanout_hosts = 200 if quick else 1000
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limit[1], limit[1]))
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    with tempfile.TemporaryDirectory(prefix="otto-scale-") as tmp:
+        folder = Path(tmp)
+        server = subprocess.Popen(
+            [sys.executable, "-W", "ignore", str(HERE / "fake_targets.py"), "--ports", str(PORTS),
+             "--dir", str(folder)],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )  # fmt: skip
+        try:
+            assert server.stdout is not None
+            ready = server.stdout.readline().split()
+            assert ready and ready[0] == "ready", ready
+            ports = ",".join(ready[1:])
+            print(f"machine: {os.cpu_count()} CPUs; targets: one process, {PORTS} loopback ports")
+            print(
+                f"1. the collector at 1 s, history full ({HISTORY} points), {seconds} rounds measured"
+            )
+            print(
+                "   hosts  CPU ms/host-round  RSS MB/host  (RSS MB)  late p50 ms  late p99 ms"
+                "  late max ms  skipped  host-rounds down  (connect s)"
+            )
+            ok = True
+            for n in sizes:
+                r = child(["--child", "monitor", str(n), tmp, ports, str(seconds)], env)
+                ok = ok and r["cpu_ms_per_host_round"] <= 0.2 and r["rss_mb_per_host"] <= 0.3
+                if n >= 1000:
+                    ok = ok and r["late_p99_ms"] <= 50
+                print(
+                    f"   {n:5d}  {r['cpu_ms_per_host_round']:17.3f}  {r['rss_mb_per_host']:11.3f}"
+                    f"  {r['rss_mb']:8.0f}  {r['late_p50_ms']:11.1f}  {r['late_p99_ms']:11.1f}"
+                    f"  {r['late_max_ms']:11.1f}  {r['skipped']:7.0f}  {r['host_rounds_down']:16.0f}"
+                    f"  {r['connected_s']:11.1f}"
+                )
+            print("   targets: CPU <= 0.2 ms/host-round, RSS <= 0.3 MB/host, p99 <= 50 ms at 1,000")
+            f = child(["--child", "fanout", str(fanout_hosts), tmp, ports], env)
+            cold = f["otto_cold_s"] / f["raw_cold_s"]
+            warm = f["otto_warm_s"] / f["raw_warm_s"]
+            ok = ok and cold <= 1.1 and warm <= 1.15
+            print(
+                f"2. run_on_all_hosts('true') over {fanout_hosts} hosts vs raw asyncssh, all at once"
+            )
+            print(
+                f"   cold: otto {f['otto_cold_s']:.2f} s  raw connect+run {f['raw_cold_s']:.2f} s"
+                f"  ratio {cold:.2f} (target <= 1.1: {'ok' if cold <= 1.1 else 'MISSED'})"
+            )
+            print(
+                f"   warm: otto {f['otto_warm_s'] * 1e3:.0f} ms  raw run {f['raw_warm_s'] * 1e3:.0f} ms"
+                f"  ratio {warm:.2f} (target <= 1.15: {'ok' if warm <= 1.15 else 'MISSED'})"
+                f"  (medians {f['otto_warm_median_s'] * 1e3:.0f} / {f['raw_warm_median_s'] * 1e3:.0f} ms)"
+            )
+        finally:
+            server.terminate()
+            server.wait()
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
