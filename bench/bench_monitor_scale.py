@@ -275,7 +275,8 @@ def main() -> int:
             ports = ",".join(ready[1:])
             print(f"machine: {os.cpu_count()} CPUs; targets: one process, {PORTS} loopback ports")
             print(
-                f"1. the collector at 1 s, history full ({HISTORY} points), {seconds} rounds measured"
+                f"1. the collector at 1 s, history full ({HISTORY} points),"
+                f" {seconds} rounds measured"
             )
             print(
                 "   hosts  CPU ms/host-round  RSS MB/host  (RSS MB)  late p50 ms  late p99 ms"
@@ -290,7 +291,8 @@ def main() -> int:
                 print(
                     f"   {n:5d}  {r['cpu_ms_per_host_round']:17.3f}  {r['rss_mb_per_host']:11.3f}"
                     f"  {r['rss_mb']:8.0f}  {r['late_p50_ms']:11.1f}  {r['late_p99_ms']:11.1f}"
-                    f"  {r['late_max_ms']:11.1f}  {r['skipped']:7.0f}  {r['host_rounds_down']:16.0f}"
+                    f"  {r['late_max_ms']:11.1f}  {r['skipped']:7.0f}"
+                    f"  {r['host_rounds_down']:16.0f}"
                     f"  {r['connected_s']:11.1f}"
                 )
             print("   targets: CPU <= 0.2 ms/host-round, RSS <= 0.3 MB/host, p99 <= 50 ms at 1,000")
@@ -299,16 +301,19 @@ def main() -> int:
             warm = f["otto_warm_s"] / f["raw_warm_s"]
             ok = ok and cold <= 1.1 and warm <= 1.15
             print(
-                f"2. run_on_all_hosts('true') over {fanout_hosts} hosts vs raw asyncssh, all at once"
+                f"2. run_on_all_hosts('true') over {fanout_hosts} hosts"
+                " vs raw asyncssh, all at once"
             )
             print(
                 f"   cold: otto {f['otto_cold_s']:.2f} s  raw connect+run {f['raw_cold_s']:.2f} s"
                 f"  ratio {cold:.2f} (target <= 1.1: {'ok' if cold <= 1.1 else 'MISSED'})"
             )
             print(
-                f"   warm: otto {f['otto_warm_s'] * 1e3:.0f} ms  raw run {f['raw_warm_s'] * 1e3:.0f} ms"
+                f"   warm: otto {f['otto_warm_s'] * 1e3:.0f} ms"
+                f"  raw run {f['raw_warm_s'] * 1e3:.0f} ms"
                 f"  ratio {warm:.2f} (target <= 1.15: {'ok' if warm <= 1.15 else 'MISSED'})"
-                f"  (medians {f['otto_warm_median_s'] * 1e3:.0f} / {f['raw_warm_median_s'] * 1e3:.0f} ms)"
+                f"  (medians {f['otto_warm_median_s'] * 1e3:.0f}"
+                f" / {f['raw_warm_median_s'] * 1e3:.0f} ms)"
             )
         finally:
             server.terminate()

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
+import os
 import re
 import shlex
 import subprocess
@@ -225,9 +227,7 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, required=True)
     args = parser.parse_args()
     try:
-        import logging, os
-
-        if os.environ.get("FT_DEBUG"):
+        if os.environ.get("FT_DEBUG"):  # asyncssh's log of every packet, to stderr
             logging.basicConfig(level=logging.DEBUG)
             asyncssh.set_debug_level(2)
         asyncio.run(serve(args.ports, args.dir))
