@@ -21,6 +21,7 @@ from otto.cli import helpstyle
 from otto.cli.argv import globals_first
 from otto.cli.deploycmd import host_deploy
 from otto.cli.exits import EXIT_USAGE, fail
+from otto.cli.impaircmd import host_impair
 from otto.cli.labcmds import lab_app
 from otto.cli.output import use_colour
 from otto.cli.reservecmds import release_command, reservations_command, reserve_command
@@ -88,6 +89,7 @@ app.add_typer(run_app, name="run")
 app.add_typer(lab_app, name="lab")
 app.add_typer(tunnel_app, name="tunnel")
 host_app.command("deploy")(host_deploy)
+host_app.command("impair")(host_impair)
 
 
 def _lab() -> Lab:

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from otto.hosts.deploy import DeployRecords, DeployResult, Via
     from otto.hosts.forward import Forward, Forwarder
     from otto.hosts.lifecycle import BootSpec
+    from otto.hosts.netem import ActiveImpairment, Impairment, Value
     from otto.hosts.power import PowerAction, PowerSpec, PowerState
     from otto.periodic import RepeatRunner
     from otto.transports.snmp import SnmpSettings
@@ -652,6 +653,68 @@ class Host(abc.ABC):
     def _forwarder(self) -> Forwarder:
         """What carries this host's forwards; only SSH hosts have one."""
         raise ForwardError(self.name, "port forwards need an SSH host; this one is not")
+
+    # --- link impairment (see otto.hosts.netem) ------------------------------------------
+
+    async def impair(
+        self,
+        interface: str,
+        *,
+        delay: Value | None = None,
+        jitter: Value | None = None,
+        loss: Value | None = None,
+        rate: Value | None = None,
+        corrupt: Value | None = None,
+        duplicate: Value | None = None,
+        reorder: Value | None = None,
+        peer: str | None = None,
+        expire: Value | None = 300,
+    ) -> Impairment:
+        """Degrade the packets leaving ``interface`` with tc netem, as root; returns what
+        was applied. It replaces any impairment otto put there before.
+
+        Values: ``delay``/``jitter`` ``"100ms"``, ``"250us"``; ``loss``, ``corrupt``,
+        ``duplicate``, ``reorder`` ``"2%"``; ``rate`` ``"1mbit"``. ``peer``
+        (``"10.0.0.5"``, ``"10.0.0.5:8080"``, ``"10.0.0.0/24"``) limits it to packets
+        for that address (and port). ``expire`` (seconds, or ``"5m"``): the host
+        itself reverts it then, even if otto is gone; None: only on
+        ``clear_impairment``.
+
+        Raises:
+            ValueError: a value or the interface name is invalid (nothing was sent).
+            OttoError: tc failed on the host (names the command and what it said).
+        """
+        from otto.hosts import netem
+
+        self._bind()
+        return await netem.impair(
+            self,
+            interface,
+            delay=delay,
+            jitter=jitter,
+            loss=loss,
+            rate=rate,
+            corrupt=corrupt,
+            duplicate=duplicate,
+            reorder=reorder,
+            peer=peer,
+            expire=expire,
+        )
+
+    async def clear_impairment(self, interface: str) -> bool:
+        """Remove otto's impairment from ``interface`` and cancel its revert; False when
+        there was none."""
+        from otto.hosts import netem
+
+        self._bind()
+        return await netem.clear_impairment(self, interface)
+
+    async def impairments(self) -> list[ActiveImpairment]:
+        """The impairments in place on the host's interfaces, and when each expires."""
+        from otto.hosts import netem
+
+        self._bind()
+        return await netem.impairments(self)
 
     # --- closing ------------------------------------------------------------------------
 
