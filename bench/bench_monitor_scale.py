@@ -2,6 +2,9 @@
 
     python3 bench/bench_monitor_scale.py [--quick] [--sizes 200,500,1000] [--seconds 30]
 
+With OTTO_BENCH_PROFILE=FILE, pyinstrument's report of the measured rounds goes to
+FILE (of the last size run).
+
 The targets are lightweight SSH servers in one separate process
 (``bench/fake_targets.py``): asyncssh on a few loopback ports, whose shells answer
 the monitor's round function with a fixed snapshot of this machine's ``/proc``
@@ -35,6 +38,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 PORTS = 4
@@ -102,12 +106,18 @@ async def monitor_child(n: int, ports: list[int], folder: Path, seconds: int) ->
         gc.collect()
         for _ in range(3):  # settle after the pre-fill
             await _next_round(stream)
+        profiler = _profiler()
         first_round, cpu0, wall0 = collector.rounds_run, cpu_seconds(), time.monotonic()
         down = 0
         for _ in range(seconds):
             states = await _next_round(stream)
             down += sum(1 for s in states.values() if not s["up"])
         cpu1, wall1 = cpu_seconds(), time.monotonic()
+        if profiler is not None:
+            profiler.stop()
+            Path(os.environ["OTTO_BENCH_PROFILE"]).write_text(
+                profiler.output_text(unicode=False, color=False, show_all=False)
+            )
         measured = collector.rounds_run - first_round
         lateness = collector.round_lateness()[-measured:]
         after = rss_mb()
@@ -128,6 +138,18 @@ async def monitor_child(n: int, ports: list[int], folder: Path, seconds: int) ->
         "skipped": collector.rounds_skipped,
         "host_rounds_down": down,
     }
+
+
+def _profiler() -> Any:
+    """A running pyinstrument profiler of the measured rounds, with $OTTO_BENCH_PROFILE set
+    (a file for its text report), else None."""
+    if not os.environ.get("OTTO_BENCH_PROFILE"):
+        return None
+    from pyinstrument import Profiler
+
+    profiler = Profiler(interval=0.0005, async_mode="disabled")
+    profiler.start()
+    return profiler
 
 
 async def _next_round(stream: object) -> dict[str, dict[str, object]]:

@@ -268,8 +268,8 @@ class ShellProbe:
         self._sometimes_due = 0
         self._clock = clock
         self.connecting = False
-        """True while the probe's first session on the host is being opened."""
-        self._connected = False
+        """True during the probe's first poll, the one that makes its first connection."""
+        self._tried = False
 
     def command(self, index: int) -> str:
         """The shell text of round ``index``: the call, with the definition on a new session."""
@@ -278,17 +278,30 @@ class ShellProbe:
         return call if self._defined else self.script + "\n" + call
 
     async def poll(self, index: int, deadline: float) -> HostRound:
-        """Run the round's command once and parse what it printed."""
+        """Run the round's command once and parse what it printed.
+
+        A new session's shell is started before the command, bounded by the
+        host's own ``connect_timeout``, not by the round: a host slow to connect
+        keeps its poll past the round (the collector records it as connecting,
+        the first time, else as not answering) instead of never getting there.
+        """
+        first, self._tried = not self._tried, True
+        self.connecting = first
+        try:
+            return await self._poll(index, deadline)
+        finally:
+            if first:
+                self.connecting = False
+
+    async def _poll(self, index: int, deadline: float) -> HostRound:
         clock = self._clock
         try:
             if self.session is None:
-                self.connecting = not self._connected
-                try:
-                    self.session = await self.host.open_session(self.session_name)
-                finally:
-                    self.connecting = False
-                self._connected = True
+                self.session = await self.host.open_session(self.session_name)
                 self._defined = False
+                start = getattr(self.session, "start", None)
+                if start is not None:
+                    await start()
             budget = deadline - clock.monotonic()
             if budget <= 0:
                 return HostRound(False, {}, "no time left in the round")

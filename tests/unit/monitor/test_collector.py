@@ -246,24 +246,45 @@ async def test_a_hanging_host_keeps_its_poll_and_the_others_rounds_start_on_time
 
 
 class SlowOpen(FakeHost):
-    """A host whose first session takes ``opening`` fake seconds to open."""
+    """A host whose first session takes ``opening`` fake seconds to open, in
+    ``open_session`` itself or (``lazy``) in the session's ``start``, as a
+    ``RemoteHost``'s session connects on first use."""
 
-    def __init__(self, clock: FakeClock, opening: float, connect_timeout: float) -> None:
+    def __init__(
+        self, clock: FakeClock, opening: float, connect_timeout: float, *, lazy: bool = False
+    ) -> None:
         super().__init__(clock, Captured(), name="slow")
         self.opening = opening
+        self.lazy = lazy
         self.connect_timeout = connect_timeout
 
     async def open_session(self, name: str) -> FakeSession:
+        if self.lazy:
+            session = LazySession(self, name)
+            self.sessions.append(session)
+            return session
+        await self.wait_open()
+        return await super().open_session(name)
+
+    async def wait_open(self) -> None:
         if self.opening:
             opening, self.opening = self.opening, 0.0
             await self.clock.sleep_until(self.clock.monotonic() + opening)
-        return await super().open_session(name)
 
 
+class LazySession(FakeSession):
+    host: SlowOpen
+
+    async def start(self) -> None:
+        await self.host.wait_open()
+
+
+@pytest.mark.parametrize("lazy", [False, True], ids=["open_session", "session.start"])
 async def test_a_host_still_making_its_first_connection_is_not_counted_down(
-    clock: FakeClock, tmp_path: Path
+    clock: FakeClock, tmp_path: Path, lazy: bool
 ) -> None:
-    fast, slow = monitored("fast", clock), SlowOpen(clock, opening=2.5, connect_timeout=10.0)
+    fast = monitored("fast", clock)
+    slow = SlowOpen(clock, opening=2.5, connect_timeout=10.0, lazy=lazy)
     collector = Collector([fast, slow], interval=1.0, clock=clock, db=tmp_path / "m.db")
     rounds = Rounds(collector.subscribe())
     reported: list[dict[str, dict[str, object]]] = []
