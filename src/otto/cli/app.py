@@ -734,7 +734,12 @@ def monitor(  # noqa: PLR0917 (typer passes each option as a parameter)
         ),
     ] = None,
 ) -> None:
-    """Watch CPU, memory, disk and network of hosts in a live dashboard (Ctrl-C stops)."""
+    """Watch CPU, memory, disk and network of hosts in a live dashboard (Ctrl-C stops).
+
+    Every minute it prints what the rounds cost each host; above 50 hosts, a fleet
+    summary instead: hosts up, down and connecting, rounds (late, skipped), the five
+    costliest hosts.
+    """
     _no_dry_run(ctx, "monitor")
     from otto.cli.hostcmds import resolve_names
     from otto.cli.monitorcmd import MonitorOptions, run_monitor

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from otto.monitor.collector import Collector
     from otto.monitor.logwatch import LogWatch, WatchSpec
     from otto.monitor.probe import CostTally
+    from otto.monitor.store import HostState
     from otto.monitor.web import DashboardServer, DashboardSource
 
 __all__ = ["MonitorOptions", "run_monitor"]
@@ -156,10 +157,11 @@ async def _collect(
             run = collector.run
             stored = f", storing run {run.name} in {options.db}" if run is not None else ""
             every = f"every {options.interval:g}s"
-            _say(f"otto monitor: watching {', '.join(names)} {every}{stored}")
+            _say(f"otto monitor: watching {_named(names)} {every}{stored}")
             _say_links(server)
+            report = _report_fleet if len(names) > FLEET_SUMMARY_HOSTS else _report_costs
             async with asyncio.TaskGroup() as tasks:
-                costs = tasks.create_task(_report_costs(collector))
+                costs = tasks.create_task(report(collector))
                 follows = [tasks.create_task(_announce(w)) for w in collector.log_watches]
                 await _until_stopped(stop, server)
                 costs.cancel()
@@ -179,6 +181,92 @@ async def _announce(watch: LogWatch) -> None:
 
 COST_REPORT_SECONDS = 60.0
 """How often ``otto monitor`` prints what its rounds cost (and once after the first round)."""
+
+FLEET_SUMMARY_HOSTS = 50
+"""Above this many hosts ``otto monitor`` prints a fleet summary, not a line per host."""
+
+COSTLIEST = 5
+"""Hosts the fleet summary names as the costliest."""
+
+
+def _named(names: Sequence[str]) -> str:
+    """The hosts watched, for the start line: every name, or a count beyond the summary's limit."""
+    if len(names) <= FLEET_SUMMARY_HOSTS:
+        return ", ".join(names)
+    return f"{len(names)} hosts ({names[0]} ... {names[-1]})"
+
+
+@dataclass(frozen=True)
+class FleetView:
+    """What the fleet summary is made of, read from a collector at one moment."""
+
+    states: Mapping[str, HostState]
+    connecting: Sequence[str]
+    rounds: int
+    late: int
+    skipped: int
+    costs: Mapping[str, CostTally]
+
+
+def fleet_lines(now: FleetView, before: FleetView | None) -> list[str]:
+    """The fleet summary: hosts up, down and connecting; rounds, late and skipped since
+    ``before`` (since the start without it); and the ``COSTLIEST`` hosts by mean round time.
+    """
+    connecting = set(now.connecting)
+    up = sum(1 for s in now.states.values() if s.up)
+    down = sorted(n for n, s in now.states.items() if not s.up and n not in connecting)
+    rounds = now.rounds - (before.rounds if before else 0)
+    late = now.late - (before.late if before else 0)
+    skipped = now.skipped - (before.skipped if before else 0)
+    lines = [
+        f"fleet: {len(now.states)} hosts: {up} up, {len(down)} down, {len(connecting)} connecting;"
+        f" {rounds} rounds, {late} late, {skipped} skipped"
+    ]
+    if down:
+        shown = ", ".join(down[:10]) + (f" and {len(down) - 10} more" if len(down) > 10 else "")
+        lines.append(f"fleet: down: {shown}")
+    means: list[tuple[float, str, CostTally]] = []
+    for name, tally in now.costs.items():
+        earlier = before.costs.get(name) if before else None
+        window = tally if earlier is None else tally.since(earlier)
+        if window.rounds:
+            means.append((window.seconds / window.rounds, name, window))
+    means.sort(key=lambda m: (-m[0], m[1]))
+    if means:
+        costliest = ", ".join(
+            f"{name} {mean * 1e3:.1f} ms {window.received / window.rounds / 1e3:.1f} kB"
+            for mean, name, window in means[:COSTLIEST]
+        )
+        lines.append(f"fleet: costliest per round: {costliest}")
+    return lines
+
+
+def _fleet_view(collector: Collector) -> FleetView:
+    return FleetView(
+        collector.host_states(),
+        collector.connecting,
+        collector.rounds_run,
+        collector.rounds_late,
+        collector.rounds_skipped,
+        collector.round_costs(),
+    )
+
+
+async def _report_fleet(collector: Collector) -> None:
+    """Print the fleet summary: after the first round, then every minute."""
+    loop = asyncio.get_running_loop()
+    before: FleetView | None = None
+    printed: float | None = None
+    async for update in collector.subscribe():
+        if update.get("type") != "round":
+            continue
+        now = loop.time()
+        if printed is not None and now - printed < COST_REPORT_SECONDS:
+            continue
+        view = _fleet_view(collector)
+        for line in fleet_lines(view, before):
+            _say(line)
+        before, printed = view, now
 
 
 def cost_lines(costs: Mapping[str, CostTally], since: Mapping[str, CostTally]) -> list[str]:

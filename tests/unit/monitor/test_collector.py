@@ -527,3 +527,58 @@ async def test_non_finite_values_are_dropped_counted_and_logged_once(
     with MetricStore(tmp_path / "m.db") as store:
         assert store.series("h", "load.1m") == []
         assert len(store.series("h", "gpu.temp")) == 3
+
+
+# --- the fleet summary of ``otto monitor`` ----------------------------------------------
+
+
+async def test_the_fleet_summary_counts_hosts_up_down_and_connecting(clock: FakeClock) -> None:
+    from otto.cli.monitorcmd import FLEET_SUMMARY_HOSTS, _fleet_view, _named, fleet_lines
+
+    hosts = [monitored(f"n{i}", clock) for i in range(FLEET_SUMMARY_HOSTS + 10)]
+    hosts[3].plan = ["raise"]
+    slow = SlowOpen(clock, opening=30.0, connect_timeout=60.0)
+    collector = Collector([*hosts, slow], interval=1.0, clock=clock)
+    first = _fleet_view(collector)
+    polled = asyncio.ensure_future(collector.poll_round())
+    await asyncio.wait_for(clock.wait_for_sleepers(2), WAIT)  # slow's connection, the deadline
+    clock.advance_to(51.0)
+    await asyncio.wait_for(polled, WAIT)
+    second = _fleet_view(collector)
+    await collector.stop()
+    assert _named([h.name for h in hosts]) == f"{len(hosts)} hosts (n0 ... n{len(hosts) - 1})"
+    assert _named(["a", "b"]) == "a, b"
+    lines = fleet_lines(second, first)
+    assert lines[:2] == [
+        f"fleet: {len(hosts) + 1} hosts: {len(hosts) - 1} up, 1 down, 1 connecting;"
+        " 1 rounds, 0 late, 0 skipped",
+        "fleet: down: n3",
+    ]
+    assert lines[2].startswith("fleet: costliest per round: ")
+
+
+def test_the_fleet_summary_names_the_five_costliest_hosts_of_the_minute() -> None:
+    from otto.cli.monitorcmd import FleetView, fleet_lines
+    from otto.monitor.probe import CostTally, RoundCost
+    from otto.monitor.store import HostState
+
+    def view(rounds: int, seconds: dict[str, float]) -> FleetView:
+        costs = {}
+        for name, each in seconds.items():
+            tally = CostTally()
+            for _ in range(rounds):
+                tally.add((RoundCost(each, 2000),))
+            costs[name] = tally
+        states = {name: HostState(True) for name in seconds}
+        return FleetView(states, [], rounds, 1, 0, costs)
+
+    before = view(10, {f"h{i}": 0.001 * i for i in range(8)})
+    # In the minute since, h1 became the costliest: its tally since, not since the start.
+    after = view(20, {f"h{i}": 0.001 * i for i in range(8)})
+    after.costs["h1"].add((RoundCost(1.0, 2000),))
+    lines = fleet_lines(after, before)
+    assert lines[0] == "fleet: 8 hosts: 8 up, 0 down, 0 connecting; 10 rounds, 0 late, 0 skipped"
+    assert lines[1] == (
+        "fleet: costliest per round: h1 91.8 ms 2.0 kB, h7 7.0 ms 2.0 kB, h6 6.0 ms 2.0 kB,"
+        " h5 5.0 ms 2.0 kB, h4 4.0 ms 2.0 kB"
+    )
