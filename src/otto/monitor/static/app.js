@@ -3,6 +3,11 @@
 // The stream opens with a snapshot of the stored series, then carries every round and
 // event. Rounds are appended to shared arrays; charts are redrawn at most once per
 // animation frame, and only those on screen (the others when they scroll into view).
+//
+// Outages (a host down from its first down round to its first round up again) come
+// with the snapshot and then follow from the rounds, by the same rule as the server's
+// (otto.monitor.outages): bands on every chart, a banner of the hosts down now, and a
+// health table over the shown time range.
 "use strict";
 
 (function () {
@@ -17,6 +22,8 @@
   const MIN_KEEP = 3600;
   const STATS_KEEP = 2000;
   const DEFAULT_EVENT_COLOR = "#d9480f";
+  const BANNER_HOSTS = 20; // hosts named in the banner; the rest are counted
+  const HEALTH_EVERY_MS = 1000; // the health table is rebuilt at most this often
 
   // Charts of these come first, in this order; then other metrics by name. Metrics of
   // one device ("cpu.percent[cpu0]") go to a folded section below.
@@ -88,6 +95,12 @@
     current: null, // the id of the run the source shows by itself (a live one)
     runs: [], // the runs of the database, from /api/runs
     run: null, // the run shown, from the snapshot
+    outages: new Map(), // host -> its outages {host, start, end, error}, oldest first
+    open: new Map(), // host -> its open outage (end null)
+    nowBase: null, // the source's time at nowAt (snapshot "now", then each round's t)
+    nowAt: 0, // performance.now() when nowBase was taken
+    costs: new Map(), // host -> {rounds, seconds, received, processes, counted, last}
+    lastError: new Map(), // host -> the latest error it reported
   };
   const stats = {
     rounds: 0,
@@ -111,6 +124,9 @@
     pickRun: (run) => pickRun(run == null ? "" : String(run)),
     loadRuns: () => loadRuns(),
     pointCount: (metric) => (state.charts.has(metric) ? state.charts.get(metric).u.data[0].length : 0),
+    // Every outage known to the page, oldest first; and the hosts the banner lists.
+    outages: () => [...state.outages.values()].flat().sort((a, b) => a.start - b.start).map((o) => ({ ...o })),
+    downNow: () => [...$("down-list").querySelectorAll("[data-host]")].map((el) => el.dataset.host),
     // Redraw every chart now; resolves to the milliseconds uPlot took.
     redrawAll: async () => {
       const t0 = performance.now();
@@ -120,6 +136,7 @@
     },
   };
   window.otto = otto;
+  let healthDirty = false; // the health table is to be rebuilt at the next tick
 
   // ------------------------------------------------------------------ formatting
 
@@ -189,6 +206,18 @@
     const sameDay = new Date(start * 1000).toDateString() === new Date(end * 1000).toDateString();
     const until = sameDay ? new Date(end * 1000).toLocaleTimeString([], { hour12: false }) : fmtTime(end);
     return `${fmtTime(start)} – ${until}`;
+  }
+
+  // 6 s, 2 min 5 s, 3 h 4 min, 2 d 3 h
+  function fmtDuration(seconds) {
+    const s = Math.max(0, Math.round(seconds));
+    if (s < 60) return `${s} s`;
+    const m = Math.floor(s / 60);
+    if (m < 60) return s % 60 ? `${m} min ${s % 60} s` : `${m} min`;
+    const h = Math.floor(m / 60);
+    if (h < 24) return m % 60 ? `${h} h ${m % 60} min` : `${h} h`;
+    const d = Math.floor(h / 24);
+    return h % 24 ? `${d} d ${h % 24} h` : `${d} d`;
   }
 
   // Tick steps in powers of two, so byte axes read 256 MiB rather than 238.4 MiB.
@@ -290,7 +319,9 @@
       repaint: false, // only the overlay (events) changed
       visible: true,
       markers: 0, // events drawn in the last paint
+      bands: 0, // outage bands drawn in the last paint
       focus: null,
+      tip: null, // the outage tip over the plot
       u: null,
     };
     const axis = cssVar("--axis", "#555");
@@ -327,6 +358,8 @@
         yAxis,
       ],
       hooks: {
+        // Outage bands go under the lines (drawClear runs before the series are drawn).
+        drawClear: [(u) => drawOutages(chart, u)],
         draw: [(u) => drawEvents(chart, u)],
         setCursor: [(u) => showReadout(chart, u)],
         setSeries: [(u, i, o) => {
@@ -334,11 +367,16 @@
         }],
         setSelect: [(u) => {
           if (u.select.width > 0) setZoomed(true);
+          healthDirty = true;
         }],
       },
     };
     chart.u = new uPlot(opts, chart.data, body);
     chart.u.over.addEventListener("dblclick", () => resetZoom());
+    chart.tip = document.createElement("div");
+    chart.tip.className = "outage-tip";
+    chart.tip.hidden = true;
+    chart.u.over.append(chart.tip);
     state.charts.set(metric, chart);
     otto.charts[metric] = chart;
     visibility.observe(card);
@@ -373,6 +411,66 @@
     state.charts.clear();
     for (const key of Object.keys(otto.charts)) delete otto.charts[key];
     $("more").hidden = true;
+  }
+
+  // Each shown host's outages as a band of its colour over the whole plot height, with a
+  // solid strip along the top; an open outage reaches the present.
+  function drawOutages(chart, u) {
+    const min = u.scales.x.min;
+    const max = u.scales.x.max;
+    let drawn = 0;
+    if (min != null && max != null && state.outages.size) {
+      const ctx = u.ctx;
+      const { left, top, width, height } = u.bbox;
+      const dpr = uPlot.pxRatio;
+      const now = nowSeconds();
+      ctx.save();
+      ctx.beginPath();
+      ctx.rect(left, top, width, height);
+      ctx.clip();
+      for (const [host, list] of state.outages) {
+        if (state.hidden.has(host)) continue;
+        const color = colorOf(state.hostIndex.get(host) ?? 0);
+        for (const outage of list) {
+          const end = outage.end == null ? Math.max(now, outage.start) : outage.end;
+          if (end < min || outage.start > max) continue;
+          const x0 = u.valToPos(outage.start, "x", true);
+          // At least two pixels: a one-round outage at a coarse zoom stays visible.
+          const x1 = Math.max(u.valToPos(end, "x", true), x0 + 2 * dpr);
+          ctx.globalAlpha = 0.14;
+          ctx.fillStyle = color;
+          ctx.fillRect(x0, top, x1 - x0, height);
+          ctx.globalAlpha = 0.85;
+          ctx.fillRect(x0, top, x1 - x0, 4 * dpr);
+          drawn += 1;
+        }
+      }
+      ctx.restore();
+    }
+    chart.bands = drawn;
+  }
+
+  // The outages of shown hosts at time x, for the readout.
+  function outagesAt(x) {
+    const found = [];
+    const now = nowSeconds();
+    for (const [host, list] of state.outages) {
+      if (state.hidden.has(host)) continue;
+      for (const outage of list) {
+        const end = outage.end == null ? now : outage.end;
+        if (outage.start <= x && x <= end) found.push(outage);
+      }
+    }
+    return found;
+  }
+
+  function outageText(outage) {
+    const now = nowSeconds();
+    const end = outage.end == null ? now : outage.end;
+    const span = outage.end == null ? `since ${fmtTime(outage.start)}` : fmtSpan(outage.start, outage.end);
+    const still = outage.end == null ? ", still down" : "";
+    const why = outage.error ? ` (${outage.error})` : "";
+    return `${outage.host} down ${span}, ${fmtDuration(end - outage.start)}${still}${why}`;
   }
 
   function drawEvents(chart, u) {
@@ -470,6 +568,36 @@
       item.textContent = `${state.hosts[i]} ${fmtValue(chart.unit, chart.cols[i][idx])}`;
       out.append(item);
     }
+    showOutageTip(chart, u);
+  }
+
+  // Over a band, a tip says which host was down, from when to when, and for how long.
+  function showOutageTip(chart, u) {
+    const tip = chart.tip;
+    const left = u.cursor.left;
+    const found = left == null || left < 0 ? [] : outagesAt(u.posToVal(left, "x"));
+    tip.textContent = "";
+    tip.hidden = found.length === 0;
+    if (tip.hidden) return;
+    for (const outage of found.slice(0, 4)) {
+      const line = document.createElement("div");
+      line.className = "outage-line";
+      line.dataset.host = outage.host;
+      line.style.setProperty("--host", colorOf(state.hostIndex.get(outage.host) ?? 0));
+      line.textContent = outageText(outage);
+      tip.append(line);
+    }
+    if (found.length > 4) {
+      const more = document.createElement("div");
+      more.textContent = `and ${found.length - 4} more`;
+      tip.append(more);
+    }
+    // Beside the cursor, on the side with room.
+    const width = u.over.clientWidth;
+    const flip = left > width / 2;
+    tip.style.left = flip ? "" : `${left + 14}px`;
+    tip.style.right = flip ? `${width - left + 14}px` : "";
+    tip.style.top = "8px"; // the same place on every chart the cursor is synced to
   }
 
   // ------------------------------------------------------------------ redraws
@@ -591,6 +719,7 @@
   function resetZoom() {
     setZoomed(false);
     markAll("dirty");
+    healthDirty = true;
   }
 
   // ------------------------------------------------------------------ data
@@ -716,9 +845,13 @@
     state.events = new Map();
     for (const ev of snap.events || []) state.events.set(ev.id, ev);
     sortEvents();
+    loadOutages(snap);
     renderEvents();
     renderHosts();
     renderSummary();
+    renderBanner();
+    renderHealth();
+    healthDirty = true; // again once the charts have their scales
     setZoomed(false);
     $("empty").hidden = state.charts.size > 0;
     if (state.runs.length) renderRuns();
@@ -754,6 +887,10 @@
     if (!(t > state.lastT)) return; // already in the snapshot
     const hosts = msg.hosts || {};
     let hostsChanged = false;
+    let outagesChanged = false;
+    state.nowBase = t;
+    state.nowAt = performance.now();
+    for (const [name, cost] of Object.entries(msg.costs || {})) addCost(name, cost);
     for (const [name, info] of Object.entries(hosts)) {
       if (!state.hostIndex.has(name)) {
         addHost(name);
@@ -766,6 +903,8 @@
         state.hostState.set(name, { up, error });
         hostsChanged = true;
       }
+      if (info.last_error) state.lastError.set(name, info.last_error);
+      if (followOutage(name, t, up, error)) outagesChanged = true;
       if (info.metrics) {
         for (const metric of Object.keys(info.metrics)) {
           if (!state.charts.has(metric)) createChart(metric).dirty = true;
@@ -791,6 +930,17 @@
       updateKeep();
       renderHosts();
     }
+    if (outagesChanged || hostsChanged) {
+      renderBanner();
+      renderHealth();
+    }
+    if (outagesChanged) {
+      markAll("dirty");
+    } else if (state.open.size) {
+      // An open band grows with every round.
+      for (const chart of state.charts.values()) chart.dirty = true;
+    }
+    healthDirty = true;
     renderSummary();
     scheduleDraw();
     const ms = performance.now() - t0;
@@ -814,6 +964,213 @@
 
   function sortEvents() {
     state.eventList = [...state.events.values()].sort((a, b) => a.t - b.t);
+  }
+
+  // ------------------------------------------------------------------ outages
+
+  function loadOutages(snap) {
+    state.outages = new Map();
+    state.open = new Map();
+    state.lastError = new Map();
+    state.costs = new Map();
+    const list = (snap.outages || []).slice().sort((a, b) => a.start - b.start);
+    for (const o of list) {
+      const outage = { host: o.host, start: Number(o.start), end: o.end == null ? null : Number(o.end), error: o.error || "" };
+      if (!state.outages.has(outage.host)) state.outages.set(outage.host, []);
+      state.outages.get(outage.host).push(outage);
+      if (outage.end == null) state.open.set(outage.host, outage);
+      if (outage.error) state.lastError.set(outage.host, outage.error);
+    }
+    for (const [host, info] of Object.entries(snap.hosts || {})) {
+      if (info.last_error) state.lastError.set(host, info.last_error);
+    }
+    for (const [host, cost] of Object.entries(snap.costs || {})) state.costs.set(host, { ...cost });
+    const now = Number(snap.now);
+    state.nowBase = Number.isFinite(now) ? now : state.lastRound;
+    state.nowAt = performance.now();
+  }
+
+  // The server's rule: a down round opens an outage unless one is open; the first
+  // round up again ends it. Returns true when an outage opened or ended.
+  function followOutage(host, t, up, error) {
+    const open = state.open.get(host);
+    if (up) {
+      if (!open) return false;
+      open.end = t;
+      state.open.delete(host);
+      return true;
+    }
+    if (open) return false;
+    const outage = { host, start: t, end: null, error };
+    if (!state.outages.has(host)) state.outages.set(host, []);
+    state.outages.get(host).push(outage);
+    state.open.set(host, outage);
+    return true;
+  }
+
+  function addCost(host, cost) {
+    const tally = state.costs.get(host) || { rounds: 0, seconds: 0, received: 0, processes: 0, counted: 0, last: null };
+    tally.rounds += 1;
+    tally.seconds += Number(cost.seconds) || 0;
+    tally.received += Number(cost.received) || 0;
+    if (cost.processes != null) {
+      tally.counted += 1;
+      tally.processes += Number(cost.processes);
+    }
+    tally.last = cost;
+    state.costs.set(host, tally);
+  }
+
+  // The source's time now: its last round's (or the snapshot's) plus the time since.
+  function nowSeconds() {
+    if (state.nowBase == null) return state.lastRound == null ? 0 : state.lastRound;
+    if (!state.live || state.ended) return state.nowBase;
+    return state.nowBase + (performance.now() - state.nowAt) / 1000;
+  }
+
+  // The shown time range: the zoomed range, else the whole timeline. (A chart off
+  // screen is not redrawn, so its scale may lag: the zoom is read from one on screen.)
+  function shownWindow() {
+    if (state.zoomed) {
+      for (const chart of state.charts.values()) {
+        if (!chart.visible) continue;
+        const { min, max } = chart.u.scales.x;
+        if (min != null && max != null && max > min) return [min, Math.min(max, nowSeconds())];
+      }
+    }
+    if (state.xs.length > 1) return [state.xs[0], state.xs[state.xs.length - 1]];
+    return null;
+  }
+
+  function renderBanner() {
+    const banner = $("down-banner");
+    const list = $("down-list");
+    list.textContent = "";
+    // Hosts down in their latest round; the duration where the outage's start is known.
+    const down = state.hosts.filter((h) => !(state.hostState.get(h) || { up: true }).up);
+    banner.hidden = down.length === 0;
+    if (!down.length) return;
+    $("down-title").textContent = state.live && !state.ended ? "Down now" : "Down at the end of the run";
+    const now = nowSeconds();
+    const since = (h) => (state.open.has(h) ? state.open.get(h).start : Infinity);
+    down.sort((a, b) => since(a) - since(b) || (a < b ? -1 : 1));
+    for (const host of down.slice(0, BANNER_HOSTS)) {
+      const item = document.createElement("li");
+      item.className = "down-host";
+      item.dataset.host = host;
+      item.style.setProperty("--host", colorOf(state.hostIndex.get(host) ?? 0));
+      const name = document.createElement("span");
+      name.className = "down-name";
+      name.textContent = host;
+      const time = document.createElement("span");
+      time.className = "down-for";
+      const open = state.open.get(host);
+      if (open) {
+        time.dataset.since = String(open.start);
+        time.textContent = `for ${fmtDuration(now - open.start)}`;
+        item.title = `${host}: down since ${fmtTime(open.start)}`;
+      }
+      const why = document.createElement("span");
+      why.className = "down-why";
+      why.textContent = (state.hostState.get(host) || {}).error || "";
+      item.append(name, time, why);
+      list.append(item);
+    }
+    if (down.length > BANNER_HOSTS) {
+      const more = document.createElement("li");
+      more.className = "down-more";
+      more.textContent = `and ${down.length - BANNER_HOSTS} more`;
+      list.append(more);
+    }
+  }
+
+  // Only the durations change between rounds: update them in place.
+  function tickBanner() {
+    if ($("down-banner").hidden || !state.live || state.ended) return;
+    const now = nowSeconds();
+    for (const el of $("down-list").querySelectorAll(".down-for[data-since]")) {
+      el.textContent = `for ${fmtDuration(now - Number(el.dataset.since))}`;
+    }
+  }
+
+  function renderHealth() {
+    healthDirty = false;
+    const panel = $("health-panel");
+    panel.hidden = state.hosts.length === 0;
+    if (panel.hidden) return;
+    const span = shownWindow();
+    $("health-window").textContent = span
+      ? `over ${fmtSpan(span[0], span[1])} (${fmtDuration(span[1] - span[0])})`
+      : "";
+    const rows = $("health-rows");
+    rows.textContent = "";
+    const now = nowSeconds();
+    for (const host of state.hosts) {
+      const info = state.hostState.get(host) || { up: true, error: "" };
+      let downFor = 0;
+      let count = 0;
+      for (const outage of state.outages.get(host) || []) {
+        if (!span) break;
+        const end = outage.end == null ? Math.max(now, outage.start) : outage.end;
+        const overlap = Math.min(end, span[1]) - Math.max(outage.start, span[0]);
+        // An outage that began and ended at the edge still counts when it touches the range.
+        if (overlap > 0 || (outage.start >= span[0] && outage.start <= span[1])) {
+          count += 1;
+          downFor += Math.max(0, overlap);
+        }
+      }
+      const row = document.createElement("tr");
+      row.dataset.host = host;
+      row.dataset.up = String(info.up);
+      const cells = [];
+      const name = document.createElement("th");
+      name.scope = "row";
+      const swatch = document.createElement("span");
+      swatch.className = "swatch";
+      swatch.style.setProperty("--host", colorOf(state.hostIndex.get(host)));
+      name.append(swatch, document.createTextNode(host));
+      cells.push(name);
+      cells.push(cell("status", info.up ? "up" : "down"));
+      const length = span ? span[1] - span[0] : 0;
+      const availability = length > 0 ? 100 * (1 - Math.min(downFor, length) / length) : null;
+      const avail = cell("availability", availability == null ? "–" : `${fmtPercent(availability)}`);
+      if (availability != null) avail.dataset.value = String(availability);
+      cells.push(avail);
+      const downCell = cell("down", downFor > 0 ? fmtDuration(downFor) : "–");
+      downCell.dataset.value = String(downFor);
+      cells.push(downCell);
+      cells.push(cell("outages", String(count)));
+      const error = state.lastError.get(host) || "";
+      const errorCell = cell("error", error || "–");
+      errorCell.title = error;
+      cells.push(errorCell);
+      cells.push(cell("cost", costText(state.costs.get(host))));
+      row.append(...cells);
+      rows.append(row);
+    }
+  }
+
+  function cell(kind, text) {
+    const td = document.createElement("td");
+    td.className = `health-${kind}`;
+    td.textContent = text;
+    return td;
+  }
+
+  function fmtPercent(v) {
+    if (v >= 100) return "100%";
+    // Never round a host with any down time up to 100 %.
+    const digits = v >= 99 ? 2 : 1;
+    const factor = 10 ** digits;
+    return `${trimZeros((Math.floor(v * factor) / factor).toFixed(digits))}%`;
+  }
+
+  function costText(cost) {
+    if (!cost || !cost.rounds) return "–";
+    const parts = [`${trimZeros(((cost.seconds / cost.rounds) * 1000).toFixed(1))} ms`];
+    parts.push(fmtBytes(cost.received / cost.rounds, ""));
+    if (cost.counted) parts.push(`${trimZeros((cost.processes / cost.counted).toFixed(1))} proc`);
+    return parts.join(" · ");
   }
 
   // ------------------------------------------------------------------ page parts
@@ -862,6 +1219,7 @@
     for (const chart of state.charts.values()) chart.u.setSeries(index + 1, { show });
     const item = $("hosts").querySelector(`[data-host="${CSS.escape(name)}"]`);
     if (item) item.classList.toggle("off", !show);
+    if (state.outages.has(name)) markAll("repaint"); // its bands come and go with it
   }
 
   function renderSummary() {
@@ -1021,6 +1379,13 @@
   });
 
   $("zoom-reset").addEventListener("click", resetZoom);
+
+  // The banner's durations run on between rounds; the health table follows the rounds
+  // and the zoom, rebuilt at most once a tick.
+  setInterval(() => {
+    tickBanner();
+    if (healthDirty) renderHealth();
+  }, HEALTH_EVERY_MS);
 
   // ------------------------------------------------------------------ runs
 
