@@ -48,11 +48,9 @@ log = logging.getLogger("otto.forward")
 Kind = Literal["local", "remote", "socks"]
 Connect = Callable[[], Awaitable[asyncssh.SSHClientConnection]]
 
-WINDOW = 8 * 1024 * 1024
-"""Bytes a forwarded channel may have in flight before the far side acknowledges.
-
-asyncssh's default (2 MiB) caps a channel at 2 MiB per round trip, which a
-hop chain's round trips make the limit on a fast link."""
+WINDOW = 2 * 1024 * 1024
+"""Bytes a forwarded channel may have in flight unacknowledged: OpenSSH's own
+figure for forwards (8 MiB measured no faster in bench/bench_forward.py)."""
 
 PACKET = 32768
 """Largest SSH packet a forwarded channel sends (OpenSSH's own size)."""

@@ -43,6 +43,20 @@ ignore signal requests."""
 _CLOSE_WAIT = 1.0
 """Seconds a closing connection gets to say goodbye before it is dropped."""
 
+_GCM = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
+_CIPHERS = [
+    *_GCM,
+    *(
+        a.decode()
+        for a in asyncssh.encryption.get_default_encryption_algs()
+        if a.decode() not in _GCM
+    ),
+]
+"""AES-GCM first, then asyncssh's other defaults. asyncssh's ChaCha20-Poly1305 (its
+first choice, and OpenSSH's) takes over twice the CPU per byte here (several
+cryptography calls per packet), and a forward through hops pays it at every hop
+(bench/bench_forward.py)."""
+
 
 class _Conn:
     """One SSH connection of a pool and the channel slots it has handed out."""
@@ -145,6 +159,7 @@ class SshLink:
             "known_hosts": self._known_hosts,
             "keepalive_interval": self._keepalive,
             "keepalive_count_max": 3,
+            "encryption_algs": _CIPHERS,
         }
         if isinstance(options["known_hosts"], os.PathLike):
             options["known_hosts"] = os.fspath(options["known_hosts"])
