@@ -3,14 +3,16 @@
 A reservation made here has no process renewing it: it lasts ``--for`` (one
 hour by default) and then expires on its own. Running ``otto reserve`` again
 on hosts you hold extends them. Every reservation made by hand by one holder
-belongs to one claim, ``hand:HOLDER``.
+belongs to one claim, ``hand:HOLDER``. ``otto reserve --wait`` waits for held
+hosts in the store's queue (first come, first served per host; see
+``otto.reservations.queue``); ``otto reservations`` lists the waiters after
+the holders.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 import time
 from collections.abc import Sequence
@@ -18,13 +20,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from otto.cli.exits import fail
-from otto.cli.guard import EXIT_STORE, refuse
+from otto.cli.exits import EXIT_INTERRUPTED, fail
+from otto.cli.guard import EXIT_RESERVED, EXIT_STORE, refuse
 from otto.errors import LabError, ReservationStoreError, ReservedError
+from otto.reservations.queue import parse_duration
 
 if TYPE_CHECKING:
     from otto.lab import Lab
-    from otto.reservations import Lease, ReservationStore
+    from otto.reservations import Lease, ReservationStore, Turn, Waiter
 
 __all__ = [
     "DEFAULT_FOR",
@@ -36,24 +39,6 @@ __all__ = [
 
 #: How long ``otto reserve`` holds hosts when ``--for`` is not given.
 DEFAULT_FOR = "1h"
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in ``90s``, ``30m``, ``2h``, ``1d`` or a sum such as ``1h30m``.
-
-    Raises:
-        ValueError: the text is not such a duration, or is zero.
-    """
-    given = text.strip().lower().replace(" ", "")
-    if not given or _DURATION_RE.sub("", given):
-        raise ValueError(f"{text!r} is not a duration (write 90s, 30m, 2h, 1d or 1h30m)")
-    seconds = sum(float(n) * _UNITS[unit] for n, unit in _DURATION_RE.findall(given))
-    if seconds <= 0:
-        raise ValueError(f"{text!r}: a reservation must last more than 0s")
-    return seconds
 
 
 def _forced(ctx: typer.Context) -> bool:
@@ -118,11 +103,12 @@ def _plan(
     *,
     force: bool,
     claim: str | None = None,
+    wait: bool = False,
 ) -> None:
     """``otto -n reserve/release``: what would happen to each host; the store is only read.
 
     Exits 3 (as the real command would) when someone else holds a host and
-    ``--force`` is not given.
+    neither ``--force`` nor ``--wait`` is given.
     """
     from otto.cli.guard import leases_of
 
@@ -137,7 +123,7 @@ def _plan(
         for lease in held.values()
         if (lease.claim != claim if claim is not None else lease.holder != me)
     ]
-    if others and not force:
+    if others and not force and not wait:
         refuse(others)
     sys.stdout.write("otto: dry run: the reservation store is read, not changed\n")
     for host in chosen:
@@ -147,11 +133,12 @@ def _plan(
         elif lease not in others:
             state = f"reserved by you until {_until(lease)}"
         else:
-            state = f"reserved by {lease.describe()}, overridden by --force"
+            then = "overridden by --force" if force else "would wait in the queue for it"
+            state = f"reserved by {lease.describe()}, {then}"
         sys.stdout.write(f"{host}: {doing} ({state})\n")
 
 
-def reserve_command(
+def reserve_command(  # noqa: PLR0917 (typer passes each option as a parameter)
     ctx: typer.Context,
     names: Annotated[
         list[str] | None,
@@ -178,6 +165,22 @@ def reserve_command(
     note: Annotated[
         str, typer.Option("--note", help="Why, shown in `otto reservations`.", show_default=False)
     ] = "",
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait",
+            help="If some are held, wait in the queue (first come, first served per host).",
+        ),
+    ] = False,
+    timeout: Annotated[
+        str | None,
+        typer.Option(
+            "--timeout",
+            metavar="DURATION",
+            help="With --wait: give up after this long (exit status 3). Default: no limit.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Reserve hosts for yourself, all of them or none, for --for (default 1h)."""
     import asyncio
@@ -191,6 +194,13 @@ def reserve_command(
         seconds = parse_duration(duration)
     except ValueError as exc:
         fail(f"--for: {exc}")
+    patience: float | None = None
+    if timeout is not None:
+        try:
+            patience = parse_duration(timeout)
+        except ValueError as exc:
+            fail(f"--timeout: {exc}")
+        wait = True
     try:
         chosen = _selected(lab, names or [], tags or [], strict=True)
     except LabError as exc:
@@ -207,16 +217,47 @@ def reserve_command(
     claim = hand_claim(me)
     store = _with_store("reserve", lab)
     if _dry_run(ctx):
-        _plan(store, chosen, me, f"would reserve for {duration}", force=force, claim=claim)
+        doing = f"would reserve for {duration}"
+        # Held hosts are waited for, not refused.
+        _plan(
+            store,
+            chosen,
+            me,
+            doing + (" (waiting first)" if wait else ""),
+            force=force or wait,
+            claim=claim,
+        )
         return
 
+    def waiting(turn: Turn) -> None:
+        from otto.reservations.queue import describe_turn
+
+        _note(describe_turn(chosen, turn))
+
     async def work() -> tuple[list[Lease], list[Lease]]:
+        from otto.reservations import heartbeat_seconds
+        from otto.reservations.queue import wait_turn
+
         async with store:
             taken = (
                 [lease for lease in await store.leases(chosen) if lease.claim != claim]
                 if force
                 else []
             )
+            if wait and not force:
+                grant = await wait_turn(
+                    store,
+                    chosen,
+                    holder=me,
+                    claim=claim,
+                    duration=seconds,
+                    heartbeat=heartbeat_seconds(),
+                    timeout=patience,
+                    note=note,
+                    run=run,
+                    on_wait=waiting,
+                )
+                return list(grant.leases), []
             grant = await store.reserve(
                 chosen,
                 holder=me,
@@ -228,8 +269,16 @@ def reserve_command(
             )
             return list(grant.leases), taken
 
+    from otto.reservations import QueuedFor, StillQueued
+
     try:
         leases, taken = asyncio.run(work())
+    except KeyboardInterrupt:
+        fail("interrupted: left the queue, nothing reserved", code=EXIT_INTERRUPTED)
+    except StillQueued as exc:
+        fail(str(exc), code=EXIT_RESERVED)
+    except QueuedFor as exc:
+        fail(f"{exc} (--wait joins the queue)", code=EXIT_RESERVED)
     except ReservedError as exc:
         refuse([lease for lease in exc.leases if isinstance(lease, Lease)])
     except ReservationStoreError as exc:
@@ -310,6 +359,41 @@ def release_command(
         sys.stdout.write("you held no reservation\n")
 
 
+def _listing(
+    store: ReservationStore, chosen: Sequence[str] | None
+) -> tuple[list[Lease], list[Waiter]]:
+    """The leases and the waiters (on ``chosen``, all if None), read at once; closes ``store``."""
+    from otto.reservations.sqlite import SQLiteStore
+
+    if isinstance(store, SQLiteStore):  # no event loop to start for a local file
+        try:
+            return store.leases_now(chosen), store.waiters_now(chosen)
+        finally:
+            store.close_now()
+
+    import asyncio
+
+    async def query() -> tuple[list[Lease], list[Waiter]]:
+        async with store:
+            return await store.leases(chosen), await store.waiters(chosen)
+
+    return asyncio.run(query())
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    from otto.cli.output import use_colour
+
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+    head = line(header)
+    sys.stdout.write((f"\x1b[1m{head}\x1b[0m" if use_colour(sys.stdout) else head) + "\n")
+    for row in rows:
+        sys.stdout.write(line(row) + "\n")
+
+
 def reservations_command(
     hosts: Annotated[
         list[str] | None,
@@ -324,13 +408,12 @@ def reservations_command(
         typer.Option(
             "--json",
             help="Print a JSON list: one object per reservation (host, holder, since, "
-            "until, note, run, mine).",
+            "until, note, run, mine), then one per waiter in the queue (waiting: true, "
+            "position, hosts, holder, since, until (its heartbeat), note, run, mine).",
         ),
     ] = False,
 ) -> None:
-    """List the reservations in force: host, holder, since, until, note."""
-    from otto.cli.guard import leases_of
-    from otto.cli.output import use_colour
+    """List the reservations in force (host, holder, since, until, note), then who waits."""
     from otto.lab import current_lab
     from otto.reservations import format_time, holder_identity
     from otto.reservations.base import printable
@@ -339,13 +422,13 @@ def reservations_command(
     chosen = _selected(lab, hosts, [], strict=False) if hosts else None
     store = _with_store("reservations", lab)
     try:
-        leases = leases_of(store, chosen)
+        leases, waiters = _listing(store, chosen)
     except ReservationStoreError as exc:
         fail(str(exc), code=EXIT_STORE)
     me = holder_identity()
     if as_json:
         # json.dumps escapes every control character: the values are kept as stored.
-        listed = [
+        listed: list[dict[str, object]] = [
             {
                 "host": lease.host,
                 "holder": lease.holder,
@@ -357,29 +440,53 @@ def reservations_command(
             }
             for lease in leases
         ]
+        listed += [
+            {
+                "waiting": True,
+                "position": waiter.position,
+                "hosts": list(waiter.hosts),
+                "holder": waiter.holder,
+                "since": waiter.since.isoformat(),
+                "until": waiter.until.isoformat(),
+                "note": waiter.note,
+                "run": waiter.run,
+                "mine": waiter.holder == me,
+            }
+            for waiter in waiters
+        ]
         sys.stdout.write(json.dumps(listed, indent=2) + "\n")
         return
-    if not leases:
+    if not leases and not waiters:
         sys.stdout.write(f"no reservations in {store.where}\n")
         return
-    header = ("HOST", "HOLDER", "SINCE", "UNTIL", "NOTE")
     # Every cell escaped: a holder or note can come from anyone who writes to the store.
-    rows = [
-        (
-            printable(lease.host),
-            printable(lease.holder) + (" (you)" if lease.holder == me else ""),
-            format_time(lease.since),
-            _until(lease),
-            printable(lease.note) or "-",
+    if leases:
+        _table(
+            ("HOST", "HOLDER", "SINCE", "UNTIL", "NOTE"),
+            [
+                (
+                    printable(lease.host),
+                    printable(lease.holder) + (" (you)" if lease.holder == me else ""),
+                    format_time(lease.since),
+                    _until(lease),
+                    printable(lease.note) or "-",
+                )
+                for lease in leases
+            ],
         )
-        for lease in leases
-    ]
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
-
-    head = line(header)
-    sys.stdout.write((f"\x1b[1m{head}\x1b[0m" if use_colour(sys.stdout) else head) + "\n")
-    for row in rows:
-        sys.stdout.write(line(row) + "\n")
+    if waiters:
+        if leases:
+            sys.stdout.write("\n")
+        _table(
+            ("QUEUE", "WAITER", "HOSTS", "WAITING SINCE", "NOTE"),
+            [
+                (
+                    f"#{waiter.position}",
+                    printable(waiter.holder) + (" (you)" if waiter.holder == me else ""),
+                    ",".join(printable(h) for h in waiter.hosts),
+                    format_time(waiter.since),
+                    printable(waiter.note) or "-",
+                )
+                for waiter in waiters
+            ],
+        )

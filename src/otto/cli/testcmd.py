@@ -162,7 +162,9 @@ def run_tests(
 
     Once the tests are collected, the lab hosts they may use are checked against the
     reservations (exit status 3 if someone else holds one, unless ``force``); under
-    pytest-xdist, whose controller collects nothing, every host of the lab is.
+    pytest-xdist, whose controller collects nothing, every host of the lab is. With
+    ``--wait-hosts DURATION`` among ``pytest_args``, held hosts are waited for in the
+    reservation queue first (exit status 3 only if the wait ends without them).
     """
     try:
         import pytest
@@ -183,11 +185,14 @@ def run_tests(
         monitor_interval=monitor_interval,
     )
     watch = _Interruption()
+    reservations = _Reservations(force=force)
     with _sigterm_interrupts() as terminated:
         try:
-            code = int(pytest.main(argv, plugins=[watch, _Reservations(force=force)]))
+            code = int(pytest.main(argv, plugins=[watch, reservations]))
         except KeyboardInterrupt:  # outside pytest's own handling (start-up, exit)
             code, watch.seen = _INTERRUPTED, True
+        finally:
+            reservations.close()
         interrupted = watch.seen or bool(terminated)
         if code == _INTERRUPTED and not interrupted:
             code = 1  # pytest stopped itself (collection errors): a failure, not Ctrl-C
@@ -198,10 +203,50 @@ def run_tests(
 
 
 class _Reservations:
-    """A pytest plugin that checks the reservations of the hosts the run will use."""
+    """A pytest plugin that checks the reservations of the hosts the run will use.
+
+    With ``--wait-hosts DURATION`` the run first waits in the reservation queue
+    for the hosts someone else holds, and holds them until the run ends.
+    """
 
     def __init__(self, *, force: bool) -> None:
         self.force = force
+        self.wait: float | None = None
+        self.held: Any = None  # the hosts waited for (otto.testing.hostlock.RunHold)
+
+    def pytest_configure(self, config: Any) -> None:
+        self.wait = config.getoption("otto_wait_hosts", None)
+
+    def _wait(self, names: Sequence[str]) -> None:
+        import pytest
+
+        from otto.errors import ReservationStoreError, ReservedError
+        from otto.lab import current_lab
+        from otto.testing.hostlock import wait_for_hosts
+
+        assert self.wait is not None
+
+        def say(message: str) -> None:
+            sys.stderr.write(f"otto: {message}\n")
+            sys.stderr.flush()
+
+        try:
+            self.held = wait_for_hosts(current_lab(), names, timeout=self.wait, say=say)
+        except ReservedError as exc:  # StillQueued: the wait's end
+            say(f"error: {exc} (--wait-hosts {self.wait:g}s)")
+            pytest.exit("otto: a host the tests use is still reserved", returncode=3)
+        except ReservationStoreError as exc:
+            say(f"error: {exc}")
+            pytest.exit("otto: the reservation store cannot be used", returncode=1)
+
+    def close(self) -> None:
+        """Release the hosts waited for (at the run's end)."""
+        held, self.held = self.held, None
+        if held is not None:
+            held.close()
+
+    def pytest_unconfigure(self, config: Any) -> None:
+        self.close()
 
     def _guard(self, names: Sequence[str]) -> None:
         import pytest
@@ -211,6 +256,8 @@ class _Reservations:
 
         if not names:
             return
+        if self.wait is not None and not self.force and self.held is None:
+            self._wait(names)
         try:
             guard(current_lab(), names, force=self.force)
         except typer.Exit as exc:  # guard said why on stderr

@@ -22,6 +22,9 @@ The store is chosen by URL: the lab's ``settings.reservations``, else
 (``${XDG_DATA_HOME:-~/.local/share}/otto/reservations.db``). ``sqlite:///PATH``
 serves the processes of one machine; ``postgresql://USER:PASSWORD@HOST/DB``
 serves a lab shared by many machines.
+
+With ``wait``, a block whose hosts are held waits for them in the store's
+queue, first come first served per host (see ``otto.reservations.queue``).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -42,7 +45,10 @@ from otto.reservations.base import (
     RUN_ENV,
     Grant,
     Lease,
+    QueuedFor,
     ReservationStore,
+    Turn,
+    Waiter,
     format_time,
     hand_claim,
     holder_identity,
@@ -50,6 +56,7 @@ from otto.reservations.base import (
     reserved_message,
     run_identity,
 )
+from otto.reservations.queue import StillQueued, wait_turn
 
 if TYPE_CHECKING:
     from otto.hosts import Host
@@ -64,7 +71,11 @@ __all__ = [
     "Grant",
     "Holding",
     "Lease",
+    "QueuedFor",
     "ReservationStore",
+    "StillQueued",
+    "Turn",
+    "Waiter",
     "format_time",
     "hand_claim",
     "heartbeat_seconds",
@@ -271,6 +282,9 @@ async def reserve(
     lab: Lab | None = None,
     store: str | ReservationStore | None = None,
     heartbeat: float | timedelta | None = None,
+    wait: bool | float | timedelta = False,
+    claim: str | None = None,
+    on_wait: Callable[[Turn], None] | None = None,
 ) -> AsyncIterator[list[Host]]:
     """Hold hosts for the block: every one of them or none, renewed while held.
 
@@ -292,6 +306,9 @@ async def reserve(
     Raises:
         ReservedError: some hosts are held by someone else (naming them,
             their holder and until when); nothing was taken.
+        StillQueued: ``wait`` seconds passed in the queue (a ``ReservedError``
+            and a ``TimeoutError``, naming who holds what and the place in
+            the queue); the waiter left the queue.
         ReservationStoreError: the store cannot be reached.
         LabError: a name is neither a host nor a tag of the lab.
     """
@@ -301,23 +318,46 @@ async def reserve(
     if not seconds > 0:
         raise ValueError(f"duration must be positive, not {seconds:g}s")
     # The lease a dead holder leaves behind: one heartbeat, never the whole duration.
-    lease = min(seconds, heartbeat_seconds(heartbeat))
+    beat = heartbeat_seconds(heartbeat)
+    lease = min(seconds, beat)
+    if isinstance(wait, bool):
+        patience: float | None = None if wait else -1.0
+    else:
+        patience = wait.total_seconds() if isinstance(wait, timedelta) else float(wait)
+        if not patience >= 0:
+            raise ValueError(f"wait must be 0 or more seconds, not {patience:g}")
     the_lab = lab if lab is not None else current_lab()
     names = resolve_hosts(the_lab, names_or_tags)
     owned = not isinstance(store, ReservationStore)
     the_store = store if isinstance(store, ReservationStore) else open_store(store, lab=the_lab)
     try:
-        claim = f"run:{run_identity()}:{uuid4().hex[:12]}"
+        if claim is None:
+            claim = f"run:{run_identity()}:{uuid4().hex[:12]}"
         holding = Holding(the_store, names, claim)
         sent = time.monotonic()
-        grant = await the_store.reserve(
-            names,
-            holder=holder_identity(),
-            claim=claim,
-            duration=lease,
-            note=note,
-            run=run_identity(),
-        )
+        if patience is not None and patience < 0:
+            grant = await the_store.reserve(
+                names,
+                holder=holder_identity(),
+                claim=claim,
+                duration=lease,
+                note=note,
+                run=run_identity(),
+            )
+        else:
+            grant = await wait_turn(
+                the_store,
+                names,
+                holder=holder_identity(),
+                claim=claim,
+                duration=lease,
+                heartbeat=beat,
+                timeout=patience,
+                note=note,
+                run=run_identity(),
+                on_wait=on_wait,
+            )
+            sent = time.monotonic()  # the grant's "now" is the last look's
         holding.granted(grant, sent)
         hosts = [the_lab.host(name) for name in names]
         previous = [host.set_guard(holding) for host in hosts]

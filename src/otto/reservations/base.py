@@ -23,6 +23,8 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from otto.errors import ReservedError
+
 if TYPE_CHECKING:
     from otto.hosts.deploy.records import Deployment
 
@@ -31,7 +33,10 @@ __all__ = [
     "RUN_ENV",
     "Grant",
     "Lease",
+    "QueuedFor",
     "ReservationStore",
+    "Turn",
+    "Waiter",
     "check_labels",
     "check_text",
     "format_time",
@@ -168,6 +173,66 @@ class Grant:
         return [lease.host for lease in self.leases]
 
 
+@dataclass(frozen=True)
+class Waiter:
+    """One place in the queue for hosts: who waits for which hosts, since when.
+
+    ``ticket`` orders the queue (the store hands them out in the order the
+    waiters arrived); ``until`` is the waiter's heartbeat: a waiter whose
+    process died is ignored once it has passed, and purged.
+    """
+
+    ticket: int
+    hosts: tuple[str, ...]
+    holder: str
+    claim: str
+    """The claim the hosts are granted to when the waiter's turn comes."""
+    since: datetime
+    until: datetime
+    note: str = ""
+    run: str = ""
+    position: int = 0
+    """The place in the whole queue, in order of arrival (1 = first; 0 when not known)."""
+
+    def describe(self) -> str:
+        """``#2 bob@ci waiting since 2026-12-01 17:00:00Z for web1, web2``, for messages."""
+        hosts = ", ".join(printable(h) for h in self.hosts)
+        place = f"#{self.position} " if self.position else ""
+        since = format_time(self.since)
+        return f"{place}{printable(self.holder)} waiting since {since} for {hosts}"
+
+
+class QueuedFor(ReservedError):
+    """Some hosts are free, but waiters in the queue asked for them first.
+
+    ``waiters`` are those waiters; ``leases`` the leases in the way, if any.
+    """
+
+    def __init__(
+        self, message: str, leases: Sequence[Lease] = (), waiters: Sequence[Waiter] = ()
+    ) -> None:
+        super().__init__(message, leases)
+        self.waiters = tuple(waiters)
+
+
+@dataclass(frozen=True)
+class Turn:
+    """What one look at the queue found for a waiter.
+
+    ``grant`` is set when the waiter's turn came: its hosts are now leased to
+    its claim and it has left the queue. Otherwise ``leases`` are the leases in
+    its way and ``ahead`` the earlier waiters that want some of its hosts.
+    """
+
+    grant: Grant | None
+    leases: tuple[Lease, ...] = ()
+    ahead: tuple[Waiter, ...] = ()
+    position: int = 0
+    """The waiter's place among those who want some of its hosts (1 = next)."""
+    changes_in: float | None = None
+    """Seconds (store clock) until the first lease or waiter in the way expires."""
+
+
 class ReservationStore(abc.ABC):
     """Where leases live. One instance is used from one event loop at a time.
 
@@ -243,6 +308,59 @@ class ReservationStore(abc.ABC):
         """The unexpired leases on ``hosts`` that someone other than ``holder`` holds."""
         return [lease for lease in await self.leases(hosts) if lease.holder != holder]
 
+    # --- the queue for hosts (see otto.reservations.queue) ------------------------------
+
+    @abc.abstractmethod
+    async def enqueue(
+        self,
+        hosts: Sequence[str],
+        *,
+        holder: str,
+        claim: str,
+        heartbeat: float,
+        note: str = "",
+        run: str = "",
+    ) -> Waiter:
+        """Join the end of the queue for ``hosts``; the place lasts ``heartbeat`` seconds.
+
+        Raises:
+            ValueError: ``holder``, ``note`` or ``run`` holds a control character.
+        """
+
+    @abc.abstractmethod
+    async def take_turn(
+        self, waiter: Waiter, *, duration: float, heartbeat: float, renew: bool = True
+    ) -> Turn:
+        """Take ``waiter``'s hosts for ``duration`` seconds if its turn has come.
+
+        Its turn has come when no other claim holds an unexpired lease on any
+        of its hosts and no unexpired waiter that arrived earlier wants any of
+        them (strict first come, first served per host). Then, in one
+        transaction, the hosts are leased to ``waiter.claim`` and the waiter
+        leaves the queue. Otherwise its place is kept, and with ``renew`` its
+        heartbeat is renewed (a place purged meanwhile is taken again with its
+        old ticket). Expired waiters are purged.
+        """
+
+    @abc.abstractmethod
+    async def leave(self, waiter: Waiter) -> None:
+        """Leave the queue (Ctrl-C, a timeout): the waiters behind move up at once."""
+
+    @abc.abstractmethod
+    async def waiters(self, hosts: Sequence[str] | None = None) -> list[Waiter]:
+        """The unexpired waiters (those wanting one of ``hosts``, if given), first first."""
+
+    async def queue_mark(self) -> int:
+        """A mark of the queue's state now, for ``queue_changed``."""
+        return 0
+
+    async def queue_changed(self, mark: int, timeout: float) -> None:
+        """Return when the leases or the queue may have changed since ``mark``, or after
+        ``timeout`` seconds. This default only waits ``timeout`` (polling)."""
+        import asyncio
+
+        await asyncio.sleep(timeout)
+
     # --- deployments (what ``host.deploy`` loaded where; see otto.hosts.deploy) -------
 
     @abc.abstractmethod
@@ -281,6 +399,21 @@ def utc(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
-def reserved_message(leases: Sequence[Lease]) -> str:
-    """``web1: reserved by bob@ci until ...; web2: ...``: who holds what, for an error."""
-    return "; ".join(f"{printable(lease.host)}: reserved by {lease.describe()}" for lease in leases)
+def reserved_message(
+    leases: Sequence[Lease], queued: Sequence[Waiter] = (), wanted: Sequence[str] = ()
+) -> str:
+    """``web1: reserved by bob@ci until ...; web2: ...``: who holds what, for an error.
+
+    ``queued`` are waiters who asked first for hosts that are free now: the
+    hosts are theirs before anyone's who does not wait in the queue. Only
+    their hosts among ``wanted`` (all of them when empty) are named.
+    """
+    parts = [f"{printable(lease.host)}: reserved by {lease.describe()}" for lease in leases]
+    held = {lease.host for lease in leases}
+    for waiter in queued:
+        free = [h for h in waiter.hosts if h not in held and (not wanted or h in wanted)]
+        if free:
+            names = ", ".join(printable(h) for h in free)
+            parts.append(f"{names}: promised to the queue: {waiter.describe()}")
+            held.update(free)
+    return "; ".join(parts)

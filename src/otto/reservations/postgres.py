@@ -25,7 +25,10 @@ from otto.errors import ReservationStoreError, ReservedError
 from otto.reservations.base import (
     Grant,
     Lease,
+    QueuedFor,
     ReservationStore,
+    Turn,
+    Waiter,
     check_labels,
     mask_url,
     reserved_message,
@@ -36,7 +39,7 @@ if TYPE_CHECKING:
 
     from otto.hosts.deploy.records import Deployment
 
-__all__ = ["DEPLOY_TABLE", "TABLE", "TIMEOUT", "PostgresStore"]
+__all__ = ["CHANNEL", "DEPLOY_TABLE", "POLL", "QUEUE_TABLE", "TABLE", "TIMEOUT", "PostgresStore"]
 
 T = TypeVar("T")
 
@@ -56,6 +59,61 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
     since  timestamptz NOT NULL,
     until  timestamptz NOT NULL
 )
+"""
+#: The table of the queue for hosts: one row per waiter.
+QUEUE_TABLE = "otto_waiters"
+#: The channel a release or a waiter leaving notifies (LISTEN/NOTIFY): the queue wakes up.
+CHANNEL = "otto_queue"
+#: Seconds between two looks at the queue when no notification came (a release by an
+#: older otto, a listener that could not be set up).
+POLL = 1.0
+_QUEUE_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS {QUEUE_TABLE} (
+    ticket bigserial PRIMARY KEY,
+    hosts  text[] NOT NULL,
+    holder text NOT NULL,
+    claim  text NOT NULL,
+    run    text NOT NULL,
+    note   text NOT NULL,
+    since  timestamptz NOT NULL,
+    until  timestamptz NOT NULL
+)
+"""
+_WAITER_COLUMNS = "ticket, hosts, holder, claim, since, until, note, run"
+_ENQUEUE = f"""
+INSERT INTO {QUEUE_TABLE} (hosts, holder, claim, run, note, since, until)
+VALUES ($1::text[], $2, $3, $4, $5, now(), now() + make_interval(secs => $6))
+RETURNING {_WAITER_COLUMNS},
+    (SELECT count(*) FROM {QUEUE_TABLE} WHERE until > now()) + 1
+"""
+# Purge the expired waiters; keep this one's place (again with its ticket if it was
+# purged meanwhile).
+_KEEP_PLACE = f"""
+WITH purged AS (DELETE FROM {QUEUE_TABLE} WHERE until <= now() AND ticket <> $1)
+INSERT INTO {QUEUE_TABLE} ({_WAITER_COLUMNS})
+VALUES ($1, $2::text[], $3, $4, $5, now() + make_interval(secs => $6), $7, $8)
+ON CONFLICT (ticket) DO UPDATE SET until = EXCLUDED.until
+"""
+# What stands in a waiter's way: the leases of other claims on its hosts (kind 'l'),
+# and the earlier waiters wanting one of them (kind 'w'), with their positions.
+_IN_THE_WAY_OF_WAITER = f"""
+SELECT 'l', NULL::bigint, ARRAY[host], holder, claim, since, until, note, run, 0::bigint
+FROM {TABLE} WHERE host = ANY($2::text[]) AND until > now() AND claim <> $3
+UNION ALL
+SELECT 'w', {_WAITER_COLUMNS},
+    (SELECT count(*) FROM {QUEUE_TABLE} AS q WHERE q.ticket <= w.ticket AND q.until > now())
+FROM {QUEUE_TABLE} AS w WHERE ticket < $1 AND until > now() AND hosts && $2::text[]
+"""
+_QUEUED = f"""
+SELECT {_WAITER_COLUMNS},
+    (SELECT count(*) FROM {QUEUE_TABLE} AS q WHERE q.ticket <= w.ticket AND q.until > now())
+FROM {QUEUE_TABLE} AS w WHERE until > now() AND ($1::text[] IS NULL OR hosts && $1::text[])
+    AND ($2::text IS NULL OR claim <> $2)
+ORDER BY ticket
+"""
+_LEAVE = f"""
+WITH gone AS (DELETE FROM {QUEUE_TABLE} WHERE ticket = $1)
+SELECT pg_notify('{CHANNEL}', '')
 """
 _RESERVE = f"""
 INSERT INTO {TABLE} AS l ({_COLUMNS})
@@ -122,6 +180,12 @@ def _lease(row: Any) -> Lease:
     return Lease(row[0], row[1], row[2], row[3], row[4], row[5], row[6])
 
 
+def _waiter(row: Any) -> Waiter:
+    return Waiter(
+        int(row[0]), tuple(row[1]), row[2], row[3], row[4], row[5], row[6], row[7], int(row[8])
+    )
+
+
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "no answer in time"
@@ -164,6 +228,10 @@ class PostgresStore(ReservationStore):
         self._expired = False
         self._watchdog: asyncio.TimerHandle | None = None
         self._deploy_table = False
+        self._listener: asyncpg.Connection | None = None
+        self._listening = False
+        self._changes = 0
+        self._wakers: set[asyncio.Future[None]] = set()
 
     def _unreachable(self, exc: BaseException) -> ReservationStoreError:
         # The library's message may quote the URL: only ever show it masked.
@@ -181,12 +249,16 @@ class PostgresStore(ReservationStore):
             return self._conn
         conn = await asyncpg.connect(self.url, timeout=self.timeout)
         try:
-            exists = await conn.fetchval(f"SELECT to_regclass('{TABLE}') IS NOT NULL")
+            exists = await conn.fetchval(
+                f"SELECT to_regclass('{TABLE}') IS NOT NULL "
+                f"AND to_regclass('{QUEUE_TABLE}') IS NOT NULL"
+            )
             if not exists:
                 async with conn.transaction():
                     # CREATE TABLE IF NOT EXISTS races with itself: take turns.
                     await conn.execute(f"SELECT pg_advisory_xact_lock(hashtext('{TABLE}'))")
                     await conn.execute(_SCHEMA)
+                    await conn.execute(_QUEUE_SCHEMA)
         except BaseException:
             conn.terminate()
             raise
@@ -270,12 +342,22 @@ class PostgresStore(ReservationStore):
 
         async def work(conn: asyncpg.Connection) -> Grant:
             async with conn.transaction():
-                rows = await conn.fetch(
-                    _RESERVE, wanted, holder, claim, note, run, float(duration), force
+                # Free hosts someone waits for in the queue are theirs first.
+                queued = [] if force else await conn.fetch(_QUEUED, wanted, claim)
+                rows = (
+                    []
+                    if queued
+                    else await conn.fetch(
+                        _RESERVE, wanted, holder, claim, note, run, float(duration), force
+                    )
                 )
                 if len(rows) < len(wanted):
                     in_way = [_lease(r) for r in await conn.fetch(_IN_THE_WAY, wanted, claim)]
-                    raise ReservedError(reserved_message(in_way), in_way)
+                    waiting = [_waiter(r) for r in queued]
+                    message = reserved_message(in_way, waiting, wanted)
+                    if waiting:
+                        raise QueuedFor(message, in_way, waiting)
+                    raise ReservedError(message, in_way)
             leases = sorted((_lease(r) for r in rows), key=lambda lease: lease.host)
             now: datetime = rows[0][7] if rows else await conn.fetchval("SELECT now()")
             return Grant(tuple(leases), now)
@@ -320,7 +402,8 @@ class PostgresStore(ReservationStore):
                     f"RETURNING {_COLUMNS}, until > now() AS live",
                     *params,
                 )
-                await conn.execute(f"DELETE FROM {TABLE} WHERE until <= now()")
+                # One round trip: purge, and wake the queue (delivered at commit).
+                await conn.execute(f"DELETE FROM {TABLE} WHERE until <= now(); NOTIFY {CHANNEL}")
             return sorted((_lease(r) for r in rows if r[7]), key=lambda lease: lease.host)
 
         return await self._call(work)
@@ -336,6 +419,138 @@ class PostgresStore(ReservationStore):
             return [_lease(r) for r in rows]
 
         return await self._call(work)
+
+    # --- the queue ------------------------------------------------------------------
+
+    async def enqueue(
+        self,
+        hosts: Sequence[str],
+        *,
+        holder: str,
+        claim: str,
+        heartbeat: float,
+        note: str = "",
+        run: str = "",
+    ) -> Waiter:
+        check_labels(holder=holder, note=note, run=run)
+        wanted = list(dict.fromkeys(hosts))
+
+        async def work(conn: asyncpg.Connection) -> Waiter:
+            async with conn.transaction():
+                # Tickets in the order the waiters' rows become visible: one at a time.
+                await conn.execute(f"SELECT pg_advisory_xact_lock(hashtext('{QUEUE_TABLE}'))")
+                row = await conn.fetchrow(
+                    _ENQUEUE, wanted, holder, claim, run, note, float(heartbeat)
+                )
+            return _waiter(row)
+
+        return await self._call(work)
+
+    async def take_turn(
+        self, waiter: Waiter, *, duration: float, heartbeat: float, renew: bool = True
+    ) -> Turn:
+        w = waiter
+        wanted = list(w.hosts)
+
+        async def work(conn: asyncpg.Connection) -> Turn:
+            async with conn.transaction():
+                await conn.execute(
+                    _KEEP_PLACE,
+                    w.ticket,
+                    wanted,
+                    w.holder,
+                    w.claim,
+                    w.since,
+                    float(heartbeat),
+                    w.note,
+                    w.run,
+                )
+                rows = await conn.fetch(_IN_THE_WAY_OF_WAITER, w.ticket, wanted, w.claim)
+                if not rows:
+                    granted = await conn.fetch(
+                        _RESERVE, wanted, w.holder, w.claim, w.note, w.run, float(duration), False
+                    )
+                    if len(granted) == len(wanted):
+                        await conn.execute(f"DELETE FROM {QUEUE_TABLE} WHERE ticket = $1", w.ticket)
+                        now: datetime = granted[0][7]
+                        leases = sorted((_lease(r) for r in granted), key=lambda x: x.host)
+                        return Turn(Grant(tuple(leases), now))
+                    # Taken meanwhile by a reservation that did not queue: look again.
+                    rows = await conn.fetch(_IN_THE_WAY_OF_WAITER, w.ticket, wanted, w.claim)
+                now = await conn.fetchval("SELECT now()")
+            leases = [
+                Lease(r[2][0], r[3], r[5], r[6], r[7], r[8], r[4]) for r in rows if r[0] == "l"
+            ]
+            ahead = [_waiter(r[1:]) for r in rows if r[0] == "w"]
+            ahead.sort(key=lambda x: x.ticket)
+            ends = [r[6] for r in rows]
+            changes_in = max((min(ends) - now).total_seconds(), 0.0) if ends else None
+            return Turn(None, tuple(leases), tuple(ahead), len(ahead) + 1, changes_in)
+
+        return await self._call(work)
+
+    async def leave(self, waiter: Waiter) -> None:
+        async def work(conn: asyncpg.Connection) -> None:
+            await conn.execute(_LEAVE, waiter.ticket)
+
+        await self._call(work)
+
+    async def waiters(self, hosts: Sequence[str] | None = None) -> list[Waiter]:
+        async def work(conn: asyncpg.Connection) -> list[Waiter]:
+            wanted = None if hosts is None else list(hosts)
+            return [_waiter(r) for r in await conn.fetch(_QUEUED, wanted, None)]
+
+        return await self._call(work)
+
+    async def queue_mark(self) -> int:
+        if not self._listening:
+            await self._listen()
+        return self._changes
+
+    async def _listen(self) -> None:
+        """Open the connection that LISTENs on ``CHANNEL``; without it the queue polls."""
+        import asyncpg
+
+        self._listening = True
+        try:
+            async with asyncio.timeout(self.timeout):
+                conn = await asyncpg.connect(self.url, timeout=self.timeout)
+                try:
+                    await conn.add_listener(CHANNEL, self._notified)
+                except BaseException:
+                    conn.terminate()
+                    raise
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            # A pooler in transaction mode, say: polling every POLL seconds still works.
+            return
+        conn.add_termination_listener(self._listener_lost)
+        self._listener = conn
+
+    def _notified(self, *_: object) -> None:
+        self._changes += 1
+        for waker in self._wakers:
+            if not waker.done():
+                waker.set_result(None)
+
+    def _listener_lost(self, *_: object) -> None:
+        self._listener = None
+        self._listening = False  # the next mark connects again
+        self._notified()  # what happened meanwhile is unknown: look now
+
+    async def queue_changed(self, mark: int, timeout: float) -> None:
+        if self._changes != mark:
+            return
+        if self._listener is None:
+            timeout = min(timeout, POLL)
+        waker: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._wakers.add(waker)
+        try:
+            async with asyncio.timeout(timeout):
+                await waker
+        except TimeoutError:
+            pass
+        finally:
+            self._wakers.discard(waker)
 
     # --- deployments ---------------------------------------------------------------------
 
@@ -391,6 +606,10 @@ class PostgresStore(ReservationStore):
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.remove_termination_listener(self._listener_lost)
+            listener.terminate()
         conn, self._conn = self._conn, None
         if conn is None or conn.is_closed():
             return

@@ -28,7 +28,10 @@ from otto.errors import ReservationStoreError, ReservedError
 from otto.reservations.base import (
     Grant,
     Lease,
+    QueuedFor,
     ReservationStore,
+    Turn,
+    Waiter,
     check_labels,
     reserved_message,
     utc,
@@ -77,6 +80,31 @@ CREATE TABLE IF NOT EXISTS deployments (
 """
 _DEPLOY_COLUMNS = "host, target, sha256, image, size, via, by, at"
 
+# The queue for hosts (otto.reservations.queue): one row per waiter, ``hosts`` a JSON
+# list; made on first use (stores made before it lack it).
+_QUEUE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS waiters (
+    ticket INTEGER PRIMARY KEY AUTOINCREMENT,
+    hosts  TEXT NOT NULL,
+    holder TEXT NOT NULL,
+    claim  TEXT NOT NULL,
+    run    TEXT NOT NULL,
+    note   TEXT NOT NULL,
+    since  REAL NOT NULL,
+    until  REAL NOT NULL
+)
+"""
+_WAITER_COLUMNS = "ticket, hosts, holder, claim, since, until, note, run"
+# A waiter wanting one of the hosts of the JSON list given.
+_WANTS = (
+    "EXISTS (SELECT 1 FROM json_each(waiters.hosts) AS j "
+    "WHERE j.value IN (SELECT value FROM json_each(?)))"
+)
+#: Seconds between two looks at the store's change counter while waiting, at first ...
+POLL_FIRST = 0.05
+#: ... growing by half each time up to this (a hand-over takes at most this long to be seen).
+POLL_CAP = 0.2
+
 Row = tuple[str, str, float, float, str, str, str]
 
 
@@ -105,6 +133,36 @@ def path_of_url(url: str) -> Path:
 def _lease(row: Row) -> Lease:
     host, holder, since, until, note, run, claim = row
     return Lease(host, holder, utc(since), utc(until), note, run, claim)
+
+
+def _waiter(row: tuple[object, ...], position: int = 0) -> Waiter:
+    ticket, hosts, holder, claim, since, until, note, run = row
+    assert isinstance(hosts, str)
+    return Waiter(
+        int(str(ticket)),
+        tuple(json.loads(hosts)),
+        str(holder),
+        str(claim),
+        utc(float(str(since))),
+        utc(float(str(until))),
+        str(note),
+        str(run),
+        position,
+    )
+
+
+def _grant_sql() -> str:
+    """Lease every host of a JSON list to one claim (its own leases extended, never shortened)."""
+    return (
+        f"INSERT INTO leases ({_COLUMNS}) "
+        "SELECT value, ?, ?, ?, ?, ?, ? FROM json_each(?) WHERE true "
+        "ON CONFLICT(host) DO UPDATE SET holder = excluded.holder, "
+        "claim = excluded.claim, run = excluded.run, note = excluded.note, "
+        "since = CASE WHEN leases.claim = excluded.claim AND leases.until > ? "
+        "THEN leases.since ELSE excluded.since END, "
+        "until = CASE WHEN leases.claim = excluded.claim AND leases.until > ? "
+        "THEN max(leases.until, excluded.until) ELSE excluded.until END"
+    )
 
 
 def _reason(exc: BaseException) -> str:
@@ -333,20 +391,16 @@ class SQLiteStore(ReservationStore):
                     "AND until > ? AND claim != ? ORDER BY host",
                     (wanted, now, claim),
                 ).fetchall()
-                if rows:
-                    taken = [_lease(r) for r in rows]
-                    raise ReservedError(reserved_message(taken), taken)
+                taken = [_lease(r) for r in rows]
+                # Free hosts someone waits for in the queue are theirs first.
+                queued = self._queued(conn, wanted, now, claim=claim)
+                message = reserved_message(taken, queued, json.loads(wanted))
+                if queued:
+                    raise QueuedFor(message, taken, queued)
+                if taken:
+                    raise ReservedError(message, taken)
             conn.execute(
-                f"INSERT INTO leases ({_COLUMNS}) "
-                "SELECT value, ?, ?, ?, ?, ?, ? FROM json_each(?) WHERE true "
-                "ON CONFLICT(host) DO UPDATE SET holder = excluded.holder, "
-                "claim = excluded.claim, run = excluded.run, note = excluded.note, "
-                "since = CASE WHEN leases.claim = excluded.claim AND leases.until > ? "
-                "THEN leases.since ELSE excluded.since END, "
-                # Reserving again extends a claim's lease, never shortens it.
-                "until = CASE WHEN leases.claim = excluded.claim AND leases.until > ? "
-                "THEN max(leases.until, excluded.until) ELSE excluded.until END",
-                (holder, now, now + duration, note, run, claim, wanted, now, now),
+                _grant_sql(), (holder, now, now + duration, note, run, claim, wanted, now, now)
             )
             return Grant(tuple(self._rows(conn, wanted, now)), utc(now))
 
@@ -400,6 +454,220 @@ class SQLiteStore(ReservationStore):
             return [_lease(r) for r in rows]
 
         return await self._write(work)
+
+    # --- the queue ------------------------------------------------------------------
+
+    @staticmethod
+    def _queued(
+        conn: sqlite3.Connection,
+        wanted: str,
+        now: float,
+        *,
+        claim: str | None = None,
+        before: int | None = None,
+    ) -> list[Waiter]:
+        """Unexpired waiters wanting one of ``wanted`` (other claims', or before ``before``)."""
+        where = ["until > ?", _WANTS]
+        params: list[object] = [now, wanted]
+        if claim is not None:
+            where.append("claim != ?")
+            params.append(claim)
+        if before is not None:
+            where.append("ticket < ?")
+            params.append(before)
+        try:
+            rows = conn.execute(
+                f"SELECT {_WAITER_COLUMNS}, (SELECT count(*) FROM waiters AS w "
+                "WHERE w.ticket <= waiters.ticket AND w.until > ?) "
+                f"FROM waiters WHERE {' AND '.join(where)} ORDER BY ticket",
+                (now, *params),
+            ).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return []  # no one ever waited in this store
+            raise
+        return [_waiter(r[:8], int(r[8])) for r in rows]
+
+    async def enqueue(
+        self,
+        hosts: Sequence[str],
+        *,
+        holder: str,
+        claim: str,
+        heartbeat: float,
+        note: str = "",
+        run: str = "",
+    ) -> Waiter:
+        check_labels(holder=holder, note=note, run=run)
+        wanted = json.dumps(list(dict.fromkeys(hosts)))
+
+        def work(conn: sqlite3.Connection) -> Waiter:
+            conn.execute(_QUEUE_SCHEMA)
+            now = self._now(conn)
+            conn.execute("DELETE FROM waiters WHERE until <= ?", (now,))
+            (ticket,) = conn.execute(
+                "INSERT INTO waiters (hosts, holder, claim, run, note, since, until) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING ticket",
+                (wanted, holder, claim, run, note, now, now + heartbeat),
+            ).fetchone()
+            (position,) = conn.execute("SELECT count(*) FROM waiters").fetchone()
+            row = (ticket, wanted, holder, claim, now, now + heartbeat, note, run)
+            return _waiter(row, int(position))
+
+        return await self._write(work)
+
+    def _blockers(
+        self, conn: sqlite3.Connection, waiter: Waiter, wanted: str, now: float
+    ) -> tuple[list[Lease], list[Waiter]]:
+        rows = conn.execute(
+            f"SELECT {_COLUMNS} FROM leases WHERE {_IN_HOSTS} "
+            "AND until > ? AND claim != ? ORDER BY host",
+            (wanted, now, waiter.claim),
+        ).fetchall()
+        ahead = self._queued(conn, wanted, now, before=waiter.ticket)
+        return [_lease(r) for r in rows], ahead
+
+    @staticmethod
+    def _blocked(leases: list[Lease], ahead: list[Waiter], now: float) -> Turn:
+        ends = [x.until.timestamp() for x in leases] + [w.until.timestamp() for w in ahead]
+        changes_in = max(min(ends) - now, 0.0) if ends else None
+        return Turn(None, tuple(leases), tuple(ahead), len(ahead) + 1, changes_in)
+
+    def _glance(self, waiter: Waiter, wanted: str) -> Turn | None:
+        """A read-only look: the turn blocked, or None when the write should be tried.
+
+        Reading takes no lock and changes nothing, so the waiters woken by a
+        change do not wake one another up again.
+        """
+        with self._thread_lock:
+            conn = self._connect(create=False)
+            if conn is None:
+                return None
+            try:
+                now = self._now(conn)
+                present = conn.execute(
+                    "SELECT count(*) FROM waiters WHERE ticket = ? AND until > ?",
+                    (waiter.ticket, now),
+                ).fetchone()[0]
+                if not present:
+                    return None
+                leases, ahead = self._blockers(conn, waiter, wanted, now)
+                if not leases and not ahead:
+                    return None
+            except sqlite3.Error as exc:
+                raise self._fail("cannot read it", exc) from None
+        return self._blocked(leases, ahead, now)
+
+    async def take_turn(
+        self, waiter: Waiter, *, duration: float, heartbeat: float, renew: bool = True
+    ) -> Turn:
+        wanted = json.dumps(list(waiter.hosts))
+        if not renew:
+            async with self._lock:
+                seen = self._glance(waiter, wanted)
+            if seen is not None:
+                return seen
+
+        def work(conn: sqlite3.Connection) -> Turn:
+            conn.execute(_QUEUE_SCHEMA)
+            now = self._now(conn)
+            conn.execute("DELETE FROM waiters WHERE until <= ?", (now,))
+            leases, ahead = self._blockers(conn, waiter, wanted, now)
+            if not leases and not ahead:
+                w = waiter
+                conn.execute(
+                    _grant_sql(),
+                    (w.holder, now, now + duration, w.note, w.run, w.claim, wanted, now, now),
+                )
+                conn.execute("DELETE FROM waiters WHERE ticket = ?", (w.ticket,))
+                mine = [x for x in self._rows(conn, wanted, now) if x.claim == w.claim]
+                return Turn(Grant(tuple(mine), utc(now)))
+            # Kept in its place (taken again with its ticket if it was purged meanwhile).
+            w = waiter
+            conn.execute(
+                "INSERT INTO waiters (ticket, hosts, holder, claim, run, note, since, until) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(ticket) DO UPDATE SET "
+                "until = excluded.until",
+                (
+                    w.ticket,
+                    wanted,
+                    w.holder,
+                    w.claim,
+                    w.run,
+                    w.note,
+                    w.since.timestamp(),
+                    now + heartbeat,
+                ),
+            )
+            return self._blocked(leases, ahead, now)
+
+        return await self._write(work)
+
+    async def leave(self, waiter: Waiter) -> None:
+        def work(conn: sqlite3.Connection) -> None:
+            conn.execute(_QUEUE_SCHEMA)
+            conn.execute("DELETE FROM waiters WHERE ticket = ?", (waiter.ticket,))
+
+        await self._write(work)
+
+    async def waiters(self, hosts: Sequence[str] | None = None) -> list[Waiter]:
+        async with self._lock:
+            return self.waiters_now(hosts)
+
+    def waiters_now(self, hosts: Sequence[str] | None = None) -> list[Waiter]:
+        """``waiters``, without an event loop (``otto reservations``)."""
+        with self._thread_lock:
+            conn = self._connect(create=False)
+            if conn is None:
+                return []
+            try:
+                now = self._now(conn)
+                if hosts is not None:
+                    return self._queued(conn, json.dumps(list(hosts)), now)
+                try:
+                    rows = conn.execute(
+                        f"SELECT {_WAITER_COLUMNS} FROM waiters WHERE until > ? ORDER BY ticket",
+                        (now,),
+                    ).fetchall()
+                except sqlite3.OperationalError as exc:
+                    if "no such table" in str(exc):
+                        return []
+                    raise
+            except sqlite3.Error as exc:
+                raise self._fail("cannot read it", exc) from None
+        return [_waiter(r, i) for i, r in enumerate(rows, 1)]
+
+    async def queue_mark(self) -> int:
+        async with self._lock:
+            return self._data_version()
+
+    def _data_version(self) -> int:
+        """SQLite's count of commits made by other connections to the file."""
+        with self._thread_lock:
+            conn = self._connect(create=False)
+            if conn is None:
+                return 0
+            try:
+                (version,) = conn.execute("PRAGMA data_version").fetchone()
+            except sqlite3.Error as exc:
+                raise self._fail("cannot read it", exc) from None
+        return int(version)
+
+    async def queue_changed(self, mark: int, timeout: float) -> None:
+        # A commit by any other process (a release, a waiter leaving) moves SQLite's
+        # data_version: reading it is a few microseconds, so polling it is cheap.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        nap = POLL_FIRST
+        while True:
+            left = deadline - loop.time()
+            if left <= 0:
+                return
+            await asyncio.sleep(min(nap, left))
+            async with self._lock:
+                if self._data_version() != mark:
+                    return
+            nap = min(nap * 1.5, POLL_CAP)
 
     async def leases(self, hosts: Sequence[str] | None = None) -> list[Lease]:
         # Under the loop's lock no write thread holds the connection: this never waits.

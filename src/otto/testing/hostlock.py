@@ -8,15 +8,18 @@ reserved there with ``otto.reserve`` for as long as the test holds them
 (renewed on otto's loop, so a worker that dies frees them when the lease
 ends), and hosts someone else holds are passed over. Hosts the user reserved
 by hand (``otto reserve``) count as theirs to test on. Callers only see
-``hold_hosts``.
+``hold_hosts``, and ``wait_for_hosts`` (``otto test --wait-hosts``): the run
+waits in the store's queue for the hosts others hold, then holds them as the
+user's own (renewed every third of a heartbeat) until the run ends.
 """
 
 from __future__ import annotations
 
+import argparse
 import fcntl
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AsyncExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,9 +29,9 @@ from otto.errors import ReservedError
 
 if TYPE_CHECKING:
     from otto.lab import Lab
-    from otto.reservations import ReservationStore
+    from otto.reservations import ReservationStore, Turn
 
-__all__ = ["HostsBusy", "hold_hosts"]
+__all__ = ["HostsBusy", "RunHold", "hold_hosts", "wait_for_hosts", "wait_hosts_option"]
 
 _RETRY = 0.05
 
@@ -171,3 +174,96 @@ def hold_hosts(
                 os.close(fd)
             if shared is not None:
                 shared.close()
+
+
+def wait_hosts_option(text: str) -> float:
+    """``--wait-hosts``'s value: ``90s``, ``10m``, ``1h30m``, or a number of seconds."""
+    from otto.reservations.queue import parse_duration
+
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            return parse_duration(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    if not 0 < seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text}")
+    return seconds
+
+
+class RunHold:
+    """The hosts a run waited for, held as the user's own until ``close``."""
+
+    def __init__(self, stack: AsyncExitStack, hosts: Sequence[str]) -> None:
+        self._stack: AsyncExitStack | None = stack
+        self.hosts = list(hosts)
+
+    def close(self) -> None:
+        """Release the hosts (once)."""
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            otto_loop.run(stack.aclose())
+
+
+def wait_for_hosts(
+    lab: Lab,
+    names: Sequence[str],
+    *,
+    timeout: float,
+    say: Callable[[str], None] | None = None,
+) -> RunHold:
+    """Wait in the reservation queue, at most ``timeout`` seconds, for the ``names``
+    that someone else holds or waits for; then hold them until ``RunHold.close``.
+
+    They are held with the user's hand claim (``otto reserve``'s), so the
+    tests take them as the user's own; the lease is a heartbeat, renewed on
+    otto's loop, so a run that dies frees them within one.
+
+    Args:
+        say: told once, when the run has to wait, what it waits for and behind whom.
+
+    Raises:
+        StillQueued: ``timeout`` passed (the message names who holds what and
+            the place in the queue); the run left the queue.
+        ReservationStoreError: the store cannot be reached.
+    """
+    from otto.reservations import hand_claim, holder_identity, open_store, reserve
+    from otto.reservations.queue import describe_turn
+
+    store = open_store(lab=lab)
+    mine = hand_claim(holder_identity())
+
+    def waiting(turn: Turn) -> None:
+        if say is not None:
+            say(describe_turn(busy, turn))
+
+    busy: list[str] = []
+
+    async def enter() -> RunHold:
+        stack = AsyncExitStack()
+        stack.push_async_callback(store.close)
+        try:
+            leases = await store.leases(names)
+            waiters = await store.waiters(names)
+            others = {x.host for x in leases if x.claim != mine}
+            others |= {h for w in waiters if w.claim != mine for h in w.hosts}
+            busy.extend(n for n in names if n in others)
+            if busy:
+                await stack.enter_async_context(
+                    reserve(
+                        busy,
+                        lab=lab,
+                        store=store,
+                        wait=timeout,
+                        claim=mine,
+                        note="otto test --wait-hosts",
+                        on_wait=waiting,
+                    )
+                )
+        except BaseException:
+            await stack.aclose()
+            raise
+        return RunHold(stack, busy)
+
+    return otto_loop.run(enter())

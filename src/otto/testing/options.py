@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from otto.testing.hostlock import wait_hosts_option
 from otto.testing.panics import SIGNATURES
 from otto.testing.shard import parse_run_dir, parse_shard
 from otto.testing.transcript import DEFAULT_LIMIT
@@ -186,6 +187,15 @@ _OPTIONS = [
             metavar="RUN_DIR",
             help="balance --shard by the test durations recorded in this earlier run folder "
             "(default: --baseline's, when given)",
+        ),
+    ),
+    (
+        "wait-hosts",
+        dict(
+            type=wait_hosts_option,
+            metavar="DURATION",
+            help="otto test: wait up to DURATION (90s, 10m) in the reservation queue for "
+            "hosts someone else holds, instead of stopping with exit status 3",
         ),
     ),
 ]
