@@ -57,6 +57,7 @@ from otto.testing.marks import hosts_mark, mark_pool, mark_scope, mark_state, wh
 from otto.testing.metrics import MetricRecorder, write_prometheus
 from otto.testing.needs import NEEDS_MARK_HELP, LabFit, needed, unfit
 from otto.testing.netem import netem  # noqa: F401 (the netem fixture, found here by pytest)
+from otto.testing.netem import netem  # noqa: F401 (the netem fixture, found here by pytest)
 from otto.testing.options import (
     pytest_addoption,
     pytest_load_initial_conftests,
