@@ -1,10 +1,13 @@
 """JUnit/xUnit XML (GoogleTest, CTest, pytest, ...) as cases, read with junitparser.
 
-Roots ``<testsuites>`` and ``<testsuite>`` are both read, nested suites too. A
-case is named ``classname.name`` (just ``name`` when the class is missing or the
-same, as CTest writes it); its output is its failure or error text, then its
-``system-out`` and ``system-err``. ``<error>`` is an error, ``<failure>`` a
-failure, ``<skipped>`` (or GoogleTest's and CTest's ``status="notrun"``) a skip.
+junitparser reads the document and walks its suites (roots ``<testsuites>`` and
+``<testsuite>``); each ``<testcase>`` is then read from its element in one pass
+(junitparser's per-case wrapper, descriptors and result objects cost more than
+the parse itself). A case is named ``classname.name`` (just ``name`` when the
+class is missing or the same, as CTest writes it); its output is its failure or
+error text, then its ``system-out`` and ``system-err``. ``<error>`` is an error,
+``<failure>`` a failure, ``<skipped>`` (or GoogleTest's and CTest's
+``status="notrun"``) a skip.
 
 Never a pass when incomplete: XML that is cut off or malformed keeps the cases
 that were complete before the break and adds an ``error`` case saying where it
@@ -16,22 +19,13 @@ without bound), with one error case saying so.
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import cast
 
-from junitparser import (
-    Attr,
-    Error,
-    Failure,
-    JUnitXml,
-    JUnitXmlError,
-    Skipped,
-    SystemErr,
-    SystemOut,
-    TestCase,
-    TestSuite,
-)
+from junitparser import Attr, JUnitXml, JUnitXmlError, TestSuite
 
 from otto.results.model import (
+    MAX_CASE_OUTPUT,
     SUITE,
     Case,
     CaseStatus,
@@ -41,25 +35,104 @@ from otto.results.model import (
     suite_error,
 )
 
-
-class _TestCase(TestCase):
-    """junitparser's test case, with GoogleTest's and CTest's ``status`` attribute."""
-
-    status = Attr()
+#: Suites nested deeper than this are refused (hostile input cannot build a deep stack).
+MAX_NESTING = 64
 
 
 class _TestSuite(TestSuite):
     """junitparser's suite; ``tests`` read as written, never recomputed (that rewrites it)."""
 
-    testcase = _TestCase
     tests = Attr()
+
+    def case_elements(self) -> Iterator[ET.Element]:
+        """Its ``<testcase>`` elements, then its nested suites', as junitparser orders them."""
+        stack: list[tuple[ET.Element, int]] = [(self._elem, 0)]
+        while stack:
+            elem, depth = stack.pop()
+            yield from elem.iterfind("testcase")
+            nested = elem.findall("testsuite")
+            if nested and depth >= MAX_NESTING:
+                raise _TooDeep
+            stack.extend((child, depth + 1) for child in reversed(nested))
 
 
 class _JUnitXml(JUnitXml):
     testsuite = _TestSuite
 
 
+class _TooDeep(Exception):
+    pass
+
+
 _NOT_RUN = ("notrun", "disabled")
+_FOUND: dict[str, CaseStatus] = {"error": "error", "failure": "failed", "skipped": "skipped"}
+_RANK = {"passed": 0, "skipped": 1, "failed": 2, "error": 3}
+_OUTPUTS = ("system-out", "system-err")
+_new = object.__new__
+_set_name, _set_status, _set_output, _set_message, _set_duration = (
+    getattr(Case, field).__set__ for field in ("name", "status", "output", "message", "duration")
+)
+
+
+def _case(elem: ET.Element) -> Case:
+    """One ``<testcase>`` element as a ``Case``."""
+    get = elem.attrib.get
+    name = get("name") or "(unnamed)"
+    classname = get("classname")
+    if classname and classname != name:
+        name = classname + "." + name
+    time = get("time")
+    duration: float | None = None
+    if time:
+        try:
+            duration = float(time)
+        except ValueError:
+            duration = _float(time)
+    run = get("status")
+    if not len(elem):
+        # A passing case has no child: built here without the dataclass's __init__.
+        case = _new(Case)
+        _set_name(case, name)
+        _set_output(case, "")
+        _set_duration(case, duration)
+        if run is None or run not in _NOT_RUN:
+            _set_status(case, "passed")
+            _set_message(case, "")
+        else:
+            _set_status(case, "skipped")
+            _set_message(case, f"not run ({run})")
+        return case
+    status: CaseStatus = "passed"
+    message = ""
+    texts: list[str] = []
+    for child in elem:
+        tag = child.tag
+        text = child.text
+        found = _FOUND.get(tag) if isinstance(tag, str) else None
+        if found is None:
+            if text and tag in _OUTPUTS:
+                texts.append(text)
+            continue
+        if _RANK[found] > _RANK[status]:
+            status = found
+            message = child.get("message") or (text or "").strip().partition("\n")[0] or tag
+        if text:
+            texts.insert(0, text)
+    if status == "passed" and run in _NOT_RUN:
+        status = "skipped"
+        message = f"not run ({run})"
+    output = texts[0] if len(texts) == 1 else "\n".join(texts)
+    if len(output) > MAX_CASE_OUTPUT:
+        output = cap_output(output)
+    return make_case(name, status, output, cap_output(message, 4096), duration)
+
+
+def _float(text: str) -> float | None:
+    """A duration written with thousands separators ("1,234.5"), or None."""
+    try:
+        return float(text.replace(",", ""))
+    except ValueError:
+        return None
 
 
 def _decode(data: bytes) -> str:
@@ -93,48 +166,6 @@ def _declares(text: str) -> bool:
         pos = end + 2
 
 
-def _case(case: Any) -> Case:
-    """One junitparser test case as a ``Case``."""
-    name = case.name or "(unnamed)"
-    classname = case.classname
-    if classname and classname != name:
-        name = f"{classname}.{name}"
-    status: CaseStatus = "passed"
-    message = ""
-    texts: list[str] = []
-    for entry in case:
-        kind = type(entry)
-        if kind is SystemOut or kind is SystemErr:
-            if entry.text:
-                texts.append(entry.text)
-            continue
-        if kind is Error:
-            found: CaseStatus = "error"
-        elif kind is Failure:
-            found = "failed"
-        elif kind is Skipped:
-            found = "skipped"
-        else:
-            continue
-        if _RANK[found] > _RANK[status]:
-            status = found
-            message = entry.message or (entry.text or "").strip().partition("\n")[0] or found
-        if entry.text:
-            texts.insert(0, entry.text)
-    if status == "passed" and case.status in _NOT_RUN:
-        status = "skipped"
-        message = f"not run ({case.status})"
-    try:
-        duration = case.time
-    except ValueError:
-        duration = None
-    output = texts[0] if len(texts) == 1 else "\n".join(texts)
-    return make_case(name, status, cap_output(output), cap_output(message, 4096), duration)
-
-
-_RANK = {"passed": 0, "skipped": 1, "failed": 2, "error": 3}
-
-
 def parse_junit(data: str | bytes) -> list[Case]:
     """Parse JUnit/xUnit XML into cases (see the module's docstring for the rules)."""
     text = data if isinstance(data, str) else _decode(data)
@@ -160,30 +191,28 @@ def parse_junit(data: str | bytes) -> list[Case]:
     cases: list[Case] = []
     append = cases.append
     try:
-        for suite in xml:
+        for suite in cast("Iterable[_TestSuite]", xml):
             before = len(cases)
-            for case in suite:
-                append(_case(case))
-            declared = _declared(suite)
-            listed = len(cases) - before
-            if declared is not None and declared > listed:
-                what = f"suite {suite.name}" if suite.name else "a suite"
-                message = f"{what} declares {declared} tests but lists {listed}"
-                append(
-                    make_case(
-                        f"{suite.name}.{SUITE}" if suite.name else SUITE, "error", "", message
-                    )
-                )
-    except RecursionError:
-        return [suite_error("refused: the XML's suites are nested too deeply to read")]
+            for elem in suite.case_elements():
+                append(_case(elem))
+            _check_count(suite, len(cases) - before, cases)
+    except _TooDeep:
+        message = f"refused: the XML's suites are nested more than {MAX_NESTING} deep"
+        return [suite_error(message)]
     if not cases:
         return [no_cases("JUnit test cases")]
     return cases
 
 
-def _declared(suite: Any) -> int | None:
+def _check_count(suite: _TestSuite, listed: int, cases: list[Case]) -> None:
+    """An error case when the suite declares more tests than it lists (it was cut short)."""
     value = suite.tests
-    return int(value) if isinstance(value, str) and value.isdigit() else None
+    declared = int(value) if isinstance(value, str) and value.isdigit() else None
+    if declared is not None and declared > listed:
+        name = suite.name
+        what = f"suite {name}" if name else "a suite"
+        message = f"{what} declares {declared} tests but lists {listed}"
+        cases.append(make_case(f"{name}.{SUITE}" if name else SUITE, "error", "", message))
 
 
 def _salvage(text: str, error: ET.ParseError) -> list[Case]:
@@ -198,13 +227,12 @@ def _salvage(text: str, error: ET.ParseError) -> list[Case]:
     for event in parser.read_events():
         elem = event[-1]
         if isinstance(elem, ET.Element) and elem.tag == "testcase":
-            cases.append(_case(_TestCase.fromelem(elem)))  # type: ignore[no-untyped-call]
+            cases.append(_case(elem))
     line, column = error.position
     what = str(error).partition(": line")[0]
     message = (
         f"the XML is cut off or malformed at line {line}, column {column} ({what}); "
         f"{len(cases)} complete case{'s' if len(cases) != 1 else ''} before it"
     )
-    tail = text[-2000:]
-    cases.append(suite_error(message, tail))
+    cases.append(suite_error(message, text[-2000:]))
     return cases
