@@ -57,7 +57,6 @@ from otto.testing.marks import hosts_mark, mark_pool, mark_scope, mark_state, wh
 from otto.testing.metrics import MetricRecorder, write_prometheus
 from otto.testing.needs import NEEDS_MARK_HELP, LabFit, needed, unfit
 from otto.testing.netem import netem  # noqa: F401 (the netem fixture, found here by pytest)
-from otto.testing.netem import netem  # noqa: F401 (the netem fixture, found here by pytest)
 from otto.testing.options import (
     pytest_addoption,
     pytest_load_initial_conftests,
@@ -84,7 +83,7 @@ from otto.testing.runs import (
     tail,
 )
 from otto.testing.sessionlog import RAW_NAME, SessionLog
-from otto.testing.shard import check_shard_options, take_shard, write_durations
+from otto.testing.shard import check_shard_options, take_shard
 from otto.testing.transcript import Transcript
 from otto.testing.verdict import Verdict, judge, pass_rates, user_interrupt
 
@@ -1077,7 +1076,6 @@ class OttoPlugin:
         records = list(read_records(sorted(self.run_dir.glob("records*.jsonl"))))
         self._record_the_missing(records)
         records += self._own
-        write_durations(self.run_dir, records)  # what a later --shard-durations reads
         verdict = judge(
             records,
             threshold=self.threshold,
