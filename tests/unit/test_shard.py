@@ -4,6 +4,8 @@ balancing by recorded durations, and reading them from a run folder."""
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import random
 import statistics
 from pathlib import Path
@@ -13,7 +15,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from otto.testing.records import TestRecord, write_record
-from otto.testing.shard import assign, parse_run_dir, parse_shard, read_durations, shares
+from otto.testing.shard import (
+    DURATIONS_FILE,
+    assign,
+    parse_run_dir,
+    parse_shard,
+    read_durations,
+    shares,
+    write_durations,
+)
 
 NODEIDS = st.lists(
     st.text(alphabet="abcdefgh/:.[]_-0123", min_size=1, max_size=12), max_size=60, unique=True
@@ -164,3 +174,29 @@ def test_read_durations_says_which_folder(tmp_path: Path) -> None:
     (tmp_path / "records.jsonl").write_text("{not json\n")
     with pytest.raises(pytest.UsageError, match=r"cannot read the records in"):
         read_durations(tmp_path)
+
+
+def test_durations_json_is_read_first_while_it_is_fresh(tmp_path: Path) -> None:
+    records = [record("t::a", 2.0), record("t::a", 4.0, iteration=2), record("t::b", 0.5)]
+    for each in records:
+        write_record(tmp_path / "records.jsonl", each)
+    write_durations(tmp_path, records)
+    summary = tmp_path / DURATIONS_FILE
+    assert json.loads(summary.read_text()) == {"t::a": 3.0, "t::b": 0.5}
+    summary.write_text(json.dumps({"t::a": 7.0}))  # what is read is the summary
+    assert read_durations(tmp_path) == {"t::a": 7.0}
+    # Records written after it (a rerun of the report): the records win.
+    os.utime(summary, (1.0, 1.0))
+    assert read_durations(tmp_path) == {"t::a": 3.0, "t::b": 0.5}
+    for bad in ("{not json", "[1, 2]", '{"t::a": "slow"}', '{"t::a": true}'):
+        summary.write_text(bad)
+        assert read_durations(tmp_path) == {"t::a": 3.0, "t::b": 0.5}, bad
+
+
+def test_durations_json_is_redacted(tmp_path: Path) -> None:
+    from otto import redact
+
+    secret = "Sh4rd-s3cret-pw"
+    redact.register(secret)
+    write_durations(tmp_path, [record(f"t::test_login[{secret}]", 1.0)])
+    assert secret not in (tmp_path / DURATIONS_FILE).read_text()

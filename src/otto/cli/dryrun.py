@@ -449,7 +449,9 @@ def plan_tests(
     captured = io.StringIO()
     # The run folder the plugin makes when a lab is given lives only as long as this call.
     with tempfile.TemporaryDirectory(prefix="otto-dry-run-") as scratch:
-        argv = ["--otto-output", scratch]
+        # One token: a separate folder argument would count in pytest's rootdir as a test
+        # path would, and the tests' node ids (a shard's split) would not be the run's.
+        argv = [f"--otto-output={scratch}"]
         for file in labs:
             argv += ["--lab", file]
         argv += ["--collect-only", "-q", "-p", "no:cacheprovider", *pytest_args, *_no_workers()]

@@ -83,7 +83,7 @@ from otto.testing.runs import (
     tail,
 )
 from otto.testing.sessionlog import RAW_NAME, SessionLog
-from otto.testing.shard import check_shard_options, take_shard
+from otto.testing.shard import check_shard_options, take_shard, write_durations
 from otto.testing.transcript import Transcript
 from otto.testing.verdict import Verdict, judge, pass_rates, user_interrupt
 
@@ -1076,6 +1076,7 @@ class OttoPlugin:
         records = list(read_records(sorted(self.run_dir.glob("records*.jsonl"))))
         self._record_the_missing(records)
         records += self._own
+        write_durations(self.run_dir, records)  # what a later --shard-durations reads
         verdict = judge(
             records,
             threshold=self.threshold,

@@ -4,7 +4,8 @@ Every process that collects the same tests with the same options computes the
 same split (each pytest-xdist worker collects on its own): it depends only on
 the tests' node ids and, with ``--shard-durations RUN_DIR`` (else
 ``--baseline RUN_DIR`` when that option is there), on the durations recorded
-in that run folder's ``records*.jsonl``.
+in that run folder (its ``durations.json``, written at the end of every run,
+else its ``records*.jsonl``).
 
 - With durations: longest processing time first, each test onto the share with
   the least time so far (ties: the lower share); a test the folder does not
@@ -22,23 +23,32 @@ from __future__ import annotations
 
 import argparse
 import heapq
+import json
+import logging
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import pytest
 
-from otto.testing.records import read_records
+from otto import redact
+from otto.testing.records import TestRecord, read_records
 
 __all__ = [
+    "DURATIONS_FILE",
     "Shard",
     "assign",
+    "check_shard_options",
+    "mean_durations",
     "parse_run_dir",
     "parse_shard",
     "read_durations",
     "shares",
     "take_shard",
+    "write_durations",
 ]
+
+log = logging.getLogger("otto.testing")
 
 Shard = tuple[int, int]
 """``(I, N)``: share I (from 1) of N."""
@@ -74,8 +84,53 @@ def parse_run_dir(text: str) -> str:
     return text
 
 
+DURATIONS_FILE = "durations.json"
+"""Each test's mean duration, written beside the records at the end of a run: reading it
+is a single JSON document, not one record per test run."""
+
+
+def mean_durations(records: Iterable[TestRecord]) -> dict[str, float]:
+    """Each test's mean duration per run (seconds), over the test records (not collection
+    errors, crashes or never-run tests)."""
+    totals: dict[str, list[float]] = {}
+    for record in records:
+        if record.kind == "test":
+            spent = totals.setdefault(record.nodeid, [0.0, 0.0])
+            spent[0] += max(record.duration, 0.0)
+            spent[1] += 1
+    return {nodeid: total / runs for nodeid, (total, runs) in totals.items()}
+
+
+def write_durations(run_dir: Path, records: Iterable[TestRecord]) -> None:
+    """Write ``durations.json`` in a run folder (what ``--shard-durations`` reads first); a
+    failure is logged, never the run's."""
+    try:
+        text = json.dumps(mean_durations(records), sort_keys=True, separators=(",", ":"))
+        # Node ids as the records hold them: redacted (a parameter may be a password).
+        (run_dir / DURATIONS_FILE).write_text(redact.redact(text) + "\n", encoding="utf-8")
+    except OSError as exc:
+        log.warning("writing %s failed: %s", run_dir / DURATIONS_FILE, exc)
+
+
+def _summary(run_dir: Path, files: Sequence[Path]) -> dict[str, float] | None:
+    """``durations.json`` when it is there, newer than every record, and well formed."""
+    path = run_dir / DURATIONS_FILE
+    try:
+        if path.stat().st_mtime < max(f.stat().st_mtime for f in files):
+            return None
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in data.values()
+    ):
+        return None
+    return {str(k): float(v) for k, v in data.items()}
+
+
 def read_durations(run_dir: Path, option: str = "--shard-durations") -> dict[str, float]:
-    """Each test's mean duration per run (seconds) in a run folder's ``records*.jsonl``.
+    """Each test's mean duration per run (seconds) in a run folder: its ``durations.json``,
+    else its ``records*.jsonl``.
 
     Raises:
         pytest.UsageError: the folder does not exist or holds no records.
@@ -87,16 +142,13 @@ def read_durations(run_dir: Path, option: str = "--shard-durations") -> dict[str
         raise pytest.UsageError(
             f"{option}: {run_dir} holds no records*.jsonl (not an otto run folder?)"
         )
-    totals: dict[str, list[float]] = {}
+    summary = _summary(run_dir, files)
+    if summary is not None:
+        return summary
     try:
-        for record in read_records(files):
-            if record.kind == "test":
-                spent = totals.setdefault(record.nodeid, [0.0, 0.0])
-                spent[0] += max(record.duration, 0.0)
-                spent[1] += 1
+        return mean_durations(read_records(files))
     except (OSError, ValueError, TypeError) as exc:
         raise pytest.UsageError(f"{option}: cannot read the records in {run_dir}: {exc}") from None
-    return {nodeid: total / runs for nodeid, (total, runs) in totals.items()}
 
 
 def assign(
