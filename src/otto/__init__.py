@@ -10,6 +10,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from otto import results
     from otto.errors import (
         AuthenticationError,
         ConnectError,
@@ -71,6 +72,7 @@ _WHERE = {
     "instruction": "otto.instructions",
     "load_lab": "otto.lab",
     "reserve": "otto.reservations",
+    "results": "otto.results",
     "run": "otto.loop",
     "run_on_all_hosts": "otto.fanout",
 }
@@ -109,6 +111,7 @@ __all__ = [
     "instruction",
     "load_lab",
     "reserve",
+    "results",
     "run",
     "run_on_all_hosts",
 ]
@@ -118,7 +121,9 @@ def __getattr__(name: str) -> Any:
     module = _WHERE.get(name)
     if module is None:
         raise AttributeError(f"module 'otto' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    imported = importlib.import_module(module)
+    # A subpackage (otto.results) is itself the export.
+    value = imported if module == f"{__name__}.{name}" else getattr(imported, name)
     globals()[name] = value
     return value
 
