@@ -192,6 +192,30 @@ async def test_a_refusing_target_is_reported_on_probe_and_first_connection(
     assert forward.open_channels == 0
 
 
+async def test_an_unreachable_target_is_reported_on_probe(lab: Lab, inner: RemoteHost) -> None:
+    if not lab.hop_enforced:
+        pytest.skip("loopback lab: no subnet of its own to find an unused address in")
+    # An unused address on inner2's own link: its ARP goes unanswered.
+    nobody = lab.host(INNER).address.rsplit(".", 1)[0] + ".3"
+    async with inner.forward(0, f"{nobody}:80") as forward:
+        with pytest.raises(ForwardError) as info:
+            await forward.probe(timeout=DEADLINE)
+    assert str(info.value) in (
+        f"{INNER}: target {nobody}:80 cannot be reached through {INNER}: No route to host",
+        f"{INNER}: target {nobody}:80 did not answer within {DEADLINE:g}s (through {INNER})",
+    )
+
+
+async def test_a_local_forward_outlives_a_reconnect(web: Web, inner: RemoteHost) -> None:
+    async with inner.forward(0, web.target) as forward:
+        assert await http_get(forward.port) == PAGE
+        first = await inner.tunnel()
+        await inner.disconnect()  # the host's SSH connection (and its hops' channel) is gone
+        assert await http_get(forward.port) == PAGE  # the next connection reconnects
+        assert await inner.tunnel() is not first
+    assert forward.failures == []
+
+
 async def test_a_telnet_host_cannot_forward(lab: Lab) -> None:
     host = remote_host(lab, "telnet1")
     with pytest.raises(ForwardError, match="port forwards need an SSH host; this is a telnet"):
@@ -336,6 +360,44 @@ def test_otto_tunnel_add_serves_until_interrupted(
         assert proc.returncode == code, err
         assert "Traceback" not in err
     assert port_is_free(port)
+
+
+def test_otto_tunnel_add_socks(lab_file: Path, web: Web) -> None:
+    with tunnel(lab_file, "proxy", "--host", INNER, "--socks", "0") as proc:
+        assert proc.stdout is not None
+        line = asyncio.run(asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), DEADLINE))
+        found = re.fullmatch(
+            rf"tunnel proxy: 127\.0\.0\.1:(\d+) \(SOCKS\) -> where {INNER} connects, "
+            rf"via {ROUTE}\n",
+            line,
+        )
+        assert found, line
+        port = int(found[1])
+        assert asyncio.run(socks5_get(port, "127.0.0.1", web.port)) == PAGE
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=DEADLINE)
+        assert proc.returncode == 130, err
+    assert port_is_free(port)
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--local", "0"], "--local needs --to TARGET:PORT"),
+        (["--local", "0", "--to", "::1:80"], "put an IPv6 address in brackets"),
+        (["--socks", "0", "--to", "a:1"], "--socks takes no --to"),
+        (["--local", "0", "--socks", "0"], "give one of --local PORT, --remote PORT or --socks"),
+        (["--local", "70000", "--to", "a:1"], "--local: a port is a number from 0"),
+    ],
+)
+def test_otto_tunnel_add_refuses_a_bad_command_line(
+    lab_file: Path, args: list[str], says: str
+) -> None:
+    with tunnel(lab_file, "t", "--host", INNER, *args) as proc:
+        _, err = proc.communicate(timeout=DEADLINE)
+    assert proc.returncode == 2, err
+    assert says in err
+    assert len(err.strip().splitlines()) == 1, err
 
 
 def test_otto_tunnel_add_says_when_the_target_refuses(lab_file: Path) -> None:

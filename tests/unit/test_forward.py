@@ -176,3 +176,18 @@ def test_refusals_and_unreachable_targets_read_differently() -> None:
         forward._refusal(target, "No route to host")
         == "target 10.0.0.5:80 cannot be reached through h2: No route to host"
     )
+
+
+async def test_an_ipv6_bind_prints_in_brackets() -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 here")
+    connect = cast(Connect, _no_connection)
+    try:
+        opening = local_forward(connect, ["h"], 0, "[::1]:80", bind="::1")
+        async with opening as forward:
+            assert forward.address == f"[::1]:{forward.port}"
+            assert str(forward) == f"[::1]:{forward.port} -> [::1]:80 via h"
+    except ForwardError as exc:
+        if "no such address" not in str(exc):
+            raise
+        pytest.skip("no IPv6 loopback here")

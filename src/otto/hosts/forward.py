@@ -181,29 +181,49 @@ class Forward:
     def __repr__(self) -> str:
         return f"<Forward {self.kind} {self}>"
 
-    async def probe(self, target: str | None = None) -> None:
+    async def probe(self, target: str | None = None, *, timeout: float = 10.0) -> None:
         """Open one connection to the target and close it: raise if that fails.
 
         For a local forward or SOCKS the host connects (give ``target`` for
         SOCKS); for a remote forward, this machine does.
 
         Raises:
-            ForwardError: the target refused the connection or cannot be reached.
+            ForwardError: the target refused the connection, cannot be reached,
+                or did not answer within ``timeout`` seconds.
         """
         where = parse_target(target) if target is not None else self.target
         if where is None:
             raise ValueError("a SOCKS forward has no target of its own: give probe() one")
         if self.kind == "remote":
             try:
-                _, writer = await asyncio.open_connection(where.host, where.port)
+                async with asyncio.timeout(timeout):
+                    _, writer = await asyncio.open_connection(where.host, where.port)
+            except TimeoutError:
+                raise ForwardError(
+                    self.host, f"target {where} did not answer within {timeout:g}s (from here)"
+                ) from None
             except OSError as exc:
                 raise ForwardError(self.host, self._unreachable_here(where, exc)) from None
             writer.close()
             return
         assert self._connect is not None
         conn = await self._connect()
+        opening = asyncio.ensure_future(
+            conn.create_connection(asyncssh.SSHTCPSession, where.host, where.port)
+        )
         try:
-            chan, _ = await conn.create_connection(asyncssh.SSHTCPSession, where.host, where.port)
+            done, _ = await asyncio.wait({opening}, timeout=timeout)
+        finally:
+            if not opening.done():
+                # The host is still connecting: close the channel if it ever opens.
+                opening.add_done_callback(_close_opened)
+        if not done:
+            raise ForwardError(
+                self.host,
+                f"target {where} did not answer within {timeout:g}s (through {self.host})",
+            )
+        try:
+            chan, _ = opening.result()
         except asyncssh.ChannelOpenError as exc:
             raise ForwardError(self.host, self._refusal(where, exc.reason)) from None
         except (OSError, asyncssh.Error) as exc:
@@ -291,6 +311,11 @@ class Forward:
             log.info("%s: %d forwarded connections did not close in time", self.host, len(pending))
         for wait in pending:
             wait.cancel()
+
+
+def _close_opened(opening: asyncio.Future[Any]) -> None:
+    if not opening.cancelled() and opening.exception() is None:
+        opening.result()[0].close()
 
 
 def _reason(exc: BaseException) -> str:
