@@ -32,12 +32,12 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from otto import Host, RemoteHost
+from otto import Host, LocalHost, RemoteHost
 from otto.errors import ConnectError, OttoError
 from otto.hosts import netem
 from tests.integration.hosts import eventually, remote_host
 from tests.lab import Lab
-from tests.lab.privilege import NOPASSWD_USER
+from tests.lab.privilege import NOPASSWD_USER, SUDO_USER
 from tests.lab.users import LAB_PASSWORD
 
 pytestmark = pytest.mark.integration
@@ -246,6 +246,32 @@ async def test_a_login_without_sudo_is_refused_with_the_reason(lab: Lab) -> None
         await host.close()
 
 
+async def test_a_sudo_password_is_answered(lab: Lab) -> None:
+    """A login whose sudo asks for its password: the host's become_password answers."""
+    host = remote_host(
+        lab, HOST, user=SUDO_USER, password=LAB_PASSWORD, key=None, become_password=LAB_PASSWORD
+    )
+    try:
+        commands, settings = plan()
+        await netem.apply_qdisc(host, IFACE, commands, settings=settings, expire=60)
+        assert [a.interface for a in await host.impairments()] == [IFACE]
+        assert await host.clear_impairment(IFACE) is True
+        assert root_kind(lab) == "noqueue"
+    finally:
+        await host.close()
+
+
+async def test_a_root_login_runs_tc_itself() -> None:
+    """This process is root: the local host runs the scripts without sudo (no session)."""
+    host = LocalHost()
+    try:
+        with pytest.raises(OttoError, match=r"^local: impair nosuch0: .*Cannot find device"):
+            await host.impair("nosuch0", loss="1%")
+        assert host.sessions == {}
+    finally:
+        await host.close()
+
+
 @pytest.mark.parametrize("name", ["$(touch /tmp/otto-pwned)", "up0; reboot", "-up0", "a\nb"])
 async def test_a_hostile_interface_name_never_reaches_the_host(host: RemoteHost, name: str) -> None:
     seen: list[str] = []
@@ -374,7 +400,10 @@ async def test_loss_is_close_to_the_rate_asked(host: RemoteHost, lab: Lab) -> No
 
 
 async def test_a_rate_caps_throughput(host: RemoteHost, lab: Lab) -> None:
-    """iperf3's server in ssh1's namespace sends (-R) to its client here, through up0."""
+    """iperf3's server in ssh1's namespace sends (-R) to its client here, through up0.
+
+    The server serves until killed (``-1`` would end at the readiness probe's connection).
+    """
     needs_netem()
     iperf3 = shutil.which("iperf3")
     assert iperf3 is not None, "iperf3 is installed by scripts/install-system-deps"
@@ -383,7 +412,7 @@ async def test_a_rate_caps_throughput(host: RemoteHost, lab: Lab) -> None:
     address = lab.host(HOST).address
     port = 5201 + lab.slot
     server = await asyncio.create_subprocess_exec(
-        "ip", "netns", "exec", ns, iperf3, "-s", "-1", "-B", address, "-p", str(port),
+        "ip", "netns", "exec", ns, iperf3, "-s", "-B", address, "-p", str(port),
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
