@@ -15,7 +15,7 @@ reservation that does not queue (``otto reserve`` without ``--wait``) is
 refused a free host someone waits for.
 
 Hand-over: a release wakes the waiters at once (PostgreSQL: ``NOTIFY``; SQLite:
-the file's change counter, read every 50-200 ms), and a lease or waiter that
+the file's change counter, read every 50-100 ms), and a lease or waiter that
 expires wakes those behind it when it does.
 """
 

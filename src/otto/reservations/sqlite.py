@@ -103,7 +103,7 @@ _WANTS = (
 #: Seconds between two looks at the store's change counter while waiting, at first ...
 POLL_FIRST = 0.05
 #: ... growing by half each time up to this (a hand-over takes at most this long to be seen).
-POLL_CAP = 0.2
+POLL_CAP = 0.1
 
 Row = tuple[str, str, float, float, str, str, str]
 
