@@ -411,7 +411,7 @@ def apply_script(
     iface = shlex.quote(check_interface(interface))
     lines = [
         _PRELUDE,
-        'mkdir -p "$d" || exit 1',
+        'otto_run mkdir -p "$d"',
         f'f="$d"/{iface}',
         # A failure below leaves the link unimpaired, never impaired without its revert.
         f'[ ! -f "$f" ] || otto_undo="tc qdisc del dev {iface} root"',
