@@ -107,6 +107,7 @@
     applyMs: [], // time to take one round into the arrays
     drawMs: [], // time of one frame's redraws (JS; rasterizing follows)
     updateMs: [], // one round: taken in, and every chart on screen redrawn
+    healthMs: [], // one update of the health table
     snapshotMs: 0, // time to build the charts from the snapshot
     snapshotPoints: 0,
   };
@@ -136,7 +137,10 @@
     },
   };
   window.otto = otto;
-  let healthDirty = false; // the health table is to be rebuilt at the next tick
+  let healthDirty = false; // the health table is to be brought up to date at the next tick
+  // One row per host, made once; an update only sets the cells whose text changed, so
+  // a thousand hosts cost a pass over their outages, not a thousand new rows.
+  const healthRows = new Map(); // host -> {row, cells: {kind: td}}
 
   // ------------------------------------------------------------------ formatting
 
@@ -930,13 +934,8 @@
       updateKeep();
       renderHosts();
     }
-    if (outagesChanged || hostsChanged) {
-      renderBanner();
-      renderHealth();
-    }
-    if (outagesChanged) {
-      markAll("dirty");
-    } else if (state.open.size) {
+    if (outagesChanged || hostsChanged) renderBanner();
+    if (outagesChanged) markAll("dirty"); else if (state.open.size) {
       // An open band grows with every round.
       for (const chart of state.charts.values()) chart.dirty = true;
     }
@@ -969,6 +968,8 @@
   // ------------------------------------------------------------------ outages
 
   function loadOutages(snap) {
+    healthRows.clear(); // a new snapshot: new hosts, new colours
+    $("health-rows").textContent = "";
     state.outages = new Map();
     state.open = new Map();
     state.lastError = new Map();
@@ -1093,19 +1094,53 @@
     }
   }
 
+  function healthRow(host) {
+    let entry = healthRows.get(host);
+    if (entry) return entry;
+    const row = document.createElement("tr");
+    row.dataset.host = host;
+    const name = document.createElement("th");
+    name.scope = "row";
+    const swatch = document.createElement("span");
+    swatch.className = "swatch";
+    swatch.style.setProperty("--host", colorOf(state.hostIndex.get(host)));
+    name.append(swatch, document.createTextNode(host));
+    const cells = {};
+    row.append(name);
+    for (const kind of ["status", "availability", "down", "outages", "error", "cost"]) {
+      const td = document.createElement("td");
+      td.className = `health-${kind}`;
+      cells[kind] = td;
+      row.append(td);
+    }
+    entry = { row, cells };
+    healthRows.set(host, entry);
+    return entry;
+  }
+
+  function setCell(td, text, value) {
+    if (td.textContent !== text) td.textContent = text;
+    if (value !== undefined && td.dataset.value !== value) td.dataset.value = value;
+  }
+
   function renderHealth() {
+    const t0 = performance.now();
     healthDirty = false;
     const panel = $("health-panel");
     panel.hidden = state.hosts.length === 0;
     if (panel.hidden) return;
     const span = shownWindow();
-    $("health-window").textContent = span
-      ? `over ${fmtSpan(span[0], span[1])} (${fmtDuration(span[1] - span[0])})`
-      : "";
+    setCell(
+      $("health-window"),
+      span ? `over ${fmtSpan(span[0], span[1])} (${fmtDuration(span[1] - span[0])})` : "",
+    );
+    // Between snapshots hosts are only added, at the end: the rows made stay.
     const rows = $("health-rows");
-    rows.textContent = "";
+    for (const host of state.hosts.slice(rows.children.length)) rows.append(healthRow(host).row);
     const now = nowSeconds();
+    const length = span ? span[1] - span[0] : 0;
     for (const host of state.hosts) {
+      const { row, cells } = healthRow(host);
       const info = state.hostState.get(host) || { up: true, error: "" };
       let downFor = 0;
       let count = 0;
@@ -1119,42 +1154,23 @@
           downFor += Math.max(0, overlap);
         }
       }
-      const row = document.createElement("tr");
-      row.dataset.host = host;
-      row.dataset.up = String(info.up);
-      const cells = [];
-      const name = document.createElement("th");
-      name.scope = "row";
-      const swatch = document.createElement("span");
-      swatch.className = "swatch";
-      swatch.style.setProperty("--host", colorOf(state.hostIndex.get(host)));
-      name.append(swatch, document.createTextNode(host));
-      cells.push(name);
-      cells.push(cell("status", info.up ? "up" : "down"));
-      const length = span ? span[1] - span[0] : 0;
+      const up = String(info.up);
+      if (row.dataset.up !== up) row.dataset.up = up;
+      setCell(cells.status, info.up ? "up" : "down");
       const availability = length > 0 ? 100 * (1 - Math.min(downFor, length) / length) : null;
-      const avail = cell("availability", availability == null ? "–" : `${fmtPercent(availability)}`);
-      if (availability != null) avail.dataset.value = String(availability);
-      cells.push(avail);
-      const downCell = cell("down", downFor > 0 ? fmtDuration(downFor) : "–");
-      downCell.dataset.value = String(downFor);
-      cells.push(downCell);
-      cells.push(cell("outages", String(count)));
+      setCell(
+        cells.availability,
+        availability == null ? "–" : fmtPercent(availability),
+        availability == null ? "" : String(availability),
+      );
+      setCell(cells.down, downFor > 0 ? fmtDuration(downFor) : "–", String(downFor));
+      setCell(cells.outages, String(count));
       const error = state.lastError.get(host) || "";
-      const errorCell = cell("error", error || "–");
-      errorCell.title = error;
-      cells.push(errorCell);
-      cells.push(cell("cost", costText(state.costs.get(host))));
-      row.append(...cells);
-      rows.append(row);
+      setCell(cells.error, error || "–");
+      if (cells.error.title !== error) cells.error.title = error;
+      setCell(cells.cost, costText(state.costs.get(host)));
     }
-  }
-
-  function cell(kind, text) {
-    const td = document.createElement("td");
-    td.className = `health-${kind}`;
-    td.textContent = text;
-    return td;
+    record(stats.healthMs, performance.now() - t0);
   }
 
   function fmtPercent(v) {
