@@ -8,6 +8,7 @@ Screenshots go to ``artifacts/dashboard/``.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -125,6 +126,10 @@ async def test_bands_banner_and_health_of_a_live_source(browser: Browser) -> Non
         await expect(page.locator('#down-list [data-host="web-2"] .down-why')).to_have_text(
             "no answer within 1s"
         )
+        # Its duration runs on between rounds.
+        await expect(page.locator('#down-list [data-host="web-2"] .down-for')).to_have_text(
+            re.compile(r"for [1-9]\d* s"), timeout=TIMEOUT_MS
+        )
         push(source, 41, down=("web-2",))
         await wait_bands(page, 2)
         await expect(
@@ -149,6 +154,40 @@ async def test_bands_banner_and_health_of_a_live_source(browser: Browser) -> Non
         watch.check()
         await page.context.close()
     source.stop()
+
+
+async def test_the_health_table_follows_the_zoom(browser: Browser) -> None:
+    source = MemorySource(interval=1.0, live=False, clock=lambda: T0 + 60)
+    for k in range(40):
+        push(source, k, down=("db",) if 10 <= k < 16 else ())
+    source.stop()
+    async with DashboardServer(source, port=0) as server:
+        page, watch = await open_page(browser, server)
+        await wait_ready(page)
+        row = page.locator('#health-rows tr[data-host="db"]')
+        await expect(row.locator(".health-outages")).to_have_text("1")
+        # Zoom to 20 s .. 35 s, after the outage: db was up all that time.
+        over = page.locator('.card[data-metric="cpu.percent"] .u-over')
+        box = await over.bounding_box()
+        assert box is not None
+        left, right = await page.evaluate(
+            "ts => ts.map(t => otto.charts['cpu.percent'].u.valToPos(t, 'x'))", [T0 + 20, T0 + 35]
+        )
+        y = box["y"] + box["height"] / 2
+        await page.mouse.move(box["x"] + left, y)
+        await page.mouse.down()
+        await page.mouse.move(box["x"] + right, y, steps=5)
+        await page.mouse.up()
+        await expect(page.locator("#zoom-reset")).to_be_visible()
+        await expect(row.locator(".health-outages")).to_have_text("0")
+        await expect(row.locator(".health-availability")).to_have_text("100%")
+        await expect(page.locator("#health-window")).to_contain_text("(15 s)")
+        # Back to the whole run: the outage counts again.
+        await page.click("#zoom-reset")
+        await expect(row.locator(".health-outages")).to_have_text("1")
+        await expect(row.locator(".health-down")).to_have_text("6 s")
+        watch.check()
+        await page.context.close()
 
 
 async def test_a_replayed_database_shows_its_outages(browser: Browser, tmp_path: Path) -> None:
