@@ -224,7 +224,12 @@ def _salvage(text: str, error: ET.ParseError) -> list[Case]:
         parser.close()
     except ET.ParseError:
         pass
-    for event in parser.read_events():
+    events = parser.read_events()
+    while True:
+        try:
+            event = next(events)
+        except (StopIteration, ET.ParseError):  # the error is queued after the last event
+            break
         elem = event[-1]
         if isinstance(elem, ET.Element) and elem.tag == "testcase":
             cases.append(_case(elem))

@@ -222,6 +222,8 @@ def parse_tap(text: str) -> list[Case]:
             level.plan = parsed.expected_tests
             if parsed.directive.skip:
                 level.plan_skip = parsed.directive.reason or ""
+            if not level.count:
+                level.start = index + 1  # the header is the stream's, not its first case's
         elif kind is Bail:
             level = _level(levels, depth)
             level.bail = parsed.reason or "no reason given"
@@ -229,8 +231,11 @@ def parse_tap(text: str) -> list[Case]:
             output = slice_lines(lines, level.start, index + 1)
             level.entries.append(make_case(SUITE, "error", output, message))
             level.start = index + 1
-        elif kind is Version and depth < len(levels) and levels[depth].started:
-            _restart(levels, depth, lines, index)
+        elif kind is Version:
+            level = _level(levels, depth)
+            if level.started:
+                level = _restart(levels, depth, lines, index)
+            level.start = index + 1
     # Whatever is still open at the end was cut off: its parent's result line never came.
     stop = len(lines)
     if len(levels) > 1:

@@ -1,0 +1,21 @@
+#!/bin/sh
+# A kselftest-style run (as run_kselftest.sh prints it): three collections, one with
+# nested subtests (kselftest_harness's TAP behind "# "), one failing, one skipped.
+echo "TAP version 13"
+echo "1..3"
+echo "# timeout set to 45"
+echo "# selftests: net: reuseport_bpf"
+echo "# TAP version 13"
+echo "# 1..3"
+echo "# ok 1 reuseport_bpf.udp4"
+echo "# ---- IPv6 UDP ----"
+echo "# not ok 2 reuseport_bpf.udp6"
+echo "# ok 3 reuseport_bpf.tcp4 # SKIP no IPv4 route"
+echo "# # Totals: pass:1 fail:1 xfail:0 xpass:0 skip:1 error:0"
+echo "not ok 1 selftests: net: reuseport_bpf # exit=1"
+echo "# timeout set to 45"
+echo "# selftests: net: fib_tests"
+echo "# PASS: route add"
+echo "ok 2 selftests: net: fib_tests"
+echo "# selftests: net: netdevsim"
+echo "ok 3 selftests: net: netdevsim # SKIP netdevsim module not loaded"
