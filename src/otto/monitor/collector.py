@@ -159,57 +159,59 @@ class MonitorTarget:
 class _History:
     """One host's metrics in memory: a ring of round times and a value column per metric.
 
-    Columns are ``array('d')`` (8 bytes a point), sharing the host's time ring;
-    a metric absent from a round holds NaN there (the values kept are finite).
+    Columns are ``array('d')`` (8 bytes a point), sharing the host's time ring and
+    allocated at their full length at once (no reallocation as they fill); a metric
+    absent from a round holds NaN there (the values kept are finite).
     """
 
-    __slots__ = ("capacity", "head", "times", "values")
+    __slots__ = ("capacity", "head", "size", "times", "values")
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self.head = 0
-        """Where the next point goes once the ring is full (the oldest point)."""
+        """Where the next point goes (once the ring is full: the oldest point)."""
+        self.size = 0
         self.times = array("d")
         self.values: dict[str, array[float]] = {}
 
     def append(self, t: float, metrics: Mapping[str, float]) -> None:
-        size = len(self.times)
+        at = self.head
+        if not self.size:
+            self.times = _empty(self.capacity)
+        self.times[at] = t
         values = self.values
         get = metrics.get
-        if size < self.capacity:
-            self.times.append(t)
-            for name, column in values.items():
-                column.append(get(name, _MISSING))
-            for name, value in metrics.items():
-                if name not in values:
-                    column = array("d", (_MISSING,)) * size
-                    column.append(value)
-                    values[name] = column
-            return
-        at = self.head
-        self.times[at] = t
         for name, column in values.items():
             column[at] = get(name, _MISSING)
-        for name, value in metrics.items():
-            if name not in values:
-                column = array("d", (_MISSING,)) * size
-                column[at] = value
-                values[name] = column
+        if not metrics.keys() <= values.keys():
+            for name, value in metrics.items():
+                if name not in values:
+                    column = values[name] = _empty(self.capacity)
+                    column[at] = value
         self.head = (at + 1) % self.capacity
+        if self.size < self.capacity:
+            self.size += 1
 
     def points(self, metric: str) -> list[tuple[float, float]]:
         """``(t, value)`` of ``metric``, oldest first."""
         column = self.values.get(metric)
         if column is None:
             return []
-        at, times = self.head, self.times
-        if at:
+        times = self.times
+        if self.size < self.capacity:
+            times, column = times[: self.size], column[: self.size]
+        elif self.head:
+            at = self.head
             times, column = times[at:] + times[:at], column[at:] + column[:at]
         isnan = math.isnan
         return [(t, v) for t, v in zip(times, column, strict=True) if not isnan(v)]
 
     def metrics(self) -> list[str]:
         return list(self.values)
+
+
+def _empty(length: int) -> array[float]:
+    return array("d", (_MISSING,)) * length
 
 
 class _States:
@@ -890,6 +892,13 @@ class Collector:
     def _merge(self, track: _Track, outcomes: Sequence[HostRound]) -> HostRound:
         """One host's round from its probes' answers; values that are not finite
         numbers are dropped, counted and logged once per metric."""
+        if len(outcomes) == 1:
+            only = outcomes[0]
+            if not only.up or _all_finite_floats(only.metrics):
+                # The common case, a shell alone whose values are all clean: as it is.
+                track.last_cost = () if only.cost is None else (only.cost,)
+                track.costs.add(track.last_cost)
+                return only
         metrics: dict[str, float] = {}
         counters: dict[str, Mapping[str, int]] = {}
         errors = [o.error for o in outcomes if o.error]
@@ -932,8 +941,10 @@ class Collector:
             "type": "round",
             "t": t,
             "duration": duration,
+            # A round's metrics dicts are new each round and never changed after:
+            # subscribers share them rather than get a copy per host per round.
             "hosts": {
-                name: {"up": r.up, "metrics": dict(r.metrics), "last_error": r.error}
+                name: {"up": r.up, "metrics": r.metrics, "last_error": r.error}
                 for name, r in results.items()
             },
             # What the round cost each host that answered (RoundCost's fields).
@@ -985,6 +996,17 @@ class Collector:
             return self._tracks[host_name]
         except KeyError:
             raise KeyError(f"{host_name!r} is not monitored by this collector") from None
+
+
+def _all_finite_floats(metrics: Mapping[str, float]) -> bool:
+    """True when every value is a finite ``float`` (checked at C speed: a sum and a type set)."""
+    values = metrics.values()
+    try:
+        total = sum(values, 0.0)
+    except TypeError:
+        return False
+    # A sum of finite values is finite unless it overflows (then the slow path decides).
+    return total - total == 0.0 and set(map(type, values)) <= {float}
 
 
 def _poll_ended(track: _Track, poll: asyncio.Task[HostRound]) -> None:

@@ -55,12 +55,15 @@ class CostTally:
         """Count one round, made of its probes' costs (nothing when there are none)."""
         if not costs:
             return
-        known = [c.processes for c in costs if c.processes is not None]
-        last = RoundCost(
-            max(c.seconds for c in costs),
-            sum(c.received for c in costs),
-            sum(known) if known else None,
-        )
+        if len(costs) == 1:
+            last = costs[0]
+        else:
+            known = [c.processes for c in costs if c.processes is not None]
+            last = RoundCost(
+                max(c.seconds for c in costs),
+                sum(c.received for c in costs),
+                sum(known) if known else None,
+            )
         self.last = last
         self.rounds += 1
         self.seconds += last.seconds

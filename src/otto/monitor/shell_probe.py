@@ -24,6 +24,7 @@ The processes a round started are measured, not assumed: see ``round_processes``
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import shlex
@@ -219,6 +220,12 @@ def monitor_script(sections: Sequence[tuple[str, bool]], separator: str, name: s
     return "\n".join(lines)
 
 
+@functools.lru_cache(maxsize=64)
+def _shared_script(sections: tuple[tuple[str, bool], ...], separator: str, name: str) -> str:
+    """``monitor_script``, one string for all the hosts polled with the same commands."""
+    return monitor_script(sections, separator, name)
+
+
 class ShellProbe:
     """A host read through its shell: the ``Probe`` of every host with one.
 
@@ -256,8 +263,8 @@ class ShellProbe:
             _Section(c, builtin_path(c), df_every > 1 and c == DF_COMMAND) for c, _ in self.parsers
         ]
         self.function = f"{separator}m"
-        self.script = monitor_script(
-            [(s.command, s.sometimes) for s in self.sections], separator, self.function
+        self.script = _shared_script(
+            tuple((s.command, s.sometimes) for s in self.sections), separator, self.function
         )
         self.session_name = session_name
         self.session: SessionLike | None = None

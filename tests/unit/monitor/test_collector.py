@@ -331,6 +331,15 @@ def test_the_history_in_memory_is_compact_and_keeps_its_order(clock: FakeClock) 
     assert all(len(column) == 3 for column in history.values.values())
 
 
+def test_a_history_not_yet_full_gives_only_its_points(clock: FakeClock) -> None:
+    collector = Collector([monitored("h", clock)], interval=1.0, clock=clock, history=720)
+    history = collector._tracks["h"].series
+    history.append(5.0, {"a": 1.0})
+    history.append(6.0, {"a": 2.0})
+    assert history.points("a") == [(5.0, 1.0), (6.0, 2.0)]
+    assert len(history.times) == 720  # allocated once, at its full length
+
+
 async def test_missing_command_loses_only_its_own_metrics(clock: FakeClock) -> None:
     outputs = {c: f for c, f in CAPTURED.items() if c != "df -P"}  # a busybox without df
     host = monitored("tiny", clock, outputs)
