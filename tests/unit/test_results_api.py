@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Sequence
 
 import pytest
@@ -127,7 +126,8 @@ def test_deep_tap_nesting_is_bounded() -> None:
 
 
 def test_hostile_lines_do_not_backtrack() -> None:
-    # Patterns that make naive regular expressions quadratic: these must take linear time.
+    # Lines that make naive regular expressions quadratic (10^10 steps and more here):
+    # read in linear time, they finish at once; otherwise the suite's timeout ends it.
     lines = [
         "ok " + " " * 200_000 + "x",
         "not ok " + "\t " * 100_000,
@@ -137,9 +137,8 @@ def test_hostile_lines_do_not_backtrack() -> None:
         "# " + "- " * 100_000,
     ]
     for fmt in ("tap", "ptest", "unity"):
-        started = time.process_time()
-        parse("\n".join(lines * 5), format=fmt)  # type: ignore[arg-type]
-        assert time.process_time() - started < 5, fmt
+        cases = parse("\n".join(lines * 5), format=fmt)  # type: ignore[arg-type]
+        assert cases[-1].status == "error", fmt  # none of them is a complete suite
 
 
 def test_a_hundred_thousand_cases() -> None:
