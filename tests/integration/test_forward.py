@@ -410,3 +410,13 @@ def test_otto_tunnel_add_says_when_the_target_refuses(lab_file: Path) -> None:
         f"(through {INNER})"
     ), err
     assert len(err.strip().splitlines()) == 1, err
+
+
+def test_otto_tunnel_add_needs_an_ssh_host(lab_file: Path) -> None:
+    with tunnel(lab_file, "t", "--host", "telnet1", "--local", "0", "--to", "a:1") as proc:
+        out, err = proc.communicate(timeout=DEADLINE)
+    assert proc.returncode == 1, err
+    assert out == ""
+    assert err == (
+        "otto: error: tunnel t: telnet1: port forwards need an SSH host; this is a telnet host\n"
+    )
