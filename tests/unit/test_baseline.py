@@ -4,6 +4,7 @@ baseline folder; records with checks, metrics and cases survive records.jsonl.""
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -149,5 +150,6 @@ def test_records_with_checks_metrics_and_cases_round_trip(tmp_path: Path) -> Non
     path.write_text(full.to_json() + "\n" + json.dumps(old) + "\n")
     back, older = read_records([path])
     assert back == full
+    assert json.loads(full.to_json()) == asdict(full)  # what the faster to_json must match
     assert (older.checks, older.metrics, older.cases) == ([], [], [])
     assert back.cases[0].bad and not DeviceCase("c", "skipped").bad

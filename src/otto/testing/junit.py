@@ -141,12 +141,24 @@ def _attempt(parent: ET.Element, attempt: Attempt, finally_passed: bool) -> None
     trace.text = _clean(attempt.longrepr)
 
 
-def _link(transcript: str, run_dir: Path, junit_dir: Path) -> str:
-    target = run_dir / transcript
-    try:
-        return os.path.relpath(target, junit_dir)
-    except ValueError:  # another drive on Windows
-        return str(target.resolve())
+class _Links:
+    """A transcript's path from the JUnit file's folder, and its absolute path: the run
+    folder's are found once (resolving a path per test case was most of the writing)."""
+
+    def __init__(self, run_dir: Path, junit_dir: Path) -> None:
+        self.absolute = str(run_dir.resolve())
+        self.relative: str | None
+        try:
+            self.relative = os.path.relpath(run_dir, junit_dir)
+        except ValueError:  # another drive on Windows
+            self.relative = None
+
+    def of(self, transcript: str) -> tuple[str, str]:
+        """``(link from the JUnit file, absolute path)`` of a path relative to the run folder."""
+        absolute = os.path.join(self.absolute, transcript)
+        if self.relative is None:
+            return absolute, absolute
+        return os.path.normpath(os.path.join(self.relative, transcript)), absolute
 
 
 def _properties(case: ET.Element, record: TestRecord) -> None:
@@ -190,9 +202,7 @@ def _device_case(
         ET.SubElement(element, "system-out").text = _clean("\n".join(out))
 
 
-def _testcase(
-    suite: ET.Element, record: TestRecord, iterated: bool, run_dir: Path, junit_dir: Path
-) -> None:
+def _testcase(suite: ET.Element, record: TestRecord, iterated: bool, links: _Links) -> None:
     classname, name = junit_name(record, iterated)
     case = ET.SubElement(
         suite,
@@ -218,9 +228,9 @@ def _testcase(
     if record.worker:
         out.append(f"worker: {record.worker}")
     if record.transcript:
-        link = _link(record.transcript, run_dir, junit_dir)
+        link, absolute = links.of(record.transcript)
         out.append(f"transcript: {link}")
-        out.append(f"[[ATTACHMENT|{(run_dir / record.transcript).resolve()}]]")
+        out.append(f"[[ATTACHMENT|{absolute}]]")
     if out:
         ET.SubElement(case, "system-out").text = _clean("\n".join(out))
     if record.cases:
@@ -276,9 +286,9 @@ def write_junit(
             "hostname": _clean(socket.gethostname()),
         },
     )
-    junit_dir = path.parent.resolve()
+    links = _Links(run_dir, path.parent.resolve())
     for record in ordered:
-        _testcase(suite, record, record.nodeid in iterated, run_dir, junit_dir)
+        _testcase(suite, record, record.nodeid in iterated, links)
     ET.indent(root)
     text = ET.tostring(root, encoding="unicode")
     write_text(path, "<?xml version='1.0' encoding='utf-8'?>\n" + text + "\n")

@@ -298,6 +298,9 @@ class OttoPlugin:
                 raise pytest.UsageError(str(exc)) from None
         self._evidence: _TestEvidence | None = None
         self._previous_sink: Any = None
+        self._controller: bool | None = None
+        self._session_started = False
+        self._run_records: list[TestRecord] | None = None
         self.enabled = bool(
             opt.otto_lab
             or self.lab_paths
@@ -372,7 +375,12 @@ class OttoPlugin:
     @property
     def controller(self) -> bool:
         """True in pytest-xdist's controller (it runs no tests)."""
-        return self.config.pluginmanager.hasplugin("dsession")
+        if self._controller is None:
+            found = self.config.pluginmanager.hasplugin("dsession")
+            if self._session_started:  # xdist registers its plugin at configure time
+                self._controller = found
+            return found
+        return self._controller
 
     @property
     def repeating(self) -> bool:
@@ -1037,6 +1045,7 @@ class OttoPlugin:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionstart(self, session: pytest.Session) -> None:
+        self._session_started = True
         # --collect-only (what `otto -n test` runs) contacts no host, whatever the ini asks.
         if not self.monitor_run or self.worker or self.config.option.collectonly:
             return
@@ -1077,6 +1086,7 @@ class OttoPlugin:
         self._record_the_missing(records)
         records += self._own
         write_durations(self.run_dir, records)  # what a later --shard-durations reads
+        self._run_records = records
         verdict = judge(
             records,
             threshold=self.threshold,
@@ -1183,7 +1193,9 @@ class OttoPlugin:
         if self.worker or not self.run_dir.is_dir():
             return
         tr = terminalreporter
-        records = list(read_records(sorted(self.run_dir.glob("records*.jsonl"))))
+        records = self._run_records
+        if records is None:
+            records = list(read_records(sorted(self.run_dir.glob("records*.jsonl"))))
         tr.write_sep("-", "otto")
         if self.repeating or self.threshold is not None:
             for nodeid, (rate, passed, counted) in pass_rates(records).items():

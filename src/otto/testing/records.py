@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -148,7 +148,9 @@ class TestRecord:
         return self.stop - self.start
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False)
+        # The nested records are flat dataclasses: their __dict__ is what asdict() would
+        # give, without its recursive deep copy (most of the cost of writing a record).
+        return json.dumps(self.__dict__, ensure_ascii=False, default=_fields)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TestRecord:
@@ -164,6 +166,12 @@ class TestRecord:
                 "cases": [DeviceCase(**c) for c in data.get("cases", [])],
             }
         )
+
+
+def _fields(value: object) -> dict[str, Any]:
+    if not is_dataclass(value):
+        raise TypeError(f"{type(value).__name__} is not a record")
+    return dict(vars(value))
 
 
 def write_record(path: Path, record: TestRecord) -> None:
