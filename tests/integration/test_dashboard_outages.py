@@ -106,14 +106,17 @@ async def test_bands_banner_and_health_of_a_live_source(browser: Browser) -> Non
         await expect(tip).to_contain_text("db down")
         await expect(tip).to_contain_text("6 s")
         await expect(tip).to_contain_text("no answer within 1s")
-        # Availability over the shown 39 s: 6 s down.
+        # Availability over the shown range (live: the rounds, then on to now): 6 s down.
         row = page.locator('#health-rows tr[data-host="db"]')
         await expect(row.locator(".health-outages")).to_have_text("1")
         await expect(row.locator(".health-down")).to_have_text("6 s")
-        availability = float(
-            await row.locator(".health-availability").get_attribute("data-value") or "nan"
+        availability, start, end = await page.evaluate(
+            "() => { const w = document.getElementById('health-window').dataset;"
+            " const a = document.querySelector('tr[data-host=db] .health-availability');"
+            " return [Number(a.dataset.value), Number(w.start), Number(w.end)]; }"
         )
-        assert availability == pytest.approx(100 * (1 - 6 / 39))
+        assert start == T0 and end >= T0 + 39
+        assert availability == pytest.approx(100 * (1 - 6 / (end - start)))
         await expect(row.locator(".health-error")).to_have_text("no answer within 1s")
         await expect(
             page.locator('#health-rows tr[data-host="web-1"] .health-availability')

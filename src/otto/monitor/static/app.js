@@ -1029,8 +1029,9 @@
     return state.nowBase + (performance.now() - state.nowAt) / 1000;
   }
 
-  // The shown time range: the zoomed range, else the whole timeline. (A chart off
-  // screen is not redrawn, so its scale may lag: the zoom is read from one on screen.)
+  // The shown time range: the zoomed range, else the whole timeline (to now, live).
+  // A chart off screen is not redrawn, so its scale may lag: the zoom is read from one
+  // on screen.
   function shownWindow() {
     if (state.zoomed) {
       for (const chart of state.charts.values()) {
@@ -1039,8 +1040,11 @@
         if (min != null && max != null && max > min) return [min, Math.min(max, nowSeconds())];
       }
     }
-    if (state.xs.length > 1) return [state.xs[0], state.xs[state.xs.length - 1]];
-    return null;
+    if (!state.xs.length) return null;
+    // Live, the range runs to now: a host down since the last round is down in it.
+    const last = state.xs[state.xs.length - 1];
+    const end = state.live && !state.ended ? Math.max(last, nowSeconds()) : last;
+    return end > state.xs[0] ? [state.xs[0], end] : null;
   }
 
   function renderBanner() {
@@ -1130,10 +1134,10 @@
     panel.hidden = state.hosts.length === 0;
     if (panel.hidden) return;
     const span = shownWindow();
-    setCell(
-      $("health-window"),
-      span ? `over ${fmtSpan(span[0], span[1])} (${fmtDuration(span[1] - span[0])})` : "",
-    );
+    const shown = $("health-window");
+    setCell(shown, span ? `over ${fmtSpan(span[0], span[1])} (${fmtDuration(span[1] - span[0])})` : "");
+    shown.dataset.start = span ? String(span[0]) : "";
+    shown.dataset.end = span ? String(span[1]) : "";
     // Between snapshots hosts are only added, at the end: the rows made stay.
     const rows = $("health-rows");
     for (const host of state.hosts.slice(rows.children.length)) rows.append(healthRow(host).row);
