@@ -176,3 +176,15 @@ def test_two_streams_in_one_output_are_each_checked() -> None:
 def test_crlf_line_ends_are_read() -> None:
     cases = tap("1..1\r\n# a\r\nok 1 a\r\n")
     assert cases[0].output == "# a\nok 1 a"
+
+
+def test_yaml_must_follow_its_result_at_once() -> None:
+    cases = tap("1..2\nnot ok 1 a\n# note\n  ---\n  x: 1\n  ...\nok 2 b\n")
+    assert cases[0].output == "not ok 1 a"
+    assert cases[1].output == "# note\n  ---\n  x: 1\n  ...\nok 2 b"
+
+
+def test_yaml_under_a_nested_result() -> None:
+    cases = tap("1..1\n# 1..1\n# not ok 1 inner\n#   ---\n#   at: x.c:3\n#   ...\nnot ok 1 outer\n")
+    assert cases[0].name == "outer/inner"
+    assert cases[0].output == "# not ok 1 inner\n#   ---\n#   at: x.c:3\n#   ..."

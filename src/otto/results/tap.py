@@ -115,8 +115,9 @@ def parse_tap(text: str) -> list[Case]:
     for index, line in enumerate(lines):
         first = line[:1]
         if first in nested:
-            if after >= 0 or in_yaml >= 0:
-                depth = in_yaml if in_yaml >= 0 else after
+            depth = in_yaml if in_yaml >= 0 else after
+            if depth > 0 or (depth == 0 and first != "#"):
+                # A YAML block may follow a result: its lines are indented under it.
                 inner = _strip(line, depth)
                 if inner is not None and (
                     (in_yaml >= 0 and (inner[:1] in _INDENT or not inner.strip()))
@@ -126,7 +127,7 @@ def parse_tap(text: str) -> list[Case]:
                     in_yaml = -1 if inner.strip() == "..." else depth
                     after = -1
                     continue
-                after = in_yaml = -1
+            after = in_yaml = -1
             depth = 0
             body = line
             while depth < MAX_DEPTH:
@@ -195,6 +196,8 @@ def parse_tap(text: str) -> list[Case]:
             start = level.start
             if start == index and len(line) <= MAX_CASE_OUTPUT:
                 output = line
+            elif start == index - 1 and len(line) + len(lines[start]) < MAX_CASE_OUTPUT:
+                output = lines[start] + "\n" + line  # the usual "# what runs" line before
             else:
                 output = slice_lines(lines, start, index + 1)
             case = new_case(Case)
