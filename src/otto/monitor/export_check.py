@@ -5,7 +5,10 @@ still hold what a database or a later ``--export`` and replay cannot take: NaN
 and infinities, a number too large for SQLite (``10**30``), a time no clock
 reads (``"started": "yesterday"``), a null label or a list where a string
 goes. ``checked_run`` names the first such value by its place in the run and
-returns the run with every value in the type the database keeps.
+returns the run with every value in the type the database keeps. A run's
+``outages`` (each ``{"host", "start", "end", "error"}``, an end never before its
+start) are checked when the run has them; without them they are derived from
+its ``status`` when it is imported or replayed.
 """
 
 from __future__ import annotations

@@ -458,7 +458,8 @@ class MetricStore:
         tracker: OutageTracker | None = None
         current: tuple[int, int] | None = None
         for run_id, host_id, t, up, error in self._db.execute(
-            "SELECT run_id, host_id, t, up, error FROM host_rounds"
+            # The primary key's order: no sort, one pass.
+            "SELECT run_id, host_id, t, up, error FROM host_rounds ORDER BY run_id, host_id, t"
         ):
             if (run_id, host_id) != current:
                 current, tracker = (run_id, host_id), OutageTracker()
