@@ -1,6 +1,7 @@
 """The monitor at 200, 500 and 1,000 SSH hosts on this machine, and a fan-out ``run`` over 1,000.
 
     python3 bench/bench_monitor_scale.py [--quick] [--sizes 200,500,1000] [--seconds 30]
+    python3 bench/bench_monitor_scale.py --soak 10      (as root: the netns lab, real link cuts)
 
 With OTTO_BENCH_PROFILE=FILE, pyinstrument's report of the measured rounds goes to
 FILE (of the last size run).
@@ -23,6 +24,8 @@ exchange, channels, framing, the same bytes to parse each round.
    hosts, cold (connect, shell, run) and warm (the sessions open), beside raw
    asyncssh with the same concurrency (all at once): ``connect`` + ``conn.run``,
    then ``conn.run`` on the open connections (targets: cold <= 1.1x, warm <= 1.15x).
+3. ``--soak MINUTES``: 20 lab SSH hosts at 1 s with h1-h3 cut for 8 s every 30 s:
+   rounds lost by the reachable hosts (target 0) and round lateness p50/p99.
 """
 
 from __future__ import annotations
@@ -247,6 +250,70 @@ async def fanout_child(n: int, ports: list[int], folder: Path) -> dict[str, floa
     }
 
 
+async def soak(minutes: float) -> int:
+    """20 lab SSH hosts at 1 s; h1-h3 cut (packets dropped) for 8 s every 30 s.
+
+    Prints the rounds lost by the 17 reachable hosts (target 0) and the round
+    lateness p50/p99 (target p99 <= 50 ms). Needs root (the netns lab).
+    """
+    sys.path.insert(0, str(HERE.parent))
+    from otto import RemoteHost
+    from otto.monitor import Collector
+    from tests.lab import Lab
+    from tests.lab.hosts import ssh_nodes
+
+    cut = ("h1", "h2", "h3")
+    async with Lab(ssh_nodes(20)) as lab:
+        hosts = []
+        for i in range(1, 21):
+            spec = lab.host(f"h{i}")
+            hosts.append(
+                RemoteHost(
+                    spec.address,
+                    user=spec.user,
+                    key=spec.key_path,
+                    port=spec.port,
+                    known_hosts=lab.known_hosts,
+                    name=spec.name,
+                    connect_timeout=5.0,
+                )
+            )
+        collector = Collector(hosts, interval=1.0, history=3600)
+        stream = collector.subscribe()
+        lost = dict.fromkeys((h.name for h in hosts if h.name not in cut), 0)
+        rounds = cuts = 0
+        async with collector:
+            while not all((await _next_round(stream))[h]["up"] for h in lost):
+                pass
+            first = collector.rounds_run
+            skipped = collector.rounds_skipped
+            began = time.monotonic()
+            while time.monotonic() - began < minutes * 60:
+                if (time.monotonic() - began) % 30 < 1 and not lab.is_cut(cut[0]):
+                    await asyncio.gather(*(lab.cut_network(name) for name in cut))
+                    cuts += 1
+                    cut_at = time.monotonic()
+                elif lab.is_cut(cut[0]) and time.monotonic() - cut_at >= 8:
+                    await asyncio.gather(*(lab.restore_network(name) for name in cut))
+                states = await _next_round(stream)
+                rounds += 1
+                for name in lost:
+                    lost[name] += not states[name]["up"]
+            if lab.is_cut(cut[0]):
+                await asyncio.gather(*(lab.restore_network(name) for name in cut))
+            measured = collector.rounds_run - first
+            lateness = collector.round_lateness()[-measured:]
+            skipped = collector.rounds_skipped - skipped
+        await asyncio.gather(*(h.close() for h in hosts))
+    print(
+        f"soak: {minutes:g} min, 20 SSH hosts at 1 s, h1-h3 cut for 8 s {cuts} times:"
+        f" {rounds} rounds, {skipped} skipped; rounds lost by the 17 reachable hosts:"
+        f" {sum(lost.values())} (target 0); lateness p50 {percentile(lateness, 0.5) * 1e3:.1f} ms,"
+        f" p99 {percentile(lateness, 0.99) * 1e3:.1f} ms (target <= 50 ms)"
+    )
+    return 0 if not sum(lost.values()) and percentile(lateness, 0.99) <= 0.05 else 1
+
+
 # --- the parent ------------------------------------------------------------------------
 
 
@@ -276,6 +343,8 @@ def main() -> int:
             result = asyncio.run(fanout_child(n, ports, folder))
         print(json.dumps(result))
         return 0
+    if "--soak" in argv:
+        return asyncio.run(soak(float(argv[argv.index("--soak") + 1])))
     quick = "--quick" in argv
     sizes = [200, 500, 1000] if not quick else [200]
     seconds = 10 if quick else 30

@@ -230,6 +230,9 @@ def main() -> None:
         if os.environ.get("FT_DEBUG"):  # asyncssh's log of every packet, to stderr
             logging.basicConfig(level=logging.DEBUG)
             asyncssh.set_debug_level(2)
+        else:
+            # A controller that goes away mid-write is expected here: not worth a line each.
+            logging.getLogger("asyncio").setLevel(logging.CRITICAL)
         asyncio.run(serve(args.ports, args.dir))
     except KeyboardInterrupt:
         sys.exit(0)
