@@ -35,8 +35,9 @@ __all__ = [
 
 logger = logging.getLogger("otto.monitor")
 
-MAX_KEPT = 10_000
-"""Ended outages an ``OutageTracker`` keeps per host (the totals count every one)."""
+MAX_KEPT = 1_000
+"""Ended outages an ``OutageTracker`` keeps per host by default (the totals count
+every one): a host flapping for days costs no more than this."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +92,7 @@ class _HostOutages:
 
     __slots__ = ("closed", "closed_seconds", "count", "last_t", "open")
 
-    def __init__(self, max_kept: int) -> None:
+    def __init__(self, max_kept: int | None) -> None:
         self.last_t = float("-inf")
         self.open: Outage | None = None
         self.closed: deque[Outage] = deque(maxlen=max_kept)
@@ -108,10 +109,11 @@ class OutageTracker:
 
     Args:
         max_kept: ended outages kept per host (older ones leave the list, not
-            the totals of ``down_seconds`` and ``count``).
+            the totals of ``down_seconds`` and ``count``); 0 keeps only the open
+            ones, None every one.
     """
 
-    def __init__(self, *, max_kept: int = MAX_KEPT) -> None:
+    def __init__(self, *, max_kept: int | None = MAX_KEPT) -> None:
         self._hosts: dict[str, _HostOutages] = {}
         self._max_kept = max_kept
         self.latest: float | None = None
@@ -224,8 +226,9 @@ class OutageTracker:
     def from_states(
         cls, status: Mapping[str, Iterable[tuple[float, bool, str] | list[Any]]]
     ) -> OutageTracker:
-        """A tracker fed ``{host: [(t, up, error), ...]}`` (an export's ``status``)."""
-        tracker = cls()
+        """A tracker fed ``{host: [(t, up, error), ...]}`` (an export's ``status``),
+        keeping every outage."""
+        tracker = cls(max_kept=None)
         for host, rows in status.items():
             for t, up, error in sorted(rows, key=lambda row: float(row[0])):
                 tracker.record(float(t), host, bool(up), str(error))
@@ -233,8 +236,8 @@ class OutageTracker:
 
     @classmethod
     def from_outages(cls, outages: Iterable[Outage]) -> OutageTracker:
-        """A tracker holding ``outages`` (a stored run's)."""
-        tracker = cls()
+        """A tracker holding ``outages`` (a stored run's), every one."""
+        tracker = cls(max_kept=None)
         for outage in sorted(outages, key=lambda o: o.start):
             tracker.add(outage)
         return tracker
@@ -245,7 +248,7 @@ def derive_outages(host: str, states: Iterable[tuple[float, bool, str]]) -> list
 
     The states may come in any order; each time counts once.
     """
-    tracker = OutageTracker()
+    tracker = OutageTracker(max_kept=None)
     for t, up, error in sorted(states, key=lambda row: row[0]):
         tracker.record(t, host, up, error)
     return tracker.outages(host)

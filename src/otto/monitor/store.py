@@ -384,7 +384,8 @@ class MetricStore:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open metric database {self.path}: {exc}") from None
         self._run: int | None = None
-        self._outages = OutageTracker()
+        # Only the open outages matter for writing: the ended ones are in the table.
+        self._outages = OutageTracker(max_kept=0)
         self._unsaved: list[Outage] = []
         self._hosts: dict[str, int] = {}
         self._metrics: dict[str, int] = {}
@@ -462,7 +463,7 @@ class MetricStore:
             "SELECT run_id, host_id, t, up, error FROM host_rounds ORDER BY run_id, host_id, t"
         ):
             if (run_id, host_id) != current:
-                current, tracker = (run_id, host_id), OutageTracker()
+                current, tracker = (run_id, host_id), OutageTracker(max_kept=0)
             assert tracker is not None
             change = tracker.record(t, "", bool(up), error)
             if change is not None:
@@ -519,7 +520,7 @@ class MetricStore:
                 )
         self._run = run
         self._series = {}
-        self._outages = OutageTracker()
+        self._outages = OutageTracker(max_kept=0)
         self._unsaved = []
         return Run(run, started, label or None, note or None, None, interval, tuple(hosts), 0, None)
 
