@@ -420,3 +420,51 @@ def test_otto_tunnel_add_needs_an_ssh_host(lab_file: Path) -> None:
     assert err == (
         "otto: error: tunnel t: telnet1: port forwards need an SSH host; this is a telnet host\n"
     )
+
+
+async def test_otto_tunnel_add_remote_ends_when_its_connection_is_lost(
+    fault_lab: Lab, lab_file: Path, inner: RemoteHost
+) -> None:
+    async def greet(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"hello through the tunnel\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(greet, "127.0.0.1", 0)
+    here = server.sockets[0].getsockname()[1]
+    proc = await asyncio.create_subprocess_exec(
+        *[sys.executable, "-m", "otto", "--lab", str(lab_file), "tunnel", "add", "back"],
+        *["--host", INNER, "--remote", "0", "--to", f"127.0.0.1:{here}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        assert proc.stdout is not None
+        line = (await asyncio.wait_for(proc.stdout.readline(), DEADLINE)).decode()
+        found = re.fullmatch(
+            rf"tunnel back: 127\.0\.0\.1:(\d+) on {INNER} -> 127\.0\.0\.1:{here} from here, "
+            rf"via {ROUTE}\n",
+            line,
+        )
+        assert found, line
+        port = int(found[1])
+        client = (
+            "python3 -c 'import socket,sys; "
+            's=socket.create_connection(("127.0.0.1", int(sys.argv[1]))); '
+            "print(s.makefile().readline().strip())'"
+        )
+        assert (await inner.run(f"{client} {port}")).only.output == "hello through the tunnel"
+        await fault_lab.kill_sshd(INNER)
+        _, err = await asyncio.wait_for(proc.communicate(), DEADLINE)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        server.close()
+        await server.wait_closed()
+    assert proc.returncode == 1, err
+    assert err.decode() == (
+        f"otto: error: tunnel back: {INNER}: the SSH connection to {INNER} was lost, "
+        f"so it no longer listens on 127.0.0.1:{port}\n"
+    )

@@ -3,6 +3,7 @@ forward, a port that is taken, and how failures are reported."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import socket
@@ -16,6 +17,8 @@ from otto.hosts.forward import (
     Connect,
     Endpoint,
     Forward,
+    _ChannelSide,
+    _Outbound,
     local_forward,
     parse_target,
     socks_forward,
@@ -191,3 +194,42 @@ async def test_an_ipv6_bind_prints_in_brackets() -> None:
         if "no such address" not in str(exc):
             raise
         pytest.skip("no IPv6 loopback here")
+
+
+class _ChannelDouble:
+    """Stands in for an SSH channel: records what the forward writes to it."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.eof = asyncio.Event()
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+    def write_eof(self) -> None:
+        self.eof.set()
+
+    def close(self) -> None:
+        pass
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return default
+
+
+async def test_a_remote_forward_keeps_what_the_target_says_before_its_channel_opens() -> None:
+    # Regression: a target that greets at once (SSH, SMTP, a banner) lost its first
+    # bytes: they arrived before the channel back to the host was open.
+    forward = Forward("remote", Endpoint("127.0.0.1", 9000), Endpoint("127.0.0.1", 1), ("h",))
+    here, there = socket.socketpair()
+    there.sendall(b"220 hello\r\n")
+    there.shutdown(socket.SHUT_WR)
+    loop = asyncio.get_running_loop()
+    transport, outbound = await loop.create_connection(lambda: _Outbound(forward), sock=here)
+    assert not transport.is_reading()  # nothing is read until the channel is open
+    channel = _ChannelDouble()
+    _ChannelSide(outbound).connection_made(cast(asyncio.BaseTransport, channel))
+    await asyncio.wait_for(channel.eof.wait(), 5)
+    assert bytes(channel.data) == b"220 hello\r\n"
+    assert forward.open_channels == 1
+    transport.close()
+    there.close()

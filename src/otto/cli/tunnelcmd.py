@@ -5,7 +5,6 @@ SOCKS proxy."""
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from typing import TYPE_CHECKING, Annotated
 
@@ -30,7 +29,8 @@ _EPILOG = (
     "The tunnel stays open until Ctrl-C (exit status 130) or SIGTERM (143). "
     "Before it serves, the target is tried once (--no-check skips that): a target "
     "that refuses or cannot be reached ends the command with status 1. Exit status 2 "
-    "for a bad command line, 1 when the host cannot be reached or the port cannot be had."
+    "for a bad command line, 1 when the host cannot be reached or the port cannot be had, "
+    "or when a --remote tunnel loses its SSH connection (the host stops listening)."
 )
 
 
@@ -175,9 +175,10 @@ def _serve(
                 forward.on_failure = say
                 sys.stdout.write(f"tunnel {name}: {forward}\n")
                 sys.stdout.flush()
-                await asyncio.Event().wait()  # until Ctrl-C or SIGTERM cancels us
+                # Until Ctrl-C or SIGTERM cancels us, or a remote forward loses its connection.
+                broken = await forward.wait_broken()
         except (OttoError, ValueError) as exc:
             return str(exc)
-        return ""
+        return f"{host}: {broken}"
 
     return run_interruptible(serve(), lab)

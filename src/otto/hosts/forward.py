@@ -148,6 +148,7 @@ class Forward:
         self.failures: list[str] = []
         self.on_failure: Callable[[str], None] | None = None
         self._connect: Connect | None = None
+        self._carrier: asyncssh.SSHClientConnection | None = None
         self._pairs: set[_Tracked] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
@@ -231,6 +232,21 @@ class Forward:
         except (OSError, asyncssh.Error) as exc:
             raise ForwardError(self.host, self._refusal(where, _reason(exc))) from None
         chan.close()
+
+    async def wait_broken(self) -> str:
+        """Wait until the forward can serve no more; returns why.
+
+        A remote forward ends with the SSH connection that asked the host to
+        listen. A local forward or SOCKS proxy reconnects the host for its next
+        connection, so for them this waits until cancelled.
+        """
+        if self._carrier is None:
+            await asyncio.get_running_loop().create_future()  # never set
+        assert self._carrier is not None
+        await self._carrier.wait_closed()
+        return (
+            f"the SSH connection to {self.host} was lost, so it no longer listens on {self.listen}"
+        )
 
     # --- what connections through it report ---------------------------------------------------
 
@@ -428,7 +444,11 @@ class _SocksInbound(_Tracked, SSHSOCKSForwarder):
 
 
 class _Outbound(_Tracked):
-    """A remote forward's connection from here to its target."""
+    """A remote forward's connection from here to its target.
+
+    It reads nothing until its channel is open: what the target says first
+    (a greeting) would otherwise reach a channel side with nowhere to write it.
+    """
 
     def __init__(self, forward: Forward) -> None:
         super().__init__()
@@ -437,6 +457,7 @@ class _Outbound(_Tracked):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._track(transport)
         super().connection_made(transport)
+        self.pause_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._untrack()
@@ -453,6 +474,8 @@ class _ChannelSide(asyncssh.SSHForwarder):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._outbound._opened(cast("asyncssh.SSHTCPChannel[bytes]", transport))
         super().connection_made(transport)
+        if self._outbound.transport is not None and not self._outbound.transport.is_closing():
+            self._outbound.resume_reading()
 
 
 # --- the three kinds ---------------------------------------------------------------------
@@ -598,6 +621,7 @@ async def remote_forward(
             forward.host, f"cannot ask {forward.host} to listen on {forward.listen}: {_reason(exc)}"
         ) from None
     forward.listen = Endpoint(bind, listener.get_port())
+    forward._carrier = conn
     log.info("%s: remote forward %s", forward.host, forward)
     try:
         yield forward
