@@ -88,6 +88,26 @@ def test_results_failed_is_redacted() -> None:
         redact.forget(secret)
 
 
+def test_a_case_repr_is_redacted() -> None:
+    secret = "Hunter2-Secret"
+    redact.register(secret)
+    try:
+        case = parse(f"1..1\n# login {secret}\nnot ok 1 {secret} # {secret}\n")[0]
+        assert secret in case.output  # the record keeps it: the writers redact
+        assert secret not in repr(case)
+        assert repr(Case("a", "passed", "x")) == (
+            "Case(name='a', status='passed', output='x', message='', duration=None)"
+        )
+    finally:
+        redact.forget(secret)
+
+
+def test_a_huge_plan_with_numbers_out_of_order_is_bounded() -> None:
+    cases = parse("1..100000000000\nok 5\nok 2\n")
+    assert [c.name for c in cases[:4]] == ["test 5", "test 2", "test 1", "test 3"]
+    assert cases[-1].message.endswith("99999998998 more tests after test 1002 never reported")
+
+
 def test_a_huge_line_is_capped_with_a_note() -> None:
     for fmt, text in (
         ("tap", "1..1\n" + "x" * 1_000_000 + "\nok 1 a\n"),

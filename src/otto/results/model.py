@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from otto.redact import redact
+
 CaseStatus = Literal["passed", "failed", "skipped", "error"]
 
 #: The most output kept per case; the middle of a longer slice is cut, with a note.
@@ -16,7 +18,7 @@ _HEAD = 16 * 1024
 SUITE = "(suite)"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class Case:
     """One test case reported by a suite run on a device.
 
@@ -35,6 +37,14 @@ class Case:
     output: str
     message: str = ""
     duration: float | None = None
+
+    def __repr__(self) -> str:
+        # What a device printed may hold a registered secret: a repr is shown in tracebacks.
+        return (
+            f"Case(name={redact(self.name)!r}, status={self.status!r}, "
+            f"output={redact(self.output)!r}, message={redact(self.message)!r}, "
+            f"duration={self.duration!r})"
+        )
 
     @property
     def ok(self) -> bool:

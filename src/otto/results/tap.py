@@ -82,14 +82,15 @@ class _Level:
             first = self.count + 1
             total = max(0, plan - self.count)
             return list(range(first, min(plan, first + MAX_MISSING_CASES - 1) + 1)), total
-        numbers: list[int] = []
-        total = 0
         seen = self.seen
-        for number in range(1, plan + 1):
+        total = plan - sum(1 for number in seen if 1 <= number <= plan)
+        numbers: list[int] = []
+        number = 0
+        # Bounded by the numbers seen plus MAX_MISSING_CASES, whatever the plan claims.
+        while len(numbers) < min(total, MAX_MISSING_CASES):
+            number += 1
             if number not in seen:
-                total += 1
-                if len(numbers) < MAX_MISSING_CASES:
-                    numbers.append(number)
+                numbers.append(number)
         return numbers, total
 
     def distinct(self) -> int:
