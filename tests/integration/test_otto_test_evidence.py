@@ -344,6 +344,9 @@ def test_device_cases_are_junit_cases_and_fail_their_test(
     report = (run / "report.html").read_text()
     assert "Device-side cases (1 failed, 1 passed, 1 skipped)" in report
     assert "Device-side cases (2 passed)" in report
+    # A passed case of a failed test is shown passed (not in its test's colour).
+    assert 'style="color:var(--passed);background:var(--passed-bg)">passed</span>' in report
+    assert "pytest's report" not in report.split('data-nodeid="suite/test_cases.py::test_a_sw')[1]
     by_name = {r["name"]: r for r in records(run)}
     assert [c["name"] for c in by_name["test_device_suite"]["cases"]] == ["boot", "usb", "wifi"]
 

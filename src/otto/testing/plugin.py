@@ -71,6 +71,7 @@ from otto.testing.records import (
     Metric,
     Outcome,
     TestRecord,
+    describe_cases,
     read_records,
 )
 from otto.testing.runs import (
@@ -253,15 +254,6 @@ class _TestEvidence:
     metrics: list[Metric] = field(default_factory=list)
     cases: list[DeviceCase] = field(default_factory=list)
     judged: int = 0
-
-
-def _bad_cases(cases: Sequence[DeviceCase]) -> str:
-    bad = [c for c in cases if c.bad]
-    lines = [f"{len(bad)} device-side case{'s' if len(bad) != 1 else ''} failed:"]
-    for case in bad:
-        why = f": {case.message}" if case.message else ""
-        lines.append(f"  {case.name} ({case.status}, from {case.source}){why}")
-    return "\n".join(lines)
 
 
 class OttoPlugin:
@@ -692,7 +684,7 @@ class OttoPlugin:
         new = evidence.cases[evidence.judged :]
         evidence.judged = len(evidence.cases)
         if any(case.bad for case in new):
-            found.append(("otto: failed device-side cases", _bad_cases(new)))
+            found.append(("otto: failed device-side cases", describe_cases(new)))
         if not found:
             return
         if report.passed:

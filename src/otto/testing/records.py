@@ -24,6 +24,7 @@ __all__ = [
     "Metric",
     "Outcome",
     "TestRecord",
+    "describe_cases",
     "read_records",
     "write_record",
 ]
@@ -106,6 +107,17 @@ class DeviceCase:
     def bad(self) -> bool:
         """A failed or error case: it fails its test."""
         return self.status in ("failed", "error")
+
+
+def describe_cases(cases: Iterable[DeviceCase]) -> str:
+    """The failed and error cases among ``cases``, one per line, as the terminal, the report
+    and JUnit show them."""
+    bad = [c for c in cases if c.bad]
+    lines = [f"{len(bad)} device-side case{'s' if len(bad) != 1 else ''} failed:"]
+    for case in bad:
+        why = f": {case.message}" if case.message else ""
+        lines.append(f"  {case.name} ({case.status}, from {case.source}){why}")
+    return "\n".join(lines)
 
 
 @dataclass

@@ -35,7 +35,13 @@ from otto.errors import StoreError
 from otto.testing.baseline import Comparison
 from otto.testing.checks import describe_checks
 from otto.testing.evidence import write_text
-from otto.testing.records import CommandFailure, DeviceCase, FailedCheck, TestRecord
+from otto.testing.records import (
+    CommandFailure,
+    DeviceCase,
+    FailedCheck,
+    TestRecord,
+    describe_cases,
+)
 from otto.testing.verdict import Verdict, judge
 
 __all__ = ["TestStats", "stability", "write_report"]
@@ -322,13 +328,16 @@ def _run_block(record: TestRecord, anchor: str, iterated: bool) -> str:
         parts.append(
             "<h4>Failed device-side cases</h4><ul>"
             + "".join(
-                f'<li><span class="badge {c.status}">{_e(c.status)}</span> '
-                f"<code>{_e(c.name)}</code>" + (f": {_e(c.message)}" if c.message else "") + "</li>"
+                f"<li>{_case_badge(c.status)} <code>{_e(c.name)}</code>"
+                + (f": {_e(c.message)}" if c.message else "")
+                + "</li>"
                 for c in bad
             )
             + "</ul>"
         )
-    generated = record.checks and record.longrepr.startswith(describe_checks(record.checks))
+    generated = (record.checks and record.longrepr.startswith(describe_checks(record.checks))) or (
+        bad and record.longrepr == describe_cases(record.cases)
+    )
     if record.longrepr and not generated:
         heading = "Reason" if outcome == "skipped" else "pytest's report"
         parts.append(f"<h4>{heading}</h4>{_pre(record.longrepr, MAX_REPORT_CHARS)}")
@@ -343,10 +352,21 @@ def _run_block(record: TestRecord, anchor: str, iterated: bool) -> str:
     return "".join(parts)
 
 
+def _case_badge(status: str) -> str:
+    # Styled inline: the test block's own outcome class would colour a nested badge.
+    return (
+        f'<span class="badge {status}" style="color:var(--{status});'
+        f'background:var(--{status}-bg)">{_e(status)}</span>'
+    )
+
+
 def _checks(checks: list[FailedCheck]) -> str:
     count = len(checks)
     items = "".join(
-        f"<li><code>{_e(c.location)}</code>{_pre(c.message, MAX_OUTPUT_CHARS)}</li>" for c in checks
+        f"<li><code>{_e(c.location)}</code> "
+        + (_pre(c.message, MAX_OUTPUT_CHARS) if "\n" in c.message else _e(c.message))
+        + "</li>"
+        for c in checks
     )
     return (
         f'<h4>{count} failed check{"s" if count != 1 else ""}</h4><ol class="checks">{items}</ol>'
@@ -441,8 +461,8 @@ def _cases_section(runs: list[TestRecord], iterated: bool) -> str:
     rows = "".join(
         f'<tr class="case {c.status}">'
         + (f"<td class=num>{r.iteration}</td>" if iterated else "")
-        + f'<td><code>{_e(c.name)}</code></td><td><span class="badge {c.status}">'
-        f"{_e(c.status)}</span></td><td>{_e(c.message)}</td>"
+        + f"<td><code>{_e(c.name)}</code></td><td>{_case_badge(c.status)}</td>"
+        f"<td>{_e(c.message)}</td>"
         f"<td class=num>{_e(_duration(c.duration)) if c.duration is not None else ''}</td>"
         f"<td>{_e(c.source)}</td><td>"
         + (
