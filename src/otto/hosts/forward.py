@@ -151,7 +151,6 @@ class Forward:
         self._carrier: asyncssh.SSHClientConnection | None = None
         self._pairs: set[_Tracked] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._closed = False
 
     @property
     def host(self) -> str:
@@ -316,7 +315,6 @@ class Forward:
 
     async def _end(self) -> None:
         """Close every connection it carries (the listener is already closed)."""
-        self._closed = True
         for task in list(self._tasks):
             task.cancel()
         waits: list[asyncio.Future[Any]] = list(self._tasks)
