@@ -4,8 +4,11 @@ ptest and Unity samples printed by a real shell."""
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
+import sys
+import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
@@ -215,3 +218,42 @@ async def test_a_run_that_times_out_keeps_what_it_printed(local: LocalHost) -> N
 async def test_a_passing_suite_returns_its_cases(local: LocalHost) -> None:
     cases = await results.collect(local, "printf 'TAP version 13\\n1..2\\nok 1 a\\nok 2 b\\n'")
     assert [(c.name, c.status) for c in cases] == [("a", "passed"), ("b", "passed")]
+
+
+SUITE_MODULE = """
+import shlex
+
+from otto import Host, results
+
+SCRIPT = {script!r}
+
+
+async def test_selftests(host: Host) -> None:
+    await results.collect(host, "sh " + shlex.quote(SCRIPT), format="tap")
+"""
+
+
+def test_through_otto_test_each_case_is_a_junit_case(tmp_path: Path) -> None:
+    module = tmp_path / "test_device.py"
+    module.write_text(SUITE_MODULE.format(script=str(DATA / "kselftest.sh")))
+    env = {k: v for k, v in os.environ.items() if k not in {"OTTO_LAB", "PYTEST_ADDOPTS"}}
+    proc = subprocess.run(
+        [sys.executable, "-m", "otto", "test", "-p", "no:cacheprovider", "--output", "run",
+         str(module)],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120,
+        stdin=subprocess.DEVNULL, check=False,
+    )  # fmt: skip
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out
+    assert "2 of 6 cases failed" in out
+    cases = {
+        case.attrib["name"]: case
+        for case in ET.parse(tmp_path / "run" / "junit.xml").getroot().iter("testcase")
+    }
+    udp6 = cases["test_selftests::selftests: net: reuseport_bpf/reuseport_bpf.udp6"]
+    assert udp6[0].tag == "failure"
+    assert "# not ok 2 reuseport_bpf.udp6" in (udp6.findtext("system-out") or "")
+    skipped = cases["test_selftests::selftests: net: netdevsim"]
+    assert skipped[0].tag == "skipped"
+    assert [e.tag for e in cases["test_selftests::selftests: net: fib_tests"]] == ["system-out"]
+    assert cases["test_selftests"][0].tag == "failure"
