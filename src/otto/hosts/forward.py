@@ -353,15 +353,17 @@ class _Tracked(asyncssh.SSHForwarder):
     transport: asyncio.Transport | None = None
     lost: asyncio.Future[None] | None = None
 
-    def _track(self, transport: asyncio.BaseTransport) -> None:
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
         self.lost = asyncio.get_running_loop().create_future()
         self.owner._pairs.add(self)
+        super().connection_made(transport)
 
-    def _untrack(self) -> None:
+    def connection_lost(self, exc: Exception | None) -> None:
         self.owner._pairs.discard(self)
         if self.lost is not None and not self.lost.done():
             self.lost.set_result(None)
+        super().connection_lost(exc)
 
     def _opened(self, chan: asyncssh.SSHTCPChannel[bytes]) -> None:
         self.chan = chan
@@ -390,14 +392,6 @@ class _LocalInbound(_Tracked, SSHLocalPortForwarder):
         super().__init__(cast("asyncssh.connection.SSHConnection", forward), self._open)
         self.owner = forward
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._track(transport)
-        super().connection_made(transport)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._untrack()
-        super().connection_lost(exc)
-
     async def _open(
         self,
         session_factory: Callable[[], asyncssh.SSHTCPSession[bytes]],
@@ -418,14 +412,6 @@ class _SocksInbound(_Tracked, SSHSOCKSForwarder):
     def __init__(self, forward: Forward) -> None:
         super().__init__(cast("asyncssh.connection.SSHConnection", forward), self._open)
         self.owner = forward
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._track(transport)
-        super().connection_made(transport)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._untrack()
-        super().connection_lost(exc)
 
     async def _open(
         self,
@@ -453,13 +439,8 @@ class _Outbound(_Tracked):
         self.owner = forward
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._track(transport)
         super().connection_made(transport)
         self.pause_reading()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._untrack()
-        super().connection_lost(exc)
 
 
 class _ChannelSide(asyncssh.SSHForwarder):
