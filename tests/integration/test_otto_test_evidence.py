@@ -196,6 +196,46 @@ def test_checks_fail_the_test_at_its_end_listing_every_one(
         assert len(list(run.glob("records-gw*.jsonl"))) == 2
 
 
+OTHER_CHECK = """
+import pytest
+
+
+class Lenient:
+    def equal(self, a, b, msg=None):
+        return a == b
+
+
+@pytest.fixture
+def check():  # what pytest-check, or a project, may call its own fixture
+    return Lenient()
+"""
+
+BOTH = """
+def test_the_projects_check(check):
+    assert not check.equal(1, 2)  # not otto's: nothing recorded, nothing failed
+
+
+def test_ottos_check_by_its_own_name(otto_check):
+    otto_check.equal(1, 2, "otto's")
+
+
+def test_both_names(check, otto_check):
+    otto_check.that(False, "still otto's")
+"""
+
+
+def test_another_check_fixture_wins_by_its_name_and_otto_check_stays_ottos(
+    tmp_path: Path,
+) -> None:
+    folder = suite(tmp_path, "test_both.py", BOTH)
+    (folder / "conftest.py").write_text(OTHER_CHECK)
+    proc = otto_test(tmp_path, "--output", "run", str(folder))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "2 failed, 1 passed" in proc.stdout
+    assert "suite/test_both.py:7: otto's: 1 != 2" in proc.stdout
+    assert "suite/test_both.py:11: still otto's" in proc.stdout
+
+
 # --- metrics --------------------------------------------------------------------------------
 
 

@@ -197,9 +197,9 @@ def check(request: pytest.FixtureRequest) -> Check:
 
 
 @pytest.fixture
-def otto_check(check: Check) -> Check:
+def otto_check(request: pytest.FixtureRequest) -> Check:
     """otto's ``check``, by a name no other plugin (pytest-check) also gives a fixture."""
-    return check
+    return _plugin(request.config).check_for(request)
 
 
 @pytest.fixture
@@ -626,10 +626,12 @@ class OttoPlugin:
         return evidence
 
     def check_for(self, request: pytest.FixtureRequest) -> Check:
+        """The test's checks: one collector, whether asked for as ``check`` or ``otto_check``."""
         node = request.node
-        found = Check(getattr(node, "path", None), self.config.rootpath)
-        self._evidence_for(node.nodeid).check = found
-        return found
+        evidence = self._evidence_for(node.nodeid)
+        if evidence.check is None:
+            evidence.check = Check(getattr(node, "path", None), self.config.rootpath)
+        return evidence.check
 
     def metric_recorder(self, request: pytest.FixtureRequest) -> MetricRecorder:
         self._run_for(request)  # the metrics are kept in the test's record
