@@ -25,6 +25,7 @@ from typing import cast
 from junitparser import Attr, JUnitXml, JUnitXmlError, TestSuite
 
 from otto.results.model import (
+    CASE_SETTERS,
     MAX_CASE_OUTPUT,
     SUITE,
     Case,
@@ -69,9 +70,7 @@ _FOUND: dict[str, CaseStatus] = {"error": "error", "failure": "failed", "skipped
 _RANK = {"passed": 0, "skipped": 1, "failed": 2, "error": 3}
 _OUTPUTS = ("system-out", "system-err")
 _new = object.__new__
-_set_name, _set_status, _set_output, _set_message, _set_duration = (
-    getattr(Case, field).__set__ for field in ("name", "status", "output", "message", "duration")
-)
+_set_name, _set_status, _set_output, _set_message, _set_duration = CASE_SETTERS
 
 
 def _case(elem: ET.Element) -> Case:

@@ -52,11 +52,12 @@ class Case:
         return self.status in ("passed", "skipped")
 
 
-_new_case = object.__new__
-_SET = tuple(
+#: The slot setters of ``Case``'s fields, in order: a parser's hot loop builds cases with them.
+CASE_SETTERS = tuple(
     getattr(Case, field).__set__ for field in ("name", "status", "output", "message", "duration")
 )
-_set_name, _set_status, _set_output, _set_message, _set_duration = _SET
+_new_case = object.__new__
+_set_name, _set_status, _set_output, _set_message, _set_duration = CASE_SETTERS
 
 
 def make_case(

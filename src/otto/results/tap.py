@@ -1,8 +1,12 @@
 """TAP (and kselftest's and KTAP's nested TAP) as cases, read with tap.py's line parser.
 
-Each TAP line goes through ``tap.parser.Parser.parse_line``; this module adds
-what a line parser cannot know: which lines belong to which case, nesting, and
-whether the stream was complete.
+tap.py reads the lines: a plan, ``Bail out!`` or version line goes through
+``Parser.parse_line``; a result line through the parser's own ``ok``/``not ok``
+patterns and ``Directive`` (``parse_line``'s result object is not needed, and
+building one per line cost more than everything else here). A line that none of
+tap.py's patterns can match (by its first character) is output, not parsed.
+This module adds what a line parser cannot know: which lines belong to which
+case, nesting, and whether the stream was complete.
 
 - A case's output is the lines since the previous result at its level, through
   its own ``ok``/``not ok`` line, and the TAP 13 YAML block after it.
@@ -22,6 +26,7 @@ from tap.line import Bail, Plan, Version  # type: ignore[import-untyped]
 from tap.parser import Parser  # type: ignore[import-untyped]
 
 from otto.results.model import (
+    CASE_SETTERS,
     MAX_CASE_OUTPUT,
     SUITE,
     Case,
@@ -43,11 +48,6 @@ _STARTS = frozenset("onB1T")
 _NESTED = frozenset("# \t")
 _INDENT = (" ", "\t")
 _ENDS = ("", " ", "\t")
-# Cases are built here without the frozen dataclass's __init__: a stream holds 100,000s.
-_NEW = object.__new__
-_SETTERS = tuple(
-    getattr(Case, field).__set__ for field in ("name", "status", "output", "message", "duration")
-)
 
 
 class _Level:
@@ -106,7 +106,9 @@ def parse_tap(text: str) -> list[Case]:
     levels: list[_Level] = [_Level(0)]
     levels[0].entries = out
     parse_line = _parse_line
-    new_case, (set_name, set_status, set_output, set_message, set_duration) = _NEW, _SETTERS
+    # Cases are built here without the frozen dataclass's __init__: a stream holds 100,000s.
+    new_case = object.__new__
+    set_name, set_status, set_output, set_message, set_duration = CASE_SETTERS
     ok_match = Parser.ok.match
     not_ok_match = Parser.not_ok.match
     starts = _STARTS
