@@ -96,6 +96,17 @@ def test_names_and_labels_are_redacted() -> None:
     assert secret not in repr(metric)
 
 
+def test_an_error_never_shows_a_secret() -> None:
+    secret = "s3cr3t-metric-error"
+    redact.register(secret)
+    try:
+        with pytest.raises(TypeError) as caught:
+            make_metric(f"m {secret}", f"value {secret}")
+    finally:
+        redact.forget(secret)
+    assert secret not in str(caught.value) and "record_metric('m ***')" in str(caught.value)
+
+
 @pytest.mark.parametrize(
     ("name", "expected"),
     [

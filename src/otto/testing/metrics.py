@@ -47,10 +47,11 @@ def make_metric(
     """
     if not isinstance(name, str) or not name.strip():
         raise TypeError(f"record_metric: the name must be a non-empty string, got {name!r}")
+    name = redact.redact(name)  # the errors below name it, on the terminal too
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(
             f"record_metric({name!r}): the value must be a number, "
-            f"got {type(value).__name__} {value!r}"
+            f"got {type(value).__name__} {redact.redact(repr(value))}"
         )
     number = float(value)
     if not math.isfinite(number):
@@ -67,7 +68,7 @@ def make_metric(
     direction: Literal["lower", "higher"] = "higher" if better == "higher" else "lower"
     stored: float | int = int(value) if isinstance(value, numbers.Integral) else number
     return Metric(
-        name=redact.redact(name),
+        name=name,
         value=stored,
         unit=redact.redact(unit) if isinstance(unit, str) and unit else None,
         host=redact.redact(host) if isinstance(host, str) and host else None,
