@@ -196,6 +196,7 @@ def test_the_dry_run_says_which_tests_would_be_skipped(tmp_path: Path, suite: Pa
     lab = write_lab(tmp_path, "json")
     proc = otto("-n", "test", "--lab", str(lab), "suite", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stderr == ""  # pytest-asyncio's warning about its settings is not the user's
     rows = {
         line.split()[0].rsplit("::", 1)[-1]: line.split(None, 1)[1]
         for line in proc.stdout.splitlines()

@@ -25,6 +25,7 @@ import argparse
 import heapq
 import json
 import logging
+import operator
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -49,6 +50,8 @@ __all__ = [
 ]
 
 log = logging.getLogger("otto.testing")
+
+_NODEID = operator.attrgetter("nodeid")
 
 Shard = tuple[int, int]
 """``(I, N)``: share I (from 1) of N."""
@@ -118,14 +121,13 @@ def _summary(run_dir: Path, files: Sequence[Path]) -> dict[str, float] | None:
     try:
         if path.stat().st_mtime < max(f.stat().st_mtime for f in files):
             return None
-        data = json.loads(path.read_text(encoding="utf-8"))
+        # Every number as a float: one look at the set of value types checks them all.
+        data = json.loads(path.read_text(encoding="utf-8"), parse_int=float)
     except (OSError, ValueError):
         return None
-    if not isinstance(data, dict) or not all(
-        isinstance(v, int | float) and not isinstance(v, bool) for v in data.values()
-    ):
+    if not isinstance(data, dict) or not set(map(type, data.values())) <= {float}:
         return None
-    return {str(k): float(v) for k, v in data.items()}
+    return data
 
 
 def read_durations(run_dir: Path, option: str = "--shard-durations") -> dict[str, float]:
@@ -160,7 +162,7 @@ def assign(
     ``durations``: every process computes the same split. Repeated node ids
     are kept apart in the order given.
     """
-    order = sorted(range(len(nodeids)), key=lambda k: (nodeids[k], k))
+    order = sorted(range(len(nodeids)), key=nodeids.__getitem__)  # stable: repeats in order
     bins = [0] * len(nodeids)
     if count <= 1 or not nodeids:
         return bins
@@ -172,8 +174,8 @@ def assign(
     known = [durations[n] for n in nodeids if n in durations]
     fill = statistics.median(known) if known else statistics.median(durations.values())
     weights = [durations.get(n, fill) for n in nodeids]
-    # Stable sort of the nodeid order: equal durations keep nodeid order.
-    order.sort(key=lambda k: -weights[k])
+    # Longest first; the sort is stable (reverse too): equal durations keep nodeid order.
+    order.sort(key=weights.__getitem__, reverse=True)
     heap = [(0.0, b) for b in range(count)]
     for k in order:
         load, b = heap[0]
@@ -229,9 +231,11 @@ def take_shard(config: pytest.Config, items: list[pytest.Item]) -> None:
     durations = read_durations(*folder) if folder is not None else None
     if count == 1:
         return
-    bins = assign([item.nodeid for item in items], count, durations)
-    kept = [item for item, b in zip(items, bins, strict=True) if b == index - 1]
-    dropped = [item for item, b in zip(items, bins, strict=True) if b != index - 1]
+    bins = assign(list(map(_NODEID, items)), count, durations)
+    kept: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item, b in zip(items, bins, strict=True):
+        (kept if b == index - 1 else dropped).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
