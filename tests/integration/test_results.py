@@ -198,6 +198,18 @@ async def test_a_stale_results_file_is_never_read(local: LocalHost, tmp_path: Pa
     assert cases[0].output == "crashed before writing"
 
 
+async def test_a_relative_path_or_an_unknown_format_runs_nothing(
+    local: LocalHost, tmp_path: Path
+) -> None:
+    marker = tmp_path / "ran"
+    command = f"touch {shlex.quote(str(marker))}"
+    with pytest.raises(ValueError, match="path must be absolute"):
+        await results.collect(local, command, format="junit", path="out.xml")
+    with pytest.raises(ValueError, match="unknown result format 'xml'"):
+        await results.collect(local, command, format="xml")  # type: ignore[arg-type]
+    assert not marker.exists()
+
+
 async def test_a_non_zero_exit_with_every_case_passed_is_an_error(local: LocalHost) -> None:
     with pytest.raises(ResultsFailed, match="exited 3, but no case failed"):
         await results.collect(local, "printf '1..1\\nok 1 a\\n'; exit 3")
