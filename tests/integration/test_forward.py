@@ -388,6 +388,7 @@ def test_otto_tunnel_add_socks(lab_file: Path, web: Web) -> None:
         (["--socks", "0", "--to", "a:1"], "--socks takes no --to"),
         (["--local", "0", "--socks", "0"], "give one of --local PORT, --remote PORT or --socks"),
         (["--local", "70000", "--to", "a:1"], "--local: a port is a number from 0"),
+        (["--host", "nosuch", "--local", "0", "--to", "a:1"], "--host: no host matches 'nosuch'"),
     ],
 )
 def test_otto_tunnel_add_refuses_a_bad_command_line(
@@ -468,3 +469,19 @@ async def test_otto_tunnel_add_remote_ends_when_its_connection_is_lost(
         f"otto: error: tunnel back: {INNER}: the SSH connection to {INNER} was lost, "
         f"so it no longer listens on 127.0.0.1:{port}\n"
     )
+
+
+def test_otto_tunnel_help_shows_metavars_not_types() -> None:
+    for command in (["tunnel"], ["tunnel", "add"]):
+        proc = subprocess.run(
+            [sys.executable, "-m", "otto", *command, "--help"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1"},
+            timeout=DEADLINE,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert re.findall(r"<(?:bool|str|int)[^>]*>|\{[A-Z]+\}", proc.stdout) == []
+    assert re.search(r"--to\s+TARGET:PORT", proc.stdout)
+    assert re.search(r"--local\s+PORT", proc.stdout)
