@@ -19,12 +19,6 @@ ALLOWED: dict[str, str] = {
         "a 100 MB output through a 115200-baud-class terminal proves nothing the "
         "SSH and local runs of the same test do not, and costs minutes"
     ),
-    r"^the kernel has no tc netem \(sch_netem\)": (
-        "netem's effect on packets (delay, loss, rate, a peer's scope) cannot be measured "
-        "on a kernel built without sch_netem (CONFIG_NET_SCH_NETEM unset, no module to "
-        "load); otto's own part (scripts, sudo, the revert that outlives a killed "
-        "controller, listing, errors) is tested on such a kernel with an htb root instead"
-    ),
 }
 
 

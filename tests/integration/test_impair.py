@@ -11,8 +11,10 @@ Two groups:
   qdisc to manage where the kernel has no netem (``apply_qdisc``, the same
   path ``impair`` takes);
 - the measured effect of netem (RTT, loss, rate, a peer's scope, the
-  ``netem`` fixture) needs a kernel with sch_netem and is skipped, saying so,
-  on one built without it.
+  ``netem`` fixture through ``otto test``) needs a kernel with sch_netem: it
+  is measured on the Linux VM of tests/lab/netvm.py (Debian's kernel with its
+  netem modules, one VM for the module), impaired through otto on its console,
+  from its network namespace here, whatever kernel this machine runs.
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import textwrap
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from functools import cache
 from pathlib import Path
 
@@ -37,6 +40,9 @@ from otto.errors import ConnectError, OttoError
 from otto.hosts import netem
 from tests.integration.hosts import eventually, remote_host
 from tests.lab import Lab
+from tests.lab.linuxvm import VM_PASSWORD, VM_USER, linuxvm_missing
+from tests.lab.netns import wait_listening
+from tests.lab.netvm import HOST_IP, OTHER_IP, VM_IFACE, VM_IP, NetVM
 from tests.lab.privilege import NOPASSWD_USER, SUDO_USER
 from tests.lab.users import LAB_PASSWORD
 
@@ -47,6 +53,7 @@ pytest_plugins = ["pytester"]
 HOST = "ssh1"
 IFACE = "up0"
 NO_NETEM = "the kernel has no tc netem (sch_netem)"
+IPERF_PORT = 5201
 
 
 @cache
@@ -61,12 +68,6 @@ def netem_missing() -> str | None:
     if done.returncode == 0:
         return None
     return f"{NO_NETEM}: tc said {done.stderr.strip() or done.stdout.strip()!r}"
-
-
-def needs_netem() -> None:
-    missing = netem_missing()
-    if missing is not None:
-        pytest.skip(missing)
 
 
 def plan(interface: str = IFACE) -> tuple[list[list[str]], str]:
@@ -352,26 +353,84 @@ async def test_the_command_line_reports_a_failure_on_one_line(lab_file: Path) ->
     assert lines[0].startswith(f"otto: {HOST}: impair nosuch0: `tc qdisc replace dev nosuch0")
 
 
-# --- netem's measured effect --------------------------------------------------------------
+# --- netem's measured effect, on a kernel that has it ------------------------------------
+#
+# This machine's kernel may have no netem (CI's has none): the effect is measured on the
+# Linux VM of tests/lab/netvm.py (Debian's kernel, its netem and htb modules, this
+# machine's tc and iperf3), impaired through otto on its console, measured from its
+# network namespace here. Impairment acts on what the VM sends: ping's replies, iperf3's
+# data (-R: the server in the VM sends).
+
+PING_COUNT = 20
 
 
-def ping(lab: Lab, count: int, interval: float, *, source: str | None = None) -> str:
-    """ping ssh1 from this namespace; ping's output."""
-    argv = ["ping", "-n", "-q", "-c", str(count), "-i", str(interval), "-W", "2"]
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def netvm() -> AsyncIterator[NetVM]:
+    missing = linuxvm_missing()
+    if missing:
+        pytest.skip(missing)
+    async with NetVM() as running:
+        # The link is up once the VM answers each address here (the first reply to
+        # each waits for the VM's ARP request to be answered).
+        async with asyncio.timeout(60):
+            for source in (HOST_IP, OTHER_IP):
+                while (await vm_ping(running, 1, 0.2, source=source)).returncode != 0:
+                    pass
+        yield running
+
+
+def console_host(vm: NetVM) -> RemoteHost:
+    """The VM as otto reaches it: its serial console, logged in as root (no sudo)."""
+    return RemoteHost(
+        vm.address,
+        name="netvm",
+        term="console",
+        console_protocol=vm.protocol,
+        user=VM_USER,
+        password=VM_PASSWORD,
+        connect_timeout=10.0,
+    )
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def vm_host(netvm: NetVM) -> AsyncIterator[RemoteHost]:
+    made = console_host(netvm)
+    async with made:
+        try:
+            yield made
+        finally:
+            await made.clear_impairment(VM_IFACE)
+
+
+async def vm_ping(
+    vm: NetVM, count: int, interval: float, *, source: str | None = None, quiet: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """ping the VM from its namespace (``-I source``: from that address of the namespace)."""
+    argv = ["ping", "-n", "-c", str(count), "-i", str(interval), "-W", "2"]
+    if quiet:
+        argv.append("-q")
     if source is not None:
         argv += ["-I", source]
-    done = subprocess.run(
-        [*argv, lab.host(HOST).address], capture_output=True, text=True, check=False
+    return await asyncio.to_thread(
+        subprocess.run,
+        vm.here([*argv, VM_IP]),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
     )
-    assert "packets transmitted" in done.stdout, done.stdout + done.stderr
-    return done.stdout
 
 
-def average_rtt(output: str) -> float:
-    """ping's average round trip, in milliseconds."""
-    found = re.search(r"= [\d.]+/([\d.]+)/", output)
-    assert found is not None, output
-    return float(found.group(1))
+async def rtt(vm: NetVM, *, source: str | None = None) -> float:
+    """The VM's median round trip from here, in milliseconds, over PING_COUNT pings.
+
+    The median, not the mean: a guest emulated by QEMU (TCG) on a busy machine
+    now and then answers one ping late, which would move a mean by itself.
+    """
+    done = await vm_ping(vm, PING_COUNT, 0.05, source=source, quiet=False)
+    times = [float(t) for t in re.findall(r" time=([\d.]+) ms", done.stdout)]
+    assert len(times) >= PING_COUNT // 2, done.stdout + done.stderr
+    return statistics.median(times)
 
 
 def lost(output: str) -> float:
@@ -380,115 +439,114 @@ def lost(output: str) -> float:
     return float(found.group(1))
 
 
-async def test_a_delay_adds_to_the_round_trip(host: RemoteHost, lab: Lab) -> None:
-    needs_netem()
-    before = average_rtt(await asyncio.to_thread(ping, lab, 10, 0.05))
-    await host.impair(IFACE, delay="100ms", expire=120)
-    after = average_rtt(await asyncio.to_thread(ping, lab, 20, 0.05))
+async def vm_root_qdisc(host: Host) -> str:
+    """The kind of the VM's eth0 root qdisc, as its own tc shows it."""
+    result = await host.run(f"tc qdisc show dev {VM_IFACE} root")
+    assert result.only.is_ok, result.only.output
+    return result.only.output.split()[1]
+
+
+async def test_a_delay_adds_to_the_round_trip(netvm: NetVM, vm_host: RemoteHost) -> None:
+    """100ms asked: the round trip grows by 100ms +-20%, and shrinks back once cleared."""
+    before = await rtt(netvm)
+    await vm_host.impair(VM_IFACE, delay="100ms", expire=120)
+    assert await vm_root_qdisc(vm_host) == "netem"
+    after = await rtt(netvm)
     assert 80 <= after - before <= 120, (before, after)
-    await host.clear_impairment(IFACE)
-    again = average_rtt(await asyncio.to_thread(ping, lab, 10, 0.05))
-    assert again < 50, again
+    assert await vm_host.clear_impairment(VM_IFACE) is True
+    again = await rtt(netvm)
+    assert again - before < 20, (before, again)  # the delay is gone
 
 
-async def test_loss_is_close_to_the_rate_asked(host: RemoteHost, lab: Lab) -> None:
+async def test_loss_is_close_to_the_rate_asked(netvm: NetVM, vm_host: RemoteHost) -> None:
     """10% of 1,000 replies dropped: binomial sd ~0.95%, so 6-14% is over 4 sd either way."""
-    needs_netem()
-    await host.impair(IFACE, loss="10%", expire=120)
-    output = await asyncio.to_thread(ping, lab, 1000, 0.002)
+    await vm_host.impair(VM_IFACE, loss="10%", expire=120)
+    done = await vm_ping(netvm, 1000, 0.002)
+    output = done.stdout + done.stderr
+    assert "1000 packets transmitted" in output, output
     assert 6.0 <= lost(output) <= 14.0, output
 
 
-async def test_a_rate_caps_throughput(host: RemoteHost, lab: Lab) -> None:
-    """iperf3's server in ssh1's namespace sends (-R) to its client here, through up0.
+async def test_a_rate_caps_throughput(netvm: NetVM, vm_host: RemoteHost) -> None:
+    """iperf3's server in the VM sends (-R) to its client here, through the capped eth0.
 
     The server serves until killed (``-1`` would end at the readiness probe's connection).
     """
-    needs_netem()
     iperf3 = shutil.which("iperf3")
     assert iperf3 is not None, "iperf3 is installed by scripts/install-system-deps"
-    ns = lab.netns(HOST)
-    assert ns is not None
-    address = lab.host(HOST).address
-    port = 5201 + lab.slot
-    server = await asyncio.create_subprocess_exec(
-        "ip", "netns", "exec", ns, iperf3, "-s", "-B", address, "-p", str(port),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
+    started = await vm_host.run("iperf3 -s -D -I /tmp/iperf3.pid")
+    assert started.only.is_ok, started.only.output
     try:
-        from tests.lab.netns import wait_listening
-
-        await wait_listening(address, port, timeout=10)
-        await host.impair(IFACE, rate="1mbit", expire=120)
+        await wait_listening(VM_IP, IPERF_PORT, netns=netvm.netns, timeout=30)
+        await vm_host.impair(VM_IFACE, rate="1mbit", expire=120)
         done = await asyncio.to_thread(
             subprocess.run,
-            [iperf3, "-c", address, "-p", str(port), "-R", "-t", "4", "-J"],
+            netvm.here([iperf3, "-c", VM_IP, "-p", str(IPERF_PORT), "-R", "-t", "4", "-J"]),
             capture_output=True,
             text=True,
             check=False,
+            timeout=60,
         )
         report = json.loads(done.stdout)
         assert "error" not in report, report["error"]
         received = report["end"]["sum_received"]["bits_per_second"]
         assert 300_000 < received <= 1_100_000, received
     finally:
-        if server.returncode is None:
-            server.kill()
-        await server.wait()
+        await vm_host.run('kill "$(cat /tmp/iperf3.pid)"')
 
 
-@pytest.fixture
-def second_address(lab: Lab) -> Iterator[str]:
-    """A second address of this namespace on ssh1's link (x.x.x.100), removed afterwards."""
-    parent = lab.host(HOST).address.rsplit(".", 1)[0]
-    address = f"{parent}.100"
-    link = next(
-        name
-        for name in os.listdir("/sys/class/net")
-        if name.startswith(f"ol{lab.slot}n")
-        and subprocess.run(
-            ["ip", "-o", "addr", "show", "dev", name],
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout.count(f" {parent}.1/")
+async def test_a_peer_scope_delays_only_that_peer(netvm: NetVM, vm_host: RemoteHost) -> None:
+    """200ms for OTHER_IP only: its pings slow down by 200ms +-20%, HOST_IP's do not."""
+    before = await rtt(netvm, source=OTHER_IP)
+    await vm_host.impair(VM_IFACE, delay="200ms", peer=OTHER_IP, expire=120)
+    listed = await vm_host.impairments()
+    assert [(a.interface, a.peer) for a in listed] == [(VM_IFACE, OTHER_IP)]
+    assert await vm_root_qdisc(vm_host) == "htb"
+    slowed = await rtt(netvm, source=OTHER_IP)
+    other = await rtt(netvm, source=HOST_IP)
+    assert 160 <= slowed - before <= 240, (before, slowed)
+    assert other - before < 40, (before, other)  # not delayed (20% of the delay, at most)
+
+
+async def test_the_fixture_clears_even_when_the_test_fails(netvm: NetVM, tmp_path: Path) -> None:
+    """``otto test``: the netem fixture impairs the VM, the test fails, teardown clears it."""
+    entry = {
+        "name": "netvm",
+        "term": "console",
+        "address": netvm.address,
+        "console_protocol": netvm.protocol,
+        "user": VM_USER,
+        "password": VM_PASSWORD,
+        "connect_timeout": 30,
+    }
+    lab_file = tmp_path / "lab.json"
+    lab_file.write_text(json.dumps({"hosts": [entry]}))
+    (tmp_path / "test_link.py").write_text(
+        textwrap.dedent(
+            f"""
+            async def test_impaired(host, netem):
+                await netem(host, {VM_IFACE!r}, delay="50ms", expire=600)
+                listed = await host.impairments()
+                assert [a.interface for a in listed] == [{VM_IFACE!r}]
+                assert False, "the test fails with the link impaired"
+            """
+        )
     )
-    subprocess.run(["ip", "addr", "add", f"{address}/24", "dev", link], check=True)
-    try:
-        yield address
-    finally:
-        subprocess.run(["ip", "addr", "del", f"{address}/24", "dev", link], check=False)
-
-
-async def test_a_peer_scope_delays_only_that_peer(
-    host: RemoteHost, lab: Lab, second_address: str
-) -> None:
-    needs_netem()
-    await host.impair(IFACE, delay="200ms", peer=second_address, expire=120)
-    listed = await host.impairments()
-    assert listed[0].peer == second_address
-    slowed = average_rtt(await asyncio.to_thread(ping, lab, 10, 0.05, source=second_address))
-    first = lab.host(HOST).address.rsplit(".", 1)[0] + ".1"
-    other = average_rtt(await asyncio.to_thread(ping, lab, 10, 0.05, source=first))
-    assert 160 <= slowed <= 240, slowed
-    assert other < 50, other
-
-
-def test_the_fixture_clears_even_when_the_test_fails(
-    lab: Lab, lab_file: Path, pytester: pytest.Pytester
-) -> None:
-    needs_netem()
-    pytester.makepyfile(
-        f"""
-        async def test_impaired(host, netem):
-            await netem(host, {IFACE!r}, delay="50ms", expire=600)
-            assert False, "the test fails with the link impaired"
-        """
-    )
-    result = pytester.runpytest_subprocess("--lab", str(lab_file), "-p", "no:cacheprovider")
-    result.assert_outcomes(failed=1)
-    assert root_kind(lab) == "noqueue"
+    env = {k: v for k, v in os.environ.items() if k not in {"OTTO_LAB", "PYTEST_ADDOPTS"}}
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "otto", "--lab", str(lab_file), "test",
+         "-p", "no:cacheprovider", "test_link.py"],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
+        stdin=subprocess.DEVNULL, check=False,
+    )  # fmt: skip
+    out = done.stdout + done.stderr
+    assert done.returncode == 1, out
+    assert "1 failed" in out, out
+    assert "the test fails with the link impaired" in out, out
+    async with console_host(netvm) as host:
+        assert await host.impairments() == []
+        assert await vm_root_qdisc(host) != "netem"
 
 
 def test_the_fixture_tries_every_clear_on_teardown(
