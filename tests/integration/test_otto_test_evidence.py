@@ -330,6 +330,14 @@ def test_a_regression_beyond_tolerance_fails_the_run(tmp_path: Path) -> None:
     assert "through put: 100 MB/s -> 80 MB/s (-20.0%, higher is better" in higher.stdout
 
 
+def test_help_names_the_metric_options(tmp_path: Path) -> None:
+    proc = otto_test(tmp_path, "--help")
+    assert proc.returncode == 0, proc.stderr
+    text = " ".join(proc.stdout.split())
+    for option in ("--metrics-out FILE", "--baseline RUN_DIR", "--tolerance [NAME=]PCT"):
+        assert option in text
+
+
 def test_a_baseline_that_cannot_be_read_is_a_usage_error(tmp_path: Path) -> None:
     folder = suite(tmp_path, "test_metrics.py", METRICS)
     missing = otto_test(tmp_path, "--output", "run", "--baseline", "no/such/run", str(folder))

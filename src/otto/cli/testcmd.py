@@ -291,8 +291,12 @@ TEST_EPILOG = (
     "Any other argument goes to pytest as it is: paths, -k EXPR, -x, -n 4 (pytest-xdist), "
     "--reruns N. The run folder holds report.html, junit.xml, a folder per test with its "
     "transcript.log, otto.log and, with --monitor, monitor.db.\n\n"
+    "So do otto's plugin options (pytest --help lists them): --metrics-out FILE "
+    "(metrics as Prometheus text), --baseline RUN_DIR and --tolerance [NAME=]PCT "
+    "(a metric worse than in an earlier run fails the run).\n\n"
     "Exit status: 0 all passed; 1 a test failed, a module could not be collected, a "
-    "worker crashed or a pass rate is below --threshold; 4 usage error; 5 no tests "
+    "worker crashed, a pass rate is below --threshold or a metric regressed against "
+    "--baseline; 4 usage error; 5 no tests "
     "collected; 130 after Ctrl-C, with the partial report and JUnit file written."
 )
 
