@@ -193,3 +193,39 @@ def test_a_bad_needs_mark_is_a_collection_error(
     assert result.ret == pytest.ExitCode.INTERRUPTED
     assert "ERROR collecting" in result.stdout.str()
     assert said in result.stdout.str()
+
+
+def test_module_marks_and_counts_skip_with_their_reasons(pytester: pytest.Pytester) -> None:
+    lab = write(pytester.path / "lab.json", json.dumps(LAB))
+    pytester.makepyfile(
+        test_module="""
+        import pytest
+        pytestmark = pytest.mark.needs("gpu")
+
+        def test_in_a_gpu_module():
+            raise AssertionError("no gpu")
+        """,
+        test_count="""
+        import pytest
+
+        @pytest.mark.needs("wifi")
+        @pytest.mark.hosts(tags=["board"], count=2)
+        def test_two_wifi_boards(hosts):
+            raise AssertionError("one board has wifi")
+
+        @pytest.mark.needs("usb")
+        @pytest.mark.hosts(tags=["board"], count=2)
+        def test_two_usb_boards(hosts):
+            assert sorted(hosts) == ["a", "b"]
+        """,
+    )
+    result = pytester.runpytest_subprocess(
+        "--lab", str(lab), "--output", "run", "-rs", "-p", "no:cacheprovider"
+    )
+    result.assert_outcomes(passed=1, skipped=2)
+    out = result.stdout.str()
+    assert (
+        "test_count.py:3: only 1 lab host has feature wifi (a) (of those with tags ['board'])"
+        in out
+    )
+    assert "test_module.py: no lab host has feature gpu" in out
