@@ -399,6 +399,46 @@ def test_device_cases_are_junit_cases_and_fail_their_test(
     assert [c["name"] for c in by_name["test_device_suite"]["cases"]] == ["boot", "usb", "wifi"]
 
 
+FIXTURE_CASES = """
+import pytest
+from otto.results import Case, publish
+
+
+@pytest.fixture
+def suite_ran():
+    publish("board: setup suite", [Case("early", "failed", "FAIL: early", "early failure")])
+    yield
+
+
+@pytest.fixture
+def suite_broke():
+    publish("board: setup suite", [Case("setup", "error", "", "crashed in setup")])
+    raise RuntimeError("setup gave up")
+
+
+def test_after_a_fixture_published(suite_ran):
+    pass
+
+
+def test_a_fixture_that_fails(suite_broke):
+    pass
+"""
+
+
+def test_cases_a_fixture_publishes_are_judged_once(tmp_path: Path) -> None:
+    folder = suite(tmp_path, "test_fixture_cases.py", FIXTURE_CASES)
+    proc = otto_test(tmp_path, "--output", "run", str(folder))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "1 failed, 1 error" in proc.stdout  # no second error from its teardown
+    assert "early (failed, from board: setup suite): early failure" in proc.stdout
+    assert "setup (error, from board: setup suite): crashed in setup" in proc.stdout
+    outcomes = {r["name"]: r["outcome"] for r in records(tmp_path / "run")}
+    assert outcomes == {
+        "test_after_a_fixture_published": "failed",
+        "test_a_fixture_that_fails": "error",
+    }
+
+
 def test_device_cases_of_each_iteration_are_named_by_it(tmp_path: Path) -> None:
     folder = suite(tmp_path, "test_cases.py", CASES)
     proc = otto_test(tmp_path, "--output", "run", "--iterations", "2", "-k", "all_passed",

@@ -48,7 +48,7 @@ from otto import redact
 from otto.errors import LabError, OttoError
 from otto.lab import DEFAULT_HOST_NAME, Lab, lab_paths_from_env, load_lab
 from otto.result import CommandStatus, Status
-from otto.results import Case, set_sink
+from otto.results import Case, CaseSink, set_sink
 from otto.testing.baseline import BaselineError, load_baseline, parse_tolerance
 from otto.testing.checks import Check, describe_checks
 from otto.testing.evidence import RUNS_FOLDER, LineFile, LogHandler, new_run_dir, register_lab
@@ -289,7 +289,7 @@ class OttoPlugin:
             except BaselineError as exc:
                 raise pytest.UsageError(str(exc)) from None
         self._evidence: _TestEvidence | None = None
-        self._previous_sink: Any = None
+        self._previous_sink: CaseSink | None = None
         self._controller: bool | None = None
         self._session_started = False
         self._run_records: list[TestRecord] | None = None
@@ -678,8 +678,10 @@ class OttoPlugin:
         """Fail the call report of a test with failed checks, and the call (or teardown)
         report of one whose device-side cases failed, even when the test swallowed it."""
         evidence = self._evidence
-        if evidence is None or evidence.nodeid != item.nodeid or report.when == "setup":
+        if evidence is None or evidence.nodeid != item.nodeid:
             return
+        if report.when == "setup" and not report.failed:
+            return  # cases published by fixtures are judged with the test's call
         found: list[tuple[str, str]] = []
         if report.when == "call" and evidence.check is not None and evidence.check.failures:
             found.append(("otto: failed checks", describe_checks(evidence.check.failures)))
