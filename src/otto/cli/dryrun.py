@@ -442,7 +442,6 @@ def plan_tests(
         import pytest
     except ModuleNotFoundError:
         fail("`otto test` runs pytest, which is not installed: pip install 'otto-shell[test]'")
-    from otto.cli.testcmd import _QUIET  # the warnings about how otto runs pytest, as a run
     from otto.lab import current_lab
 
     lab = current_lab()
@@ -455,8 +454,7 @@ def plan_tests(
         argv = [f"--otto-output={scratch}"]
         for file in labs:
             argv += ["--lab", file]
-        argv += ["--collect-only", "-q", "-p", "no:cacheprovider", *_QUIET]
-        argv += [*pytest_args, *_no_workers()]
+        argv += ["--collect-only", "-q", "-p", "no:cacheprovider", *pytest_args, *_no_workers()]
         with contextlib.redirect_stdout(captured):
             code = int(pytest.main(argv, plugins=[plan]))
     if code != 0:

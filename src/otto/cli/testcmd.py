@@ -396,7 +396,9 @@ def test_command(  # noqa: PLR0917 (typer passes each option as a parameter)
 
         force = bool(ctx.find_root().params.get("force"))
         raise typer.Exit(
-            plan_tests(ctx.args, labs, force=force, iterations=iterations, duration=duration)
+            plan_tests(
+                [*_QUIET, *ctx.args], labs, force=force, iterations=iterations, duration=duration
+            )
         )
     raise typer.Exit(
         run_tests(
