@@ -11,7 +11,9 @@ What a target's shell does, for the text otto sends (``otto.framing``):
   is run ONCE by a real bash here (that function, on this machine's ``/proc``),
   with its arguments 1 and 0; every later call of the function answers with what
   bash printed: a fixed snapshot, the same bytes every round;
-- ``true`` prints nothing, status 0; any other command answers status 127;
+- ``true`` prints nothing, status 0, and so does ``kill`` (the interrupt otto sends
+  after a timeout: every command here has ended already); any other command
+  answers status 127;
 - on an exec channel, the command's PID line, then the same rules.
 
 So the controller does exactly the work it does against a real host (key
@@ -180,7 +182,8 @@ class FakeShell(asyncssh.SSHServerSession[bytes]):
         if out is not None:
             self.status = 0
             return out
-        if command.strip() in ("true", ":", ""):
+        if command.strip() in ("true", ":", "") or command.startswith("kill "):
+            # kill: an interrupt after a timeout; every command here has already ended.
             self.status = 0
             return b""
         self.status = 127

@@ -120,9 +120,17 @@ class MonitorTarget:
         return table
 
     def probes(
-        self, *, separator: str, session_name: str, clock: Clock, df_every: int = DF_EVERY
+        self,
+        *,
+        separator: str,
+        session_name: str,
+        clock: Clock,
+        df_every: int = DF_EVERY,
+        patience: float = 0.0,
     ) -> list[Probe]:
-        """The probes that read this host each round (``df_every``: the collector's).
+        """The probes that read this host each round (``df_every``: the collector's;
+        ``patience``: seconds a shell's round may run past its end before it is
+        interrupted, the collector's interval).
 
         A host with a shell is read through it; one with ``snmp`` settings (see
         ``otto.monitor.snmp``) from its agent too, or only, if it has no shell;
@@ -146,6 +154,7 @@ class MonitorTarget:
                     session_name=session_name,
                     clock=clock,
                     df_every=self.df_every if self.df_every is not None else df_every,
+                    patience=patience,
                 )
             )
         if not probes:
@@ -382,6 +391,7 @@ class Collector:
                 session_name=f"monitor:{tag}",
                 clock=self._clock,
                 df_every=df_every,
+                patience=self._interval,
             )
             self._tracks[name] = _Track(target, probes, history)
         self._history = history

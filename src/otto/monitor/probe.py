@@ -119,8 +119,11 @@ class Probe(Protocol):
     """Reads one host's metrics, once per round.
 
     ``poll`` never raises for a host that cannot be read: it returns a
-    ``HostRound`` that is down, with the reason. It is cancelled when the round
-    is over (the probe must then leave itself ready for the next round).
+    ``HostRound`` that is down, with the reason. It may run past its round's
+    deadline (the collector then records the host as not answering, and starts
+    no other poll of it until this one ends); it is cancelled when it is older
+    than the host's ``connect_timeout`` plus two intervals, or when the collector
+    stops (the probe must then leave itself ready for the next poll).
     """
 
     async def poll(self, index: int, deadline: float) -> HostRound:

@@ -237,6 +237,9 @@ class ShellProbe:
         clock: the collector's clock.
         df_every: run ``df -P`` (``DF_COMMAND``) on every this many rounds only,
             repeating its last reading in between (1: every round).
+        patience: seconds a round's command may run past its round before it is
+            interrupted (the collector's interval): an answer merely late is
+            waited for, not interrupted round after round.
 
     Raises:
         ValueError: ``df_every`` below 1, or a separator that is not a shell word.
@@ -251,6 +254,7 @@ class ShellProbe:
         session_name: str,
         clock: Clock,
         df_every: int = DF_EVERY,
+        patience: float = 0.0,
     ) -> None:
         if df_every < 1:
             raise ValueError(f"df_every must be at least 1, got {df_every!r}")
@@ -275,7 +279,10 @@ class ShellProbe:
         self._sometimes_due = 0
         self._clock = clock
         self.connecting = False
-        """True during the probe's first poll, the one that makes its first connection."""
+        """True while the probe's first connection is being made (and, if that took
+        the whole round, until the first answer)."""
+        self.patience = patience
+        """Seconds a round's command may run past the round before it is interrupted."""
         self._tried = False
 
     def command(self, index: int) -> str:
@@ -309,12 +316,21 @@ class ShellProbe:
                 start = getattr(self.session, "start", None)
                 if start is not None:
                     await start()
-            budget = deadline - clock.monotonic()
-            if budget <= 0:
-                return HostRound(False, {}, "no time left in the round")
+            if self.connecting and clock.monotonic() < deadline:
+                # Connected within the round: its command is an ordinary one. Past
+                # it, the host stays "connecting" until this first answer.
+                self.connecting = False
+            # A connection that took the whole round still sends the round's
+            # command: its answer is late for this round, not lost for the next.
+            budget = max(0.0, deadline - clock.monotonic())
             full = index >= self._sometimes_due
             command = self.command(index)
             sent = clock.monotonic()
+            # Past the round's end the collector counts the host as not answering,
+            # but the command is left to finish (a straggler): interrupting it
+            # would cost the host a signal and the controller a channel, round
+            # after round, for an answer that is merely late.
+            budget += self.patience
             result = await self.session.run(command, timeout=budget)
             answered = clock.monotonic()
         except Exception as exc:
