@@ -427,7 +427,10 @@ def main() -> int:
             ready = server.stdout.readline().split()
             assert ready and ready[0] == "ready", ready
             ports = ",".join(ready[1:])
-            print(f"machine: {os.cpu_count()} CPUs; targets: one process, {PORTS} loopback ports")
+            print(
+                f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (other"
+                f" work shares the cores); targets: one process, {PORTS} loopback ports"
+            )
             print(
                 f"1. the collector at 1 s, history full ({HISTORY} points),"
                 f" {seconds} rounds measured"
@@ -479,6 +482,7 @@ def main() -> int:
                 f"  (medians {f['otto_warm_median_s'] * 1e3:.0f}"
                 f" / {f['raw_warm_median_s'] * 1e3:.0f} ms)"
             )
+            print(f"load average at the end: {os.getloadavg()[0]:.1f}")
         finally:
             server.terminate()
             server.wait()

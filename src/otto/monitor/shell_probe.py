@@ -345,7 +345,9 @@ class ShellProbe:
                 reason = f"no answer within {budget:.3g}s"
             return HostRound(False, {}, reason)
         marks = _cost_marks(status.output, self.separator)
-        cost = RoundCost(answered - sent, len(status.output.encode()), round_processes(marks))
+        output = status.output
+        received = len(output) if output.isascii() else len(output.encode())
+        cost = RoundCost(answered - sent, received, round_processes(marks))
         outcome = self.parse(status.output, (sent + answered) / 2, cost, full=full)
         if full and any(s.sometimes for s in self.sections):
             self._sometimes_due = index + self.df_every
