@@ -330,7 +330,7 @@ async def test_reservations_lists_the_waiters_after_the_holders(
     one = await queued(env, "one", host)
     two = await queued(env, "two", f"{host},{host}-b", "--note", "flash")
     try:
-        proc = otto(env, "reservations")
+        proc = otto(env, "reservations", host, f"{host}-b")
         assert proc.returncode == 0, proc.stderr
         lines = proc.stdout.splitlines()
         assert lines[0].split() == ["HOST", "HOLDER", "SINCE", "UNTIL", "NOTE"]

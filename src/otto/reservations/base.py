@@ -150,6 +150,27 @@ class Lease:
     claim: str = ""
     """The claim that owns it: only that claim renews or releases it."""
 
+    @classmethod
+    def from_row(cls, row: Sequence[object]) -> Lease:
+        """The lease of a store's row: (host, holder, since, until, note, run, claim).
+
+        The check before every action builds one per held host: this skips the
+        frozen dataclass's ``__init__`` (one ``object.__setattr__`` per field,
+        most of the check's own cost) and fills the same fields.
+        """
+        lease = object.__new__(cls)
+        fields = lease.__dict__
+        (
+            fields["host"],
+            fields["holder"],
+            fields["since"],
+            fields["until"],
+            fields["note"],
+            fields["run"],
+            fields["claim"],
+        ) = row[:7]
+        return lease
+
     def describe(self) -> str:
         """``bob@ci until 2026-12-01 17:00:00Z (note)``, for messages."""
         text = f"{printable(self.holder)} until {format_time(self.until)}"

@@ -177,7 +177,7 @@ def _passwords(url: str) -> list[str]:
 
 
 def _lease(row: Any) -> Lease:
-    return Lease(row[0], row[1], row[2], row[3], row[4], row[5], row[6])
+    return Lease.from_row(row)
 
 
 def _waiter(row: Any) -> Waiter:
@@ -192,6 +192,20 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, OSError):
         return exc.strerror or str(exc) or type(exc).__name__
     return str(exc).strip() or type(exc).__name__
+
+
+class _LeasesOf:
+    """``leases``' work on a connection being opened or in use (the slow path)."""
+
+    def __init__(self, hosts: Sequence[str] | None) -> None:
+        self.hosts = None if hosts is None else list(hosts)
+
+    async def __call__(self, conn: asyncpg.Connection) -> list[Lease]:
+        if self.hosts is None:
+            rows = await conn.fetch(_ALL_LEASES)
+        else:
+            rows = await conn.fetch(_LEASES_OF, self.hosts)
+        return [Lease.from_row(r) for r in rows]
 
 
 class PostgresStore(ReservationStore):
@@ -228,6 +242,8 @@ class PostgresStore(ReservationStore):
         self._expired = False
         self._watchdog: asyncio.TimerHandle | None = None
         self._deploy_table = False
+        # What a failing call raises (the driver's, set when it is imported).
+        self._failures: tuple[type[BaseException], ...] = (OSError, TimeoutError, ValueError)
         self._listener: asyncpg.Connection | None = None
         self._listening = False
         self._changes = 0
@@ -247,6 +263,14 @@ class PostgresStore(ReservationStore):
             raise ReservationStoreError(f"reservation store {self.where}: used after close()")
         if self._conn is not None and not self._conn.is_closed():
             return self._conn
+        self._failures = (
+            OSError,
+            TimeoutError,
+            ValueError,
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+            asyncpg.exceptions.InternalClientError,
+        )
         conn = await asyncpg.connect(self.url, timeout=self.timeout)
         try:
             exists = await conn.fetchval(
@@ -409,16 +433,33 @@ class PostgresStore(ReservationStore):
         return await self._call(work)
 
     async def leases(self, hosts: Sequence[str] | None = None) -> list[Lease]:
-        async def work(conn: asyncpg.Connection) -> list[Lease]:
-            if hosts is None:
-                rows = await conn.fetch(_ALL_LEASES)
-            else:
-                rows = await conn.fetch(_LEASES_OF, list(hosts))
-                if len(rows) > 1:
-                    rows = sorted(rows, key=lambda row: str(row[0]))
-            return [_lease(r) for r in rows]
-
-        return await self._call(work)
+        conn = self._conn
+        lock = self._lock
+        if hosts is None or conn is None or conn.is_closed() or lock.locked():
+            found = await self._call(_LeasesOf(hosts))
+        else:
+            # The check before every action, on an open, idle connection: the query
+            # goes out with nothing in between (no closure, no nested coroutine).
+            wanted = list(hosts)
+            await lock.acquire()  # free: returns without yielding
+            self._expired = False
+            self._arm()
+            try:
+                rows = await conn.fetch(_LEASES_OF, wanted)
+            except self._failures as exc:
+                self._drop()
+                raise self._unreachable(TimeoutError() if self._expired else exc) from None
+            except BaseException:
+                self._drop()  # cancelled mid-call: the connection's state is unknown
+                raise
+            finally:
+                self._due = None
+                lock.release()
+            # The columns are in Lease's order.
+            found = [Lease.from_row(r) for r in rows]
+        if len(found) > 1:
+            found.sort(key=lambda lease: lease.host)
+        return found
 
     # --- the queue ------------------------------------------------------------------
 

@@ -132,7 +132,7 @@ def path_of_url(url: str) -> Path:
 
 def _lease(row: Row) -> Lease:
     host, holder, since, until, note, run, claim = row
-    return Lease(host, holder, utc(since), utc(until), note, run, claim)
+    return Lease.from_row((host, holder, utc(since), utc(until), note, run, claim))
 
 
 def _waiter(row: tuple[object, ...], position: int = 0) -> Waiter:
