@@ -1,6 +1,23 @@
-"""``python -m otto``: the ``otto`` command."""
+"""``python -m otto``: the ``otto`` command.
 
-from otto.cli.app import main
+The plain ``otto [OPTIONS] host NAME run CMD...`` runs without importing the
+Typer app (see :mod:`otto.cli.fast`); every other line goes to it.
+"""
+
+import sys
+
+
+def main() -> None:
+    """The ``otto`` console script."""
+    from otto.cli.fast import run_plain
+
+    code = run_plain(sys.argv[1:])
+    if code is not None:
+        sys.exit(code)
+    from otto.cli.app import main as typer_main
+
+    typer_main()
+
 
 if __name__ == "__main__":
     main()

@@ -21,6 +21,7 @@ from otto.cli import helpstyle
 from otto.cli.argv import globals_first
 from otto.cli.deploycmd import host_deploy
 from otto.cli.exits import EXIT_USAGE, fail
+from otto.cli.fast import host_names, load, run_or_plan, setup_logging
 from otto.cli.impaircmd import host_impair
 from otto.cli.labcmds import lab_app
 from otto.cli.output import use_colour
@@ -197,26 +198,13 @@ def main_callback(  # noqa: PLR0917 (typer passes each option as a parameter)
 
     Global options may also follow the command (otto host web1 run true --force).
     """
-    from otto.cli.logsetup import configure, level_from
-    from otto.errors import LabError
-    from otto.lab import lab_paths_from_env, load_lab
-
-    try:
-        configure(level_from(verbose, debug, os.environ.get("OTTO_LOG")))
-    except ValueError as exc:
-        fail(str(exc))
+    setup_logging(verbose, debug)
     if ctx.invoked_subcommand == "lab":
         return  # otto lab check reports a bad lab's problems itself
     if connect_timeout is not None and ctx.invoked_subcommand == "test":
         # pytest loads the lab afresh, in its own plugin: this lab object is not the one used.
         fail("--connect-timeout does not reach otto test: set connect_timeout in the lab")
-    try:
-        # Validated in full before any command runs.
-        loaded = load_lab(lab or lab_paths_from_env())
-        if connect_timeout is not None:
-            _connect_timeout(loaded, connect_timeout)
-    except LabError as exc:
-        fail(str(exc))
+    loaded = load(lab, connect_timeout)
     if list_hosts:
         from otto.cli.hostcmds import print_hosts
 
@@ -225,13 +213,6 @@ def main_callback(  # noqa: PLR0917 (typer passes each option as a parameter)
     if ctx.invoked_subcommand is None:
         typer.echo(ctx.get_help())
         raise typer.Exit()
-
-
-def _connect_timeout(lab: Lab, seconds: float) -> None:
-    """``--connect-timeout``: the lab field ``connect_timeout`` of every host that connects."""
-    remote = [spec.name for spec in lab.specs if spec.term not in ("local", "none")]
-    if remote:
-        lab.override(remote, {"connect_timeout": (seconds, "--connect-timeout")})
 
 
 # --- otto host NAME ... ------------------------------------------------------------
@@ -314,25 +295,15 @@ def _no_dry_run(ctx: typer.Context, command: str) -> None:
 
 
 def _names(ctx: typer.Context) -> list[str]:
-    from otto.cli.hostcmds import apply_overrides, resolve_names
-    from otto.errors import LabError
-
     assert ctx.parent is not None
     params = ctx.parent.params
-    try:
-        names = resolve_names(_lab(), str(params["name"]))
-        apply_overrides(
-            _lab(),
-            names,
-            {f: params.get(f) for f in ("user", "port", "hop", "term")},
-        )
-    except LabError as exc:
-        fail(str(exc))
-    if not _dry_run(ctx):  # a dry run prints the check itself
-        from otto.cli.guard import guard
-
-        guard(_lab(), names, force=_forced(ctx))
-    return names
+    return host_names(
+        _lab(),
+        str(params["name"]),
+        {f: params.get(f) for f in ("user", "port", "hop", "term")},
+        dry_run=_dry_run(ctx),
+        force=_forced(ctx),
+    )
 
 
 @host_app.command(
@@ -364,15 +335,18 @@ def host_run(
     ] = 30.0,
 ) -> None:
     """Run commands on the host, printing each with its output, prefixed by host name."""
-    from otto.cli.hostcmds import run_commands
-
     names = _names(ctx)
-    limit = timeout or None
-    if _dry_run(ctx):
-        from otto.cli.dryrun import plan_commands
-
-        raise typer.Exit(plan_commands(_lab(), names, commands, limit, force=_forced(ctx)))
-    raise typer.Exit(run_commands(_lab(), names, commands, limit, as_json=_json(ctx)))
+    raise typer.Exit(
+        run_or_plan(
+            _lab(),
+            names,
+            commands,
+            timeout or None,
+            dry_run=_dry_run(ctx),
+            force=_forced(ctx),
+            as_json=_json(ctx),
+        )
+    )
 
 
 @host_app.command("put")

@@ -6,8 +6,6 @@ import sys
 import traceback
 from typing import NoReturn
 
-import typer
-
 from otto.cli.output import use_colour
 from otto.errors import OttoError
 
@@ -25,4 +23,6 @@ def fail(message: str, code: int = EXIT_USAGE, cause: BaseException | None = Non
         traceback.print_exception(cause, file=sys.stderr)
     label = "\x1b[1;31motto: error:\x1b[0m" if use_colour(sys.stderr) else "otto: error:"
     sys.stderr.write(f"{label} {message}\n")
+    import typer  # here: a command that does not fail does not import it
+
     raise typer.Exit(code)

@@ -14,8 +14,6 @@ import sys
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import typer
-
 from otto.cli.exits import EXIT_INTERRUPTED
 
 if TYPE_CHECKING:
@@ -73,6 +71,8 @@ def run_interruptible(work: Coroutine[Any, Any, T], lab: Lab) -> T:
     try:
         return asyncio.run(_guarded(work, lab))
     except _Interrupted as interrupted:
+        import typer  # here: a command that is not interrupted does not import it
+
         sys.stderr.write(f"\notto: interrupted ({interrupted})\n")
         code = EXIT_INTERRUPTED if interrupted.signum == signal.SIGINT else 128 + interrupted.signum
         raise typer.Exit(code) from None
