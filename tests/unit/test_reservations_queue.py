@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -298,3 +299,53 @@ def test_wait_for_hosts_gives_up_and_leaves(lab: Lab, tmp_path: Path) -> None:
     with pytest.raises(StillQueued, match="web1: reserved by bob"):
         wait_for_hosts(lab, ["web1"], timeout=0.2)
     assert SQLiteStore(tmp_path / "store.db").waiters_now() == []
+
+
+# --- otto.reserve(wait=...) ------------------------------------------------------------------
+
+
+def test_reserve_waits_in_the_queue_for_a_held_host(lab: Lab) -> None:
+    async def scenario() -> list[str]:
+        queued = asyncio.Event()
+
+        async def second() -> list[str]:
+            async with otto.reserve(
+                ["web1"], lab=lab, wait=60, on_wait=lambda turn: queued.set()
+            ) as hosts:
+                return [host.name for host in hosts]
+
+        async with otto.reserve(["web1"], lab=lab):
+            task = asyncio.create_task(second())
+            await asyncio.wait_for(queued.wait(), 30)
+            assert not task.done()
+        # The first block has left: the waiter is served.
+        return await asyncio.wait_for(task, 30)
+
+    assert otto.run(scenario()) == ["web1"]
+
+
+def test_reserve_gives_up_waiting_with_still_queued(lab: Lab) -> None:
+    async def scenario() -> None:
+        async with otto.reserve(["web1"], lab=lab):
+            with pytest.raises(StillQueued, match="web1: reserved by alice@laptop until"):
+                async with otto.reserve(["web1"], lab=lab, wait=0.2):
+                    pass
+            with pytest.raises(ReservedError, match="web1: reserved by"):
+                async with otto.reserve(["web1"], lab=lab):
+                    pass
+            with pytest.raises(ValueError, match="wait must be 0 or more seconds"):
+                async with otto.reserve(["web1"], lab=lab, wait=-1):
+                    pass
+
+    otto.run(scenario())
+
+
+def test_a_lease_from_a_row_is_the_same_frozen_lease() -> None:
+    row = ("web1", "bob", NOW, LATER, "flash", "ci:1", "run:x")
+    fast = Lease.from_row(row)
+    assert fast == Lease(*row) and hash(fast) == hash(Lease(*row))
+    assert repr(fast) == repr(Lease(*row))
+    # Rows with more columns (RETURNING ..., now()) keep the first seven.
+    assert Lease.from_row((*row, NOW)) == fast
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.host = "web2"  # type: ignore[misc]
