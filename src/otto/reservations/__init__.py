@@ -37,7 +37,6 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import TYPE_CHECKING
-from uuid import uuid4
 
 from otto.errors import LabError, LeaseLost, ReservationStoreError
 from otto.reservations.base import (
@@ -332,6 +331,8 @@ async def reserve(
     the_store = store if isinstance(store, ReservationStore) else open_store(store, lab=the_lab)
     try:
         if claim is None:
+            from uuid import uuid4  # here: a command that checks reservations does not need it
+
             claim = f"run:{run_identity()}:{uuid4().hex[:12]}"
         holding = Holding(the_store, names, claim)
         sent = time.monotonic()
