@@ -107,11 +107,13 @@ async def monitor_child(n: int, ports: list[int], folder: Path, seconds: int) ->
         tracks = collector._tracks.values()
         now = time.time()
         times = array("d", (now - HISTORY + j for j in range(HISTORY)))
-        for track in tracks:  # the history full: 720 points of every metric, in place
+        for track in tracks:  # the history full: 720 points of every metric
             history = track.series
-            history.times = array("d", times)
+            # Into the rings the first answers allocated (at their full length):
+            # new arrays would leave the old ones' memory behind in the RSS.
+            history.times[:] = times
             for metric, value in track.latest.items():
-                history.values[metric] = array("d", (value,)) * HISTORY
+                history.values[metric][:] = array("d", (value,)) * HISTORY
             history.head, history.size = 0, HISTORY
             for j in range(HISTORY):
                 track.states.append(times[j], True, "")
