@@ -127,9 +127,20 @@ def imported_modules(stderr: str) -> set[str]:
     return found
 
 
-def test_a_local_run_imports_no_transport_typer_or_pydantic(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "launcher",
+    [
+        ["-m", "otto"],
+        # The console script's form, once its entry point is otto.__main__:main.
+        ["-c", "import sys; sys.argv[0] = 'otto'; from otto.__main__ import main; main()"],
+    ],
+    ids=["python -m otto", "otto.__main__:main"],
+)
+def test_a_local_run_imports_no_transport_typer_or_pydantic(
+    tmp_path: Path, launcher: list[str]
+) -> None:
     proc = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "otto", "host", "local", "run", "true"],
+        [sys.executable, "-X", "importtime", *launcher, "host", "local", "run", "true"],
         capture_output=True,
         text=True,
         env=env_for(tmp_path),
