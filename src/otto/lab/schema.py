@@ -10,7 +10,6 @@ host of the merged lab) is checked by the loader only.
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -411,6 +410,8 @@ def _is_type(value: object, name: str) -> bool:
 
 def suggest(key: str, names: Iterable[str]) -> str:
     """``; did you mean 'address'?`` for a mistyped ``key``, or empty when nothing is close."""
+    import difflib  # here: a lab without a mistake does not need it
+
     close = difflib.get_close_matches(key, list(names), n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""
 
