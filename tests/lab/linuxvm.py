@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Literal, Self
 
 from tests.lab import procs
-from tests.lab.initramfs import BUSYBOX, HOSTNAME, build_initramfs
+from tests.lab.initramfs import BUSYBOX, HOSTNAME, build_initramfs, shared_libraries
 
 __all__ = [
     "HOSTNAME",
@@ -328,8 +328,9 @@ def initramfs_image(
     """The cached initramfs (rebuilt when busybox or this lab's files change).
 
     With ``modules``, ``programs``, ``shell`` or ``address`` (see tests/lab/initramfs.py),
-    an archive of its own, named by the kernel's release and a hash of the
-    content of everything that goes in (the programs' libraries too).
+    an archive of its own, named by the kernel's release and a hash of what was
+    asked, rebuilt when the content of anything that goes in changes (the
+    programs' libraries too): one archive per kind of VM, not one per change.
     """
     folder = folder or cache_dir()
     here = Path(__file__).with_name("initramfs.py")
@@ -337,15 +338,12 @@ def initramfs_image(
     target = folder / "initramfs.cpio.gz"
     stamp = folder / "initramfs.key"
     if modules or programs or shell is not None or address is not None:
-        from tests.lab.initramfs import shared_libraries
-
         everything = [*programs, *([shell] if shell is not None else [])]
+        asked = "\0".join(map(str, [*modules, "", *everything, "", address]))
+        short = hashlib.sha256(asked.encode()).hexdigest()[:12]
+        name = f"initramfs-{kernel_release(folder)}-{short}"
         libraries = [lib for program in everything for lib in shared_libraries(program)]
-        content = _digest(*modules, *everything, *libraries)
-        parts += f"-{content}-{address}"
-        name = (
-            f"initramfs-{kernel_release(folder)}-{hashlib.sha256(parts.encode()).hexdigest()[:16]}"
-        )
+        parts += f"-{_digest(*modules, *everything, *libraries)}-{address}"
         target = folder / f"{name}.cpio.gz"
         stamp = folder / f"{name}.key"
     key = hashlib.sha256(parts.encode()).hexdigest()
