@@ -112,8 +112,9 @@ async def monitor_child(n: int, ports: list[int], folder: Path, seconds: int) ->
             # Into the rings the first answers allocated (at their full length):
             # new arrays would leave the old ones' memory behind in the RSS.
             history.times[:] = times
+            width = len(history.names)
             for metric, value in track.latest.items():
-                history.values[metric][:] = array("d", (value,)) * HISTORY
+                history.rows[history.index[metric] :: width] = array("d", (value,)) * HISTORY
             history.head, history.size = 0, HISTORY
             for j in range(HISTORY):
                 track.states.append(times[j], True, "")

@@ -27,13 +27,16 @@ import functools
 import json
 import logging
 import math
+import operator
 import re
 import secrets
+import struct
 from array import array
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from itertools import repeat
 from os import PathLike
 from pathlib import Path
 from typing import Any, TypeVar
@@ -166,57 +169,82 @@ class MonitorTarget:
 
 
 class _History:
-    """One host's metrics in memory: a ring of round times and a value column per metric.
+    """One host's metrics in memory: a ring of rounds, each a row of every metric's value.
 
-    Columns are ``array('d')`` (8 bytes a point), sharing the host's time ring and
-    allocated at their full length at once (no reallocation as they fill); a metric
-    absent from a round holds NaN there (the values kept are finite).
+    The rows are one ``array('d')`` (8 bytes a value), allocated at its full length
+    at once; a round is written as one row (a C-level copy, not a loop over the
+    metrics) and a metric read back as a strided slice. A metric absent from a
+    round holds NaN there (the values kept are finite).
     """
 
-    __slots__ = ("capacity", "head", "size", "times", "values")
+    __slots__ = ("capacity", "head", "index", "names", "pick", "row", "rows", "size", "times")
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self.head = 0
-        """Where the next point goes (once the ring is full: the oldest point)."""
+        """Where the next row goes (once the ring is full: the oldest row)."""
         self.size = 0
         self.times = array("d")
-        self.values: dict[str, array[float]] = {}
+        self.names: list[str] = []
+        self.index: dict[str, int] = {}
+        self.rows = array("d")
+        self.pick: Callable[[Mapping[str, float]], tuple[float, ...]] = _nothing
+        """The round's values in column order (KeyError: a metric is missing)."""
+        self.row = struct.Struct("0d")
 
     def append(self, t: float, metrics: Mapping[str, float]) -> None:
-        at = self.head
         if not self.size:
             self.times = _empty(self.capacity)
+        if not metrics.keys() <= self.index.keys():
+            self._widen([name for name in metrics if name not in self.index])
+        at = self.head
         self.times[at] = t
-        values = self.values
-        get = metrics.get
-        for name, column in values.items():
-            column[at] = get(name, _MISSING)
-        if not metrics.keys() <= values.keys():
-            for name, value in metrics.items():
-                if name not in values:
-                    column = values[name] = _empty(self.capacity)
-                    column[at] = value
+        try:
+            values = self.pick(metrics)
+        except KeyError:  # NaN for the metrics this round lacks
+            values = tuple(map(metrics.get, self.names, repeat(_MISSING)))
+        self.row.pack_into(self.rows, at * self.row.size, *values)
         self.head = (at + 1) % self.capacity
         if self.size < self.capacity:
             self.size += 1
 
+    def _widen(self, added: list[str]) -> None:
+        """Make room for new metrics: every row gets their columns, NaN so far."""
+        width, wider = len(self.names), len(self.names) + len(added)
+        rows = _empty(self.capacity * wider)
+        for column in range(width):
+            rows[column::wider] = self.rows[column::width]
+        self.rows = rows
+        for name in added:
+            self.index[name] = len(self.names)
+            self.names.append(name)
+        names = tuple(self.names)
+        if len(names) == 1:
+            self.pick = lambda metrics: (metrics[names[0]],)
+        else:
+            self.pick = operator.itemgetter(*names)
+        self.row = struct.Struct(f"{len(names)}d")
+
     def points(self, metric: str) -> list[tuple[float, float]]:
         """``(t, value)`` of ``metric``, oldest first."""
-        column = self.values.get(metric)
+        column = self.index.get(metric)
         if column is None:
             return []
-        times = self.times
+        values, times = self.rows[column :: len(self.names)], self.times
         if self.size < self.capacity:
-            times, column = times[: self.size], column[: self.size]
+            times, values = times[: self.size], values[: self.size]
         elif self.head:
             at = self.head
-            times, column = times[at:] + times[:at], column[at:] + column[:at]
+            times, values = times[at:] + times[:at], values[at:] + values[:at]
         isnan = math.isnan
-        return [(t, v) for t, v in zip(times, column, strict=True) if not isnan(v)]
+        return [(t, v) for t, v in zip(times, values, strict=True) if not isnan(v)]
 
     def metrics(self) -> list[str]:
-        return list(self.values)
+        return list(self.names)
+
+
+def _nothing(metrics: Mapping[str, float]) -> tuple[float, ...]:
+    return ()
 
 
 def _empty(length: int) -> array[float]:

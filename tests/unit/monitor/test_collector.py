@@ -331,7 +331,7 @@ def test_the_history_in_memory_is_compact_and_keeps_its_order(clock: FakeClock) 
     assert history.points("b") == [(1.0, 20.0), (2.0, 30.0)]
     assert history.points("c") == []
     assert history.times.itemsize == 8 and len(history.times) == 3
-    assert all(len(column) == 3 for column in history.values.values())
+    assert history.rows.itemsize == 8 and len(history.rows) == 3 * 2  # 3 rounds, 2 metrics
 
 
 def test_a_history_not_yet_full_gives_only_its_points(clock: FakeClock) -> None:
