@@ -436,3 +436,43 @@ async def test_a_plain_reservation_error_still_names_the_holder(store_url: str, 
         with pytest.raises(ReservedError, match=rf"{host}: reserved by {HOLDER} until") as err:
             await store.reserve([host], holder="x", claim="x", duration=60)
     assert not isinstance(err.value, QueuedFor)
+
+
+async def blocked(conn: Any) -> bool:
+    """Whether a backend of the server waits on a row lock."""
+    query = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+    return bool(await conn.fetchval(query))
+
+
+async def test_a_grant_raced_by_a_plain_reservation_takes_nothing(
+    pg: postgres.PostgresServer, host: str
+) -> None:
+    import asyncpg
+
+    a, b = host, f"{host}-b"
+    other = await asyncpg.connect(pg.url)
+    async with open_store(pg.url) as store:
+        me = await store.enqueue([a, b], holder="me", claim="me", heartbeat=600)
+        try:
+            # Someone takes b in a transaction not yet committed: the waiter's look
+            # finds both free, and its grant waits on b's row.
+            tx = other.transaction()
+            await tx.start()
+            await other.execute(
+                "INSERT INTO otto_leases (host, holder, claim, run, note, since, until) "
+                "VALUES ($1, 'rude', 'rude', '', '', now(), now() + interval '10 minutes')",
+                b,
+            )
+            turn = asyncio.create_task(store.take_turn(me, duration=600, heartbeat=600))
+            async with asyncio.timeout(30):
+                while not await blocked(other):  # noqa: ASYNC110 (only the server can tell)
+                    await asyncio.sleep(0.01)
+            await tx.commit()
+            seen = await asyncio.wait_for(turn, 30)
+            assert seen.grant is None
+            assert [(x.host, x.holder) for x in seen.leases] == [(b, "rude")]
+            # Nothing of the grant stays: a is nobody's.
+            assert [(x.host, x.holder) for x in await store.leases([a, b])] == [(b, "rude")]
+        finally:
+            await store.leave(me)
+            await other.close()

@@ -20,7 +20,7 @@ from otto.errors import ReservedError
 from otto.lab import Lab
 from otto.reservations import ENV_VAR, Grant, QueuedFor, StillQueued, Turn, hand_claim
 from otto.reservations.base import Lease, Waiter, reserved_message
-from otto.reservations.queue import describe_turn, parse_duration, wait_turn
+from otto.reservations.queue import describe_turn, parse_duration, span, wait_turn
 from otto.reservations.sqlite import SQLiteStore
 from otto.testing.hostlock import wait_for_hosts, wait_hosts_option
 
@@ -349,3 +349,11 @@ def test_a_lease_from_a_row_is_the_same_frozen_lease() -> None:
     assert Lease.from_row((*row, NOW)) == fast
     with pytest.raises(dataclasses.FrozenInstanceError):
         fast.host = "web2"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0.2, "0.2s"), (45, "45s"), (90, "1m30s"), (1800, "30m"), (3600, "1h"), (5400, "1h30m")],
+)
+def test_a_wait_in_words(seconds: float, text: str) -> None:
+    assert span(seconds) == text

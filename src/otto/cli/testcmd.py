@@ -222,6 +222,7 @@ class _Reservations:
 
         from otto.errors import ReservationStoreError, ReservedError
         from otto.lab import current_lab
+        from otto.reservations.queue import span
         from otto.testing.hostlock import wait_for_hosts
 
         assert self.wait is not None
@@ -233,7 +234,7 @@ class _Reservations:
         try:
             self.held = wait_for_hosts(current_lab(), names, timeout=self.wait, say=say)
         except ReservedError as exc:  # StillQueued: the wait's end
-            say(f"error: {exc} (--wait-hosts {self.wait:g}s)")
+            say(f"error: {exc} (--wait-hosts {span(self.wait)})")
             pytest.exit("otto: a host the tests use is still reserved", returncode=3)
         except ReservationStoreError as exc:
             say(f"error: {exc}")

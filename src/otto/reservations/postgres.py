@@ -194,6 +194,10 @@ def _reason(exc: BaseException) -> str:
     return str(exc).strip() or type(exc).__name__
 
 
+class _Raced(Exception):
+    """A waiter's grant found a host taken since it looked: the transaction is undone."""
+
+
 class _LeasesOf:
     """``leases``' work on a connection being opened or in use (the slow path)."""
 
@@ -494,30 +498,42 @@ class PostgresStore(ReservationStore):
         wanted = list(w.hosts)
 
         async def work(conn: asyncpg.Connection) -> Turn:
-            async with conn.transaction():
-                await conn.execute(
-                    _KEEP_PLACE,
-                    w.ticket,
-                    wanted,
-                    w.holder,
-                    w.claim,
-                    w.since,
-                    float(heartbeat),
-                    w.note,
-                    w.run,
-                )
-                rows = await conn.fetch(_IN_THE_WAY_OF_WAITER, w.ticket, wanted, w.claim)
-                if not rows:
-                    granted = await conn.fetch(
-                        _RESERVE, wanted, w.holder, w.claim, w.note, w.run, float(duration), False
+            try:
+                async with conn.transaction():
+                    await conn.execute(
+                        _KEEP_PLACE,
+                        w.ticket,
+                        wanted,
+                        w.holder,
+                        w.claim,
+                        w.since,
+                        float(heartbeat),
+                        w.note,
+                        w.run,
                     )
-                    if len(granted) == len(wanted):
+                    rows = await conn.fetch(_IN_THE_WAY_OF_WAITER, w.ticket, wanted, w.claim)
+                    if not rows:
+                        granted = await conn.fetch(
+                            _RESERVE,
+                            wanted,
+                            w.holder,
+                            w.claim,
+                            w.note,
+                            w.run,
+                            float(duration),
+                            False,
+                        )
+                        if len(granted) < len(wanted):
+                            # A reservation that did not queue took a host since the
+                            # look above: undo the part granted, look again.
+                            raise _Raced
                         await conn.execute(f"DELETE FROM {QUEUE_TABLE} WHERE ticket = $1", w.ticket)
                         now: datetime = granted[0][7]
                         leases = sorted((_lease(r) for r in granted), key=lambda x: x.host)
                         return Turn(Grant(tuple(leases), now))
-                    # Taken meanwhile by a reservation that did not queue: look again.
-                    rows = await conn.fetch(_IN_THE_WAY_OF_WAITER, w.ticket, wanted, w.claim)
+                    now = await conn.fetchval("SELECT now()")
+            except _Raced:
+                rows = await conn.fetch(_IN_THE_WAY_OF_WAITER, w.ticket, wanted, w.claim)
                 now = await conn.fetchval("SELECT now()")
             leases = [
                 Lease(r[2][0], r[3], r[5], r[6], r[7], r[8], r[4]) for r in rows if r[0] == "l"

@@ -38,7 +38,7 @@ from otto.reservations.base import (
     reserved_message,
 )
 
-__all__ = ["StillQueued", "describe_turn", "parse_duration", "wait_turn"]
+__all__ = ["StillQueued", "describe_turn", "parse_duration", "span", "wait_turn"]
 
 log = logging.getLogger("otto.reservations")
 
@@ -78,6 +78,21 @@ class StillQueued(ReservedError, TimeoutError):
         super().__init__(message, leases)
         self.ahead = tuple(ahead)
         self.position = position
+
+
+def span(seconds: float) -> str:
+    """``1h30m``, ``10m``, ``90s`` -> ``1m30s``, ``0.2s``: a wait as people write it."""
+    if seconds < 60:
+        return f"{seconds:g}s"
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [
+        f"{hours}h" if hours else "",
+        f"{minutes}m" if minutes else "",
+        f"{secs}s" if secs else "",
+    ]
+    return "".join(parts)
 
 
 def describe_turn(hosts: Sequence[str], turn: Turn) -> str:
