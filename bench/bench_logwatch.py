@@ -96,6 +96,8 @@ async def otto_round(path: Path, data: bytes, count: int) -> float:
             out.write(data)
         while watch.lines < count + 1:  # noqa: ASYNC110
             await asyncio.sleep(0.0005)
+        # Read is not enough: the floor has searched every line by now too.
+        await watch.wait_matched()
         elapsed = time.perf_counter() - began
     finally:
         await collector.stop()

@@ -17,8 +17,8 @@ the next match's ``dropped``).
 
 from __future__ import annotations
 
-import codecs
 import re
+from codecs import utf_8_decode as _utf8_decode
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -56,7 +56,7 @@ class ExpectBuffer:
             raise ValueError("need 1 <= window <= max_chars")
         self._max = max_chars
         self._window = window
-        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self._undecoded = b""  # the start of a UTF-8 character cut by a read
         self._chunks: list[str] = []
         self._size = 0
         self._held_cr = False
@@ -72,7 +72,11 @@ class ExpectBuffer:
     def feed(self, data: bytes) -> None:
         """Append bytes as they arrived."""
         self._fed = True
-        text = self._decoder.decode(data)
+        # What an incremental UTF-8 decoder does, without its layer of Python.
+        if self._undecoded:
+            data = self._undecoded + data
+        text, used = _utf8_decode(data, "replace", False)
+        self._undecoded = data[used:] if used < len(data) else b""
         if self._held_cr:
             text = "\r" + text
             self._held_cr = False
@@ -130,7 +134,7 @@ class ExpectBuffer:
         self._size = 0
         self._held_cr = False
         self._scanned = 0
-        self._decoder.reset()
+        self._undecoded = b""
 
     def search(self, pattern: re.Pattern[str]) -> str | None:
         """Look for ``pattern`` in text not yet searched for it.
@@ -147,11 +151,13 @@ class ExpectBuffer:
         The match that starts earliest wins; on a tie, the pattern listed first.
         Returns it (consuming the pending text up to its end), or None.
         """
-        key = tuple(patterns)
+        if self._size == 0:
+            return None  # nothing pending (nothing scanned either: _scanned is 0)
+        key = patterns if type(patterns) is tuple else tuple(patterns)
         if key != self._patterns:
             self._patterns = key
             self._scanned = 0
-        if self._size == 0 or (self._scanned >= self._size and self._scanned > 0):
+        if self._scanned >= self._size and self._scanned > 0:
             return None
         start = max(0, self._scanned - self._window)
         # One character of context before the start keeps ^, \b and lookbehinds honest.

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from otto import ConnectError, SessionClosed, Status
+from otto import ConnectError, ExpectTimeout, SessionClosed, Status
 from otto.session import Session, SessionLock
 from otto.transports.memory import Handler, MemoryShell
 
@@ -345,3 +345,58 @@ async def test_taps_see_every_byte_both_ways() -> None:
     assert b"echo tapped" in received
     assert {where for where, _, _ in seen} == {"h/s"}
     await session.close()
+
+
+class Later:
+    """A handler whose command ``later`` ends when ``release`` is set (by a timer)."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+
+    async def __call__(self, command: str) -> tuple[bytes, int]:
+        if command == "later":
+            await self.release.wait()
+            return b"done", 0
+        if command.startswith("hang"):
+            await asyncio.Event().wait()
+        return command.encode(), 0
+
+
+async def test_a_short_bound_before_a_long_one_does_not_expire_the_long_one() -> None:
+    # One timer bounds every call in turn (set again, not per call): the timer
+    # left by a call bounded to 1 ms fires during the next call, which has 60 s.
+    handler = Later()
+    s = Shells(handler)
+    assert (await s.session.run("first", timeout=0.001)).only.output == "first"
+    asyncio.get_running_loop().call_later(0.05, handler.release.set)
+    result = (await s.session.run("later", timeout=60)).only
+    assert (result.status, result.output, result.timed_out) == (Status.Success, "done", False)
+    await s.session.close()
+
+
+async def test_a_long_bound_before_a_short_one_still_expires_the_short_one() -> None:
+    s = Shells(Later())
+    assert (await s.session.run("first", timeout=3600)).only.output == "first"
+    result = (await asyncio.wait_for(s.session.run("hang", timeout=0.05), 10)).only
+    assert result.timed_out and result.status is Status.Error
+    assert (await s.session.run("after", timeout=3600)).only.output == "after"
+    with pytest.raises(ExpectTimeout):
+        await asyncio.wait_for(s.session.expect(r"never", timeout=0.05), 10)
+    await s.session.close()
+    assert s.session._watchdog is None  # closing leaves no timer behind
+
+
+async def test_a_consuming_listener_takes_what_arrives_outside_a_run() -> None:
+    s = Shells()
+    await s.session.start()
+    heard: list[bytes] = []
+    remove = s.session.add_listener(heard.append, consume=True)
+    s.shell.print(b"streamed\n")
+    await until(lambda: b"streamed\n" in b"".join(heard))
+    assert (await s.session.run("echo ran")).only.output == "echo ran"  # run is unchanged
+    with pytest.raises(ExpectTimeout):
+        await s.session.expect(r"streamed", timeout=0.01)  # not kept for expect
+    remove()
+    s.shell.print(b"kept\n")
+    assert await s.session.expect(r"kept\n", timeout=5) == "kept\n"
+    await s.session.close()

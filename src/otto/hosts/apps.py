@@ -47,7 +47,6 @@ How an answer is cut out of what the program prints:
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import secrets
@@ -57,6 +56,7 @@ from typing import TYPE_CHECKING, Any
 
 from otto.errors import ConnectError, ConnectionLost, ExpectTimeout, tail
 from otto.expect import DEFAULT_MAX_CHARS, ExpectMatch
+from otto.session.lock import SessionLock
 
 if TYPE_CHECKING:
     from otto.hosts.base import Host
@@ -164,12 +164,14 @@ class App:
         # The shell prints this once the program ends; its command line reads
         # differently (%s), so an echo of that line never matches.
         self._end = re.compile(rf"__otto_app_{self._token}_end(\d+)\n")
-        self._patterns: list[str | re.Pattern[str]] = [self._prompt]
-        if start is not None:
-            self._patterns.append(self._end)
+        # A tuple of compiled patterns, the same object on every call: the session
+        # then reuses it as it is (nothing compiled or copied per command).
+        self._patterns: tuple[re.Pattern[str], ...] = (
+            (self._prompt,) if start is None else (self._prompt, self._end)
+        )
         self._session: Session | None = None
         self._owned = False
-        self._lock = asyncio.Lock()
+        self._lock = SessionLock()
         self._owed = 0
         self._ended: str | None = None
         self._closed = False
@@ -343,14 +345,18 @@ class App:
         if "\n" in text or "\r" in text:
             raise ValueError(f"cmd sends one line; got {text!r} (use send for raw text)")
         limit = self.timeout if timeout is None else timeout
-        async with self._lock:
+        lock = self._lock
+        if not lock.try_acquire():
+            await lock.acquire()
+        try:
             self._check_usable()
             deadline = time.monotonic() + limit
             while self._owed:
                 # An earlier cmd timed out: its prompt comes first.
                 await self._next_prompt(max(0.0, deadline - time.monotonic()), text, limit)
                 self._owed -= 1
-            await self._discard_stale()
+            if self._heard:
+                await self._discard_stale()
             self._owed += 1  # before sending: a cancelled send may still have written
             line = text + "\n"
             while True:
@@ -367,6 +373,8 @@ class App:
             if found.dropped:
                 return self._cut_answer(text, body, found.dropped)
             return answer_of(body, self.echoes)
+        finally:
+            lock.release()
 
     def _cut_answer(self, text: str, body: str, dropped: int) -> str:
         """An answer whose start the buffer dropped: marked, and a warning says so."""

@@ -62,6 +62,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
+import importlib
 import logging
 import re
 import secrets
@@ -69,8 +70,10 @@ import shlex
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import compress, repeat
+from operator import contains
 from pathlib import PurePosixPath
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from otto.errors import OttoError
 from otto.loop import cancel_and_wait
@@ -94,6 +97,7 @@ __all__ = [
     "follow_command",
     "parse_watch",
     "plan_start",
+    "required_literal",
     "shown",
     "stat_command",
 ]
@@ -196,6 +200,37 @@ def parse_watch(text: str) -> WatchSpec:
     except re.error as exc:
         raise ValueError(f"--watch {text!r}: REGEX {pattern!r} is not valid: {exc}") from None
     return WatchSpec(host, path, pattern)
+
+
+# --- what every match holds ---------------------------------------------------------------
+
+_parser: Any = importlib.import_module("re._parser")
+_LITERAL: Any = importlib.import_module("re._constants").LITERAL
+
+
+def required_literal(pattern: re.Pattern[str]) -> str:
+    """The longest text that every match of ``pattern`` holds ("" if none is known).
+
+    Read from the pattern's top level only (a sequence every match goes
+    through in order), where a run of plain characters is needed as it is:
+    ``ERROR \\d+`` gives ``"ERROR "``; an alternation, a group, a repeat or a
+    class ends a run. Never for a pattern matched regardless of case.
+    """
+    if pattern.flags & re.IGNORECASE:
+        return ""
+    try:
+        items = list(_parser.parse(pattern.pattern, pattern.flags))
+    except Exception:  # a pattern this parser reads otherwise: no shortcut
+        return ""
+    best = run = ""
+    for op, value in items:
+        if op is _LITERAL and isinstance(value, int):
+            run += chr(value)
+            if len(run) > len(best):
+                best = run
+        else:
+            run = ""
+    return best
 
 
 # --- reading the stream --------------------------------------------------------------------
@@ -311,8 +346,15 @@ class LineSplitter:
                 block = block.replace(b"\r\n", b"\n")
                 if block.endswith(b"\r"):
                     block = block[:-1]
-            if len(block) <= self._cap or max(map(len, block.split(b"\n"))) <= self._cap:
-                fed.lines.extend(block.decode("utf-8", "replace").split("\n"))
+            text = block.decode("utf-8", "replace").split("\n")
+            # A line of at most cap / 4 characters has at most cap bytes: the
+            # usual case needs no split of the bytes to know no line is too long.
+            if (
+                len(block) <= self._cap
+                or max(map(len, text)) <= self._cap // 4
+                or max(map(len, block.split(b"\n"))) <= self._cap
+            ):
+                fed.lines.extend(text)
             else:
                 for raw in block.split(b"\n"):
                     if len(raw) <= self._cap:
@@ -528,6 +570,7 @@ class LogWatch:
         self._line_cap = line_cap
         self._retry = retry
         self._matcher = BoundedMatcher(self._regex, limit=match_limit)
+        self._literal = required_literal(self._regex)
         self._waiting: deque[tuple[list[str], dict[int, int]]] = deque()
         self._waiting_lines = 0
         self._waiting_size = 0
@@ -723,7 +766,7 @@ class LogWatch:
                 logger.info("%s: watching %s: %s", self.host_name, self.path, why)
             else:
                 logger.info("%s: watching %s again: %s", self.host_name, self.path, why)
-            remove = session.add_listener(lambda data: self._received(data, ended))
+            remove = session.add_listener(lambda data: self._received(data, ended), consume=True)
             await session.send(follow_command(self.path, start, token))
             self._set_following(True)
             return await ended
@@ -804,7 +847,7 @@ class LogWatch:
             while self._waiting:
                 lines, cut, size = self._next_batch()
                 try:
-                    found = await self._matcher.search(lines)
+                    found = await self._search(lines)
                 except asyncio.CancelledError:
                     self._behind += len(lines)  # stopped while these were matched
                     raise
@@ -820,6 +863,21 @@ class LogWatch:
             self._report_behind()
             if not self._waiting:
                 self._idle.set()
+
+    async def _search(self, lines: list[str]) -> Matched:
+        """The matcher's answer for ``lines``; only lines holding the pattern's literal go.
+
+        A line without the text every match holds cannot match: it is known not
+        to without the worker (and a line that would backtrack is not searched).
+        """
+        literal = self._literal
+        if not literal:
+            return await self._matcher.search(lines)
+        picked = list(compress(range(len(lines)), map(contains, lines, repeat(literal))))
+        if not picked:
+            return Matched()
+        found = await self._matcher.search([lines[i] for i in picked])
+        return Matched([picked[i] for i in found.hits], [picked[i] for i in found.skipped])
 
     def _report_behind(self) -> None:
         if not self._behind:

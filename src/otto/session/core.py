@@ -61,6 +61,10 @@ class _Lost:
         self.reason = reason
 
 
+_EXPIRED = _Lost(None, "timed out")
+"""What a bounded waiter receives from the session's watchdog when its time is up."""
+
+
 class Session:
     """A persistent shell on a host: state (cwd, env, functions) lasts between calls.
 
@@ -122,7 +126,7 @@ class Session:
         self._waiter: asyncio.Future[framing.MarkerScanner | _Lost] | None = None
         self._buffer = ExpectBuffer()
         self._expect_patterns: tuple[re.Pattern[str], ...] = ()
-        self._expect_waiter: asyncio.Future[ExpectMatch | _Lost | None] | None = None
+        self._expect_waiter: asyncio.Future[ExpectMatch | _Lost] | None = None
         self._lost: _Lost | None = None
         self._exited: tuple[int, int] | None = None
         self._dirty = False
@@ -132,9 +136,18 @@ class Session:
         self._closed = False
         self._recovery: asyncio.Task[None] | None = None
         self._listeners: list[Callable[[bytes], None]] = []
+        self._consumers = 0
         self._taps: list[Tap] = [] if taps is None else taps
         self._observers: list[Observer] = [] if observers is None else observers
         self._guard = guard
+        # One lazy timer bounds the waiter of the call under way (see _bound).
+        self._bounded: asyncio.Future[Any] | None = None
+        self._deadline = 0.0
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # exchange's last patterns, compiled: an App passes the same tuple each time.
+        self._compiled_for: object = None
+        self._compiled: tuple[re.Pattern[str], ...] = ()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open" if self._transport else "idle"
@@ -174,6 +187,8 @@ class Session:
             if exited is not None:
                 self._exited = exited
                 return
+        if self._consumers:
+            return
         self._buffer.feed(data)
         waiter2 = self._expect_waiter
         if waiter2 is not None and not waiter2.done():
@@ -206,14 +221,27 @@ class Session:
         """
         self.connection_lost(None, reason)
 
-    def add_listener(self, listener: Callable[[bytes], None]) -> Callable[[], None]:
+    def add_listener(
+        self, listener: Callable[[bytes], None], *, consume: bool = False
+    ) -> Callable[[], None]:
         """Also hand every received byte to ``listener`` (for a live terminal view).
 
         ``listener(b"")`` means the shell has ended. Returns a function that
-        removes the listener.
+        removes the listener. With ``consume``, what arrives outside a ``run``
+        is the listener's alone while it listens: it is not kept for
+        ``expect`` (a stream read to its end, such as a followed log, would
+        otherwise be decoded twice and kept up to the buffer's size).
         """
         self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener)
+        if consume:
+            self._consumers += 1
+
+        def remove() -> None:
+            self._listeners.remove(listener)
+            if consume:
+                self._consumers -= 1
+
+        return remove
 
     # --- starting ------------------------------------------------------------
 
@@ -327,6 +355,50 @@ class Session:
         finally:
             self._waiter = None
 
+    # --- bounding a wait ----------------------------------------------------------
+
+    def _bound(self, waiter: asyncio.Future[Any], seconds: float) -> None:
+        """Give ``waiter`` the result ``_EXPIRED`` if it is still waiting in ``seconds``.
+
+        A call bounds one waiter at a time (the session's lock serializes calls),
+        and its caller clears ``_bounded`` once the wait is over. The timer is
+        lazy: one handle stays scheduled across calls and, when it fires early
+        (a later call's deadline is further away), is set again for the deadline
+        now in force; so a warm round trip with a timeout schedules no timer of
+        its own, which a timeout scope or a timer per call would.
+        """
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._loop = loop
+            self._watchdog = None  # a handle of a loop that is gone never fires
+        deadline = loop.time() + seconds
+        self._bounded = waiter
+        self._deadline = deadline
+        watchdog = self._watchdog
+        if watchdog is not None:
+            if watchdog.when() <= deadline:
+                return
+            watchdog.cancel()
+        self._watchdog = loop.call_at(deadline, self._watch, deadline)
+
+    def _watch(self, when: float) -> None:
+        self._watchdog = None
+        waiter = self._bounded
+        if waiter is None or waiter.done():
+            return
+        if self._deadline <= when:
+            waiter.set_result(_EXPIRED)
+            return
+        loop = self._loop
+        assert loop is not None
+        self._watchdog = loop.call_at(self._deadline, self._watch, self._deadline)
+
+    def _unwatch(self) -> None:
+        self._bounded = None
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+
     # --- running -------------------------------------------------------------
 
     async def run(self, cmds: str | Sequence[str], *, timeout: float | None = None) -> RunResult:
@@ -408,13 +480,21 @@ class Session:
             self._write(transport, sent)
             waiter = self._waiter
             assert waiter is not None
+            if left is not None:
+                self._bound(waiter, left)
             try:
-                if left is None:
-                    outcome = await waiter
-                else:
-                    async with asyncio.timeout(left):
-                        outcome = await waiter
-            except TimeoutError:
+                outcome = await waiter
+            except asyncio.CancelledError:
+                # Interrupt the command now (not at the next call), in a task the
+                # session owns: the caller's cancellation goes on at once.
+                self._scanner = None
+                self._dirty = True
+                self._start_recovery()
+                raise
+            finally:
+                self._waiter = None
+                self._bounded = None
+            if outcome is _EXPIRED:
                 self._scanner = None
                 output = framing.clean_output(scanner.output)
                 await self._interrupt_in_background()
@@ -427,15 +507,6 @@ class Session:
                     error=f"{self.where}: timed out after {budget:g}s",
                     dropped=scanner.dropped,
                 )
-            except asyncio.CancelledError:
-                # Interrupt the command now (not at the next call), in a task the
-                # session owns: the caller's cancellation goes on at once.
-                self._scanner = None
-                self._dirty = True
-                self._start_recovery()
-                raise
-            finally:
-                self._waiter = None
             if isinstance(outcome, _Lost):
                 exited = scanner.exit or self._exited
                 if exited is not None and exited[0] < seq and not fresh:
@@ -738,7 +809,12 @@ class Session:
         """
         if self._guard is not None:
             self._guard()
-        regexes = _compile(patterns)
+        if patterns is self._compiled_for:
+            regexes = self._compiled
+        else:
+            regexes = _compile(patterns)
+            if type(patterns) is tuple:  # immutable: safe to know again by identity
+                self._compiled, self._compiled_for = regexes, patterns
         lock = self._lock
         if not lock.try_acquire():
             await lock.acquire()
@@ -768,19 +844,18 @@ class Session:
             return found
         if self._lost is not None:
             raise ConnectionLost(self.where, self._lost.reason, self._buffer.text())
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[ExpectMatch | _Lost | None] = loop.create_future()
+        waiter: asyncio.Future[ExpectMatch | _Lost] = asyncio.get_running_loop().create_future()
         self._expect_patterns = regexes
         self._expect_waiter = waiter
-        # A timer handle rather than a timeout scope: cheaper, and it cancels nothing.
-        timer = loop.call_later(timeout, _expire, waiter)
+        # The session's lazy timer rather than a timeout scope: it cancels nothing.
+        self._bound(waiter, timeout)
         try:
             outcome = await waiter
         finally:
-            timer.cancel()
+            self._bounded = None
             self._expect_waiter = None
             self._expect_patterns = ()
-        if outcome is None:
+        if outcome is _EXPIRED:
             shown = " | ".join(r.pattern for r in regexes)
             raise ExpectTimeout(self.where, shown, timeout, self._buffer.text())
         if isinstance(outcome, _Lost):
@@ -813,6 +888,7 @@ class Session:
             if self._closed:
                 return  # another close() finished meanwhile
         self._closed = True
+        self._unwatch()
         transport, self._transport = self._transport, None
         lost = _Lost(None, "session closed")
         self._lost = lost
@@ -845,11 +921,6 @@ def _compile(pattern: Pattern | Patterns) -> tuple[re.Pattern[str], ...]:
     if not items:
         raise ValueError("expect needs at least one pattern")
     return tuple(re.compile(p) if isinstance(p, str) else p for p in items)
-
-
-def _expire(waiter: asyncio.Future[Any]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
 
 
 class OpeningSession:

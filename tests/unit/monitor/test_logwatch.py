@@ -24,9 +24,11 @@ from otto.monitor.logwatch import (
     follow_command,
     parse_watch,
     plan_start,
+    required_literal,
     shown,
     stat_command,
 )
+from otto.monitor.matcher import Matched
 from otto.periodic import FakeClock
 from otto.session import Session
 from otto.transports.memory import MemoryShell
@@ -581,3 +583,79 @@ async def test_lines_past_what_a_watch_keeps_waiting_are_counted_in_one_event(
         assert logwatch.lines == 1 + MAX_WAITING // 2 + 3
     finally:
         await logwatch.stop()
+
+
+@pytest.mark.parametrize(
+    ("pattern", "literal"),
+    [
+        (r"ERROR \d+", "ERROR "),
+        (r"^kernel: (panic|oops)", "kernel: "),
+        (r"x*abc", "abc"),
+        (r"foo(bar)?baz", "foo"),
+        (r"a\.b", "a.b"),
+        (r"(?x) E R R", "ERR"),
+        (r"(?i)error", ""),  # matched regardless of case: no shortcut
+        (r"error|warn", ""),
+        (r"[ab]c", "c"),
+        (r"(?=ERR)E", "E"),
+        (r"(?!x)y", "y"),
+        (r"\d+", ""),
+    ],
+)
+def test_required_literal(pattern: str, literal: str) -> None:
+    assert required_literal(re.compile(pattern)) == literal
+    # What it returns is in every text the pattern finds a match in.
+    for text in ("ERROR 12", "kernel: oops", "aaabc", "foobaz", "a.b", "ERR", "xc", "y"):
+        found = re.search(pattern, text)
+        if found is not None:
+            assert literal in text
+
+
+async def test_only_lines_with_the_patterns_literal_reach_the_worker(
+    clock: FakeClock, events: Events
+) -> None:
+    host = MemoryHost()
+    logwatch = LogWatch(
+        host, "/var/log/app.log", r"X(a+)+$", emit=events.add, clock=clock, match_limit=0.5
+    )
+    sent: list[str] = []
+    search = logwatch._matcher.search
+
+    async def spy(lines: list[str]) -> Matched:
+        sent.extend(lines)
+        return await search(lines)
+
+    logwatch._matcher.search = spy  # type: ignore[method-assign]
+    logwatch.start()
+    try:
+        async with asyncio.timeout(WAIT):
+            await logwatch.wait_following()
+        hostile = "X" + "a" * 33 + "b"
+        host.shells[-1].print(f"info 1\n{hostile}\nfine\nXaaa\n".encode())
+        async with asyncio.timeout(WAIT):
+            await events.wait(2)
+            await logwatch.wait_matched()
+        assert sent == [hostile, "Xaaa"]
+        # The worker's answers, for the lines it was given, map back to the read's lines.
+        assert events == [
+            ("a line of app.log ~ X(a+)+$ skipped: matching it took over 0.5s", hostile),
+            ("app.log ~ X(a+)+$", "Xaaa"),
+        ]
+        assert (logwatch.lines, logwatch.matched, logwatch.skipped) == (4, 1, 1)
+    finally:
+        await logwatch.stop()
+
+
+async def test_the_followed_stream_is_not_kept_in_the_sessions_expect_buffer(
+    watch: tuple[LogWatch, MemoryHost], events: Events
+) -> None:
+    # Every byte of the log was decoded a second time into the session's expect
+    # buffer, which kept up to 16 Mi characters of it for as long as the watch ran.
+    logwatch, host = watch
+    async with asyncio.timeout(WAIT):
+        await logwatch.wait_following()
+    host.shells[-1].print(b"fine\n" * 1000 + b"ERROR 1\n")
+    async with asyncio.timeout(WAIT):
+        await events.wait(1)
+    assert logwatch.lines == 1001
+    assert len(host.sessions[-1]._buffer) == 0
