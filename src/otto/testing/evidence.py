@@ -1,9 +1,11 @@
 """The one way files of a run folder are written: redacted, and whatever the text holds.
 
 Every writer of the run folder goes through here: the records (``records*.jsonl``),
-``report.html``, ``junit.xml``, ``otto.log`` and each test's ``transcript.log``.
-Text passes through :mod:`otto.redact` on its way to the file, so a secret the
-lab registered (:func:`register_lab`) never reaches the folder, whether it is
+``report.html``, ``junit.xml`` and ``otto.log``; each test's transcripts
+(:mod:`otto.testing.transcript`, :mod:`otto.testing.sessionlog`) buffer their bytes
+in memory, redacted the same way (:class:`BytesRedactor`, :func:`otto.redact.redact`)
+before they are buffered. Text passes through :mod:`otto.redact` on its way to the
+file, so a secret the lab registered (:func:`register_lab`) never reaches the folder, whether it is
 in a command's output, an assertion's repr, a failure message or a log line.
 
 Secrets are registered with the forms they take once a writer has escaped them
@@ -145,9 +147,9 @@ def write_text(path: Path, text: str) -> Path:
 
 
 class LineFile:
-    """A file of the run folder written piece by piece (the records, a test's
-    ``transcript.log``): each piece redacted, written at once (line-buffered), so a
-    reader, or a run killed mid-way, finds whole lines."""
+    """A file of the run folder written piece by piece (the records): each piece
+    redacted, written at once (line-buffered), so a reader, or a run killed mid-way,
+    finds whole lines."""
 
     def __init__(self, path: Path, *, mode: Literal["a", "w"] = "a") -> None:
         self.path = Path(path)

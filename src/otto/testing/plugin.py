@@ -501,6 +501,8 @@ class OttoPlugin:
             self._open_transcript(run)
         if run.session_log is not None:
             run.session_log.command(status)
+        if run.transcript is not None:
+            run.transcript.command_ended(status)  # its bytes are on disk when it ends
         if status.status is not Status.Success:
             run.failures.append(status)
 

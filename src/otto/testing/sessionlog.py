@@ -15,6 +15,13 @@ by itself), is written at the end with a note, its framing lines left out.
 
 Secrets are masked on the way to the file (:mod:`otto.testing.evidence`). The
 file stops growing at ``limit`` bytes, as the raw transcript does.
+
+The file (and its folder) is made at the first write, in few system calls:
+each command's entry is written whole when the command ends (the first with
+the header), and a stream that received bytes makes the file, with its header,
+at the latest ``FLUSH_AFTER`` seconds later (a command still running when the
+process is killed leaves a transcript.log to link to). Unclaimed output is
+written at :meth:`SessionLog.close`.
 """
 
 from __future__ import annotations
@@ -25,9 +32,10 @@ import time
 from pathlib import Path
 from typing import Literal
 
+from otto import redact
 from otto.result import CommandStatus, Status
-from otto.testing.evidence import ENCODING_ERRORS, LineFile
-from otto.testing.transcript import DEFAULT_LIMIT
+from otto.testing.evidence import ENCODING_ERRORS
+from otto.testing.transcript import DEFAULT_LIMIT, _Sink, flush_later
 
 __all__ = ["RAW_NAME", "SessionLog"]
 
@@ -66,7 +74,7 @@ class SessionLog:
     received bytes of every stream (``tap``, for what no command claimed).
 
     Args:
-        path: the file (created now, replaced if there).
+        path: the file (created, with its folder, at the first write; replaced if there).
         limit: bytes the file may hold before the rest is only counted.
         title: said on the first line.
     """
@@ -79,7 +87,9 @@ class SessionLog:
         self._written = 0
         self._dropped = 0
         self._closed = False
-        self._file = LineFile(path, mode="w")
+        self._file = _Sink(path)
+        self._buffer = bytearray()
+        self._timer = False
         self._write(
             f"# otto transcript{': ' + title if title else ''}\n"
             f"# each command as the test ran it, its output, how it ended; every byte "
@@ -99,6 +109,16 @@ class SessionLog:
             if not self._closed:
                 kept = self._pending.get(where, b"") + data
                 self._pending[where] = kept[-_PENDING_LIMIT:]
+                if not self._file.made and not self._timer:
+                    self._timer = flush_later(self._make_file)
+                    if not self._timer:
+                        self._flush()
+
+    def _make_file(self) -> None:
+        with self._lock:
+            self._timer = False
+            if not self._closed:
+                self._flush()
 
     def command(self, status: CommandStatus) -> None:
         """A command ended: write it, its output and how it ended."""
@@ -114,12 +134,14 @@ class SessionLog:
                 return
             self._pending.pop(where, None)
             self._write(text)
+            self._flush()
 
     def note(self, text: str) -> None:
         """A line of otto's own (``# text``)."""
         with self._lock:
             if not self._closed:
                 self._write(f"# {text}\n")
+                self._flush()
 
     def close(self) -> None:
         """Write what no command claimed and the note on the limit; close the file."""
@@ -136,28 +158,36 @@ class SessionLog:
                     )
             self._pending.clear()
             if self._dropped:
-                self._file.write(
+                self._buffer += (
                     f"# otto: transcript limit of {self.limit} bytes reached; "
                     f"{self._dropped} more bytes were not kept\n"
-                )
+                ).encode()
+            self._flush()
             self._closed = True
             self._file.close()
 
+    def _flush(self) -> None:
+        if self._buffer:
+            self._file.write(self._buffer)
+            self._buffer = bytearray()
+
     def _write(self, text: str) -> None:
+        """Buffer ``text``, redacted, up to the limit (:meth:`_flush` writes it)."""
         if self._dropped:
             self._dropped += len(text.encode("utf-8", ENCODING_ERRORS))
             return
         size = len(text.encode("utf-8", ENCODING_ERRORS))
         room = self.limit - self._written
         if size <= room:
-            self._file.write(text)
+            self._buffer += redact.redact(text).encode("utf-8", ENCODING_ERRORS)
             self._written += size
             return
         cut = text.rfind("\n", 0, max(0, room)) + 1
+        kept = text[:cut].encode("utf-8", ENCODING_ERRORS)
         if cut:
-            self._file.write(text[:cut])
-            self._written += len(text[:cut].encode("utf-8", ENCODING_ERRORS))
-        self._dropped += size - len(text[:cut].encode("utf-8", ENCODING_ERRORS))
-        self._file.write(
+            self._buffer += redact.redact(text[:cut]).encode("utf-8", ENCODING_ERRORS)
+            self._written += len(kept)
+        self._dropped += size - len(kept)
+        self._buffer += (
             f"# otto: transcript limit of {self.limit} bytes reached here; the rest is not kept\n"
-        )
+        ).encode()

@@ -16,22 +16,44 @@ file stops growing at ``limit`` bytes; a note says where and, at the end, how
 much more there was. Received lines of console hosts are searched for crash
 patterns (a kernel panic, an oops): the first match per host is kept with the
 lines around it.
+
+The file and its folder are made with the first write, so a transcript nothing
+reached leaves no file. What is written is buffered in memory and reaches the
+file (one ``write`` per flush) when the buffer holds ``FLUSH_SIZE`` bytes, when
+a command ends (:meth:`Transcript.command_ended`, which otto's plugin calls with each
+command's result), at a note, at :meth:`Transcript.close`, and at the latest
+``FLUSH_AFTER`` seconds after the first byte was buffered (a timer on the loop
+the bytes came from; bytes tapped outside a running loop are written at once).
+So a process killed mid-test (``kill -9``, a timeout that exits at once) leaves
+every line of each finished command, and of a command still running all but at
+most the last ``FLUSH_AFTER`` seconds of it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
 import re
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Literal
 
 from otto import redact
+from otto.result import CommandStatus
 from otto.testing.evidence import BytesRedactor, register_secrets
 from otto.testing.records import Crash
 
-__all__ = ["DEFAULT_CRASH_PATTERNS", "DEFAULT_LIMIT", "REDACTED", "Transcript"]
+__all__ = [
+    "DEFAULT_CRASH_PATTERNS",
+    "DEFAULT_LIMIT",
+    "FLUSH_AFTER",
+    "FLUSH_SIZE",
+    "REDACTED",
+    "Transcript",
+    "flush_later",
+]
 
 DEFAULT_LIMIT = 50 * 1024 * 1024
 DEFAULT_CRASH_PATTERNS = ("Kernel panic", "Oops", "BUG:", "Call Trace")
@@ -39,6 +61,11 @@ REDACTED = redact.MASK.encode()
 
 _LONGEST_LINE = 64 * 1024
 """A stream that sends no newline for this long is written anyway (as a line)."""
+FLUSH_SIZE = 16 * 1024
+"""Bytes a transcript buffers in memory before they are written."""
+FLUSH_AFTER = 0.2
+"""Seconds at most between a byte's arrival and its write, while the loop runs."""
+_OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
 _EXCERPT_BEFORE = 2048
 _EXCERPT_AFTER = 4096
 
@@ -46,6 +73,45 @@ _EXCERPT_AFTER = 4096
 def _stamp(t: float) -> str:
     micros = int((t % 1) * 1_000_000)
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{micros:06d}Z"
+
+
+def flush_later(flush: Callable[[], object]) -> bool:
+    """Call ``flush`` ``FLUSH_AFTER`` seconds from now on the
+    running loop; False if no loop runs in this thread (the caller writes at once)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    loop.call_later(FLUSH_AFTER, flush)
+    return True
+
+
+class _Sink:
+    """A file written in few system calls: made (with its folder) at the first write."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd = -1
+
+    def write(self, data: bytes | bytearray) -> None:
+        if self._fd < 0:
+            try:
+                self._fd = os.open(self.path, _OPEN_FLAGS, 0o666)
+            except FileNotFoundError:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._fd = os.open(self.path, _OPEN_FLAGS, 0o666)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view) :]
+
+    @property
+    def made(self) -> bool:
+        return self._fd >= 0
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -2
 
 
 class _CrashWatch:
@@ -80,7 +146,7 @@ class Transcript:
     """Writes the bytes handed to ``tap`` to ``path``, line-intact per stream.
 
     Args:
-        path: the file (created now, replaced if there).
+        path: the file (created, with its folder, at the first write; replaced if there).
         limit: bytes the file may hold before the rest is only counted.
         secrets: strings never written (registered with :mod:`otto.redact` while the
             transcript is open).
@@ -113,9 +179,10 @@ class Transcript:
         self._closed = False
         self.hosts: set[str] = set()
         """Hosts whose sessions sent or received anything."""
-        # Unbuffered: what is written is in the file even if the process is
-        # killed (a hung test ended by a timeout that exits at once).
-        self._file = path.open("wb", buffering=0)
+        self._file = _Sink(path)
+        self._buffer = bytearray()
+        self._timer = False
+        """A flush is due on the loop (``flush_later``)."""
         # Written with the first block: one write fewer per test.
         self._header = (
             f"# otto transcript{': ' + title if title else ''}\n"
@@ -157,6 +224,37 @@ class Transcript:
             elif pending is not None:
                 del self._pending[key]
             self._lines(where, direction, data)
+            if self._buffer and not self._timer:
+                self._timer = flush_later(self._flush_due)
+                if not self._timer:
+                    self._write_out()
+
+    def flush(self) -> None:
+        """Write what is buffered now (whole lines; a stream's unfinished line waits)."""
+        with self._lock:
+            if not self._closed:
+                self._write_out()
+
+    def command_ended(self, status: CommandStatus) -> None:
+        """A command of one session ended: its streams' unfinished lines (the end marker,
+        which has no newline) end here too, and everything buffered is written.
+
+        What could be the start of a secret stays in the stream's redactor, to be
+        masked with the rest of it, or written when the stream next ends a line."""
+        where = f"{status.host}/{status.session or 'oneshot'}"
+        with self._lock:
+            if not self._closed:
+                for direction in ("sent", "received"):
+                    data = self._pending.pop((where, direction), None)
+                    if data:
+                        self._lines(where, direction, data)
+                self._write_out()
+
+    def _flush_due(self) -> None:
+        with self._lock:
+            self._timer = False
+            if not self._closed:
+                self._write_out()
 
     def note(self, text: str) -> None:
         """Write a line of otto's own (``# text``), after what each stream has so far."""
@@ -164,6 +262,7 @@ class Transcript:
             if not self._closed:
                 self._flush_pending()
                 self._emit(f"# {text}\n".encode())
+                self._write_out()
 
     def close(self) -> None:
         """Write what each stream still holds and the note on the limit; close the file."""
@@ -172,17 +271,23 @@ class Transcript:
                 return
             self._flush_pending()
             if self._header:
-                self._file.write(self._header)
+                self._buffer += self._header
             if self._dropped:
-                self._file.write(
+                self._buffer += (
                     f"# otto: transcript limit of {self.limit} bytes reached; "
                     f"{self._dropped} more bytes were not kept\n".encode()
                 )
+            self._write_out()
             self._closed = True
             self._file.close()
             redact.forget(*self._secrets)
 
     # --- inside the lock ----------------------------------------------------------------
+
+    def _write_out(self) -> None:
+        if self._buffer:
+            self._file.write(self._buffer)
+            self._buffer = bytearray()
 
     def _flush_pending(self) -> None:
         pending, self._pending = self._pending, {}
@@ -227,15 +332,20 @@ class Transcript:
             block, self._header = self._header + block, b""
         room = self.limit - self._written
         if len(block) <= room:
-            self._file.write(block)
             self._written += len(block)
-            return
-        cut = block.rfind(b"\n", 0, room) + 1
-        if cut:
-            self._file.write(block[:cut])
-            self._written += cut
-        self._dropped += len(block) - cut
-        self._file.write(
-            f"# otto: transcript limit of {self.limit} bytes reached here; "
-            "the rest is not kept\n".encode()
-        )
+            if not self._buffer and len(block) >= FLUSH_SIZE:
+                self._file.write(block)  # a big chunk: no copy
+                return
+            self._buffer += block
+        else:
+            cut = block.rfind(b"\n", 0, room) + 1
+            if cut:
+                self._buffer += block[:cut]
+                self._written += cut
+            self._dropped += len(block) - cut
+            self._buffer += (
+                f"# otto: transcript limit of {self.limit} bytes reached here; "
+                "the rest is not kept\n".encode()
+            )
+        if len(self._buffer) >= FLUSH_SIZE:
+            self._write_out()
