@@ -476,3 +476,14 @@ async def test_a_grant_raced_by_a_plain_reservation_takes_nothing(
         finally:
             await store.leave(me)
             await other.close()
+
+
+def test_a_dry_run_of_a_wait_says_it_would_wait_and_queues_nobody(
+    env: dict[str, str], store_url: str, host: str
+) -> None:
+    asyncio.run(hold(store_url, [host]))
+    proc = otto(env, "-n", "reserve", host, "--wait", user="late")
+    assert proc.returncode == 0, proc.stderr
+    assert f"{host}: would reserve for 1h (reserved by {HOLDER} until " in proc.stdout
+    assert proc.stdout.rstrip().endswith("would wait in the queue for it)")
+    assert queue_of(env) == []

@@ -217,15 +217,8 @@ def reserve_command(  # noqa: PLR0917 (typer passes each option as a parameter)
     claim = hand_claim(me)
     store = _with_store("reserve", lab)
     if _dry_run(ctx):
-        doing = f"would reserve for {duration}"
-        # Held hosts are waited for, not refused.
         _plan(
-            store,
-            chosen,
-            me,
-            doing + (" (waiting first)" if wait else ""),
-            force=force or wait,
-            claim=claim,
+            store, chosen, me, f"would reserve for {duration}", force=force, claim=claim, wait=wait
         )
         return
 
