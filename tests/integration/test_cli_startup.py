@@ -252,7 +252,7 @@ def test_success_and_a_failing_commands_exit_status(tmp_path: Path) -> None:
     env = env_for(tmp_path)
     assert assert_same(["host", "local", "run", "true"], env, tmp_path).returncode == 0
     failed = assert_same(
-        ["host", "local", "run", "echo out; echo err >&2; exit 3", "echo never"], env, tmp_path
+        ["host", "local", "run", "echo out; echo err >&2; (exit 3)", "echo never"], env, tmp_path
     )
     assert failed.returncode == 3
     assert "local ! exit status 3" in failed.stdout
@@ -356,7 +356,7 @@ def test_ctrl_c(tmp_path: Path) -> None:
     assert parse(args) is not None
     mine = interrupted([sys.executable, "-m", "otto", *args], env, tmp_path)
     reference = interrupted([sys.executable, "-c", TYPER_MAIN, *args], env, tmp_path)
-    assert mine == reference
+    assert mine == reference, (mine, reference)
     assert mine[0] == 130
     assert mine[2].endswith("otto: interrupted (SIGINT)\n")
 
