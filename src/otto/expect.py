@@ -48,6 +48,12 @@ class ExpectMatch:
         return self.match.group()
 
 
+_new_object = object.__new__
+_SET_INDEX, _SET_TEXT, _SET_MATCH, _SET_DROPPED = (
+    getattr(ExpectMatch, name).__set__ for name in ("index", "text", "match", "dropped")
+)
+
+
 class ExpectBuffer:
     """Bounded decoded text since the last match, searched incrementally."""
 
@@ -178,7 +184,14 @@ class ExpectBuffer:
         self._size = len(text) - end
         self._scanned = 0
         dropped, self._dropped_since = self._dropped_since, 0
-        return ExpectMatch(best_index, text[:end], best, dropped)
+        # On every prompt of an App: the slots filled directly, not through the
+        # frozen dataclass's __init__.
+        found = _new_object(ExpectMatch)
+        _SET_INDEX(found, best_index)
+        _SET_TEXT(found, text[:end])
+        _SET_MATCH(found, best)
+        _SET_DROPPED(found, dropped)
+        return found
 
     def _tail(self, n: int) -> str:
         """The last ``n`` characters of pending text, joining as few chunks as possible."""

@@ -839,9 +839,10 @@ class Session:
     async def _wait_match(
         self, regexes: tuple[re.Pattern[str], ...], timeout: float
     ) -> ExpectMatch:
-        found = self._buffer.search_any(regexes)
-        if found is not None:
-            return found
+        if self._buffer._size:  # something pending: it may hold the match already
+            found = self._buffer.search_any(regexes)
+            if found is not None:
+                return found
         if self._lost is not None:
             raise ConnectionLost(self.where, self._lost.reason, self._buffer.text())
         waiter: asyncio.Future[ExpectMatch | _Lost] = asyncio.get_running_loop().create_future()
