@@ -594,3 +594,30 @@ def test_the_fleet_summary_names_the_five_costliest_hosts_of_the_minute() -> Non
         "fleet: costliest per round: h1 91.8 ms 2.0 kB, h7 7.0 ms 2.0 kB, h6 6.0 ms 2.0 kB,"
         " h5 5.0 ms 2.0 kB, h4 4.0 ms 2.0 kB"
     )
+
+
+async def test_otto_monitor_freezes_what_it_holds_once_no_host_is_connecting(
+    clock: FakeClock,
+) -> None:
+    import gc
+
+    from otto.cli.monitorcmd import _freeze_once_connected
+
+    fast = monitored("fast", clock)
+    slow = SlowOpen(clock, opening=1.5, connect_timeout=10.0)
+    collector = Collector([fast, slow], interval=1.0, clock=clock)
+    gc.unfreeze()
+    try:
+        async with collector:
+            freezing = asyncio.ensure_future(_freeze_once_connected(collector))
+            rounds = Rounds(collector.subscribe())
+            await asyncio.wait_for(clock.wait_for_sleepers(2), WAIT)
+            clock.advance_to(51.0)
+            await rounds.next()  # slow still connecting: nothing frozen yet
+            assert collector.connecting == ["slow"] and gc.get_freeze_count() == 0
+            await asyncio.wait_for(clock.wait_for_sleepers(2), WAIT)
+            clock.advance_to(52.0)
+            await asyncio.wait_for(freezing, WAIT)
+            assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
