@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from otto.result import CommandStatus, Status
+from otto.testing import transcript
 from otto.testing.sessionlog import SessionLog
 from otto.testing.transcript import FLUSH_AFTER, FLUSH_SIZE, REDACTED, Transcript
 
@@ -67,19 +68,30 @@ def test_a_hung_commands_output_reaches_the_file_while_the_loop_runs(tmp_path: P
     log_path = tmp_path / "t" / "transcript.log"
 
     async def main() -> tuple[str, str]:
-        t = Transcript(raw_path, title="test_x")
-        log = SessionLog(log_path, title="test_x")
-        for data in (b"booting\n", b"still waiting\n"):
-            t.tap("board/console", "received", data)
-            log.tap("board/console", "received", data)
-        assert not raw_path.exists() and not log_path.exists()  # buffered
-        # No command ends, nothing closes. The promise is "written at the latest
-        # FLUSH_AFTER seconds after": the flushes were put on the loop's timers before this
-        # wait's, so they have run when it ends; a kill -9 now must find both files.
-        await asyncio.sleep(FLUSH_AFTER)
-        raw, session = raw_path.read_text(), log_path.read_text()
-        t.close()
-        log.close()
+        flushes: list[None] = []
+        both_flushed = asyncio.Event()
+
+        def flushed() -> None:
+            flushes.append(None)
+            if len(flushes) == 2:  # the transcript's timer and the session log's
+                both_flushed.set()
+
+        transcript.after_timed_flush.append(flushed)
+        try:
+            t = Transcript(raw_path, title="test_x")
+            log = SessionLog(log_path, title="test_x")
+            for data in (b"booting\n", b"still waiting\n"):
+                t.tap("board/console", "received", data)
+                log.tap("board/console", "received", data)
+            assert not raw_path.exists() and not log_path.exists()  # buffered
+            # No command ends, nothing closes: the loop's own timers write both files
+            # (at most FLUSH_AFTER seconds later); a kill -9 then must find them.
+            await asyncio.wait_for(both_flushed.wait(), timeout=FLUSH_AFTER + 30)
+            raw, session = raw_path.read_text(), log_path.read_text()
+            t.close()
+            log.close()
+        finally:
+            transcript.after_timed_flush.remove(flushed)
         return raw, session
 
     raw, session = asyncio.run(main())

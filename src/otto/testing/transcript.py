@@ -52,6 +52,7 @@ __all__ = [
     "FLUSH_SIZE",
     "REDACTED",
     "Transcript",
+    "after_timed_flush",
     "flush_later",
 ]
 
@@ -75,6 +76,11 @@ def _stamp(t: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{micros:06d}Z"
 
 
+after_timed_flush: list[Callable[[], object]] = []
+"""Called, in order, each time a flush that ``flush_later`` put on the loop has run
+(a test waits on it rather than sleeping ``FLUSH_AFTER``)."""
+
+
 def flush_later(flush: Callable[[], object]) -> bool:
     """Call ``flush`` ``FLUSH_AFTER`` seconds from now on the
     running loop; False if no loop runs in this thread (the caller writes at once)."""
@@ -82,8 +88,16 @@ def flush_later(flush: Callable[[], object]) -> bool:
         loop = asyncio.get_running_loop()
     except RuntimeError:
         return False
-    loop.call_later(FLUSH_AFTER, flush)
+    loop.call_later(FLUSH_AFTER, _timed_flush, flush)
     return True
+
+
+def _timed_flush(flush: Callable[[], object]) -> None:
+    try:
+        flush()
+    finally:
+        for hook in tuple(after_timed_flush):
+            hook()
 
 
 class _Sink:
