@@ -14,7 +14,8 @@
 
 Exit status: 0 when the plan is valid; otherwise non-zero with the reason
 (2 for an unknown host, a bad lab or a bad argument; 3 when a host is held
-by someone else; pytest's status when collection fails).
+by someone else, but for ``test --wait-hosts``, which says it would wait for it;
+pytest's status when collection fails).
 """
 
 from __future__ import annotations
@@ -130,6 +131,37 @@ def _check_reservations(lab: Lab, names: Sequence[str], force: bool) -> dict[str
             found[name] = text
         else:
             _say(line)
+    return found
+
+
+def _check_waits(lab: Lab, names: Sequence[str], wait: float) -> dict[str, str]:
+    """The reservation check of a run with ``--wait-hosts``: a host someone else holds
+    would be waited for in the queue (up to ``wait`` seconds), not refused."""
+    if not names:
+        return {}
+    from otto.cli.guard import EXIT_STORE, leases_of
+    from otto.errors import ReservationStoreError
+    from otto.reservations import format_time, holder_identity, open_store
+    from otto.reservations.base import printable
+    from otto.reservations.queue import span
+
+    try:
+        leases = {lease.host: lease for lease in leases_of(open_store(lab=lab), names)}
+    except ReservationStoreError as exc:
+        fail(str(exc), code=EXIT_STORE)
+    me = holder_identity()
+    found: dict[str, str] = {}
+    for name in names:
+        lease = leases.get(name)
+        if lease is None:
+            found[name] = "not reserved"
+        elif lease.holder == me:
+            found[name] = f"reserved by you until {format_time(lease.until)}"
+        else:
+            found[name] = (
+                f"reserved by {printable(lease.holder)} until {format_time(lease.until)}; "
+                f"would wait up to {span(wait)} in the queue for it (--wait-hosts)"
+            )
     return found
 
 
@@ -347,6 +379,11 @@ class _Plan:
         self.hosts: list[str] = []
         self.skipped = 0
         self.strict = False
+        self.wait: float | None = None
+        """``--wait-hosts``: held hosts would be waited for, not refused."""
+
+    def pytest_configure(self, config: pytest.Config) -> None:
+        self.wait = config.getoption("otto_wait_hosts", None)
 
     def _note(self, names: Sequence[str]) -> None:
         self.hosts.extend(n for n in names if n in self.lab and n not in self.hosts)
@@ -464,7 +501,10 @@ def plan_tests(
         )
         return code
     _say(_HEADER)
-    checks = _check_reservations(lab, plan.hosts, force)
+    if plan.wait is not None and not force:
+        checks = _check_waits(lab, plan.hosts, plan.wait)
+    else:
+        checks = _check_reservations(lab, plan.hosts, force)
     width = max((len(nodeid) for nodeid, _ in plan.rows), default=0)
     for nodeid, where in plan.rows:
         _say(f"{nodeid.ljust(width)}  {where}")

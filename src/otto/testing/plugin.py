@@ -34,6 +34,7 @@ import contextlib
 import inspect
 import logging
 import re
+import sys
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
@@ -52,7 +53,7 @@ from otto.results import Case, CaseSink, set_sink
 from otto.testing.baseline import BaselineError, load_baseline, parse_tolerance
 from otto.testing.checks import Check, describe_checks
 from otto.testing.evidence import RUNS_FOLDER, LineFile, LogHandler, new_run_dir, register_lab
-from otto.testing.hostlock import hold_hosts
+from otto.testing.hostlock import RunHold, hold_hosts
 from otto.testing.marks import hosts_mark, mark_pool, mark_scope, mark_state, which_host
 from otto.testing.metrics import MetricRecorder, write_prometheus
 from otto.testing.needs import NEEDS_MARK_HELP, LabFit, needed, unfit
@@ -349,6 +350,8 @@ class OttoPlugin:
         """The run's verdict, once the session has finished."""
         self.planned_hosts: list[str] = []
         """The lab hosts the collected tests may use (after collection)."""
+        self._run_hold: RunHold | None = None
+        """The hosts ``--wait-hosts`` waited for (plain pytest), held until the run ends."""
         if self.lab_paths:
             try:
                 self._lab = load_lab(self.lab_paths)
@@ -740,13 +743,45 @@ class OttoPlugin:
             planned += [n for n in self.hosts_of(item) if n not in planned]
         self.planned_hosts = planned
         # `otto test` checks the reservations of these hosts (it may stop the run) before
-        # the run folder is made.
+        # the run folder is made; under plain pytest, --wait-hosts waits for them here.
+        checked = False
         for other in self.config.pluginmanager.get_plugins():
             check = getattr(other, "otto_check_hosts", None)
             if callable(check):
                 check(planned)
+                checked = True
+        if not checked and not self.worker:
+            self._wait_for(planned)
         if self.enabled or any(self._uses_otto(item) for item in items):
             self._activate()
+
+    def _wait_for(self, names: Sequence[str]) -> None:
+        """``--wait-hosts`` under plain pytest (``otto test`` waits in its own plugin): wait
+        in the reservation queue for those of ``names`` someone else holds, and hold them
+        as the user's own until the run ends (the tests' ``hold_hosts`` take them then)."""
+        wait: float | None = self.config.getoption("otto_wait_hosts", None)
+        if wait is None or not names or self._run_hold is not None:
+            return
+        if self.config.option.collectonly:
+            return
+        from otto.errors import ReservationStoreError, ReservedError
+        from otto.reservations.queue import span
+        from otto.testing.hostlock import wait_for_hosts
+
+        def say(message: str) -> None:
+            sys.stderr.write(f"otto: {message}\n")
+            sys.stderr.flush()
+
+        try:
+            self._run_hold = wait_for_hosts(self.lab(), names, timeout=wait, say=say)
+        except ReservedError as exc:  # StillQueued: the wait's end
+            say(f"error: {exc} (--wait-hosts {span(wait)})")
+            pytest.exit("otto: a host the tests use is still reserved", returncode=3)
+        except ReservationStoreError as exc:
+            say(f"error: {exc}")
+            pytest.exit("otto: the reservation store cannot be used", returncode=1)
+        if self._run_hold.hosts:
+            log.info("waited for and holds %s", ", ".join(self._run_hold.hosts))
 
     def hosts_of(self, item: pytest.Item) -> list[str]:
         """The lab hosts a collected test may use: those its ``hosts`` mark allows (all of
@@ -1044,6 +1079,17 @@ class OttoPlugin:
     @pytest.hookimpl(trylast=True)
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         self._session_started = True
+        waits = self.config.getoption("otto_wait_hosts", None) is not None
+        if (
+            waits
+            and self.controller
+            and not any(
+                callable(getattr(other, "otto_check_hosts", None))
+                for other in self.config.pluginmanager.get_plugins()
+            )
+        ):
+            # pytest-xdist's controller collects nothing: it waits for every lab host.
+            self._wait_for(self.lab().names)
         # --collect-only (what `otto -n test` runs) contacts no host, whatever the ini asks.
         if not self.monitor_run or self.worker or self.config.option.collectonly:
             return
@@ -1215,6 +1261,9 @@ class OttoPlugin:
                 tr.write_line(f"  {path}")
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
+        hold, self._run_hold = self._run_hold, None
+        if hold is not None:
+            hold.close()
         if self._log_handler is not None:
             otto_logger = logging.getLogger("otto")
             otto_logger.removeHandler(self._log_handler)
