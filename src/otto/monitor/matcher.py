@@ -9,9 +9,15 @@ process of its own instead (one per watch, started on the first lines, a bare
 seconds: a line still being matched then is skipped (the caller says so),
 the worker is killed and a new one goes on with the next line.
 
-The worker reads the pattern, then batches of lines; it answers one byte per
-line (``1`` a match, ``0`` none) as soon as the line is done, so the time a
-line takes is seen line by line, not batch by batch.
+The worker reads the pattern, then batches: a line count and the lines
+joined by ``\n`` (a watch's lines never hold one), one write for the whole
+batch. It keeps one answer byte per line (``1`` a match, ``0`` none) and
+writes the answers of the lines done every ``_FLUSH`` seconds while a batch
+runs (an interval timer whose handler Python's ``re`` lets run between its
+steps, even inside a search that backtracks), and the rest at the batch's
+end: a few writes per batch, not one per line. So when no answer arrives
+for ``limit`` seconds, every line before the stuck one has been answered,
+and the first line without an answer is the one that is stuck.
 """
 
 from __future__ import annotations
@@ -35,27 +41,49 @@ MATCH_LIMIT = 2.0
 _START_LIMIT = 30.0  # a worker's start: an interpreter on a busy machine
 _HEADER = struct.Struct(">I")
 
+_FLUSH = 0.005  # seconds between the worker's writes of answers while a batch runs
+
 _WORKER = r"""
-import os, re, struct, sys
+import os, re, signal, struct, sys
+stdin = sys.stdin.buffer
 def read(n):
-    data = b""
-    while len(data) < n:
-        chunk = sys.stdin.buffer.read(n - len(data))
-        if not chunk:
-            sys.exit(0)
-        data += chunk
+    data = stdin.read(n)
+    if len(data) < n:
+        sys.exit(0)
     return data
 size = struct.Struct(">I")
 pattern = read(size.unpack(read(4))[0]).decode("utf-8", "surrogatepass")
 flags = size.unpack(read(4))[0]
 search = re.compile(pattern, flags).search
+out = bytearray()
+sent = 0
+busy = False
+def flush(*_):
+    # Runs from the timer too, between two steps of a search: never twice at once.
+    global sent, busy
+    if busy:
+        return
+    busy = True
+    try:
+        end = len(out)
+        while sent < end:
+            sent += os.write(1, out[sent:end])
+    finally:
+        busy = False
+signal.signal(signal.SIGALRM, flush)
 os.write(1, b"+")
 while True:
-    count = size.unpack(read(4))[0]
-    lines = [read(size.unpack(read(4))[0]).decode("utf-8", "surrogatepass") for _ in range(count)]
+    count, length = struct.unpack(">II", read(8))
+    lines = read(length).decode("utf-8", "surrogatepass").split("\n") if count else []
+    out = bytearray()
+    sent = 0
+    append = out.append
+    signal.setitimer(signal.ITIMER_REAL, FLUSH, FLUSH)
     for line in lines:
-        os.write(1, b"1" if search(line) is not None else b"0")
-"""
+        append(49 if search(line) is not None else 48)
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    flush()
+""".replace("FLUSH", repr(_FLUSH))
 
 
 @dataclass
@@ -70,6 +98,9 @@ class Matched:
 def _encode(text: str) -> bytes:
     data = text.encode("utf-8", "surrogatepass")
     return _HEADER.pack(len(data)) + data
+
+
+_BATCH_HEADER = struct.Struct(">II")  # lines, bytes
 
 
 class BoundedMatcher:
@@ -91,14 +122,26 @@ class BoundedMatcher:
         """Workers killed for a line that took too long (or that died)."""
 
     async def search(self, lines: Sequence[str]) -> Matched:
-        """Which of ``lines`` match, and which were skipped; in order, one batch at a time."""
+        """Which of ``lines`` match, and which were skipped; in order, one batch at a time.
+
+        Raises:
+            ValueError: a line holds a ``\\n`` (lines are sent joined by it).
+        """
         found = Matched()
+        if not lines:
+            return found
+        joined = "\n".join(lines)
+        if joined.count("\n") != len(lines) - 1:
+            raise ValueError("a line given to the regex worker holds a newline")
         start = 0
         while start < len(lines):
             proc = await self._worker()
             assert proc.stdin is not None and proc.stdout is not None
             batch = lines[start:]
-            proc.stdin.write(_HEADER.pack(len(batch)) + b"".join(_encode(line) for line in batch))
+            data = (joined if start == 0 else "\n".join(batch)).encode("utf-8", "surrogatepass")
+            proc.stdin.write(_BATCH_HEADER.pack(len(batch), len(data)))
+            proc.stdin.write(data)
+            del data
             done = 0
             try:
                 await proc.stdin.drain()
@@ -107,9 +150,11 @@ class BoundedMatcher:
                         answer = await proc.stdout.read(len(batch) - done)
                     if not answer:
                         raise EOFError
-                    for i, byte in enumerate(answer, start + done):
-                        if byte == ord("1"):
-                            found.hits.append(i)
+                    base = start + done
+                    hit = answer.find(49)  # b"1"
+                    while hit >= 0:
+                        found.hits.append(base + hit)
+                        hit = answer.find(49, hit + 1)
                     done += len(answer)
                 start += done
             except BaseException as exc:
