@@ -251,6 +251,8 @@ class Fed:
     """``{index in lines: bytes dropped past the cap}`` for the lines that were cut."""
     notes: list[str]
     """tail's own messages (and the watch's ``end``)."""
+    size: int = 0
+    """Characters of ``lines``, each counted with one more for its end."""
 
 
 class LineSplitter:
@@ -346,7 +348,8 @@ class LineSplitter:
                 block = block.replace(b"\r\n", b"\n")
                 if block.endswith(b"\r"):
                     block = block[:-1]
-            text = block.decode("utf-8", "replace").split("\n")
+            decoded = block.decode("utf-8", "replace")
+            text = decoded.split("\n")
             # A line of at most cap / 4 characters has at most cap bytes: the
             # usual case needs no split of the bytes to know no line is too long.
             if (
@@ -355,10 +358,13 @@ class LineSplitter:
                 or max(map(len, block.split(b"\n"))) <= self._cap
             ):
                 fed.lines.extend(text)
+                fed.size += len(decoded) + 1
             else:
                 for raw in block.split(b"\n"):
                     if len(raw) <= self._cap:
-                        fed.lines.append(raw.decode("utf-8", "replace"))
+                        line = raw.decode("utf-8", "replace")
+                        fed.lines.append(line)
+                        fed.size += len(line) + 1
                     else:
                         self._kept += raw[: self._cap]
                         self._dropped = len(raw) - self._cap
@@ -381,10 +387,13 @@ class LineSplitter:
             text = codecs.getincrementaldecoder("utf-8")("replace").decode(raw, final=False)
             fed.cut[len(fed.lines)] = dropped + len(raw) - len(text.encode("utf-8", "replace"))
             fed.lines.append(text)
+            fed.size += len(text) + 1
             return
         if raw.endswith(b"\r"):
             raw = raw[:-1]
-        fed.lines.append(raw.decode("utf-8", "replace"))
+        line = raw.decode("utf-8", "replace")
+        fed.lines.append(line)
+        fed.size += len(line) + 1
 
 
 # --- the rate limit ------------------------------------------------------------------------
@@ -571,7 +580,7 @@ class LogWatch:
         self._retry = retry
         self._matcher = BoundedMatcher(self._regex, limit=match_limit)
         self._literal = required_literal(self._regex)
-        self._waiting: deque[tuple[list[str], dict[int, int]]] = deque()
+        self._waiting: deque[tuple[list[str], dict[int, int], int]] = deque()
         self._waiting_lines = 0
         self._waiting_size = 0
         self._behind = 0
@@ -794,7 +803,7 @@ class LogWatch:
         assert splitter is not None
         fed = splitter.feed(data)
         if fed.lines:
-            self._queue(fed.lines, fed.cut)
+            self._queue(fed.lines, fed.cut, fed.size)
         for note in fed.notes:
             if note == "end":
                 ended.set_result(f"tail ended ({self.last_note or 'it said nothing'})")
@@ -810,15 +819,17 @@ class LogWatch:
             )
             splitter.content_bytes = 0
 
-    def _queue(self, lines: list[str], cut: dict[int, int]) -> None:
-        """Hand lines just read to the matching task (never matched here: see the matcher)."""
+    def _queue(self, lines: list[str], cut: dict[int, int], size: int) -> None:
+        """Hand lines just read to the matching task (never matched here: see the matcher).
+
+        ``size`` is their characters, each line counted with one more (``Fed.size``).
+        """
         self.lines += len(lines)
-        size = sum(map(len, lines)) + len(lines)
         if self._waiting_size + size > MAX_WAITING:
             self._behind += len(lines)
             self._behind_line = shown(lines[-1], cut.get(len(lines) - 1, 0))
             return
-        self._waiting.append((lines, cut))
+        self._waiting.append((lines, cut, size))
         self._waiting_lines += len(lines)
         self._waiting_size += size
         if self._wake is not None and self._idle is not None:
@@ -833,10 +844,11 @@ class LogWatch:
         while self._waiting and (
             not lines or len(lines) + len(self._waiting[0][0]) <= _MATCH_BATCH
         ):
-            more, more_cut = self._waiting.popleft()
-            cut.update((len(lines) + i, n) for i, n in more_cut.items())
+            more, more_cut, more_size = self._waiting.popleft()
+            if more_cut:
+                cut.update((len(lines) + i, n) for i, n in more_cut.items())
             lines += more
-            size += sum(map(len, more)) + len(more)
+            size += more_size
         return lines, cut, size
 
     async def _match_lines(self) -> None:

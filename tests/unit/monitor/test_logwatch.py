@@ -156,6 +156,27 @@ def test_splitter_replaces_bad_utf8() -> None:
     assert lines == [("bad \ufffd byte", 0)]
 
 
+@pytest.mark.parametrize("pieces", [1, 7, 1000], ids=["whole", "sevenths", "small-reads"])
+def test_splitter_sizes_what_it_gives(pieces: int) -> None:
+    # The watch bounds what waits by Fed.size, no longer by summing each line's length.
+    splitter = LineSplitter(MARK, cap=10)
+    stream = (
+        b"ok\r\n\nbad \xff\nERROR "
+        + b"x" * 100
+        + b"\nshort\n"
+        + "é".encode() * 9
+        + b"\n"
+        + b"a\n" * 50
+        + MARK
+        + b"note\n"
+        + b"tail\n"
+    )
+    step = -(-len(stream) // pieces)
+    for i in range(0, len(stream), step):
+        fed = splitter.feed(stream[i : i + step])
+        assert fed.size == sum(map(len, fed.lines)) + len(fed.lines)
+
+
 # --- RateLimiter ---------------------------------------------------------------------------
 
 
