@@ -11,12 +11,18 @@ import asyncio
 import io
 import shutil
 import subprocess
+import sys
+from collections.abc import Iterator
 
 import pytest
 
+from otto import Host, LocalHost
+from otto.cli.hostcmds import _Progress, _stream_host
 from otto.cli.output import HostPrinter
 from otto.cli.stream import LiveStream, wrap
 from otto.result import CommandStatus, Status
+from tests.integration.hosts import remote_host
+from tests.lab import Lab
 
 SHELLS = [s for s in (["dash"], ["bash"], ["busybox", "sh"]) if shutil.which(s[0])]
 
@@ -108,3 +114,69 @@ def test_a_shell_that_exits_needs_no_end_line() -> None:
     assert live.complete
     live.flush()
     assert out.getvalue() == "h | bye\n"
+
+
+ROUNDS = 50
+ENDS_ITS_SHELL = "echo out; echo err >&2; exit 3"
+
+
+@pytest.fixture
+def busy() -> Iterator[None]:
+    """A process that keeps a core busy, as a loaded machine is, for the test's length."""
+    spin = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        yield
+    finally:
+        spin.kill()
+        spin.wait()
+
+
+@pytest.fixture(params=["local", "ssh"])
+def shell_host(request: pytest.FixtureRequest) -> Host:
+    """This machine, or the lab's SSH host (a sync fixture: the lab is an async one)."""
+    if request.param == "local":
+        return LocalHost()
+    lab = request.getfixturevalue("lab")
+    assert isinstance(lab, Lab)
+    return remote_host(lab, "ssh1")
+
+
+async def test_a_command_that_ends_the_shell_shows_all_its_stderr(
+    shell_host: Host, busy: None
+) -> None:
+    """The shell's last marker came before the stderr reader's last line, which a local
+    shell's end then killed: the wrapper's EXIT trap ends the reader first."""
+    host = shell_host
+    try:
+        for _ in range(ROUNDS):
+            out, err = io.StringIO(), io.StringIO()
+            code = await asyncio.wait_for(
+                _stream_host(
+                    host,
+                    [ENDS_ITS_SHELL],
+                    30.0,
+                    out=HostPrinter([host.name], stream=out, colour=False),
+                    err=HostPrinter([host.name], stream=err, colour=False),
+                    progress=_Progress(),
+                ),
+                60,
+            )
+            assert code == 3
+            assert f"{host.name} | out" in out.getvalue().splitlines()
+            assert err.getvalue().splitlines() == [f"{host.name} ! err"], out.getvalue()
+    finally:
+        await host.close()
+
+
+async def test_a_command_that_ends_the_shell_keeps_all_its_output(
+    shell_host: Host, busy: None
+) -> None:
+    """The library (and ``--json``): the result holds every byte, stderr's last line too."""
+    host = shell_host
+    try:
+        for _ in range(ROUNDS):
+            result = await asyncio.wait_for(host.run(ENDS_ITS_SHELL), 60)
+            status = result.statuses[0]
+            assert (status.retcode, status.output) == (3, "out\nerr")
+    finally:
+        await host.close()

@@ -13,8 +13,15 @@ The wrapper runs the command with ``eval`` in the session's own shell, so
 shell's jobs (a ``wait`` in the command does not wait for it) and is told the
 command is over by a line on the pipe, so a background job that keeps the
 pipe open does not hold the command. Its ``\\x1dotto-end`` line says the
-stderr of the command has all been shown. Where no named pipe can be made
-(a read-only ``/tmp``), the command runs as it is, stderr mixed with stdout.
+stderr of the command has all been shown; the shell waits for it (the reader
+answers on a second named pipe) before it goes on, so the end line always
+comes before otto's marker. A command that ends the shell (``exit 3``) runs the
+shell's EXIT trap, which prints the shell's last marker: the wrapper puts its
+own EXIT trap first (the session's is kept and run after it), which ends the
+reader the same way, so the last stderr lines are not left behind (a local
+shell's process group is killed as soon as the shell has exited). Where no
+named pipe can be made (a read-only ``/tmp``), the command runs as it is,
+stderr mixed with stdout.
 """
 
 from __future__ import annotations
@@ -38,6 +45,14 @@ _MARKER = re.compile(rb"\x1e([^\x1f]*)\x1f")
 _SHELL_EXIT = re.compile(rb":e\d+:\d+$")
 """The body of the marker a shell's EXIT trap prints (see ``otto.framing``)."""
 
+_TRAP_TAG = "otto-stderr-sync"
+_EXIT_TRAP = (
+    f'__oxs=$?; : {_TRAP_TAG}; if [ -n "$__oed" ]; then '
+    "printf '%s\\n' \"$__oed\" >&9; __oed=; exec 9>&-; read -r __oea <&7; fi; "
+    '(exit $__oxs); eval "$__oet"'
+)
+"""The EXIT trap a wrapped command runs under: the stderr reader ends first (see ``wrap``)."""
+
 END_WAIT = 5.0
 """Seconds to wait, after a command ended, for the rest of its stderr (it is normally there)."""
 
@@ -47,22 +62,32 @@ def wrap(command: str, number: int) -> str:
     # The leading space keeps a command that starts with '-' from being eval's option.
     quoted = shlex.quote(" " + command)
     done = f"otto-done-{number}"
-    fifo = f'"${{TMPDIR:-/tmp}}/.otto-stderr.$$.{number}"'
+    base = f'"${{TMPDIR:-/tmp}}/.otto-stderr.$$.{number}'
+    fifo, ack, traps = base + '"', base + '.ack"', base + '.trap"'
     reader = (
-        f'( {{ rm -f {fifo}; while IFS= read -r __oel || [ -n "$__oel" ]; do '
+        f'( {{ rm -f {fifo} {ack}; while IFS= read -r __oel || [ -n "$__oel" ]; do '
         f"case $__oel in *{done}) "
         f'[ -n "${{__oel%{done}}}" ] && printf \'\\035%s\\n\' "${{__oel%{done}}}"; '
-        f"printf '\\035{_END.decode()}\\n';; "
-        f"*) printf '\\035%s\\n' \"$__oel\";; esac; done; }} <{fifo} & )"
+        f"printf '\\035{_END.decode()}\\n'; echo >&8; exec 8>&-;; "
+        f"*) printf '\\035%s\\n' \"$__oel\";; esac; done; }} <{fifo} 8>{ack} & )"
     )
     return "\n".join(
         [
             f"printf '\\035{_START.decode()}\\n'",
-            f"if rm -f {fifo} && mkfifo -m 600 {fifo} 2>/dev/null; then",
+            f"if rm -f {fifo} {ack} && mkfifo -m 600 {fifo} {ack} 2>/dev/null; then",
             reader,
-            f"exec 9>{fifo}",
+            f"exec 9>{fifo} 7<{ack}",
+            # A command that ends the shell (exit) runs its EXIT trap: the session's,
+            # which prints the shell's last marker. Ours runs first: it ends the
+            # stderr reader and waits until it has printed all, then runs the session's.
+            f"rm -f {traps}; trap >{traps} 2>/dev/null",
+            f"while IFS= read -r __otl; do case $__otl in *{_TRAP_TAG}*' EXIT') ;; "
+            "'trap -- '*' EXIT') __otl=${__otl#'trap -- '}; eval \"__oet=${__otl% EXIT}\"; "
+            f"trap {shlex.quote(_EXIT_TRAP)} EXIT;; esac; done <{traps}; rm -f {traps}",
+            f"__oed={done}",
             f"eval {quoted} 2>&9",
-            f"__oes=$?; printf '{done}\\n' >&9; exec 9>&-; (exit $__oes)",
+            "__oes=$?; __oed=; "
+            f"printf '{done}\\n' >&9; exec 9>&-; read -r __oea <&7; exec 7<&-; (exit $__oes)",
             "else",
             f"eval {quoted}",
             f"__oes=$?; printf '\\035{_END.decode()}\\n'; (exit $__oes)",
