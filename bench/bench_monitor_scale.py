@@ -358,8 +358,10 @@ async def soak(minutes: float) -> int:
         lost = dict.fromkeys((h.name for h in hosts if h.name not in cut), 0)
         rounds = cuts = 0
         async with collector:
-            while not all((await _next_round(stream))[h]["up"] for h in lost):
-                pass
+            while True:  # every reachable host answering
+                states = await _next_round(stream)
+                if all(states.get(h, {}).get("up") for h in lost):
+                    break
             first = collector.rounds_run
             skipped = collector.rounds_skipped
             began = time.monotonic()
