@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from otto import Host, LocalHost
+from otto import Host, LocalHost, framing
 from otto.cli.hostcmds import _Progress, _stream_host
 from otto.cli.output import HostPrinter
 from otto.cli.stream import LiveStream, wrap
@@ -58,6 +58,27 @@ def test_wrapper_keeps_state_and_marks_stderr(shell: list[str]) -> None:
     assert b"status=0 pwd=/ X=5" in lines
     # A command starting with '-' runs as a command, not as eval's option.
     assert b"status=127" in lines
+
+
+@pytest.mark.parametrize("shell", SHELLS, ids=lambda s: s[0])
+def test_a_command_that_exits_ends_its_stderr_before_the_shells_last_marker(
+    shell: list[str],
+) -> None:
+    # As a session runs it: otto's set-up (its EXIT trap prints the last marker), then
+    # wrapped commands; the second one reads the traps, the third ends the shell.
+    script = (
+        framing.setup_bytes("tok", pty=False)
+        + framing.command_bytes(wrap("echo out; echo err >&2", 1), "tok", 1)
+        + framing.command_bytes(wrap("trap", 2), "tok", 2)
+        + framing.command_bytes(wrap("echo out; echo err >&2; exit 3", 3), "tok", 3)
+    )
+    proc = subprocess.run(shell, input=script, capture_output=True, timeout=30, check=False)
+    assert proc.returncode == 3
+    first, second, third = proc.stdout.split(b"\x1dotto-start\n")[1:]
+    assert first.split(b"\n")[:3] == [b"out", b"\x1derr", b"\x1dotto-end"]
+    assert b"otto-stderr-sync" in second  # the wrapper's own EXIT trap is set ...
+    # ... and the session's is kept: it runs after the reader has shown everything.
+    assert third == b"out\n\x1derr\n\x1dotto-end\n\x1etok:e3:3\x1f"
 
 
 STREAM = (
