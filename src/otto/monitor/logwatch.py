@@ -124,6 +124,10 @@ MAX_WAITING = 16 << 20
 
 _MATCH_BATCH = 50_000  # lines sent to the worker at once
 
+_GATHER = 0.002
+"""Seconds the matching waits for more lines when few are waiting: a burst comes in reads
+of a few KiB, and a batch per read cost a round trip to the worker each."""
+
 _DRAIN_LIMIT = 5.0  # seconds stop() lets the lines already read be matched
 
 _NOTE_CAP = 1024
@@ -855,6 +859,8 @@ class LogWatch:
         assert self._wake is not None and self._idle is not None
         while True:
             await self._wake.wait()
+            if self._waiting_lines < _MATCH_BATCH:
+                await asyncio.sleep(_GATHER)
             self._wake.clear()
             while self._waiting:
                 lines, cut, size = self._next_batch()
