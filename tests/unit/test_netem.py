@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -119,7 +120,9 @@ def test_every_word_of_a_script_is_quoted() -> None:
         "up0", made.tc_commands("up0"), settings="a'b $(x)", peer=str(made.peer), expire=30
     )
     for command in made.tc_commands("up0"):
-        assert f"otto_run {' '.join(shlex.quote(a) for a in command)}\n" in script
+        assert command[0] == "tc"
+        quoted = " ".join(shlex.quote(a) for a in command[1:])
+        assert f'otto_run "$otto_tc" {quoted}\n' in script
     assert shlex.quote("interface=up0\\npeer=[fd00::5]:8080\\nroot=htb\\nsettings=a'b $(x)\\n") in (
         script
     )
@@ -234,6 +237,115 @@ def test_a_missing_tc_is_said(tmp_path: Path) -> None:
     else:
         assert done.returncode == 127
         assert "otto-netem-failed: tc\ntc: command not found" in done.stdout
+
+
+BUSYBOX = shutil.which("busybox")
+needs_busybox = pytest.mark.skipif(BUSYBOX is None, reason="no busybox on this machine")
+IPROUTE_TC = next((f"{d}/tc" for d in netem.TC_DIRS if os.access(f"{d}/tc", os.X_OK)), None)
+
+
+def test_no_script_runs_tc_by_name() -> None:
+    """A busybox that prefers its applets runs its own tc for the bare name, whatever PATH."""
+    made = Impairment.build(delay="100ms", peer="10.0.0.5:80")
+    scripts = [
+        netem.apply_script("up0", made.tc_commands("up0"), settings="x", expire=30),
+        netem.apply_script(
+            "up0", Impairment.build(loss="1%").tc_commands("up0"), settings="x", expire=None
+        ),
+        netem.clear_script("up0"),
+        netem.LIST_SCRIPT,
+    ]
+    for script in scripts:
+        for line in script.splitlines():
+            words = line.replace("(", " ").replace("|", " ").replace(";", " ").split()
+            # `command -v tc` runs nothing; `set -- tc` names it in an error message.
+            ran = [w for i, w in enumerate(words) if w == "tc" and words[i - 1] not in ("-v", "--")]
+            assert not ran, line
+    assert f"otto_find_tc {' '.join(netem.TC_DIRS)}\n" in netem._PRELUDE
+    assert netem.TC_DIRS == ("/sbin", "/usr/sbin", "/bin", "/usr/bin")
+
+
+def _find(dirs: list[Path], path: str, shell: tuple[str, ...] = ("/bin/sh",)) -> str:
+    done = subprocess.run(
+        [*shell, "-c", netem.TC_FINDER + 'otto_find_tc "$@"; echo "tc=$otto_tc bb=$otto_bb"', "sh"]
+        + [str(d) for d in dirs],
+        capture_output=True,
+        text=True,
+        env={"PATH": path},
+        check=False,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def _fake_tc(folder: Path, says: str) -> Path:
+    folder.mkdir()
+    tc = folder / "tc"
+    tc.write_text(f"#!/bin/sh\necho {shlex.quote(says)}\n")
+    tc.chmod(0o755)
+    return tc
+
+
+@needs_busybox
+def test_busybox_tcs_are_passed_over_for_iproute2s(tmp_path: Path) -> None:
+    assert BUSYBOX is not None
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "tc").symlink_to(BUSYBOX)
+    copied = _fake_tc(tmp_path / "copied", "BusyBox v1.36.1 multi-call binary.")
+    real = _fake_tc(tmp_path / "real", "tc utility, iproute2-6.1.0")
+    on_path = _fake_tc(tmp_path / "on_path", "tc utility, iproute2-5.10.0")
+    found = _find([linked, copied.parent, real.parent], str(on_path.parent))
+    assert found == f"tc={real} bb=1"
+    # The folders given first, then PATH's.
+    assert _find([tmp_path / "none"], f"{linked}:{on_path.parent}") == f"tc={on_path} bb=1"
+
+
+@needs_busybox
+def test_only_busybox_s_tc_is_found_as_such(tmp_path: Path) -> None:
+    assert BUSYBOX is not None
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "tc").symlink_to(BUSYBOX)
+    assert _find([linked], str(tmp_path / "empty")) == "tc= bb=1"
+    # busybox's own shell finds its applet for `tc` with no tc anywhere on PATH.
+    assert _find([tmp_path / "none"], str(tmp_path / "empty"), (BUSYBOX, "sh")) == "tc= bb=1"
+    assert _find([tmp_path / "none"], str(tmp_path / "empty")) == "tc= bb="
+
+
+@needs_busybox
+@pytest.mark.skipif(IPROUTE_TC is None, reason="no iproute2 tc on this machine")
+def test_in_busybox_s_shell_the_scripts_run_iproute2s_tc(tmp_path: Path) -> None:
+    """Regression: in a busybox sh that prefers applets, `tc` ran busybox's applet."""
+    assert BUSYBOX is not None
+    done = subprocess.run(
+        [BUSYBOX, "sh", "-c", netem._PRELUDE + 'otto_run "$otto_tc" -V\necho "tc=$otto_tc"\n'],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+        check=False,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stdout
+    assert "iproute2" in done.stdout
+    assert f"tc={IPROUTE_TC}" in done.stdout
+
+
+@pytest.mark.skipif(IPROUTE_TC is None, reason="no iproute2 tc on this machine")
+def test_a_failing_tc_is_named_tc_not_its_path(tmp_path: Path) -> None:
+    done = _sh(netem._PRELUDE + 'otto_run "$otto_tc" qdisc show dev nosuch0\n', tmp_path)
+    assert done.returncode != 0
+    assert "otto-netem-failed: tc qdisc show dev nosuch0\n" in done.stdout
+
+
+def test_a_busybox_only_tc_is_said_with_the_host() -> None:
+    output = "otto-netem-failed: tc\notto-netem-busybox-tc\n"
+    with pytest.raises(OttoError) as caught:
+        netem._check(_Named("dut"), "impair eth0", _status(output, 127))  # type: ignore[arg-type]
+    assert str(caught.value) == (
+        "dut: impair eth0: tc on dut is busybox's applet, which has no netem; install iproute2"
+    )
 
 
 def _status(output: str, code: int) -> CommandStatus:

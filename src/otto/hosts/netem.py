@@ -91,6 +91,10 @@ _PEER_CLASS = "1:2"
 _UNLIMITED = ["htb", "rate", "100gbit", "quantum", "60000"]
 _REVERT_TAG = "otto-netem-revert"
 _FAILED = "otto-netem-failed: "
+_BUSYBOX_TC = "otto-netem-busybox-tc"
+"""What a script says when the only tc on the host is busybox's applet."""
+TC_DIRS = ("/sbin", "/usr/sbin", "/bin", "/usr/bin")
+"""Where the scripts look for iproute2's tc, before the folders of ``PATH``."""
 
 
 # --- values ---------------------------------------------------------------------------
@@ -358,10 +362,31 @@ class ActiveImpairment:
 
 # --- the scripts run on the host --------------------------------------------------------
 
-# Every script starts here: tc's usual places on PATH, the state folder of this
+# iproute2's tc, by its full path: a busybox built to prefer its applets runs its
+# own tc (no netem) for the bare name `tc` in `sh -c`, whatever PATH says. The first
+# tc in the folders given, then in PATH's, that is not busybox (a link to it, or a
+# binary that says BusyBox) becomes $otto_tc; $otto_bb says a busybox tc was seen.
+TC_FINDER = r"""otto_find_tc() {
+  otto_tc=; otto_bb=; otto_ifs=$IFS; IFS=:
+  for otto_dir in "$@" $PATH; do
+    IFS=$otto_ifs
+    [ -n "$otto_dir" ] && [ -f "$otto_dir/tc" ] && [ -x "$otto_dir/tc" ] || continue
+    case $(readlink -f "$otto_dir/tc" 2>/dev/null) in */busybox*) otto_bb=1; continue ;; esac
+    case $("$otto_dir/tc" -V 2>&1) in *BusyBox*) otto_bb=1; continue ;; esac
+    otto_tc=$otto_dir/tc
+    break
+  done
+  IFS=$otto_ifs
+  if [ -z "$otto_tc" ] && command -v tc >/dev/null 2>&1; then otto_bb=1; fi
+}
+"""
+
+# Every script starts here: iproute2's tc (see TC_FINDER), the state folder of this
 # network namespace (hosts in namespaces of one machine share /run), and two
 # helpers: cancel a pending revert, and run a command, saying which one failed.
-_PRELUDE = rf"""PATH="$PATH:/usr/sbin:/sbin"; export PATH
+_PRELUDE = (
+    TC_FINDER
+    + rf"""PATH="$PATH:/usr/sbin:/sbin"; export PATH
 ns=$(readlink /proc/self/ns/net 2>/dev/null | tr -cd 0-9)
 if [ -d /run ] && [ -w /run ]; then d=/run/otto-netem; else d=/tmp/otto-netem; fi
 d="$d/net${{ns:-0}}"
@@ -379,24 +404,34 @@ otto_run() {{
   out=$("$@" 2>&1)
   rc=$?
   if [ "$rc" -eq 0 ]; then [ -z "$out" ] || printf '%s\n' "$out"; return 0; fi
-  [ -z "${{otto_undo:-}}" ] || $otto_undo >/dev/null 2>&1
+  [ -z "${{otto_undo:-}}" ] || "$otto_tc" qdisc del dev "$otto_undo" root >/dev/null 2>&1
+  [ "$1" != "${{otto_tc:-}}" ] || {{ shift; set -- tc "$@"; }}
   printf '{_FAILED}%s\n%s\n' "$*" "$out"
   exit "$rc"
 }}
-command -v tc >/dev/null 2>&1 || {{ printf '{_FAILED}tc\ntc: command not found\n'; exit 127; }}
+otto_find_tc {" ".join(TC_DIRS)}
+if [ -z "$otto_tc" ]; then
+  [ -z "$otto_bb" ] || {{ printf '{_FAILED}tc\n{_BUSYBOX_TC}\n'; exit 127; }}
+  printf '{_FAILED}tc\ntc: command not found\n'; exit 127
+fi
 """
+)
 
 # The revert: detached from otto's session (setsid), so it outlives the shell and
 # the connection. It writes its own pid; it reverts only while the state file
 # still names it (a later apply owns the interface otherwise).
 _REVERT = (
     'echo "pid=$$" >> "$1"; sleep {seconds}; '
-    'if grep -qx "pid=$$" "$1"; then tc qdisc del dev "$2" root; rm -f "$1"; fi'
+    'if grep -qx "pid=$$" "$1"; then "$3" qdisc del dev "$2" root; rm -f "$1"; fi'
 )
 
 
 def _line(argv: Sequence[str]) -> str:
-    return " ".join(shlex.quote(a) for a in argv)
+    """A command line for the scripts: every word quoted, ``tc`` the one found."""
+    words = [shlex.quote(a) for a in argv]
+    if argv and argv[0] == "tc":
+        words[0] = '"$otto_tc"'
+    return " ".join(words)
 
 
 def apply_script(
@@ -414,13 +449,13 @@ def apply_script(
         'otto_run mkdir -p "$d"',
         f'f="$d"/{iface}',
         # A failure below leaves the link unimpaired, never impaired without its revert.
-        f'[ ! -f "$f" ] || otto_undo="tc qdisc del dev {iface} root"',
+        f'[ ! -f "$f" ] || otto_undo={iface}',
         'otto_cancel "$f"',
     ]
     if commands and "replace" not in commands[0]:
         # Built from scratch (a root with classes): whatever was there goes first.
-        lines.append(f"tc qdisc del dev {iface} root >/dev/null 2>&1 || :")
-        lines.append(f'otto_undo="tc qdisc del dev {iface} root"')
+        lines.append(f'"$otto_tc" qdisc del dev {iface} root >/dev/null 2>&1 || :')
+        lines.append(f"otto_undo={iface}")
     lines += [f"otto_run {_line(c)}" for c in commands]
     root = commands[0][commands[0].index("root") + 1 :] if commands else []
     kind = next((a for a in root if a in ("netem", "prio", "htb", "tbf")), "netem")
@@ -443,7 +478,7 @@ def apply_script(
     lines += [
         f'echo "expires=$((now + {int(expire)}))" >> "$f.new"',
         'mv "$f.new" "$f"',
-        f'setsid sh -c {shlex.quote(revert)} "{_REVERT_TAG}:$f" "$f" {iface} '
+        f'setsid sh -c {shlex.quote(revert)} "{_REVERT_TAG}:$f" "$f" {iface} "$otto_tc" '
         "</dev/null >/dev/null 2>&1 &",
         "i=0",
         "while ! grep -q '^pid=' \"$f\" 2>/dev/null && [ $i -lt 500 ]; do "
@@ -451,7 +486,7 @@ def apply_script(
         "grep -q '^pid=' \"$f\" || { "
         f"printf '{_FAILED}setsid sh -c ...\\nthe revert did not start; the impairment "
         "was removed\\n'; "
-        f'tc qdisc del dev {iface} root >/dev/null 2>&1; rm -f "$f"; exit 1; }}',
+        f'"$otto_tc" qdisc del dev {iface} root >/dev/null 2>&1; rm -f "$f"; exit 1; }}',
     ]
     return "\n".join(lines) + "\n"
 
@@ -466,11 +501,11 @@ def clear_script(interface: str) -> str:
                 f'f="$d"/{iface}',
                 'had=$(sed -n "s/^root=//p" "$f" 2>/dev/null)',
                 'otto_cancel "$f"',
-                f"otto_run tc qdisc show dev {iface}",
-                f"root=$(tc qdisc show dev {iface} root | awk 'NR == 1 {{print $2}}')",
+                f'otto_run "$otto_tc" qdisc show dev {iface}',
+                f"root=$(\"$otto_tc\" qdisc show dev {iface} root | awk 'NR == 1 {{print $2}}')",
                 'if [ -n "$had" ] && [ "$had" = "$root" ] || '
-                f"tc qdisc show dev {iface} | grep -q ' netem '; then",
-                f"  otto_run tc qdisc del dev {iface} root",
+                f"\"$otto_tc\" qdisc show dev {iface} | grep -q ' netem '; then",
+                f'  otto_run "$otto_tc" qdisc del dev {iface} root',
                 "  echo otto-netem-cleared",
                 "fi",
             ]
@@ -491,7 +526,7 @@ LIST_SCRIPT = (
             '  cat "$f"',
             "done",
             "echo otto-netem-tc",
-            "otto_run tc qdisc show",
+            'otto_run "$otto_tc" qdisc show',
         ]
     )
     + "\n"
@@ -601,6 +636,11 @@ def _check(host: Host, what: str, status: CommandStatus) -> str:
     if marker >= 0:
         first, _, rest = output[marker + len(_FAILED) :].partition("\n")
         command, said = first.strip(), rest.strip()
+    if said.strip() == _BUSYBOX_TC:
+        raise OttoError(
+            f"{host.name}: {what}: tc on {host.name} is busybox's applet, which has no netem; "
+            "install iproute2"
+        )
     hint = next((h for needle, h in _HINTS if needle in said), "")
     how = f"exit status {status.retcode}" if status.retcode >= 0 else "did not finish"
     message = f"{host.name}: {what}: `{command}` failed ({how}): {tail(said) or 'no output'}"
