@@ -14,7 +14,9 @@ Rows and targets:
 - ``otto host local run true`` (the plain line, read by ``otto.cli.fast``):
   under 120 ms, beside ``python3 -c pass`` (the interpreter's own start, with
   this machine's ``site``) and ``/bin/true``; the same line through the Typer
-  app and through the installed ``otto`` script are shown beside it.
+  app and through the installed ``otto`` script are shown beside it. Its floor
+  is shown too: ``import asyncio`` alone, and a plain asyncio program that runs
+  ``true`` in ``bash --noprofile --norc`` on pipes (what otto does, without otto).
 - ``--ssh``: ``otto host h1 run true`` over SSH, the whole process, beside
   ``ssh -o ControlMaster=no h1 true`` to the same sshd with the same key and
   known_hosts: at most 1.2x. Beside them, the floor of any Python SSH client
@@ -42,6 +44,21 @@ SSH_TARGET = 1.2
 
 PY = sys.executable
 TYPER_MAIN = "import sys; sys.argv[0] = 'otto'; from otto.cli.app import main; main()"
+# The floor of any asyncio program that runs `true` in a local shell as otto does:
+# the interpreter, asyncio, and bash on pipes started, asked, answered and ended.
+ASYNCIO_BASH = """\
+import asyncio
+
+async def main():
+    argv = ("bash", "--noprofile", "--norc")
+    shell = await asyncio.create_subprocess_exec(*argv, stdin=-1, stdout=-1, stderr=-2)
+    shell.stdin.write(b"true; echo done $?\\n")
+    await shell.stdout.readline()
+    shell.stdin.close()
+    await shell.wait()
+
+asyncio.run(main())
+"""
 TASKSET = shutil.which("taskset")
 
 
@@ -111,6 +128,8 @@ def local_rows(runs: int, env: dict[str, str], tmp: Path) -> None:
     commands = {
         "/bin/true": ["/bin/true"],
         "python3 -c pass": [PY, "-c", "pass"],
+        "  python3 -c 'import asyncio'": [PY, "-c", "import asyncio"],
+        "  floor: asyncio + a bash round trip": [PY, "-c", ASYNCIO_BASH],
         "otto host local run true": [PY, "-m", "otto", *line],
         "  the same through the Typer app": [PY, "-c", TYPER_MAIN, *line],
         "otto --help": [PY, "-m", "otto", "--help"],
@@ -128,6 +147,14 @@ def local_rows(runs: int, env: dict[str, str], tmp: Path) -> None:
     print(verdict("otto host local run true, best wall", run_best, LOCAL_TARGET_MS))
     over_python = run_best - table.best("python3 -c pass")
     print(f"  of which above python3 -c pass: {over_python:.1f} ms")
+    for pinned in table.modes:
+        floor = table.best("  floor: asyncio + a bash round trip", pinned)
+        best = table.best("otto host local run true", pinned)
+        print(
+            f"  {'pinned' if pinned else 'unpinned'}: the asyncio floor {floor:.1f} ms, "
+            f"otto {best - floor:+.1f} ms above it ({best / floor:.2f}x); the target "
+            f"leaves {LOCAL_TARGET_MS - floor:.1f} ms above that floor"
+        )
     print(verdict("otto --help, best wall", table.best("otto --help"), HELP_TARGET_MS))
     print(verdict("otto test --help, best wall", table.best("otto test --help"), HELP_TARGET_MS))
 

@@ -13,6 +13,13 @@ def main() -> None:
 
     code = run_plain(sys.argv[1:])
     if code is not None:
+        # The objects alive now are left out of the collection Python makes as it
+        # ends: it would only walk them all (everything the imports built) to free
+        # nothing, which costs a short command ~10 ms. Exit handlers, flushing the
+        # streams and closing files still happen as usual.
+        import gc
+
+        gc.freeze()
         sys.exit(code)
     from otto.cli.app import main as typer_main
 

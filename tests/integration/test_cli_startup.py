@@ -29,6 +29,21 @@ if TYPE_CHECKING:
 DEADLINE = 60.0
 # The modules a local `host run` must not import (the issue's list, and the Typer app's).
 HEAVY = ("asyncssh", "telnetlib3", "pysnmp", "starlette", "rich", "typer", "pydantic")
+# Nor these, which it never uses: other kinds of host, file transfer, consoles, dates, JSON
+# output, and (while no reservation store file exists) the store and its check.
+LAZY = (
+    "datetime",
+    "json",
+    "otto.cli.guard",
+    "otto.hosts.device",
+    "otto.hosts.dryrun",
+    "otto.hosts.power",
+    "otto.hosts.remote",
+    "otto.reservations",
+    "otto.transfer",
+    "otto.transports.console",
+    "sqlite3",
+)
 TYPER_MAIN = "import sys; sys.argv[0] = 'otto'; from otto.cli.app import main; main()"
 
 
@@ -139,21 +154,125 @@ def imported_modules(stderr: str) -> set[str]:
 def test_a_local_run_imports_no_transport_typer_or_pydantic(
     tmp_path: Path, launcher: list[str]
 ) -> None:
+    modules = local_run_imports(tmp_path, env_for(tmp_path), launcher)
+    assert "otto.cli.fast" in modules  # what was read is a real import report
+    heavy = sorted(m for m in modules if m.split(".")[0] in HEAVY)
+    assert heavy == []
+    assert sorted(m for m in modules if m in LAZY or m.startswith("otto.reservations.")) == []
+
+
+def local_run_imports(
+    tmp_path: Path, env: dict[str, str], launcher: list[str] | None = None
+) -> set[str]:
+    """The modules ``otto host local run true`` imported (it must succeed)."""
+    line = ["host", "local", "run", "true"]
     proc = subprocess.run(
-        [sys.executable, "-X", "importtime", *launcher, "host", "local", "run", "true"],
+        [sys.executable, "-X", "importtime", *(launcher or ["-m", "otto"]), *line],
         capture_output=True,
         text=True,
-        env=env_for(tmp_path),
+        env=env,
         cwd=tmp_path,
         timeout=DEADLINE,
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "local $ true\n"
-    modules = imported_modules(proc.stderr)
-    assert "otto.cli.fast" in modules  # what was read is a real import report
-    heavy = sorted(m for m in modules if m.split(".")[0] in HEAVY)
-    assert heavy == []
+    return imported_modules(proc.stderr)
+
+
+def test_otto_hosts_names_load_on_first_use() -> None:
+    """``otto.hosts`` imports a kind of host when it is named, and gives all of them."""
+    code = """if True:
+        import sys
+        import otto.hosts
+        from otto.hosts import LocalHost
+        assert "otto.hosts.remote" not in sys.modules
+        assert "otto.hosts.device" not in sys.modules
+        from otto.hosts import DEFAULT_SESSION, DeviceHost, DryRunHost, Host, RemoteHost, power
+        from otto.hosts.base import Host as BaseHost
+        from otto.hosts.remote import RemoteHost as Remote
+        assert Host is BaseHost and RemoteHost is Remote and issubclass(LocalHost, Host)
+        assert power.__name__ == "otto.hosts.power" and DEFAULT_SESSION == "default"
+        assert set(otto.hosts.__all__) <= set(dir(otto.hosts))
+        try:
+            otto.hosts.Nothing
+        except AttributeError as exc:
+            assert "Nothing" in str(exc)
+        else:
+            raise AssertionError("otto.hosts.Nothing")
+        print("ok")
+    """
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=DEADLINE, check=False
+    )
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "ok\n", "")
+
+
+def test_the_reservation_check_loads_once_a_store_file_exists(tmp_path: Path) -> None:
+    """No store file: nothing can be reserved, the check is not loaded; a file: it runs."""
+    env = env_for(tmp_path)
+    store = tmp_path / "reservations.db"
+    assert not store.exists()
+    assert "otto.cli.guard" not in local_run_imports(tmp_path, env)
+    assert not store.exists()  # the check creates nothing either way
+    bob = {**env, "OTTO_USER": "bob@ci"}
+    assert fast(["reserve", "local"], bob, tmp_path).returncode == 0
+    assert fast(["release", "local"], bob, tmp_path).returncode == 0
+    assert store.exists()
+    modules = local_run_imports(tmp_path, env)
+    assert {"otto.cli.guard", "otto.reservations.sqlite", "sqlite3"} <= modules
+
+
+def test_a_host_someone_else_holds(tmp_path: Path) -> None:
+    env = {**env_for(tmp_path), "OTTO_USER": "alice@laptop"}
+    bob = {**env, "OTTO_USER": "bob@ci"}
+    assert fast(["reserve", "local", "--note", "flashing"], bob, tmp_path).returncode == 0
+    refused = assert_same(["host", "local", "run", "true"], env, tmp_path)
+    assert refused.returncode == 3
+    assert "local: reserved by bob@ci" in refused.stderr
+    assert refused.stdout == ""
+    forced = assert_same(["--force", "host", "local", "run", "true"], env, tmp_path)
+    assert forced.returncode == 0
+    assert "--force overrides the reservation of bob@ci" in forced.stderr
+    mine = assert_same(["host", "local", "run", "true"], bob, tmp_path)
+    assert mine.returncode == 0
+
+
+def test_a_store_named_by_the_lab_or_the_default_file(tmp_path: Path) -> None:
+    """The store is found where ``otto.reservations`` finds it: the lab's
+    ``settings.reservations``, then ``$OTTO_RESERVATIONS``, then the default file."""
+    bob_store = tmp_path / "lab-store.db"
+    lab_file = tmp_path / "lab.json"
+    lab_file.write_text(
+        json.dumps(
+            {
+                "settings": {"reservations": f"sqlite:///{bob_store}"},
+                "hosts": [{"name": "alpha", "term": "local"}],
+            }
+        )
+    )
+    env = {**env_for(tmp_path), "OTTO_USER": "alice@laptop"}
+    bob = {**env, "OTTO_USER": "bob@ci"}
+    assert fast(["--lab", str(lab_file), "reserve", "alpha"], bob, tmp_path).returncode == 0
+    assert bob_store.exists()
+    held = assert_same(["--lab", str(lab_file), "host", "alpha", "run", "true"], env, tmp_path)
+    assert held.returncode == 3
+    # The default file, under $XDG_DATA_HOME, when $OTTO_RESERVATIONS is not set.
+    default = {k: v for k, v in env.items() if k != "OTTO_RESERVATIONS"}
+    default["XDG_DATA_HOME"] = str(tmp_path / "data")
+    bob_default = {**default, "OTTO_USER": "bob@ci"}
+    assert assert_same(["host", "local", "run", "true"], default, tmp_path).returncode == 0
+    assert fast(["reserve", "local"], bob_default, tmp_path).returncode == 0
+    assert (tmp_path / "data" / "otto" / "reservations.db").exists()
+    held = assert_same(["host", "local", "run", "true"], default, tmp_path)
+    assert held.returncode == 3
+    # A store otto cannot use is still reported, whatever the file system holds.
+    unknown = {**env, "OTTO_RESERVATIONS": "mysql://db/x"}
+    bad = assert_same(["host", "local", "run", "true"], unknown, tmp_path)
+    assert bad.returncode == 1
+    assert "unknown kind of URL" in bad.stderr
+    empty = {**env, "OTTO_RESERVATIONS": "sqlite:///"}
+    assert assert_same(["host", "local", "run", "true"], empty, tmp_path).returncode == 1
 
 
 def test_the_typer_path_still_finds_its_commands(tmp_path: Path) -> None:

@@ -92,11 +92,37 @@ def host_names(
         apply_overrides(lab, names, overrides)
     except LabError as exc:
         fail(str(exc))
-    if not dry_run:
+    if not dry_run and not _no_store_file(lab):
         from otto.cli.guard import guard
 
         guard(lab, names, force=force)
     return names
+
+
+def _no_store_file(lab: Lab) -> bool:
+    """True when the reservation store is a SQLite file that does not exist: nothing
+    is reserved, and the check (``guard``) would find no lease, say nothing and create
+    nothing, so it is not loaded (the store's modules and ``sqlite3``).
+
+    The URL is found as ``otto.reservations.store_url`` finds it (the lab's
+    ``settings.reservations``, ``$OTTO_RESERVATIONS``, the default file); anything
+    else (PostgreSQL, a URL the store would reject, a path that cannot be looked at)
+    is False, and ``guard`` answers as usual.
+    """
+    url = lab.reservations or os.environ.get("OTTO_RESERVATIONS", "").strip()
+    try:
+        if not url:
+            base = os.environ.get("XDG_DATA_HOME", "").strip()
+            root = Path(base) if base else Path.home() / ".local" / "share"
+            path = root / "otto" / "reservations.db"
+        else:
+            prefix = "sqlite:///"
+            if not url.lower().startswith(prefix) or len(url) == len(prefix):
+                return False
+            path = Path(url[len(prefix) :]).expanduser()
+        return not path.exists()
+    except (OSError, RuntimeError):  # no home directory, a path that cannot be looked at
+        return False
 
 
 def run_or_plan(

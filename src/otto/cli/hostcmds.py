@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
 import sys
@@ -48,6 +47,8 @@ def print_hosts(lab: Lab, *, as_json: bool = False) -> None:
             }
             for s in lab.specs
         ]
+        import json
+
         sys.stdout.write(json.dumps(hosts, indent=2) + "\n")
         sys.stdout.flush()
         return
@@ -195,6 +196,8 @@ class _JsonDocument:
         self.records.append(record)
 
     def emit(self) -> None:
+        import json
+
         sys.stdout.write(json.dumps(self.records, indent=2) + "\n")
         sys.stdout.flush()
 

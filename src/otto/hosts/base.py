@@ -14,8 +14,7 @@ import logging
 import re
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, overload
+from typing import TYPE_CHECKING, TypeAlias, overload
 
 from otto import loop as otto_loop
 from otto.errors import ForwardError
@@ -33,11 +32,11 @@ from otto.session import (
     SessionLock,
     Tap,
 )
-from otto.transfer import PathArg, Progress
 from otto.transports.base import ShellTransport
 
 if TYPE_CHECKING:
     import os
+    from datetime import datetime, timedelta
 
     from otto.hosts.apps import OpeningApp
     from otto.hosts.deploy import DeployRecords, DeployResult, Via
@@ -46,6 +45,7 @@ if TYPE_CHECKING:
     from otto.hosts.netem import ActiveImpairment, Impairment, Value
     from otto.hosts.power import PowerAction, PowerSpec, PowerState
     from otto.periodic import RepeatRunner
+    from otto.transfer import PathArg, Progress
     from otto.transports.snmp import SnmpSettings
 
 __all__ = ["DEFAULT_SESSION", "Host", "process_status"]
@@ -54,7 +54,7 @@ log = logging.getLogger("otto.hosts")
 
 DEFAULT_SESSION = "default"
 
-OnResult = Callable[[str, datetime, list[CommandStatus]], object]
+OnResult: TypeAlias = "Callable[[str, datetime, list[CommandStatus]], object]"
 Guard = Callable[["Host"], None]
 """Called with the host before each of its verbs; raises to refuse (a lost reservation)."""
 

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from otto.hosts.base import Host, process_status
-from otto.hosts.power import PowerSpec
-from otto.result import CommandStatus, TransferResult
-from otto.transfer import PathArg, Progress, copy_local
-from otto.transports.base import ShellTransport
 from otto.transports.local import LocalShell, default_shell, exec_local
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from otto.hosts.power import PowerSpec
+    from otto.result import CommandStatus, TransferResult
+    from otto.transfer import PathArg, Progress
+    from otto.transports.base import ShellTransport
 
 __all__ = ["LocalHost"]
 
@@ -60,9 +64,13 @@ class LocalHost(Host):
     async def _put(
         self, src: PathArg | Sequence[PathArg], dest_dir: PathArg, progress: Progress | None
     ) -> TransferResult:
+        from otto.transfer import copy_local
+
         return await copy_local(src, dest_dir, progress, host=self.name)
 
     async def _get(
         self, src: PathArg | Sequence[PathArg], dest_dir: PathArg, progress: Progress | None
     ) -> TransferResult:
+        from otto.transfer import copy_local
+
         return await copy_local(src, dest_dir, progress, host=self.name)

@@ -38,7 +38,6 @@ from otto.errors import AuthenticationError, ConnectError, tail
 from otto.expect import ExpectBuffer, ExpectMatch
 from otto.session import SessionLock
 from otto.transports.base import Receiver, ShellTransport
-from otto.transports.console import ConsoleShell
 from otto.transports.local import LocalShell, kill_descendants
 
 __all__ = ["BECOME_METHODS", "Become", "BecomeShell", "Secret"]
@@ -211,6 +210,8 @@ class BecomeShell(ShellTransport, Receiver):
                     self._holding = True
                     self._turn.hold(self._held_error, self._timeout)
                     self._nested = True
+                    from otto.transports.console import ConsoleShell
+
                     if isinstance(self._inner, ConsoleShell):
                         # The link may close first (disconnect): leave before it does.
                         self._unhook = self._inner.before_link_closes(self._leave_for_link)

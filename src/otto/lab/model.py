@@ -608,7 +608,7 @@ class Lab:
     def _build(self, spec: HostSpec) -> Host:
         # Imported here: reading a lab (``otto --help``, ``--list-hosts``) must not
         # pay for the transports.
-        from otto.hosts import LocalHost
+        from otto.hosts.local import LocalHost
 
         power = self._power(spec)
         if spec.term == "local":
@@ -618,7 +618,7 @@ class Lab:
 
             assert spec.address is not None
             return DeviceHost(spec.address, name=spec.name, snmp=spec.snmp, power=power)
-        from otto.hosts import RemoteHost
+        from otto.hosts.remote import RemoteHost
 
         hop = self.host(spec.hop) if spec.hop is not None else None
         assert hop is None or isinstance(hop, RemoteHost), "hops are SSH hosts"
