@@ -440,11 +440,26 @@ def lost(output: str) -> float:
     return float(found.group(1))
 
 
+VM_TC = shutil.which("tc") or "/usr/sbin/tc"
+"""This machine's tc, copied into the VM at the same path."""
+
+
 async def vm_root_qdisc(host: Host) -> str:
-    """The kind of the VM's eth0 root qdisc, as its own tc shows it."""
-    result = await host.run(f"tc qdisc show dev {VM_IFACE} root")
+    """The kind of the VM's eth0 root qdisc, as its own tc (iproute2's) shows it."""
+    result = await host.run(f"{VM_TC} qdisc show dev {VM_IFACE} root")
     assert result.only.is_ok, result.only.output
     return result.only.output.split()[1]
+
+
+async def test_in_busybox_s_shell_netem_runs_iproute2s_tc(vm_host: RemoteHost) -> None:
+    """Regression: the VM's /bin/sh is busybox's, which runs its own tc (no netem) for the
+    bare name `tc` whatever PATH says; otto's scripts call iproute2's by its path."""
+    shell = await vm_host.run("readlink /bin/sh; sh -c 'tc -V' 2>&1 | head -n 1")
+    assert shell.only.output.splitlines()[0] == "/bin/busybox"
+    assert "BusyBox" in shell.only.output  # what `tc` is in this shell
+    await vm_host.impair(VM_IFACE, loss="1%", expire=120)
+    assert await vm_root_qdisc(vm_host) == "netem"
+    assert await vm_host.clear_impairment(VM_IFACE) is True
 
 
 async def test_a_delay_adds_to_the_round_trip(netvm: NetVM, vm_host: RemoteHost) -> None:

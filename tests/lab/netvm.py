@@ -11,8 +11,9 @@ The VM's initramfs carries the modules of Debian's kernel that its own
 configuration leaves out of the image (virtio's PCI and network drivers,
 ``sch_netem``, ``sch_htb``, ``sch_prio``, ``cls_u32``), loaded at boot, and this
 machine's ``tc`` (iproute2) and ``iperf3`` with their libraries: a kernel with
-netem, whatever kernel this machine runs. Its ``/bin/sh`` is this machine's
-bash (busybox's shell would run busybox's own ``tc``, which has no netem).
+netem, whatever kernel this machine runs. Its ``/bin/sh`` is busybox's shell,
+which runs busybox's own ``tc`` (no netem) for the bare name: otto's netem
+scripts run iproute2's by its full path.
 ``vm.here(argv)`` is ``argv`` run in the namespace, the VM's side of the link
 seen from this machine.
 """
@@ -48,7 +49,6 @@ class NetVM(LinuxVM):
             memory=memory,
             modules=NETEM_MODULES,
             programs=PROGRAMS,
-            shell="bash",
             address=f"{VM_IP}/24",
         )
         self.netns = ""
