@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import os
 import re
 import sys
 import threading
@@ -116,6 +117,8 @@ log = logging.getLogger("otto.testing")
 OTTO_FIXTURES = frozenset({"lab", "hosts", "host", "artifacts", "monitor"})
 _EVIDENCE_FIXTURES = frozenset({"record_metric"})
 """Fixtures that make a test otto's (its record holds what they recorded) but use no host."""
+_PICK_MARKS = frozenset({"hosts", "needs", "state"})
+"""The marks that change which hosts a test gets, or how they are readied."""
 _PLUGIN_NAME = "otto-run"
 _RUNS_FOLDER = RUNS_FOLDER
 _RUN_MARK = ".otto-run"
@@ -141,6 +144,12 @@ def pytest_configure(config: pytest.Config) -> None:
     check_shard_options(config)
     config.pluginmanager.register(OttoPlugin(config), _PLUGIN_NAME)
     config.pluginmanager.register(LabFit(config, lambda: _plugin(config).lab(), mark_scope))
+
+
+def _plain(node: pytest.Item | pytest.Collector) -> bool:
+    """Whether the test carries none of the marks that pick or ready its hosts (most
+    tests): one walk over its marks says so, instead of one per mark asked about."""
+    return not any(mark.name in _PICK_MARKS for mark in node.iter_markers())
 
 
 def _plugin(config: pytest.Config) -> OttoPlugin:
@@ -322,6 +331,8 @@ class OttoPlugin:
         self._lab: Lab | None = None
         self._extra: dict[str, Host] = {}
         self._watched: set[str] = set()
+        self._watched_lab: Lab | None = None
+        self._transcript_args: tuple[Lab, list[str], list[str]] | None = None
         self._up: set[str] = set()
         self._down: dict[str, str] = {}
         self._runs: dict[str, TestRun] = {}
@@ -359,9 +370,10 @@ class OttoPlugin:
                 raise pytest.UsageError(str(exc)) from None
             register_lab(self._lab)
         if self.enabled and not config.option.help:
-            # An otto run uses hosts and writes its report: load those modules
-            # (asyncssh, telnetlib3) now, as a conftest's imports would be.
-            import otto.hosts
+            # An otto run uses hosts and writes its report: load those modules now, as a
+            # conftest's imports would be (otto.hosts loads its kinds of host on first
+            # use: the local one, the lab's default, is loaded here).
+            import otto.hosts.local
             import otto.testing.junit
             import otto.testing.report  # noqa: F401
 
@@ -419,8 +431,10 @@ class OttoPlugin:
     def session_lab(self, request: pytest.FixtureRequest) -> Lab:
         self._activate()
         lab = self.lab()
-        for name in lab.names:
-            self._watch(lab.host(name))
+        if self._watched_lab is not lab:  # once per run, not per test (1,000 hosts)
+            for name in lab.names:
+                self._watch(lab.host(name))
+            self._watched_lab = lab
         return lab
 
     def _host(self, name: str) -> Host:
@@ -513,13 +527,28 @@ class OttoPlugin:
         lab = self.lab()
         return [s for spec in lab.specs for s in (spec.password, spec.become_password) if s]
 
+    def _lab_transcript_args(self) -> tuple[list[str], list[str]]:
+        """The lab's console hosts and secrets, as each test's transcript takes them
+        (worked out once per lab, not once per test)."""
+        lab = self.lab()
+        known = self._transcript_args
+        # A lab's fields are fixed once its hosts are built (Lab.override refuses then).
+        if known is None or known[0] is not lab:
+            consoles = [s.name for s in lab.specs if s.term in ("console", "serial")]
+            known = self._transcript_args = (lab, consoles, self._secrets())
+        return known[1], known[2]
+
     def _open_transcript(self, run: TestRun) -> Transcript:
         with run.lock:
             if run.transcript is None:
-                lab = self.lab()
+                consoles, secrets = self._lab_transcript_args()
                 folder = self.run_dir / run.folder
-                folder.mkdir(parents=True, exist_ok=True)
-                consoles = [s.name for s in lab.specs if s.term in ("console", "serial")]
+                try:
+                    os.mkdir(folder)
+                except FileExistsError:
+                    pass
+                except FileNotFoundError:  # an iteration's folder: test/N
+                    folder.mkdir(parents=True, exist_ok=True)
                 title = run.nodeid + (f" (iteration {run.iteration})" if self.repeating else "")
                 run.session_log = SessionLog(
                     folder / "transcript.log", limit=self.transcript_limit, title=title
@@ -527,7 +556,7 @@ class OttoPlugin:
                 run.transcript = Transcript(
                     folder / RAW_NAME,
                     limit=self.transcript_limit,
-                    secrets=self._secrets(),
+                    secrets=list(secrets),
                     crash_pattern=self.crash_pattern,
                     crash_hosts=consoles,
                     title=title,
@@ -578,26 +607,30 @@ class OttoPlugin:
     def hosts_for(self, request: pytest.FixtureRequest, *, one: bool) -> dict[str, Host]:
         run = self._run_for(request)
         lab = self.session_lab(request)
+        node = request.node
+        plain = _plain(node)
         names = run.picked.get(one)
         if names is None:
-            names = self._pick(request, lab, one)
+            names = self._pick(request, lab, one, plain=plain)
             run.picked[one] = names
             for name in names:
                 if name not in run.hosts:
                     run.hosts.append(name)
         picked = {name: self._host(name) for name in names}
-        state = mark_state(request.node)
+        state = None if plain else mark_state(node)
         if state is not None:
             for built in picked.values():
                 self._goto(built, state)
-        elif one or request.node.get_closest_marker("hosts") is not None:
+        elif one or (not plain and node.get_closest_marker("hosts") is not None):
             for built in picked.values():
                 self._ready(built)
         return picked
 
-    def _pick(self, request: pytest.FixtureRequest, lab: Lab, one: bool) -> list[str]:
+    def _pick(
+        self, request: pytest.FixtureRequest, lab: Lab, one: bool, *, plain: bool = False
+    ) -> list[str]:
         node = request.node
-        mark = hosts_mark(node, one=one)
+        mark = None if plain else hosts_mark(node, one=one)
         callspec = getattr(node, "callspec", None)
         param = callspec.params.get("host") if callspec is not None else None
         if mark is None:
@@ -728,8 +761,10 @@ class OttoPlugin:
         return None
 
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        if "host" not in metafunc.fixturenames or _plain(metafunc.definition):
+            return
         mark = hosts_mark(metafunc.definition, one=True)
-        if mark is None or "host" not in metafunc.fixturenames:
+        if mark is None:
             return
         pool, count = mark_pool(self.lab(), mark, features=needed(metafunc.definition))
         if count is None and pool:  # no pool: the test is skipped (otto.testing.needs)
@@ -793,7 +828,7 @@ class OttoPlugin:
         lab = self.lab()
         if "lab" in used:
             return lab.names
-        mark = hosts_mark(item, one=True)
+        mark = None if _plain(item) else hosts_mark(item, one=True)
         if mark is None:
             if "hosts" in used or ("monitor" in used and "host" not in used):
                 return lab.names
@@ -1047,7 +1082,7 @@ class OttoPlugin:
             failures=failures,
             crash=crash,
             transcript=transcript,
-            folder=run.folder if (self.run_dir / run.folder).is_dir() else "",
+            folder=run.folder if os.path.isdir(f"{self.run_dir}/{run.folder}") else "",
             earlier=run.earlier,
             worker=self.worker,
         )
