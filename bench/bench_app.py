@@ -1,13 +1,16 @@
-"""App.cmd against a raw asyncio pipe to the same program, measured in the same run.
+"""App.cmd against the same program driven raw, measured in the same run.
 
     python3 bench/bench_app.py [--quick]
 
 A round trip on a local Python REPL (``cmd("1")``) beside the floor: the same
-exchange over a raw asyncio pipe to ``python3 -i -q`` (write the line, read
-until the prompt). Then a real U-Boot's ``version`` (QEMU, its serial console
-on TCP, reached through socat as in the tests), beside the same exchange on a
-raw TCP connection. Each figure is the best of alternating batches; the whole
-set runs unpinned and then pinned to one CPU (with the programs it starts).
+exchange with ``python3 -i -q`` on the same kind of line, driven raw (write the
+line, read until the prompt): an asyncio pipe for the pipe row, a
+pseudo-terminal of its own for the pty row (a pty echoes, and the REPL uses
+readline there: a raw pipe was no floor for it). Then a real U-Boot's
+``version`` (QEMU, its serial console on TCP, reached through socat as in the
+tests), beside the same exchange on a raw TCP connection. Each figure is the
+best of alternating batches; the whole set runs unpinned and then pinned to one
+CPU (with the programs it starts).
 """
 
 from __future__ import annotations
@@ -59,6 +62,50 @@ class RawRepl:
         await self.proc.wait()
 
 
+class RawPtyRepl(RawRepl):
+    """The floor of the pty row: ``python3 -i -q`` on a pseudo-terminal of its own.
+
+    The same program on the same kind of line as otto's pty session (the
+    terminal's echo, readline, TERM as otto sets it), read until its prompt.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.master = -1
+        self.reader: asyncio.StreamReader | None = None
+
+    async def start(self) -> None:
+        master, slave = os.openpty()
+        self.proc = await asyncio.create_subprocess_exec(
+            "python3",
+            "-i",
+            "-q",
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            start_new_session=True,
+            env={**os.environ, "TERM": os.environ.get("TERM", "xterm-256color")},
+        )
+        os.close(slave)
+        self.master = master
+        self.reader = asyncio.StreamReader(limit=1 << 20)
+        reader = self.reader
+        await asyncio.get_running_loop().connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(master, "rb", buffering=0)
+        )
+        await reader.readuntil(PROMPT)
+
+    async def cmd(self, line: str) -> bytes:
+        assert self.reader is not None
+        os.write(self.master, line.encode() + b"\n")
+        return await self.reader.readuntil(PROMPT)
+
+    async def close(self) -> None:
+        assert self.proc
+        self.proc.kill()
+        await self.proc.wait()
+
+
 def row(name: str, otto_s: float, base_s: float, base_name: str, target: float | None) -> bool:
     ratio = otto_s / base_s
     ok = target is None or ratio <= target
@@ -74,6 +121,11 @@ async def raw_one(raw: RawRepl) -> None:
     assert await raw.cmd("1") == b"1\n>>> "
 
 
+async def raw_pty_one(raw: RawPtyRepl) -> None:
+    out = await raw.cmd("1")
+    assert b"1\r\n" in out and out.endswith(PROMPT), out
+
+
 async def app_one(app: App) -> None:
     assert await app.cmd("1") == "1"
 
@@ -81,14 +133,20 @@ async def app_one(app: App) -> None:
 async def repl_rows(n: int) -> list[bool]:
     raw = RawRepl()
     await raw.start()
+    raw_pty = RawPtyRepl()
+    await raw_pty.start()
     results = []
     async with LocalHost() as host:
         for pty in (True, False):
             async with host.open_app("python3 -i -q", r">>> ", pty=pty) as app:
-                b, m = await pair(lambda: raw_one(raw), lambda app=app: app_one(app), n)
-                label = "pty (default)" if pty else "pipe"
-                results.append(row(f'cmd("1"), REPL, {label}', m, b, "raw pipe", 1.3))
+                if pty:
+                    b, m = await pair(lambda: raw_pty_one(raw_pty), lambda app=app: app_one(app), n)
+                    results.append(row('cmd("1"), REPL, pty (default)', m, b, "raw pty ", 1.3))
+                else:
+                    b, m = await pair(lambda: raw_one(raw), lambda app=app: app_one(app), n)
+                    results.append(row('cmd("1"), REPL, pipe', m, b, "raw pipe", 1.3))
     await raw.close()
+    await raw_pty.close()
     return results
 
 

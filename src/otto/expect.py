@@ -157,18 +157,25 @@ class ExpectBuffer:
         The match that starts earliest wins; on a tie, the pattern listed first.
         Returns it (consuming the pending text up to its end), or None.
         """
-        if self._size == 0:
+        size = self._size
+        if size == 0:
             return None  # nothing pending (nothing scanned either: _scanned is 0)
         key = patterns if type(patterns) is tuple else tuple(patterns)
-        if key != self._patterns:
+        if key is not self._patterns and key != self._patterns:
             self._patterns = key
             self._scanned = 0
-        if self._scanned >= self._size and self._scanned > 0:
-            return None
-        start = max(0, self._scanned - self._window)
-        # One character of context before the start keeps ^, \b and lookbehinds honest.
-        base = max(0, start - 1)
-        region = self._tail(self._size - base)
+        scanned = self._scanned
+        if scanned == 0:
+            # The usual case (an App's prompt after a command): all is new, one piece.
+            base = start = 0
+            region = self.text()
+        else:
+            if scanned >= size:
+                return None
+            start = scanned - self._window if scanned > self._window else 0
+            # One character of context before the start keeps ^, \b and lookbehinds honest.
+            base = start - 1 if start > 0 else 0
+            region = self._tail(size - base)
         best: re.Match[str] | None = None
         best_index = -1
         for index, pattern in enumerate(key):
@@ -176,12 +183,16 @@ class ExpectBuffer:
             if m is not None and (best is None or m.start() < best.start()):
                 best, best_index = m, index
         if best is None:
-            self._scanned = self._size
+            self._scanned = size
             return None
         end = base + best.end()
-        text = self.text()
-        self._chunks = [text[end:]] if end < len(text) else []
-        self._size = len(text) - end
+        text = region if base == 0 else self.text()
+        if end < len(text):
+            self._chunks = [text[end:]]
+            self._size = len(text) - end
+        else:
+            self._chunks = []
+            self._size = 0
         self._scanned = 0
         dropped, self._dropped_since = self._dropped_since, 0
         # On every prompt of an App: the slots filled directly, not through the

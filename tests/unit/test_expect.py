@@ -117,6 +117,47 @@ def test_already_searched_text_is_not_searched_again() -> None:
     assert pattern.searched <= 100 * (1000 + 16)
 
 
+@given(
+    parts=st.lists(
+        st.one_of(
+            st.text(
+                alphabet=st.characters(blacklist_characters="#$\r", blacklist_categories=["Cs"]),
+                max_size=40,
+            ),
+            st.sampled_from(["#P> ", "$E1\n", "$E7\n"]),
+        ),
+        max_size=30,
+    ),
+    cuts=st.lists(st.integers(0, 1500), max_size=20),
+)
+def test_several_patterns_searched_after_each_read_find_what_the_whole_text_holds(
+    parts: list[str], cuts: list[int]
+) -> None:
+    # As an App searches: after every read, its prompt and its end marker at once.
+    text = "".join(parts)
+    patterns = (re.compile(r"#P> "), re.compile(r"\$E(\d)\n"))
+    expected = []
+    rest = text
+    while True:
+        found = [(m.start(), i, m) for i, p in enumerate(patterns) if (m := p.search(rest))]
+        if not found:
+            break
+        _, index, match = min(found, key=lambda f: (f[0], f[1]))
+        expected.append((index, rest[: match.end()], match.group()))
+        rest = rest[match.end() :]
+    buf = ExpectBuffer(window=16)
+    got = []
+    data = text.encode()
+    last = 0
+    for cut in [*sorted(set(c for c in cuts if c <= len(data))), len(data)]:
+        buf.feed(data[last:cut])
+        last = cut
+        while (match := buf.search_any(patterns)) is not None:
+            got.append((match.index, match.text, match.matched))
+    assert got == expected
+    assert buf.take() == rest
+
+
 def test_window_must_fit_the_bound() -> None:
     with pytest.raises(ValueError, match="window"):
         ExpectBuffer(max_chars=10, window=100)

@@ -358,17 +358,14 @@ class App:
             if self._heard:
                 await self._discard_stale()
             self._owed += 1  # before sending: a cancelled send may still have written
-            line = text + "\n"
-            while True:
-                found = await self._next_prompt(
-                    max(0.0, deadline - time.monotonic()), text, limit, send=line
-                )
-                line = ""
+            found = await self._next_prompt(
+                max(0.0, deadline - time.monotonic()), text, limit, send=text + "\n"
+            )
+            body = self._before(found)
+            while self.echoes and text and not _ESCAPES.sub("", body).strip():
+                # A late prompt from the keys pressed at start: ours is still to come.
+                found = await self._next_prompt(max(0.0, deadline - time.monotonic()), text, limit)
                 body = self._before(found)
-                if self.echoes and text and not _ESCAPES.sub("", body).strip():
-                    # A late prompt from the keys pressed at start: ours is still to come.
-                    continue
-                break
             self._owed -= 1
             if found.dropped:
                 return self._cut_answer(text, body, found.dropped)
@@ -426,8 +423,8 @@ class App:
     @staticmethod
     def _before(found: ExpectMatch) -> str:
         """The text before the match (the prompt or the end marker)."""
-        matched = found.match.group()
-        return found.text[: len(found.text) - len(matched)] if matched else found.text
+        start, end = found.match.span()
+        return found.text[: len(found.text) - (end - start)] if end > start else found.text
 
     # --- closing -------------------------------------------------------------
 
