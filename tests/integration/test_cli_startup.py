@@ -17,7 +17,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -206,6 +206,44 @@ def test_otto_hosts_names_load_on_first_use() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=DEADLINE, check=False
     )
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "ok\n", "")
+
+
+def test_the_collector_is_on_again_once_the_work_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``run_line`` holds the collector off while it reads the lab, never after."""
+    import gc
+
+    import typer
+
+    import otto.cli.fast
+    from otto.cli.fast import run_line
+
+    for name, value in env_for(tmp_path).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("OTTO_LAB", raising=False)
+    seen: list[tuple[str, bool]] = []
+    real_load = otto.cli.fast.load
+
+    def load(*args: Any) -> Any:
+        seen.append(("load", gc.isenabled()))
+        return real_load(*args)
+
+    monkeypatch.setattr("otto.cli.fast.load", load)
+    monkeypatch.setattr(
+        "otto.cli.fast.run_or_plan", lambda *a, **k: seen.append(("run", gc.isenabled()))
+    )
+    line = parse(["host", "local", "run", "true"])
+    assert line is not None
+    run_line(line)
+    assert seen == [("load", False), ("run", True)]
+    assert gc.isenabled()
+    unknown = parse(["host", "nosuch", "run", "true"])
+    assert unknown is not None
+    with pytest.raises(typer.Exit):
+        run_line(unknown)
+    assert "no host matches 'nosuch'" in capsys.readouterr().err
+    assert gc.isenabled()
 
 
 def test_the_reservation_check_loads_once_a_store_file_exists(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ command does not use is imported by the function that uses it.
 from __future__ import annotations
 
 import errno
+import gc
 import os
 import re
 import sys
@@ -317,9 +318,17 @@ def parse(args: Sequence[str]) -> HostRunLine | None:
 
 def run_line(line: HostRunLine) -> int:
     """Run ``line`` as the Typer commands would (the callback's part, then host run's)."""
-    setup_logging(line.verbose, line.debug)
-    lab = load(line.labs, line.connect_timeout)
-    names = host_names(lab, line.name, line.overrides, dry_run=line.dry_run, force=line.force)
+    # Reading the lab imports most of what the command uses: many objects made and
+    # none freed, so the collector is held off until the work starts.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        setup_logging(line.verbose, line.debug)
+        lab = load(line.labs, line.connect_timeout)
+        names = host_names(lab, line.name, line.overrides, dry_run=line.dry_run, force=line.force)
+    finally:
+        if collecting:
+            gc.enable()
     return run_or_plan(
         lab,
         names,
