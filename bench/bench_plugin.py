@@ -13,13 +13,17 @@
      (report and JUnit written; start-up and imports left out of both), plus
      its children (the host's shell) — the row held to the target;
    - process CPU: the whole pytest process and its children, start-up included;
-   - wall: pytest's own session time ("in N.NNs"), for reference.
+   - wall: pytest's own session time ("in N.NNs"), for reference;
+   - the session's CPU split between the main thread (hooks, fixtures, records,
+     JUnit, report) and otto's loop thread (the commands, and the taps that
+     write each test's folder and two transcripts).
 2. ``run`` of 13.5 MB of output on a LocalHost with a transcript recording
    every byte against the same host without one.
 """
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import os
 import re
@@ -70,28 +74,52 @@ def row(name: str, mine: float, base: float, target: float, base_name: str) -> b
 
 
 SESSION_CPU = """
-import atexit, os, resource, time
+import atexit, os, resource, threading, time
+
+import pytest
 
 def _cpu() -> float:
     me = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
+def _loop_cpu() -> float:
+    import otto.loop
+
+    loop = otto.loop._loop
+    if loop is None or not loop.is_running():
+        return 0.0
+    seen: list[float] = []
+    done = threading.Event()
+    loop.call_soon_threadsafe(lambda: (seen.append(time.thread_time()), done.set()))
+    done.wait(10)
+    return seen[0] if seen else 0.0
+
+_split: list[float] = []
+
 def pytest_sessionstart(session):
     start = _cpu()
+    _split[:] = [time.thread_time(), _loop_cpu()]
 
     def done() -> None:
         with open(os.environ["BENCH_CPU_OUT"], "w") as f:
-            f.write(repr(_cpu() - start))
+            f.write(repr((_cpu() - start, *_split[2:])))
 
     atexit.register(done)
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session):
+    # Before the hosts are closed: the main thread's and otto's loop thread's CPU.
+    _split[2:] = [time.thread_time() - _split[0], _loop_cpu() - _split[1]]
 """
 """A plugin (``-p benchcpu``): the CPU seconds of the pytest process from its session's
-start until it exits, its children's (reaped) included."""
+start until it exits, its children's (reaped) included; and, to show where they go,
+those of its main thread and of otto's loop thread until the session finishes."""
 
 
-def session_run(folder: Path, pinned: bool, *args: str) -> tuple[float, float, float]:
-    """One pytest run in ``folder``: (session CPU, process CPU, wall) in seconds."""
+def session_run(folder: Path, pinned: bool, *args: str) -> tuple[float, ...]:
+    """One pytest run in ``folder``: (session CPU, process CPU, wall, main thread's CPU,
+    loop thread's CPU) in seconds."""
     out = folder / "cpu.out"
     # hypothesis's plugin, when installed, spends ~0.4 s importing itself in
     # the terminal summary: left out of both, it would only hide the ratio.
@@ -119,7 +147,8 @@ def session_run(folder: Path, pinned: bool, *args: str) -> tuple[float, float, f
     if proc.returncode != 0 or found is None or int(found.group(1)) != TESTS:
         raise SystemExit(f"pytest failed in {folder}:\n{proc.stdout}\n{proc.stderr}")
     process = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return float(out.read_text()), process, float(found.group(2))
+    session, main, loop = ast.literal_eval(out.read_text())
+    return session, process, float(found.group(2)), main, loop
 
 
 def plugin_overhead() -> bool:
@@ -153,6 +182,14 @@ def plugin_overhead() -> bool:
                     ok = row(name, mine_best, base_best, target, "plain pytest") and ok
             per_test = (min(r[0] for r in mine_runs) - min(r[0] for r in base_runs)) / TESTS
             print(f"{'':<48} otto's CPU per test, {how}: {per_test * 1e3:.2f} ms")
+            for i, thread in ((3, "main thread"), (4, "otto's loop thread")):
+                mine_best = min(r[i] for r in mine_runs)
+                base_best = min(r[i] for r in base_runs)
+                print(
+                    f"{'':<48} of which {thread}: otto {mine_best * 1e3:.1f} ms, "
+                    f"plain pytest {base_best * 1e3:.1f} ms "
+                    f"(+{(mine_best - base_best) / TESTS * 1e3:.2f} ms per test)"
+                )
         # The evidence is still there: a transcript per test.
         session_run(mine, False, "--otto")
         transcripts = list(Path(mine, "otto-runs").rglob("transcript.log"))
