@@ -38,6 +38,7 @@ LAZY = (
     "otto.hosts.device",
     "otto.hosts.dryrun",
     "otto.hosts.power",
+    "otto.hosts.privilege",
     "otto.hosts.remote",
     "otto.reservations",
     "otto.transfer",

@@ -20,7 +20,6 @@ from otto import loop as otto_loop
 from otto.errors import ForwardError
 from otto.expect import ExpectMatch
 from otto.framing import clean_output
-from otto.hosts.privilege import Become, BecomeMethod, BecomeShell, Secret
 from otto.result import CommandStatus, RunResult, TransferResult
 from otto.session import (
     DEFAULT_MAX_OUTPUT,
@@ -44,6 +43,7 @@ if TYPE_CHECKING:
     from otto.hosts.lifecycle import BootSpec
     from otto.hosts.netem import ActiveImpairment, Impairment, Value
     from otto.hosts.power import PowerAction, PowerSpec, PowerState
+    from otto.hosts.privilege import Become, BecomeMethod, Secret
     from otto.periodic import RepeatRunner
     from otto.transfer import PathArg, Progress
     from otto.transports.snmp import SnmpSettings
@@ -116,7 +116,11 @@ class Host(abc.ABC):
         power: PowerSpec | None = None,
     ) -> None:
         self.name = name
-        self._become_password = None if become_password is None else Secret(become_password)
+        self._become_password: Secret | None = None
+        if become_password is not None:
+            from otto.hosts.privilege import Secret
+
+            self._become_password = Secret(become_password)
         self.power_spec = power
         self._sessions: dict[str, Session] = {}
         self._becomes: dict[str, Become | None] = {}
@@ -210,6 +214,8 @@ class Host(abc.ABC):
             inner = self._shell_transport(pty=pty)
             if become is None:
                 return inner
+            from otto.hosts.privilege import BecomeShell
+
             return BecomeShell(
                 inner,
                 become,
@@ -324,7 +330,11 @@ class Host(abc.ABC):
             AuthenticationError: sudo or su refused the password.
             ValueError: ``name`` is open with a different ``pty`` or become setting.
         """
-        privilege = None if as_user is None else Become(as_user, become)
+        privilege: Become | None = None
+        if as_user is not None:
+            from otto.hosts.privilege import Become
+
+            privilege = Become(as_user, become)
         return OpeningSession(lambda: self._open_session(name, pty, privilege, raw))
 
     async def _open_session(
@@ -389,7 +399,14 @@ class Host(abc.ABC):
 
     async def run(self, cmds: str | Sequence[str], *, timeout: float | None = None) -> RunResult:
         """Run commands on the host's default persistent shell (see ``Session.run``)."""
-        return await self._default().run(cmds, timeout=timeout)
+        session = self._sessions.get(DEFAULT_SESSION)
+        if (
+            session is None
+            or self._guard is not None
+            or self._loop is not asyncio.get_running_loop()
+        ):
+            session = self._default()  # what a warm call with no guard can skip
+        return await session.run(cmds, timeout=timeout)
 
     async def oneshot(self, cmd: str, *, timeout: float | None = None) -> CommandStatus:
         """Run ``cmd`` in a fresh process with no shell state; safe to run many at once."""
