@@ -231,3 +231,55 @@ def test_own_trace_is_stripped_only_under_xtrace() -> None:
     plain = "+ this line is the user's\nlast line"
     assert framing.strip_own_trace(plain) == plain
     assert framing.strip_own_trace("") == ""
+
+
+def own_marker(token: str, seq: int, status: int) -> bytes:
+    """A marker as otto's own shell prints it (status then ``k``)."""
+    return framing.marker_prefix(token, seq) + b"%dk" % status + framing.US
+
+
+@given(
+    before=st.binary(max_size=300),
+    after=st.binary(max_size=50),
+    status=st.integers(0, 255),
+    late=st.booleans(),
+    cuts=st.lists(st.integers(0, 400), max_size=6),
+)
+def test_own_shells_marker_however_split_and_after_late_ones(
+    before: bytes, after: bytes, status: int, late: bool, cuts: list[int]
+) -> None:
+    token = framing.new_token()
+    head = before + (own_marker(token, 6, 130) + b"x" if late else b"")
+    stream = head + own_marker(token, 7, status) + after
+    scanner = framing.MarkerScanner(token, 7)
+    assert feed_split(scanner, stream, [c for c in cuts if c <= len(stream)])
+    assert scanner.output == head.replace(own_marker(token, 6, 130), b"")
+    assert scanner.status == status
+    assert not scanner.replaced
+    assert scanner.rest == after
+
+
+def test_a_marker_whose_number_only_starts_like_ours_is_not_ours() -> None:
+    token = framing.new_token()
+    scanner = framing.MarkerScanner(token, 1)
+    assert not scanner.feed(b"out" + own_marker(token, 12, 0))  # 12 is not 1
+    assert scanner.feed(own_marker(token, 1, 3) + b"rest")
+    assert scanner.output == b"out" and scanner.status == 3 and scanner.rest == b"rest"
+
+
+def test_own_marker_without_digits_or_k_is_not_taken_at_once() -> None:
+    token = framing.new_token()
+    prefix = framing.marker_prefix(token, 2)
+    scanner = framing.MarkerScanner(token, 2)
+    assert not scanner.feed(prefix + b"k" + framing.US)  # no status digits
+    assert scanner.feed(prefix + b"4" + framing.US)  # a new shell's: no k
+    assert scanner.status == 4 and scanner.replaced
+
+
+def test_plain_command_on_bash_is_the_general_shape() -> None:
+    token = framing.new_token()
+    for command in ("true", "cat /proc/stat", "ls -la /tmp/x_y.z"):
+        for seq in (1, 98765):
+            sent = framing.command_bytes(command, token, seq, bash=True)
+            marker_line = f'printf "\x1e{token}:{seq}:$?k\x1f"'
+            assert sent == f"__os={seq};{command};{marker_line}\n".encode()

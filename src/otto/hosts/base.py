@@ -399,7 +399,14 @@ class Host(abc.ABC):
 
     async def run(self, cmds: str | Sequence[str], *, timeout: float | None = None) -> RunResult:
         """Run commands on the host's default persistent shell (see ``Session.run``)."""
-        return await self._default().run(cmds, timeout=timeout)
+        session = self._sessions.get(DEFAULT_SESSION)
+        if (
+            session is None
+            or self._guard is not None
+            or self._loop is not asyncio.get_running_loop()
+        ):
+            session = self._default()  # what a warm call with no guard can skip
+        return await session.run(cmds, timeout=timeout)
 
     async def oneshot(self, cmd: str, *, timeout: float | None = None) -> CommandStatus:
         """Run ``cmd`` in a fresh process with no shell state; safe to run many at once."""

@@ -165,8 +165,9 @@ class Session:
     # --- receiving ---------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
-        for listener in self._listeners:
-            listener(data)
+        if self._listeners:
+            for listener in self._listeners:
+                listener(data)
         if self._taps:
             for tap in self._taps:
                 tap(self.where, "received", data)
@@ -416,10 +417,13 @@ class Session:
         if self._guard is not None:
             self._guard()
         if isinstance(cmds, str):
-            # The common case, kept lean: it is on every round trip.
+            # The common case, kept lean: it is on every round trip
+            # (SessionLock.try_acquire written out).
             lock = self._lock
-            if not lock.try_acquire():
+            if lock._locked or lock._waiters:
                 await lock.acquire()
+            else:
+                lock._locked = True
             try:
                 one = await self._run_one(cmds, timeout)
             finally:
@@ -472,14 +476,17 @@ class Session:
                 if self._lost is not None:
                     transport = await self._ensure_shell()  # what was sent ended the shell
             left = None if timeout is None else max(0.0, timeout - (time.monotonic() - started[0]))
-            self._seq += 1
-            seq = self._seq
-            self._buffer.clear()
-            scanner = self._expect_marker(seq, keep=True)
+            seq = self._seq = self._seq + 1
+            if self._buffer._size:
+                self._buffer.clear()
+            # What _expect_marker does, written out: this is on every round trip.
+            scanner = self._scanner = framing.MarkerScanner(self._token, seq, limit=self.max_output)
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
             sent = framing.command_bytes(command, self._token, seq, pty=self.pty, bash=self._bash)
-            self._write(transport, sent)
-            waiter = self._waiter
-            assert waiter is not None
+            if self._taps:
+                self._write(transport, sent)
+            else:
+                transport.write(sent)
             if left is not None:
                 self._bound(waiter, left)
             try:
@@ -494,6 +501,34 @@ class Session:
             finally:
                 self._waiter = None
                 self._bounded = None
+            if outcome is scanner:  # the marker came: the usual end, checked first
+                if scanner.rest:
+                    self._buffer.feed(scanner.rest)
+                raw = scanner.output
+                echoed = False
+                if raw[:3] == b"__o":
+                    raw, echoed = framing.strip_own_echo(raw, sent)  # stty echo, set -v
+                    if echoed and self.pty and not self._echo_seen:
+                        await self._restore_terminal(left)
+                self._echo_seen = echoed
+                output = framing.clean_output(raw)
+                if scanner.replaced:
+                    token = self._token
+                    output = "\n".join(line for line in output.split("\n") if token not in line)
+                    await self._set_up_again(left, started)
+                output = framing.strip_own_trace(output)
+                if scanner.dropped:
+                    return self._status(
+                        command, output, scanner.status, started, dropped=scanner.dropped
+                    )
+                return CommandStatus.finished(
+                    command,
+                    output,
+                    scanner.status,
+                    started=started,
+                    host=self.host_name,
+                    session=self.name,
+                )
             if outcome is _EXPIRED:
                 self._scanner = None
                 output = framing.clean_output(scanner.output)
@@ -540,26 +575,6 @@ class Session:
                     started,
                     error=f"{self.where}: connection lost: {outcome.reason}",
                 )
-            if outcome.rest:
-                self._buffer.feed(outcome.rest)
-            raw = scanner.output
-            echoed = False
-            if raw[:3] == b"__o":
-                raw, echoed = framing.strip_own_echo(raw, sent)  # stty echo, set -v
-                if echoed and self.pty and not self._echo_seen:
-                    await self._restore_terminal(left)
-            self._echo_seen = echoed
-            output = framing.clean_output(raw)
-            if scanner.replaced:
-                output = "\n".join(line for line in output.split("\n") if self._token not in line)
-                await self._set_up_again(left, started)
-            return self._status(
-                command,
-                framing.strip_own_trace(output),
-                outcome.status,
-                started,
-                dropped=scanner.dropped,
-            )
         raise AssertionError("unreachable: the second pass always returns")
 
     def _status(

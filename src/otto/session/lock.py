@@ -83,7 +83,8 @@ class SessionLock:
             raise RuntimeError("SessionLock released while not held")
         self._locked = False
         self._held = None
-        self._wake()
+        if self._waiters:
+            self._wake()
 
     def _wake(self) -> None:
         while self._waiters:

@@ -105,7 +105,10 @@ class _Reader(asyncio.Protocol):
         self._owner = owner
 
     def data_received(self, data: bytes) -> None:
-        self._owner._receiver_data(data)
+        # LocalShell._receiver_data written out: this is on every round trip.
+        owner = self._owner
+        if owner._receiver is not None and not owner._reported:
+            owner._receiver.data_received(data)
 
     def eof_received(self) -> bool | None:
         self._owner._on_eof()
