@@ -23,7 +23,7 @@ import pytest
 import pytest_asyncio
 
 import otto
-from otto.errors import LeaseLost, ReservedError
+from otto.errors import LeaseLost, ReservationStoreError, ReservedError
 from otto.lab import Lab
 from otto.reservations import open_store
 from otto.reservations.postgres import PostgresStore
@@ -447,3 +447,134 @@ async def test_store_passwords_are_never_shown(
         assert "***" in shown, shown
         for part in {password, *password.split("@"), *password.split(":")}:
             assert part not in shown, (url, shown)
+
+
+# --- the check before every action, on PostgreSQL ---------------------------------------------
+
+
+async def test_postgres_checks_and_claims_at_once_share_one_connection(
+    pg: postgres.PostgresServer, names: Callable[[str], str]
+) -> None:
+    """Checks and claims in flight together on one store: each gets its own answer."""
+    store = PostgresStore(pg.url)
+    held, nobodys = names("held"), names("free")
+    try:
+        await store.reserve([held], holder="bob", claim="held", duration=600)
+        await store.leases([held])  # open and idle: the next checks go straight out
+
+        async def claim_check_release(n: int) -> list[str]:
+            host = names(f"busy{n}")
+            await store.reserve([host], holder="carol", claim=f"busy{n}", duration=600)
+            found = [lease.host for lease in await store.leases([host, held])]
+            await store.release([host], claim=f"busy{n}")
+            return found
+
+        async with asyncio.timeout(60):
+            checks = [store.leases([held, nobodys]) for _ in range(50)]
+            claims = [claim_check_release(n) for n in range(10)]
+            results = await asyncio.gather(*checks, *claims)
+        for found in results[:50]:
+            assert [(x.host, x.holder, x.claim) for x in found] == [(held, "bob", "held")]
+        for n, hosts in enumerate(results[50:]):
+            assert hosts == sorted([names(f"busy{n}"), held])
+    finally:
+        await store.release(claim="held")
+        await store.close()
+
+
+async def test_postgres_check_sees_a_renewal_a_release_and_a_new_holder(
+    pg: postgres.PostgresServer, names: Callable[[str], str]
+) -> None:
+    """The check keeps a held host's Lease built between checks: never a stale one."""
+    checker, holder = PostgresStore(pg.url), PostgresStore(pg.url)
+    host = names("web1")
+    try:
+        await holder.reserve([host], holder="bob", claim="first", duration=60)
+        (first,) = await checker.leases([host])
+        assert await checker.leases([host]) == [first]
+        grant = await holder.renew([host], claim="first", duration=600)
+        (renewed,) = await checker.leases([host])
+        assert renewed.until == grant.leases[0].until > first.until
+        await holder.release([host], claim="first")
+        assert await checker.leases([host]) == []
+        await holder.reserve([host], holder="carol", claim="second", duration=60, note="flash")
+        (second,) = await checker.leases([host])
+        assert (second.holder, second.claim, second.note) == ("carol", "second", "flash")
+    finally:
+        await holder.release([host])
+        await checker.close()
+        await holder.close()
+
+
+async def test_postgres_check_survives_a_change_of_its_table(
+    pg: postgres.PostgresServer, names: Callable[[str], str]
+) -> None:
+    """A column's type changed under the check's prepared query: it is prepared again."""
+    import asyncpg
+
+    store = PostgresStore(pg.url)
+    host = names("web1")
+    admin = await asyncpg.connect(pg.url)
+    try:
+        await store.reserve([host], holder="bob", claim="c", duration=600, note="flash")
+        (before,) = await store.leases([host])
+        assert await store.leases([host]) == [before]  # prepared, and sent as such
+        async with asyncio.timeout(60):
+            await admin.execute("ALTER TABLE otto_leases ALTER COLUMN note TYPE varchar(200)")
+            try:
+                assert await store.leases([host]) == [before]
+                assert await store.leases([host]) == [before]
+            finally:
+                await admin.execute("ALTER TABLE otto_leases ALTER COLUMN note TYPE text")
+            assert await store.leases([host]) == [before]
+    finally:
+        await store.release([host])
+        await store.close()
+        await admin.close()
+
+
+async def test_postgres_check_cancelled_midway_leaves_the_store_usable(
+    pg: postgres.PostgresServer, names: Callable[[str], str]
+) -> None:
+    store = PostgresStore(pg.url)
+    host = names("web1")
+    try:
+        await store.reserve([host], holder="bob", claim="c", duration=600)
+        (lease,) = await store.leases([host])
+        check = asyncio.create_task(store.leases([host]))
+        await asyncio.sleep(0)  # one step: the query is out, the answer not yet read
+        check.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await check
+        async with asyncio.timeout(30):
+            assert await store.leases([host]) == [lease]
+            assert await store.leases([host]) == [lease]
+    finally:
+        await store.release([host])
+        await store.close()
+
+
+async def test_postgres_check_on_a_silent_server_fails_in_time_naming_the_store(
+    pg_fault: postgres.PostgresServer, names: Callable[[str], str]
+) -> None:
+    """The network cut with the check's connection open: it fails, then works once back."""
+    if not pg_fault.uses_netns:
+        pytest.skip("cutting the network needs nft")
+    store = PostgresStore(pg_fault.url, timeout=1.0)
+    host = names("web1")
+    try:
+        assert await store.leases([host]) == []
+        assert await store.leases([host]) == []  # open and idle: sent straight out
+        await pg_fault.cut_network()
+        async with asyncio.timeout(30):  # a check that hangs fails the test here
+            with pytest.raises(ReservationStoreError) as failed:
+                await store.leases([host])
+        masked = pg_fault.url.replace(postgres.PASSWORD, "***")
+        assert str(failed.value) == (
+            f"reservation store {masked} is unreachable: no answer in time"
+        )
+        await pg_fault.restore_network()
+        async with asyncio.timeout(30):
+            assert await store.leases([host]) == []
+    finally:
+        await store.close()

@@ -15,8 +15,11 @@ dropped and the next call reconnects, so a store that comes back is used again.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
+from operator import attrgetter
+from time import monotonic
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -36,6 +39,7 @@ from otto.reservations.base import (
 
 if TYPE_CHECKING:
     import asyncpg
+    from asyncpg.prepared_stmt import PreparedStatement
 
     from otto.hosts.deploy.records import Deployment
 
@@ -198,18 +202,77 @@ class _Raced(Exception):
     """A waiter's grant found a host taken since it looked: the transaction is undone."""
 
 
+_by_host = attrgetter("host")
+#: How many hosts' leases the check keeps built.
+_SEEN = 512
+_from_row = Lease.from_row
+
+
+class _Turns:
+    """One call at a time on the store's connection, in the order they came: a lock.
+
+    A free turn is taken by setting ``busy`` (the check before every action
+    does that inline, with no coroutine of its own, where an ``asyncio.Lock``
+    costs an ``acquire`` coroutine and a ``release`` per call). A turn given
+    back while others wait passes straight to the first of them, so a caller
+    arriving meanwhile cannot take it out of order.
+    """
+
+    __slots__ = ("busy", "waiting")
+
+    def __init__(self) -> None:
+        self.busy = False
+        self.waiting: deque[asyncio.Future[None]] = deque()
+
+    async def take(self) -> None:
+        """Wait for the turn (first come, first served) and hold it."""
+        if not self.busy:
+            self.busy = True
+            return
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.waiting.append(turn)
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                self.give()  # handed the turn as it was cancelled: pass it on
+            elif turn in self.waiting:
+                self.waiting.remove(turn)
+            raise
+
+    def give(self) -> None:
+        """Give the turn back: to the first caller still waiting, else free it."""
+        waiting = self.waiting
+        while waiting:
+            turn = waiting.popleft()
+            if not turn.done():
+                turn.set_result(None)
+                return
+        self.busy = False
+
+
 class _LeasesOf:
     """``leases``' work on a connection being opened or in use (the slow path)."""
 
-    def __init__(self, hosts: Sequence[str] | None) -> None:
+    def __init__(self, store: PostgresStore, hosts: Sequence[str] | None) -> None:
+        self.store = store
         self.hosts = None if hosts is None else list(hosts)
 
     async def __call__(self, conn: asyncpg.Connection) -> list[Lease]:
         if self.hosts is None:
             rows = await conn.fetch(_ALL_LEASES)
-        else:
+            return [_from_row(r) for r in rows]
+        store = self.store
+        check = store._check
+        if check is None:
+            check = store._check = await conn.prepare(_LEASES_OF)
+        try:
+            rows = await check.fetch(self.hosts)
+        except store._stale:
+            # Prepared before the table changed: asyncpg's own path prepares it again.
+            store._check = None
             rows = await conn.fetch(_LEASES_OF, self.hosts)
-        return [Lease.from_row(r) for r in rows]
+        return [_from_row(r) for r in rows]
 
 
 class PostgresStore(ReservationStore):
@@ -240,7 +303,12 @@ class PostgresStore(ReservationStore):
             )
         self.timeout = timeout
         self._conn: asyncpg.Connection | None = None
-        self._lock = asyncio.Lock()
+        # The check's query, prepared on ``_conn``: ``conn.fetch`` would look it up
+        # in asyncpg's statement cache on every call, through three more coroutines.
+        self._check: PreparedStatement | None = None
+        self._turns = _Turns()
+        # host -> (its last row, its Lease), for the check (see ``leases``).
+        self._seen: dict[str, tuple[asyncpg.Record, Lease]] = {}
         self._closed = False
         self._due: float | None = None
         self._expired = False
@@ -248,6 +316,8 @@ class PostgresStore(ReservationStore):
         self._deploy_table = False
         # What a failing call raises (the driver's, set when it is imported).
         self._failures: tuple[type[BaseException], ...] = (OSError, TimeoutError, ValueError)
+        # What a prepared statement raises once the table it reads has changed.
+        self._stale: tuple[type[BaseException], ...] = ()
         self._listener: asyncpg.Connection | None = None
         self._listening = False
         self._changes = 0
@@ -275,6 +345,10 @@ class PostgresStore(ReservationStore):
             asyncpg.InterfaceError,
             asyncpg.exceptions.InternalClientError,
         )
+        self._stale = (
+            asyncpg.exceptions.InvalidCachedStatementError,
+            asyncpg.exceptions.OutdatedSchemaCacheError,
+        )
         conn = await asyncpg.connect(self.url, timeout=self.timeout)
         try:
             exists = await conn.fetchval(
@@ -290,7 +364,11 @@ class PostgresStore(ReservationStore):
         except BaseException:
             conn.terminate()
             raise
+        if self._watchdog is not None:
+            self._watchdog.cancel()  # perhaps of a loop that is gone: it would never fire
+            self._watchdog = None
         self._conn = conn
+        self._check = None
         return conn
 
     async def _call(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
@@ -303,53 +381,62 @@ class PostgresStore(ReservationStore):
         """
         import asyncpg
 
-        async with self._lock:
+        turns = self._turns
+        await turns.take()
+        try:
             self._expired = False
-            try:
-                conn = self._conn
-                if conn is None or conn.is_closed():
-                    async with asyncio.timeout(self.timeout):
-                        conn = await self._connect()
+            conn = self._conn
+            if conn is None or conn.is_closed():
+                async with asyncio.timeout(self.timeout):
+                    conn = await self._connect()
+            self._due = monotonic() + self.timeout
+            if self._watchdog is None:
                 self._arm()
-                return await work(conn)
-            except ReservedError:
-                raise
-            except (
-                OSError,
-                TimeoutError,
-                ValueError,
-                asyncpg.PostgresError,
-                asyncpg.InterfaceError,
-                asyncpg.exceptions.InternalClientError,
-            ) as exc:
-                self._drop()
-                raise self._unreachable(TimeoutError() if self._expired else exc) from None
-            except BaseException:
-                self._drop()  # cancelled mid-call: the connection's state is unknown
-                raise
-            finally:
-                self._due = None
+            return await work(conn)
+        except ReservedError:
+            raise
+        except (
+            OSError,
+            TimeoutError,
+            ValueError,
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+            asyncpg.exceptions.InternalClientError,
+        ) as exc:
+            self._drop()
+            raise self._unreachable(TimeoutError() if self._expired else exc) from None
+        except BaseException:
+            self._drop()  # cancelled mid-call: the connection's state is unknown
+            raise
+        finally:
+            self._due = None
+            turns.give()
 
     def _arm(self) -> None:
-        """Give the call starting now ``timeout`` seconds (see ``_watch``)."""
+        """Start the watchdog: it fires ``timeout`` from now (see ``_watch``)."""
         loop = asyncio.get_running_loop()
-        self._due = loop.time() + self.timeout
-        if self._watchdog is None:
-            self._watchdog = loop.call_at(self._due, self._watch, loop)
+        self._watchdog = loop.call_later(self.timeout, self._watch, loop)
 
     def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Drop the connection of a call past its time; follow the call running now."""
+        """Drop the connection of a call past its time; follow the call running now.
+
+        A call sets ``_due`` (on ``time.monotonic``) and clears it when done; the
+        one timer stays scheduled across calls and, when it fires before the
+        running call's due time, is set again for it. Idle, it stops.
+        """
         self._watchdog = None
         due = self._due
         if due is None:
             return  # idle: the next call arms it again
-        if loop.time() >= due:
+        left = due - monotonic()
+        if left <= 0:
             self._expired = True
             self._drop()
         else:
-            self._watchdog = loop.call_at(due, self._watch, loop)
+            self._watchdog = loop.call_later(left, self._watch, loop)
 
     def _drop(self) -> None:
+        self._check = None
         if self._conn is not None:
             self._conn.terminate()
             self._conn = None
@@ -438,18 +525,25 @@ class PostgresStore(ReservationStore):
 
     async def leases(self, hosts: Sequence[str] | None = None) -> list[Lease]:
         conn = self._conn
-        lock = self._lock
-        if hosts is None or conn is None or conn.is_closed() or lock.locked():
-            found = await self._call(_LeasesOf(hosts))
+        check = self._check
+        turns = self._turns
+        if hosts is None or check is None or conn is None or turns.busy or conn.is_closed():
+            found = await self._call(_LeasesOf(self, hosts))
         else:
-            # The check before every action, on an open, idle connection: the query
+            # The check before every action, on an open, idle connection: the same
+            # turn, watchdog and failures as ``_call``, inline, so that the query
             # goes out with nothing in between (no closure, no nested coroutine).
-            wanted = list(hosts)
-            await lock.acquire()  # free: returns without yielding
-            self._expired = False
-            self._arm()
+            # (``_expired`` is cleared by ``_call``: a watchdog that fired dropped the
+            # connection, so the next call goes there.)
+            turns.busy = True
+            self._due = monotonic() + self.timeout
+            if self._watchdog is None:
+                self._arm()
             try:
-                rows = await conn.fetch(_LEASES_OF, wanted)
+                rows = await check.fetch(list(hosts))
+            except self._stale:
+                self._check = None  # the table changed: prepared again below
+                rows = None
             except self._failures as exc:
                 self._drop()
                 raise self._unreachable(TimeoutError() if self._expired else exc) from None
@@ -458,11 +552,27 @@ class PostgresStore(ReservationStore):
                 raise
             finally:
                 self._due = None
-                lock.release()
-            # The columns are in Lease's order.
-            found = [Lease.from_row(r) for r in rows]
+                if turns.waiting:
+                    turns.give()
+                else:
+                    turns.busy = False
+            if not rows:
+                if rows is None:
+                    return await self.leases(hosts)
+                return []  # the common case: nobody holds them
+            # A held host answers the same row check after check (until a renewal):
+            # its Lease, immutable, is built once.
+            seen = self._seen
+            found = []
+            for row in rows:
+                known = seen.get(row[0])
+                if known is None or known[0] != row:
+                    if len(seen) >= _SEEN:
+                        seen.clear()
+                    known = seen[row[0]] = (row, _from_row(row))
+                found.append(known[1])
         if len(found) > 1:
-            found.sort(key=lambda lease: lease.host)
+            found.sort(key=_by_host)
         return found
 
     # --- the queue ------------------------------------------------------------------
