@@ -25,8 +25,16 @@ waiter has waited long enough for its polling to have backed off to its cap.
 Floors: SQLite, a bare ``sqlite3`` UPDATE committed on one connection and read
 back on another; PostgreSQL, a bare asyncpg ``SELECT 1`` (one round trip).
 
+The check beside the same lease query sent by hand (``conn.fetch``) is measured
+as the client's CPU time (``time.process_time``, which a busy machine disturbs
+far less than the wall clock) and as wall time, in short alternating batches:
+the best batch of each side, and the median of the ratios of neighbouring
+batches. Once unpinned and once with this process on one CPU (as
+``taskset -c 1``); a third row shows it beside the same query prepared by hand
+(asyncpg's ``PreparedStatement``, which the check uses): otto's own layer.
+
 Targets: SQLite check <= 2 ms, PostgreSQL check <= 1.5x ``SELECT 1`` and
-<= 1.05x the same lease query sent by hand with asyncpg, SQLite
+<= 1.05x the same lease query sent by hand with asyncpg (client CPU), SQLite
 reserve + release of 100 hosts <= 50 ms, hand-over <= 1 s on SQLite and <= 1 s
 plus one round trip on PostgreSQL. Best of several alternating batches.
 """
@@ -38,6 +46,7 @@ import contextlib
 import json
 import os
 import sqlite3
+import statistics
 import sys
 import tempfile
 import time
@@ -94,6 +103,61 @@ async def pair_async(
         b.append(await batch(base))
         m.append(await batch(mine))
     return min(b), min(m)
+
+
+async def cpu_pairs(
+    base: Callable[[], object], mine: Callable[[], object], n: int, rounds: int
+) -> dict[str, float]:
+    """Client CPU and wall seconds per call of ``base`` and ``mine``, alternating batches.
+
+    Returns the best batch of each (``base_cpu``, ``mine_cpu``, ``base_wall``,
+    ``mine_wall``) and the medians of the ratios of neighbouring batches
+    (``cpu_median``, ``wall_median``).
+    """
+
+    async def batch(fn: Callable[[], object]) -> tuple[float, float]:
+        w0, c0 = time.perf_counter(), time.process_time()
+        for _ in range(n):
+            await fn()  # type: ignore[misc]
+        return (time.process_time() - c0) / n, (time.perf_counter() - w0) / n
+
+    runs: dict[str, list[tuple[float, float]]] = {"base": [], "mine": []}
+    for i in range(rounds):
+        # Alternate which side goes first: neither always runs warmer.
+        order = (("base", base), ("mine", mine)) if i % 2 else (("mine", mine), ("base", base))
+        for name, fn in order:
+            runs[name].append(await batch(fn))
+    b, m = runs["base"], runs["mine"]
+    return {
+        "base_cpu": min(x[0] for x in b),
+        "mine_cpu": min(x[0] for x in m),
+        "base_wall": min(x[1] for x in b),
+        "mine_wall": min(x[1] for x in m),
+        "cpu_median": statistics.median(y[0] / x[0] for x, y in zip(b, m, strict=True)),
+        "wall_median": statistics.median(y[1] / x[1] for x, y in zip(b, m, strict=True)),
+    }
+
+
+def cpu_rows(name: str, found: dict[str, float], base_name: str, limit: float | None) -> bool:
+    """A CPU row and a wall row of ``cpu_pairs``; ``limit`` (a ratio) judges the CPU row."""
+    ok = True
+    for kind in ("cpu", "wall"):
+        mine, base = found[f"mine_{kind}"], found[f"base_{kind}"]
+        ratio = mine / base
+        if limit is None or kind == "wall":
+            verdict = "(info)"
+            if limit is not None:
+                verdict = "ok" if ratio <= limit else "over (wall, noisy)"
+        else:
+            ok = ratio <= limit
+            verdict = "ok" if ok else "MISSED"
+        target = "(info)" if limit is None else f"<= {limit:.2f}x"
+        print(
+            f"{name + ', ' + kind:<40} otto {mine * 1e6:8.2f} us   {base_name:<22} "
+            f"{base * 1e6:8.2f} us   ratio {ratio:5.3f} (median of pairs "
+            f"{found[f'{kind}_median']:5.3f})   target {target:<8} {verdict}"
+        )
+    return ok
 
 
 def row(name: str, mine: float, base: float, base_name: str, target: str, ok: bool) -> bool:
@@ -300,16 +364,25 @@ async def bench_postgres() -> bool:
         base, hand = await pair_async(bare, by_hand, 100 if QUICK else 500)
         row("  the same query by hand (asyncpg)", hand, base, "asyncpg SELECT 1", "(info)", True)
 
-        # What otto adds to that query: the lock, the watchdog, building the Lease.
-        hand, otto_s = await pair_async(by_hand, mine, 100 if QUICK else 500)
-        ok &= row(
-            "check, one of 3 held, vs by hand",
-            otto_s,
-            hand,
-            "the query by hand",
-            "<= 1.05x",
-            otto_s <= 1.05 * hand,
-        )
+        # What otto adds to that query: the turn on the connection, the watchdog,
+        # building the Lease. Client CPU and wall, unpinned, then on one CPU.
+        n, rounds = (100, 20) if QUICK else (200, 60)
+        found = await cpu_pairs(by_hand, mine, n, rounds)
+        ok &= cpu_rows("check vs by hand, unpinned", found, "conn.fetch by hand", 1.05)
+        was = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, {max(was)})
+        try:
+            found = await cpu_pairs(by_hand, mine, n, rounds)
+        finally:
+            os.sched_setaffinity(0, was)
+        ok &= cpu_rows(f"check vs by hand, CPU {max(was)}", found, "conn.fetch by hand", 1.05)
+        prepared = await conn.prepare(_LEASES_OF)
+
+        async def prepared_by_hand() -> None:
+            await prepared.fetch(names)
+
+        found = await cpu_pairs(prepared_by_hand, mine, n, rounds)
+        cpu_rows("check vs prepared by hand", found, "prepared.fetch by hand", None)
 
         async def bare_connect() -> None:
             c = await asyncpg.connect(server.url)
