@@ -63,3 +63,18 @@ def test_expect_timeout_is_a_timeout_error() -> None:
     assert isinstance(err, otto.OttoError)
     assert err.received == "partial"
     assert "partial" in str(err)
+
+
+def test_finished_record_is_a_frozen_command_status_like_any_other() -> None:
+    import pickle
+
+    record = CommandStatus.finished("ls", "a", 2, started=(0.0, 5.0), host="h", session="s")
+    assert type(record) is CommandStatus
+    assert record == CommandStatus(
+        "ls", "a", Status.Failed, 2, False, record.duration, "", "h", "s", 5.0
+    )
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        record.output = "changed"  # type: ignore[misc]
+    assert pickle.loads(pickle.dumps(record)) == record
+    timed_out = CommandStatus.finished("x", "", 0, started=(0.0, 0.0), timed_out=True)
+    assert (timed_out.status, timed_out.retcode) == (Status.Error, -1)
