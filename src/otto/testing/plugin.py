@@ -761,12 +761,16 @@ class OttoPlugin:
         return None
 
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
-        if "host" not in metafunc.fixturenames or _plain(metafunc.definition):
+        if _plain(metafunc.definition):
+            return
+        # A bad needs mark is an error of this module's collection, naming the test.
+        features = needed(metafunc.definition)
+        if "host" not in metafunc.fixturenames:
             return
         mark = hosts_mark(metafunc.definition, one=True)
         if mark is None:
             return
-        pool, count = mark_pool(self.lab(), mark, features=needed(metafunc.definition))
+        pool, count = mark_pool(self.lab(), mark, features=features)
         if count is None and pool:  # no pool: the test is skipped (otto.testing.needs)
             metafunc.parametrize("host", pool, indirect=True, ids=pool)
 
