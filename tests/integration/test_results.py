@@ -198,6 +198,21 @@ async def test_a_stale_results_file_is_never_read(local: LocalHost, tmp_path: Pa
     assert cases[0].output == "crashed before writing"
 
 
+async def test_a_results_file_past_the_bound_is_an_error_not_read(
+    local: LocalHost, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    # otto.results.collect is also the function's name: the module, by its full name.
+    monkeypatch.setattr(sys.modules["otto.results.collect"], "MAX_RESULTS_FILE", 64)
+    xml = tmp_path / "huge.xml"
+    body = "<testcase name='x'/>" * 10
+    command = f"echo {shlex.quote('<testsuite>' + body + '</testsuite>')} > {shlex.quote(str(xml))}"
+    cases = await results.collect(local, command, format="junit", path=str(xml), check=False)
+    assert [(c.name, c.status) for c in cases] == [(SUITE, "error")]
+    assert "more than a results file may (64)" in cases[0].message
+
+
 async def test_a_relative_path_or_an_unknown_format_runs_nothing(
     local: LocalHost, tmp_path: Path
 ) -> None:

@@ -177,6 +177,11 @@ async def collect(
     return cases
 
 
+MAX_RESULTS_FILE = 256 * 1024 * 1024
+"""The largest results file ``collect(path=...)`` parses (a command's output has the
+same bound, ``host.max_output``); a larger one is an error case, never read whole."""
+
+
 async def _from_file(host: Host, path: str, format: Format, status: CommandStatus) -> list[Case]:
     with tempfile.TemporaryDirectory(prefix="otto-results-") as folder:
         got = await host.get(path, folder)
@@ -184,6 +189,13 @@ async def _from_file(host: Host, path: str, format: Format, status: CommandStatu
         if not got.is_ok or not local.is_file():
             why = got.error or "no such file"
             message = f"{path} could not be read from {host.name} after the command: {why}"
+            return [suite_error(message, status.output)]
+        size = local.stat().st_size
+        if size > MAX_RESULTS_FILE:
+            message = (
+                f"{path} on {host.name} holds {size} bytes, more than a results file may "
+                f"({MAX_RESULTS_FILE}); it was not parsed"
+            )
             return [suite_error(message, status.output)]
         data = local.read_bytes()
     return parse(data, format)
