@@ -27,7 +27,7 @@ pytestmark = pytest.mark.integration
 HOSTS = 20
 CUT = ("h1", "h2", "h3")
 CYCLES = 2
-CUT_ROUNDS = 8
+CUT_ROUNDS = 5
 """Rounds (of 1 s) each cut lasts once it shows."""
 WAIT = 30.0
 
