@@ -247,6 +247,31 @@ def test_the_collector_is_on_again_once_the_work_starts(
     assert gc.isenabled()
 
 
+def test_the_fast_path_freezes_what_reading_and_importing_made(tmp_path: Path) -> None:
+    """The objects the lab and the transports' imports made are out of the collector's
+    sight once the work starts (its first pass would walk them all to free nothing)."""
+    code = """if True:
+        import gc, sys
+        from otto.cli import fast
+        seen = []
+        real = fast.run_or_plan
+        fast.run_or_plan = lambda *a, **k: seen.append(gc.get_freeze_count()) or real(*a, **k)
+        assert fast.run_plain(sys.argv[1:]) == 0
+        print(seen[0] > 10000, gc.isenabled())
+    """
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "host", "local", "run", "true"],
+        capture_output=True,
+        text=True,
+        env=env_for(tmp_path),
+        cwd=tmp_path,
+        timeout=DEADLINE,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == "True True"
+
+
 def test_the_reservation_check_loads_once_a_store_file_exists(tmp_path: Path) -> None:
     """No store file: nothing can be reserved, the check is not loaded; a file: it runs."""
     env = env_for(tmp_path)
@@ -542,3 +567,53 @@ def test_over_ssh(ssh_lab_file: Path, tmp_path: Path) -> None:
     assert failed.returncode == 5
     refused = assert_same(["host", "ssh1", "--port", "1", "run", "true"], env, tmp_path)
     assert refused.returncode == 255
+
+
+def test_over_ssh_through_hops(ssh_lab_file: Path, tmp_path: Path) -> None:
+    env = env_for(tmp_path, OTTO_LAB=str(ssh_lab_file))
+    ok = assert_same(["host", "inner2", "run", "echo $((6 * 7)); echo oops >&2"], env, tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    assert "inner2 | 42" in ok.stdout and "inner2 ! oops" in ok.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "first"), [("ssh1", "ssh1"), ("inner2", "ssh1")], ids=["direct", "behind hops"]
+)
+def test_the_first_ssh_connection_is_begun_before_asyncssh_is_imported(
+    ssh_lab_file: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    name: str,
+    first: str,
+) -> None:
+    """``run_line`` begins the TCP connect to the host reached directly (the host, or its
+    first hop), and that host's link runs SSH on it; the rest connect as usual."""
+    import gc
+
+    from otto.cli.fast import run_line
+    from otto.lab import load_lab
+    from otto.transports import ssh_early
+
+    for key, value in env_for(tmp_path, OTTO_LAB=str(ssh_lab_file), HOME=str(tmp_path)).items():
+        monkeypatch.setenv(key, value)
+    spec = load_lab([ssh_lab_file]).spec(first)
+    direct = (spec.address, spec.port or 22)
+    taken: list[tuple[tuple[str, int], bool]] = []
+    real_take = ssh_early.take
+
+    async def take(address: str, port: int) -> Any:
+        sock = await real_take(address, port)
+        taken.append(((address, port), sock is not None))
+        return sock
+
+    monkeypatch.setattr(ssh_early, "take", take)
+    frozen = gc.get_freeze_count()
+    line = parse(["host", name, "run", "echo here"])
+    assert line is not None
+    assert run_line(line) == 0
+    assert f"{name} | here" in capsys.readouterr().out
+    assert taken[0] == (direct, True)
+    assert all(not took for _, took in taken[1:])
+    assert not ssh_early._pending
+    assert gc.isenabled() and gc.get_freeze_count() == frozen  # no freeze unless asked

@@ -14,6 +14,7 @@ command does not use is imported by the function that uses it.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import gc
 import os
@@ -316,28 +317,82 @@ def parse(args: Sequence[str]) -> HostRunLine | None:
 # --- running it ---------------------------------------------------------------------------
 
 
-def run_line(line: HostRunLine) -> int:
-    """Run ``line`` as the Typer commands would (the callback's part, then host run's)."""
-    # Reading the lab imports most of what the command uses: many objects made and
-    # none freed, so the collector is held off until the work starts.
+def run_line(line: HostRunLine, *, freeze: bool = False) -> int:
+    """Run ``line`` as the Typer commands would (the callback's part, then host run's).
+
+    With ``freeze`` (a process that ends with the command), what reading the lab
+    and importing the hosts' transports made is moved out of the collector's
+    sight (``gc.freeze``) before the work starts.
+    """
+    # Reading the lab and importing the transports (asyncssh: ~50k objects) make many
+    # objects and free none, so the collector is held off until the work starts; its
+    # first pass after that would walk them all (~20 ms) to free nothing.
     collecting = gc.isenabled()
     gc.disable()
     try:
         setup_logging(line.verbose, line.debug)
         lab = load(line.labs, line.connect_timeout)
         names = host_names(lab, line.name, line.overrides, dry_run=line.dry_run, force=line.force)
+        if not line.dry_run:
+            _prepare(lab, names)
     finally:
         if collecting:
+            if freeze:
+                gc.freeze()
             gc.enable()
-    return run_or_plan(
-        lab,
-        names,
-        line.commands,
-        line.timeout or None,
-        dry_run=line.dry_run,
-        force=line.force,
-        as_json=line.as_json,
-    )
+    try:
+        return run_or_plan(
+            lab,
+            names,
+            line.commands,
+            line.timeout or None,
+            dry_run=line.dry_run,
+            force=line.force,
+            as_json=line.as_json,
+        )
+    finally:
+        if "otto.transports.ssh_early" in sys.modules:
+            from otto.transports.ssh_early import discard_all
+
+            discard_all()
+
+
+_EARLY_MAX = 8
+"""Hosts up to which SSH connections are begun before asyncssh is imported."""
+
+
+def _prepare(lab: Lab, names: Sequence[str]) -> None:
+    """Before the work starts: begin the TCP connects to the SSH hosts reached directly
+    (the named hosts, or the first hop of those behind hops; see
+    :mod:`otto.transports.ssh_early`), then import the transports the hosts use.
+
+    A lab problem (a hop cycle) is left for the host to report as usual.
+    """
+    terms: set[str] = set()
+    first: set[tuple[str, int]] = set()
+    for name in names:
+        spec = lab.spec(name)
+        terms.add(spec.term)
+        seen = {name}
+        while spec.hop is not None and spec.hop not in seen and spec.hop in lab:
+            seen.add(spec.hop)
+            spec = lab.spec(spec.hop)
+            terms.add(spec.term)
+        if spec.hop is None and spec.term == "ssh" and spec.address is not None:
+            first.add((spec.address, spec.port or 22))
+    terms -= {"local", "none"}
+    if not terms:
+        return
+    if "ssh" in terms and len(first) <= _EARLY_MAX:
+        from otto.transports import ssh_early
+
+        for address, port in sorted(first):
+            ssh_early.start(address, port)
+    from otto.hosts.remote import connection_kind
+
+    for term in sorted(terms):
+        with contextlib.suppress(ValueError, TypeError):  # the host reports it when built
+            connection_kind(term)
 
 
 class _Pacified:
@@ -360,7 +415,7 @@ class _Pacified:
 def _run(line: HostRunLine) -> int:
     """``run_line``, ending as the Typer app ends a command (its exits, Ctrl-C, EPIPE)."""
     try:
-        return run_line(line)
+        return run_line(line, freeze=True)
     except KeyboardInterrupt:
         return 130  # Typer: Exit(130)
     except EOFError:

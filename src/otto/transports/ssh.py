@@ -17,6 +17,7 @@ from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any
 
 from otto.errors import AuthenticationError, ConnectError, HostKeyError
+from otto.transports import ssh_early
 from otto.transports.base import Receiver, ShellTransport
 from otto.transports.sshlib import asyncssh
 from otto.transports.steps import (
@@ -237,6 +238,11 @@ class SshLink:
         attempt = _Attempt()
         try:
             async with asyncio.timeout_at(deadline):
+                if self._hop is None:
+                    # A TCP connection begun before asyncssh was imported (otto.cli.fast).
+                    sock = await ssh_early.take(self.address, self.port)
+                    if sock is not None:
+                        options["sock"] = sock
                 conn = await asyncssh.connect(
                     self.address, client_factory=lambda: _Client(lost, attempt), **options
                 )
