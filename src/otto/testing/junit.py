@@ -242,6 +242,90 @@ def _testcase(suite: ET.Element, record: TestRecord, iterated: bool, links: _Lin
             )
 
 
+def _attribute(text: str) -> str:
+    """``text`` escaped as ElementTree escapes an attribute's value."""
+    if "&" in text:
+        text = text.replace("&", "&amp;")
+    if "<" in text:
+        text = text.replace("<", "&lt;")
+    if ">" in text:
+        text = text.replace(">", "&gt;")
+    if '"' in text:
+        text = text.replace('"', "&quot;")
+    if "\r" in text:
+        text = text.replace("\r", "&#13;")
+    if "\n" in text:
+        text = text.replace("\n", "&#10;")
+    if "\t" in text:
+        text = text.replace("\t", "&#09;")
+    return text
+
+
+def _character_data(text: str) -> str:
+    """``text`` escaped as ElementTree escapes an element's text."""
+    if "&" in text:
+        text = text.replace("&", "&amp;")
+    if "<" in text:
+        text = text.replace("<", "&lt;")
+    if ">" in text:
+        text = text.replace(">", "&gt;")
+    return text
+
+
+def _attributes(values: dict[str, str]) -> str:
+    return "".join(f' {key}="{_attribute(value)}"' for key, value in values.items())
+
+
+_CASE_INDENT = "\n    "
+"""What goes before a test case in the file (``ET.indent``'s, two levels deep)."""
+
+
+def _passed_case(record: TestRecord, iterated: bool, links: _Links) -> str | None:
+    """The test case of a run that passed at its first try and recorded nothing more than
+    its hosts, worker and transcript (most runs), as :func:`_tree_cases` writes it; None
+    for any other run."""
+    if (
+        record.outcome != "passed"
+        or record.earlier
+        or record.metrics
+        or record.cases
+        or record.checks
+        or record.crash is not None
+    ):
+        return None
+    classname, name = junit_name(record, iterated)
+    head = (
+        f'<testcase name="{_attribute(_clean(name))}" '
+        f'classname="{_attribute(_clean(classname))}" time="{max(record.duration, 0.0):.3f}"'
+    )
+    out: list[str] = []
+    if record.hosts:
+        out.append("hosts: " + ", ".join(record.hosts))
+    if record.worker:
+        out.append(f"worker: {record.worker}")
+    if record.transcript:
+        link, absolute = links.of(record.transcript)
+        out.append(f"transcript: {link}")
+        out.append(f"[[ATTACHMENT|{absolute}]]")
+    if not out:
+        return head + " />"
+    text = _character_data(_clean("\n".join(out)))
+    return f"{head}>{_CASE_INDENT}  <system-out>{text}</system-out>{_CASE_INDENT}</testcase>"
+
+
+def _tree_cases(record: TestRecord, iterated: bool, links: _Links) -> list[str]:
+    """The test cases of ``record`` (its own and its device-side cases') as ElementTree
+    writes them, indented as in the whole file."""
+    holder = ET.Element("testsuite")
+    _testcase(holder, record, iterated, links)
+    ET.indent(holder, level=1)
+    written = []
+    for case in holder:
+        case.tail = None
+        written.append(ET.tostring(case, encoding="unicode"))
+    return written
+
+
 def write_junit(
     path: Path,
     records: Sequence[TestRecord],
@@ -275,20 +359,24 @@ def write_junit(
         "errors": str(counts["error"]),
         "time": f"{max(stop - start, 0.0):.3f}",
     }
-    root = ET.Element("testsuites", totals)
-    suite = ET.SubElement(
-        root,
-        "testsuite",
-        {
-            **totals,
-            "skipped": str(counts["skipped"]),
-            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(start)),
-            "hostname": _clean(socket.gethostname()),
-        },
-    )
+    suite = {
+        **totals,
+        "skipped": str(counts["skipped"]),
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(start)),
+        "hostname": _clean(socket.gethostname()),
+    }
     links = _Links(run_dir, path.parent.resolve())
+    # The file ElementTree would write (ET.indent, then tostring), written as strings:
+    # a tree of every test case, indented and serialized, was most of a run's ending.
+    written: list[str] = []
     for record in ordered:
-        _testcase(suite, record, record.nodeid in iterated, links)
-    ET.indent(root)
-    text = ET.tostring(root, encoding="unicode")
+        iterated_run = record.nodeid in iterated
+        case = _passed_case(record, iterated_run, links)
+        if case is None:
+            written += _tree_cases(record, iterated_run, links)
+        else:
+            written.append(case)
+    head = f"<testsuites{_attributes(totals)}>\n  <testsuite{_attributes(suite)}"
+    body = f">{_CASE_INDENT}{_CASE_INDENT.join(written)}\n  </testsuite>" if written else " />"
+    text = f"{head}{body}\n</testsuites>"
     write_text(path, "<?xml version='1.0' encoding='utf-8'?>\n" + text + "\n")
