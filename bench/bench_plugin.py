@@ -167,8 +167,10 @@ def plugin_overhead() -> bool:
             base_runs, mine_runs = [], []
             for _ in range(3 if QUICK else 7):
                 base_runs.append(session_run(plain, pinned, "-p", "no:otto"))
+                # Each run keeps its folder: deleting one just before the next run
+                # makes that run's files slow to create (ext4 without a journal, as
+                # here, scans past inodes deleted seconds ago: up to 0.4 ms a file).
                 mine_runs.append(session_run(mine, pinned, "--otto"))
-                shutil.rmtree(mine / "otto-runs")
             how = "pinned" if pinned else "unpinned"
             for i, (what, target) in enumerate(
                 (("session CPU", 1.15), ("process CPU", None), ("wall", None))

@@ -10,7 +10,13 @@ import pytest
 
 from otto import redact
 from otto.lab import Lab
-from otto.testing.evidence import LineFile, lab_secrets, register_secrets, write_text
+from otto.testing.evidence import (
+    BytesRedactor,
+    LineFile,
+    lab_secrets,
+    register_secrets,
+    write_text,
+)
 
 
 def test_the_secrets_of_a_lab_include_snmp_keys_and_power_passwords_from_the_environment(
@@ -65,3 +71,26 @@ def test_text_utf8_cannot_hold_is_written_escaped(tmp_path: Path) -> None:
     name = b"report-\xff.txt".decode("utf-8", "surrogateescape")
     write_text(tmp_path / "a.txt", name)
     assert (tmp_path / "a.txt").read_text() == "report-\\udcff.txt"
+
+
+def test_a_stream_fed_before_any_secret_masks_one_registered_later_across_pieces() -> None:
+    secret = "s3cret-registered-late"
+    stream = BytesRedactor()
+    # No secret yet: the bytes pass as they are (URL passwords masked all the same).
+    assert stream.feed(b"plain line\n") == b"plain line\n"
+    assert stream.feed(b"db://u:pw@h\n") == b"db://u:***@h\n"
+    forms = register_secrets([secret])
+    try:
+        first = stream.feed(b"echo " + secret[:6].encode())
+        rest = stream.feed(secret[6:].encode() + b" done\n") + stream.flush()
+    finally:
+        redact.forget(*forms)
+    text = first + rest
+    assert secret.encode() not in text and secret[6:].encode() not in text
+    assert text == b"echo *** done\n"
+
+
+def test_a_stream_holds_nothing_back_without_secrets() -> None:
+    stream = BytesRedactor()
+    assert stream.feed(b"half a li") == b"half a li"
+    assert stream.flush() == b""

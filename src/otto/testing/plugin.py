@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import inspect
 import logging
 import os
@@ -142,7 +143,11 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.addinivalue_line("markers", NEEDS_MARK_HELP)
     check_shard_options(config)
-    config.pluginmanager.register(OttoPlugin(config), _PLUGIN_NAME)
+    plugin = OttoPlugin(config)
+    config.pluginmanager.register(plugin, _PLUGIN_NAME)
+    # Registered before pytest's own plugins register theirs (their configure hooks run
+    # after this one), so it runs after their last garbage collection at the end.
+    config.add_cleanup(plugin.thaw)
     config.pluginmanager.register(LabFit(config, lambda: _plugin(config).lab(), mark_scope))
 
 
@@ -363,6 +368,8 @@ class OttoPlugin:
         """The lab hosts the collected tests may use (after collection)."""
         self._run_hold: RunHold | None = None
         """The hosts ``--wait-hosts`` waited for (plain pytest), held until the run ends."""
+        self._froze = False
+        """This run froze the objects alive after collection (``gc.freeze``)."""
         if self.lab_paths:
             try:
                 self._lab = load_lab(self.lab_paths)
@@ -376,6 +383,8 @@ class OttoPlugin:
             import otto.hosts.local
             import otto.testing.junit
             import otto.testing.report  # noqa: F401
+
+            self._freeze()  # what pytest, its plugins and otto loaded: alive until the end
 
     # --- roles and the run folder ----------------------------------------------------
 
@@ -481,8 +490,10 @@ class OttoPlugin:
         """The first crash seen on a console the run used (a host it picked, or one its
         sessions talked to): the console's own stream first, then what its sessions
         received."""
-        with self._panics_lock:
-            watches = list(self._panics.values()) if self._panics_of is run else []
+        watches: list[PanicWatch] = []
+        if self._panics_of is run:
+            with self._panics_lock:
+                watches = list(self._panics.values()) if self._panics_of is run else []
         for watch in watches:
             crash = watch.crash
             used = watch.host in run.hosts or (
@@ -794,6 +805,27 @@ class OttoPlugin:
         if self.enabled or any(self._uses_otto(item) for item in items):
             self._activate()
 
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        # What collection built (modules, items, fixtures, otto's hosts) lives until the
+        # run ends: moved out of the collector's sight, every later collection (pytest's
+        # own at the end among them) walks only what the tests made.
+        if self.active:
+            self._freeze()
+
+    def _freeze(self) -> None:
+        # Not inside a process someone else froze (theirs to thaw).
+        if self._froze or gc.get_freeze_count() == 0:
+            gc.freeze()
+            self._froze = True
+
+    def thaw(self) -> None:
+        """Give the collector back what :meth:`pytest_collection_finish` froze (a pytest
+        run inside a process that goes on, as pytester's are)."""
+        if self._froze:
+            self._froze = False
+            gc.unfreeze()
+
     def _wait_for(self, names: Sequence[str]) -> None:
         """``--wait-hosts`` under plain pytest (``otto test`` waits in its own plugin): wait
         in the reservation queue for those of ``names`` someone else holds, and hold them
@@ -1086,7 +1118,10 @@ class OttoPlugin:
             failures=failures,
             crash=crash,
             transcript=transcript,
-            folder=run.folder if os.path.isdir(f"{self.run_dir}/{run.folder}") else "",
+            # A transcript made the folder (and its files in it) when it opened.
+            folder=run.folder
+            if run.transcript is not None or os.path.isdir(f"{self.run_dir}/{run.folder}")
+            else "",
             earlier=run.earlier,
             worker=self.worker,
         )

@@ -35,7 +35,7 @@ from typing import Literal
 from otto import redact
 from otto.result import CommandStatus, Status
 from otto.testing.evidence import ENCODING_ERRORS
-from otto.testing.transcript import DEFAULT_LIMIT, _Sink, flush_later
+from otto.testing.transcript import DEFAULT_LIMIT, _Sink, _stamp, flush_later
 
 __all__ = ["RAW_NAME", "SessionLog"]
 
@@ -45,11 +45,6 @@ RAW_NAME = "transcript.raw.log"
 _PENDING_LIMIT = 64 * 1024
 """Bytes of unclaimed output kept per stream (the tail)."""
 _FRAMING = re.compile(r"__oc=|__os=|__oi\b|__or\b|\x1e[^\x1f]*\x1f?")
-
-
-def _stamp(t: float) -> str:
-    micros = int((t % 1) * 1_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{micros:06d}Z"
 
 
 def _ending(status: CommandStatus) -> str:

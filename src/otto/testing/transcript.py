@@ -36,6 +36,7 @@ import os
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Literal
@@ -71,33 +72,60 @@ _EXCERPT_BEFORE = 2048
 _EXCERPT_AFTER = 4096
 
 
+_second: tuple[int, str] = (-1, "")
+"""The last whole second stamped, and its text (lines come many to a second)."""
+
+
 def _stamp(t: float) -> str:
-    micros = int((t % 1) * 1_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{micros:06d}Z"
+    """``t`` as ``2024-06-01T12:00:00.123456Z``."""
+    global _second
+    whole = int(t)
+    second, text = _second
+    if whole != second:
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+        _second = (whole, text)
+    return f"{text}.{int((t % 1) * 1_000_000):06d}Z"
 
 
 after_timed_flush: list[Callable[[], object]] = []
 """Called, in order, each time a flush that ``flush_later`` put on the loop has run
 (a test waits on it rather than sleeping ``FLUSH_AFTER``)."""
 
+_due: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[Callable[[], object]]] = (
+    weakref.WeakKeyDictionary()
+)
+"""Per loop, the flushes its one pending timer will call."""
+
 
 def flush_later(flush: Callable[[], object]) -> bool:
-    """Call ``flush`` ``FLUSH_AFTER`` seconds from now on the
-    running loop; False if no loop runs in this thread (the caller writes at once)."""
+    """Call ``flush`` at the latest ``FLUSH_AFTER`` seconds from now on the running loop;
+    False if no loop runs in this thread (the caller writes at once).
+
+    A loop has one timer for all the flushes asked for while it is pending (one per
+    test's transcript, often several tests in ``FLUSH_AFTER``), not one each."""
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
         return False
-    loop.call_later(FLUSH_AFTER, _timed_flush, flush)
+    due = _due.get(loop)
+    if due is None:
+        due = _due[loop] = []
+        loop.call_later(FLUSH_AFTER, _timed_flush, loop)
+    due.append(flush)
     return True
 
 
-def _timed_flush(flush: Callable[[], object]) -> None:
-    try:
-        flush()
-    finally:
-        for hook in tuple(after_timed_flush):
-            hook()
+def _timed_flush(loop: asyncio.AbstractEventLoop) -> None:
+    for flush in _due.pop(loop, ()):
+        try:
+            flush()
+        except Exception as exc:  # one transcript's failure does not stop the others'
+            loop.call_exception_handler(
+                {"message": "a transcript's flush failed", "exception": exc}
+            )
+        finally:
+            for hook in tuple(after_timed_flush):
+                hook()
 
 
 class _Sink:
@@ -207,6 +235,8 @@ class Transcript:
     @property
     def crashes(self) -> list[Crash]:
         """Crashes seen, the first per host, in the order the hosts were watched."""
+        if not self._watches:
+            return []
         return [w.crash for w in self._watches.values() if w.crash is not None]
 
     @property
@@ -305,12 +335,13 @@ class Transcript:
 
     def _flush_pending(self) -> None:
         pending, self._pending = self._pending, {}
-        for key in [*pending, *(k for k in self._redactors if k not in pending)]:
+        redactors, self._redactors = self._redactors, {}
+        for key in [*pending, *(k for k in redactors if k not in pending)]:
             where, direction = key
             data = pending.get(key, b"")
-            redactor = self._redactors.pop(key, None)
+            redactor = redactors.get(key)
             if redactor is not None:
-                data = redactor.feed(data) + redactor.flush()
+                data = redactor.finish(data)
             if data:
                 self._lines(where, direction, data + b"\n", redacted=True)
 
