@@ -299,17 +299,18 @@ async def test_a_waiter_killed_leaves_within_one_heartbeat_and_the_next_is_serve
         await asyncio.gather(doomed.stop(), after.stop())
 
 
-async def test_ctrl_c_leaves_the_queue_at_once(
-    env: dict[str, str], store_url: str, host: str
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+async def test_ctrl_c_or_sigterm_leaves_the_queue_at_once(
+    env: dict[str, str], store_url: str, host: str, sig: signal.Signals
 ) -> None:
     await hold(store_url, [host])
     first = await queued(env, "first", host)
     second = await queued(env, "second", host)
     try:
         assert queue_of(env) == ["first", "second"]
-        first.proc.send_signal(signal.SIGINT)
+        first.proc.send_signal(sig)
         code, _, err = await first.end()
-        assert code == 130
+        assert code == 128 + sig
         assert "left the queue" in err
         # The heartbeat is 600 s: only leaving explains the move.
         assert queue_of(env) == ["second"]

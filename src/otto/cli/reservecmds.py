@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -227,7 +228,27 @@ def reserve_command(  # noqa: PLR0917 (typer passes each option as a parameter)
 
         _note(describe_turn(chosen, turn))
 
+    terminated: list[bool] = []
+
     async def work() -> tuple[list[Lease], list[Lease]]:
+        # SIGTERM takes Ctrl-C's path: the wait is cancelled, so the waiter leaves the
+        # queue at once instead of holding its place until its heartbeat runs out.
+        loop = asyncio.get_running_loop()
+        current = asyncio.current_task()
+        assert current is not None
+
+        def on_term() -> None:
+            if not terminated:
+                terminated.append(True)
+                current.cancel()
+
+        loop.add_signal_handler(signal.SIGTERM, on_term)
+        try:
+            return await _reserve()
+        finally:
+            loop.remove_signal_handler(signal.SIGTERM)
+
+    async def _reserve() -> tuple[list[Lease], list[Lease]]:
         from otto.reservations import heartbeat_seconds
         from otto.reservations.queue import wait_turn
 
@@ -268,6 +289,10 @@ def reserve_command(  # noqa: PLR0917 (typer passes each option as a parameter)
         leases, taken = asyncio.run(work())
     except KeyboardInterrupt:
         fail("interrupted: left the queue, nothing reserved", code=EXIT_INTERRUPTED)
+    except asyncio.CancelledError:
+        if not terminated:
+            raise
+        fail("terminated: left the queue, nothing reserved", code=128 + signal.SIGTERM)
     except StillQueued as exc:
         fail(str(exc), code=EXIT_RESERVED)
     except QueuedFor as exc:
