@@ -310,11 +310,19 @@ async def test_host_badges_follow_up_and_down(
     await expect(page.locator("#hosts .host")).to_have_count(3)
     await expect(badge).to_have_attribute("data-up", "true")
     await expect(badge.locator(".badge")).to_have_text("up")
+    # Mark the other hosts' items: a flip must change its own item, not rebuild the list.
+    await page.evaluate(
+        "document.querySelectorAll('#hosts .host').forEach(e => { e.ottoKept = true; })"
+    )
 
     push(source, 30, down=("db",))
     await expect(badge).to_have_attribute("data-up", "false")
     await expect(badge.locator(".badge")).to_have_text("down")
     await expect(badge).to_have_attribute("title", re.compile("connection refused"))
+    kept = await page.evaluate(
+        "[...document.querySelectorAll('#hosts .host')].map(e => e.ottoKept === true)"
+    )
+    assert kept == [True, True, True]
     await expect(page.locator("#summary")).to_contain_text("1 down")
     await screenshot(page, "host-down")
 

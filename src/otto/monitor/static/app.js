@@ -80,6 +80,7 @@
     hosts: [], // names, in series order
     hostIndex: new Map(), // name -> index in hosts
     hostState: new Map(), // name -> {up, error}
+    hostItems: new Map(), // name -> {item, badge}: the legend's element of each host
     hidden: new Set(), // hosts toggled off in the legend
     xs: [], // the shared timeline, Unix seconds
     charts: new Map(), // metric -> chart
@@ -891,6 +892,8 @@
     if (!(t > state.lastT)) return; // already in the snapshot
     const hosts = msg.hosts || {};
     let hostsChanged = false;
+    let hostsAdded = false;
+    const flipped = [];
     let outagesChanged = false;
     state.nowBase = t;
     state.nowAt = performance.now();
@@ -899,6 +902,7 @@
       if (!state.hostIndex.has(name)) {
         addHost(name);
         hostsChanged = true;
+        hostsAdded = true;
       }
       const before = state.hostState.get(name);
       const up = info.up !== false;
@@ -906,6 +910,7 @@
       if (before.up !== up || before.error !== error) {
         state.hostState.set(name, { up, error });
         hostsChanged = true;
+        flipped.push(name);
       }
       if (info.last_error) state.lastError.set(name, info.last_error);
       if (followOutage(name, t, up, error)) outagesChanged = true;
@@ -930,9 +935,13 @@
     state.lastT = t;
     state.lastRound = t;
     stats.rounds += 1;
-    if (hostsChanged) {
+    if (hostsAdded) {
       updateKeep();
       renderHosts();
+    } else {
+      // A host going up or down changes its own item only: rebuilding every item
+      // on each flip was the page's main cost with a thousand hosts.
+      for (const name of flipped) updateHostItem(name);
     }
     if (outagesChanged || hostsChanged) renderBanner();
     if (outagesChanged) markAll("dirty"); else if (state.open.size) {
@@ -1195,19 +1204,30 @@
 
   // ------------------------------------------------------------------ page parts
 
+  function showHostState(item, badge, name) {
+    const info = state.hostState.get(name) || { up: true, error: "" };
+    item.dataset.up = String(info.up);
+    item.title = info.up
+      ? `${name}: up. Click to hide or show its lines.`
+      : `${name}: down${info.error ? ` (${info.error})` : ""}. Click to hide or show its lines.`;
+    badge.textContent = info.up ? "up" : "down";
+  }
+
+  function updateHostItem(name) {
+    const entry = state.hostItems.get(name);
+    if (entry) showHostState(entry.item, entry.badge, name);
+    else renderHosts();
+  }
+
   function renderHosts() {
     const list = $("hosts");
     list.textContent = "";
+    state.hostItems = new Map();
     state.hosts.forEach((name, i) => {
-      const info = state.hostState.get(name) || { up: true, error: "" };
       const item = document.createElement("li");
       item.className = "host";
       item.dataset.host = name;
-      item.dataset.up = String(info.up);
       item.classList.toggle("off", state.hidden.has(name));
-      item.title = info.up
-        ? `${name}: up. Click to hide or show its lines.`
-        : `${name}: down${info.error ? ` (${info.error})` : ""}. Click to hide or show its lines.`;
       item.setAttribute("role", "button");
       item.tabIndex = 0;
       const swatch = document.createElement("span");
@@ -1218,7 +1238,8 @@
       label.textContent = name;
       const badge = document.createElement("span");
       badge.className = "badge";
-      badge.textContent = info.up ? "up" : "down";
+      showHostState(item, badge, name);
+      state.hostItems.set(name, { item, badge });
       item.append(swatch, label, badge);
       item.addEventListener("click", () => toggleHost(name));
       item.addEventListener("keydown", (e) => {
