@@ -3,9 +3,11 @@ block, byte for byte, and the same span as the general ``_test_block`` gives it.
 
 from __future__ import annotations
 
+import html
 import math
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -105,3 +107,19 @@ def test_the_time_shown_is_the_second_it_falls_in() -> None:
     for t in (-0.5, 0.0, 0.999999, T0 + 0.5, -86400.25):
         expected = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(math.floor(t)))
         assert report._when(t) == expected == time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))
+
+
+@settings(max_examples=300, deadline=None)
+@given(folder=st.text(st.characters(codec="utf-8"), min_size=1, max_size=30))
+def test_a_test_folders_links_are_its_paths_percent_encoded(folder: str) -> None:
+    record = passed(folder=folder, transcript=f"{folder}/transcript.log")
+    # quote() leaves no character that HTML would have to escape.
+    transcript = quote(f"{folder}/transcript.log")
+    assert report._links(record) == (
+        f'<a href="{transcript}">transcript</a> · <a href="{quote(folder)}">test folder</a>'
+    )
+
+
+@given(text=st.text(max_size=40))
+def test_text_is_escaped_as_html_escape_does(text: str) -> None:
+    assert report._e(text) == html.escape(text, quote=True)

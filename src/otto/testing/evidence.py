@@ -162,9 +162,12 @@ class LineFile:
         """Write ``text`` (whole lines), redacted."""
         self._file.write(redact.redact(text))
 
-    def write_line(self, line: str) -> None:
-        """Write ``line``, redacted, and a newline."""
-        self._file.write(redact.redact(line.rstrip("\n")) + "\n")
+    def write_line(self, line: str) -> bool:
+        """Write ``line``, redacted, and a newline; True when nothing was redacted."""
+        line = line.rstrip("\n")
+        shown = redact.redact(line)
+        self._file.write(shown + "\n")
+        return shown == line
 
     def close(self) -> None:
         self._file.close()

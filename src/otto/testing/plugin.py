@@ -351,6 +351,11 @@ class OttoPlugin:
         self._collector: Collector | None = None
         self._failed: set[str] = set()
         self._records: LineFile | None = None
+        self._records_fresh: bool | None = None
+        """Whether this process's records file did not exist before its first record."""
+        self._written: list[TestRecord] | None = []
+        """The records this process wrote, while each line holds its record as it is
+        (nothing redacted): what reading the file back gives, without reading it."""
         # The consoles of the test running now, watched for a kernel panic.
         self._panics: dict[str, PanicWatch] = {}
         self._panics_of: TestRun | None = None
@@ -1135,8 +1140,29 @@ class OttoPlugin:
 
     def _write_record(self, record: TestRecord) -> None:
         if self._records is None:
-            self._records = LineFile(self._records_path())
-        self._records.write_line(record.to_json())
+            path = self._records_path()
+            if self._records_fresh is None:
+                self._records_fresh = not path.exists()
+            self._records = LineFile(path)
+        exact = self._records.write_line(record.to_json())
+        if self._written is not None:
+            if exact:
+                self._written.append(record)
+            else:
+                self._written = None
+
+    def _read_records(self) -> list[TestRecord]:
+        """Every record in the run folder: this process's as it wrote them when the folder
+        holds no other (one process, a new records file, nothing redacted in it)."""
+        files = sorted(self.run_dir.glob("records*.jsonl"))
+        if (
+            self._written is not None
+            and self._records_fresh
+            and not self.controller
+            and files == [self._records_path()]
+        ):
+            return list(self._written)
+        return list(read_records(files))
 
     # --- the run-wide monitor -----------------------------------------------------------
 
@@ -1200,7 +1226,7 @@ class OttoPlugin:
         if not self.run_dir.is_dir():
             return
         self.active = True
-        records = list(read_records(sorted(self.run_dir.glob("records*.jsonl"))))
+        records = self._read_records()
         self._record_the_missing(records)
         records += self._own
         write_durations(self.run_dir, records)  # what a later --shard-durations reads

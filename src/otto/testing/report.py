@@ -25,6 +25,7 @@ import functools
 import html
 import json
 import math
+import re
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -144,8 +145,14 @@ def stability(records: Iterable[TestRecord]) -> dict[str, TestStats]:
 # --- text helpers ---------------------------------------------------------------------------
 
 
+_MARKUP = re.compile("[&<>\"']")
+
+
 def _e(text: object) -> str:
-    return html.escape(str(text), quote=True)
+    text = str(text)
+    if _MARKUP.search(text) is None:  # most names and times: nothing to escape
+        return text
+    return html.escape(text, quote=True)
 
 
 def _tail(text: str, limit: int) -> str:
@@ -291,6 +298,10 @@ def _failure(failure: CommandFailure) -> str:
 
 
 def _links(record: TestRecord) -> str:
+    folder = record.folder
+    if folder and record.transcript == f"{folder}/transcript.log":  # as the plugin writes them
+        href = _href(folder)  # quote() is per character: the transcript's is this + its name
+        return f'<a href="{href}/transcript.log">transcript</a> · <a href="{href}">test folder</a>'
     links = []
     if record.transcript:
         links.append(f'<a href="{_href(record.transcript)}">transcript</a>')
