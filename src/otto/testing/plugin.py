@@ -825,8 +825,8 @@ class OttoPlugin:
             self._froze = True
 
     def thaw(self) -> None:
-        """Give the collector back what :meth:`pytest_collection_finish` froze (a pytest
-        run inside a process that goes on, as pytester's are)."""
+        """Give the collector back what this run froze, at its configuration and after
+        collection (for a pytest run inside a process that goes on, as pytester's are)."""
         if self._froze:
             self._froze = False
             gc.unfreeze()
