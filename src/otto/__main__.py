@@ -9,18 +9,11 @@ import sys
 
 def main() -> None:
     """The ``otto`` console script."""
-    from otto.cli.fast import run_plain
+    from otto.cli.fast import exit_now, run_plain
 
     code = run_plain(sys.argv[1:])
     if code is not None:
-        # The objects alive now are left out of the collection Python makes as it
-        # ends: it would only walk them all (everything the imports built) to free
-        # nothing, which costs a short command ~10 ms. Exit handlers, flushing the
-        # streams and closing files still happen as usual.
-        import gc
-
-        gc.freeze()
-        sys.exit(code)
+        exit_now(code)  # streams flushed and exit handlers run; no module teardown
     from otto.cli.app import main as typer_main
 
     typer_main()

@@ -272,6 +272,40 @@ def test_the_fast_path_freezes_what_reading_and_importing_made(tmp_path: Path) -
     assert proc.stdout.splitlines()[-1] == "True True"
 
 
+_EXIT = """if True:
+    import atexit, sys, threading
+    from otto.cli.fast import exit_now
+
+    sys.stdout.write("output, not yet flushed")
+    atexit.register(lambda: sys.stdout.write(" and the exit handler's"))
+    if sys.argv[1] == "thread":
+        go = threading.Event()
+        def late() -> None:
+            go.wait(30)
+            sys.stdout.write(" and the thread's")
+        threading.Thread(target=late).start()
+        go.set()
+    exit_now(3)
+"""
+
+
+@pytest.mark.parametrize("case", ["alone", "thread"])
+def test_exit_now_ends_with_the_status_output_and_exit_handlers(case: str) -> None:
+    """``exit_now``: the status, the output and the exit handlers as ``sys.exit`` gives
+    them; while a thread other than daemons runs, Python ends as usual (waiting for it)."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _EXIT, case],
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+        check=False,
+    )
+    assert proc.returncode == 3
+    assert proc.stderr == ""
+    thread = " and the thread's" if case == "thread" else ""
+    assert proc.stdout == f"output, not yet flushed{thread} and the exit handler's"
+
+
 def test_the_reservation_check_loads_once_a_store_file_exists(tmp_path: Path) -> None:
     """No store file: nothing can be reserved, the check is not loaded; a file: it runs."""
     env = env_for(tmp_path)
@@ -567,6 +601,32 @@ def test_over_ssh(ssh_lab_file: Path, tmp_path: Path) -> None:
     assert failed.returncode == 5
     refused = assert_same(["host", "ssh1", "--port", "1", "run", "true"], env, tmp_path)
     assert refused.returncode == 255
+
+
+def test_an_ssh_run_imports_asyncssh_and_no_other_transport(
+    ssh_lab_file: Path, tmp_path: Path
+) -> None:
+    """Over SSH: asyncssh, but not the CLI's libraries, other kinds of host, port
+    forwards or the reservation store."""
+    env = env_for(tmp_path, OTTO_LAB=str(ssh_lab_file))
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "otto", "host", "ssh1", "run", "true"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=DEADLINE,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    modules = imported_modules(proc.stderr)
+    # (otto.hosts.ssh is imported by importlib.import_module, which -X importtime does not show)
+    assert "asyncssh" in modules and "otto.transports.ssh" in modules
+    assert sorted(m for m in modules if m.split(".")[0] in HEAVY and m != "asyncssh") == [
+        m for m in sorted(modules) if m.startswith("asyncssh.")
+    ]
+    unused = ("otto.hosts.forward", "otto.hosts.telnet", "otto.hosts.console", "otto.cli.guard")
+    assert sorted(m for m in modules if m in unused or m == "sqlite3") == []
 
 
 def test_over_ssh_through_hops(ssh_lab_file: Path, tmp_path: Path) -> None:

@@ -23,13 +23,14 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO, cast
+from typing import TYPE_CHECKING, NoReturn, TextIO, cast
 
 if TYPE_CHECKING:
     from otto.lab import Lab
 
 __all__ = [
     "HostRunLine",
+    "exit_now",
     "host_names",
     "load",
     "parse",
@@ -433,6 +434,45 @@ def _run(line: HostRunLine) -> int:
         if isinstance(exc, Exit):
             return exc.exit_code
         raise
+
+
+def exit_now(code: int) -> NoReturn:
+    """End the process with status ``code`` once its output is out, without tearing
+    down every module first.
+
+    What a command leaves to the end of the process is done as usual: the
+    standard streams are flushed and the exit handlers run (``atexit``: otto's
+    hosts, logging's files). The interpreter's own teardown after that (every
+    module's objects freed one by one, ~15-30 ms once asyncssh is loaded) would
+    free nothing the system does not free anyway, so the process ends there
+    (``os._exit``). When that is not sure to be the same (a stream that cannot be
+    flushed, a thread other than daemons still running), it ends as Python does.
+    """
+    import threading
+
+    main = threading.main_thread()
+    alone = all(t.daemon for t in threading.enumerate() if t is not main)
+    if alone and _flushed():
+        import atexit
+
+        atexit._run_exitfuncs()  # run once: they are cleared, sys.exit would not rerun them
+        if _flushed():
+            os._exit(code)
+    # Left out of the collection Python makes as it ends: it would only walk everything
+    # the imports built to free nothing.
+    gc.freeze()
+    sys.exit(code)
+
+
+def _flushed() -> bool:
+    """Flush stdout and stderr; whether both went out (a closed pipe is Python's to report)."""
+    try:
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:
+                stream.flush()
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def run_plain(args: Sequence[str]) -> int | None:

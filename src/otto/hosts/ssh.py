@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from otto.errors import ConnectError, TransferError
 from otto.hosts.base import process_status
 from otto.hosts.connection import Connection
-from otto.hosts.forward import Forward, local_forward, remote_forward, socks_forward
 from otto.result import CommandStatus, Status, TransferResult
 from otto.transfer import PART, Progress, place_staged, remove_staged, staging_dir
 from otto.transports.base import ShellTransport
@@ -23,6 +22,7 @@ from otto.transports.ssh import SshLink, SshShell, exec_ssh, safe_path
 from otto.transports.sshlib import asyncssh
 
 if TYPE_CHECKING:
+    from otto.hosts.forward import Forward
     from otto.hosts.remote import RemoteHost
 
 __all__ = ["SshConnection"]
@@ -80,18 +80,24 @@ class SshConnection(Connection):
         self, local_port: int, target: str, *, bind: str = "127.0.0.1"
     ) -> AbstractAsyncContextManager[Forward]:
         """Listen here on ``bind:local_port``; the host connects to ``target``."""
+        from otto.hosts.forward import local_forward  # what a command does not use: not loaded
+
         return local_forward(self.host.tunnel, self._route(), local_port, target, bind=bind)
 
     def forward_remote(
         self, remote_port: int, target: str, *, bind: str = "127.0.0.1"
     ) -> AbstractAsyncContextManager[Forward]:
         """The host listens on ``bind:remote_port``; this machine connects to ``target``."""
+        from otto.hosts.forward import remote_forward
+
         return remote_forward(self.host.tunnel, self._route(), remote_port, target, bind=bind)
 
     def socks(
         self, local_port: int, *, bind: str = "127.0.0.1"
     ) -> AbstractAsyncContextManager[Forward]:
         """A SOCKS4/5 proxy here on ``bind:local_port`` whose connections leave from the host."""
+        from otto.hosts.forward import socks_forward
+
         return socks_forward(self.host.tunnel, self._route(), local_port, bind=bind)
 
     def shell_transport(self, *, pty: bool) -> ShellTransport:
