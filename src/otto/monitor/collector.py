@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import functools
 import json
 import logging
 import math
@@ -171,47 +170,84 @@ class MonitorTarget:
 class _History:
     """One host's metrics in memory: a ring of rounds, each a row of every metric's value.
 
-    The rows are one ``array('d')`` (8 bytes a value), allocated at its full length
-    at once; a round is written as one row (a C-level copy, not a loop over the
-    metrics) and a metric read back as a strided slice. A metric absent from a
-    round holds NaN there (the values kept are finite).
+    The rows are one ``array('f')`` (4 bytes a value: 32-bit floats, about seven
+    significant digits, plenty for a chart; the store, ``latest()`` and the
+    subscribers keep every value whole), allocated at its full length on the
+    second round (the first round lacks the rates: an array of its width would
+    be thrown away at once, and leave a hole in the heap of every host). A
+    round is written as one row (a C-level copy, not a loop over the metrics)
+    and a metric read back as a strided slice. A value too large for 32 bits
+    turns the host's rows into ``array('d')``. A metric absent from a round
+    holds NaN there (the values kept are finite). The times are one
+    ``array('d')`` column per host, shared by its metrics.
     """
 
-    __slots__ = ("capacity", "head", "index", "names", "pick", "row", "rows", "size", "times")
+    __slots__ = (
+        "capacity",
+        "head",
+        "index",
+        "names",
+        "pick",
+        "row",
+        "rows",
+        "size",
+        "slots",
+        "times",
+    )
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
+        self.slots = 1
+        """Rows allocated: one until the second round, then ``capacity``."""
         self.head = 0
         """Where the next row goes (once the ring is full: the oldest row)."""
         self.size = 0
         self.times = array("d")
         self.names: list[str] = []
         self.index: dict[str, int] = {}
-        self.rows = array("d")
+        self.rows = array("f")
         self.pick: Callable[[Mapping[str, float]], tuple[float, ...]] = _nothing
         """The round's values in column order (KeyError: a metric is missing)."""
-        self.row = struct.Struct("0d")
+        self.row = struct.Struct("=0f")
+        """One row, packed with range checks ("="): a value beyond 32 bits raises."""
 
     def append(self, t: float, metrics: Mapping[str, float]) -> None:
         if not self.size:
-            self.times = _empty(self.capacity)
+            self.times = _empty(self.capacity, "d")
         if not metrics.keys() <= self.index.keys():
             self._widen([name for name in metrics if name not in self.index])
         at = self.head
+        if at >= self.slots:
+            self._grow()
         self.times[at] = t
         try:
             values = self.pick(metrics)
         except KeyError:  # NaN for the metrics this round lacks
             values = tuple(map(metrics.get, self.names, repeat(_MISSING)))
-        self.row.pack_into(self.rows, at * self.row.size, *values)
+        try:
+            self.row.pack_into(self.rows, at * self.row.size, *values)
+        except OverflowError:  # a value beyond float32's range: keep doubles from now on
+            self._retype("d")
+            self.row.pack_into(self.rows, at * self.row.size, *values)
         self.head = (at + 1) % self.capacity
         if self.size < self.capacity:
             self.size += 1
 
+    def _grow(self) -> None:
+        """Allocate every row of the ring (the rows written so far are kept)."""
+        rows = _empty(self.capacity * len(self.names), self.rows.typecode)
+        rows[: len(self.rows)] = self.rows
+        self.rows, self.slots = rows, self.capacity
+
+    def _retype(self, typecode: str) -> None:
+        self.rows = array(typecode, self.rows)
+        self.row = struct.Struct(f"={len(self.names)}{typecode}")
+
     def _widen(self, added: list[str]) -> None:
         """Make room for new metrics: every row gets their columns, NaN so far."""
         width, wider = len(self.names), len(self.names) + len(added)
-        rows = _empty(self.capacity * wider)
+        typecode = self.rows.typecode
+        rows = _empty(self.slots * wider, typecode)
         for column in range(width):
             rows[column::wider] = self.rows[column::width]
         self.rows = rows
@@ -223,7 +259,7 @@ class _History:
             self.pick = lambda metrics: (metrics[names[0]],)
         else:
             self.pick = operator.itemgetter(*names)
-        self.row = struct.Struct(f"{len(names)}d")
+        self.row = struct.Struct(f"={len(names)}{typecode}")
 
     def points(self, metric: str) -> list[tuple[float, float]]:
         """``(t, value)`` of ``metric``, oldest first."""
@@ -247,8 +283,8 @@ def _nothing(metrics: Mapping[str, float]) -> tuple[float, ...]:
     return ()
 
 
-def _empty(length: int) -> array[float]:
-    return array("d", (_MISSING,)) * length
+def _empty(length: int, typecode: str) -> array[float]:
+    return array(typecode, (_MISSING,)) * length
 
 
 class _States:
@@ -352,7 +388,8 @@ class _Round:
         self.left = 0
         self.over: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
-    def answered(self, _: object) -> None:
+    def answered(self) -> None:
+        """One poll this round started has ended (answered, failed or cancelled)."""
         self.left -= 1
         if self.left == 0 and not self.over.done():
             self.over.set_result(None)
@@ -592,6 +629,9 @@ class Collector:
 
     def series(self, host_name: str, metric: str) -> list[tuple[float, float]]:
         """``(unix time, value)`` of one metric of one host, oldest first, in memory.
+
+        The values are kept as 32-bit floats (about seven significant digits;
+        see ``latest`` and the store for whole ones).
 
         Raises:
             KeyError: the host is not monitored.
@@ -867,10 +907,8 @@ class Collector:
                     busy.cancel()  # the probe is left ready for the next round
                 polls.append((track, None))
                 continue
-            task = loop.create_task(self._poll(track, index, started.deadline))
+            task = loop.create_task(self._poll(track, index, started))
             track.poll, track.poll_began = task, began
-            task.add_done_callback(functools.partial(_poll_ended, track))
-            task.add_done_callback(started.answered)
             started.left += 1
             polls.append((track, task))
         if not started.left:
@@ -920,12 +958,28 @@ class Collector:
         self._publish(t, duration, results)
         return results
 
-    async def _poll(self, track: _Track, index: int, deadline: float) -> HostRound:
-        if len(track.probes) == 1:
-            outcomes = [await track.probes[0].poll(index, deadline)]
-        else:
-            outcomes = list(await asyncio.gather(*(p.poll(index, deadline) for p in track.probes)))
-        return self._merge(track, outcomes)
+    async def _poll(self, track: _Track, index: int, started: _Round) -> HostRound:
+        """Poll one host for the round ``started``, and tell the round when it ended.
+
+        (In the coroutine rather than in done callbacks: two fewer callbacks per
+        host per round. Only a poll cancelled before it ever ran, at ``stop``,
+        skips the ``finally``.)
+        """
+        deadline = started.deadline
+        try:
+            if len(track.probes) == 1:
+                outcomes = [await track.probes[0].poll(index, deadline)]
+            else:
+                outcomes = list(
+                    await asyncio.gather(*(p.poll(index, deadline) for p in track.probes))
+                )
+            return self._merge(track, outcomes)
+        except Exception:
+            logger.debug("%s: a poll failed", track.name, exc_info=True)
+            raise
+        finally:
+            track.poll = None  # no other poll of the host starts while this one runs
+            started.answered()
 
     def _merge(self, track: _Track, outcomes: Sequence[HostRound]) -> HostRound:
         """One host's round from its probes' answers; values that are not finite
@@ -1045,10 +1099,3 @@ def _all_finite_floats(metrics: Mapping[str, float]) -> bool:
         return False
     # A sum of finite values is finite unless it overflows (then the slow path decides).
     return total - total == 0.0 and set(map(type, values)) <= {float}
-
-
-def _poll_ended(track: _Track, poll: asyncio.Task[HostRound]) -> None:
-    if track.poll is poll:
-        track.poll = None
-    if not poll.cancelled() and poll.exception() is not None:
-        logger.debug("%s: a poll failed", track.name, exc_info=poll.exception())

@@ -124,7 +124,10 @@ def counter_delta(current: int, previous: int) -> int | None:
 
 
 def _per_second(now: int, was: int | None, dt: float) -> float | None:
-    """The rate of a counter read as ``was`` then ``now``, ``dt`` seconds apart."""
+    """The rate of a counter read as ``was`` then ``now``, ``dt`` seconds apart.
+
+    (The net and disk parsers inline its first case.)
+    """
     if was is None:
         return None
     if now >= was:  # the usual case, checked first: this runs per counter per round
@@ -143,6 +146,13 @@ def _before(previous: Sample | None, t: float) -> tuple[Mapping[str, int] | None
 # --- /proc/stat -------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=4096)
+def _cpu_keys(name: str) -> tuple[str, str, str]:
+    """A cpu line's counter keys and metric name, made once per core."""
+    metric = "cpu.percent" if name == "cpu" else f"cpu.percent[{name}]"
+    return name + ".total", name + ".idle", metric
+
+
 def parse_proc_stat(text: str, t: float, previous: Sample | None, /) -> Parsed:
     """CPU busy % overall (``cpu.percent``) and per core (``cpu.percent[cpu0]``).
 
@@ -154,30 +164,31 @@ def parse_proc_stat(text: str, t: float, previous: Sample | None, /) -> Parsed:
     counters: dict[str, int] = {}
     metrics: dict[str, float] = {}
     before = previous.counters if previous is not None else None
-    for line in head.splitlines():
+    # /proc has no other line breaks: split("\n") is several times cheaper than
+    # splitlines(), which looks for every Unicode line break.
+    for line in head.split("\n"):
         if not line.startswith("cpu"):
             break
-        fields = line.split()
+        fields = line.split(None, 9)
         # user nice system idle iowait irq softirq steal; guest time is already
         # counted in user and nice, so the later columns are left out.
-        values = [int(v) for v in fields[1:9]]
+        values = list(map(int, fields[1:9]))
         total = sum(values)
         idle = values[3] + (values[4] if len(values) > 4 else 0)
-        name = fields[0]
-        counters[name + ".total"] = total
-        counters[name + ".idle"] = idle
+        total_key, idle_key, metric = _cpu_keys(fields[0])
+        counters[total_key] = total
+        counters[idle_key] = idle
         if before is None:
             continue
-        total_was = before.get(name + ".total")
-        idle_was = before.get(name + ".idle")
+        total_was = before.get(total_key)
+        idle_was = before.get(idle_key)
         if total_was is None or idle_was is None or total <= total_was:
             continue  # new core, reset (reboot), or no time passed
         elapsed = total - total_was
         # iowait is known to step backwards on some kernels; clamp rather than
         # report a busy share outside 0..100.
         busy = min(max(elapsed - (idle - idle_was), 0), elapsed)
-        key = "cpu.percent" if name == "cpu" else f"cpu.percent[{name}]"
-        metrics[key] = 100.0 * busy / elapsed
+        metrics[metric] = 100.0 * busy / elapsed
     return Parsed(metrics, counters)
 
 
@@ -330,10 +341,24 @@ def parse_loadavg(text: str, t: float, previous: Sample | None, /) -> Parsed:
 # --- /proc/net/dev --------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=4096)
-def _net_keys(name: str) -> tuple[str, str, str, str]:
-    """An interface's counter keys and metric names, made once per interface."""
-    return "rx:" + name, "tx:" + name, f"net.rx_bytes_per_s[{name}]", f"net.tx_bytes_per_s[{name}]"
+_NET_NAMES: dict[str, tuple[str, str, str, str, bool]] = {}
+"""An interface's counter keys, metric names and whether it counts in the totals,
+by the text before its colon (as it stands, padding included)."""
+
+
+def _net_keys(raw: str) -> tuple[str, str, str, str, bool]:
+    """``_NET_NAMES[raw]``, made once per interface (at most 4096 are kept)."""
+    name = raw.strip()
+    keys = (
+        "rx:" + name,
+        "tx:" + name,
+        f"net.rx_bytes_per_s[{name}]",
+        f"net.tx_bytes_per_s[{name}]",
+        name != "lo",
+    )
+    if len(_NET_NAMES) < 4096:
+        _NET_NAMES[raw] = keys
+    return keys
 
 
 def parse_net_dev(text: str, t: float, previous: Sample | None, /) -> Parsed:
@@ -347,28 +372,35 @@ def parse_net_dev(text: str, t: float, previous: Sample | None, /) -> Parsed:
     metrics: dict[str, float] = {}
     before, dt = _before(previous, t)
     rx_total = tx_total = 0.0
-    for line in text.splitlines()[2:]:
-        name, colon, rest = line.partition(":")
+    names = _NET_NAMES
+    for line in text.split("\n")[2:]:
+        raw, colon, rest = line.partition(":")
         if not colon:
             continue
         fields = rest.split(None, 9)  # receive bytes is field 0, transmit bytes field 8
         if len(fields) < 9:
             continue
-        rx_key, tx_key, rx_metric, tx_metric = _net_keys(name.strip())
+        rx_key, tx_key, rx_metric, tx_metric, counted = names.get(raw) or _net_keys(raw)
         rx = counters[rx_key] = int(fields[0])
         tx = counters[tx_key] = int(fields[8])
         if before is None:
             continue
-        rx_rate = _per_second(rx, before.get(rx_key), dt)
-        tx_rate = _per_second(tx, before.get(tx_key), dt)
-        if rx_rate is not None:
-            metrics[rx_metric] = rx_rate
-            if rx_key != "rx:lo":
-                rx_total += rx_rate
-        if tx_rate is not None:
-            metrics[tx_metric] = tx_rate
-            if tx_key != "tx:lo":
-                tx_total += tx_rate
+        # _per_second inlined for the usual case (the counter grew): this runs
+        # twice per interface per host per round.
+        was = before.get(rx_key)
+        if was is not None:
+            rate = (rx - was) / dt if rx >= was else _per_second(rx, was, dt)
+            if rate is not None:
+                metrics[rx_metric] = rate
+                if counted:
+                    rx_total += rate
+        was = before.get(tx_key)
+        if was is not None:
+            rate = (tx - was) / dt if tx >= was else _per_second(tx, was, dt)
+            if rate is not None:
+                metrics[tx_metric] = rate
+                if counted:
+                    tx_total += rate
     if before is not None:
         metrics["net.rx_bytes_per_s"] = rx_total
         metrics["net.tx_bytes_per_s"] = tx_total
@@ -394,6 +426,25 @@ def is_whole_disk(name: str) -> bool:
     return _PARTITION.fullmatch(name) is None and _VIRTUAL.match(name) is None
 
 
+_DISK_KEYS: dict[str, tuple[str, str, str, str] | None] = {}
+"""A device's counter keys and metric names, or None when it is not a whole disk."""
+
+
+def _disk_keys(name: str) -> tuple[str, str, str, str] | None:
+    """``_DISK_KEYS[name]``, made once per device (at most 4096 are kept)."""
+    keys = None
+    if is_whole_disk(name):
+        keys = (
+            "r:" + name,
+            "w:" + name,
+            f"disk.read_bytes_per_s[{name}]",
+            f"disk.write_bytes_per_s[{name}]",
+        )
+    if len(_DISK_KEYS) < 4096:
+        _DISK_KEYS[name] = keys
+    return keys
+
+
 def parse_diskstats(text: str, t: float, previous: Sample | None, /) -> Parsed:
     """Read and write bytes/s of each whole disk and in total, from ``/proc/diskstats``.
 
@@ -404,24 +455,32 @@ def parse_diskstats(text: str, t: float, previous: Sample | None, /) -> Parsed:
     metrics: dict[str, float] = {}
     before, dt = _before(previous, t)
     read_total = write_total = 0.0
-    for line in text.splitlines():
+    known = _DISK_KEYS
+    for line in text.split("\n"):
         fields = line.split(None, 10)  # name is field 2, sectors read 5, written 9
-        if len(fields) < 10 or not is_whole_disk(fields[2]):
+        if len(fields) < 10:
             continue
         name = fields[2]
-        read_key, write_key = "r:" + name, "w:" + name
+        keys = known[name] if name in known else _disk_keys(name)
+        if keys is None:
+            continue
+        read_key, write_key, read_metric, write_metric = keys
         read = counters[read_key] = int(fields[5]) * SECTOR_BYTES
         write = counters[write_key] = int(fields[9]) * SECTOR_BYTES
         if before is None:
             continue
-        read_rate = _per_second(read, before.get(read_key), dt)
-        write_rate = _per_second(write, before.get(write_key), dt)
-        if read_rate is not None:
-            metrics[f"disk.read_bytes_per_s[{name}]"] = read_rate
-            read_total += read_rate
-        if write_rate is not None:
-            metrics[f"disk.write_bytes_per_s[{name}]"] = write_rate
-            write_total += write_rate
+        was = before.get(read_key)
+        if was is not None:
+            rate = (read - was) / dt if read >= was else _per_second(read, was, dt)
+            if rate is not None:
+                metrics[read_metric] = rate
+                read_total += rate
+        was = before.get(write_key)
+        if was is not None:
+            rate = (write - was) / dt if write >= was else _per_second(write, was, dt)
+            if rate is not None:
+                metrics[write_metric] = rate
+                write_total += rate
     if before is not None:
         metrics["disk.read_bytes_per_s"] = read_total
         metrics["disk.write_bytes_per_s"] = write_total

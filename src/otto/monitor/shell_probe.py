@@ -267,6 +267,14 @@ class ShellProbe:
             _Section(c, builtin_path(c), df_every > 1 and c == DF_COMMAND) for c, _ in self.parsers
         ]
         self.function = f"{separator}m"
+        self._calls = (f"{self.function} 0", f"{self.function} 1")
+        self._table = [
+            (command, parser, section.sometimes, getattr(parser, "__name__", command))
+            for (command, parser), section in zip(self.parsers, self.sections, strict=True)
+        ]
+        """Per section: its command, parser, whether it runs on some rounds only, and
+        the name its counters go by."""
+        self._no_answer = f"\n{separator} c "
         self.script = _shared_script(
             tuple((s.command, s.sometimes) for s in self.sections), separator, self.function
         )
@@ -287,8 +295,7 @@ class ShellProbe:
 
     def command(self, index: int) -> str:
         """The shell text of round ``index``: the call, with the definition on a new session."""
-        every = index >= self._sometimes_due
-        call = f"{self.function} {1 if every else 0}"
+        call = self._calls[index >= self._sometimes_due]
         return call if self._defined else self.script + "\n" + call
 
     async def poll(self, index: int, deadline: float) -> HostRound:
@@ -364,13 +371,14 @@ class ShellProbe:
         metrics: dict[str, float] = {}
         counters: dict[str, Mapping[str, int]] = {}
         problems: list[str] = []
-        sections = split_output(output, self.separator, len(self.parsers))
+        sections = split_output(output, self.separator, len(self._table))
         answered = 0
-        for (command, parser), section, (code, text) in zip(
-            self.parsers, self.sections, sections, strict=True
+        previous, carried = self.previous, self.carried
+        for (command, parser, sometimes, name), (code, text) in zip(
+            self._table, sections, strict=True
         ):
-            if section.sometimes and not full:
-                metrics.update(self.carried.get(command, {}))
+            if sometimes and not full:
+                metrics.update(carried.get(command, {}))
                 continue
             if code is None:
                 problems.append(f"{command}: no output")
@@ -378,25 +386,25 @@ class ShellProbe:
             answered += 1
             if code != 0:
                 problems.append(f"{command}: exit status {code}")
-                self.previous.pop(command, None)
-                self.carried.pop(command, None)
+                previous.pop(command, None)
+                carried.pop(command, None)
                 continue
             try:
-                parsed = parser(text, taken, self.previous.get(command))
+                parsed = parser(text, taken, previous.get(command))
             except Exception as exc:
                 problems.append(f"{command}: {type(exc).__name__}: {exc}")
-                self.previous.pop(command, None)
-                self.carried.pop(command, None)
+                previous.pop(command, None)
+                carried.pop(command, None)
                 continue
             metrics.update(parsed.metrics)
-            if section.sometimes:
-                self.carried[command] = dict(parsed.metrics)
+            if sometimes:
+                carried[command] = dict(parsed.metrics)
             if parsed.counters:
-                self.previous[command] = Sample(taken, parsed.counters)
-                counters[getattr(parser, "__name__", command)] = parsed.counters
+                previous[command] = Sample(taken, parsed.counters)
+                counters[name] = parsed.counters
         # The function is defined from the next round on, unless nothing came
         # back (a shell that lost it, or never took it): then define it again.
-        self._defined = answered > 0 or f"\n{self.separator} c " in output
+        self._defined = answered > 0 or self._no_answer in output
         # A host whose commands all failed gave nothing usable: that is down.
         up = bool(metrics) or not problems
         return HostRound(up, metrics, "; ".join(problems), cost, counters)

@@ -8,6 +8,7 @@ import logging
 import math
 import re
 import subprocess
+from array import array
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -331,7 +332,37 @@ def test_the_history_in_memory_is_compact_and_keeps_its_order(clock: FakeClock) 
     assert history.points("b") == [(1.0, 20.0), (2.0, 30.0)]
     assert history.points("c") == []
     assert history.times.itemsize == 8 and len(history.times) == 3
-    assert history.rows.itemsize == 8 and len(history.rows) == 3 * 2  # 3 rounds, 2 metrics
+    assert history.rows.itemsize == 4 and len(history.rows) == 3 * 2  # 3 rounds, 2 metrics
+
+
+def as_float32(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """``points`` with their values rounded to 32 bits, as the history in memory keeps them."""
+    return [(t, array("f", [v])[0]) for t, v in points]
+
+
+def series_as_float32(series: object) -> dict[str, dict[str, list[tuple[float, float]]]]:
+    """A snapshot's ``series`` with its values rounded as ``as_float32`` does."""
+    assert isinstance(series, dict)
+    return {
+        metric: {host: as_float32([(t, v) for t, v in points]) for host, points in hosts.items()}
+        for metric, hosts in series.items()
+    }
+
+
+def test_the_history_keeps_32_bit_values_and_doubles_past_their_range(clock: FakeClock) -> None:
+    collector = Collector([monitored("h", clock)], interval=1.0, clock=clock, history=4)
+    history = collector._tracks["h"].series
+    history.append(0.0, {"a": 1 / 3, "b": 2.0})
+    assert history.points("a") == [(0.0, array("f", [1 / 3])[0])]  # 32 bits: ~7 digits
+    assert history.points("a")[0][1] == pytest.approx(1 / 3, rel=1e-7)
+    # A value beyond float32's range is kept, not turned into infinity: doubles from then on.
+    history.append(1.0, {"a": 1e300, "b": 3.0})
+    history.append(2.0, {"a": 1 / 3, "b": 4.0})
+    assert history.rows.itemsize == 8
+    assert history.points("a") == [(0.0, array("f", [1 / 3])[0]), (1.0, 1e300), (2.0, 1 / 3)]
+    assert history.points("b") == [(0.0, 2.0), (1.0, 3.0), (2.0, 4.0)]
+    history.append(3.0, {"c": 5.0})  # a new metric keeps the doubles
+    assert history.rows.itemsize == 8 and history.points("c") == [(3.0, 5.0)]
 
 
 def test_a_history_not_yet_full_gives_only_its_points(clock: FakeClock) -> None:
@@ -341,6 +372,22 @@ def test_a_history_not_yet_full_gives_only_its_points(clock: FakeClock) -> None:
     history.append(6.0, {"a": 2.0})
     assert history.points("a") == [(5.0, 1.0), (6.0, 2.0)]
     assert len(history.times) == 720  # allocated once, at its full length
+
+
+def test_the_rows_are_allocated_once_at_the_second_round(clock: FakeClock) -> None:
+    # The first round lacks the rates: rows of its width allocated for every
+    # point would be thrown away at the second round (a hole in the heap per host).
+    collector = Collector([monitored("h", clock)], interval=1.0, clock=clock, history=720)
+    history = collector._tracks["h"].series
+    history.append(5.0, {"mem": 1.0})
+    assert len(history.rows) == 1
+    history.append(6.0, {"mem": 2.0, "cpu": 50.0})
+    rows = history.rows
+    assert len(rows) == 720 * 2
+    for k in range(7, 800):
+        history.append(float(k), {"mem": 3.0, "cpu": 60.0})
+    assert history.rows is rows  # the ring, never allocated again
+    assert history.points("cpu")[0] == (80.0, 60.0) and len(history.points("mem")) == 720
 
 
 async def test_missing_command_loses_only_its_own_metrics(clock: FakeClock) -> None:
@@ -460,13 +507,14 @@ async def test_rounds_go_to_the_store_and_replay_from_db_and_json(
         collector.add_event("mark", color="blue")
     with MetricStore(db) as store:
         assert store.host_names() == ["a", "b"]
-        assert store.series("a", "mem.percent") == collector.series("a", "mem.percent")
+        # The store keeps whole values; the history in memory, 32-bit ones.
+        assert as_float32(store.series("a", "mem.percent")) == collector.series("a", "mem.percent")
         assert [s.up for _, s in store.states("b")] == [True, False, True]
         assert [e.label for e in store.events()] == ["mark"]
         assert store.meta()["interval"] == "1.0"
     replayed = Replay.from_file(db).snapshot()
     live = collector.snapshot()
-    assert replayed["series"] == live["series"]
+    assert series_as_float32(replayed["series"]) == live["series"]
     assert replayed["events"] == live["events"]
     assert replayed["live"] is False
     export = tmp_path / "m.json"
