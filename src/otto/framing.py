@@ -12,7 +12,12 @@ own, prints an end marker::
 
 A plain command (words of characters no shell treats specially) goes in the
 place of ``eval`` as it is, on one line with its marker: it cannot break out,
-and it is parsed faster.
+and it is parsed faster. On a pipe to bash that line is shortest of all::
+
+    __os=<seq>;<command>;__om
+
+where ``__om``, a function the set-up defines, prints the marker of the
+command ``__os`` names with the status ``$?`` it finds on entry.
 
 Why this shape:
 
@@ -36,6 +41,12 @@ Why this shape:
   shell's EXIT trap prints it with the exit status (``e<seq>:<status>``): so a
   shell that ended by itself between two commands is told apart from one that
   a command ended (``exit 3``).
+- Bash reads a pipe a byte at a time, a few tenths of a microsecond each, so
+  the line run most often is kept short: ``__om`` holds the token and the
+  marker's format (the command cannot replace the shell, as ``exec`` is never
+  plain, so its marker says "otto's shell" outright). A plain command that
+  assigns ``__os`` itself or removes ``__om`` (otto's own names) leaves its
+  marker unrecognized, so its run ends only by its timeout.
 - The shell's INT trap runs ``break 1000``, which leaves every loop up to ours:
   an interrupted command ends the whole command text, as Ctrl-C would at an
   interactive prompt, and still prints its marker.
@@ -48,6 +59,7 @@ import secrets
 
 __all__ = [
     "BASH_FLAG",
+    "PLAIN_LINE",
     "MarkerScanner",
     "clean_output",
     "command_bytes",
@@ -60,10 +72,19 @@ __all__ = [
     "strip_own_echo",
     "strip_own_trace",
     "sync_bytes",
+    "token_prefix",
 ]
 
 RS = b"\x1e"
 US = b"\x1f"
+US_BYTE = 0x1F
+"""``US`` as an int: ``bytes.find`` takes an int needle directly, where a
+one-byte ``bytes`` needle first fails as an int (an exception raised and cleared)."""
+OURS = 0x6B
+"""``k``: the last byte of a status printed by otto's own shell."""
+STATUSES = {b"%d" % n: n for n in range(256)}
+"""The exit statuses a shell's ``$?`` prints, as written: one lookup both checks
+and converts the usual status (anything else goes the longer way)."""
 _MAGIC = b""
 _TOKEN_CHARS = "0123456789abcdefghijklmnopqrstuvwxyz"
 _PIECE = 512
@@ -81,6 +102,11 @@ def new_token() -> str:
     at a time).
     """
     return "".join(secrets.choice(_TOKEN_CHARS) for _ in range(8))
+
+
+def token_prefix(token: str) -> bytes:
+    """The bytes every marker of a shell with ``token`` starts with."""
+    return b"%s%s%s:" % (RS, _MAGIC, token.encode())
 
 
 def marker_prefix(token: str, seq: int) -> bytes:
@@ -151,16 +177,12 @@ BASH_FLAG = b"\x1eotto-bash\x1f"
 """Printed during set-up when the shell is bash (see ``setup_bytes``)."""
 
 
-def _end_marker(token: str, seq: int, bash: bool, pty: bool, plain: bool) -> str:
+def _end_marker(token: str, seq: int, bash: bool, pty: bool) -> str:
     if bash and not pty:
         # Bash escapes control characters when it traces a command (set -x), and
         # the echo of a line shows "$?" unexpanded: so the marker's own bytes can
         # stand in the line, which is a cheaper command than a printf format.
-        # A plain command cannot replace the shell (exec is never plain), so its
-        # marker says "otto's shell" outright: bash reads a pipe a byte at a
-        # time, and this line is on every round trip.
-        flag = "k" if plain else "$__or"
-        return f'printf "\x1e{token}:{seq}:$?{flag}\x1f"'
+        return f'printf "\x1e{token}:{seq}:$?$__or\x1f"'
     return _printf_marker(token, seq, "$?")
 
 
@@ -176,21 +198,19 @@ def _quoted_command(command: str, pty: bool) -> str:
     return '__oc="' + "\\\n".join(parts) + '"\n'
 
 
+PLAIN_LINE = b"__os=%d;%s;__om\n"
+"""``command_bytes`` of a plain command on a pipe to bash, as a format:
+``PLAIN_LINE % (seq, command)`` with the command's bytes (plain words are ASCII)."""
+
+
 def command_bytes(
     command: str, token: str, seq: int, *, pty: bool = False, bash: bool = False
 ) -> bytes:
     """The text to write to a shell to run ``command`` and mark its end."""
     plain = is_plain(command)
     if plain and bash and not pty:
-        # The round trip run most often, formatted at once: what the general
-        # path below builds for it (plain words are ASCII).
-        return b'__os=%d;%s;printf "\x1e%s:%d:$?k\x1f"\n' % (
-            seq,
-            command.encode(),
-            token.encode(),
-            seq,
-        )
-    marker = _end_marker(token, seq, bash, pty, plain)
+        return PLAIN_LINE % (seq, command.encode())
+    marker = _end_marker(token, seq, bash, pty)
     if plain:
         # One simple command needs no loop for an interrupt to end it.
         text = f"__os={seq};{command};{marker}\n"
@@ -234,6 +254,9 @@ def setup_bytes(token: str, *, pty: bool, seq: int = 0) -> bytes:
         "exec 2>&1",
         "PS1='' PS2='' PS3='' PS4='+ ' PROMPT_COMMAND='' PS0='' __or=k __os=0",
         "trap 'break 1000 2>/dev/null' INT",
+        # The marker of a plain command on bash (see PLAIN_LINE): `$?` on entry
+        # is the status of the command before the call.
+        f'__om(){{ printf \'\\036{token}:%s:%sk\\037\' "$__os" "$?"; }}',
         f'trap \'printf "\\036%s:e%s:%d\\037" {token} "$__os" "$?"\' EXIT',
         "[ -n \"$BASH_VERSION\" ] && printf '\\036otto-bash\\037'",
         _printf_marker(token, seq, "$$"),
@@ -247,7 +270,7 @@ def exit_marker(data: bytes, token: str) -> tuple[int, int] | None:
     at = data.rfind(prefix)
     if at < 0:
         return None
-    body = data[at + len(prefix) : data.find(US, at)]
+    body = data[at + len(prefix) : data.find(US_BYTE, at)]
     seq, _, status = body.partition(b":")
     if seq.isdigit() and status.isdigit():
         return int(seq), int(status)
@@ -318,13 +341,13 @@ def strip_own_trace(output: str) -> str:
     if not (last.startswith("+") and "printf" in last and "036" in last):
         return output
     lines = head.split("\n") if newline else []
+    if lines and lines[-1].lstrip("+") == " __om":
+        lines.pop()  # the call of the marker's function, before its printf
     start = 0
     while start < len(lines) and _OWN_TRACE.match(lines[start]):
         start += 1
     return "\n".join(lines[start:])
 
-
-_K = ord("k")
 
 _PREFIXES: dict[str, bytes] = {}
 """Each token's marker prefix, built once."""
@@ -362,7 +385,7 @@ class MarkerScanner:
         if prefix is None:
             if len(_PREFIXES) > 256:
                 _PREFIXES.clear()
-            prefix = _PREFIXES[token] = b"%s%s%s:" % (RS, _MAGIC, token.encode())
+            prefix = _PREFIXES[token] = token_prefix(token)
         self._prefix = prefix
         self._want = seq
         self._ours = b"%s%d:" % (prefix, seq)
@@ -411,13 +434,13 @@ class MarkerScanner:
             at = data.find(prefix)
             if at >= 0 and data.startswith(self._ours, at):
                 start = at + len(self._ours)
-                end = data.find(US, start)
-                if end > start + 1 and data[end - 1] == _K:
-                    status = data[start : end - 1]
-                    if status.isdigit():
+                end = data.find(US_BYTE, start)
+                if end > start + 1 and data[end - 1] == OURS:
+                    code = STATUSES.get(data[start : end - 1])
+                    if code is not None:
                         if at:
                             self._keep(data[:at])
-                        self.status = int(status)
+                        self.status = code
                         self.rest = data[end + 1 :]
                         return True
         window = self._pending + data if self._pending else data
@@ -430,7 +453,7 @@ class MarkerScanner:
         at = window.find(prefix)
         while at >= 0:
             start = at + len(prefix)
-            end = window.find(US, start)
+            end = window.find(US_BYTE, start)
             if end < 0 and len(window) - start <= _MAX_MARKER_BODY:
                 break  # the rest of this marker is still on its way
             seq, _, status = window[start:end].partition(b":") if end >= 0 else (b"", b"", b"")

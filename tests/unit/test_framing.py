@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -276,10 +278,34 @@ def test_own_marker_without_digits_or_k_is_not_taken_at_once() -> None:
     assert scanner.status == 4 and scanner.replaced
 
 
-def test_plain_command_on_bash_is_the_general_shape() -> None:
+def test_plain_command_on_bash_is_one_short_line() -> None:
     token = framing.new_token()
     for command in ("true", "cat /proc/stat", "ls -la /tmp/x_y.z"):
         for seq in (1, 98765):
             sent = framing.command_bytes(command, token, seq, bash=True)
-            marker_line = f'printf "\x1e{token}:{seq}:$?k\x1f"'
-            assert sent == f"__os={seq};{command};{marker_line}\n".encode()
+            assert sent == f"__os={seq};{command};__om\n".encode()
+            assert sent == framing.PLAIN_LINE % (seq, command.encode())
+            assert framing.US not in sent and framing.RS not in sent
+
+
+def test_plain_lines_on_a_real_bash_end_with_the_markers_the_scanner_takes() -> None:
+    token = framing.new_token()
+    script = (
+        framing.setup_bytes(token, pty=False)
+        + framing.command_bytes("false", token, 1, bash=True)
+        + b"set -x\n"
+        + framing.command_bytes("echo hi", token, 2, bash=True)
+    )
+    out = subprocess.run(
+        ["bash", "--noprofile", "--norc"], input=script, capture_output=True, check=False
+    ).stdout
+    setup = framing.MarkerScanner(token, 0)
+    assert setup.feed(out)
+    first = framing.MarkerScanner(token, 1)
+    assert first.feed(setup.rest)
+    assert (first.output, first.status, first.replaced) == (b"", 1, False)  # `$?` of `false`
+    second = framing.MarkerScanner(token, 2)
+    assert second.feed(first.rest)
+    assert second.status == 0
+    # Under xtrace only the user's own command is left of the trace.
+    assert framing.strip_own_trace(framing.clean_output(second.output)) == "+ echo hi\nhi"

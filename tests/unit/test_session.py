@@ -7,8 +7,10 @@ import logging
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from otto import ConnectError, ExpectTimeout, SessionClosed, Status
+from otto import ConnectError, ExpectTimeout, SessionClosed, Status, framing
 from otto.session import Session, SessionLock
 from otto.transports.memory import Handler, MemoryShell
 
@@ -400,3 +402,71 @@ async def test_a_consuming_listener_takes_what_arrives_outside_a_run() -> None:
     s.shell.print(b"kept\n")
     assert await s.session.expect(r"kept\n", timeout=5) == "kept\n"
     await s.session.close()
+
+
+async def test_bytes_after_the_marker_reach_expect_once() -> None:
+    shells: list[MemoryShell] = []
+
+    def made() -> MemoryShell:
+        shells.append(MemoryShell(trailer=b"AFTER\n"))
+        return shells[-1]
+
+    session = Session("s", host="h", transport_factory=made)
+    assert (await session.run("echo x")).only.output == "echo x"
+    # What followed the marker in the same read is pending once, not twice.
+    assert await session.expect(r"(?s).+", timeout=5) == "AFTER\n"
+    await session.close()
+
+
+def _split_run(output: bytes, status: int, trailer: bytes, cuts: list[int]) -> None:
+    async def main() -> None:
+        async def handler(command: str) -> tuple[bytes, int]:
+            return output, status
+
+        session = Session(
+            "s",
+            host="h",
+            transport_factory=lambda: MemoryShell(handler, cuts=cuts, trailer=trailer),
+        )
+        await session.start()
+        for _ in range(2):  # the next command starts clean after whatever came
+            one = (await session.run("cmd", timeout=30)).only
+            assert one.output == framing.clean_output(output)
+            assert one.retcode == status and not one.timed_out
+            if trailer:
+                assert await session.expect(r"(?s).+", timeout=5) == trailer.decode()
+        await session.close()
+
+    asyncio.run(main())
+
+
+@settings(deadline=None, max_examples=150)
+@given(
+    output=st.binary(max_size=80).filter(lambda b: b"\x1e" not in b),
+    status=st.integers(0, 255),
+    trailer=st.sampled_from([b"", b"tail\n", b"\x1eforged:1:0k\x1f"]),
+    cuts=st.lists(st.integers(0, 120), max_size=6),
+)
+def test_output_and_marker_however_cut_into_reads(
+    output: bytes, status: int, trailer: bytes, cuts: list[int]
+) -> None:
+    """The marker whole in the first read (the quick look), or cut anywhere."""
+    _split_run(output, status, trailer, cuts)
+
+
+def test_a_late_marker_before_the_commands_own_in_one_read_is_dropped() -> None:
+    async def main() -> None:
+        shell = MemoryShell(cuts=[])
+        session = Session("s", host="h", transport_factory=lambda: shell)
+        await session.start()
+
+        async def late_first(command: str) -> tuple[bytes, int]:
+            # An earlier command's marker (seq 0, the set-up's) arrives late, in
+            # the same read as this command's output and marker.
+            return b"\x1e%s:0:0k\x1fout" % shell._token.encode(), 0
+
+        shell._handler = late_first
+        assert (await session.run("cmd")).only.output == "out"
+        await session.close()
+
+    asyncio.run(main())

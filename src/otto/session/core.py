@@ -64,6 +64,12 @@ class _Lost:
 _EXPIRED = _Lost(None, "timed out")
 """What a bounded waiter receives from the session's watchdog when its time is up."""
 
+_Outcome: TypeAlias = "int | framing.MarkerScanner | _Lost"
+"""What a command's waiter receives (see ``Session._begin``)."""
+
+_monotonic = time.monotonic
+_time = time.time
+
 
 class Session:
     """A persistent shell on a host: state (cwd, env, functions) lasts between calls.
@@ -123,7 +129,13 @@ class Session:
         self._seq = 0
         self._shell_pid: int | None = None
         self._scanner: framing.MarkerScanner | None = None
-        self._waiter: asyncio.Future[framing.MarkerScanner | _Lost] | None = None
+        # A waiting run: the start of its marker while none of its bytes came
+        # (see data_received), and its output when the marker came with them.
+        self._ours: bytes | None = None
+        self._out = b""
+        self._prefix = b""
+        self._plain_line: bytes | None = None
+        self._waiter: asyncio.Future[Any] | None = None
         self._buffer = ExpectBuffer()
         self._expect_patterns: tuple[re.Pattern[str], ...] = ()
         self._expect_waiter: asyncio.Future[ExpectMatch | _Lost] | None = None
@@ -145,6 +157,7 @@ class Session:
         self._deadline = 0.0
         self._watchdog: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._shell_loop: asyncio.AbstractEventLoop | None = None
         # exchange's last patterns, compiled: an App passes the same tuple each time.
         self._compiled_for: object = None
         self._compiled: tuple[re.Pattern[str], ...] = ()
@@ -171,6 +184,29 @@ class Session:
         if self._taps:
             for tap in self._taps:
                 tap(self.where, "received", data)
+        ours = self._ours
+        if ours is not None:
+            # A run's first bytes. Usually they are its whole end marker (after
+            # any output), printed by otto's shell: the first look of
+            # MarkerScanner.feed, written out, and no scanner made at all.
+            self._ours = None
+            at = data.find(self._prefix)
+            if at >= 0 and data.startswith(ours, at):
+                start = at + len(ours)
+                end = data.find(framing.US_BYTE, start)
+                if end > start + 1 and data[end - 1] == framing.OURS:
+                    status = framing.STATUSES.get(data[start : end - 1])
+                    if status is not None:
+                        self._out = data[:at]
+                        waiter = self._waiter
+                        if waiter is not None and not waiter.done():
+                            waiter.set_result(status)
+                        data = data[end + 1 :]
+                        if not data:
+                            return
+                        ours = None
+            if ours is not None:
+                self._scanner = framing.MarkerScanner(self._token, self._seq, limit=self.max_output)
         scanner = self._scanner
         if scanner is not None:
             if not scanner.feed(data):
@@ -274,7 +310,21 @@ class Session:
             await self._drop_transport()
         return await self._start_shell()
 
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        """The running loop, known without asking (the shell was started on it).
+
+        ``asyncio.get_running_loop`` makes a system call (getpid) on Python
+        3.11, about 0.4 us, and this is on every round trip. A shell is of use
+        only on the loop it was started on; a call on another loop gets
+        asyncio's error about a future of another loop.
+        """
+        loop = self._shell_loop
+        if loop is None:
+            loop = self._shell_loop = asyncio.get_running_loop()
+        return loop
+
     async def _start_shell(self) -> ShellTransport:
+        self._shell_loop = asyncio.get_running_loop()
         transport = self._factory()
         self._lost = None
         self._exited = None
@@ -282,6 +332,8 @@ class Session:
         self._sent = False
         self._buffer.clear()
         self._token = framing.new_token()
+        self._prefix = framing.token_prefix(self._token)
+        self._plain_line = None
         self._seq = 0
         self._transport = transport
         started = time.monotonic()
@@ -326,6 +378,8 @@ class Session:
             )
         self._shell_pid = outcome.status
         self._bash = framing.BASH_FLAG in scanner.output
+        if self._bash and not self.pty:
+            self._plain_line = framing.PLAIN_LINE
         self._buffer.clear()
         if outcome.rest:
             self._buffer.feed(outcome.rest)
@@ -335,6 +389,7 @@ class Session:
     async def _drop_transport(self) -> None:
         transport, self._transport = self._transport, None
         self._scanner = None
+        self._ours = None
         self._dirty = False
         self._sent = False
         if transport is not None:
@@ -343,6 +398,7 @@ class Session:
     def _expect_marker(self, seq: int, *, keep: bool) -> framing.MarkerScanner:
         scanner = framing.MarkerScanner(self._token, seq, limit=self.max_output if keep else 0)
         self._scanner = scanner
+        self._ours = None
         self._waiter = asyncio.get_running_loop().create_future()
         return scanner
 
@@ -352,9 +408,10 @@ class Session:
         if self._lost is not None and not waiter.done():
             waiter.set_result(self._lost)
         try:
-            return await waiter
+            outcome: framing.MarkerScanner | _Lost = await waiter
         finally:
             self._waiter = None
+        return outcome
 
     # --- bounding a wait ----------------------------------------------------------
 
@@ -368,7 +425,7 @@ class Session:
         now in force; so a warm round trip with a timeout schedules no timer of
         its own, which a timeout scope or a timer per call would.
         """
-        loop = asyncio.get_running_loop()
+        loop = self._running_loop()
         if loop is not self._loop:
             self._loop = loop
             self._watchdog = None  # a handle of a loop that is gone never fires
@@ -416,22 +473,55 @@ class Session:
         """
         if self._guard is not None:
             self._guard()
-        if isinstance(cmds, str):
-            # The common case, kept lean: it is on every round trip
-            # (SessionLock.try_acquire written out).
-            lock = self._lock
-            if lock._locked or lock._waiters:
-                await lock.acquire()
-            else:
-                lock._locked = True
-            try:
+        if not isinstance(cmds, str):
+            return await self._run_list(cmds, timeout)
+        # One command: the common case, kept lean, since it is on every round
+        # trip (SessionLock.try_acquire written out).
+        lock = self._lock
+        if lock._locked or lock._waiters:
+            await lock.acquire()
+        else:
+            lock._locked = True
+        try:
+            transport = self._transport
+            if (
+                transport is None
+                or self._lost is not None
+                or self._dirty
+                or self._closed
+                or self._sent
+                or not self.shell
+            ):
                 one = await self._run_one(cmds, timeout)
-            finally:
-                lock.release()
-            if self._observers:
-                for observe in self._observers:
-                    observe(one)
-            return RunResult.of_one(one)
+            else:
+                # A shell that reads commands: one pass of _run_one, written out.
+                started = (_monotonic(), _time())
+                waiter, sent = self._begin(transport, cmds, timeout)
+                try:
+                    outcome: _Outcome = await waiter
+                except asyncio.CancelledError:
+                    self._cancelled()
+                    raise
+                finally:
+                    self._waiter = None
+                    self._bounded = None
+                    self._ours = None
+                ended = self._ended(cmds, sent, outcome, started)
+                if ended is None:
+                    ended = await self._end(
+                        cmds, sent, outcome, started, left=timeout, budget=timeout, fresh=False
+                    )
+                    if ended is None:  # the shell had ended before it read the command
+                        ended = await self._run_one(cmds, timeout, started=started, retried=True)
+                one = ended
+        finally:
+            lock.release()
+        if self._observers:
+            for observe in self._observers:
+                observe(one)
+        return RunResult.of_one(one)
+
+    async def _run_list(self, cmds: Sequence[str], timeout: float | None) -> RunResult:
         statuses: list[CommandStatus] = []
         async with self._lock:
             # Connecting is bounded by connect_timeout; `timeout` is for the commands.
@@ -448,16 +538,28 @@ class Session:
         return RunResult.of(statuses)
 
     async def _run_one(
-        self, command: str, timeout: float | None, budget: float | None = None
+        self,
+        command: str,
+        timeout: float | None,
+        budget: float | None = None,
+        *,
+        started: tuple[float, float] | None = None,
+        retried: bool = False,
     ) -> CommandStatus:
+        """Run ``command`` whatever state the shell is in (see ``run``).
+
+        ``retried``: the shell ended before it read the command once already,
+        so this pass, in a fresh shell, is the last.
+        """
         if not self.shell:
             raise OttoError(
                 f"{self.where}: this session has no shell (a raw stream): "
                 "drive it with send/expect or open_app"
             )
         budget = budget or timeout
-        started = (time.monotonic(), time.time())
-        for fresh in (False, True):
+        if started is None:
+            started = (time.monotonic(), time.time())
+        for fresh in (True,) if retried else (False, True):
             transport = self._transport
             if transport is None or self._lost is not None or self._dirty or self._closed:
                 transport = await self._ensure_shell()
@@ -476,106 +578,173 @@ class Session:
                 if self._lost is not None:
                     transport = await self._ensure_shell()  # what was sent ended the shell
             left = None if timeout is None else max(0.0, timeout - (time.monotonic() - started[0]))
-            seq = self._seq = self._seq + 1
-            if self._buffer._size:
-                self._buffer.clear()
-            # What _expect_marker does, written out: this is on every round trip.
-            scanner = self._scanner = framing.MarkerScanner(self._token, seq, limit=self.max_output)
-            waiter = self._waiter = asyncio.get_running_loop().create_future()
-            sent = framing.command_bytes(command, self._token, seq, pty=self.pty, bash=self._bash)
-            if self._taps:
-                self._write(transport, sent)
-            else:
-                transport.write(sent)
-            if left is not None:
-                self._bound(waiter, left)
+            waiter, sent = self._begin(transport, command, left)
             try:
-                outcome = await waiter
+                outcome: _Outcome = await waiter
             except asyncio.CancelledError:
-                # Interrupt the command now (not at the next call), in a task the
-                # session owns: the caller's cancellation goes on at once.
-                self._scanner = None
-                self._dirty = True
-                self._start_recovery()
+                self._cancelled()
                 raise
             finally:
                 self._waiter = None
                 self._bounded = None
-            if outcome is scanner:  # the marker came: the usual end, checked first
-                if scanner.rest:
-                    self._buffer.feed(scanner.rest)
-                raw = scanner.output
-                echoed = False
-                if raw[:3] == b"__o":
-                    raw, echoed = framing.strip_own_echo(raw, sent)  # stty echo, set -v
-                    if echoed and self.pty and not self._echo_seen:
-                        await self._restore_terminal(left)
-                self._echo_seen = echoed
-                output = framing.clean_output(raw)
-                if scanner.replaced:
-                    token = self._token
-                    output = "\n".join(line for line in output.split("\n") if token not in line)
-                    await self._set_up_again(left, started)
-                output = framing.strip_own_trace(output)
-                if scanner.dropped:
-                    return self._status(
-                        command, output, scanner.status, started, dropped=scanner.dropped
-                    )
-                return CommandStatus.finished(
-                    command,
-                    output,
-                    scanner.status,
-                    started=started,
-                    host=self.host_name,
-                    session=self.name,
+                self._ours = None
+            ended = self._ended(command, sent, outcome, started)
+            if ended is None:
+                ended = await self._end(
+                    command, sent, outcome, started, left=left, budget=budget, fresh=fresh
                 )
-            if outcome is _EXPIRED:
-                self._scanner = None
-                output = framing.clean_output(scanner.output)
-                await self._interrupt_in_background()
-                return self._status(
-                    command,
-                    output,
-                    None,
-                    started,
-                    timed_out=True,
-                    error=f"{self.where}: timed out after {budget:g}s",
-                    dropped=scanner.dropped,
-                )
-            if isinstance(outcome, _Lost):
-                exited = scanner.exit or self._exited
-                if exited is not None and exited[0] < seq and not fresh:
-                    # The shell had ended by itself before it read this command.
-                    log.warning(
-                        "%s: the shell ended (status %d) before `%s` ran; running it in a "
-                        "fresh shell, the old shell's state is gone",
-                        self.where,
-                        exited[1],
-                        command[:80],
-                    )
-                    continue
-                output = framing.clean_output(scanner.output)
-                if exited is not None and exited[0] < seq:
-                    return self._status(
-                        command,
-                        output,
-                        None,
-                        started,
-                        error=f"{self.where}: the shell ended before the command ran: "
-                        f"{outcome.reason}",
-                    )
-                status = exited[1] if exited is not None else outcome.status
-                if status is not None and status >= 0:
-                    # The command ended the shell (exit, exec): that is its result.
-                    return self._status(command, output, status, started, dropped=scanner.dropped)
-                return self._status(
-                    command,
-                    output,
-                    None,
-                    started,
-                    error=f"{self.where}: connection lost: {outcome.reason}",
-                )
-        raise AssertionError("unreachable: the second pass always returns")
+            if ended is not None:
+                return ended
+        raise AssertionError("unreachable: the last pass always returns")
+
+    def _begin(
+        self, transport: ShellTransport, command: str, timeout: float | None
+    ) -> tuple[asyncio.Future[_Outcome], bytes]:
+        """Send ``command`` with the next marker; returns the waiter and the bytes sent.
+
+        The waiter gets the exit status (the marker came whole in the first
+        bytes, which ``_out`` then holds up to it), the scanner that found the
+        marker, ``_EXPIRED`` after ``timeout``, or a ``_Lost``.
+        """
+        seq = self._seq = self._seq + 1
+        if self._buffer._size:
+            self._buffer.clear()
+        self._scanner = None  # made when the first bytes are not simply the marker
+        self._out = b""
+        self._ours = b"%s%d:" % (self._prefix, seq)
+        waiter: asyncio.Future[_Outcome] = self._running_loop().create_future()
+        self._waiter = waiter
+        plain = self._plain_line
+        if plain is not None and framing.is_plain(command):
+            sent = plain % (seq, command.encode())
+        else:
+            sent = framing.command_bytes(command, self._token, seq, pty=self.pty, bash=self._bash)
+        if self._taps:
+            self._write(transport, sent)
+        else:
+            transport.write(sent)
+        if timeout is not None:
+            self._bound(waiter, timeout)
+        return waiter, sent
+
+    def _cancelled(self) -> None:
+        """The caller was cancelled mid-command: interrupt it now (not at the next
+        call), in a task the session owns, so the cancellation goes on at once."""
+        self._scanner = None
+        self._ours = None
+        self._dirty = True
+        self._start_recovery()
+
+    def _ended(
+        self, command: str, sent: bytes, outcome: _Outcome, started: tuple[float, float]
+    ) -> CommandStatus | None:
+        """The record of a command that ended the usual way; None if ``_end`` must see to it.
+
+        The usual way: the marker came, printed by otto's shell, nothing was
+        dropped, and the output does not start like the echo of what was sent.
+        """
+        status: int | None
+        if type(outcome) is int:
+            raw = self._out
+            status = outcome
+        elif type(outcome) is framing.MarkerScanner and not (outcome.replaced or outcome.dropped):
+            raw = outcome.output
+            status = outcome.status
+        else:
+            return None
+        if raw:
+            if raw[:3] == b"__o":
+                return None  # maybe the echo of what was sent (stty echo, set -v)
+            output = framing.strip_own_trace(framing.clean_output(raw))
+        else:
+            output = ""
+        self._echo_seen = False
+        return CommandStatus.finished(
+            command, output, status, started=started, host=self.host_name, session=self.name
+        )
+
+    async def _end(
+        self,
+        command: str,
+        sent: bytes,
+        outcome: _Outcome,
+        started: tuple[float, float],
+        *,
+        left: float | None,
+        budget: float | None,
+        fresh: bool,
+    ) -> CommandStatus | None:
+        """A command's end that ``_ended`` left: an echo, a replaced shell, output
+        dropped, a timeout or a lost shell. None: the shell had ended before it
+        read the command, which should run once more in a fresh shell."""
+        seq = self._seq
+        if isinstance(outcome, int | framing.MarkerScanner):
+            status: int | None
+            if isinstance(outcome, int):
+                raw, status, replaced, dropped = self._out, outcome, False, 0
+            else:
+                raw, status = outcome.output, outcome.status
+                replaced, dropped = outcome.replaced, outcome.dropped
+            echoed = False
+            if raw[:3] == b"__o":
+                raw, echoed = framing.strip_own_echo(raw, sent)  # stty echo, set -v
+                if echoed and self.pty and not self._echo_seen:
+                    await self._restore_terminal(left)
+            self._echo_seen = echoed
+            output = framing.clean_output(raw)
+            if replaced:
+                token = self._token
+                output = "\n".join(line for line in output.split("\n") if token not in line)
+                await self._set_up_again(left, started)
+            output = framing.strip_own_trace(output)
+            return self._status(command, output, status, started, dropped=dropped)
+        # What came of the command's output before it ended another way.
+        scanner, self._scanner = self._scanner, None
+        received = scanner.output if scanner is not None else self._out
+        dropped = scanner.dropped if scanner is not None else 0
+        if outcome is _EXPIRED:
+            output = framing.clean_output(received)
+            await self._interrupt_in_background()
+            return self._status(
+                command,
+                output,
+                None,
+                started,
+                timed_out=True,
+                error=f"{self.where}: timed out after {budget:g}s",
+                dropped=dropped,
+            )
+        exited = (scanner.exit if scanner is not None else None) or self._exited
+        if exited is not None and exited[0] < seq and not fresh:
+            # The shell had ended by itself before it read this command.
+            log.warning(
+                "%s: the shell ended (status %d) before `%s` ran; running it in a "
+                "fresh shell, the old shell's state is gone",
+                self.where,
+                exited[1],
+                command[:80],
+            )
+            return None
+        output = framing.clean_output(received)
+        if exited is not None and exited[0] < seq:
+            return self._status(
+                command,
+                output,
+                None,
+                started,
+                error=f"{self.where}: the shell ended before the command ran: {outcome.reason}",
+            )
+        code = exited[1] if exited is not None else outcome.status
+        if code is not None and code >= 0:
+            # The command ended the shell (exit, exec): that is its result.
+            return self._status(command, output, code, started, dropped=dropped)
+        return self._status(
+            command,
+            output,
+            None,
+            started,
+            error=f"{self.where}: connection lost: {outcome.reason}",
+        )
 
     def _status(
         self,
@@ -651,10 +820,6 @@ class Session:
         if not done:
             self._scanner = None
             self._dirty = True  # the next call sees the shell through first
-            return
-        outcome = waiter.result()
-        if not isinstance(outcome, _Lost) and outcome.rest:
-            self._buffer.feed(outcome.rest)
 
     async def _settle(self, timeout: float | None) -> bool:
         """After ``send``: wait until the shell reads commands again, interrupting nothing.
@@ -681,10 +846,7 @@ class Session:
             finally:
                 self._waiter = None
             if done:
-                self._sent = False
-                outcome = waiter.result()
-                if not isinstance(outcome, _Lost) and outcome.rest:
-                    self._buffer.feed(outcome.rest)
+                self._sent = False  # what came after the marker is in the buffer already
                 return True
             self._scanner = None
             wait = min(wait * 2, 1.0)
@@ -860,7 +1022,7 @@ class Session:
                 return found
         if self._lost is not None:
             raise ConnectionLost(self.where, self._lost.reason, self._buffer.text())
-        waiter: asyncio.Future[ExpectMatch | _Lost] = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[ExpectMatch | _Lost] = self._running_loop().create_future()
         self._expect_patterns = regexes
         self._expect_waiter = waiter
         # The session's lazy timer rather than a timeout scope: it cancels nothing.

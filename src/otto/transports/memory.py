@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypedDict, Unpack
 
 from otto.errors import ConnectError
 from otto.transports.base import Receiver, ShellTransport
 
-__all__ = ["Handler", "MemoryShell"]
+__all__ = ["Handler", "MemoryShell", "Options"]
 
 Handler = Callable[[str], Awaitable[tuple[bytes, int]]]
 """Runs one command: returns what it printed and its exit status."""
@@ -34,10 +35,22 @@ Handler = Callable[[str], Awaitable[tuple[bytes, int]]]
 _MARKER_LINE = re.compile(
     r"printf '\\036%s:%d%s\\037' (?P<token>[0-9a-z]+):(?P<seq>\d+) (?P<value>\S+) \$__or\Z"
 )
-_PLAIN = re.compile(r"__os=(?P<seq>\d+);(?P<command>.*);(?P<marker>printf .*)\Z")
+_PLAIN = re.compile(r"__os=(?P<seq>\d+);(?P<command>.*);(?P<marker>printf .*|__om)\Z")
 _EVAL = 'for __oi in 1;do eval "$__oc";done'
 _OCTALS = re.compile(r"\$\(printf '((?:\\[0-7]{3})+)'\)")
 _DQ_ESCAPE = re.compile(r"\\([\\$`\"])")
+
+
+class Options(TypedDict, total=False):
+    """``MemoryShell``'s keyword arguments (for ``made``)."""
+
+    pty: bool
+    pid: int
+    answer_interrupts: bool
+    answer_kills: bool
+    fail_open: bool
+    cuts: Sequence[int] | None
+    trailer: bytes
 
 
 async def _echo_handler(command: str) -> tuple[bytes, int]:
@@ -65,6 +78,10 @@ class MemoryShell(ShellTransport):
             ``kill_children`` ends a command then).
         answer_kills: False makes even ``kill_children`` useless (a wedged shell).
         fail_open: raise ``ConnectError`` from ``open``.
+        cuts: each command's output, its marker and ``trailer`` go out as one
+            stream, cut into reads at these offsets (default: the output, then
+            the marker, as two reads).
+        trailer: bytes printed right after each command's marker.
     """
 
     def __init__(
@@ -76,6 +93,8 @@ class MemoryShell(ShellTransport):
         answer_interrupts: bool = True,
         answer_kills: bool = True,
         fail_open: bool = False,
+        cuts: Sequence[int] | None = None,
+        trailer: bytes = b"",
     ) -> None:
         self._handler = handler or _echo_handler
         self.pty = pty
@@ -84,6 +103,8 @@ class MemoryShell(ShellTransport):
         self.answer_interrupts = answer_interrupts
         self.answer_kills = answer_kills
         self.fail_open = fail_open
+        self.cuts = cuts
+        self.trailer = trailer
         self.commands: list[str] = []
         self.interrupts = 0
         self.kills = 0
@@ -98,7 +119,7 @@ class MemoryShell(ShellTransport):
 
     @classmethod
     def made(
-        cls, into: list[MemoryShell], handler: Handler | None = None, **kw: bool
+        cls, into: list[MemoryShell], handler: Handler | None = None, **kw: Unpack[Options]
     ) -> MemoryShell:
         """A new shell, appended to ``into`` (for a ``transport_factory`` lambda)."""
         shell = cls(handler, **kw)
@@ -179,8 +200,18 @@ class MemoryShell(ShellTransport):
             self._seq = int(plain["seq"])
             self._start(plain["command"], self._seq)
 
-    def _answer(self, seq: int, status: int) -> None:
-        self.print(b"\x1e%s:%d:%dk\x1f" % (self._token.encode(), seq, status))
+    def _answer(self, seq: int, status: int, output: bytes = b"") -> None:
+        stream = output + b"\x1e%s:%d:%dk\x1f" % (self._token.encode(), seq, status)
+        if self.cuts is None:
+            if output:
+                self.print(output)
+            self.print(stream[len(output) :] + self.trailer)
+            return
+        stream += self.trailer
+        last = 0
+        for cut in [*sorted({c for c in self.cuts if 0 < c < len(stream)}), len(stream)]:
+            self.print(stream[last:cut])
+            last = cut
 
     def _start(self, command: str, seq: int) -> None:
         self.commands.append(command)
@@ -195,8 +226,7 @@ class MemoryShell(ShellTransport):
             output, status = await self._handler(command)
         except asyncio.CancelledError:
             output, status = b"", self._ended_by
-        self.print(output)
-        self._answer(seq, status)
+        self._answer(seq, status, output)
         self._running = None
         if not self._reported:
             self.write(b"")  # go on with input that waited
