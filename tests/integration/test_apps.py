@@ -277,3 +277,60 @@ async def test_an_answer_longer_than_the_buffer_is_marked_and_warned(
         warned = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
         assert warned and "local" in warned[0]
         assert await app.cmd("'next'") == "'next'"
+
+
+SLOW_BOARD = r"""
+import os, sys, time
+out = sys.stdout
+glued = sys.argv[1:] == ["glued"]
+late = False
+pending = b""
+while True:
+    data = os.read(0, 64)
+    if not data:
+        break
+    pending += data
+    while pending:
+        if pending.startswith(b"\x03"):
+            pending = pending[1:]
+            # The answer to a key pressed before otto's, then the late answer to otto's.
+            out.write("=> "); out.flush()
+            if glued:
+                late = True  # sent with the answer to the next line, in one write
+            else:
+                time.sleep(0.2)
+                out.write("<INTERRUPT>\n=> "); out.flush()
+            continue
+        line, nl, rest = pending.partition(b"\n")
+        if not nl:
+            break
+        pending = rest
+        text = line.decode()
+        if not text.strip() and late:
+            late = False
+            out.write("<INTERRUPT>\n=> " + text + "\n=> ")
+        elif not text.strip():
+            time.sleep(1.5)  # a loaded, emulated board: slower than otto's first patience
+            out.write(text + "\n=> ")
+        else:
+            out.write(text + "\n" + text.removeprefix("echo ") + "\n=> ")
+        out.flush()
+"""
+
+
+@pytest.mark.parametrize("mode", ["slow", "glued"])
+async def test_a_late_answer_before_the_echo_of_the_blank_line_keeps_the_echo(
+    tmp_path: Path, mode: str
+) -> None:
+    # A board that echoes by itself (as U-Boot does) answers otto's Ctrl-C late, and
+    # then: (slow) otto's blank line later than a second, or (glued) in the same write
+    # as that late answer, its prompt no longer where the output ends. The echo must
+    # still be counted, else every answer would start with the echo of its command.
+    program = tmp_path / "board.py"
+    program.write_text(SLOW_BOARD)
+    async with LocalHost() as host:
+        session = await host.open_session("board")
+        await session.send(f"exec python3 -u {program} {mode}\n")
+        async with host.open_app(None, "=> ", name="board", timeout=20) as app:
+            assert app.echoes == 1
+            assert await app.cmd("echo hi") == "hi"

@@ -76,13 +76,15 @@ async def test_a_cancelled_command_is_interrupted_without_waiting_for_the_next_c
 ) -> None:
     session = await host.open_session("cancelled")
     marker = "otto-cancel-marker-7"
-    task = await start_and_wait_for(session, f"echo begun; sleep 60; echo {marker}", b"begun")
+    # A duration no other program here sleeps for: every lab host shares the machine's
+    # process table, so a plain `sleep 60` of someone else's would be counted too.
+    task = await start_and_wait_for(session, f"echo begun; sleep 6017; echo {marker}", b"begun")
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     # The session's own task interrupts it; the next call waits for that.
     assert (await session.run("echo next", timeout=30)).only.output == "next"
-    check = await host.oneshot("ps -eo args | grep -c '[s]leep 60'", timeout=30)
+    check = await host.oneshot("ps -eo args | grep -c '[s]leep 6017'", timeout=30)
     assert check.output.strip() == "0"
 
 

@@ -69,6 +69,9 @@ log = logging.getLogger("otto.apps")
 NUDGE_AFTER = 1.0
 """Seconds of silence after ``start`` before otto presses a key (Ctrl-C) to see a prompt."""
 
+LATE_ANSWER_WAIT = 5.0
+"""Seconds otto waits for the answer to its blank line after a late answer to a key it pressed."""
+
 CLOSE_WAIT = 5.0
 """Seconds to wait, on leaving, for the program to end after ``exit`` was sent."""
 
@@ -160,6 +163,9 @@ class App:
         self._name = name
         self._pty = pty
         self._prompt = anchored_prompt(self.prompt)
+        self._inner_prompt = re.compile(
+            rf"{_ESC}*(?:{_LEADING_FLAGS.sub('', self.prompt.pattern)}){_ESC}*", self.prompt.flags
+        )
         self._token = secrets.token_hex(6)
         # The shell prints this once the program ends; its command line reads
         # differently (%s), so an echo of that line never matches.
@@ -234,6 +240,7 @@ class App:
             received += len(data)
 
         remove = session.add_listener(count)
+        pressed = 0  # keys otto pressed to see a prompt: each one's answer may still come
         try:
             found = None
             if self.start is not None:
@@ -246,6 +253,7 @@ class App:
                 found = await self._prompt_pending()
                 if found is None:
                     await session.send(self._nudge_key())
+                    pressed += 1
             deadline = time.monotonic() + self.timeout
             while found is None:
                 left = deadline - time.monotonic()
@@ -267,6 +275,7 @@ class App:
                         key = self._nudge_key()
                         log.debug("%s: nothing yet; pressing %r", self.where, key)
                         await session.send(key)
+                        pressed += 1
         finally:
             remove()
         if found.index == 1:
@@ -279,18 +288,42 @@ class App:
         # would run its last command again): the program's own, the terminal's, or none.
         await self._discard_stale()
         await session.send(_SPACE_LINE)
-        body = self._before(await self._next_prompt(self.timeout, _SPACE_LINE))
-        for _ in range(2):
+        body = self._after_late_prompt(
+            self._before(await self._next_prompt(self.timeout, _SPACE_LINE))
+        )
+        # Text before this prompt may be a late answer to a key pressed before our
+        # line (Ctrl-C's "<INTERRUPT>"): the answer to our line then comes next. When
+        # otto pressed a key itself, that answer is owed for sure, so wait for it as
+        # long as a slow (loaded, emulated) board may take; else only briefly.
+        patience = NUDGE_AFTER
+        if pressed:
+            patience = max(NUDGE_AFTER, min(LATE_ANSWER_WAIT, deadline - time.monotonic()))
+        for _ in range(2 + min(pressed, 2)):
             if not _ESCAPES.sub("", body).strip():
                 break
-            # Text before this prompt: a late answer to a key pressed before
-            # ours (Ctrl-C's "<INTERRUPT>"); the answer to our line comes next.
             try:
-                body = self._before(await self._next_prompt(NUDGE_AFTER, _SPACE_LINE))
+                body = self._after_late_prompt(
+                    self._before(await self._next_prompt(patience, _SPACE_LINE))
+                )
             except ExpectTimeout:
                 break  # the program prints something for a blank line: count on it
         self.echoes = echo_lines(body)
         log.debug("%s: started; %d line(s) of echo", self.where, self.echoes)
+
+    def _after_late_prompt(self, body: str) -> str:
+        """What follows the last prompt inside ``body``, when text before it came first.
+
+        A late answer and the echo of otto's line can arrive in one read
+        (``<INTERRUPT>\\n=> `` then `` \\n``): the late answer's prompt is then not
+        where the output ends, so it was not taken for a prompt, and it sits
+        inside the body of the answer to otto's line.
+        """
+        if not _ESCAPES.sub("", body).strip():
+            return body
+        ends = [m.end() for m in self._inner_prompt.finditer(body)]
+        if not ends or ends[-1] >= len(body):
+            return body
+        return body[ends[-1] :]
 
     def _nudge_key(self) -> str:
         """What otto presses to see a prompt: Ctrl-C, never Enter.
