@@ -256,12 +256,20 @@ def setup_bytes(token: str, *, pty: bool, seq: int = 0) -> bytes:
         "trap 'break 1000 2>/dev/null' INT",
         # The marker of a plain command on bash (see PLAIN_LINE): `$?` on entry
         # is the status of the command before the call.
-        f'__om(){{ printf \'\\036{token}:%s:%sk\\037\' "$__os" "$?"; }}',
+        _marker_function(token, pty=pty),
         f'trap \'printf "\\036%s:e%s:%d\\037" {token} "$__os" "$?"\' EXIT',
         "[ -n \"$BASH_VERSION\" ] && printf '\\036otto-bash\\037'",
         _printf_marker(token, seq, "$$"),
     ]
     return ("\n".join(lines) + "\n").encode()
+
+
+def _marker_function(token: str, *, pty: bool) -> str:
+    if pty:  # nothing sent to a terminal holds a control byte
+        return f'__om(){{ printf \'\\036{token}:%s:%sk\\037\' "$__os" "$?"; }}'
+    # On a pipe the marker's own bytes stand in the format, which leaves
+    # printf no conversion to do: this runs on every plain round trip.
+    return f'__om(){{ printf "\x1e{token}:$__os:$?k\x1f"; }}'
 
 
 def exit_marker(data: bytes, token: str) -> tuple[int, int] | None:
