@@ -310,7 +310,7 @@ def _names(ctx: typer.Context) -> list[str]:
     "run",
     epilog="Exit status: 0 when every command succeeds; otherwise that of the first "
     "command that did not: its own exit status, 124 if it timed out, 255 if the host "
-    "could not run it.",
+    "could not run it; 141 if otto's output was closed early (| head).",
 )
 def host_run(
     ctx: typer.Context,

@@ -414,7 +414,8 @@ class _Pacified:
 
 
 def _run(line: HostRunLine) -> int:
-    """``run_line``, ending as the Typer app ends a command (its exits, Ctrl-C, EPIPE)."""
+    """``run_line``, ending as the Typer app ends a command (its exits, Ctrl-C), and
+    with status 141 when its stdout or stderr was closed early (see ``otto.__main__``)."""
     try:
         return run_line(line, freeze=True)
     except KeyboardInterrupt:
@@ -427,7 +428,9 @@ def _run(line: HostRunLine) -> int:
             raise
         sys.stdout = cast("TextIO", _Pacified(sys.stdout))
         sys.stderr = cast("TextIO", _Pacified(sys.stderr))
-        return 1
+        from otto.cli.output import EXIT_PIPE
+
+        return EXIT_PIPE  # 128 + SIGPIPE, as a shell reports `seq 1 200000 | head -1`
     except Exception as exc:
         from typer import Exit  # already imported by whatever raised it
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from otto.cli.interrupt import run_interruptible
-from otto.cli.output import EXIT_ERROR, HostPrinter, exit_code, use_colour
+from otto.cli.output import EXIT_ERROR, HostPrinter, exit_code, pipe_closed, use_colour
 from otto.errors import LabError, OttoError
 from otto.result import CommandStatus, Status, TransferResult
 
@@ -285,6 +285,8 @@ def run_commands(
         try:
             outcomes = await asyncio.gather(*(one(n) for n in names), return_exceptions=True)
         except asyncio.CancelledError:
+            if pipe_closed():
+                raise  # stdout or stderr is gone: stop, say nothing
             if as_json:
                 document.emit()
             sys.stdout.flush()

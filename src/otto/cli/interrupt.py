@@ -4,6 +4,9 @@ On SIGINT (or SIGTERM) the work is cancelled (a running command is interrupted
 by its session), then every host the lab built is closed, all at once, within
 ``CLOSE_BOUND`` seconds; a host that takes longer is abandoned (its local
 processes killed). The command then exits with status 130 (143 for SIGTERM).
+
+Its stdout or stderr found closed (``otto ... | head -1``) stops the work the
+same way, quietly: exit status 141 (128 + SIGPIPE), nothing more printed.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from otto.cli.exits import EXIT_INTERRUPTED
+from otto.cli.output import EXIT_PIPE, on_pipe_closed
 
 if TYPE_CHECKING:
     from otto.lab import Lab
@@ -47,6 +51,8 @@ async def _guarded(work: Coroutine[Any, Any, T], lab: Lab) -> T:
 
     for sig in _SIGNALS:
         loop.add_signal_handler(sig, on_signal, sig)
+    # Called from within a write (a tap's, a callback's): the task is cancelled, not run.
+    forget = on_pipe_closed(lambda: on_signal(signal.SIGPIPE))
     try:
         try:
             return await task
@@ -58,6 +64,7 @@ async def _guarded(work: Coroutine[Any, Any, T], lab: Lab) -> T:
             # After Ctrl-C, closing is bounded; otherwise hosts get their usual time.
             await lab.close(timeout=CLOSE_BOUND if received else None)
     finally:
+        forget()
         for sig in _SIGNALS:
             loop.remove_signal_handler(sig)
 
@@ -73,6 +80,8 @@ def run_interruptible(work: Coroutine[Any, Any, T], lab: Lab) -> T:
     except _Interrupted as interrupted:
         import typer  # here: a command that is not interrupted does not import it
 
+        if interrupted.signum == signal.SIGPIPE:
+            raise typer.Exit(EXIT_PIPE) from None  # who reads is gone: nothing to say
         sys.stderr.write(f"\notto: interrupted ({interrupted})\n")
         code = EXIT_INTERRUPTED if interrupted.signum == signal.SIGINT else 128 + interrupted.signum
         raise typer.Exit(code) from None

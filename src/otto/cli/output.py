@@ -9,14 +9,24 @@ that is not ``dumb``.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
-from collections.abc import Sequence
-from typing import TextIO
+from collections.abc import Callable, Sequence
+from typing import TextIO, cast
 
 from otto.result import CommandStatus, Status
 
-__all__ = ["HostPrinter", "exit_code", "use_colour"]
+__all__ = [
+    "EXIT_PIPE",
+    "GuardedStream",
+    "HostPrinter",
+    "exit_code",
+    "guard_streams",
+    "on_pipe_closed",
+    "pipe_closed",
+    "use_colour",
+]
 
 _RESET = "\x1b[0m"
 _BOLD = "\x1b[1m"
@@ -28,6 +38,124 @@ _HOST_COLOURS = ("\x1b[36m", "\x1b[35m", "\x1b[33m", "\x1b[34m", "\x1b[32m", "\x
 EXIT_TIMEOUT = 124
 #: Exit status when a host could not run a command at all (as ``ssh`` does).
 EXIT_ERROR = 255
+#: Exit status when otto's stdout or stderr was closed before it was done (``| head -1``):
+#: 128 + SIGPIPE, what a shell reports (``set -o pipefail``) for ``seq 1 200000 | head -1``.
+EXIT_PIPE = 141
+
+
+class _Pipe:
+    """Whether otto's stdout or stderr was found closed, and who stops the work then."""
+
+    closed = False
+    listeners: list[Callable[[], None]] = []  # noqa: RUF012 (one process-wide state)
+
+
+def pipe_closed() -> bool:
+    """Whether a write to otto's stdout or stderr found its reader gone (``| head``)."""
+    return _Pipe.closed
+
+
+def on_pipe_closed(callback: Callable[[], None]) -> Callable[[], None]:
+    """Call ``callback`` once when stdout or stderr is found closed (at once if it was).
+
+    The work that registers it stops itself there (cancels its task, sets its
+    stop event); while one is registered, writes to a closed stream are dropped
+    quietly instead of raising. Returns the function that removes it.
+    """
+    if _Pipe.closed:
+        callback()
+    _Pipe.listeners.append(callback)
+
+    def remove() -> None:
+        if callback in _Pipe.listeners:
+            _Pipe.listeners.remove(callback)
+
+    return remove
+
+
+def _found_closed(stream: TextIO) -> bool:
+    """``stream``'s reader is gone: what otto writes to it from now on goes nowhere.
+
+    Its file descriptor is pointed at ``/dev/null`` (so no later write or flush,
+    the interpreter's last included, fails again), and the work is stopped.
+    Returns whether a listener stops it; if not, the writer should stop itself.
+    """
+    try:
+        fd = stream.fileno()
+        null = os.open(os.devnull, os.O_WRONLY)
+    except (OSError, ValueError, AttributeError):
+        pass
+    else:
+        try:
+            os.dup2(null, fd)
+        finally:
+            os.close(null)
+    first = not _Pipe.closed
+    _Pipe.closed = True
+    if first:
+        for callback in list(_Pipe.listeners):
+            callback()
+    return bool(_Pipe.listeners)
+
+
+_PIECE = 1 << 16
+"""The longest text a :class:`GuardedStream` hands to its stream in one write."""
+
+
+class GuardedStream:
+    """``sys.stdout``/``sys.stderr`` as otto's command sees them: a closed pipe is no error.
+
+    A write or flush that finds the reader gone (``EPIPE``, as after ``| head -1``)
+    marks the pipe closed, silences the stream and stops the running work (see
+    :func:`on_pipe_closed`); no traceback is printed. When nothing is registered to
+    stop (plain, synchronous output), that first write raises ``BrokenPipeError``
+    so the writer stops, and the command ends with :data:`EXIT_PIPE`.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    @property
+    def wrapped(self) -> TextIO:
+        """The stream guarded."""
+        return self._stream
+
+    def _closed(self, exc: OSError) -> None:
+        if exc.errno != errno.EPIPE:
+            raise exc
+        if not _found_closed(self._stream):
+            raise exc
+
+    def write(self, text: str) -> int:
+        """Write ``text``; dropped when the reader is gone (see the class)."""
+        try:
+            if len(text) <= _PIECE:
+                return self._stream.write(text)
+            # One big write that a closing reader cuts short is not reported by Python
+            # (what the pipe did not take is dropped without an error): in pieces it is.
+            for start in range(0, len(text), _PIECE):
+                self._stream.write(text[start : start + _PIECE])
+        except OSError as exc:
+            self._closed(exc)
+        return len(text)
+
+    def flush(self) -> None:
+        """Flush; nothing when the reader is gone (see the class)."""
+        try:
+            self._stream.flush()
+        except OSError as exc:
+            self._closed(exc)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._stream, name)
+
+
+def guard_streams() -> None:
+    """Make ``sys.stdout`` and ``sys.stderr`` :class:`GuardedStream` (once, at otto's start)."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if stream is not None and not isinstance(stream, GuardedStream):
+            setattr(sys, name, cast("TextIO", GuardedStream(stream)))
 
 
 def use_colour(stream: TextIO) -> bool:

@@ -1,0 +1,224 @@
+"""``otto ... | head -1``: a stdout (or stderr) closed early ends otto as a Unix tool ends.
+
+No traceback and nothing else on stderr, exit status 141 (128 + SIGPIPE, what
+``set -o pipefail`` reports for ``seq 1 200000 | head -1``), and the command
+running on the host is stopped, not left to run. Each test runs otto as a real
+process whose pipe the test closes after the first line, as ``head -1`` does.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Literal
+
+import pytest
+
+from otto.cli.fast import parse
+from tests.integration.test_cli import ssh_lab_file, write_lab
+
+if TYPE_CHECKING:
+    from tests.lab import Lab as TestLab
+
+__all__ = ["ssh_lab_file"]  # the module's fixture, used here
+
+DEADLINE = 60.0
+EXIT_PIPE = 141
+
+
+def env_for(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in {"OTTO_LAB", "NO_COLOR", "FORCE_COLOR"}}
+    env["OTTO_RESERVATIONS"] = f"sqlite:///{tmp_path / 'reservations.db'}"
+    env.pop("OTTO_LOG", None)
+    return env
+
+
+def closed_early(
+    args: list[str], tmp_path: Path, close: Literal["stdout", "stderr", "both"] = "stdout"
+) -> tuple[int, bytes, str]:
+    """Run ``otto ARGS``; after the first line of the stream ``close`` names, close it (and
+    with ``both``, stderr too: ``2>&1 | head -1``). Its status, first line, and stderr."""
+    err_file = tmp_path / "stderr.txt"
+    with err_file.open("wb") as err_sink:
+        err: int | IO[bytes] = err_sink
+        if close == "both":
+            err = subprocess.STDOUT
+        elif close == "stderr":
+            err = subprocess.PIPE
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "otto", *args],
+            stdout=subprocess.PIPE if close != "stderr" else subprocess.DEVNULL,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            env=env_for(tmp_path),
+            cwd=tmp_path,
+        )
+        try:
+            pipe = proc.stderr if close == "stderr" else proc.stdout
+            assert pipe is not None
+            ready, _, _ = select.select([pipe], [], [], DEADLINE)
+            assert ready, "otto printed nothing"
+            first = pipe.readline()
+            pipe.close()  # what `head -1` does
+            code = proc.wait(DEADLINE)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return code, first, err_file.read_text()
+
+
+def assert_quiet(stderr: str) -> None:
+    assert "Traceback" not in stderr, stderr
+    assert "Error" not in stderr, stderr
+    assert stderr == "", stderr
+
+
+def running(token: str) -> bool:
+    """Whether a process on this machine (the lab's hosts share its process table) has
+    ``token`` in its command line."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if token.encode() in (entry / "cmdline").read_bytes():
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def gone(token: str) -> bool:
+    """Wait (bounded) for every process with ``token`` in its command line to end."""
+    deadline = time.monotonic() + DEADLINE
+    while running(token):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)  # polls an event (the process' end) under a deadline, not a timing
+    return True
+
+
+def long_command(tmp_path: Path, tag: str) -> tuple[str, str, Path]:
+    """A command that prints a lot, then waits in a process named by a unique token, then
+    leaves a marker file: (command, token, marker)."""
+    marker = tmp_path / f"finished-{tag}"
+    token = f"otto-broken-pipe-{os.getpid()}-{tag}"
+    inner = f"sleep 30 # {token}\ntouch {shlex.quote(str(marker))}"
+    return f"seq 1 200000; sh -c {shlex.quote(inner)}", token, marker
+
+
+def assert_stopped(token: str, marker: Path) -> None:
+    assert gone(token), f"the command on the host was left running ({token})"
+    assert not marker.exists()
+
+
+def test_head_on_the_fast_path_local(tmp_path: Path) -> None:
+    command, token, marker = long_command(tmp_path, "fast")
+    args = ["host", "local", "run", command]
+    assert parse(args) is not None
+    code, first, stderr = closed_early(args, tmp_path)
+    assert first == f"local $ {command}\n".encode()[: len(first)]
+    assert code == EXIT_PIPE
+    assert_quiet(stderr)
+    assert_stopped(token, marker)
+
+
+def test_head_on_the_typer_path_local(tmp_path: Path) -> None:
+    command, token, marker = long_command(tmp_path, "typer")
+    args = ["host", "local", "run", "-t", "60", "-t", "60", command]  # repeated: Typer reads it
+    assert parse(args) is None
+    code, _, stderr = closed_early(args, tmp_path)
+    assert code == EXIT_PIPE
+    assert_quiet(stderr)
+    assert_stopped(token, marker)
+
+
+def test_head_on_two_hosts(tmp_path: Path) -> None:
+    command, token, marker = long_command(tmp_path, "two")
+    lab = write_lab(
+        tmp_path / "lab.json",
+        [{"name": "alpha", "term": "local"}, {"name": "b", "term": "local"}],
+    )
+    code, _, stderr = closed_early(["--lab", str(lab), "host", "alpha,b", "run", command], tmp_path)
+    assert code == EXIT_PIPE
+    assert_quiet(stderr)
+    assert_stopped(token, marker)
+
+
+def test_head_on_json(tmp_path: Path) -> None:
+    code, first, stderr = closed_early(["--json", "host", "local", "run", "seq 1 200000"], tmp_path)
+    assert first == b"[\n"
+    assert code == EXIT_PIPE
+    assert_quiet(stderr)
+
+
+def test_stdout_and_stderr_into_head(tmp_path: Path) -> None:
+    command, token, marker = long_command(tmp_path, "both")
+    code, _, _ = closed_early(["host", "local", "run", f"{command} >&2"], tmp_path, "both")
+    assert code == EXIT_PIPE
+    assert_stopped(token, marker)
+
+
+def test_stderr_closed(tmp_path: Path) -> None:
+    marker = tmp_path / "finished-stderr"
+    token = f"otto-broken-pipe-{os.getpid()}-stderr"
+    inner = f"sleep 30 # {token}\ntouch {shlex.quote(str(marker))}"
+    command = f"seq 1 200000 >&2; sh -c {shlex.quote(inner)}"
+    code, first, _ = closed_early(["host", "local", "run", command], tmp_path, "stderr")
+    assert first == b"local ! 1\n"
+    assert code == EXIT_PIPE
+    assert_stopped(token, marker)
+
+
+def test_head_on_a_listing(tmp_path: Path) -> None:
+    """A plain, synchronous listing (Typer path) ends the same way."""
+    lab = write_lab(
+        tmp_path / "lab.json",
+        [{"name": f"h{n}", "term": "local", "tags": ["x" * 200]} for n in range(2000)],
+    )
+    code, first, stderr = closed_early(["--lab", str(lab), "--list-hosts"], tmp_path)
+    assert first.startswith(b"NAME")
+    assert code == EXIT_PIPE
+    assert_quiet(stderr)
+
+
+def test_head_over_ssh(ssh_lab_file: Path, lab: TestLab, tmp_path: Path) -> None:
+    # The lab's hosts share this machine's files and processes: the marker and the
+    # sleep are seen from here.
+    tmp_path.chmod(0o777)
+    command, token, marker = long_command(tmp_path, "ssh")
+    code, first, stderr = closed_early(
+        ["--lab", str(ssh_lab_file), "host", "ssh1", "run", command], tmp_path
+    )
+    assert first.startswith(b"ssh1 $ seq 1 200000")
+    assert code == EXIT_PIPE
+    assert_quiet(stderr)
+    assert_stopped(token, marker)
+
+
+@pytest.mark.parametrize("lines", [1, 3])
+def test_a_shell_pipeline_with_head(tmp_path: Path, lines: int) -> None:
+    """The real thing: ``set -o pipefail; otto ... | head -N`` in bash."""
+    command, token, marker = long_command(tmp_path, f"bash{lines}")
+    line = (
+        f"set -o pipefail; {shlex.quote(sys.executable)} -m otto host local run "
+        f"{shlex.quote(command)} | head -{lines}"
+    )
+    proc = subprocess.run(
+        ["bash", "-c", line],
+        capture_output=True,
+        env=env_for(tmp_path),
+        cwd=tmp_path,
+        timeout=DEADLINE,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    assert proc.returncode == EXIT_PIPE
+    assert proc.stdout.count(b"\n") == lines
+    assert_quiet(proc.stderr.decode())
+    assert_stopped(token, marker)
