@@ -65,3 +65,55 @@ def test_a_secret_split_across_pieces_is_still_masked(sizes: list[int]) -> None:
 def test_bytes_keep_undecodable_bytes() -> None:
     data = b"\xff" + SECRET.encode() + b"\xfe"
     assert redact.redact_bytes(data) == b"\xff***\xfe"
+
+
+URL_TEXT = (
+    "connecting to postgresql://otto:hunter2@db.lab:5432/otto ok\n"
+    "GET https://api/v1?user=a&password=tiger77&x=1 and ;token=t0k3nXYZ#frag then "
+    "ftp://me:p@ss@files/ and an ending mysql://root:zebra99@"
+)
+URL_SECRETS = ("hunter2", "tiger77", "t0k3nXYZ", "p@ss", "zebra99")
+
+
+def _pieces(text: str, sizes: list[int]) -> Iterator[str]:
+    pos, turn = 0, 0
+    while pos < len(text):
+        size = sizes[turn % len(sizes)]
+        yield text[pos : pos + size]
+        pos, turn = pos + size, turn + 1
+
+
+@given(st.lists(st.integers(min_value=1, max_value=9), min_size=1, max_size=40))
+def test_url_and_query_passwords_split_across_pieces_are_still_masked(sizes: list[int]) -> None:
+    stream = redact.StreamRedactor()
+    out = "".join(stream.feed(piece) for piece in _pieces(URL_TEXT, sizes)) + stream.flush()
+    assert not [word for word in URL_SECRETS if word in out], out
+    assert out == redact.redact(URL_TEXT)
+
+
+@pytest.mark.parametrize("registered", [True, False], ids=["secrets", "no-secrets"])
+@given(sizes=st.lists(st.integers(min_value=1, max_value=9), min_size=1, max_size=40))
+def test_a_transcript_stream_masks_url_passwords_split_anywhere(
+    registered: bool, sizes: list[int]
+) -> None:
+    from otto.testing.evidence import BytesRedactor
+
+    if not registered:
+        redact.forget(SECRET, "aXa")
+    try:
+        stream = BytesRedactor()
+        data = URL_TEXT.encode()
+        pieces = [piece.encode() for piece in _pieces(URL_TEXT, sizes)]
+        out = b"".join(stream.feed(piece) for piece in pieces) + stream.flush()
+        assert not [w for w in URL_SECRETS if w.encode() in out], out
+        assert out == redact.redact_bytes(data)
+    finally:
+        if not registered:
+            redact.register(SECRET, "aXa")
+
+
+def test_a_url_at_the_end_of_a_piece_is_held_only_until_it_ends() -> None:
+    stream = redact.StreamRedactor()
+    assert stream.feed("see http://host") == "see "
+    assert stream.feed("/path done") == "http://host/path done"
+    assert stream.feed("plain words") == "plain words"

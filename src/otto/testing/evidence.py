@@ -185,28 +185,19 @@ class LogHandler(logging.FileHandler):
 
 class BytesRedactor:
     """:class:`otto.redact.StreamRedactor` for bytes: a secret split between two pieces is
-    masked all the same (a transcript's stream, cut at its longest line)."""
+    masked all the same (a transcript's stream, cut at its longest line), and so is a URL
+    or query password split between them."""
 
     def __init__(self) -> None:
         self._text = redact.StreamRedactor()
-        self._plain = True
-        """No secret was registered at any feed yet: nothing is held back (most tests)."""
 
     def feed(self, data: bytes) -> bytes:
-        if self._plain:
-            if not redact.secrets():
-                return redact.redact_bytes(data)  # URL passwords: masked all the same
-            self._plain = False
         text = self._text.feed(data.decode("utf-8", "surrogateescape"))
         return text.encode("utf-8", "surrogateescape")
 
     def flush(self) -> bytes:
-        if self._plain:
-            return b""
         return self._text.flush().encode("utf-8", "surrogateescape")
 
     def finish(self, data: bytes) -> bytes:
         """``feed(data) + flush()``: the stream's last piece."""
-        if self._plain:
-            return redact.redact_bytes(data) if data else b""
         return self.feed(data) + self.flush()
