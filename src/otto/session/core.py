@@ -425,7 +425,7 @@ class Session:
         now in force; so a warm round trip with a timeout schedules no timer of
         its own, which a timeout scope or a timer per call would.
         """
-        loop = self._running_loop()
+        loop = self._shell_loop or self._running_loop()
         if loop is not self._loop:
             self._loop = loop
             self._watchdog = None  # a handle of a loop that is gone never fires
@@ -612,7 +612,8 @@ class Session:
         self._scanner = None  # made when the first bytes are not simply the marker
         self._out = b""
         self._ours = b"%s%d:" % (self._prefix, seq)
-        waiter: asyncio.Future[_Outcome] = self._running_loop().create_future()
+        loop = self._shell_loop or self._running_loop()
+        waiter: asyncio.Future[_Outcome] = loop.create_future()
         self._waiter = waiter
         plain = self._plain_line
         if plain is not None and framing.is_plain(command):
@@ -1022,7 +1023,8 @@ class Session:
                 return found
         if self._lost is not None:
             raise ConnectionLost(self.where, self._lost.reason, self._buffer.text())
-        waiter: asyncio.Future[ExpectMatch | _Lost] = self._running_loop().create_future()
+        loop = self._shell_loop or self._running_loop()
+        waiter: asyncio.Future[ExpectMatch | _Lost] = loop.create_future()
         self._expect_patterns = regexes
         self._expect_waiter = waiter
         # The session's lazy timer rather than a timeout scope: it cancels nothing.
