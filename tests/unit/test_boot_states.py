@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
 from otto import ConnectError, LocalHost, PowerSpec
 from otto.errors import LabError
+from otto.expect import ExpectBuffer, ExpectMatch
 from otto.hosts.lifecycle import BootSpec, capabilities
 from otto.hosts.lifecycle.spec import control_keys
 from otto.hosts.lifecycle.states import STEPS, way
@@ -217,3 +219,54 @@ def test_the_state_mark_takes_a_state() -> None:
     assert mark_state(_Node(None)) is None  # type: ignore[arg-type]
     with pytest.raises(pytest.UsageError, match="not 'sideways'"):
         mark_state(_Node(pytest.mark.state("sideways").mark))  # type: ignore[arg-type]
+
+
+class ScriptedConsole:
+    """A console watch that prints ``chunks`` one read at a time (a test double):
+    ``wait`` reads until a pattern ends what was printed, as a session's expect does;
+    ``quiet`` is true once nothing is left to print."""
+
+    def __init__(self, chunks: list[str]) -> None:
+        self.chunks = list(chunks)
+        self.buffer = ExpectBuffer()
+        self.host = LocalHost()
+
+    async def wait(self, patterns: list[re.Pattern[str]], timeout: float) -> ExpectMatch | None:
+        del timeout
+        while True:
+            found = self.buffer.search_any(patterns)
+            if found is not None or not self.chunks:
+                return found
+            self.buffer.feed(self.chunks.pop(0).encode())
+
+    async def quiet(self, seconds: float) -> bool:
+        del seconds
+        if not self.chunks:
+            return True
+        self.buffer.feed(self.chunks.pop(0).encode())
+        return False
+
+
+@pytest.mark.parametrize(
+    ("chunks", "outcome"),
+    [
+        # U-Boot's script output cut by a read right after "## ", then its prompt.
+        (["boot\r\n", "## ", "Executing script at 40200000\r\n=> "], "boot failed"),
+        (["boot\r\nStarting kernel ...\r\n", "Welcome\r\n# "], "shell"),
+        (["boot\r\n", "Debian login: "], "login"),
+    ],
+    ids=["bootloader-output-cut-after-##", "a-root-shell", "a-login-prompt"],
+)
+async def test_a_shell_prompt_on_a_board_is_one_only_if_the_console_then_stays_quiet(
+    chunks: list[str], outcome: str
+) -> None:
+    from otto.hosts.lifecycle.bootloader import ConsolePatterns, StepFailed, wait_for_system
+
+    patterns = ConsolePatterns.of(BootSpec(bootloader_prompt="=> ", autoboot="Hit any key"))
+    console = ScriptedConsole(chunks)
+    if outcome == "boot failed":
+        with pytest.raises(StepFailed, match="the bootloader's prompt showed instead"):
+            await wait_for_system(console, patterns, 10)  # type: ignore[arg-type]
+    else:
+        await wait_for_system(console, patterns, 10)  # type: ignore[arg-type]
+        assert not console.chunks and not len(console.buffer)

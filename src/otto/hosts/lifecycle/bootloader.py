@@ -54,6 +54,11 @@ SHELL_PROMPT = re.compile(rf"(?m)^[^\n]{{0,80}}?[$#>%] {_ESC}*\Z")
 ``<INTERRUPT>`` is no prompt)."""
 
 
+PROMPT_SETTLE = 0.3
+"""Seconds a console must stay quiet after what looks like a shell's prompt, on a board
+with a bootloader, for otto to take it for one."""
+
+
 class StepFailed(Exception):
     """A step could not be done; the message says what was seen instead."""
 
@@ -174,8 +179,18 @@ async def wait_for_system(watch: ConsoleWatch, patterns: ConsolePatterns, timeou
     wanted = [patterns.login, patterns.shell]
     if patterns.bootloader is not None:
         wanted.insert(0, patterns.bootloader)
-    found = await watch.wait(wanted, timeout)
-    if found is None:
-        raise StepFailed(f"no login or shell prompt showed within {timeout:g}s")
-    if patterns.bootloader is not None and found.index == 0:
-        raise StepFailed("the bootloader's prompt showed instead: the boot failed")
+    deadline = time.monotonic() + timeout
+    while True:
+        found = await watch.wait(wanted, deadline - time.monotonic())
+        if found is None:
+            raise StepFailed(f"no login or shell prompt showed within {timeout:g}s")
+        if patterns.bootloader is not None and found.index == 0:
+            raise StepFailed("the bootloader's prompt showed instead: the boot failed")
+        if patterns.bootloader is None or found.index != len(wanted) - 1:
+            return
+        # A shell's prompt is loose (a short line ending "# "): a bootloader's own
+        # output can end that way where a read happens to end ("## Executing script").
+        # A prompt waits for input, so it is one only if the console then stays quiet.
+        if await watch.quiet(PROMPT_SETTLE):
+            return
+        log.debug("%s: more came after %r: no prompt", watch.host.name, found.match.group(0))

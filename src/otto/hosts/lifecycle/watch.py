@@ -32,6 +32,7 @@ _TAIL_CHARS = 4096
 _ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
 _ERASED = re.compile("[^\x08\n]\x08")
 _EVERYTHING = re.compile(r"(?s).+\Z")
+_ONE = re.compile(r"(?s).")
 
 
 def visible(text: str) -> str:
@@ -112,6 +113,11 @@ class ConsoleWatch:
             return await self.session.expect(list(patterns), max(0.0, timeout))
         except ExpectTimeout:
             return None
+
+    async def quiet(self, seconds: float) -> bool:
+        """True when the console prints nothing for ``seconds``; else False, with only
+        the first character that came taken (what follows it is still to be matched)."""
+        return await self.wait([_ONE], seconds) is None
 
     async def forget(self) -> None:
         """Drop what arrived since the last match: what comes next is looked at alone."""
