@@ -222,3 +222,54 @@ def test_a_shell_pipeline_with_head(tmp_path: Path, lines: int) -> None:
     assert proc.stdout.count(b"\n") == lines
     assert_quiet(proc.stderr.decode())
     assert_stopped(token, marker)
+
+
+def test_head_on_reservations(tmp_path: Path) -> None:
+    """A listing longer than a pipe holds (3000 leases), read by ``head -1``."""
+    lab = write_lab(
+        tmp_path / "lab.json", [{"name": f"h{n}", "term": "local"} for n in range(3000)]
+    )
+    reserve = subprocess.run(
+        [sys.executable, "-m", "otto", "--lab", str(lab), "reserve", "h.*"],
+        capture_output=True,
+        env=env_for(tmp_path),
+        cwd=tmp_path,
+        timeout=DEADLINE,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    assert reserve.returncode == 0, reserve.stderr
+    code, first, stderr = closed_early(["--lab", str(lab), "reservations"], tmp_path)
+    assert first.startswith(b"HOST")
+    assert code == EXIT_PIPE
+    assert_quiet(stderr)
+
+
+def test_head_on_monitor(tmp_path: Path) -> None:
+    """The monitor runs until stopped: its output closed stops it (its next line finds it)."""
+    lab = write_lab(tmp_path / "lab.json", [{"name": "alpha", "term": "local"}])
+    code, first, stderr = closed_early(
+        ["--lab", str(lab), "monitor", "--interval", "0.5", "--port", "0", "alpha"], tmp_path
+    )
+    assert first.startswith(b"otto monitor: watching alpha")
+    assert code == EXIT_PIPE
+    assert_quiet(stderr)
+
+
+def test_head_on_otto_test(tmp_path: Path) -> None:
+    """``otto test -v`` with more lines than a pipe holds: pytest stops at the closed
+    pipe, so the last test never runs."""
+    marker = tmp_path / "last-test-ran"
+    (tmp_path / "test_many.py").write_text(
+        "import pathlib\nimport pytest\n\n\n"
+        '@pytest.mark.parametrize("n", range(3000))\n'
+        "def test_n(n: int) -> None:\n    assert n >= 0\n\n\n"
+        f"def test_zz_last() -> None:\n    pathlib.Path({str(marker)!r}).touch()\n"
+    )
+    code, first, stderr = closed_early(
+        ["test", "-v", "-p", "no:randomly", "-p", "no:cacheprovider", str(tmp_path)], tmp_path
+    )
+    assert first.startswith(b"=")
+    assert code == EXIT_PIPE
+    assert_quiet(stderr)
+    assert not marker.exists()
