@@ -201,3 +201,35 @@ async def test_a_command_that_ends_the_shell_keeps_all_its_output(
             assert (status.retcode, status.output) == (3, "out\nerr")
     finally:
         await host.close()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "echo 1; echo 2 >&2; echo 3",
+        "printf out; printf err >&2",
+        "seq 1 2000 >&2; seq 1 2000",
+        "(sleep 30 >&2 &) ; echo bg",
+        ENDS_ITS_SHELL,
+    ],
+)
+async def test_the_commands_end_is_seen_before_its_result(
+    shell_host: Host, busy: None, command: str
+) -> None:
+    """``LiveStream.finish`` waits on an event (the end line, or the shell's last marker)
+    bounded by ``END_WAIT``: the end always comes before otto's marker, so the event is
+    already set when ``run`` returns and the bound is never what ends the wait, however
+    loaded the machine (a background job holding the stderr pipe included)."""
+    host = shell_host
+    out, err, _, _ = printers()
+    live = LiveStream(host.name, out, err)
+    remove = host.add_tap(live.tap)
+    try:
+        for number in range(1, 21):
+            live.begin()
+            result = await asyncio.wait_for(host.run(wrap(command, number)), 60)
+            assert live.complete, (number, result.statuses[0])
+            live.flush()
+    finally:
+        remove()
+        await host.close()

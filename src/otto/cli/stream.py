@@ -54,7 +54,11 @@ _EXIT_TRAP = (
 """The EXIT trap a wrapped command runs under: the stderr reader ends first (see ``wrap``)."""
 
 END_WAIT = 5.0
-"""Seconds to wait, after a command ended, for the rest of its stderr (it is normally there)."""
+"""The bound, in seconds, on :meth:`LiveStream.finish`'s wait for the command's end event
+(its end line, or the shell's last marker). The shell prints otto's marker only after the
+stderr reader has answered, so the event is set before ``run`` returns and this bound
+ends no wait of a command that ended by itself; it only keeps a broken reader from
+holding the command line."""
 
 
 def wrap(command: str, number: int) -> str:
