@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import functools
 import logging
 import re
 from collections.abc import Callable, Sequence
@@ -35,6 +36,7 @@ from otto.transports.base import ShellTransport
 
 if TYPE_CHECKING:
     import os
+    from collections.abc import Awaitable
     from datetime import datetime, timedelta
 
     from otto.hosts.apps import OpeningApp
@@ -181,6 +183,9 @@ class Host(abc.ABC):
     def _bind(self) -> None:
         if self._guard is not None:
             self._guard(self)
+        bound = self._loop
+        if bound is not None and bound.is_running():
+            return  # as in run(): the loop running is this call's, known without getpid
         running = asyncio.get_running_loop()
         if self._loop is running:
             return
@@ -640,10 +645,8 @@ class Host(abc.ABC):
         See ``otto.hosts.lifecycle``. ``ConnectError`` names the step that failed
         (``step``) and holds what the console printed last.
         """
-        from otto.hosts.lifecycle import goto
-
         self._bind()
-        return await goto(self, state, timeout=timeout)
+        return await _lifecycle_goto()(self, state, timeout=timeout)
 
     # --- port forwards through an SSH host and its hops (see otto.hosts.forward) ---------------
 
@@ -762,3 +765,12 @@ class Host(abc.ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
+
+
+@functools.cache
+def _lifecycle_goto() -> Callable[..., Awaitable[str]]:
+    """``otto.hosts.lifecycle.goto``, imported once it is first used: ``goto("shell")``
+    on a host at its shell is one round trip, where an import statement shows."""
+    from otto.hosts.lifecycle import goto
+
+    return goto
