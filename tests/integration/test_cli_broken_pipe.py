@@ -15,10 +15,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Literal
+from typing import IO, TYPE_CHECKING, Literal, TextIO
 
 import pytest
 
+from otto.cli import output
 from otto.cli.fast import parse
 from tests.integration.test_cli import ssh_lab_file, write_lab
 
@@ -273,3 +274,54 @@ def test_head_on_otto_test(tmp_path: Path) -> None:
     assert code == EXIT_PIPE
     assert_quiet(stderr)
     assert not marker.exists()
+
+
+@pytest.fixture
+def fresh_pipe_state(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This process' record of a closed pipe, reset for the test and restored after it."""
+    monkeypatch.setattr(output._Pipe, "closed", False)
+    monkeypatch.setattr(output._Pipe, "listeners", [])
+
+
+def pipe_without_reader() -> TextIO:
+    """A text stream on a real pipe whose reading end is closed (``head`` has gone)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    return open(write_end, "w", encoding="utf-8")
+
+
+def test_a_guarded_stream_stops_the_work_once_and_drops_the_rest(
+    fresh_pipe_state: None,
+) -> None:
+    stream = pipe_without_reader()
+    try:
+        stops: list[str] = []
+        forget = output.on_pipe_closed(lambda: stops.append("stop"))
+        guarded = output.GuardedStream(stream)
+        for _ in range(3):
+            assert guarded.write("x" * 200_000) == 200_000
+            guarded.flush()
+        assert output.pipe_closed()
+        assert stops == ["stop"]
+        forget()
+        assert output._Pipe.listeners == []
+        # The descriptor now goes to /dev/null: Python's own last flush finds nothing wrong.
+        stream.write("late\n")
+        stream.flush()
+    finally:
+        stream.close()
+
+
+def test_plain_output_into_a_closed_pipe_raises_once(fresh_pipe_state: None) -> None:
+    """With no work registered to stop, the first write raises so the writer stops."""
+    stream = pipe_without_reader()
+    try:
+        guarded = output.GuardedStream(stream)
+        with pytest.raises(BrokenPipeError):
+            guarded.write("x\n")
+            guarded.flush()
+        assert output.pipe_closed()
+        guarded.write("more\n")
+        guarded.flush()
+    finally:
+        stream.close()
