@@ -179,9 +179,9 @@ def test_transcript_log_reads_as_a_session(pytester: pytest.Pytester) -> None:
 
 def test_output_no_command_claimed_is_kept_at_the_end(tmp_path: Path) -> None:
     log = SessionLog(tmp_path / "transcript.log", title="t")
-    log.tap("board/console", "received", b"U-Boot 2024.01\r\n__oc='x'\r\n=> ")
+    log.tap("board/console", "received", b"U-Boot 2024.01\r\n__oc='x'\r\n+ __om\r\n=> ")
     log.tap("board/console", "sent", b"version\n")
     log.close()
     text = (tmp_path / "transcript.log").read_text()
     assert "board/console: received, and no command of it ended after" in text
-    assert "U-Boot 2024.01\n=> " in text and "__oc" not in text
+    assert "U-Boot 2024.01\n=> " in text and "__oc" not in text and "__om" not in text

@@ -44,7 +44,7 @@ RAW_NAME = "transcript.raw.log"
 
 _PENDING_LIMIT = 64 * 1024
 """Bytes of unclaimed output kept per stream (the tail)."""
-_FRAMING = re.compile(r"__oc=|__os=|__oi\b|__or\b|\x1e[^\x1f]*\x1f?")
+_FRAMING = re.compile(r"__oc=|__os=|__oi\b|__or\b|__om\b|\x1e[^\x1f]*\x1f?")
 
 
 def _ending(status: CommandStatus) -> str:
