@@ -364,6 +364,12 @@ def test_global_options_after_the_command(two_local: Path, tmp_path: Path) -> No
     listed = otto("reservations", "--json", env=env)
     assert listed.returncode == 0, listed.stderr
     assert json.loads(listed.stdout) == []
+    # ... and otto's global --json before the command asks for the same.
+    listed = otto("--json", "reservations", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout) == []
+    checked = otto("--json", "lab", "check", str(two_local))
+    assert json.loads(checked.stdout)["ok"] is True, checked.stdout
 
 
 def test_an_option_only_otto_takes_says_where_it_goes() -> None:

@@ -73,6 +73,7 @@ def check_command(
     ] = False,
 ) -> None:
     """Check a lab and report every problem, each with its file, host and field."""
+    as_json = as_json or bool(ctx.find_root().params.get("json_output"))  # otto --json lab check
     from otto.lab import lab_paths_from_env
 
     given = ctx.find_root().params.get("lab") or []

@@ -413,6 +413,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
 
 
 def reservations_command(
+    ctx: typer.Context,
     hosts: Annotated[
         list[str] | None,
         typer.Argument(
@@ -432,6 +433,7 @@ def reservations_command(
     ] = False,
 ) -> None:
     """List the reservations in force (host, holder, since, until, note), then who waits."""
+    as_json = as_json or bool(ctx.find_root().params.get("json_output"))  # otto --json reservations
     from otto.lab import current_lab
     from otto.reservations import format_time, holder_identity
     from otto.reservations.base import printable
