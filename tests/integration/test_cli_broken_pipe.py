@@ -325,3 +325,23 @@ def test_plain_output_into_a_closed_pipe_raises_once(fresh_pipe_state: None) -> 
         guarded.flush()
     finally:
         stream.close()
+
+
+@pytest.mark.parametrize("path", ["fast", "typer"])
+def test_a_silent_command_is_stopped_as_soon_as_the_reader_goes(tmp_path: Path, path: str) -> None:
+    # otto's line naming the command, then nothing for a long time: otto has nothing more
+    # to write, so only the pipe's own signal (its reader gone) can tell it to stop.
+    marker = tmp_path / "finished"
+    token = f"otto-silent-{os.getpid()}-{path}"
+    inner = f"sleep 3000 # {token}\ntouch {shlex.quote(str(marker))}"
+    command = f"sh -c {shlex.quote(inner)}"
+    # A timeout far beyond the test's deadline: only the closed pipe can end it in time.
+    args = ["host", "local", "run", "-t", "6000", command]
+    if path == "typer":
+        args = ["host", "local", "run", "-t", "6000", "-t", "6000", command]
+    assert (parse(args) is not None) == (path == "fast")
+    code, first, stderr = closed_early(args, tmp_path)
+    assert first.startswith(b"local $ sh -c")
+    assert code == EXIT_PIPE
+    assert_quiet(stderr)
+    assert_stopped(token, marker)

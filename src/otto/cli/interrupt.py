@@ -18,7 +18,7 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from otto.cli.exits import EXIT_INTERRUPTED
-from otto.cli.output import EXIT_PIPE, on_pipe_closed
+from otto.cli.output import EXIT_PIPE, on_pipe_closed, watch_readers
 
 if TYPE_CHECKING:
     from otto.lab import Lab
@@ -53,6 +53,7 @@ async def _guarded(work: Coroutine[Any, Any, T], lab: Lab) -> T:
         loop.add_signal_handler(sig, on_signal, sig)
     # Called from within a write (a tap's, a callback's): the task is cancelled, not run.
     forget = on_pipe_closed(lambda: on_signal(signal.SIGPIPE))
+    unwatch = watch_readers(loop)
     try:
         try:
             return await task
@@ -64,6 +65,7 @@ async def _guarded(work: Coroutine[Any, Any, T], lab: Lab) -> T:
             # After Ctrl-C, closing is bounded; otherwise hosts get their usual time.
             await lab.close(timeout=CLOSE_BOUND if received else None)
     finally:
+        unwatch()
         forget()
         for sig in _SIGNALS:
             loop.remove_signal_handler(sig)

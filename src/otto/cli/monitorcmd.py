@@ -51,16 +51,18 @@ class MonitorOptions:
 def _stop_on_signals() -> Iterator[asyncio.Event]:
     """An event set by SIGINT or SIGTERM, from the very start (no KeyboardInterrupt), or
     when stdout or stderr is found closed (``| head``: the command ends with status 141)."""
-    from otto.cli.output import on_pipe_closed
+    from otto.cli.output import on_pipe_closed, watch_readers
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     forget = on_pipe_closed(stop.set)
+    unwatch = watch_readers(loop)
     try:
         yield stop
     finally:
+        unwatch()
         forget()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)

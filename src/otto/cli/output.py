@@ -9,8 +9,11 @@ that is not ``dumb``.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
+import select
+import stat
 import sys
 from collections.abc import Callable, Sequence
 from typing import TextIO, cast
@@ -26,6 +29,7 @@ __all__ = [
     "on_pipe_closed",
     "pipe_closed",
     "use_colour",
+    "watch_readers",
 ]
 
 _RESET = "\x1b[0m"
@@ -148,6 +152,45 @@ class GuardedStream:
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._stream, name)
+
+
+def watch_readers(loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
+    """Notice at once, not at the next write, when the reader of otto's stdout or
+    stderr goes away, while ``loop`` runs: a command that prints nothing for a
+    while is stopped as soon as ``| head -1`` has what it wanted.
+
+    Only pipes are watched: the kernel flags a pipe's writing end when its last
+    reader closes. Returns the function that stops watching.
+    """
+    watched: list[int] = []
+    for stream in (sys.stdout, sys.stderr):
+        inner = stream.wrapped if isinstance(stream, GuardedStream) else stream
+        try:
+            fd = inner.fileno()
+            fifo = stat.S_ISFIFO(os.fstat(fd).st_mode)
+        except (OSError, ValueError, AttributeError):
+            continue
+        if not fifo or fd in watched:
+            continue
+
+        def flagged(fd: int = fd, inner: TextIO = inner) -> None:
+            loop.remove_reader(fd)
+            watched.remove(fd)
+            poller = select.poll()
+            poller.register(fd, select.POLLOUT)
+            if any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0)):
+                _found_closed(inner)
+
+        # A pipe's writing end is never readable: only the error of a gone reader fires.
+        loop.add_reader(fd, flagged)
+        watched.append(fd)
+
+    def stop() -> None:
+        for fd in watched:
+            loop.remove_reader(fd)
+        watched.clear()
+
+    return stop
 
 
 def guard_streams() -> None:
