@@ -15,6 +15,7 @@ import logging
 import re
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
+from threading import get_ident
 from typing import TYPE_CHECKING, TypeAlias, overload
 
 from otto import loop as otto_loop
@@ -127,6 +128,8 @@ class Host(abc.ABC):
         self._sessions: dict[str, Session] = {}
         self._becomes: dict[str, Become | None] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = 0
+        """The thread ``_loop`` runs in (a loop running elsewhere is not this call's)."""
         self._repeats: RepeatRunner | None = None
         self._private_count = 0
         self._taps: list[Tap] = []
@@ -184,7 +187,7 @@ class Host(abc.ABC):
         if self._guard is not None:
             self._guard(self)
         bound = self._loop
-        if bound is not None and bound.is_running():
+        if bound is not None and bound.is_running() and self._thread == get_ident():
             return  # as in run(): the loop running is this call's, known without getpid
         running = asyncio.get_running_loop()
         if self._loop is running:
@@ -199,6 +202,7 @@ class Host(abc.ABC):
             self.abandon()
             self._sessions.clear()
         self._loop = running
+        self._thread = get_ident()
         otto_loop.register_cleanup(self)
 
     # --- sessions ------------------------------------------------------------------
@@ -407,9 +411,15 @@ class Host(abc.ABC):
         session = self._sessions.get(DEFAULT_SESSION)
         loop = self._loop
         # Not `loop is asyncio.get_running_loop()`: on Python 3.11 that makes a
-        # system call (getpid), about 0.4 us. Only one loop runs in a thread,
-        # so the loop this host is bound to, running, is this call's.
-        if session is None or self._guard is not None or loop is None or not loop.is_running():
+        # system call (getpid), about 0.4 us. Only one loop runs in a thread, so
+        # the loop this host is bound to, running in this thread, is this call's.
+        if (
+            session is None
+            or self._guard is not None
+            or loop is None
+            or not loop.is_running()
+            or self._thread != get_ident()
+        ):
             session = self._default()  # what a warm call with no guard can skip
         return await session.run(cmds, timeout=timeout)
 
