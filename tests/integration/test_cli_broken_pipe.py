@@ -80,28 +80,42 @@ def assert_quiet(stderr: str) -> None:
     assert stderr == "", stderr
 
 
-def running(token: str) -> bool:
-    """Whether a process on this machine (the lab's hosts share its process table) has
-    ``token`` in its command line."""
+def holding(token: str) -> list[int]:
+    """The processes on this machine (the lab's hosts share its process table) with
+    ``token`` in their command line."""
+    pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             if token.encode() in (entry / "cmdline").read_bytes():
-                return True
+                pids.append(int(entry.name))
         except OSError:
             continue
-    return False
+    return pids
+
+
+def running(token: str) -> bool:
+    """Whether a process on this machine has ``token`` in its command line."""
+    return bool(holding(token))
 
 
 def gone(token: str) -> bool:
-    """Wait (bounded) for every process with ``token`` in its command line to end."""
+    """Wait (bounded) for every process with ``token`` in its command line to end: each
+    one's pidfd becomes readable when it exits."""
     deadline = time.monotonic() + DEADLINE
-    while running(token):
-        if time.monotonic() > deadline:
+    for pid in holding(token):
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            continue  # ended already
+        try:
+            ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        finally:
+            os.close(fd)
+        if not ready:
             return False
-        time.sleep(0.05)  # polls an event (the process' end) under a deadline, not a timing
-    return True
+    return not running(token)
 
 
 def long_command(tmp_path: Path, tag: str) -> tuple[str, str, Path]:

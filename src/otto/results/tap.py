@@ -13,7 +13,8 @@ case, nesting, and whether the stream was complete.
 - Nested TAP (kselftest prefixes a subtest's lines with ``# ``, KTAP indents them
   by four spaces) becomes cases named ``parent/child``, listed before the parent.
 - ``ok`` is passed; ``not ok`` failed (``# TIMEOUT`` an error); ``# SKIP`` skipped;
-  ``not ok ... # TODO`` skipped (an expected failure), ``ok ... # TODO`` passed.
+  the to-do directive (``not ok ... # todo``, any case) skipped (an expected
+  failure), ``ok ... # todo`` passed.
 - Never a pass when incomplete: no plan, a plan whose numbers were not all
   reported (each missing number is an ``error`` case), more results than
   planned, or ``Bail out!``.
