@@ -163,10 +163,10 @@ def test_a_local_run_imports_no_transport_typer_or_pydantic(
 
 
 def local_run_imports(
-    tmp_path: Path, env: dict[str, str], launcher: list[str] | None = None
+    tmp_path: Path, env: dict[str, str], launcher: list[str] | None = None, host: str = "local"
 ) -> set[str]:
-    """The modules ``otto host local run true`` imported (it must succeed)."""
-    line = ["host", "local", "run", "true"]
+    """The modules ``otto host HOST run true`` imported (it must succeed)."""
+    line = ["host", host, "run", "true"]
     proc = subprocess.run(
         [sys.executable, "-X", "importtime", *(launcher or ["-m", "otto"]), *line],
         capture_output=True,
@@ -177,7 +177,7 @@ def local_run_imports(
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == "local $ true\n"
+    assert proc.stdout == f"{host} $ true\n"
     return imported_modules(proc.stderr)
 
 
@@ -609,17 +609,7 @@ def test_an_ssh_run_imports_asyncssh_and_no_other_transport(
     """Over SSH: asyncssh, but not the CLI's libraries, other kinds of host, port
     forwards or the reservation store."""
     env = env_for(tmp_path, OTTO_LAB=str(ssh_lab_file))
-    proc = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "otto", "host", "ssh1", "run", "true"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=DEADLINE,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    modules = imported_modules(proc.stderr)
+    modules = local_run_imports(tmp_path, env, host="ssh1")
     # (otto.hosts.ssh is imported by importlib.import_module, which -X importtime does not show)
     assert "asyncssh" in modules and "otto.transports.ssh" in modules
     assert sorted(m for m in modules if m.split(".")[0] in HEAVY and m != "asyncssh") == [

@@ -503,9 +503,7 @@ class Session:
                     self._cancelled()
                     raise
                 finally:
-                    self._waiter = None
-                    self._bounded = None
-                    self._ours = None
+                    self._stop_waiting()
                 ended = self._ended(cmds, sent, outcome, started)
                 if ended is None:
                     ended = await self._end(
@@ -585,9 +583,7 @@ class Session:
                 self._cancelled()
                 raise
             finally:
-                self._waiter = None
-                self._bounded = None
-                self._ours = None
+                self._stop_waiting()
             ended = self._ended(command, sent, outcome, started)
             if ended is None:
                 ended = await self._end(
@@ -596,6 +592,12 @@ class Session:
             if ended is not None:
                 return ended
         raise AssertionError("unreachable: the last pass always returns")
+
+    def _stop_waiting(self) -> None:
+        """The command's wait is over (answered, timed out or cancelled)."""
+        self._waiter = None
+        self._bounded = None
+        self._ours = None
 
     def _begin(
         self, transport: ShellTransport, command: str, timeout: float | None

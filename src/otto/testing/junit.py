@@ -33,6 +33,7 @@ import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 from otto.testing.checks import describe_checks
 from otto.testing.evidence import write_text
@@ -242,34 +243,18 @@ def _testcase(suite: ET.Element, record: TestRecord, iterated: bool, links: _Lin
             )
 
 
+_ATTRIBUTE_ENTITIES = {'"': "&quot;", "\r": "&#13;", "\n": "&#10;", "\t": "&#09;"}
+"""What ElementTree escapes in an attribute's value beyond ``& < >``."""
+
+
 def _attribute(text: str) -> str:
     """``text`` escaped as ElementTree escapes an attribute's value."""
-    if "&" in text:
-        text = text.replace("&", "&amp;")
-    if "<" in text:
-        text = text.replace("<", "&lt;")
-    if ">" in text:
-        text = text.replace(">", "&gt;")
-    if '"' in text:
-        text = text.replace('"', "&quot;")
-    if "\r" in text:
-        text = text.replace("\r", "&#13;")
-    if "\n" in text:
-        text = text.replace("\n", "&#10;")
-    if "\t" in text:
-        text = text.replace("\t", "&#09;")
-    return text
+    return escape(text, _ATTRIBUTE_ENTITIES)
 
 
 def _character_data(text: str) -> str:
     """``text`` escaped as ElementTree escapes an element's text."""
-    if "&" in text:
-        text = text.replace("&", "&amp;")
-    if "<" in text:
-        text = text.replace("<", "&lt;")
-    if ">" in text:
-        text = text.replace(">", "&gt;")
-    return text
+    return escape(text)
 
 
 def _attributes(values: dict[str, str]) -> str:
