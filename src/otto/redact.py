@@ -221,9 +221,10 @@ class StreamRedactor:
             return text
         before = self._before
         self._before = _closing_run(before + text)
-        if before:
-            # A URL begun in what was written ends here: match it whole. What was
-            # written is left as it was (else this piece is redacted alone).
+        if before and (text[0] == ":" or any(c in before for c in ":?&;")):
+            # A URL begun in what was written may end here: match it whole. What was
+            # written is left as it was (else this piece is redacted alone). Without
+            # a ':' or a query mark there, no match can reach back into it.
             joined = redact(before + text)
             if joined.startswith(before):
                 return joined[len(before) :]
